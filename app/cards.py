@@ -1,0 +1,171 @@
+"""Model cards: what a model in ``models/`` is, how it was made, and whether the file matches.
+
+``models/<id>.onnx`` sits beside ``models/<id>.json``. The card is written by the search's single
+export function (``search.export``) and read here, torch-free, by the engine and the viewer. Before a
+model is loaded its sha256 and input shape are checked against the card; a mismatch is one clear
+error naming the file and the problem.
+
+Card fields (JSON): ``id``, ``modality`` (echo|cine), ``role`` (seg|qc), ``method``
+(segqc-hw|msnas-hw|rtdnas|baseline-...), ``input`` {name, shape, layout, dtype, normalisation},
+``outputs`` [{name, shape, description}], ``classes`` {"0": "background", ...}, ``genotype`` (null
+for baselines), ``metrics`` {dice {per_class, mean}, qc_mae, qc_pearson, latency_ms {p50, p95}, fps,
+hardware, runtime, flops, params}, ``data`` {source, split, seed}, ``onnx_sha256``, ``created``,
+and optionally ``pairs_with`` (a seg card names its QC model id), ``clip_length`` (cine: frames per
+inference, 1 for per-frame models), ``quantization`` (null or a description), ``notes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REQUIRED_FIELDS = ("id", "modality", "role", "method", "input", "outputs", "classes", "metrics", "data", "onnx_sha256")
+
+
+class ModelCardError(ValueError):
+    """A card that is missing, malformed, or disagrees with its ONNX file."""
+
+    def __init__(self, path: object, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A parsed model card plus the paths of its files."""
+
+    raw: dict[str, Any]
+    card_path: Path
+    onnx_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.raw["id"]
+
+    @property
+    def modality(self) -> str:
+        return self.raw["modality"]
+
+    @property
+    def role(self) -> str:
+        return self.raw["role"]
+
+    @property
+    def method(self) -> str:
+        return self.raw["method"]
+
+    @property
+    def input_name(self) -> str:
+        return self.raw["input"]["name"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.raw["input"]["shape"])
+
+    @property
+    def normalisation(self) -> dict[str, Any]:
+        return dict(self.raw["input"].get("normalisation", {}))
+
+    @property
+    def classes(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.raw["classes"].items()}
+
+    @property
+    def clip_length(self) -> int:
+        return int(self.raw.get("clip_length", 1))
+
+    @property
+    def pairs_with(self) -> str | None:
+        return self.raw.get("pairs_with")
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.raw.get("metrics", {}))
+
+    def verify(self) -> "ModelCard":
+        """Check the ONNX file exists, its hash matches, and its input shape agrees with the card."""
+        if not self.onnx_path.is_file():
+            raise ModelCardError(self.onnx_path, "model file is missing (the card says it should be here)")
+        digest = sha256_of(self.onnx_path)
+        if digest != self.raw["onnx_sha256"]:
+            raise ModelCardError(
+                self.onnx_path,
+                f"sha256 {digest[:12]}... does not match its card {self.card_path.name} "
+                f"({str(self.raw['onnx_sha256'])[:12]}...): the file was changed or the card is stale",
+            )
+        shape = onnx_input_shape(self.onnx_path, self.input_name)
+        card_shape = self.input_shape
+        if len(shape) != len(card_shape) or any(
+            isinstance(a, int) and a != b for a, b in zip(shape, card_shape)
+        ):
+            raise ModelCardError(
+                self.onnx_path, f"input {self.input_name!r} has shape {shape} but the card says {list(card_shape)}"
+            )
+        return self
+
+
+def onnx_input_shape(onnx_path: Path, input_name: str) -> tuple[int | str, ...]:
+    """Read an input's shape from an ONNX file with onnxruntime (no onnx package needed)."""
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelCardError(onnx_path, f"not a loadable ONNX model: {exc}") from None
+    for inp in sess.get_inputs():
+        if inp.name == input_name:
+            return tuple(d if isinstance(d, int) else str(d) for d in inp.shape)
+    names = [i.name for i in sess.get_inputs()]
+    raise ModelCardError(onnx_path, f"has no input named {input_name!r} (inputs: {names})")
+
+
+def load_card(card_path: Path | str) -> ModelCard:
+    """Parse a card JSON file and check its required fields (not the ONNX file: see ``verify``)."""
+    card_path = Path(card_path)
+    try:
+        raw = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise ModelCardError(card_path, "model card is missing") from None
+    except json.JSONDecodeError as exc:
+        raise ModelCardError(card_path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(raw, dict):
+        raise ModelCardError(card_path, "a model card must be a JSON object")
+    missing = [f for f in REQUIRED_FIELDS if f not in raw]
+    if missing:
+        raise ModelCardError(card_path, f"model card lacks required fields: {', '.join(missing)}")
+    if raw["modality"] not in ("echo", "cine"):
+        raise ModelCardError(card_path, f"unknown modality {raw['modality']!r}")
+    if raw["role"] not in ("seg", "qc"):
+        raise ModelCardError(card_path, f"unknown role {raw['role']!r}")
+    return ModelCard(raw=raw, card_path=card_path, onnx_path=card_path.with_suffix(".onnx"))
+
+
+def default_models_dir() -> Path:
+    """``models/`` beside the package (a source checkout) or inside a bundle."""
+    import sys
+
+    here = Path(__file__).resolve().parent
+    candidates = [here.parent / "models", Path(getattr(sys, "_MEIPASS", here.parent)) / "models"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return candidates[0]
+
+
+def discover(models_dir: Path | str | None = None) -> list[ModelCard]:
+    """All cards in a folder, sorted by id (unverified: call ``verify`` before loading)."""
+    models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
+    return sorted((load_card(p) for p in models_dir.glob("*.json")), key=lambda c: c.id)

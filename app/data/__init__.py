@@ -1,0 +1,1 @@
+"""Torch-free cardiac data: phantom generators, real-format writers, dataset loaders, splits."""

@@ -1,0 +1,1 @@
+"""The real-time pipeline engine: frame sources, preprocessing, inference stages, statistics, replay."""

@@ -1,0 +1,41 @@
+"""``python -m app`` / ``python -m app view``: open the scanner viewer."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HEADLESS_HELP = (
+    "No display found (neither DISPLAY nor WAYLAND_DISPLAY is set), so the viewer cannot open a window.\n"
+    "  - to run the viewer without a screen:  QT_QPA_PLATFORM=offscreen python -m app\n"
+    "  - to validate a recording headless:    python -m app replay SOURCE --report report.json"
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", help="recording or device to open (default: the shipped demo recording)")
+    parser.add_argument("--model", help="segmentation model id from models/ (default: the shipped one for the modality)")
+    parser.add_argument("--models-dir", help="folder of ONNX models with their cards (default: models/)")
+    parser.add_argument(
+        "--quit-after", type=float, default=None, metavar="SECONDS", help="close the window after this long (demos, tests)"
+    )
+
+
+def display_available(environ: dict[str, str] | None = None) -> bool:
+    """True when Qt can open a window: a display server, or an explicit non-window platform."""
+    env = os.environ if environ is None else environ
+    if env.get("QT_QPA_PLATFORM"):
+        return True
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def run(args: argparse.Namespace) -> int:
+    if not display_available():
+        print(HEADLESS_HELP, file=sys.stderr)
+        return 2
+    from app.viewer.main_window import launch
+
+    return launch(args)

@@ -1,0 +1,29 @@
+"""``python -m search``: regenerate every shipped model, or run one stage / method."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from app.subcommands import Subcommand, build_parser, dispatch
+
+COMMANDS = (
+    Subcommand("all", "search.pipeline.all_cli", "regenerate every shipped model (the default with no command)"),
+    Subcommand("profile", "search.latency.profile_cli", "build the latency lookup table for this machine"),
+    Subcommand("latency-check", "search.latency.check_cli", "check the lookup table against measured networks"),
+    Subcommand("segqc-hw", "search.methods.segqc_hw.cli", "joint segmentation + QC search for contrast echo"),
+    Subcommand("msnas-hw", "search.methods.msnas_hw.cli", "3D multi-scale hardware-aware search for cine MR"),
+    Subcommand("rtdnas", "search.methods.rtdnas.cli", "real-time constrained search with genetic path selection"),
+    Subcommand("baselines", "search.baselines.cli", "train and export the handcrafted baselines"),
+    Subcommand("report", "search.report.cli", "the papers' tables and plots, from our own runs"),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(
+        "python -m search",
+        "Hardware-aware neural architecture search for real-time cardiac segmentation. With no "
+        "command, regenerates every shipped model in models/ (default preset, sized for a 2-core CPU).",
+        COMMANDS,
+    )
+    return dispatch(parser, sys.argv[1:] if argv is None else argv, default="all")
