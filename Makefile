@@ -21,7 +21,7 @@ $(VENV)/.app-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)" $(TORCH_PIP_ARGS)
-	$(BIN)/pip install --quiet -e ".[search,test]"
+	$(BIN)/pip install --quiet -e ".[search,test,bundle]"
 	touch $@ $(VENV)/.app-installed
 
 run: $(VENV)/.app-installed

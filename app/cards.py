@@ -154,11 +154,15 @@ def load_card(card_path: Path | str) -> ModelCard:
 
 
 def default_models_dir() -> Path:
-    """``models/`` beside the package (a source checkout) or inside a bundle."""
+    """``models/`` beside the package (a source checkout), inside a bundle, or installed by the wheel."""
     import sys
 
     here = Path(__file__).resolve().parent
-    candidates = [here.parent / "models", Path(getattr(sys, "_MEIPASS", here.parent)) / "models"]
+    candidates = [
+        here.parent / "models",
+        Path(getattr(sys, "_MEIPASS", here.parent)) / "models",
+        Path(sys.prefix) / "share" / "cardiac-rt" / "models",
+    ]
     for c in candidates:
         if c.is_dir():
             return c
