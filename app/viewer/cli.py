@@ -20,6 +20,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quit-after", type=float, default=None, metavar="SECONDS", help="close the window after this long (demos, tests)"
     )
+    parser.add_argument("--fast", action="store_true", help="replay recordings as fast as frames decode (speed 'max')")
+    parser.add_argument("--record", metavar="DIR", help="record the session (masks, CSV, QC log) into a new folder under DIR")
+    parser.add_argument("--settings", metavar="FILE.ini", help="read and write settings in this INI file instead of the user's")
+    parser.add_argument("--screenshot", metavar="FILE.png", help="save a screenshot of the window just before --quit-after closes it")
+    parser.add_argument("--ui-report", metavar="FILE.json",
+                        help="on exit, write display figures (event-loop delay, painted latency, pipeline stats)")
 
 
 def display_available(environ: dict[str, str] | None = None) -> bool:
@@ -36,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
     if not display_available():
         print(HEADLESS_HELP, file=sys.stderr)
         return 2
-    from app.viewer.main_window import launch
+    from app.viewer.app import launch
 
     return launch(args)

@@ -78,6 +78,24 @@ class LatencyTable:
     def set(self, key: OpKey, ms: float) -> None:
         self.entries[key.canonical()] = float(ms)
 
+    def calibration(self, space: str | None = None):
+        """The ``NetworkCalibration`` fitted by ``python -m search latency-check`` for ``space``.
+
+        Falls back to the table's ``"global"`` calibration, then to the identity (plain sum).
+        """
+        from search.latency.calibration import calibration_for
+
+        return calibration_for(self.meta, space)
+
+    def predict_network_ms(self, sum_ms, n_ops, space: str | None = None):
+        """Network latency (ms) from the sum of its op entries and its number of (non-zero) ops.
+
+        ``scale * sum_ms + per_op_ms * n_ops + offset_ms`` with the coefficients of
+        ``calibration(space)``. Affine, so estimators may pass *expected* sums and op counts as
+        torch tensors and stay differentiable in the architecture weights.
+        """
+        return self.calibration(space).predict(sum_ms, n_ops)
+
     def missing(self, keys: Iterable[OpKey]) -> list[OpKey]:
         return sorted({k for k in keys if k.canonical() not in self.entries})
 

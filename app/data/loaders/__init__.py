@@ -1,0 +1,79 @@
+"""Loaders for real datasets and our own files, all returning ``app.data.case.Case``.
+
+``load_case(path)`` opens one case from whatever ``path`` is:
+
+- a DICOM file (``.dcm`` or DICOM magic): ``dicom.load_dicom`` (labels from a file beside it);
+- a ``.npz`` case file: ``phantom_disk.load_case_npz``;
+- an ACDC patient folder (``Info.cfg`` + ``*_4d.nii.gz``) or a file in it: ``acdc.load_acdc_patient``;
+- a CAMUS patient folder (``Info_4CH.cfg`` / ``*_4CH_ED.*``) or a file in it: ``camus.load_camus_patient``;
+- an EchoNet-Dynamic ``.avi`` inside ``Videos/`` of a folder with ``FileList.csv``: ``echonet``.
+
+``load_dataset(path)`` opens every case of a dataset folder (ACDC ``training/``, a CAMUS root, an
+EchoNet root, a folder written by ``python -m app phantom``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.data.case import Case, DataError
+
+
+def load_case(path: Path | str) -> Case:
+    """Open one case, choosing the reader from what ``path`` is (see the module docstring)."""
+    from app.data.loaders import acdc, camus, dicom, echonet, phantom_disk
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "missing file")
+    if path.is_dir():
+        if acdc.is_acdc_patient(path):
+            return acdc.load_acdc_patient(path)
+        if camus.is_camus_patient(path):
+            return camus.load_camus_patient(path)
+        if (path / "FileList.csv").exists() or _dicoms(path) or any(path.glob("patient*")):
+            raise DataError(path, "is a dataset folder, not one case: use load_dataset()")
+        raise DataError(path, "folder is neither an ACDC nor a CAMUS patient")
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        return phantom_disk.load_case_npz(path)
+    if name.endswith(".avi"):
+        root = path.parent.parent if path.parent.name == "Videos" else path.parent
+        return echonet.EchoNetDataset(root).load(path.stem)
+    if name.endswith((".nii", ".nii.gz", ".mhd", ".cfg", ".raw")):
+        if acdc.is_acdc_patient(path.parent):
+            return acdc.load_acdc_patient(path.parent)
+        if camus.is_camus_patient(path.parent):
+            view = "2CH" if "_2CH" in path.name else "4CH"
+            return camus.load_camus_patient(path.parent, view)
+        raise DataError(path, "not inside an ACDC or CAMUS patient folder")
+    if dicom.is_dicom(path):
+        return dicom.load_dicom(path)
+    raise DataError(path, "unknown file type (expected DICOM, .npz, NIfTI/MetaImage in a patient folder, or .avi)")
+
+
+def _dicoms(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.dcm") if p.is_file())
+
+
+def load_dataset(path: Path | str) -> list[Case]:
+    """Every case of a dataset folder, in name order."""
+    from app.data.loaders import acdc, camus, echonet, phantom_disk
+
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(path, "missing dataset folder")
+    if (path / "FileList.csv").exists():
+        return echonet.load_echonet(path)
+    patients = sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("patient"))
+    if patients:
+        if acdc.is_acdc_patient(patients[0]):
+            return [acdc.load_acdc_patient(p) for p in patients]
+        return [camus.load_camus_patient(p) for p in patients]
+    files = _dicoms(path) or sorted(p for p in path.glob("case_*.npz"))
+    if files:
+        return [load_case(p) for p in files]
+    raise DataError(path, "no cases found (no patient folders, FileList.csv, .dcm or case_*.npz files)")
+
+
+__all__ = ["load_case", "load_dataset", "phantom_disk"]

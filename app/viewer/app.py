@@ -1,0 +1,85 @@
+"""Starting the viewer: the QApplication, an exception hook that keeps the window alive, --quit-after."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import traceback
+
+from PyQt6.QtCore import QTimer
+from PyQt6.QtGui import QColor, QPalette
+from PyQt6.QtWidgets import QApplication
+
+log = logging.getLogger(__name__)
+
+
+def install_excepthook(window) -> None:
+    """An unexpected exception in a slot is logged and shown in the window instead of aborting Qt."""
+
+    def hook(exc_type, exc, tb):
+        log.error("unexpected error:\n%s", "".join(traceback.format_exception(exc_type, exc, tb)))
+        try:
+            window.show_error(f"unexpected error: {exc_type.__name__}: {exc}")
+        except Exception:  # the window itself may be half torn down
+            pass
+
+    sys.excepthook = hook
+
+
+def dark_palette(app: QApplication) -> None:
+    """A dim theme: scanner rooms are dark, and a bright window would dazzle next to the image."""
+    app.setStyle("Fusion")
+    pal = QPalette()
+    base, window, text = QColor(30, 31, 34), QColor(40, 42, 46), QColor(225, 225, 228)
+    for role, color in ((QPalette.ColorRole.Window, window), (QPalette.ColorRole.WindowText, text),
+                        (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, window),
+                        (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, window),
+                        (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.ToolTipBase, window),
+                        (QPalette.ColorRole.ToolTipText, text), (QPalette.ColorRole.Highlight, QColor(45, 110, 200)),
+                        (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255))):
+        pal.setColor(role, color)
+    app.setPalette(pal)
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Open the window on ``args.source`` (default: the shipped demo) and run the event loop."""
+    from app.viewer.main_window import MainWindow, write_json
+    from app.viewer.settings import ViewerSettings, settings_at
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("cardiac-rt")
+    app.setOrganizationName("cardiac-rt")
+    dark_palette(app)
+    settings = ViewerSettings(settings_at(args.settings) if getattr(args, "settings", None) else None)
+    window = MainWindow(settings=settings, models_dir=getattr(args, "models_dir", None))
+    install_excepthook(window)
+    if getattr(args, "fast", False):
+        window.state.set_speed(math.inf)
+    if getattr(args, "model", None):
+        window.state.set_model_choice(window.state.modality, args.model)
+    window.show()
+    window.start(getattr(args, "source", None))
+    if getattr(args, "record", None):
+        window.settings.set_recording_root(args.record)
+        QTimer.singleShot(0, lambda: window.set_recording(True))
+    if args.quit_after is not None:
+        def finish() -> None:
+            if getattr(args, "screenshot", None):
+                if window.grab().save(str(args.screenshot)):
+                    log.info("screenshot saved to %s", args.screenshot)
+                else:
+                    log.error("%s: could not save the screenshot", args.screenshot)
+            window.close()
+
+        QTimer.singleShot(int(args.quit_after * 1000), finish)
+    code = app.exec()
+    report = getattr(window, "ui_report_at_close", None)
+    if getattr(args, "ui_report", None) and report is not None:
+        write_json(args.ui_report, report)
+        lag = report["event_loop_delay_ms"]
+        log.info("event-loop delay p50 %.2f / p95 %.2f / max %.2f ms over %d samples; wrote %s",
+                 lag["p50"], lag["p95"], lag["max"], lag["samples"], args.ui_report)
+    return code

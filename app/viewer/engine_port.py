@@ -1,0 +1,106 @@
+"""The engine as the viewer sees it: a handful of factories, injectable for tests.
+
+The viewer drives ``app.engine`` only through an ``EnginePort`` (see /notes ENGINE_API):
+``open_source(spec)``, ``Player(source, sink, ...)``, ``Pipeline(seg, qc, on_result=...)``,
+``list_models`` / ``default_models`` and ``demo_source_spec``. ``EnginePort.real()`` binds the
+real engine; a part that is not built (or fails to import) is None and the window says what is
+missing instead of crashing. Tests pass small fakes with the same signatures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from app.engine.stats import StatsRecorder
+from app.engine.types import Frame, FrameResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EnginePort:
+    """Factories the viewer calls. Any of them may be None when that part of the engine is missing.
+
+    Attributes:
+        open_source: ``open_source(spec) -> FrameSource``.
+        player: ``Player(source, sink, *, paced, speed, loop, on_end, on_error)``.
+        pipeline: ``Pipeline(seg, qc, *, on_result, overlay, deadline_ms)``.
+        list_models: ``list_models(modality, models_dir) -> list[ModelCard]``.
+        default_models: ``default_models(modality, models_dir) -> (seg, qc | None)``.
+        demo_source_spec: ``() -> str``, the shipped demo recording.
+        missing: Why each missing part is missing (part name -> message).
+    """
+
+    open_source: Callable[..., Any] | None = None
+    player: Callable[..., Any] | None = None
+    pipeline: Callable[..., Any] | None = None
+    list_models: Callable[..., Any] | None = None
+    default_models: Callable[..., Any] | None = None
+    demo_source_spec: Callable[[], str] | None = None
+    missing: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def real(cls) -> "EnginePort":
+        """Bind ``app.engine``; parts that cannot be imported are left None and named in ``missing``."""
+        port = cls()
+        wanted = {
+            "open_source": ("app.engine.sources", "open_source"),
+            "demo_source_spec": ("app.engine.sources", "demo_source_spec"),
+            "player": ("app.engine.player", "Player"),
+            "pipeline": ("app.engine.pipeline", "Pipeline"),
+            "list_models": ("app.engine.models", "list_models"),
+            "default_models": ("app.engine.models", "default_models"),
+        }
+        for attr, (module, name) in wanted.items():
+            try:
+                setattr(port, attr, getattr(importlib.import_module(module), name))
+            except (ImportError, AttributeError) as exc:
+                port.missing[attr] = f"{module}.{name} is not available ({exc})"
+                log.warning("engine part missing: %s", port.missing[attr])
+        return port
+
+
+class FrameRelay:
+    """Stands in for the pipeline when no model is loaded: frames are shown as they are.
+
+    Runs on the player's thread (``submit`` is the player's sink), so the GUI thread still never
+    converts frames. Has the pipeline's interface (``submit``, ``stats``, ``set_overlay``, ...)
+    so the viewer treats both alike.
+    """
+
+    def __init__(self, on_result: Callable[[FrameResult], None], deadline_ms: float = 50.0):
+        from app.engine.overlay import to_rgb
+
+        self._to_rgb = to_rgb
+        self._on_result = on_result
+        self._stats = StatsRecorder(deadline_ms)
+        self._closed = False
+
+    def submit(self, frame: Frame) -> None:
+        if self._closed:
+            return
+        self._stats.frame_in()
+        result = FrameResult(frame=frame, mask=None, overlay=self._to_rgb(frame.image),
+                             timestamps={"arrival": frame.t_arrival})
+        result.timestamps["overlay"] = time.perf_counter_ns()
+        self._stats.frame_done(result)
+        self._on_result(result)
+
+    def set_overlay(self, style) -> None:  # nothing to draw
+        pass
+
+    def stats(self):
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        self._stats.reset()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,56 @@
+"""``python -m search baselines``: train and export the handcrafted baselines of the papers' tables."""
+
+from __future__ import annotations
+
+import argparse
+
+PRESET_NAMES = ("smoke", "default", "paper")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="default",
+                        help="smoke: tiny end-to-end check; default: brief training on a 2-core CPU; paper: full size")
+    parser.add_argument("--out", default=None, help="where the ONNX files and cards go (default: models/)")
+    parser.add_argument("--work", default=None, help="checkpoints, for resuming (default: runs/baselines/<preset>)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", default=None,
+                        help="baselines to run (default: the preset's); see search/baselines/registry.py")
+    parser.add_argument("--no-quantize", action="store_true", help="do not try INT8 variants")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from app.cards import default_models_dir
+    from search.baselines.presets import get_preset
+    from search.baselines.run import run_baselines
+    from search.export.summary import format_summary
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    preset = get_preset(args.preset)
+    if args.no_quantize:
+        preset = dataclasses.replace(preset, quantize=False)
+    out = Path(args.out) if args.out else default_models_dir()
+    work = Path(args.work) if args.work else Path("runs") / "baselines" / preset.name
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, epoch: int, epochs: int, loss: float) -> None:
+        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=epochs, desc=stage, unit="epoch", leave=True))
+        bar.n = epoch
+        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.refresh()
+
+    results = run_baselines(preset, out, work, args.only, progress)
+    for bar in bars.values():
+        bar.close()
+    cards = [c for r in results for c in r.cards]
+    print(format_summary(cards))
+    for r in results:
+        if r.int8:
+            print(f"{r.name}: INT8 {r.int8}")
+        if r.error:
+            print(f"{r.name}: NOT BUILT: {r.error}")
+    return 1 if any(r.error for r in results) else 0

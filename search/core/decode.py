@@ -1,0 +1,203 @@
+"""Decoders: architecture weights -> genotype (pure functions of arrays), and top-n network paths.
+
+Cells. Per edge e the op probabilities ``p_e (K_e,)`` and an edge strength are derived from the logits
+under the cell's relaxation:
+
+- ``"op"``: ``p_e = softmax(alpha_e)``; strength = the largest non-zero op probability.
+- ``"edge_op"``: ``p_e = softmax(alpha_e)``; strength = ``softmax_{edges into the node}(gamma)_e``.
+- ``"input_op_pair"``: ``p_e`` = the edge's slice of the node's joint softmax; strength = its largest
+  non-zero entry (so the argmax pair wins).
+
+Every kept edge takes its most probable op **excluding zero**. Which edges a node keeps:
+
+- ``edges_per_node=None`` ("argmax structure", segqc-hw): an edge is kept unless zero is its most
+  probable op; a node whose edges all lost to zero keeps its strongest one.
+- ``edges_per_node=n`` (msnas-hw / rtdnas use 1; DARTS uses 2): the n strongest incoming edges.
+
+Network paths: a path's weight is the product of the beta probabilities of its edges (eq. 10);
+:func:`top_n_paths` finds the n heaviest input-to-output paths exactly by k-best dynamic programming.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from search.core.cells import CellArch, CellSpec
+from search.core.genotypes import (
+    MULTISCALE_CELL_TYPES,
+    STEP_DELTA,
+    STEP_KINDS,
+    CellEdge,
+    CellGenotype,
+    MultiscaleGenotype,
+    NasUnetGenotype,
+    PathGenotype,
+    QcGenotype,
+)
+from search.core.ops import OP_SETS
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max())
+    return z / z.sum()
+
+
+def cell_edge_probabilities(
+    spec: CellSpec, relaxation: str, alphas: Sequence[np.ndarray], gamma: np.ndarray | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Op probabilities per edge and edge strengths, from logits.
+
+    Args:
+        spec: Cell type.
+        relaxation: ``"op"``, ``"edge_op"`` or ``"input_op_pair"``.
+        alphas: Per edge (``spec.edges`` order) op logits ``(K_e,)``.
+        gamma: ``(E,)`` edge logits (``"edge_op"`` only).
+
+    Returns:
+        ``(probs, strength)``: ``probs[e] (K_e,)`` and ``strength (E,)``.
+    """
+    alphas = [np.asarray(a, dtype=np.float64) for a in alphas]
+    n_edges = len(spec.edges)
+    if len(alphas) != n_edges:
+        raise ValueError(f"cell has {n_edges} edges, got {len(alphas)} alpha rows")
+    probs: list[np.ndarray] = [np.empty(0)] * n_edges
+    strength = np.zeros(n_edges)
+    for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
+        into = spec.incoming(dst)
+        if relaxation == "input_op_pair":
+            joint = _softmax(np.concatenate([alphas[e] for e in into]))
+            parts = np.split(joint, np.cumsum([len(alphas[e]) for e in into])[:-1])
+            for e, part in zip(into, parts):
+                probs[e] = part
+        else:
+            for e in into:
+                probs[e] = _softmax(alphas[e])
+        if relaxation == "edge_op":
+            if gamma is None:
+                raise ValueError("edge_op relaxation needs gamma")
+            strength[into] = _softmax(np.asarray(gamma, dtype=np.float64)[into])
+        elif relaxation in ("op", "input_op_pair"):
+            for e in into:
+                strength[e] = max(p for p, name in zip(probs[e], spec.edge_ops(e)) if name != "zero")
+        else:
+            raise ValueError(f"unknown relaxation {relaxation!r}")
+    return probs, strength
+
+
+def decode_cell(
+    spec: CellSpec,
+    relaxation: str,
+    alphas: Sequence[np.ndarray],
+    gamma: np.ndarray | None = None,
+    edges_per_node: int | None = None,
+) -> CellGenotype:
+    """Discrete cell from logits (see the module docstring for the rules). Ties go to the lower index."""
+    probs, strength = cell_edge_probabilities(spec, relaxation, alphas, gamma)
+    kept: list[CellEdge] = []
+    for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
+        into = spec.incoming(dst)
+        if edges_per_node is None:
+            chosen = [e for e in into if spec.edge_ops(e)[int(np.argmax(probs[e]))] != "zero"]
+            if not chosen:
+                chosen = [max(into, key=lambda e: (strength[e], -e))]
+        else:
+            chosen = sorted(into, key=lambda e: (-strength[e], e))[:edges_per_node]
+        for e in chosen:
+            names = spec.edge_ops(e)
+            best = max((k for k, n in enumerate(names) if n != "zero"), key=lambda k: (probs[e][k], -k))
+            kept.append(CellEdge(spec.edges[e][0], dst, names[best]))
+    return CellGenotype(spec.n_inputs, spec.n_nodes, tuple(kept), spec.output)
+
+
+def decode_cell_arch(arch: CellArch, edges_per_node: int | None = None) -> CellGenotype:
+    """:func:`decode_cell` on the current logits of a :class:`CellArch`."""
+    with torch.no_grad():
+        alphas = [arch.alpha(e).detach().cpu().numpy() for e in range(len(arch.spec.edges))]
+        gamma = arch.gamma.detach().cpu().numpy() if arch.relaxation == "edge_op" else None
+    return decode_cell(arch.spec, arch.relaxation, alphas, gamma, edges_per_node)
+
+
+def decode_nasunet(supernet, edges_per_node: int | None = None) -> NasUnetGenotype:
+    """Genotype of a :class:`~search.core.supernets.nasunet.NasUnetSupernet`."""
+    return NasUnetGenotype(*(decode_cell_arch(supernet.cell_arch[k], edges_per_node) for k in ("down", "up")))
+
+
+def decode_qc(supernet, edges_per_node: int | None = None) -> QcGenotype:
+    """Genotype of a :class:`~search.core.supernets.qcnet.QcSupernet`."""
+    return QcGenotype(*(decode_cell_arch(supernet.cell_arch[k], edges_per_node) for k in ("contracting", "nonscaling")))
+
+
+# --------------------------------------------------------------------------- network paths
+
+
+def path_log_weight(path: PathGenotype, probs: np.ndarray) -> float:
+    """``log prod_l p(beta)[l, scale_l, kind_l]`` for ``probs (L, S, 4)``; -inf for an illegal step."""
+    total, scale = 0.0, 0
+    for layer, kind in enumerate(path.kinds):
+        p = float(probs[layer, scale, STEP_KINDS.index(kind)])
+        if p <= 0.0:
+            return float("-inf")
+        total += np.log(p)
+        scale += STEP_DELTA[kind]
+    return total
+
+
+def all_paths(n_layers: int, n_scales: int) -> list[PathGenotype]:
+    """Every legal path of the grid (brute force; 4^L candidates, use for small L only)."""
+    out = []
+    for kinds in itertools.product(STEP_KINDS, repeat=n_layers):
+        scale, ok = 0, True
+        for kind in kinds:
+            scale += STEP_DELTA[kind]
+            ok = ok and 0 <= scale < n_scales
+        if ok:
+            out.append(PathGenotype(kinds))
+    return out
+
+
+def top_n_paths(probs: np.ndarray, n: int) -> list[tuple[PathGenotype, float]]:
+    """The ``n`` heaviest input-to-output paths by product of edge probabilities (eq. 10), exactly.
+
+    k-best dynamic programming over the layer x scale DAG: every vertex keeps the n best path prefixes
+    reaching it (a top-n path's prefix is always among the top-n prefixes of its vertex). Ties are
+    broken by the kinds sequence (lexicographic in ``STEP_KINDS`` order), so the result is deterministic.
+
+    Args:
+        probs: ``(L, S, 4)`` edge probabilities (``MultiscaleSupernet.beta_probs``), 0 = no edge.
+        n: How many paths.
+
+    Returns:
+        Up to n ``(path, probability)`` pairs, heaviest first.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    n_layers, n_scales, _ = probs.shape
+    with np.errstate(divide="ignore"):
+        logp = np.log(probs)
+    # prefixes[s] = list of (-log weight, kind indices) reaching scale s at the current layer
+    prefixes: dict[int, list[tuple[float, tuple[int, ...]]]] = {0: [(0.0, ())]}
+    for layer in range(n_layers):
+        nxt: dict[int, list[tuple[float, tuple[int, ...]]]] = {}
+        for s, items in prefixes.items():
+            for k, kind in enumerate(STEP_KINDS):
+                dst = s + STEP_DELTA[kind]
+                if not 0 <= dst < n_scales or not np.isfinite(logp[layer, s, k]):
+                    continue
+                nxt.setdefault(dst, []).extend((cost - logp[layer, s, k], seq + (k,)) for cost, seq in items)
+        prefixes = {s: heapq.nsmallest(n, items) for s, items in nxt.items()}
+    best = heapq.nsmallest(n, (item for items in prefixes.values() for item in items))
+    return [(PathGenotype(tuple(STEP_KINDS[k] for k in seq)), float(np.exp(-cost))) for cost, seq in best]
+
+
+def decode_multiscale(supernet, n_paths: int, edges_per_node: int = 1) -> MultiscaleGenotype:
+    """Genotype of a :class:`~search.core.supernets.multiscale.MultiscaleSupernet`: cells + top-n paths."""
+    cfg = supernet.config
+    cells = {k: decode_cell_arch(supernet.cell_arch[k], edges_per_node) for k in MULTISCALE_CELL_TYPES}
+    with torch.no_grad():
+        probs = supernet.beta_probs().detach().cpu().numpy()
+    paths = tuple(p for p, _ in top_n_paths(probs, n_paths))
+    return MultiscaleGenotype(cells, paths, cfg.n_layers, cfg.n_scales, cfg.relaxation)

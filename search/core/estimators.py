@@ -1,0 +1,235 @@
+"""Differentiable latency estimators (ms), built from a supernet and a :class:`LatencyTable`.
+
+Each estimator traces its supernet once (:func:`~search.core.latency_sites.trace_sites`) to learn the
+table key of every candidate on every edge of every cell instance and of every fixed op, looks the keys
+up once (a missing key raises ``MissingLatencyKey`` naming it), and then, on each call, combines the
+looked-up milliseconds with the *current* architecture weights, so the result has gradients w.r.t.
+alpha / gamma / beta. ``zero`` costs 0 ms; a ``skip`` grid edge (identity) costs 0 ms.
+
+- :class:`AdditiveLatency` (segqc-hw eq. 4, FBNet): ``sum_cells sum_edges sum_k w_ek * LUT_ek`` + the
+  fixed ops (stem, preprocessing, residual projections, heads). With the Gumbel weighting,
+  ``w = GS(alpha)``.
+- :class:`PathwiseLatency` (msnas-hw eq. 7-9): mixed op ``sum_k w_k F(OP_k)``; cell = preprocessing +
+  ``sum_e w_e . LUT_e`` (``w_e = GS(gamma)_e GS(alpha_e)``); path = ``sum_l GS(beta)_l E[cell_l]`` +
+  the path's output head; network = stem + the sum over the top-n paths (chosen by DP on the current,
+  detached beta probabilities).
+- :class:`PathProbabilityLatency` (rtdnas eq. 3-5): cell = its fixed ops (scaling op + 1x1 convs) +
+  the longest path through the cell DAG of expected edge latencies; network =
+  ``sum_cells P(cell on a sampled path) * cell`` + stem + ``sum_s P(final vertex s) * head_s``, the
+  probabilities propagated forward from (0, 0) through the beta softmaxes.
+
+:func:`predict_latency` gives the table's plain-sum prediction for a discrete (derived) network.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from search.core.cells import Cell, CellSpec
+from search.core.decode import top_n_paths
+from search.core.genotypes import STEP_DELTA, STEP_KINDS
+from search.core.latency_sites import CellSite, NetworkSites, trace_sites
+from search.core.mixed import SOFTMAX, ArchWeighting
+from search.core.supernets.base import Supernet
+from search.core.supernets.multiscale import MultiscaleSupernet, cell_name, kind_available
+from search.latency.keys import OpKey
+from search.latency.lut import LatencyTable
+
+
+def _ms(keys: Sequence[OpKey], table: LatencyTable) -> float:
+    return float(sum(table.get(k) for k in keys))
+
+
+class CellLatency:
+    """Looked-up latencies of one cell instance.
+
+    Attributes:
+        spec: The cell type's spec.
+        cell_type: Key into the supernet's ``cell_arch``.
+        fixed_ms: Preprocessing + output fuse (ms).
+        edge_luts: Per edge, ``(K_e,)`` ms of each candidate (0 for ``zero``).
+    """
+
+    def __init__(self, cell: Cell, site: CellSite, table: LatencyTable, device: torch.device):
+        self.spec: CellSpec = cell.spec
+        self.cell_type = cell.cell_type
+        self.fixed_ms = _ms(site.fixed_keys, table)
+        self.edge_luts: list[torch.Tensor] = []
+        for e, keys in enumerate(site.edge_keys):
+            if keys is None:
+                raise ValueError(f"{site.name}: edge {e} was never run while tracing; cannot estimate it")
+            ms = [0.0 if k is None else table.get(k) for k in keys]
+            self.edge_luts.append(torch.tensor(ms, dtype=torch.float32, device=device))
+
+    def expected_edges(self, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Expected latency of every edge, ``sum_k w_ek LUT_ek`` (scalars)."""
+        return [(w * lut).sum() for w, lut in zip(weights, self.edge_luts)]
+
+    def additive(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``fixed + sum_e sum_k w_ek LUT_ek`` (msnas eq. 8, segqc eq. 4). Scalar tensor, ms."""
+        return self.fixed_ms + torch.stack(self.expected_edges(weights)).sum()
+
+    def longest_path(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``fixed + max over nodes of the longest input-to-node path`` of expected edge latencies (rtdnas).
+
+        The cell output reads every intermediate node, so the critical path ends at the latest node.
+        The max is a subgradient: the gradient flows along the current critical path.
+        """
+        edge_ms = self.expected_edges(weights)
+        spec = self.spec
+        dist: dict[int, torch.Tensor] = {i: edge_ms[0].new_zeros(()) for i in range(spec.n_inputs)}
+        for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
+            dist[dst] = torch.stack([dist[spec.edges[e][0]] + edge_ms[e] for e in spec.incoming(dst)]).max()
+        nodes = torch.stack([dist[j] for j in range(spec.n_inputs, spec.n_inputs + spec.n_nodes)])
+        return self.fixed_ms + nodes.max()
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _cell_latencies(model: Supernet, sites: NetworkSites, table: LatencyTable) -> dict[str, CellLatency]:
+    cells = {name: m for name, m in model.named_modules() if isinstance(m, Cell)}
+    return {name: CellLatency(cells[name], site, table, _device(model)) for name, site in sites.cells.items()}
+
+
+class AdditiveLatency:
+    """segqc-hw expected latency of one or more supernets (e.g. seg + QC): FBNet additive form.
+
+    Args:
+        networks: ``(supernet, input_shape)`` pairs; ``input_shape`` without the batch axis, e.g.
+            ``(3, 256, 256)`` for the seg net and ``(6, 256, 256)`` for the QC net.
+        table: The latency table.
+
+    Call: ``weighting`` (use ``ArchWeighting.gumbel(seed)`` for ``GS(alpha)``) -> scalar tensor, ms.
+    """
+
+    def __init__(self, networks: Sequence[tuple[Supernet, Sequence[int]]], table: LatencyTable):
+        self.parts = []
+        for model, shape in networks:
+            sites = trace_sites(model, shape)
+            self.parts.append((model, _ms(sites.outside_keys, table), _cell_latencies(model, sites, table)))
+
+    def __call__(self, weighting: ArchWeighting = SOFTMAX) -> torch.Tensor:
+        total = None
+        for model, fixed_ms, cells in self.parts:
+            weights = {kind: arch.edge_weights(weighting) for kind, arch in model.cell_arch.items()}
+            part = fixed_ms + torch.stack([c.additive(weights[c.cell_type]) for c in cells.values()]).sum()
+            total = part if total is None else total + part
+        return total
+
+
+class _MultiscaleLatency:
+    """Shared lookups of the multi-scale estimators."""
+
+    def __init__(self, model: MultiscaleSupernet, table: LatencyTable, input_shape: Sequence[int]):
+        self.model = model
+        sites = trace_sites(model, input_shape)
+        by_name = _cell_latencies(model, sites, table)
+        self.cells = {name.removeprefix("cells."): lat for name, lat in by_name.items()}
+        self.stem_ms = _ms(sites.outside_under("stem"), table)
+        n_final = len(model.heads)
+        self.head_ms = [_ms(sites.outside_under(f"heads.{s}"), table) for s in range(n_final)]
+
+    def _cell_ms(self, weighting: ArchWeighting, form: str):
+        weights = {kind: arch.edge_weights(weighting) for kind, arch in self.model.cell_arch.items()}
+        if form == "additive":
+            return {name: lat.additive(weights[lat.cell_type]) for name, lat in self.cells.items()}
+        return {name: lat.longest_path(weights[lat.cell_type]) for name, lat in self.cells.items()}
+
+
+class PathwiseLatency(_MultiscaleLatency):
+    """msnas-hw path-wise top-n expected latency (eq. 7-9).
+
+    Args:
+        model: The multi-scale supernet.
+        table: The latency table.
+        input_shape: ``(C, T, H, W)`` (or ``(C, H, W)``), no batch axis.
+        n_paths: n, the number of fused paths the derived network will have.
+
+    Call: ``weighting`` -> scalar tensor, ms. The top-n paths are re-selected on every call from the
+    current beta (detached): selection is discrete; the gradient flows through the weights of the
+    selected paths' edges and through their cells' alpha / gamma.
+    """
+
+    def __init__(self, model: MultiscaleSupernet, table: LatencyTable, input_shape: Sequence[int], n_paths: int):
+        super().__init__(model, table, input_shape)
+        self.n_paths = n_paths
+
+    def __call__(self, weighting: ArchWeighting = SOFTMAX) -> torch.Tensor:
+        cell_ms = self._cell_ms(weighting, "additive")
+        p = self.model.beta_probs(weighting)
+        with torch.no_grad():
+            paths = top_n_paths(self.model.beta_probs().detach().cpu().numpy(), self.n_paths)
+        total = p.new_tensor(self.stem_ms)
+        for path, _ in paths:
+            for layer, (s, kind) in enumerate(zip(path.scales, path.kinds)):
+                if kind != "skip":
+                    total = total + p[layer, s, STEP_KINDS.index(kind)] * cell_ms[cell_name(layer, s, kind)]
+            total = total + self.head_ms[path.scales[-1]]
+        return total
+
+
+class PathProbabilityLatency(_MultiscaleLatency):
+    """rtdnas expected network latency ``L_t`` (eq. 3-5).
+
+    Args:
+        model: The multi-scale supernet (``input_op_pair`` relaxation in rtdnas, any works).
+        table: The latency table.
+        input_shape: ``(C, T, H, W)`` (or ``(C, H, W)``), no batch axis.
+
+    Call: ``weighting`` -> scalar tensor, ms.
+    """
+
+    def __call__(self, weighting: ArchWeighting = SOFTMAX) -> torch.Tensor:
+        cfg = self.model.config
+        cell_ms = self._cell_ms(weighting, "longest_path")
+        p = self.model.beta_probs(weighting)
+        total = p.new_tensor(self.stem_ms)
+        reach = {0: p.new_ones(())}  # P(vertex (layer, s) lies on a sampled path)
+        for layer in range(cfg.n_layers):
+            nxt: dict[int, torch.Tensor] = {}
+            for s, prob in reach.items():
+                for k, kind in enumerate(STEP_KINDS):
+                    if not kind_available(kind, s, cfg.n_scales):
+                        continue
+                    q = prob * p[layer, s, k]  # k_c^l: the cell on this grid edge is on the path
+                    if kind != "skip":
+                        total = total + q * cell_ms[cell_name(layer, s, kind)]
+                    dst = s + STEP_DELTA[kind]
+                    nxt[dst] = q if dst not in nxt else nxt[dst] + q
+            reach = nxt
+        for s, prob in reach.items():
+            total = total + prob * self.head_ms[s]
+        return total
+
+
+def predict_latency(model: nn.Module, input_shape: Sequence[int], table: LatencyTable) -> float:
+    """The table's plain-sum prediction (ms) for a discrete network: every op it runs, each counted once
+    per module (an op used twice in the network is counted twice).
+
+    Args:
+        model: A derived network (or any module built from CandidateOps).
+        input_shape: Input shape without the batch axis.
+        table: The latency table.
+    """
+    sites = trace_sites(model, input_shape)
+    if sites.cells:
+        raise ValueError("predict_latency is for discrete networks; use an estimator for a supernet")
+    return _ms(sites.outside_keys, table)
+
+
+# Random discrete architectures live in search.core.sampling; re-exported here for the latency check.
+from search.core.sampling import sample_random_genotype  # noqa: E402  (re-export)
+
+__all__ = [
+    "AdditiveLatency",
+    "CellLatency",
+    "PathProbabilityLatency",
+    "PathwiseLatency",
+    "predict_latency",
+    "sample_random_genotype",
+]

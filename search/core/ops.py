@@ -1,0 +1,382 @@
+"""Candidate operators of the three search spaces, in 2D and 3D, each carrying its latency-table key.
+
+Every module that costs time in a supernet or a derived network is a :class:`CandidateOp`: the searched
+primitives (``conv``, ``dil_conv``, ``sep_conv``, pools, ``identity``, ``zero`` and their ``down_`` /
+``up_`` versions) and the fixed ops around them (``stem``, ``conv1x1`` preprocessing, ``proj1x1``
+residual projection, ``upsample``, ``pool2x``, ``classifier``, ``seg_head``, ``qc_head``). Each knows its signature in the
+lookup table through :meth:`CandidateOp.latency_key`, and :func:`op_from_key` rebuilds an op from a key,
+so the profiler can measure exactly what the search and the derived networks contain.
+
+Conventions (chosen once, used everywhere):
+
+- A conv op is conv -> BatchNorm -> ReLU (also for transposed convs). ``proj1x1`` (ResNet residual
+  projection) is conv -> BN without ReLU, as in ResNet. ``seg_head`` is a bare 1x1 conv.
+- Tensors are ``(N, C, H, W)`` in 2D and ``(N, C, T, H, W)`` in 3D, where T is time (a cine clip).
+- In 3D, scaling (``down_*`` stride 2, ``up_*`` x2, ``upsample``, ``pool2x``) acts on H and W only and
+  never on T: a clip of T frames must give T masks and T = 20 is not divisible by 2^3. Kernels are
+  3x3x3 (time is convolved, not scaled). ``OpKey.stride == 2`` therefore means stride (1, 2, 2) in 3D.
+- Down ops (stride 2) give ``ceil(H / 2)``; up ops give exactly ``2 H``.
+- ``zero`` returns zeros of the output shape; estimators charge it 0 ms without a table lookup
+  (:data:`FREE_OPS`), and decoders never select it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search.latency.keys import OpKey
+
+SEGQC_DOWN: tuple[str, ...] = ("down_conv", "down_dil_conv", "down_sep_conv", "down_max_pool", "down_avg_pool")
+"""segqc-hw: ops on the edges leaving the inputs of a Down / Contracting cell."""
+SEGQC_UP: tuple[str, ...] = ("up_conv", "up_dil_conv", "up_sep_conv")
+"""segqc-hw: ops on the edges leaving the (lower-resolution) inputs of an Up cell."""
+SEGQC_NORMAL: tuple[str, ...] = ("conv", "dil_conv", "sep_conv", "identity", "zero")
+"""segqc-hw: ops between intermediate nodes (and on Non-scaling cell input edges)."""
+MSNAS_OPS: tuple[str, ...] = ("conv", "dil_conv", "sep_conv", "max_pool", "identity", "zero")
+"""msnas-hw / rtdnas Table 1."""
+
+OP_SETS: dict[str, tuple[str, ...]] = {
+    "segqc_down": SEGQC_DOWN,
+    "segqc_up": SEGQC_UP,
+    "segqc_normal": SEGQC_NORMAL,
+    "msnas": MSNAS_OPS,
+}
+"""Named op sets; genotypes and cell specs refer to op sets by these names."""
+
+FREE_OPS = frozenset({"zero"})
+"""Ops that cost nothing by definition (never deployed); estimators do not look them up."""
+
+FIXED_OPS: tuple[str, ...] = (
+    "stem", "conv1x1", "proj1x1", "upsample", "pool2x", "classifier", "seg_head", "qc_head"
+)
+"""Non-searched ops the supernets and derived networks are built from."""
+
+
+def _conv_cls(dims: int, transposed: bool = False) -> type[nn.Module]:
+    if dims == 2:
+        return nn.ConvTranspose2d if transposed else nn.Conv2d
+    if dims == 3:
+        return nn.ConvTranspose3d if transposed else nn.Conv3d
+    raise ValueError(f"dims must be 2 or 3, got {dims}")
+
+
+def _bn(dims: int, c: int) -> nn.Module:
+    return nn.BatchNorm2d(c) if dims == 2 else nn.BatchNorm3d(c)
+
+
+def _spatial(dims: int, value: int, time_value: int) -> int | tuple[int, ...]:
+    """A per-axis argument: ``value`` on every axis in 2D, ``(time_value, value, value)`` in 3D."""
+    return value if dims == 2 else (time_value, value, value)
+
+
+def scale_factor(dims: int) -> tuple[float, ...]:
+    """x2 upsampling factors: ``(2, 2)`` in 2D, ``(1, 2, 2)`` in 3D (time is never scaled)."""
+    return (2.0, 2.0) if dims == 2 else (1.0, 2.0, 2.0)
+
+
+class CandidateOp(nn.Module):
+    """Base of every op that costs time; knows its latency-table signature.
+
+    Attributes:
+        op_name: Name in the op table (e.g. ``"down_sep_conv"``).
+        dims: 2 or 3.
+        c_in: Input channels.
+        c_out: Output channels.
+        stride: 2 for down ops and ``pool2x`` (spatial H, W only in 3D), 1 otherwise (up ops too).
+    """
+
+    def __init__(self, op_name: str, dims: int, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        if dims not in (2, 3):
+            raise ValueError(f"{op_name}: dims must be 2 or 3, got {dims}")
+        self.op_name, self.dims, self.c_in, self.c_out, self.stride = op_name, dims, c_in, c_out, stride
+
+    def latency_key(self, input_spatial_shape: Sequence[int]) -> OpKey:
+        """Table key of this op fed a batch-1 input of spatial shape ``(H, W)`` or ``(T, H, W)``."""
+        shape = tuple(int(s) for s in input_spatial_shape)
+        if len(shape) != self.dims:
+            raise ValueError(f"{self.op_name}: a {self.dims}D op needs a {self.dims}-axis shape, got {shape}")
+        return OpKey(self.op_name, self.dims, self.c_in, self.c_out, shape, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"{self.op_name}, {self.dims}d, {self.c_in}->{self.c_out}, stride={self.stride}"
+
+
+class ConvUnit(CandidateOp):
+    """conv(k, dilation, stride) -> BN -> ReLU. ``(N, c_in, *S) -> (N, c_out, *S')``."""
+
+    def __init__(self, op_name, dims, c_in, c_out, stride=1, kernel=3, dilation=1, relu=True):
+        super().__init__(op_name, dims, c_in, c_out, stride)
+        pad = dilation * (kernel - 1) // 2
+        conv = _conv_cls(dims)(
+            c_in, c_out, kernel, stride=_spatial(dims, stride, 1), padding=pad, dilation=dilation, bias=False
+        )
+        layers = [conv, _bn(dims, c_out)] + ([nn.ReLU(inplace=False)] if relu else [])
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class SepConv(CandidateOp):
+    """Depthwise 3x3 conv (stride) -> pointwise 1x1 conv -> BN -> ReLU."""
+
+    def __init__(self, op_name, dims, c_in, c_out, stride=1):
+        super().__init__(op_name, dims, c_in, c_out, stride)
+        conv = _conv_cls(dims)
+        self.body = nn.Sequential(
+            conv(c_in, c_in, 3, stride=_spatial(dims, stride, 1), padding=1, groups=c_in, bias=False),
+            conv(c_in, c_out, 1, bias=False),
+            _bn(dims, c_out),
+            nn.ReLU(inplace=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class UpConvUnit(CandidateOp):
+    """x2 (H, W) upsampling by a stride-2 transposed 3x3 conv -> BN -> ReLU; output exactly 2x.
+
+    ``separable=True``: depthwise transposed conv, then pointwise 1x1 conv. ``dilation=2``: dilated kernel.
+    """
+
+    def __init__(self, op_name, dims, c_in, c_out, dilation=1, separable=False):
+        super().__init__(op_name, dims, c_in, c_out, stride=1)
+        # out = (in - 1) * s - 2 p + d (k - 1) + op + 1 == 2 in  with k=3, s=2: p = d, op = 1.
+        tconv = _conv_cls(dims, transposed=True)
+        groups, mid = (c_in, c_in) if separable else (1, c_out)
+        layers: list[nn.Module] = [
+            tconv(
+                c_in, mid, 3, stride=_spatial(dims, 2, 1), padding=dilation,
+                output_padding=_spatial(dims, 1, 0), dilation=dilation, groups=groups, bias=False,
+            )
+        ]
+        if separable:
+            layers.append(_conv_cls(dims)(c_in, c_out, 1, bias=False))
+        layers += [_bn(dims, c_out), nn.ReLU(inplace=False)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class PoolOp(CandidateOp):
+    """3x3 max / average pool (padding 1, stride 1 or 2), then a 1x1 conv-BN-ReLU when C changes."""
+
+    def __init__(self, op_name, dims, c_in, c_out, stride=1, kind="max"):
+        super().__init__(op_name, dims, c_in, c_out, stride)
+        k, s = _spatial(dims, 3, 3), _spatial(dims, stride, 1)
+        if kind == "max":
+            self.pool = (nn.MaxPool2d if dims == 2 else nn.MaxPool3d)(k, stride=s, padding=1)
+        else:
+            self.pool = (nn.AvgPool2d if dims == 2 else nn.AvgPool3d)(k, stride=s, padding=1, count_include_pad=False)
+        self.project = None
+        if c_in != c_out:  # plain modules: the pool op is timed as one unit
+            self.project = nn.Sequential(
+                _conv_cls(dims)(c_in, c_out, 1, bias=False), _bn(dims, c_out), nn.ReLU(inplace=False)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(x)
+        return self.project(y) if self.project is not None else y
+
+
+class IdentityOp(CandidateOp):
+    """Skip connection; only defined for c_in == c_out at stride 1."""
+
+    def __init__(self, op_name, dims, c_in, c_out):
+        if c_in != c_out:
+            raise ValueError(f"identity needs c_in == c_out, got {c_in} -> {c_out}")
+        super().__init__(op_name, dims, c_in, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class ZeroOp(CandidateOp):
+    """No connection: zeros of the output shape ``(N, c_out, *S')`` (S' halved in H, W at stride 2)."""
+
+    def __init__(self, op_name, dims, c_in, c_out, stride=1):
+        super().__init__(op_name, dims, c_in, c_out, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 2:
+            x = x[..., ::2, ::2]
+        if self.c_out == self.c_in:
+            return x.mul(0.0)
+        # stay in the autograd graph (a mixed op's sum must have a grad_fn even if all else is zero)
+        return x[:, :1].mul(0.0).expand(-1, self.c_out, *([-1] * (x.dim() - 2)))
+
+
+class Upsample(CandidateOp):
+    """Fixed x2 (H, W) bilinear (2D) / trilinear (3D, T kept) upsampling; channels unchanged."""
+
+    def __init__(self, op_name, dims, c_in, c_out):
+        if c_in != c_out:
+            raise ValueError(f"upsample keeps channels, got {c_in} -> {c_out}")
+        super().__init__(op_name, dims, c_in, c_out)
+        self.mode = "bilinear" if dims == 2 else "trilinear"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=scale_factor(self.dims), mode=self.mode, align_corners=False)
+
+
+class Pool2x(CandidateOp):
+    """Fixed 2x2 max pool, stride 2 on (H, W) (1x2x2 in 3D); channels unchanged."""
+
+    def __init__(self, op_name, dims, c_in, c_out):
+        if c_in != c_out:
+            raise ValueError(f"pool2x keeps channels, got {c_in} -> {c_out}")
+        super().__init__(op_name, dims, c_in, c_out, stride=2)
+        k = _spatial(dims, 2, 1)
+        self.pool = (nn.MaxPool2d if dims == 2 else nn.MaxPool3d)(k, stride=k, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+class Classifier(CandidateOp):
+    """Bare 1x1 conv (with bias) to class logits. ``(N, c_in, *S) -> (N, c_out, *S)``."""
+
+    def __init__(self, op_name, dims, c_in, c_out):
+        super().__init__(op_name, dims, c_in, c_out)
+        self.classify = _conv_cls(dims)(c_in, c_out, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(x)
+
+
+class SegHead(CandidateOp):
+    """1x1 conv to class logits, plus the per-pixel softmax entropy (uncertainty) in-graph.
+
+    ``(N, c_in, *S) -> (logits (N, c_out, *S), entropy (N, 1, *S))``; entropy in nats, in
+    ``[0, log c_out]``.
+    """
+
+    def __init__(self, op_name, dims, c_in, c_out):
+        super().__init__(op_name, dims, c_in, c_out)
+        self.classify = _conv_cls(dims)(c_in, c_out, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.classify(x)
+        return logits, softmax_entropy(logits)
+
+
+def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per-pixel entropy of the channel softmax. ``(N, K, *S) -> (N, 1, *S)``."""
+    log_p = torch.log_softmax(logits, dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1, keepdim=True)
+
+
+class QcHead(CandidateOp):
+    """Global average pool -> linear -> sigmoid: predicted Dice. ``(N, c_in, *S) -> (N,)`` in [0, 1]."""
+
+    def __init__(self, op_name, dims, c_in, c_out=1):
+        if c_out != 1:
+            raise ValueError(f"qc_head predicts one Dice value, got c_out={c_out}")
+        super().__init__(op_name, dims, c_in, 1)
+        self.linear = nn.Linear(c_in, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean(dim=tuple(range(2, x.dim())))
+        return torch.sigmoid(self.linear(pooled)).squeeze(1)
+
+
+OpFactory = Callable[[int, int, int, int], CandidateOp]
+"""``factory(dims, c_in, c_out, stride) -> CandidateOp``."""
+
+
+def _f(cls, **kw):
+    return lambda name, dims, c_in, c_out, stride: cls(name, dims, c_in, c_out, **kw)
+
+
+def _fs(cls, **kw):
+    return lambda name, dims, c_in, c_out, stride: cls(name, dims, c_in, c_out, stride=stride, **kw)
+
+
+_OPS: dict[str, tuple[Callable[..., CandidateOp], tuple[int, ...]]] = {
+    # name: (factory(name, dims, c_in, c_out, stride), allowed strides; the first is the default)
+    "conv": (_f(ConvUnit), (1,)),
+    "dil_conv": (_f(ConvUnit, dilation=2), (1,)),
+    "sep_conv": (_f(SepConv), (1,)),
+    "max_pool": (_f(PoolOp, kind="max"), (1,)),
+    "avg_pool": (_f(PoolOp, kind="avg"), (1,)),
+    "identity": (_f(IdentityOp), (1,)),
+    "zero": (_fs(ZeroOp), (1, 2)),
+    "down_conv": (_f(ConvUnit, stride=2), (2,)),
+    "down_dil_conv": (_f(ConvUnit, stride=2, dilation=2), (2,)),
+    "down_sep_conv": (_f(SepConv, stride=2), (2,)),
+    "down_max_pool": (_f(PoolOp, stride=2, kind="max"), (2,)),
+    "down_avg_pool": (_f(PoolOp, stride=2, kind="avg"), (2,)),
+    "up_conv": (_f(UpConvUnit), (1,)),
+    "up_dil_conv": (_f(UpConvUnit, dilation=2), (1,)),
+    "up_sep_conv": (_f(UpConvUnit, separable=True), (1,)),
+    # fixed ops
+    "stem": (_f(ConvUnit), (1,)),
+    "conv1x1": (_fs(ConvUnit, kernel=1), (1, 2)),
+    "proj1x1": (_fs(ConvUnit, kernel=1, relu=False), (2, 1)),
+    "upsample": (_f(Upsample), (1,)),
+    "pool2x": (_f(Pool2x), (2,)),
+    "classifier": (_f(Classifier), (1,)),
+    "seg_head": (_f(SegHead), (1,)),
+    "qc_head": (_f(QcHead), (1,)),
+}
+
+OP_NAMES: tuple[str, ...] = tuple(_OPS)
+"""Every op name the table can build (searched primitives and fixed ops)."""
+
+
+def build_op(name: str, dims: int, c_in: int, c_out: int, stride: int | None = None) -> CandidateOp:
+    """Build one op from the table.
+
+    Args:
+        name: An entry of :data:`OP_NAMES`.
+        dims: 2 or 3.
+        c_in, c_out: Channels.
+        stride: Only for ops that allow two strides (``conv1x1``, ``proj1x1``, ``zero``); the name
+            implies it otherwise (``down_*`` = 2).
+
+    Raises:
+        ValueError: unknown name, or a stride the op does not have.
+    """
+    try:
+        factory, strides = _OPS[name]
+    except KeyError:
+        raise ValueError(f"unknown op {name!r}; known: {', '.join(OP_NAMES)}") from None
+    stride = strides[0] if stride is None else int(stride)
+    if stride not in strides:
+        raise ValueError(f"op {name!r} has stride {strides}, not {stride}")
+    op = factory(name, dims, c_in, c_out, stride)
+    if op.stride != stride:  # ops whose stride is fixed by the name
+        raise ValueError(f"op {name!r} has stride {op.stride}, not {stride}")
+    return op
+
+
+def op_from_key(key: OpKey) -> CandidateOp:
+    """Rebuild the op a latency key describes (for the profiler); weights are freshly initialised."""
+    return build_op(key.op, key.dims, key.c_in, key.c_out, stride=key.stride)
+
+
+def example_input(key: OpKey, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A batch-1 random input for the op of ``key``: ``(1, c_in, *key.shape)``, float32."""
+    return torch.randn((1, key.c_in, *key.shape), generator=generator)
+
+
+def output_spatial_shape(name: str, shape: Sequence[int], stride: int = 1) -> tuple[int, ...]:
+    """Spatial shape op ``name`` produces from ``shape`` (``(H, W)`` or ``(T, H, W)``), without running it.
+
+    Stride 2 (down ops, ``pool2x``, strided ``conv1x1`` / ``proj1x1`` / ``zero``) halves H and W
+    (rounding up); up ops and ``upsample`` double them; T is never scaled.
+    """
+    shape = tuple(int(s) for s in shape)
+    lead, (h, w) = shape[:-2], shape[-2:]
+    if stride == 2 or name.startswith("down_") or name == "pool2x":
+        return (*lead, (h + 1) // 2, (w + 1) // 2)
+    if name.startswith("up_") or name == "upsample":
+        return (*lead, 2 * h, 2 * w)
+    return shape

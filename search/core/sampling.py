@@ -1,0 +1,113 @@
+"""Random discrete architectures from each search space (latency check, the rtdnas Pareto cloud).
+
+Sampling mirrors what the decoders can produce, so the random networks cover the same space:
+
+- ``"segqc"`` -> :class:`SegQcGenotype`: every edge takes a uniformly random non-zero op; an edge whose
+  op set contains ``zero`` is dropped with probability 1 / K (the chance that zero wins the argmax
+  under uniform logits), but every node keeps at least one edge ("argmax structure").
+- ``"msnas"`` / ``"rtdnas"`` -> :class:`MultiscaleGenotype`: every node keeps one random incoming edge
+  with a random non-zero op; the paths are distinct random walks from (0, 0) choosing uniformly among
+  the edges leaving each vertex. ``n_paths`` defaults to a uniform draw from 1..4 (msnas) or 1..8
+  (rtdnas, N_l up to 8); ``n_layers`` defaults to 8 (msnas) or 10 (rtdnas).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from search.core.cells import CellSpec
+from search.core.genotypes import (
+    MULTISCALE_CELL_TYPES,
+    STEP_DELTA,
+    STEP_KINDS,
+    CellEdge,
+    CellGenotype,
+    MultiscaleGenotype,
+    NasUnetGenotype,
+    PathGenotype,
+    QcGenotype,
+    SegQcGenotype,
+)
+from search.core.supernets.multiscale import MULTISCALE_SPEC, kind_available
+from search.core.supernets.nasunet import DOWN_SPEC, UP_SPEC
+from search.core.supernets.qcnet import CONTRACTING_SPEC, NONSCALING_SPEC
+
+SPACES = ("segqc", "msnas", "rtdnas")
+
+
+def random_cell(spec: CellSpec, rng: np.random.Generator, edges_per_node: int | None = None) -> CellGenotype:
+    """A random discrete cell of ``spec`` (``edges_per_node`` as in :func:`decode.decode_cell`)."""
+    edges = []
+    for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
+        into = spec.incoming(dst)
+        if edges_per_node is None:
+            kept = [e for e in into if "zero" not in spec.edge_ops(e) or rng.random() >= 1.0 / len(spec.edge_ops(e))]
+            if not kept:
+                kept = [into[int(rng.integers(len(into)))]]
+        else:
+            kept = sorted(rng.choice(into, size=min(edges_per_node, len(into)), replace=False).tolist())
+        for e in kept:
+            ops = [n for n in spec.edge_ops(e) if n != "zero"]
+            edges.append(CellEdge(spec.edges[e][0], dst, ops[int(rng.integers(len(ops)))]))
+    return CellGenotype(spec.n_inputs, spec.n_nodes, tuple(edges), spec.output)
+
+
+def random_path(n_layers: int, n_scales: int, rng: np.random.Generator) -> PathGenotype:
+    """A random walk from (0, 0): at every vertex a uniform choice among the edges leaving it."""
+    kinds, scale = [], 0
+    for _ in range(n_layers):
+        options = [k for k in STEP_KINDS if kind_available(k, scale, n_scales)]
+        kind = options[int(rng.integers(len(options)))]
+        kinds.append(kind)
+        scale += STEP_DELTA[kind]
+    return PathGenotype(tuple(kinds))
+
+
+def random_paths(n: int, n_layers: int, n_scales: int, rng: np.random.Generator) -> tuple[PathGenotype, ...]:
+    """``n`` distinct random paths (bounded retries: raises if the grid cannot supply them)."""
+    paths: list[PathGenotype] = []
+    for _ in range(100 * n):
+        p = random_path(n_layers, n_scales, rng)
+        if p not in paths:
+            paths.append(p)
+            if len(paths) == n:
+                return tuple(paths)
+    raise ValueError(f"could not draw {n} distinct paths on a {n_layers}x{n_scales} grid")
+
+
+def sample_random_genotype(
+    space: str,
+    rng: np.random.Generator,
+    n_layers: int | None = None,
+    n_scales: int = 4,
+    n_paths: int | None = None,
+    n_nodes: int = 3,
+):
+    """One random discrete architecture of ``space`` (see the module docstring).
+
+    Args:
+        space: ``"segqc"``, ``"msnas"`` or ``"rtdnas"``.
+        rng: The only source of randomness.
+        n_layers, n_scales, n_paths: Multi-scale grid and path count (defaults per space).
+        n_nodes: M.
+
+    Returns:
+        :class:`SegQcGenotype` or :class:`MultiscaleGenotype`.
+    """
+    if space == "segqc":
+        down, up, con, non = (
+            CellSpec(s.n_inputs, s.input_op_sets, s.inner_op_set, n_nodes, s.output)
+            for s in (DOWN_SPEC, UP_SPEC, CONTRACTING_SPEC, NONSCALING_SPEC)
+        )
+        return SegQcGenotype(
+            NasUnetGenotype(random_cell(down, rng), random_cell(up, rng)),
+            QcGenotype(random_cell(con, rng), random_cell(non, rng)),
+        )
+    if space not in SPACES:
+        raise ValueError(f"unknown search space {space!r}; known: {SPACES}")
+    n_layers = n_layers or (8 if space == "msnas" else 10)
+    n_paths = n_paths or int(rng.integers(1, (4 if space == "msnas" else 8) + 1))
+    spec = CellSpec(1, MULTISCALE_SPEC.input_op_sets, MULTISCALE_SPEC.inner_op_set, n_nodes, "concat")
+    cells = {k: random_cell(spec, rng, edges_per_node=1) for k in MULTISCALE_CELL_TYPES}
+    relaxation = "edge_op" if space == "msnas" else "input_op_pair"
+    return MultiscaleGenotype(cells, random_paths(n_paths, n_layers, n_scales, rng), n_layers, n_scales, relaxation)

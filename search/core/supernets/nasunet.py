@@ -1,0 +1,130 @@
+"""segqc-hw segmentation supernet: a NAS-Unet-style U of searchable Down and Up cells.
+
+Layout (scale s = resolution / 2^s, channels ``C_s = init_filters * 2^s``)::
+
+    stem (3x3 conv, scale 0, C_0)
+    Down cell d = 0..D-1 : scale d -> d+1 ; inputs (prev-prev, prev)
+    Up cell   u = 0..D-1 : scale D-u -> D-u-1 ; inputs (prev-prev, prev, skip)
+    seg_head             : logits (N, K, H, W) and entropy uncertainty (N, 1, H, W)
+
+Cell inputs are the outputs of the two previous cells (DARTS); the prev-prev input is aligned to the
+prev input's scale and channels by fixed preprocessing (``supernets.base.align``). Down-cell input
+edges use the ``segqc_down`` set (stride 2); Up-cell edges from prev-prev and prev use ``segqc_up``
+(x2). The Up cell's skip comes from the Down path at the Up cell's *output* scale, so its edges use
+the ``segqc_normal`` set (a scaling op would miss the resolution); this is our reading of "an Up
+cell also receives the skip". Edges between intermediate nodes use ``segqc_normal``. Cell output =
+sum of its M intermediate nodes. One Down and one Up cell structure (alpha) is shared by all cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from search.core.cells import Cell, CellArch, CellSpec
+from search.core.mixed import SOFTMAX, ArchWeighting
+from search.core.ops import build_op
+from search.core.supernets.base import Supernet, align, check_divisible, make_generator
+
+DOWN_SPEC = CellSpec(2, ("segqc_down", "segqc_down"), "segqc_normal", output="sum")
+UP_SPEC = CellSpec(3, ("segqc_up", "segqc_up", "segqc_normal"), "segqc_normal", output="sum")
+
+
+@dataclass(frozen=True)
+class NasUnetConfig:
+    """Shape of the U (search and derived networks share it).
+
+    Attributes:
+        in_channels: Image channels (3: RGB contrast echo).
+        num_classes: Segmentation classes incl. background (2: myocardium).
+        init_filters: C_0 (4 in segqc-hw).
+        depth: D, the number of Down (and of Up) cells; H, W must be divisible by 2^D.
+        n_nodes: M intermediate nodes per cell.
+        dims: 2 (echo frames) or 3.
+        relaxation: Cell relaxation (``"op"`` for NAS-Unet; see ``cells.RELAXATIONS``).
+    """
+
+    in_channels: int = 3
+    num_classes: int = 2
+    init_filters: int = 4
+    depth: int = 4
+    n_nodes: int = 3
+    dims: int = 2
+    relaxation: str = "op"
+
+    def channels(self, scale: int) -> int:
+        return self.init_filters * 2**scale
+
+
+def unet_plan(depth: int) -> list[tuple[str, int, int, int, int | None]]:
+    """The cell sequence of the U, as ``(kind, in_scale, out_scale, prev_prev_index, skip_index)``.
+
+    Feature indices: 0 is the stem, ``i + 1`` is the output of cell i. ``skip_index`` is None for Down
+    cells. Shared by the supernet and the derived network so both wire identically.
+    """
+    plan: list[tuple[str, int, int, int, int | None]] = []
+    scales = [0]  # scale of each feature
+    for d in range(depth):
+        plan.append(("down", d, d + 1, max(len(scales) - 2, 0), None))
+        scales.append(d + 1)
+    for u in range(depth):
+        out = depth - u - 1
+        skip = max(i for i, s in enumerate(scales[: depth + 1]) if s == out)  # Down-path feature at `out`
+        plan.append(("up", depth - u, out, len(scales) - 2, skip))
+        scales.append(out)
+    return plan
+
+
+def feature_scales(depth: int) -> list[int]:
+    """Scale of each feature (0 = stem, i + 1 = cell i) for :func:`unet_plan`."""
+    return [0] + [p[2] for p in unet_plan(depth)]
+
+
+class NasUnetSupernet(Supernet):
+    """The segqc-hw segmentation supernet.
+
+    Args:
+        config: The U's shape.
+        seed: Seeds the weight and arch-logit initialisation.
+        device: Where the parameters live.
+
+    Forward: ``x (N, in_channels, H, W)`` -> ``(logits (N, K, H, W), uncertainty (N, 1, H, W))``.
+    """
+
+    def __init__(self, config: NasUnetConfig = NasUnetConfig(), seed: int = 0, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.config = cfg = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            gen = make_generator(seed)
+            down_spec = CellSpec(2, DOWN_SPEC.input_op_sets, DOWN_SPEC.inner_op_set, cfg.n_nodes, "sum")
+            up_spec = CellSpec(3, UP_SPEC.input_op_sets, UP_SPEC.inner_op_set, cfg.n_nodes, "sum")
+            self.cell_arch = nn.ModuleDict(
+                {"down": CellArch(down_spec, cfg.relaxation, gen), "up": CellArch(up_spec, cfg.relaxation, gen)}
+            )
+            self.stem = build_op("stem", cfg.dims, cfg.in_channels, cfg.channels(0))
+            scales = feature_scales(cfg.depth)
+            cells = []
+            for kind, s_in, s_out, pp, skip in unet_plan(cfg.depth):
+                c_in, c_out = cfg.channels(s_in), cfg.channels(s_out)
+                pre = [align(cfg.dims, cfg.channels(scales[pp]), scales[pp], c_in, s_in), nn.Identity()]
+                c_inputs = [c_in, c_in]
+                if kind == "up":
+                    pre.append(nn.Identity())
+                    c_inputs.append(c_out)
+                spec = down_spec if kind == "down" else up_spec
+                cells.append(Cell(spec, cfg.dims, c_inputs, c_out, preprocess=pre, cell_type=kind))
+            self.cells = nn.ModuleList(cells)
+            self.head = build_op("seg_head", cfg.dims, cfg.channels(0), cfg.num_classes)
+        self.to(device)
+
+    def forward(self, x: torch.Tensor, weighting: ArchWeighting = SOFTMAX) -> tuple[torch.Tensor, torch.Tensor]:
+        check_divisible(tuple(x.shape[2:]), self.config.depth, "NasUnetSupernet input")
+        weights = {kind: arch.edge_weights(weighting) for kind, arch in self.cell_arch.items()}
+        feats = [self.stem(x)]
+        for cell, (kind, _, _, pp, skip) in zip(self.cells, unet_plan(self.config.depth)):
+            inputs = [feats[pp], feats[-1]] + ([feats[skip]] if kind == "up" else [])
+            feats.append(cell(inputs, weights[kind]))
+        return self.head(feats[-1])

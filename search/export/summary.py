@@ -1,0 +1,69 @@
+"""The summary table of shipped models (from their cards): Dice, latency, FPS, real-time or not.
+
+Echo segmentation models are listed with their QC partner: the framework latency is seg + QC
+(the two run back to back for every frame). "Real time" uses the project's budget: p95 latency
+<= 50 ms and >= 22 FPS, for model inference alone on the card's hardware (the end-to-end figure,
+with preprocessing and overlay, comes from ``python -m app replay``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from app.cards import ModelCard
+
+LATENCY_BUDGET_MS = 50.0
+FPS_TARGET = 22.0
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    model: str
+    modality: str
+    dice: float | None
+    qc_mae: float | None
+    p50_ms: float
+    p95_ms: float
+    fps: float
+
+    @property
+    def real_time(self) -> bool:
+        return self.p95_ms <= LATENCY_BUDGET_MS and self.fps >= FPS_TARGET
+
+
+def summary_rows(cards: Sequence[ModelCard]) -> list[SummaryRow]:
+    """One row per segmentation model (QC partners folded into their seg model's row)."""
+    by_id = {c.id: c for c in cards}
+    rows = []
+    for card in sorted(cards, key=lambda c: (c.modality, c.id)):
+        if card.role != "seg":
+            continue
+        m = card.metrics
+        p50, p95 = float(m["latency_ms"]["p50"]), float(m["latency_ms"]["p95"])
+        name, qc_mae = card.id, None
+        qc = by_id.get(card.pairs_with or "")
+        if qc is not None:
+            p50 += float(qc.metrics["latency_ms"]["p50"])
+            p95 += float(qc.metrics["latency_ms"]["p95"])
+            qc_mae = qc.metrics.get("qc_mae")
+            name = f"{card.id} + {qc.id}"
+        dice = (m.get("dice") or {}).get("mean")
+        # one inference per frame (per-frame models) or per arriving frame on a sliding clip
+        rows.append(SummaryRow(name, card.modality, dice, qc_mae, p50, p95, 1000.0 / p50 if p50 > 0 else float("inf")))
+    return rows
+
+
+def format_summary(cards: Sequence[ModelCard]) -> str:
+    """A plain-text table of ``summary_rows``."""
+    rows = summary_rows(cards)
+    if not rows:
+        return "(no segmentation models)"
+    head = f"{'model':<58} {'mod':<5} {'Dice':>6} {'QC MAE':>7} {'p50 ms':>8} {'p95 ms':>8} {'FPS':>7}  real time (<=50 ms, >=22 FPS)"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        dice = f"{r.dice:.3f}" if r.dice is not None else "-"
+        mae = f"{r.qc_mae:.3f}" if r.qc_mae is not None else "-"
+        lines.append(f"{r.model:<58} {r.modality:<5} {dice:>6} {mae:>7} {r.p50_ms:8.1f} {r.p95_ms:8.1f} {r.fps:7.1f}  "
+                     f"{'yes' if r.real_time else 'no'}")
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""Does the lookup table predict what whole networks take? Sample, export, measure, compare.
+
+For each search space, random discrete architectures are sampled and built as derived networks;
+each is exported to ONNX and timed end to end under the deployed session settings, and its
+table prediction is the sum of the entries of the ops it contains (``zero`` ops excluded). The
+figures: median absolute percentage error (MdAPE), the fraction within +-10 %, Kendall's tau.
+
+Three predictors are reported, honestly separated:
+
+- ``raw``: the plain sum of entries (the FBNet additive model), on every network;
+- ``calibrated_fit``: the affine calibration (``search.latency.calibration``) on the half of the
+  networks it was fitted on;
+- ``calibrated_held_out``: the same calibration on the other half, which it never saw. The
+  targets (MdAPE <= 10 %, tau >= 0.8) are judged on this one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from search.latency.calibration import (
+    GLOBAL,
+    NetworkCalibration,
+    figures,
+    fit_calibration,
+    split_indices,
+)
+from search.latency.keys import OpKey
+from search.latency.lut import LatencyTable
+from search.latency.measure import measure_interleaved
+from search.latency.onnx_bytes import count_onnx_nodes, export_onnx_bytes
+
+log = logging.getLogger(__name__)
+
+TARGET_MDAPE_PCT = 10.0
+TARGET_KENDALL_TAU = 0.8
+
+
+@dataclass
+class SampledNetwork:
+    """One random discrete architecture, built.
+
+    Attributes:
+        space: Search space name (``"segqc"``, ``"msnas"``, ``"rtdnas"``).
+        index: Sample index within the space.
+        module: The derived network (or seg + QC framework) as one module.
+        example_input: ``(1, C, H, W)`` or ``(1, C, T, H, W)`` input.
+        keys: One ``OpKey`` per table op instance in the network (repeats kept, ``zero`` excluded).
+        genotype: JSON-able description of the architecture, for the record.
+    """
+
+    space: str
+    index: int
+    module: nn.Module
+    example_input: torch.Tensor
+    keys: list[OpKey]
+    genotype: object = None
+
+
+#: ``(space, n, seed) -> SampledNetwork``s: the search-space side of the check.
+NetworkSampler = Callable[[str, int, int], Iterable[SampledNetwork]]
+
+
+@dataclass
+class NetworkRecord:
+    """Prediction and measurement of one sampled network (what the JSON report lists)."""
+
+    space: str
+    index: int
+    n_ops: int
+    sum_ms: float
+    measured_p50_ms: float
+    measured_p95_ms: float
+    onnx_nodes: int
+    predicted_ms: float = float("nan")
+    split: str = ""
+    genotype: object = None
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """How many networks, how each is timed, and the seed of everything random."""
+
+    samples: int = 50
+    warmup: int = 5
+    repeats: int = 30
+    group_size: int = 5
+    intra_op_threads: int | None = None
+    fit_fraction: float = 0.5
+    seed: int = 0
+
+
+@dataclass
+class CheckResult:
+    """Figures per space (and over all spaces) plus the fitted calibrations and the records."""
+
+    spaces: dict[str, dict[str, object]] = field(default_factory=dict)
+    calibrations: dict[str, NetworkCalibration] = field(default_factory=dict)
+    records: list[NetworkRecord] = field(default_factory=list)
+
+    def passed(self) -> bool:
+        """True when every space meets both targets on its held-out networks (``"global"`` is informative)."""
+        per_space = [figs for space, figs in self.spaces.items() if space != GLOBAL]
+        return bool(per_space) and all(bool(figs["meets_targets"]) for figs in per_space)
+
+
+def table_prediction(table: LatencyTable, keys: Sequence[OpKey]) -> tuple[float, int]:
+    """(sum of entries in ms, number of ops) for one network's op instances.
+
+    Raises:
+        MissingLatencyKey: a key is not in the table (named in the message).
+    """
+    return float(sum(table.get(k) for k in keys)), len(keys)
+
+
+def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, settings: CheckSettings,
+                     progress: Callable[[int, int], None] | None = None) -> list[NetworkRecord]:
+    """Export and time networks in interleaved groups; pair each with its table prediction."""
+    records: list[NetworkRecord] = []
+    for start in range(0, len(networks), settings.group_size):
+        group = networks[start:start + settings.group_size]
+        models, shapes, nodes = {}, {}, {}
+        for net in group:
+            name = f"{net.space}/{net.index}"
+            models[name] = export_onnx_bytes(net.module, net.example_input)
+            shapes[name] = tuple(net.example_input.shape)
+            nodes[name] = count_onnx_nodes(models[name])
+        stats = measure_interleaved(models, shapes, warmup=settings.warmup, repeats=settings.repeats,
+                                    intra_op_threads=settings.intra_op_threads, seed=settings.seed + start)
+        for net in group:
+            name = f"{net.space}/{net.index}"
+            sum_ms, n_ops = table_prediction(table, net.keys)
+            records.append(NetworkRecord(space=net.space, index=net.index, n_ops=n_ops, sum_ms=sum_ms,
+                                         measured_p50_ms=stats[name].p50_ms, measured_p95_ms=stats[name].p95_ms,
+                                         onnx_nodes=nodes[name], genotype=net.genotype))
+        if progress is not None:
+            progress(len(records), len(networks))
+    return records
+
+
+def evaluate(records: Sequence[NetworkRecord], settings: CheckSettings) -> CheckResult:
+    """Split each space's records, fit calibrations on the fit halves, and compute every figure.
+
+    Each space gets its own calibration (its stem, head and glue are its own); ``"global"`` is
+    fitted on the fit halves of all spaces together and reported over all held-out networks.
+    """
+    result = CheckResult(records=list(records))
+    by_space: dict[str, list[NetworkRecord]] = {}
+    for r in records:
+        by_space.setdefault(r.space, []).append(r)
+    fit_all: list[NetworkRecord] = []
+    for space, recs in sorted(by_space.items()):
+        fit_idx, held_idx = split_indices(len(recs), seed=settings.seed, fit_fraction=settings.fit_fraction)
+        for i in fit_idx:
+            recs[i].split = "fit"
+        for i in held_idx:
+            recs[i].split = "held_out"
+        fit = [recs[i] for i in fit_idx]
+        fit_all += fit
+        cal = _fit(fit)
+        result.calibrations[space] = cal
+        for r in recs:
+            r.predicted_ms = float(cal.predict(r.sum_ms, r.n_ops))
+        result.spaces[space] = _space_figures(recs, cal)
+    if len(by_space) > 1:
+        cal = _fit(fit_all)
+        result.calibrations[GLOBAL] = cal
+        result.spaces[GLOBAL] = _space_figures(list(records), cal)
+    return result
+
+
+def _fit(records: Sequence[NetworkRecord]) -> NetworkCalibration:
+    s = [r.sum_ms for r in records]
+    n = [r.n_ops for r in records]
+    y = [r.measured_p50_ms for r in records]
+    # The per-op term needs op counts that vary; with too few networks, fit scale + offset only.
+    with_per_op = len(records) >= 6 and len(set(n)) > 1
+    return fit_calibration(s, n, y, with_per_op=with_per_op)
+
+
+def _space_figures(records: Sequence[NetworkRecord], cal: NetworkCalibration) -> dict[str, object]:
+    measured = np.array([r.measured_p50_ms for r in records])
+    raw = np.array([r.sum_ms for r in records])
+    pred = np.array([cal.predict(r.sum_ms, r.n_ops) for r in records])
+    fit = np.array([r.split == "fit" for r in records])
+    held = ~fit
+    held_figs = figures(pred[held], measured[held])
+    return {
+        "networks": len(records),
+        "measured_ms": {"min": float(measured.min()), "median": float(np.median(measured)), "max": float(measured.max())},
+        "raw": figures(raw, measured),
+        "calibrated_fit": figures(pred[fit], measured[fit]),
+        "calibrated_held_out": held_figs,
+        "calibration": cal.to_dict(),
+        "meets_targets": bool(held_figs["mdape_pct"] <= TARGET_MDAPE_PCT
+                              and held_figs["kendall_tau"] >= TARGET_KENDALL_TAU),
+    }
+
+
+def store_calibration(table: LatencyTable, result: CheckResult, settings: CheckSettings,
+                      machine: Mapping[str, object]) -> None:
+    """Write the fitted calibrations and their held-out figures into ``table.meta['calibration']``."""
+    table.meta["calibration"] = {
+        "form": "predicted_ms = scale * sum_ms + per_op_ms * n_ops + offset_ms",
+        "by_space": {space: cal.to_dict() for space, cal in result.calibrations.items()},
+        "held_out": {space: figs["calibrated_held_out"] for space, figs in result.spaces.items()},
+        "samples_per_space": settings.samples,
+        "fit_fraction": settings.fit_fraction,
+        "seed": settings.seed,
+        "machine": dict(machine),
+    }

@@ -1,0 +1,114 @@
+"""Phantom cine patients, the split by patient, and the clip datasets of one ``msnas-hw`` run.
+
+Patients come from the cine phantom (``app.data.phantom.cine``), deterministic per (seed, index),
+cached on disk inside the run folder. The split is by patient, never by frame or clip: test
+patients are held out of everything until the final evaluation; the training patients are split
+1:1 into the weight set and the architecture set of the searches (Sec. 4.2) and are all used for
+retraining.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from app.data.case import Case, DataError
+from search.methods.msnas_hw.config import DataConfig
+from search.train.augment import AffineAugmentation
+from search.train.datasets import CineClipDataset
+
+log = logging.getLogger(__name__)
+
+TRAIN_AUGMENTATION = AffineAugmentation(max_shift=0.06, max_rotation_deg=10.0, scale_range=(0.92, 1.08))
+
+
+def render_case(seed: int, index: int) -> Case:
+    """One phantom cine patient ``(T, Z, H, W)`` with ACDC labels on every frame."""
+    from app.data.phantom.cine import render_cine_case
+
+    return render_cine_case(seed, index)
+
+
+def load_cases(cfg: DataConfig, cache: Path | None = None) -> list[Case]:
+    """Render (or read from ``cache``) the run's phantom patients, in index order."""
+    cases = []
+    for index in range(cfg.n_patients):
+        path = None if cache is None else Path(cache) / f"case_{cfg.seed}_{index:03d}.pkl"
+        if path is not None and path.is_file():
+            try:
+                with open(path, "rb") as fh:
+                    cases.append(pickle.load(fh))
+                continue
+            except (pickle.UnpicklingError, EOFError) as exc:
+                raise DataError(path, f"cached phantom case is unreadable ({exc}); delete it to re-render") from None
+        case = render_case(cfg.seed, index).validate()
+        if case.modality != "cine" or case.labels is None:
+            raise DataError(case.source or case.case_id, "the cine phantom returned a case without cine labels")
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump(case, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.replace(path)
+        cases.append(case)
+    return cases
+
+
+@dataclass(frozen=True)
+class PatientSplit:
+    """Case ids of each set (disjoint).
+
+    Attributes:
+        test: Held out until the final evaluation.
+        val: Held out of retraining (unused when empty).
+        weight: Search: trains the supernet weights.
+        arch: Search: trains the architecture parameters.
+    """
+
+    test: tuple[str, ...]
+    val: tuple[str, ...]
+    weight: tuple[str, ...]
+    arch: tuple[str, ...]
+
+    @property
+    def train(self) -> tuple[str, ...]:
+        """Retraining patients: the weight and architecture sets together."""
+        return tuple(sorted(self.weight + self.arch))
+
+    @classmethod
+    def make(cls, case_ids: Sequence[str], cfg: DataConfig) -> "PatientSplit":
+        """Seeded random split: ``n_test`` test, ``n_val`` val, the rest alternately weight / arch."""
+        ids = sorted(case_ids)
+        if len(set(ids)) != len(ids):
+            raise ValueError("case ids must be unique to split by patient")
+        order = np.random.default_rng(cfg.seed).permutation(len(ids))
+        shuffled = [ids[i] for i in order]
+        test = tuple(sorted(shuffled[: cfg.n_test]))
+        val = tuple(sorted(shuffled[cfg.n_test: cfg.n_test + cfg.n_val]))
+        rest = shuffled[cfg.n_test + cfg.n_val:]
+        if len(rest) < 2:
+            raise ValueError(f"only {len(rest)} training patients; the search needs a weight and an architecture set")
+        return cls(test, val, tuple(sorted(rest[0::2])), tuple(sorted(rest[1::2])))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"test": list(self.test), "val": list(self.val), "weight": list(self.weight), "arch": list(self.arch)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PatientSplit":
+        return cls(*(tuple(d[k]) for k in ("test", "val", "weight", "arch")))
+
+
+def clip_dataset(cases: Sequence[Case], cfg: DataConfig, *, train: bool, seed: int) -> CineClipDataset:
+    """Clips of ``cfg.clip_length`` frames at ``cfg.height x cfg.width``.
+
+    Training: clips start every half clip (overlapping) and get a random affine (the same for all
+    frames of a clip). Evaluation: non-overlapping clips covering every frame, no augmentation.
+    """
+    stride = max(1, cfg.clip_length // 2) if train else cfg.clip_length
+    return CineClipDataset(cases, clip_length=cfg.clip_length, size=(cfg.height, cfg.width), stride=stride,
+                           augment=TRAIN_AUGMENTATION if train else None, seed=seed)

@@ -1,0 +1,361 @@
+"""One ``msnas-hw`` run end to end: data, lookup table, searches, Table 2 rows, latency, report, ship.
+
+Every stage writes its result under the run folder before the next starts and is skipped when its
+result is already there, so an interrupted run resumes where it stopped (training stages resume
+from their own checkpoints mid-way):
+
+    <out>/config.json             the configuration
+    <out>/split.json              patient ids of the test / weight / architecture sets
+    <out>/latency_table.json      LUT entries the searches need (profiled here, resumable)
+    <out>/searches/<key>/         checkpoint.pt, result.json (genotypes, arch weights, history)
+    <out>/rows/<key>/             train.pt (checkpoint), result.json (Dice, params, FLOPs)
+    <out>/latency.json            every row timed with onnxruntime, interleaved, one process
+    <out>/report/                 table2.md, report.md, figures (copied to ``docs_dir``)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from app.data.case import ACDC_LABELS
+from search.core.genotypes import MultiscaleGenotype
+from search.export.flops import count_flops
+from search.latency.lut import LatencyTable
+from search.latency.measure import measure_interleaved
+from search.latency.onnx_bytes import export_onnx_bytes
+from search.latency.profiler import OpProfiler, ProfileSettings
+from search.methods.msnas_hw import data as msdata
+from search.methods.msnas_hw import report, space
+from search.methods.msnas_hw.config import MsnasHwConfig, RowSpec, SearchRun
+from search.methods.msnas_hw.drawing import describe_genotype, draw_genotype
+from search.methods.msnas_hw.networks import build_row_network, per_frame_network
+from search.methods.msnas_hw.search import ArchitectureSearch, StepRecord
+from search.train.evaluate import evaluate_segmentation, torch_seg_predictor
+from search.train.loop import TrainConfig, fit, seed_everything
+from search.train.losses import segmentation_loss
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+FOREGROUND = {c: ACDC_LABELS[c] for c in (1, 2, 3)}  # 1 RV, 2 MYO, 3 LV
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+class MsnasHwExperiment:
+    """The whole Table 2 experiment of seed 001 on phantom cine MR.
+
+    Args:
+        cfg: The run configuration (a preset).
+        out: Run folder (created; reused to resume).
+        docs_dir: Where the report and figures are copied (None: only under ``out``).
+        models_dir: Where the shipped model goes (None: not shipped).
+        progress: Called with one-line status messages (the CLI prints them).
+    """
+
+    def __init__(self, cfg: MsnasHwConfig, out: Path, *, docs_dir: Path | None = None,
+                 models_dir: Path | None = None, progress: Progress | None = None):
+        self.cfg = cfg
+        self.out = Path(out)
+        self.docs_dir = docs_dir
+        self.models_dir = models_dir
+        self.say = progress or (lambda msg: log.info("%s", msg))
+        self._cases = None
+        self._split: msdata.PatientSplit | None = None
+
+    # ---------------------------------------------------------------------------------- stages
+    def run(self) -> dict[str, Any]:
+        """Run every stage that has not finished yet; return the row results."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_config()
+        torch.set_num_threads(self.cfg.threads)
+        table = self.latency_table()
+        genotypes: dict[str, dict[int, MultiscaleGenotype]] = {}
+        for run in self.cfg.searches:
+            genotypes[run.key] = self.search(run, table)
+        results = {}
+        for row in self.cfg.rows:
+            genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
+            results[row.key] = self.train_row(row, genotype)
+        self.measure(results, genotypes)
+        results = {row.key: _read_json(self._row_dir(row) / "result.json") for row in self.cfg.rows}
+        self.write_report(results, genotypes)
+        if self.models_dir is not None:
+            self.ship(results, genotypes)
+        return results
+
+    def _check_config(self) -> None:
+        path = self.out / "config.json"
+        doc = self.cfg.to_dict()
+        if path.is_file():
+            old = _read_json(path)
+            if json.loads(json.dumps(doc)) != old:
+                raise ValueError(f"{path}: this run folder was made with another configuration; "
+                                 "use a new --out or delete the folder")
+        else:
+            _write_json(path, doc)
+
+    @property
+    def cases(self):
+        if self._cases is None:
+            t0 = time.perf_counter()
+            self._cases = msdata.load_cases(self.cfg.data, cache=self.out / "cases")
+            self.say(f"data: {len(self._cases)} phantom cine patients ready ({time.perf_counter() - t0:.0f} s)")
+        return self._cases
+
+    @property
+    def split(self) -> msdata.PatientSplit:
+        if self._split is None:
+            path = self.out / "split.json"
+            if path.is_file():
+                self._split = msdata.PatientSplit.from_dict(_read_json(path))
+            else:
+                self._split = msdata.PatientSplit.make([c.case_id for c in self.cases], self.cfg.data)
+                _write_json(path, self._split.to_dict())
+        return self._split
+
+    def _subset(self, ids: tuple[str, ...]):
+        by_id = {c.case_id: c for c in self.cases}
+        return [by_id[i] for i in ids]
+
+    # ---------------------------------------------------------------------------- latency table
+    def latency_table(self) -> LatencyTable:
+        """Profile every op the searches can choose at the latency target size (resumable)."""
+        path = self.out / "latency_table.json"
+        table = LatencyTable.load(path) if path.is_file() else LatencyTable()
+        keys = space.required_keys(self.cfg)
+        settings = ProfileSettings(warmup=self.cfg.measure.warmup, repeats=max(5, self.cfg.measure.repeats),
+                                   seed=self.cfg.seed)
+        profiler = OpProfiler(table, settings, save_to=path)
+        todo = profiler.missing(keys)
+        if todo:
+            self.say(f"latency table: profiling {len(todo)} of {len(keys)} op signatures with onnxruntime")
+            profiler.profile(keys)
+            table.save(path)
+        return LatencyTable.load(path)
+
+    # ---------------------------------------------------------------------------------- searches
+    def search(self, run: SearchRun, table: LatencyTable) -> dict[int, MultiscaleGenotype]:
+        """One search; returns the decoded genotype for every n a row asks of it."""
+        folder = self.out / "searches" / run.key
+        result_path = folder / "result.json"
+        wanted = sorted({r.n_paths for r in self.cfg.rows if r.kind == "msnas" and r.search == run.key} | {run.n_paths})
+        if result_path.is_file():
+            doc = _read_json(result_path)
+            return {int(n): MultiscaleGenotype.from_json(g) for n, g in doc["genotypes"].items()}
+        cfg = self.cfg
+        seed_everything(cfg.seed + 11)
+        gen = torch.Generator().manual_seed(cfg.seed + 101)
+        supernet = space.build_supernet(cfg, cfg.trained_channels, generator=gen)
+        latency = space.latency_term(cfg, supernet, table, run.n_paths) if run.latency_aware else None
+        weight_ds = msdata.clip_dataset(self._subset(self.split.weight), cfg.data, train=True, seed=cfg.seed + 1)
+        arch_ds = msdata.clip_dataset(self._subset(self.split.arch), cfg.data, train=True, seed=cfg.seed + 2)
+        loaders = [
+            DataLoader(ds, batch_size=cfg.search.batch_size, shuffle=True, drop_last=len(ds) > cfg.search.batch_size,
+                       generator=torch.Generator().manual_seed(cfg.seed + 3 + i))
+            for i, ds in enumerate((weight_ds, arch_ds))
+        ]
+        searcher = ArchitectureSearch(supernet, latency, loaders[0], loaders[1], cfg.search,
+                                      generator=torch.Generator().manual_seed(cfg.seed + 7),
+                                      checkpoint=folder / "checkpoint.pt",
+                                      checkpoint_every=max(1, (cfg.search.warmup_steps + cfg.search.search_steps) // 20))
+        t0 = time.perf_counter()
+        every = max(1, searcher.total_steps // 10)
+
+        def on_step(rec: StepRecord) -> None:
+            if rec.step % every == 0 or rec.step == searcher.total_steps:
+                lat = "" if math.isnan(rec.latency_ms) else f", E[LAT] {rec.latency_ms:.1f} ms"
+                self.say(f"search {run.key}: step {rec.step}/{searcher.total_steps} ({rec.phase}) "
+                         f"CE {rec.weight_ce:.3f}{lat} [{time.perf_counter() - t0:.0f} s]")
+
+        history = searcher.run(on_step=on_step)
+        genotypes = {n: space.decode(supernet, n) for n in wanted}
+        doc = {
+            "search": asdict(run),
+            "genotypes": {str(n): g.to_json() for n, g in genotypes.items()},
+            "arch": space.arch_summary(supernet),
+            "expected_latency_ms": {str(n): space.expected_latency(cfg, supernet, table, n) for n in wanted},
+            "history": [r.__dict__ for r in history],
+            "seconds": time.perf_counter() - t0,
+        }
+        _write_json(result_path, doc)
+        for n, g in genotypes.items():
+            self.say(f"search {run.key}: decoded n={n}: " + " | ".join(" ".join(p.kinds) for p in g.paths))
+        return genotypes
+
+    # ------------------------------------------------------------------------------------- rows
+    def _row_dir(self, row: RowSpec) -> Path:
+        return self.out / "rows" / row.key
+
+    def train_row(self, row: RowSpec, genotype: MultiscaleGenotype | None) -> dict[str, Any]:
+        """Retrain one row from scratch on all training patients and evaluate it on the test patients."""
+        folder = self._row_dir(row)
+        result_path = folder / "result.json"
+        if result_path.is_file():
+            return _read_json(result_path)
+        cfg = self.cfg
+        seed_everything(cfg.seed + 1000 + cfg.rows.index(row))
+        net = build_row_network(cfg, row, genotype=genotype)
+        train_ds = msdata.clip_dataset(self._subset(self.split.train), cfg.data, train=True, seed=cfg.seed + 5)
+        per_epoch = max(1, min(cfg.retrain.eval_every, cfg.retrain.steps))
+        tcfg = TrainConfig(epochs=max(1, cfg.retrain.steps // per_epoch), batch_size=cfg.retrain.batch_size,
+                           lr=cfg.retrain.lr, weight_decay=cfg.retrain.weight_decay, seed=cfg.seed,
+                           steps_per_epoch=per_epoch)
+        t0 = time.perf_counter()
+
+        def loss_fn(model, batch):
+            clips, labels = batch
+            return segmentation_loss(model(clips), labels)
+
+        def progress(epoch: int, epochs: int, loss: float) -> None:
+            self.say(f"retrain {row.key}: epoch {epoch}/{epochs} loss {loss:.3f} [{time.perf_counter() - t0:.0f} s]")
+
+        losses = fit(net, loss_fn, train_ds, tcfg, checkpoint=folder / "train.pt", progress=progress)
+        seconds = time.perf_counter() - t0
+        dice = self.evaluate(net)
+        self.say(f"row {row.key}: mean Dice {dice['mean']:.3f} "
+                 + " ".join(f"{k} {v:.3f}" for k, v in dice["per_class"].items()))
+        result = {
+            "key": row.key, "name": row.name, "kind": row.kind,
+            "trained_width": space_width(cfg, row),
+            "genotype": None if genotype is None else json.loads(genotype.to_json()),
+            "dice": dice,
+            "params": int(sum(p.numel() for p in net.parameters())),
+            "train_losses": losses, "train_seconds": seconds,
+        }
+        torch.save(net.state_dict(), folder / "weights.pt")
+        _write_json(result_path, result)
+        return result
+
+    def evaluate(self, net: torch.nn.Module) -> dict[str, Any]:
+        """Dice per class (every frame of every clip) on each test patient; mean and std over patients."""
+        predict = torch_seg_predictor(net)
+        per_patient = {}
+        for case in self._subset(self.split.test):
+            ds = msdata.clip_dataset([case], self.cfg.data, train=False, seed=0)
+            ev = evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS))
+            per_patient[case.case_id] = {FOREGROUND[c]: v for c, v in ev.per_class.items()}
+            per_patient[case.case_id]["mean"] = ev.mean
+        names = list(FOREGROUND.values()) + ["mean"]
+        table = {n: [p[n] for p in per_patient.values() if not math.isnan(p[n])] for n in names}
+        return {
+            "per_class": {n: float(np.mean(table[n])) for n in FOREGROUND.values() if table[n]},
+            "mean": float(np.mean(table["mean"])) if table["mean"] else float("nan"),
+            "std": {n: float(np.std(v)) for n, v in table.items() if v},
+            "per_patient": per_patient,
+            "frames_scored": "every frame of every non-overlapping clip of every slice",
+        }
+
+    # ---------------------------------------------------------------------------------- latency
+    def measure(self, results: dict[str, Any], genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> None:
+        """Time every row with onnxruntime in this one process (interleaved), at both sizes."""
+        path = self.out / "latency.json"
+        if path.is_file():
+            doc = _read_json(path)
+        else:
+            doc = {}
+        cfg = self.cfg
+        sizes = [("trained", False, (cfg.data.clip_length, cfg.data.height, cfg.data.width))]
+        if cfg.measure.measure_paper_size:
+            sizes.append(("paper_size", True, tuple(cfg.measure.paper_shape)))
+        for which, paper_size, shape in sizes:
+            if which in doc:
+                continue
+            self.say(f"latency: exporting and timing {len(cfg.rows)} rows at {'x'.join(map(str, shape))} "
+                     f"({'paper widths' if paper_size else 'trained widths'})")
+            models, per_frame, flops = {}, {}, {}
+            for row in cfg.rows:
+                genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
+                net = build_row_network(cfg, row, paper_size=paper_size, genotype=genotype)
+                if not paper_size:
+                    net.load_state_dict(torch.load(self._row_dir(row) / "weights.pt", map_location="cpu"))
+                net.eval()
+                clip = torch.zeros((1, 1, *shape))
+                models[row.key] = export_onnx_bytes(net, clip)
+                frame_net = per_frame_network(net)
+                if frame_net is not None:
+                    per_frame[row.key + "@frame"] = export_onnx_bytes(frame_net, torch.zeros((1, 1, *shape[1:])))
+                flops[row.key] = count_flops(net, [clip]) if paper_size or not cfg.measure.measure_paper_size else None
+            stats = measure_interleaved({**models, **per_frame}, warmup=cfg.measure.warmup,
+                                        repeats=cfg.measure.repeats, seed=cfg.seed)
+            doc[which] = {
+                k: {**s.to_dict(), "shape": list(shape) if "@frame" not in k else [1, *shape[1:]]} for k, s in stats.items()
+            }
+            doc[which + "_flops"] = flops
+            _write_json(path, doc)
+        for row in cfg.rows:
+            res = _read_json(self._row_dir(row) / "result.json")
+            res["latency"] = {w: doc[w][row.key] for w, _, _ in sizes}
+            res["latency_per_frame"] = {w: doc[w].get(row.key + "@frame") for w, _, _ in sizes}
+            res["flops_paper_size"] = doc.get("paper_size_flops", doc.get("trained_flops", {})).get(row.key)
+            _write_json(self._row_dir(row) / "result.json", res)
+
+    # ----------------------------------------------------------------------------------- report
+    def write_report(self, results: dict[str, Any], genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> Path:
+        """Table 2, targets, frontier plot and drawings under ``out/report`` (and ``docs_dir``)."""
+        from search.methods.msnas_hw.report_text import render_report
+
+        folder = self.out / "report"
+        figures = {}
+        for run_key, by_n in genotypes.items():
+            for n, g in by_n.items():
+                name = f"genotype_{run_key}_n{n}.png"
+                draw_genotype(g, folder / name, title=f"search {run_key}, fused n = {n}")
+                figures[(run_key, n)] = name
+        report.plot_frontier(self.cfg, results, folder / "frontier.png")
+        searches = {r.key: _read_json(self.out / "searches" / r.key / "result.json") for r in self.cfg.searches}
+        text = render_report(self.cfg, results, genotypes, searches, figures)
+        (folder / "report.md").write_text(text)
+        (folder / "table2.md").write_text(report.table2_markdown(self.cfg, results) + "\n")
+        if self.docs_dir is not None:
+            self.docs_dir.mkdir(parents=True, exist_ok=True)
+            for f in folder.iterdir():
+                shutil.copy2(f, self.docs_dir / f.name)
+        self.say(f"report: {folder / 'report.md'}")
+        return folder / "report.md"
+
+    # ------------------------------------------------------------------------------------- ship
+    def ship(self, results: dict[str, Any], genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> Path | None:
+        """Export the best row meeting the real-time budget (else the fastest useful one) into models/."""
+        from search.methods.msnas_hw.shipping import choose_row, export_row
+
+        choice = choose_row(self.cfg, results)
+        if choice is None:
+            self.say("ship: no row to ship")
+            return None
+        row, reason = choice
+        genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
+        net = build_row_network(self.cfg, row, genotype=genotype)
+        net.load_state_dict(torch.load(self._row_dir(row) / "weights.pt", map_location="cpu"))
+        test_cases = self._subset(self.split.test)
+        card = export_row(self.cfg, row, net, genotype, results[row.key], reason, test_cases, self.split,
+                          self.models_dir)
+        self.say(f"ship: {card.onnx_path} ({reason})")
+        return card.onnx_path
+
+
+def space_width(cfg: MsnasHwConfig, row: RowSpec) -> dict[str, int]:
+    """The trained and paper widths of a row (IF for U-nets, C at scale 0 for searched nets)."""
+    from search.methods.msnas_hw.networks import row_filters
+
+    return {"trained": row_filters(cfg, row, paper_size=False), "paper": row_filters(cfg, row, paper_size=True)}

@@ -1,0 +1,45 @@
+"""``python -m search segqc-hw``: joint segmentation + QC search for contrast echo (seed 000).
+
+Searches (with and without the latency term), derives, retrains from scratch beside the handcrafted
+baselines, scores everything on held-out patients, measures Table II on this CPU, draws the report
+and exports the winning seg + QC pair with model cards. Resumable: run the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+PRESET_HELP = ("smoke: end to end in under a minute (tests); default: 2-core CPU, ~30-45 min; "
+               "paper: seed 000's schedule (80 epochs, 5 seeds, 256x256), for a GPU")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=("smoke", "default", "paper"), default="default", help=PRESET_HELP)
+    parser.add_argument("--out", default=None, help="run folder (default: runs/segqc-hw/<preset>)")
+    parser.add_argument("--seed", type=int, default=None, help="master seed (default: the preset's, 0)")
+    parser.add_argument("--models", default=None,
+                        help="where the winning pair is exported (default: models/ for default and paper, "
+                             "<out>/models for smoke)")
+    parser.add_argument("--docs", default=None,
+                        help="where the report is copied (default: docs/segqc for default and paper, none for smoke)")
+    parser.add_argument("--no-export", action="store_true", help="do not export the winning pair")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from search.methods.segqc_hw.config import preset
+    from search.methods.segqc_hw.search import RunPaths, run_segqc_hw
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    cfg = preset(args.preset, seed=args.seed)
+    root = Path(__file__).resolve().parents[3]
+    out = Path(args.out) if args.out else root / "runs" / "segqc-hw" / cfg.preset
+    smoke = cfg.preset == "smoke"
+    models = Path(args.models) if args.models else (out / "models" if smoke else root / "models")
+    docs = Path(args.docs) if args.docs else (None if smoke else root / "docs" / "segqc")
+    paths = RunPaths(out=out, models=None if args.no_export else models, docs=docs)
+    summary = run_segqc_hw(cfg, paths)
+    print(summary)
+    return 0

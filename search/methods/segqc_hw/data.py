@@ -1,0 +1,176 @@
+"""The patients of the segqc-hw protocol: S1 / S2 / test phantom echo cases, trimmed and cached.
+
+Seed 000's protocol: 100 patients, ~30 frames each, split by patient into S1 (40, trains the
+segmentation net), S2 (40, trains the QC net on segmentations of images the seg net never saw) and
+test (20, held out). Each case keeps only ``frames_per_case`` labelled frames spread over its cycle
+(the patients, not the frames, carry the variation in acquisition quality), and the trimmed cases
+are cached as ``.npz`` so a resumed run does not render the phantoms again. Images are prepared by
+``search.train.datasets.EchoFrameDataset`` (deployment preprocessing, random affine augmentation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from app.data.case import Case, DataError
+from search.methods.segqc_hw.config import AugmentConfig, DataConfig
+from search.train.augment import AffineAugmentation
+from search.train.datasets import ECHO_NORMALISATION, EchoFrameDataset
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("s1", "s2_train", "s2_val", "test")
+MIN_STRATIFIED = 30  # patients needed before the split is stratified by quality bin
+RENDER_FRAMES = 30  # frames rendered per patient (seed 000 samples ~30 per sequence)
+CasesFor = Callable[[DataConfig], dict[str, list[Case]]]
+
+
+def input_spec(resolution: int) -> dict:
+    """The ``input`` block of the exported cards (what training preprocessing used too)."""
+    return {"name": "image", "shape": [1, 3, resolution, resolution], "layout": "NCHW", "dtype": "float32",
+            "normalisation": dict(ECHO_NORMALISATION)}
+
+
+def pick_frames(case: Case, count: int) -> list[int]:
+    """``count`` labelled frames evenly spread over the sequence (deterministic)."""
+    labelled = list(case.labelled_frames) or list(range(case.n_frames))
+    if count >= len(labelled):
+        return labelled
+    pos = np.linspace(0, len(labelled) - 1, count).round().astype(int)
+    return [labelled[i] for i in pos]
+
+
+def trim_case(case: Case, count: int) -> Case:
+    """A copy of ``case`` holding only ``count`` labelled frames (all of them labelled).
+
+    Raises:
+        DataError: the case is not an echo case with myocardium labels.
+    """
+    where = case.source or case.case_id
+    if case.modality != "echo":
+        raise DataError(where, f"segqc-hw trains on contrast echo, got a {case.modality} case")
+    if case.labels is None:
+        raise DataError(where, "segqc-hw needs labelled frames (myocardium), this case has none")
+    keep = pick_frames(case, count)
+    return Case(case_id=case.case_id, modality="echo", frames=np.ascontiguousarray(case.frames[keep]),
+                labels=np.ascontiguousarray(case.labels[keep]), label_map=dict(case.label_map),
+                spacing_mm=case.spacing_mm, frame_rate=case.frame_rate, labelled_frames=tuple(range(len(keep))),
+                quality=case.quality, quality_bin=case.quality_bin, source=case.source)
+
+
+def _save(cases: Sequence[Case], path: Path) -> None:
+    arrays = {}
+    meta = []
+    for i, c in enumerate(cases):
+        arrays[f"frames_{i}"] = c.frames
+        arrays[f"labels_{i}"] = c.labels
+        meta.append({"case_id": c.case_id, "quality": c.quality, "quality_bin": c.quality_bin, "source": c.source,
+                     "spacing_mm": list(c.spacing_mm), "frame_rate": c.frame_rate,
+                     "label_map": {str(k): v for k, v in c.label_map.items()}})
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def _load(path: Path) -> list[Case]:
+    with np.load(path) as z:
+        meta = json.loads(z["meta"].tobytes().decode())
+        return [Case(case_id=m["case_id"], modality="echo", frames=z[f"frames_{i}"], labels=z[f"labels_{i}"],
+                     label_map={int(k): v for k, v in m["label_map"].items()}, spacing_mm=tuple(m["spacing_mm"]),
+                     frame_rate=m["frame_rate"], labelled_frames=tuple(range(z[f"frames_{i}"].shape[0])),
+                     quality=m["quality"], quality_bin=m["quality_bin"], source=m["source"])
+                for i, m in enumerate(meta)]
+
+
+def phantom_protocol(cfg: DataConfig) -> dict[str, list[Case]]:
+    """Render (or read from the shared phantom cache) the contrast-echo patients and split them.
+
+    Patients are split by ``app.data.splits`` (stratified by acquisition-quality bin, so every part
+    spans good, medium and poor acquisitions): S1 / S2 / test in the config's proportions (40 / 40 / 20
+    is exactly ``segqc_protocol``), then S2 into its QC-training and validation parts.
+    """
+    from app.data.datasets import phantom_dataset
+    from app.data.splits import patient_split, segqc_protocol
+
+    n = cfg.n_s1 + cfg.n_s2 + cfg.n_test
+    cases = phantom_dataset("echo", n, seed=cfg.phantom_seed, n_frames=RENDER_FRAMES, variant="contrast")
+    by_id = {c.case_id: c for c in cases}
+    # Stratify by quality bin only when every bin is large enough to be split in these proportions.
+    strata = {c.case_id: c.quality_bin or "" for c in cases} if n >= MIN_STRATIFIED else None
+    if (cfg.n_s1, cfg.n_s2, cfg.n_test) == (40, 40, 20):
+        parts = segqc_protocol(by_id, cfg.phantom_seed, strata)
+    else:
+        parts = patient_split(by_id, {"s1": cfg.n_s1 / n, "s2": cfg.n_s2 / n, "test": cfg.n_test / n},
+                              cfg.phantom_seed, strata)
+    s2 = parts["s2"]
+    val_fraction = min(1.0, cfg.n_qc_val / max(1, len(s2)))
+    s2_parts = patient_split(s2, {"s2_val": val_fraction, "s2_train": 1.0 - val_fraction}, cfg.phantom_seed + 1,
+                             {i: strata[i] for i in s2} if strata is not None else None)
+    out = {"s1": parts["s1"], "s2_train": s2_parts["s2_train"], "s2_val": s2_parts["s2_val"], "test": parts["test"]}
+    empty = [k for k, ids in out.items() if not ids]
+    if empty:
+        raise DataError(f"phantom-echo seed {cfg.phantom_seed}", f"protocol parts {empty} got no patients from "
+                        f"{n} cases (s1 {cfg.n_s1}, s2 {cfg.n_s2} incl. {cfg.n_qc_val} validation, test {cfg.n_test})")
+    return {k: [by_id[i] for i in ids] for k, ids in out.items()}
+
+
+def load_protocol(cfg: DataConfig, cache_dir: Path, cases_for: CasesFor = phantom_protocol) -> dict[str, list[Case]]:
+    """S1 / S2 (train, val) / test cases with ``frames_per_case`` frames each, cached in ``cache_dir``.
+
+    Args:
+        cfg: Which patients and how many frames.
+        cache_dir: Folder of the cache (one ``.npz`` per split plus the key it was made for).
+        cases_for: Returns the full cases of every part in ``SPLITS``.
+
+    Returns:
+        ``{"s1", "s2_train", "s2_val", "test"}`` -> cases, and ``"s2"`` = s2_train + s2_val.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = {"n_s1": cfg.n_s1, "n_s2": cfg.n_s2, "n_test": cfg.n_test, "n_qc_val": cfg.n_qc_val,
+           "frames": cfg.frames_per_case, "seed": cfg.phantom_seed, "render_frames": RENDER_FRAMES}
+    stamp = cache_dir / "cases_key.json"
+    paths = {s: cache_dir / f"cases_{s}.npz" for s in SPLITS}
+    if stamp.is_file() and json.loads(stamp.read_text()) == key and all(p.is_file() for p in paths.values()):
+        log.info("data: cached cases in %s", cache_dir)
+        out = {s: _load(p) for s, p in paths.items()}
+    else:
+        full = cases_for(cfg)
+        out = {}
+        for split in SPLITS:
+            out[split] = [trim_case(c, cfg.frames_per_case) for c in full[split]]
+            _save(out[split], paths[split])
+            bins = sorted(c.quality_bin or "" for c in out[split])
+            log.info("data: %s = %d patients x %d frames (quality bins %s)", split, len(out[split]),
+                     cfg.frames_per_case, {b: bins.count(b) for b in set(bins)})
+        stamp.write_text(json.dumps(key))
+    out["s2"] = out["s2_train"] + out["s2_val"]
+    return out
+
+
+def frame_dataset(cases: Sequence[Case], resolution: int, augment: AugmentConfig | None, seed: int) -> EchoFrameDataset:
+    """Every frame of ``cases`` at ``resolution``, augmented when ``augment`` is given."""
+    aug = None if augment is None else AffineAugmentation(augment.max_shift, augment.max_rotation_deg,
+                                                          tuple(augment.scale_range))
+    return EchoFrameDataset(cases, size=(resolution, resolution), channels=3, augment=aug, seed=seed)
+
+
+def loader(dataset: EchoFrameDataset, batch_size: int, seed: int) -> DataLoader:
+    """Shuffled batches (seeded); a final batch of one image is dropped (batch norm needs two)."""
+    gen = torch.Generator().manual_seed(seed)
+    drop = len(dataset) % batch_size == 1
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen, drop_last=drop)
+
+
+def frame_meta(cases: Sequence[Case]) -> list[dict]:
+    """Per frame of ``cases`` (dataset order): patient index, quality and its bin."""
+    return [{"patient": p, "quality": c.quality, "quality_bin": c.quality_bin or ""}
+            for p, c in enumerate(cases) for _ in range(c.n_frames)]
+

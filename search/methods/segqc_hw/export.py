@@ -1,0 +1,105 @@
+"""Ship the winning (hardware-aware) seg + QC pair into ``models/`` through the one export path.
+
+The segmentation model outputs ``probs`` and ``uncertainty`` (normalised entropy, in-graph); the QC
+model takes ``image``, ``probs``, ``uncertainty`` and outputs ``dice``; the seg card names its QC
+model in ``pairs_with``. The metrics on both cards are measured on the exported files themselves
+(onnxruntime, test patients), the latency at the shipped resolution; the Table II figures at
+256x256 go into the notes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from app.data.case import ECHO_MYO_LABELS, Case
+from search.export.card_writer import CardContent, TensorSpec
+from search.export.onnx_export import export_model
+from search.export.predictors import onnx_qc_predictor, onnx_seg_predictor
+from search.methods.segqc_hw.config import SegQcConfig
+from search.methods.segqc_hw.data import frame_dataset
+from search.train.datasets import ECHO_NORMALISATION
+from search.train.evaluate import evaluate_qc
+from search.train.seg_outputs import SegmentationWithUncertainty
+
+log = logging.getLogger(__name__)
+
+SEG_ID = "segqc-hw-echo-seg"
+QC_ID = "segqc-hw-echo-qc"
+CLASSES = {int(k): v for k, v in ECHO_MYO_LABELS.items()}
+
+
+def model_ids(preset: str) -> tuple[str, str]:
+    """Ids of the shipped pair (the default preset ships the plain ids; others are suffixed)."""
+    if preset == "default":
+        return SEG_ID, QC_ID
+    return f"{SEG_ID}-{preset}", f"{QC_ID}-{preset}"
+
+
+def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, cases: dict[str, list[Case]],
+                models_dir: Path, machine: str) -> list[str]:
+    """Export ``pair`` (trained seg logits net, QC net) with cards; returns the two ids."""
+    seg, qc = pair
+    seg.eval(), qc.eval()
+    seg_id, qc_id = model_ids(cfg.preset)
+    r = cfg.data.resolution
+    test = frame_dataset(cases["test"], r, None, seed=0)
+    data = {"source": "phantom-echo (app.data.phantom.echo, contrast)", "seed": cfg.data.phantom_seed,
+            "split": {"s1_seg_train": cfg.data.n_s1, "s2_qc_train": cfg.data.n_s2 - cfg.data.n_qc_val,
+                      "s2_validation": cfg.data.n_qc_val, "test": cfg.data.n_test,
+                      "frames_per_patient": cfg.data.frames_per_case},
+            "preset": cfg.preset}
+    cost = row["cost"]
+    table_note = (f"Table II (seg + QC at {cfg.measure.resolution}x{cfg.measure.resolution}, {machine}): "
+                  f"{cost['latency_ms']:.1f} ms, {cost['macs'] / 1e6:.0f} M MACs; test Dice "
+                  f"{row['test']['dice_mean']:.3f}, QC MAE {row['test']['qc_mae']:.3f}. See docs/segqc/README.md.")
+    image = TensorSpec("image", (1, 3, r, r), "RGB frame scaled to [0, 1]")
+    probs = TensorSpec("probs", (1, 2, r, r), "softmax class probabilities (0 background, 1 myocardium)")
+    unc = TensorSpec("uncertainty", (1, 1, r, r), "per-pixel entropy of the softmax / log(2), in [0, 1] (in-graph)")
+    genotype = row["genotype"]
+    seg_content = CardContent(
+        model_id=seg_id, modality="echo", role="seg", method="segqc-hw", inputs=[image], outputs=[probs, unc],
+        classes=CLASSES, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
+        genotype={"kind": "nasunet", **genotype["seg"]}, pairs_with=qc_id, clip_length=1,
+        architecture={"nasunet": {"init_filters": cfg.space.seg_init_filters, "depth": cfg.space.seg_depth,
+                                  "n_nodes": cfg.space.nodes}},
+        notes="Searched jointly with its QC model (seed 000, hardware-aware, lambda2 = "
+              f"{cfg.search.lambda2}), retrained from scratch on S1. " + table_note)
+    feeds = [{"image": test[i][0].numpy()[None]} for i in range(min(3, len(test)))]
+
+    def seg_metrics(path: Path) -> dict[str, Any]:
+        cal = evaluate_qc(onnx_seg_predictor(path), lambda *_: 0.0, test, 2)
+        dice = float(sum(cal["true"]) / len(cal["true"]))
+        return {"dice": {"per_class": {"myocardium": round(dice, 4)}, "mean": round(dice, 4)},
+                "eval_frames": len(cal["true"])}
+
+    seg_card = export_model(SegmentationWithUncertainty(seg), seg_content, models_dir, feeds, evaluate=seg_metrics)
+    seg_predict = onnx_seg_predictor(seg_card.onnx_path)
+    qc_feeds = []
+    for f in feeds:
+        p, u = seg_predict(f["image"])
+        qc_feeds.append({"image": f["image"], "probs": p, "uncertainty": u})
+
+    def qc_metrics(path: Path) -> dict[str, Any]:
+        cal = evaluate_qc(seg_predict, onnx_qc_predictor(path), test, 2)
+        return {"qc_mae": round(float(cal["qc_mae"]), 4), "qc_pearson": round(float(cal["qc_pearson"]), 4),
+                "qc_frames": cal["n"], "scored_seg_model": seg_id,
+                "true_dice_range": [round(min(cal["true"]), 4), round(max(cal["true"]), 4)]}
+
+    qc_content = CardContent(
+        model_id=qc_id, modality="echo", role="qc", method="segqc-hw",
+        inputs=[image, TensorSpec("probs", (1, 2, r, r), f"probs of {seg_id}"),
+                TensorSpec("uncertainty", (1, 1, r, r), f"uncertainty of {seg_id}")],
+        outputs=[TensorSpec("dice", (1,), "predicted Dice of the segmentation, in [0, 1]")],
+        classes=CLASSES, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
+        genotype={"kind": "qc", **genotype["qc"]}, clip_length=1,
+        architecture={"qcnet": {"init_filters": cfg.space.qc_init_filters, "n_stages": cfg.space.qc_stages,
+                                "n_nodes": cfg.space.nodes}},
+        notes=f"QC half of the segqc-hw pair: trained on S2 patients with {seg_id} frozen, target = true Dice "
+              "of its hard segmentation. " + table_note)
+    export_model(qc, qc_content, models_dir, qc_feeds, evaluate=qc_metrics)
+    log.info("exported %s and %s into %s", seg_id, qc_id, models_dir)
+    return [seg_id, qc_id]

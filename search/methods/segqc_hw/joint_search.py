@@ -1,0 +1,180 @@
+"""The joint first-order search of seed 000 over the segmentation and QC supernets.
+
+One epoch walks S1 and S2 batches in pairs:
+
+1. S1 batch, weight step: seg and QC weights, ``CE + lambda1 * MSE`` (the latency term of eq. 3
+   has no weight gradient).
+2. After the warm-up only: S2 batch, architecture step: the alphas of both supernets,
+   ``CE + lambda1 * MSE + lambda2 * LAT`` with LAT the Gumbel-softmax expected latency of seg + QC.
+   S2 holds patients the segmentation weights never train on, so it plays the role of DARTS'
+   validation set (first-order approximation: the gradient is taken at the current weights).
+3. S2 batch (the same one), weight step of the QC net only, seg frozen (eval mode, no gradient):
+   the QC net learns on segmentations of unseen images, as the paper requires.
+
+A checkpoint after every epoch (weights, alphas, both optimisers' states, the augmentation
+generators, the history) makes the stage resumable; batch order depends on ``(seed, epoch)`` only,
+so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from search.methods.segqc_hw.config import SearchConfig
+from search.methods.segqc_hw.data import loader
+from search.methods.segqc_hw.framework import framework_loss, run_framework
+from search.train.datasets import EchoFrameDataset
+
+log = logging.getLogger(__name__)
+
+#: ``expected_latency(tau, generator) -> scalar tensor`` in ms (Gumbel-softmax sample of the alphas);
+#: with ``tau=None`` it returns the deterministic softmax expectation (for logging).
+LatencyFn = Callable[[float | None, torch.Generator | None], torch.Tensor]
+
+
+@dataclass
+class SearchState:
+    """What the search has done so far (saved in the checkpoint).
+
+    Attributes:
+        epoch: Epochs finished.
+        history: One dict per epoch: mean CE, MSE, expected latency (ms), arch entropy, phase.
+    """
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def _weights(net: nn.Module) -> list[nn.Parameter]:
+    return list(net.weight_parameters())
+
+
+def _alphas(net: nn.Module) -> list[nn.Parameter]:
+    return list(net.arch_parameters())
+
+
+def arch_entropy(nets: tuple[nn.Module, ...]) -> float:
+    """Mean entropy (nats) of the op distributions of every edge: how undecided the search still is."""
+    values = []
+    for net in nets:
+        for a in _alphas(net):
+            p = torch.softmax(a.detach().reshape(-1, a.shape[-1]), dim=-1)
+            values.append(-(p * torch.log(p + 1e-12)).sum(-1))
+    return float(torch.cat(values).mean()) if values else float("nan")
+
+
+def _pairs(first: Iterator, second: Iterator) -> Iterator[tuple]:
+    """Zip two loaders, restarting the shorter one so every batch of the longer is used."""
+    a, b = list(first), list(second)
+    n = max(len(a), len(b))
+    for i in range(n):
+        yield a[i % len(a)], b[i % len(b)]
+
+
+def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn, s1: EchoFrameDataset,
+                     s2: EchoFrameDataset, cfg: SearchConfig, *, seed: int, checkpoint: Path | None = None,
+                     detach_qc_input: bool = False) -> SearchState:
+    """Search both supernets jointly; resumes from ``checkpoint`` when it exists.
+
+    Args:
+        seg: Segmentation supernet wrapper, ``(N, 3, H, W) -> (N, 2, H, W)`` logits, with
+            ``weight_parameters()`` and ``arch_parameters()``.
+        qc: QC supernet wrapper, ``(image, probs, uncertainty) -> (N, 1)``, same two methods.
+        expected_latency: Differentiable expected latency of seg + QC in ms (see ``LatencyFn``).
+        s1: Augmented frames of S1 (seg + QC weights).
+        s2: Augmented frames of S2 (architecture steps and QC weights).
+        cfg: Schedule, optimisers, loss weights.
+        seed: Seeds batch order and Gumbel noise.
+        checkpoint: ``.pt`` written after every epoch.
+        detach_qc_input: Keep the QC error from reaching the segmentation net.
+    """
+    opt_seg = torch.optim.Adam(_weights(seg), lr=cfg.weight_lr, weight_decay=cfg.weight_decay)
+    opt_qc = torch.optim.Adam(_weights(qc), lr=cfg.weight_lr, weight_decay=cfg.weight_decay)
+    opt_arch = torch.optim.Adam(_alphas(seg) + _alphas(qc), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
+                                weight_decay=cfg.arch_weight_decay)
+    gumbel = torch.Generator().manual_seed(seed * 7919 + 1)
+    state = SearchState()
+    total_epochs = cfg.warmup_epochs + cfg.alternate_epochs
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        seg.load_state_dict(saved["seg"])
+        qc.load_state_dict(saved["qc"])
+        opt_seg.load_state_dict(saved["opt_seg"])
+        opt_qc.load_state_dict(saved["opt_qc"])
+        opt_arch.load_state_dict(saved["opt_arch"])
+        gumbel.set_state(saved["gumbel"])
+        s1.rng.bit_generator.state = saved["s1_rng"]
+        s2.rng.bit_generator.state = saved["s2_rng"]
+        state = SearchState(epoch=int(saved["epoch"]), history=list(saved["history"]))
+        log.info("search: resumed %s at epoch %d/%d", checkpoint, state.epoch, total_epochs)
+    for epoch in range(state.epoch, total_epochs):
+        searching = epoch >= cfg.warmup_epochs
+        sums = {"ce": 0.0, "mse": 0.0, "qc_mse_s2": 0.0, "arch_loss": 0.0}
+        steps = arch_steps = 0
+        batches = _pairs(iter(loader(s1, cfg.batch_size, seed * 1000 + epoch)),
+                         iter(loader(s2, cfg.batch_size, seed * 1000 + epoch + 500)))
+        for (x1, y1), (x2, y2) in batches:
+            # 1. S1: weights of both networks.
+            seg.train(), qc.train()
+            out = run_framework(seg, qc, x1, y1, detach_qc_input=detach_qc_input)
+            terms = framework_loss(out, y1, lambda1=cfg.lambda1, lambda2=cfg.lambda2)
+            opt_seg.zero_grad(set_to_none=True), opt_qc.zero_grad(set_to_none=True)
+            terms.total.backward()
+            opt_seg.step(), opt_qc.step()
+            sums["ce"] += terms.ce
+            sums["mse"] += terms.mse
+            steps += 1
+            # 2. S2: architecture of both networks (after the warm-up).
+            if searching:
+                out = run_framework(seg, qc, x2, y2, detach_qc_input=detach_qc_input)
+                lat = expected_latency(cfg.gumbel_tau, gumbel)
+                terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, latency_ms=lat)
+                opt_arch.zero_grad(set_to_none=True)
+                terms.total.backward()
+                opt_arch.step()
+                sums["arch_loss"] += float(terms.total.detach())
+                arch_steps += 1
+            # 3. S2: QC weights only, segmentation frozen.
+            seg.eval()
+            qc.train()
+            out = run_framework(seg, qc, x2, y2, seg_frozen=True)
+            terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, with_ce=False)
+            opt_qc.zero_grad(set_to_none=True)
+            terms.total.backward()
+            opt_qc.step()
+            sums["qc_mse_s2"] += terms.mse
+        with torch.no_grad():
+            lat_ms = float(expected_latency(None, None))
+        record = {
+            "epoch": epoch + 1, "phase": "alternate" if searching else "warmup",
+            "ce": sums["ce"] / max(1, steps), "mse_s1": sums["mse"] / max(1, steps),
+            "mse_s2": sums["qc_mse_s2"] / max(1, steps),
+            "arch_loss": sums["arch_loss"] / arch_steps if arch_steps else math.nan,
+            "expected_latency_ms": lat_ms, "arch_entropy": arch_entropy((seg, qc)),
+        }
+        state.history.append(record)
+        state.epoch = epoch + 1
+        log.info("search epoch %d/%d %s: CE %.4f, MSE(S1) %.4f, MSE(S2) %.4f, E[lat] %.2f ms, H(alpha) %.3f",
+                 epoch + 1, total_epochs, record["phase"], record["ce"], record["mse_s1"], record["mse_s2"],
+                 lat_ms, record["arch_entropy"])
+        if checkpoint is not None:
+            _save(checkpoint, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, s1, s2, state)
+    seg.eval(), qc.eval()
+    return state
+
+
+def _save(path: Path, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, s1, s2, state: SearchState) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"seg": seg.state_dict(), "qc": qc.state_dict(), "opt_seg": opt_seg.state_dict(),
+                "opt_qc": opt_qc.state_dict(), "opt_arch": opt_arch.state_dict(), "gumbel": gumbel.get_state(),
+                "s1_rng": s1.rng.bit_generator.state, "s2_rng": s2.rng.bit_generator.state,
+                "epoch": state.epoch, "history": state.history}, tmp)
+    tmp.replace(path)

@@ -1,0 +1,158 @@
+"""Train a seg + QC pair from scratch (derived or handcrafted) and score it on held-out patients.
+
+The same harness serves every row of Table II, so the searched pairs and the baselines see the same
+patients, epochs, optimiser and augmentation:
+
+1. segmentation net on S1 (CE + soft Dice, ``search.train.loop.fit``, checkpoint per epoch);
+2. QC net on the training part of S2 with the segmentation net frozen in eval mode: its target is
+   the true Dice of the frozen net's hard segmentation of each (augmented) frame;
+3. evaluation, without augmentation, on the validation part of S2 and on the test patients:
+   per-frame true Dice, predicted Dice, their MAE and Pearson correlation, overall and per
+   acquisition-quality bin.
+
+Seed 000 retrains "on 60 patients and validates on the rest": here 40 (S1, seg) + 20 (S2, QC) train
+and the other 20 of S2 validate; patients the seg net trained on never train the QC net.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.data.case import Case
+from app.metrics import qc_calibration
+from search.methods.segqc_hw.config import AugmentConfig, RetrainConfig
+from search.methods.segqc_hw.data import frame_dataset, frame_meta
+from search.train.evaluate import evaluate_qc, torch_qc_predictor, torch_seg_predictor
+from search.train.loop import TrainConfig, fit, seed_everything
+from search.train.losses import dice_of_prediction, segmentation_loss
+from search.train.seg_outputs import probs_and_uncertainty
+
+log = logging.getLogger(__name__)
+
+
+class QcOnFrozenSeg(nn.Module):
+    """The QC net trained on the outputs of a frozen segmentation net.
+
+    ``train()`` only ever puts the QC net in training mode; the segmentation net stays in eval mode
+    (running BatchNorm statistics, as deployed) and gets no gradients.
+    """
+
+    def __init__(self, seg: nn.Module, qc: nn.Module):
+        super().__init__()
+        self.seg = seg
+        self.qc = qc
+        for p in self.seg.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "QcOnFrozenSeg":
+        super().train(mode)
+        self.seg.eval()
+        return self
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``images (N, 3, H, W), masks (N, H, W) -> (predicted Dice (N,), true Dice (N,))``."""
+        with torch.no_grad():
+            logits = self.seg(images)
+            probs, uncertainty = probs_and_uncertainty(logits)
+            target = dice_of_prediction(logits, masks)
+        return self.qc(images, probs, uncertainty).reshape(-1), target
+
+
+def _seg_loss(model: nn.Module, batch) -> torch.Tensor:
+    images, masks = batch
+    return segmentation_loss(model(images), masks)
+
+
+def _qc_loss(model: QcOnFrozenSeg, batch) -> torch.Tensor:
+    images, masks = batch
+    predicted, target = model(images, masks)
+    return F.mse_loss(predicted, target)
+
+
+@dataclass
+class PairData:
+    """Patients of one retraining: seg training, QC training, validation, test."""
+
+    seg_train: list[Case]
+    qc_train: list[Case]
+    val: list[Case]
+    test: list[Case]
+
+
+def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConfig, augment: AugmentConfig,
+                 resolution: int, *, seed: int, checkpoint_dir: Path) -> dict[str, list[float]]:
+    """Train ``seg`` then ``qc`` in place (resumable); returns the per-epoch losses of both stages."""
+    seg_ds = frame_dataset(data.seg_train, resolution, augment, seed=seed * 10 + 1)
+    seg_losses = fit(seg, _seg_loss, seg_ds,
+                     TrainConfig(epochs=cfg.seg_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                                 weight_decay=cfg.weight_decay, seed=seed * 10 + 1),
+                     checkpoint=checkpoint_dir / "seg.pt")
+    seg.eval()
+    qc_ds = frame_dataset(data.qc_train, resolution, augment, seed=seed * 10 + 2)
+    stage = QcOnFrozenSeg(seg, qc)
+    qc_losses = fit(stage, _qc_loss, qc_ds,
+                    TrainConfig(epochs=cfg.qc_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                                weight_decay=cfg.weight_decay, seed=seed * 10 + 2),
+                    checkpoint=checkpoint_dir / "qc.pt", parameters=qc.parameters())
+    seg.eval(), qc.eval()
+    return {"seg": seg_losses, "qc": qc_losses}
+
+
+def score_pair(seg: nn.Module, qc: nn.Module, cases: Sequence[Case], resolution: int) -> dict:
+    """Per-frame true and predicted Dice on ``cases`` (no augmentation), with summaries.
+
+    Returns:
+        ``{"dice_mean", "qc_mae", "qc_pearson", "n", "per_bin": {bin: {...}}, "frames": [...]}``,
+        each frame ``{"patient", "quality", "quality_bin", "true", "predicted"}``.
+    """
+    ds = frame_dataset(cases, resolution, None, seed=0)
+    result = evaluate_qc(torch_seg_predictor(seg), torch_qc_predictor(qc), ds, n_classes=2)
+    frames = [dict(m, true=float(t), predicted=float(p))
+              for m, t, p in zip(frame_meta(cases), result["true"], result["predicted"])]
+    return summarise(frames)
+
+
+def summarise(frames: list[dict]) -> dict:
+    """Dice mean, QC MAE and Pearson over ``frames``, overall and per quality bin."""
+    def block(sel: list[dict]) -> dict:
+        cal = qc_calibration([f["predicted"] for f in sel], [f["true"] for f in sel])
+        return {"dice_mean": float(np.mean([f["true"] for f in sel])) if sel else float("nan"),
+                "dice_std": float(np.std([f["true"] for f in sel])) if sel else float("nan"), **cal}
+
+    out = block(frames)
+    bins = sorted({f["quality_bin"] for f in frames if f["quality_bin"]})
+    out["per_bin"] = {b: block([f for f in frames if f["quality_bin"] == b]) for b in bins}
+    out["frames"] = frames
+    return out
+
+
+def train_and_score(name: str, seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConfig,
+                    augment: AugmentConfig, resolution: int, *, seed: int, row_dir: Path) -> dict:
+    """Retrain a pair (resumable) and score it on validation and test; cached in ``row_dir/scores.json``."""
+    row_dir.mkdir(parents=True, exist_ok=True)
+    scores_path = row_dir / "scores.json"
+    losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
+    if scores_path.is_file():
+        return json.loads(scores_path.read_text())
+    scores = {"name": name, "losses": losses, "val": score_pair(seg, qc, data.val, resolution),
+              "test": score_pair(seg, qc, data.test, resolution)}
+    log.info("%s: val Dice %.3f MAE %.3f | test Dice %.3f MAE %.3f r %.2f", name, scores["val"]["dice_mean"],
+             scores["val"]["qc_mae"], scores["test"]["dice_mean"], scores["test"]["qc_mae"], scores["test"]["qc_pearson"])
+    tmp = scores_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(scores, indent=1, allow_nan=True))
+    tmp.replace(scores_path)
+    return scores
+
+
+def init_seed(seed: int) -> None:
+    """Seed weight initialisation of the next networks built."""
+    seed_everything(seed)

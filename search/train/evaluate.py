@@ -1,0 +1,119 @@
+"""Evaluation on held-out patients: Dice per class (``app.metrics``) and QC calibration.
+
+Evaluation takes *predictors*, plain callables from a preprocessed input batch of one sample to
+softmax probabilities, so the same code scores a PyTorch module during training and the exported
+ONNX model at export time (the card's figures are the ONNX model's own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from app.metrics import dice_per_class, qc_calibration
+from search.train.datasets import IGNORE_INDEX
+from search.train.seg_outputs import probs_and_uncertainty
+
+# (1, C_in, *spatial) float32 -> (probs (1, K, *spatial), uncertainty (1, 1, *spatial))
+SegPredictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# (image, probs, uncertainty) -> predicted Dice, float
+QcPredictor = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+@dataclass
+class SegEvaluation:
+    """Dice of a segmentation model on a dataset.
+
+    Attributes:
+        per_class: Class value -> mean Dice over the labelled frames where it is defined.
+        mean: Mean of ``per_class``.
+        per_frame: Mean foreground Dice of every labelled frame (the QC target), in dataset order.
+    """
+
+    per_class: dict[int, float]
+    mean: float
+    per_frame: list[float] = field(default_factory=list)
+
+    def to_card(self, class_names: dict[int, str]) -> dict:
+        return {"per_class": {class_names.get(c, str(c)): round(v, 4) for c, v in self.per_class.items()},
+                "mean": round(self.mean, 4)}
+
+
+def torch_seg_predictor(net: nn.Module) -> SegPredictor:
+    """Predictor of a logits network (eval mode, no grad)."""
+    net.eval()
+
+    @torch.no_grad()
+    def predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, unc = probs_and_uncertainty(net(torch.from_numpy(x)))
+        return probs.numpy(), unc.numpy()
+
+    return predict
+
+
+def torch_qc_predictor(qc: nn.Module) -> QcPredictor:
+    qc.eval()
+
+    @torch.no_grad()
+    def predict(image: np.ndarray, probs: np.ndarray, unc: np.ndarray) -> float:
+        return float(qc(torch.from_numpy(image), torch.from_numpy(probs), torch.from_numpy(unc)).reshape(-1)[0])
+
+    return predict
+
+
+def _frames(labels: np.ndarray, pred: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split a sample into labelled 2D frames: ``(H, W)`` or ``(T, H, W)`` -> [(gt, pred)]."""
+    if labels.ndim == 2:
+        return [(labels, pred)]
+    return [(labels[t], pred[t]) for t in range(labels.shape[0]) if not (labels[t] == IGNORE_INDEX).all()]
+
+
+def frame_dice(gt: np.ndarray, pred: np.ndarray, classes: list[int]) -> float:
+    """Mean foreground Dice of one frame; 1.0 when neither side has any foreground (QC convention)."""
+    scores = [v for v in dice_per_class(pred, gt, classes).values() if not np.isnan(v)]
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def evaluate_segmentation(predict: SegPredictor, dataset: Dataset, n_classes: int) -> SegEvaluation:
+    """Dice per foreground class over every labelled frame of ``dataset`` (one sample at a time)."""
+    classes = list(range(1, n_classes))
+    sums = {c: 0.0 for c in classes}
+    counts = {c: 0 for c in classes}
+    per_frame: list[float] = []
+    for i in range(len(dataset)):
+        x, y = dataset[i]
+        probs, _ = predict(x.numpy()[None])
+        pred = probs[0].argmax(axis=0).astype(np.uint8)
+        for gt, pr in _frames(y.numpy(), pred):
+            for c, v in dice_per_class(pr, gt, classes).items():
+                if not np.isnan(v):
+                    sums[c] += v
+                    counts[c] += 1
+            per_frame.append(frame_dice(gt, pr, classes))
+    per_class = {c: (sums[c] / counts[c] if counts[c] else float("nan")) for c in classes}
+    defined = [v for v in per_class.values() if not np.isnan(v)]
+    return SegEvaluation(per_class, float(np.mean(defined)) if defined else float("nan"), per_frame)
+
+
+def evaluate_qc(seg: SegPredictor, qc: QcPredictor, dataset: Dataset, n_classes: int) -> dict[str, object]:
+    """Predicted vs true Dice of the segmentation on each frame of ``dataset`` (2D frames only).
+
+    Returns:
+        ``{"qc_mae", "qc_pearson", "n", "predicted": [...], "true": [...]}``.
+    """
+    classes = list(range(1, n_classes))
+    predicted, true = [], []
+    for i in range(len(dataset)):
+        x, y = dataset[i]
+        image = x.numpy()[None]
+        probs, unc = seg(image)
+        predicted.append(qc(image, probs, unc))
+        true.append(frame_dice(y.numpy(), probs[0].argmax(axis=0).astype(np.uint8), classes))
+    out: dict[str, object] = dict(qc_calibration(predicted, true))
+    out["predicted"], out["true"] = predicted, true
+    return out

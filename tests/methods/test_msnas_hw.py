@@ -1,0 +1,188 @@
+"""msnas-hw: presets, patient split, the search loop, decoding glue, report, shipping choice, smoke run."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from search.methods.msnas_hw.config import DataConfig, MsnasHwConfig, SearchConfig, paper_rows, preset
+from search.methods.msnas_hw.data import PatientSplit
+from search.methods.msnas_hw.report import PAPER_TABLE2, check_targets, pareto, table2_markdown
+from search.methods.msnas_hw.search import ArchitectureSearch
+
+
+# ------------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_presets_are_consistent(name):
+    cfg = preset(name)
+    assert [r.key for r in cfg.rows] == list(PAPER_TABLE2)
+    assert cfg.search.latency_lambda == pytest.approx(1e-4)
+    assert cfg.supernet.pc_k == 4 and cfg.supernet.nodes == 3
+    keys = {s.key for s in cfg.searches}
+    assert all(r.search in keys for r in cfg.rows if r.kind == "msnas")
+    assert {s.latency_aware for s in cfg.searches} == {True, False}
+    json.dumps(cfg.to_dict())  # plain JSON
+
+
+def test_default_and_paper_keep_the_papers_space():
+    for name in ("default", "paper"):
+        cfg = preset(name)
+        assert (cfg.supernet.layers, cfg.supernet.scales) == (8, 4)
+        assert cfg.data.clip_length == 20
+    assert (preset("paper").data.height, preset("paper").data.width) == (128, 112)
+    assert preset("paper").width_divisor == 1
+
+
+def test_unknown_preset_and_bad_rows_are_rejected():
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("fast")
+    with pytest.raises(ValueError, match="not configured"):
+        MsnasHwConfig(searches=(), rows=paper_rows())
+    with pytest.raises(ValueError, match="divisible by 16"):
+        DataConfig(height=64, width=56)
+
+
+def test_seed_override():
+    assert preset("smoke", seed=7).seed == 7
+
+
+# ------------------------------------------------------------------------------------------- split
+def test_patient_split_is_disjoint_deterministic_and_one_to_one():
+    ids = [f"p{i:03d}" for i in range(14)]
+    cfg = DataConfig(n_patients=14, n_test=3, n_val=1)
+    a, b = PatientSplit.make(ids, cfg), PatientSplit.make(list(reversed(ids)), cfg)
+    assert a == b
+    sets = [set(a.test), set(a.val), set(a.weight), set(a.arch)]
+    assert sum(len(s) for s in sets) == 14 and len(set().union(*sets)) == 14
+    assert (len(a.test), len(a.val)) == (3, 1)
+    assert abs(len(a.weight) - len(a.arch)) <= 1
+    assert set(a.train) == set(a.weight) | set(a.arch)
+    assert PatientSplit.from_dict(json.loads(json.dumps(a.to_dict()))) == a
+    assert PatientSplit.make(ids, replace(cfg, seed=1)) != a
+
+
+# ---------------------------------------------------------------------------------- search loop
+class TinySupernet(nn.Module):
+    """A 3D conv whose two candidate kernels are mixed by softmax(alpha); latency = w . [10, 1] ms."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = nn.ModuleList([nn.Conv3d(1, 4, 3, padding=1), nn.Conv3d(1, 4, 1)])
+        self.alpha = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x):
+        w = torch.softmax(self.alpha, 0)
+        return w[0] * self.ops[0](x) + w[1] * self.ops[1](x)
+
+    def arch_parameters(self):
+        return [self.alpha]
+
+    def weight_parameters(self):
+        return list(self.ops.parameters())
+
+    def latency(self, generator):
+        return (torch.softmax(self.alpha, 0) * torch.tensor([10.0, 1.0])).sum()
+
+
+def _loader(seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(4, 1, 2, 8, 8, generator=g)
+    y = torch.randint(0, 4, (4, 2, 8, 8), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+def _search(net, tmp_path, warmup, steps, lam=1e-4, checkpoint=True):
+    cfg = SearchConfig(warmup_steps=warmup, search_steps=steps, batch_size=2, latency_lambda=lam, arch_lr=0.05)
+    return ArchitectureSearch(net, net.latency, _loader(0), _loader(1), cfg, generator=torch.Generator().manual_seed(0),
+                              checkpoint=(tmp_path / "ck.pt") if checkpoint else None, checkpoint_every=1)
+
+
+def test_warmup_updates_only_weights(tmp_path):
+    torch.manual_seed(0)
+    net = TinySupernet()
+    w0 = net.ops[0].weight.detach().clone()
+    history = _search(net, tmp_path, warmup=3, steps=0).run()
+    assert [r.phase for r in history] == ["warmup"] * 3
+    assert torch.equal(net.alpha.detach(), torch.zeros(2))
+    assert not torch.equal(net.ops[0].weight.detach(), w0)
+
+
+def test_latency_term_pushes_towards_the_cheap_op(tmp_path):
+    torch.manual_seed(0)
+    net = TinySupernet()
+    history = _search(net, tmp_path, warmup=1, steps=30, lam=1.0, checkpoint=False).run()
+    assert [r.phase for r in history][:2] == ["warmup", "search"]
+    assert all(not math.isnan(r.latency_ms) for r in history[1:])
+    w = torch.softmax(net.alpha.detach(), 0)
+    assert w[1] > w[0]  # the 1 ms op wins under a strong latency weight
+
+
+def test_search_resumes_from_its_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    first = TinySupernet()
+    s = _search(first, tmp_path, warmup=1, steps=2)
+    s.run()
+    torch.manual_seed(1)
+    again = TinySupernet()
+    s2 = _search(again, tmp_path, warmup=1, steps=2)
+    history = s2.run()  # nothing left to do: restores and returns
+    assert len(history) == 3 and s2.step == 3
+    assert torch.equal(again.alpha.detach(), first.alpha.detach())
+    longer = _search(TinySupernet(), tmp_path, warmup=1, steps=4)
+    assert len(longer.run()) == 5
+
+
+# ------------------------------------------------------------------------------------------ report
+def _fake_results(ours_ms, unet_ms, msnas_ms, ours_dice=0.85, msnas_dice=0.855):
+    def res(ms, dice):
+        lat = {"p50_ms": ms, "p95_ms": ms, "mean_ms": ms, "fps": 1000.0 / ms, "shape": [20, 128, 112]}
+        return {"dice": {"per_class": {"RV": dice, "MYO": dice, "LV": dice}, "mean": dice, "std": {}},
+                "latency": {"trained": lat, "paper_size": lat}, "params": 10}
+
+    return {"ours_n1": res(ours_ms, ours_dice), "unet3d_d3_if16": res(unet_ms, 0.8), "msnas_n4": res(msnas_ms, msnas_dice)}
+
+
+def test_targets_are_computed_from_the_numbers():
+    cfg = preset("default")
+    met = {c.name: c for c in check_targets(cfg, _fake_results(30.0, 60.0, 120.0))}
+    assert met["latency ours n=1 / U-net 3D (D3, IF16) [paper_size]"].value == pytest.approx(0.5)
+    assert all(c.met for c in met.values())
+    missed = {c.name: c for c in check_targets(cfg, _fake_results(90.0, 60.0, 120.0, ours_dice=0.80))}
+    assert not missed["latency ours n=1 / MS-NAS n=4 [paper_size]"].met
+    assert not missed["mean Dice MS-NAS n=4 - ours n=1"].met
+    assert not missed["real time ours_n1 at 20x128x112: latency ms"].met
+
+
+def test_table_lists_every_row_with_the_papers_numbers():
+    cfg = preset("default")
+    text = table2_markdown(cfg, _fake_results(30.0, 60.0, 120.0))
+    for row in cfg.rows:
+        assert row.name in text
+    assert "not run" in text  # rows without results are shown as such
+    assert "*0.867*" in text and "*139*" in text
+
+
+def test_pareto_front():
+    pts = [("a", 10.0, 0.5), ("b", 20.0, 0.7), ("c", 30.0, 0.6), ("d", 40.0, 0.9)]
+    assert [p[0] for p in pareto(pts)] == ["a", "b", "d"]
+
+
+def test_shipping_prefers_budget_then_fastest_useful():
+    from search.methods.msnas_hw.shipping import choose_row
+
+    cfg = preset("default")
+    results = _fake_results(40.0, 60.0, 120.0)
+    row, why = choose_row(cfg, results)
+    assert row.key == "ours_n1" and "meeting" in why
+    slow = _fake_results(80.0, 60.0, 120.0)
+    row, why = choose_row(cfg, slow)
+    assert row.key == "ours_n1" and "NOT" in why
+    useless = _fake_results(40.0, 60.0, 120.0, ours_dice=0.3, msnas_dice=0.3)
+    assert choose_row(cfg, useless) is None

@@ -1,0 +1,98 @@
+"""Decoders on hand-set weights; top-n paths by DP against brute force."""
+
+import numpy as np
+import pytest
+import torch
+
+from search.core.cells import CellSpec
+from search.core.decode import all_paths, decode_cell, decode_multiscale, path_log_weight, top_n_paths
+from search.core.genotypes import CellEdge
+from search.core.ops import MSNAS_OPS, SEGQC_DOWN, SEGQC_NORMAL
+from search.core.supernets.multiscale import MultiscaleConfig, MultiscaleSupernet, beta_mask
+
+MS_SPEC = CellSpec(1, ("msnas",), "msnas", n_nodes=3, output="concat")
+# edges (dst, src): e0 (1,0); e1 (2,0) e2 (2,1); e3 (3,0) e4 (3,1) e5 (3,2)
+
+
+def _onehot(names, name, big=5.0):
+    v = np.zeros(len(names))
+    v[names.index(name)] = big
+    return v
+
+
+def test_edge_op_keeps_argmax_gamma_edge_and_best_nonzero_op():
+    alphas = [_onehot(MSNAS_OPS, op) for op in ("conv", "zero", "sep_conv", "identity", "max_pool", "dil_conv")]
+    alphas[1][MSNAS_OPS.index("dil_conv")] = 2.0  # zero wins edge 1, dil_conv is the best non-zero op
+    gamma = np.array([0.0, 3.0, 0.0, 0.0, 0.0, 4.0])  # node 2 keeps e1 (from 0), node 3 keeps e5 (from 2)
+    g = decode_cell(MS_SPEC, "edge_op", alphas, gamma, edges_per_node=1)
+    assert g.edges == (CellEdge(0, 1, "conv"), CellEdge(0, 2, "dil_conv"), CellEdge(2, 3, "dil_conv"))
+    assert g.output == "concat"
+
+
+def test_input_op_pair_takes_the_joint_argmax_pair():
+    alphas = [np.zeros(len(MSNAS_OPS)) for _ in range(6)]
+    alphas[2][MSNAS_OPS.index("max_pool")] = 3.0  # node 2: pair (1, max_pool)
+    alphas[3][MSNAS_OPS.index("zero")] = 9.0  # node 3: zero is strongest overall -> ignored
+    alphas[4][MSNAS_OPS.index("sep_conv")] = 2.0  # node 3: best non-zero pair (1, sep_conv)
+    g = decode_cell(MS_SPEC, "input_op_pair", alphas, edges_per_node=1)
+    assert CellEdge(1, 2, "max_pool") in g.edges and CellEdge(1, 3, "sep_conv") in g.edges
+    assert len(g.edges) == 3
+
+
+def test_argmax_structure_drops_edges_lost_to_zero_but_keeps_one_per_node():
+    spec = CellSpec(1, ("segqc_down",), "segqc_normal", n_nodes=3)
+    alphas = [
+        _onehot(SEGQC_DOWN, "down_sep_conv"),  # e0 (0->1)
+        _onehot(SEGQC_DOWN, "down_max_pool"),  # e1 (0->2)
+        _onehot(SEGQC_NORMAL, "zero"),  # e2 (1->2): dropped
+        _onehot(SEGQC_DOWN, "down_conv"),  # e3 (0->3)
+        _onehot(SEGQC_NORMAL, "identity"),  # e4 (1->3)
+        _onehot(SEGQC_NORMAL, "zero"),  # e5 (2->3): dropped
+    ]
+    g = decode_cell(spec, "op", alphas)
+    assert g.edges == (
+        CellEdge(0, 1, "down_sep_conv"), CellEdge(0, 2, "down_max_pool"),
+        CellEdge(0, 3, "down_conv"), CellEdge(1, 3, "identity"),
+    )
+    spec_n = CellSpec(1, ("segqc_normal",), "segqc_normal", n_nodes=1)
+    only_zero = np.array([0.0, 1.0, 0.0, 0.0, 4.0])  # zero wins; dil_conv is the best non-zero op
+    assert decode_cell(spec_n, "op", [only_zero]).edges == (CellEdge(0, 1, "dil_conv"),)
+    top2 = decode_cell(spec, "op", alphas, edges_per_node=2)
+    assert len(top2.incoming(3)) == 2
+
+
+def _random_probs(rng, n_layers, n_scales):
+    mask = beta_mask(n_layers, n_scales).numpy()
+    logits = rng.normal(size=mask.shape) * 2.0
+    probs = np.where(mask, np.exp(logits), 0.0)
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("n_layers, n_scales, n", [(4, 3, 5), (5, 4, 8), (3, 2, 30)])
+def test_top_n_paths_match_brute_force(n_layers, n_scales, n):
+    rng = np.random.default_rng(n_layers * 10 + n_scales)
+    for _ in range(3):
+        probs = _random_probs(rng, n_layers, n_scales)
+        brute = sorted(all_paths(n_layers, n_scales), key=lambda p: -path_log_weight(p, probs))
+        dp = top_n_paths(probs, n)
+        assert len(dp) == min(n, len(brute))
+        assert [p for p, _ in dp] == brute[: len(dp)]
+        for p, w in dp:
+            assert w == pytest.approx(np.exp(path_log_weight(p, probs)))
+
+
+def test_paths_and_probabilities_are_consistent():
+    probs = _random_probs(np.random.default_rng(0), 4, 3)
+    total = sum(np.exp(path_log_weight(p, probs)) for p in all_paths(4, 3))
+    assert total == pytest.approx(1.0)  # each vertex samples one outgoing edge: a distribution over paths
+
+
+def test_decode_multiscale_follows_beta():
+    model = MultiscaleSupernet(MultiscaleConfig(n_layers=3, n_scales=3, base_channels=4, pc_k=1), seed=0)
+    with torch.no_grad():
+        model.beta.zero_()
+        model.beta[:, :, 2] = 5.0  # ct everywhere it exists
+        model.beta[:, 2, 1] = 5.0  # at the coarsest scale, ns
+    g = decode_multiscale(model, n_paths=2)
+    assert g.paths[0].kinds == ("ct", "ct", "ns")
+    assert len(g.paths) == 2 and all(len(c.edges) == 3 for c in g.cells.values())
