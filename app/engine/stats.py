@@ -99,7 +99,7 @@ class StatsRecorder:
             self._processed += 1
             if result.error is not None:
                 self._errors += 1
-            if latency is not None:
+            if latency is not None and result.error is None:
                 self._latency.append(latency)
                 if latency > self.deadline_ms:
                     self._misses += 1

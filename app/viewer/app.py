@@ -43,6 +43,21 @@ def dark_palette(app: QApplication) -> None:
     app.setPalette(pal)
 
 
+def choose_model(window, model_id: str) -> None:
+    """Make ``model_id`` the pick for its modality (the card says which); unknown ids are reported."""
+    engine = window.engine
+    try:
+        cards = list(engine.list_models(None, window.session.models_dir)) if engine.list_models else []
+    except Exception as exc:  # a broken models/ folder is shown, not raised
+        window.show_error(f"models: {exc}")
+        return
+    card = next((c for c in cards if c.id == model_id and c.role == "seg"), None)
+    if card is None:
+        window.show_error(f"--model {model_id}: no segmentation model with that id in models/")
+        return
+    window.state.set_model_choice(card.modality, card.id)
+
+
 def launch(args: argparse.Namespace) -> int:
     """Open the window on ``args.source`` (default: the shipped demo) and run the event loop."""
     from app.viewer.main_window import MainWindow, write_json
@@ -59,7 +74,7 @@ def launch(args: argparse.Namespace) -> int:
     if getattr(args, "fast", False):
         window.state.set_speed(math.inf)
     if getattr(args, "model", None):
-        window.state.set_model_choice(window.state.modality, args.model)
+        choose_model(window, args.model)
     window.show()
     window.start(getattr(args, "source", None))
     if getattr(args, "record", None):

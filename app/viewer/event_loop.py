@@ -28,6 +28,7 @@ class EventLoopMonitor(QObject):
         self._delays: deque[float] = deque(maxlen=window)
         self.samples = 0
         self.worst_ms = 0.0
+        self.worst_ever_ms = 0.0
         self._due_ns = 0
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -41,6 +42,7 @@ class EventLoopMonitor(QObject):
         self._timer.stop()
 
     def reset(self) -> None:
+        """Start a new measurement window (e.g. once a source plays); ``worst_ever_ms`` is kept."""
         self._delays.clear()
         self.samples = 0
         self.worst_ms = 0.0
@@ -51,14 +53,16 @@ class EventLoopMonitor(QObject):
         self._delays.append(delay)
         self.samples += 1
         self.worst_ms = max(self.worst_ms, delay)
+        self.worst_ever_ms = max(self.worst_ever_ms, delay)
         self._due_ns = now + self.interval_ms * 1_000_000
 
     def summary(self) -> dict[str, float]:
-        """``p50``, ``p95``, ``p99``, ``max`` delay in ms over the window and ``samples`` (all-time)."""
+        """``p50``, ``p95``, ``p99``, ``max`` delay (ms) over the window since ``reset``, ``samples`` since
+        ``reset``, and ``worst_ever`` (since the monitor was made, start-up included)."""
         values = np.fromiter(self._delays, dtype=np.float64)
         if values.size == 0:
             return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "max": float("nan"),
-                    "samples": 0, "worst": 0.0}
+                    "samples": 0, "worst_ever": self.worst_ever_ms}
         p50, p95, p99 = np.percentile(values, [50, 95, 99])
         return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(values.max()),
-                "samples": self.samples, "worst": float(self.worst_ms)}
+                "samples": self.samples, "worst_ever": float(self.worst_ever_ms)}

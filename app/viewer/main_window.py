@@ -14,9 +14,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-from PyQt6.QtCore import QTimer
+from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtGui import QAction, QKeySequence
-from PyQt6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMainWindow, QScrollArea, QVBoxLayout, QWidget
 
 from app.engine.overlay import compose, to_rgb
 from app.viewer.engine_port import EnginePort
@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         self._painted_latency: deque[float] = deque(maxlen=120)
         self._painted_at: deque[int] = deque(maxlen=120)
         self._last_frame_error_ns = 0
+        self._first_frame_pending = True
         self._build_widgets()
         self._build_actions()
         self._connect()
@@ -91,10 +92,15 @@ class MainWindow(QMainWindow):
         side.addStretch(1)
         side_widget = QWidget()
         side_widget.setLayout(side)
-        side_widget.setFixedWidth(380)
+        side_scroll = QScrollArea()  # small screens: the panel scrolls, the image keeps its room
+        side_scroll.setWidget(side_widget)
+        side_scroll.setWidgetResizable(True)
+        side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        side_scroll.setFixedWidth(400)
         middle = QHBoxLayout()
         middle.addWidget(self.image, 1)
-        middle.addWidget(side_widget)
+        middle.addWidget(side_scroll)
         root = QVBoxLayout()
         root.setContentsMargins(4, 4, 4, 4)
         root.addWidget(self.error_banner)
@@ -245,6 +251,7 @@ class MainWindow(QMainWindow):
             parts.append("ground truth")
         self.source_label.setText("Source: " + ", ".join(parts))
         self.transport.configure(info)
+        self._first_frame_pending = True
         self.latency_panel.clear()
         self.alert_banner.hide()
         self.error_banner.hide()
@@ -280,6 +287,12 @@ class MainWindow(QMainWindow):
         return to_rgb(result.frame.image)
 
     def _on_frame_ready(self, result, summaries) -> None:
+        if self._first_frame_pending:
+            # measure the steady state: opening the source and loading models are one-off costs
+            self._first_frame_pending = False
+            self.monitor.reset()
+            self._painted_latency.clear()
+            self._painted_at.clear()
         self.image.show_frame(result, self._rgb_for(result))
         info = self.session.info
         n_frames = info.n_frames if info is not None else None
@@ -418,5 +431,16 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
+def _plain(value):
+    """NaN -> None (valid JSON), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def write_json(path: Path | str, data: dict) -> None:
-    Path(path).write_text(json.dumps(data, indent=2, default=float))
+    Path(path).write_text(json.dumps(_plain(data), indent=2, default=float))

@@ -156,7 +156,7 @@ class SessionController(QObject):
         if not model_ready:
             self._install_relay()
         self.state.set_modality(modality)
-        self.state.set_slice(0)
+        self.state.set_slice(int(getattr(source, "slice_index", 0)))
         self._start_player(position=0)
         if self.recorder is not None:
             self.recorder.log_event("source_opened", name=source.info.name, modality=modality)
@@ -165,6 +165,14 @@ class SessionController(QObject):
             self.load_models(modality)
 
     def _start_player(self, position: int = 0, paused: bool = False) -> None:
+        try:
+            self._create_player(position, paused)
+        except Exception as exc:  # a player that cannot start is reported; the window stays up
+            self.player = None
+            self.error.emit(f"cannot play {self.info.name if self.info else 'the source'}: {describe_error(exc)}")
+            self.playback_changed.emit(True)
+
+    def _create_player(self, position: int, paused: bool) -> None:
         self._player_gen += 1
         gen = self._player_gen
         speed = self.state.speed
@@ -174,6 +182,9 @@ class SessionController(QObject):
             self.source, self._sink, paced=paced, speed=speed if paced else 1.0, loop=self.state.loop,
             on_end=lambda g=gen: self._player_ended.emit(g),
             on_error=lambda exc, g=gen: self._player_failed.emit(g, exc))
+        n_frames = self.info.n_frames if self.info is not None else None
+        if n_frames and position >= n_frames:
+            position = 0
         if position and getattr(self.source, "seekable", False):
             self.player.seek(position)
         self.player.start()
@@ -227,6 +238,9 @@ class SessionController(QObject):
         qc = next((c for c in cards if c.role == "qc" and c.id == seg.pairs_with), None)
         pipeline = self.engine.pipeline(seg, qc, on_result=self._results_for(gen), overlay=self.state.overlay,
                                         deadline_ms=self.deadline_ms)
+        if self._closed:  # the window closed while the model loaded: nobody will install it
+            pipeline.close()
+            return modality, segs, seg, qc, None, None, gen
         return modality, segs, seg, qc, pipeline, note, gen
 
     def _on_models_loaded(self, value) -> None:
@@ -237,7 +251,7 @@ class SessionController(QObject):
             return
         self.cards = segs
         self.models_listed.emit(modality, segs)
-        if note:
+        if note and pipeline is not None:
             self.error.emit(note)
         if pipeline is None:
             self.error.emit(f"no model: {note or 'no ' + modality + ' model in models/'} - showing raw frames")

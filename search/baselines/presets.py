@@ -24,6 +24,7 @@ class BaselinePreset:
         echo_render: ``render_echo_case`` options (frames, display size).
         echo_input: Model grid (H, W) for echo.
         echo_frame_step: Train on every k-th labelled frame.
+        echo_seg_crop: Random crop (h, w) for segmentation training (None: whole frames).
         echo_split: Patient fractions: s1 trains segmentation, s2 trains QC, test scores both.
         seg_train / qc_train: Schedules of the two echo stages.
         cine_cases: Phantom cine patients (split train / test by ``cine_split``).
@@ -44,6 +45,7 @@ class BaselinePreset:
     echo_render: dict
     echo_input: tuple[int, int]
     echo_frame_step: int
+    echo_seg_crop: tuple[int, int] | None
     seg_train: TrainConfig
     qc_train: TrainConfig
     cine_cases: int
@@ -62,7 +64,7 @@ class BaselinePreset:
 PRESETS: dict[str, BaselinePreset] = {
     "smoke": BaselinePreset(
         name="smoke", baselines=("unet8-resnet18", "unet3d-d3-if16"), seed=0,
-        echo_cases=5, echo_render={"n_frames": 4, "size": 64}, echo_input=(64, 64), echo_frame_step=2,
+        echo_cases=5, echo_render={"n_frames": 4, "size": 64}, echo_input=(64, 64), echo_frame_step=2, echo_seg_crop=None,
         seg_train=TrainConfig(epochs=1, batch_size=4, lr=2e-3, seed=0),
         qc_train=TrainConfig(epochs=1, batch_size=4, lr=1e-3, seed=1),
         cine_cases=3, cine_render={"n_frames": 4}, cine_input=(32, 32), clip_length=4,
@@ -71,9 +73,9 @@ PRESETS: dict[str, BaselinePreset] = {
     ),
     "default": BaselinePreset(
         name="default", baselines=("unet8-resnet18", "unet3d-d3-if16"), seed=0,
-        echo_cases=40, echo_render={"n_frames": 30, "size": 256}, echo_input=(256, 256), echo_frame_step=3,
-        seg_train=TrainConfig(epochs=10, batch_size=8, lr=2e-3, seed=0),
-        qc_train=TrainConfig(epochs=8, batch_size=8, lr=1e-3, seed=1),
+        echo_cases=40, echo_render={"n_frames": 30, "size": 256}, echo_input=(256, 256), echo_frame_step=3, echo_seg_crop=(128, 128),
+        seg_train=TrainConfig(epochs=12, batch_size=8, lr=2e-3, seed=0),
+        qc_train=TrainConfig(epochs=6, batch_size=8, lr=1e-3, seed=1),
         cine_cases=20, cine_render={"n_frames": 20}, cine_input=(128, 112), clip_length=20,
         cine_train=TrainConfig(epochs=6, batch_size=2, lr=2e-3, seed=2, steps_per_epoch=25),
         max_test_clips=24, quantize=True, latency_repeats=50, threads=2,
@@ -81,7 +83,7 @@ PRESETS: dict[str, BaselinePreset] = {
     "paper": BaselinePreset(
         name="paper", baselines=("unet8-resnet18", "unet16-resnet18", "unet2d-d5-if64", "unet2d-d3-if16",
                                  "unet3d-d4-if32", "unet3d-d3-if16"), seed=0,
-        echo_cases=100, echo_render={"n_frames": 30, "size": 256}, echo_input=(256, 256), echo_frame_step=1,
+        echo_cases=100, echo_render={"n_frames": 30, "size": 256}, echo_input=(256, 256), echo_frame_step=1, echo_seg_crop=None,
         seg_train=TrainConfig(epochs=80, batch_size=16, lr=1e-3, seed=0),
         qc_train=TrainConfig(epochs=80, batch_size=16, lr=1e-3, seed=1),
         cine_cases=100, cine_render={"n_frames": 30}, cine_input=(128, 112), clip_length=20,

@@ -51,7 +51,8 @@ def run_echo(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
     split = split_patients(cases, preset.echo_split, preset.seed)
     aug = default_augmentation()
     size = preset.echo_input
-    s1 = EchoFrameDataset(split["s1"], size, augment=aug, seed=preset.seed, frame_step=preset.echo_frame_step)
+    s1 = EchoFrameDataset(split["s1"], size, augment=aug, seed=preset.seed, frame_step=preset.echo_frame_step,
+                          crop=preset.echo_seg_crop)
     s2 = EchoFrameDataset(split["s2"], size, augment=aug, seed=preset.seed + 1, frame_step=preset.echo_frame_step)
     test = EchoFrameDataset(split["test"], size)
     pair = train_echo_pair(spec, s1, s2, preset.seg_train, preset.qc_train, work_dir / spec.name, progress)

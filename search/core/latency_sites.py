@@ -93,11 +93,9 @@ def trace_sites(model: nn.Module, input_shape: Sequence[int], call=None) -> Netw
     """
     shapes: dict[str, list[tuple[int, ...]]] = {}
     handles = []
-    names = {}
-    by_name = {}
+    by_name: dict[str, nn.Module] = {}
     for name, module in model.named_modules():
         if isinstance(module, MixedOp) or (isinstance(module, CandidateOp) and not getattr(module, "in_mixed_op", False)):
-            names[module] = name
             by_name[name] = module
 
             def hook(mod, args, _name=name):

@@ -13,6 +13,8 @@ Sampling mirrors what the decoders can produce, so the random networks cover the
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from search.core.cells import CellSpec
@@ -96,8 +98,7 @@ def sample_random_genotype(
     """
     if space == "segqc":
         down, up, con, non = (
-            CellSpec(s.n_inputs, s.input_op_sets, s.inner_op_set, n_nodes, s.output)
-            for s in (DOWN_SPEC, UP_SPEC, CONTRACTING_SPEC, NONSCALING_SPEC)
+            dataclasses.replace(s, n_nodes=n_nodes) for s in (DOWN_SPEC, UP_SPEC, CONTRACTING_SPEC, NONSCALING_SPEC)
         )
         return SegQcGenotype(
             NasUnetGenotype(random_cell(down, rng), random_cell(up, rng)),
@@ -107,7 +108,7 @@ def sample_random_genotype(
         raise ValueError(f"unknown search space {space!r}; known: {SPACES}")
     n_layers = n_layers or (8 if space == "msnas" else 10)
     n_paths = n_paths or int(rng.integers(1, (4 if space == "msnas" else 8) + 1))
-    spec = CellSpec(1, MULTISCALE_SPEC.input_op_sets, MULTISCALE_SPEC.inner_op_set, n_nodes, "concat")
+    spec = dataclasses.replace(MULTISCALE_SPEC, n_nodes=n_nodes)
     cells = {k: random_cell(spec, rng, edges_per_node=1) for k in MULTISCALE_CELL_TYPES}
     relaxation = "edge_op" if space == "msnas" else "input_op_pair"
     return MultiscaleGenotype(cells, random_paths(n_paths, n_layers, n_scales, rng), n_layers, n_scales, relaxation)

@@ -81,6 +81,8 @@ class NetworkRecord:
     predicted_ms: float = float("nan")
     split: str = ""
     genotype: object = None
+    sum_by_op: dict[str, float] = field(default_factory=dict)
+    count_by_op: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -139,9 +141,15 @@ def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, se
         for net in group:
             name = f"{net.space}/{net.index}"
             sum_ms, n_ops = table_prediction(table, net.keys)
+            by_op: dict[str, float] = {}
+            count: dict[str, int] = {}
+            for k in net.keys:
+                by_op[k.op] = by_op.get(k.op, 0.0) + table.get(k)
+                count[k.op] = count.get(k.op, 0) + 1
             records.append(NetworkRecord(space=net.space, index=net.index, n_ops=n_ops, sum_ms=sum_ms,
                                          measured_p50_ms=stats[name].p50_ms, measured_p95_ms=stats[name].p95_ms,
-                                         onnx_nodes=nodes[name], genotype=net.genotype))
+                                         onnx_nodes=nodes[name], genotype=net.genotype, sum_by_op=by_op,
+                                         count_by_op=count))
         if progress is not None:
             progress(len(records), len(networks))
     return records

@@ -159,79 +159,19 @@ def _multiscale_configs(space: str, preset: str) -> list[SupernetConfig]:
 
 # ---- random discrete architectures (for ``latency-check``) ---------------------------------------
 
-MAX_PATHS = {"msnas": 6, "rtdnas": 8}
-"""Largest number of fused paths sampled (msnas-hw deploys n = 1, 2, 4; rtdnas's GA N_l = 3 ... 8)."""
-
-
-def random_cell(spec, rng, *, edges_per_node: int | None):
-    """A random ``CellGenotype`` of ``spec``: random kept edges per node, a random non-zero op per edge.
-
-    Args:
-        spec: ``search.core.cells.CellSpec``.
-        rng: ``np.random.Generator``.
-        edges_per_node: Kept incoming edges per node (1 for msnas / rtdnas); ``None``: each edge kept
-            with probability 1/2, at least one per node (segqc's "argmax structure").
-    """
-    from search.core.genotypes import CellEdge, CellGenotype
-    from search.core.ops import OP_SETS
-
-    kept = []
-    for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
-        into = spec.incoming(dst)
-        if edges_per_node is None:
-            chosen = [e for e in into if rng.random() < 0.5] or [into[int(rng.integers(len(into)))]]
-        else:
-            chosen = list(rng.choice(into, size=min(edges_per_node, len(into)), replace=False))
-        for e in chosen:
-            src, _, op_set = spec.edges[int(e)]
-            names = [n for n in OP_SETS[op_set] if n != "zero"]
-            kept.append(CellEdge(src, dst, names[int(rng.integers(len(names)))]))
-    return CellGenotype(spec.n_inputs, spec.n_nodes, tuple(kept), spec.output)
-
-
-def random_path(n_layers: int, n_scales: int, rng):
-    """A uniform random walk through the layer x scale grid from (0, 0): a legal ``PathGenotype``."""
-    from search.core.genotypes import STEP_DELTA, STEP_KINDS, PathGenotype
-
-    kinds, scale = [], 0
-    for _ in range(n_layers):
-        legal = [k for k in STEP_KINDS if 0 <= scale + STEP_DELTA[k] < n_scales]
-        kind = legal[int(rng.integers(len(legal)))]
-        kinds.append(kind)
-        scale += STEP_DELTA[kind]
-    return PathGenotype(tuple(kinds))
-
 
 def random_genotype(space: str, preset: str, rng):
-    """A random discrete architecture of ``space`` (a ``SegQcGenotype`` or a ``MultiscaleGenotype``)."""
-    from search.core.genotypes import MULTISCALE_CELL_TYPES, MultiscaleGenotype, NasUnetGenotype, QcGenotype, SegQcGenotype
-    from search.core.supernets.multiscale import MULTISCALE_SPEC
-    from search.core.supernets.nasunet import DOWN_SPEC, UP_SPEC
-    from search.core.supernets.qcnet import CONTRACTING_SPEC, NONSCALING_SPEC
+    """A random discrete architecture of ``space`` shaped like the preset's supernet.
+
+    ``search.core.sampling.sample_random_genotype`` with the preset's grid and node count: a
+    ``SegQcGenotype`` (segqc) or a ``MultiscaleGenotype`` with 1-4 (msnas) or 1-8 (rtdnas) paths.
+    """
+    from search.core.sampling import sample_random_genotype
 
     if space == "segqc":
-        nodes = _segqc_parts(preset)[0][2].n_nodes
-        cell = lambda spec: random_cell(_with_nodes(spec, nodes), rng, edges_per_node=None)  # noqa: E731
-        return SegQcGenotype(NasUnetGenotype(cell(DOWN_SPEC), cell(UP_SPEC)),
-                             QcGenotype(cell(CONTRACTING_SPEC), cell(NONSCALING_SPEC)))
+        return sample_random_genotype(space, rng, n_nodes=_segqc_parts(preset)[0][2].n_nodes)
     ms, _ = _multiscale_config(space, preset)
-    spec = _with_nodes(MULTISCALE_SPEC, ms.n_nodes)
-    cells = {k: random_cell(spec, rng, edges_per_node=1) for k in MULTISCALE_CELL_TYPES}
-    n_paths = int(rng.integers(1, MAX_PATHS[space] + 1))
-    paths: list = []
-    for _ in range(50 * n_paths):  # bounded: short grids may have fewer distinct paths than asked for
-        p = random_path(ms.n_layers, ms.n_scales, rng)
-        if p not in paths:
-            paths.append(p)
-        if len(paths) == n_paths:
-            break
-    return MultiscaleGenotype(cells, tuple(paths), ms.n_layers, ms.n_scales, ms.relaxation)
-
-
-def _with_nodes(spec, n_nodes: int):
-    from dataclasses import replace
-
-    return spec if spec.n_nodes == n_nodes else replace(spec, n_nodes=n_nodes)
+    return sample_random_genotype(space, rng, n_layers=ms.n_layers, n_scales=ms.n_scales, n_nodes=ms.n_nodes)
 
 
 def build_network(space: str, preset: str, genotype, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from app.data.case import Case
 
 log = logging.getLogger(__name__)
@@ -44,25 +42,26 @@ def phantom_cases(modality: str, n_cases: int, seed: int, *, cache_dir: Path | N
 
 
 def split_patients(cases: list[Case], fractions: dict[str, float], seed: int) -> dict[str, list[Case]]:
-    """Split cases by patient into named parts of the given fractions (seeded shuffle).
+    """Split cases by patient into named parts (``app.data.splits.patient_split``), stratified by
+    acquisition-quality bin when every case has one, so each part sees good and poor sequences.
 
     Args:
-        cases: One case per patient.
-        fractions: Part name -> fraction (summing to 1), e.g. ``{"s1": .4, "s2": .4, "test": .2}``.
-            Every part gets at least one patient when there are enough.
-        seed: Shuffle seed.
+        cases: One case per patient (unique ``case_id``).
+        fractions: Part name -> fraction, e.g. ``{"s1": .4, "s2": .4, "test": .2}``.
+        seed: Split seed.
+
+    Returns:
+        Part name -> cases, in ``case_id`` order.
     """
-    if abs(sum(fractions.values()) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must sum to 1, got {fractions}")
-    order = np.random.default_rng(seed).permutation(len(cases))
-    names = list(fractions)
-    counts = [max(1, int(round(fractions[n] * len(cases)))) for n in names]
-    counts[-1] = len(cases) - sum(counts[:-1])
-    if counts[-1] < 1:
-        raise ValueError(f"{len(cases)} patients are too few for the split {fractions}")
-    out: dict[str, list[Case]] = {}
-    start = 0
-    for name, count in zip(names, counts):
-        out[name] = [cases[i] for i in order[start:start + count]]
-        start += count
-    return out
+    from app.data.splits import patient_split
+
+    by_id = {c.case_id: c for c in cases}
+    if len(by_id) != len(cases):
+        raise ValueError("split_patients needs one case per patient (duplicate case_id)")
+    bins = {c.case_id: c.quality_bin for c in cases}
+    strata = bins if all(b is not None for b in bins.values()) else None
+    parts = patient_split(by_id, fractions, seed, strata=strata)
+    empty = [name for name, ids in parts.items() if not ids]
+    if empty:
+        raise ValueError(f"{len(cases)} patients are too few for the split {fractions}: {empty} would be empty")
+    return {name: [by_id[i] for i in ids] for name, ids in parts.items()}

@@ -50,11 +50,15 @@ class EchoFrameDataset(Dataset):
         seed: Seeds the augmentation generator.
         frame_step: Use every ``frame_step``-th labelled frame of a case (neighbouring frames of a
             sequence are nearly identical; striding saves training time).
+        crop: Random crop ``(h, w)`` of the model-grid frame (training only: a fully convolutional
+            net trains on crops at a fraction of the cost and is deployed on the whole grid).
     """
 
     def __init__(self, cases: Sequence[Case], size: tuple[int, int] = (256, 256), channels: int = 3,
-                 augment: AffineAugmentation | None = None, seed: int = 0, frame_step: int = 1):
+                 augment: AffineAugmentation | None = None, seed: int = 0, frame_step: int = 1,
+                 crop: tuple[int, int] | None = None):
         self.cases = list(cases)
+        self.crop = crop
         self.size = size
         self.spec = input_spec((1, channels, *size), ECHO_NORMALISATION)
         self.augment = augment
@@ -82,8 +86,12 @@ class EchoFrameDataset(Dataset):
             matrix = self.augment.sample(h, w, self.rng)
             image = warp_planes(image, matrix, labels=False)
             labels = warp_planes(labels, matrix, labels=True)
+        if self.crop is not None:
+            ch, cw = self.crop
+            top, left = int(self.rng.integers(0, h - ch + 1)), int(self.rng.integers(0, w - cw + 1))
+            image, labels = image[:, top:top + ch, left:left + cw], labels[top:top + ch, left:left + cw]
         image = normalise(np.ascontiguousarray(image), ECHO_NORMALISATION)
-        return torch.from_numpy(image), torch.from_numpy(labels.astype(np.int64))
+        return torch.from_numpy(image), torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
 
 
 class CineClipDataset(Dataset):

@@ -105,3 +105,142 @@ def test_loss_is_ce_plus_lambda1_mse_plus_lambda2_latency() -> None:
     out = run_framework(seg, qc, x, y, seg_frozen=True)
     framework_loss(out, y, lambda1=1.0, lambda2=0.0, with_ce=False).total.backward()
     assert seg.conv.weight.grad is None or seg.conv.weight.grad.abs().sum() == 0
+
+
+def _synthetic_cases(n: int, seed: int, size: int = 16, frames: int = 2):
+    """Tiny labelled echo cases (a bright ring = myocardium) without rendering phantoms."""
+    from app.data.case import ECHO_MYO_LABELS, Case
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    cases = []
+    for i in range(n):
+        r = np.hypot(yy - size / 2 + rng.integers(-2, 3), xx - size / 2)
+        labels = ((r > size / 5) & (r < size / 3)).astype(np.uint8)
+        frames_ = np.clip(labels[None, ..., None] * 150 + rng.normal(60, 40, (frames, size, size, 3)), 0, 255)
+        cases.append(Case(case_id=f"syn{i}", modality="echo", frames=frames_.astype(np.uint8),
+                          labels=np.repeat(labels[None], frames, 0), label_map=dict(ECHO_MYO_LABELS),
+                          spacing_mm=(1.0, 1.0), frame_rate=30.0, labelled_frames=tuple(range(frames)),
+                          quality=float(i) / max(1, n - 1), quality_bin=("poor", "medium", "good")[i % 3]))
+    return cases
+
+
+def _search_inputs(seed: int = 0):
+    from search.methods.segqc_hw.config import AugmentConfig
+    from search.methods.segqc_hw.data import frame_dataset
+
+    s1 = frame_dataset(_synthetic_cases(3, 1), 16, AugmentConfig(), seed=seed + 1)
+    s2 = frame_dataset(_synthetic_cases(3, 2), 16, AugmentConfig(), seed=seed + 2)
+    return s1, s2
+
+
+def _latency_of(seg: TinySeg, qc: TinyQc):
+    """A differentiable stand-in for the LUT: op 1 of each net costs 10 ms, op 0 costs 1 ms."""
+    def fn(tau, gen):
+        cost = torch.tensor([1.0, 10.0])
+        return (torch.softmax(seg.alpha, 0) * cost).sum() + (torch.softmax(qc.alpha, 0) * cost).sum()
+    return fn
+
+
+def test_joint_search_protocol_warmup_alternation_and_latency_term(tmp_path: Path) -> None:
+    from search.methods.segqc_hw.joint_search import run_joint_search
+
+    cfg = replace(preset("smoke").search, warmup_epochs=1, alternate_epochs=0, batch_size=2, arch_lr=0.05)
+    torch.manual_seed(0)
+    seg, qc = TinySeg(), TinyQc()
+    s1, s2 = _search_inputs()
+    run_joint_search(seg, qc, _latency_of(seg, qc), s1, s2, cfg, seed=0)
+    assert torch.equal(seg.alpha, torch.zeros(2)) and torch.equal(qc.alpha, torch.zeros(2)), "warm-up moved alphas"
+    # Alternating with a strong latency term pushes both nets towards the cheap op.
+    cfg = replace(cfg, warmup_epochs=0, alternate_epochs=3, lambda2=10.0)
+    state = run_joint_search(seg, qc, _latency_of(seg, qc), s1, s2, cfg, seed=0)
+    assert seg.alpha[0] > seg.alpha[1] and qc.alpha[0] > qc.alpha[1]
+    assert [h["phase"] for h in state.history] == ["alternate"] * 3
+    assert state.history[-1]["expected_latency_ms"] < 11.0 * 2 / 2  # below the uniform mixture (5.5 + 5.5)
+
+
+def test_s2_steps_never_train_the_segmentation_weights() -> None:
+    """The S2 weight step (seg frozen, eval mode) changes neither seg weights nor its BN statistics."""
+    from search.methods.segqc_hw.framework import framework_loss, run_framework
+
+    torch.manual_seed(0)
+    seg, qc = TinySeg(), TinyQc()
+    s1, s2 = _search_inputs()
+    x, y = next(iter(torch.utils.data.DataLoader(s2, batch_size=3)))
+    before = {k: v.clone() for k, v in seg.state_dict().items()}
+    opt_qc = torch.optim.Adam(qc.weight_parameters(), lr=0.1)
+    seg.eval()
+    for _ in range(3):
+        out = run_framework(seg, qc, x, y, seg_frozen=True)
+        loss = framework_loss(out, y, lambda1=1.0, lambda2=0.0, with_ce=False).total
+        opt_qc.zero_grad()
+        loss.backward()
+        opt_qc.step()
+    after = seg.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "S2 QC steps changed the frozen seg net"
+
+
+def test_search_resumes_to_the_same_result(tmp_path: Path) -> None:
+    from search.methods.segqc_hw.joint_search import run_joint_search
+
+    cfg = replace(preset("smoke").search, warmup_epochs=1, alternate_epochs=1, batch_size=2, arch_lr=0.05)
+
+    def fresh():
+        torch.manual_seed(0)
+        return TinySeg(), TinyQc()
+
+    seg_a, qc_a = fresh()
+    s1, s2 = _search_inputs()
+    run_joint_search(seg_a, qc_a, _latency_of(seg_a, qc_a), s1, s2, cfg, seed=3, checkpoint=tmp_path / "a.pt")
+    # Interrupted after the warm-up epoch, then resumed from the checkpoint by a new process-like start.
+    seg_b, qc_b = fresh()
+    s1, s2 = _search_inputs()
+    run_joint_search(seg_b, qc_b, _latency_of(seg_b, qc_b), s1, s2, replace(cfg, alternate_epochs=0), seed=3,
+                     checkpoint=tmp_path / "b.pt")
+    seg_c, qc_c = fresh()
+    s1, s2 = _search_inputs()
+    state = run_joint_search(seg_c, qc_c, _latency_of(seg_c, qc_c), s1, s2, cfg, seed=3, checkpoint=tmp_path / "b.pt")
+    assert len(state.history) == 2
+    for a, c in ((seg_a, seg_c), (qc_a, qc_c)):
+        for (name, pa), (_, pc) in zip(a.state_dict().items(), c.state_dict().items()):
+            assert torch.allclose(pa.float(), pc.float(), atol=1e-6), name
+
+
+@pytest.mark.slow
+def test_smoke_preset_end_to_end_then_resume(tmp_path: Path, monkeypatch) -> None:
+    """Phantoms -> LUT -> two searches -> four retrained rows -> Table II -> report -> exported pair; a
+    second run resumes every finished stage instead of redoing it."""
+    from app.cards import load_card
+    from search.core.genotypes import SegQcGenotype
+    from search.methods.segqc_hw.search import RunPaths, run_segqc_hw
+
+    monkeypatch.setenv("CARDIAC_RT_CACHE", str(tmp_path / "phantoms"))
+    cfg = preset("smoke")
+    paths = RunPaths(out=tmp_path / "run", models=tmp_path / "models", docs=tmp_path / "docs")
+    summary = run_segqc_hw(cfg, paths)
+    results = json.loads((tmp_path / "docs" / "results.json").read_text())
+    assert set(results["rows"]) == {"unet8", "unet16", "searched_nohw", "searched_hw"}
+    for key, row in results["rows"].items():
+        assert row["cost"]["latency_ms"] > 0 and row["cost"]["macs"] > 0, key
+        assert 0.0 <= row["test"]["dice_mean"] <= 1.0 and row["test"]["n"] == cfg.data.n_test * cfg.data.frames_per_case
+    assert results["rows"]["unet16"]["cost"]["macs"] > results["rows"]["unet8"]["cost"]["macs"]
+    for key in ("searched_nohw", "searched_hw"):
+        g = SegQcGenotype.from_dict(results["rows"][key]["genotype"])
+        assert SegQcGenotype.from_json(g.to_json()) == g
+        assert results["rows"][key]["search"]["lambda2"] == (0.0 if key == "searched_nohw" else cfg.search.lambda2)
+    assert [t["target"] for t in results["targets"]][0].startswith("framework latency")
+    report = (tmp_path / "docs" / "README.md").read_text()
+    assert "Table II" in report and "0.839" in report  # the paper's U-net(16) Dice beside ours
+    for png in ("qc_scatter.png", "cells_searched_hw.png", "cells_searched_nohw.png"):
+        assert (tmp_path / "docs" / png).stat().st_size > 1000
+    seg = load_card(tmp_path / "models" / "segqc-hw-echo-seg-smoke.json").verify()
+    qc = load_card(tmp_path / "models" / "segqc-hw-echo-qc-smoke.json").verify()
+    assert seg.pairs_with == qc.id and seg.method == qc.method == "segqc-hw"
+    assert [i["name"] for i in qc.raw["inputs"]] == ["image", "probs", "uncertainty"]
+    assert seg.raw["genotype"]["kind"] == "nasunet" and "qc_mae" in qc.metrics
+    # Resume: every stage is read back, nothing is trained again.
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*.pt")}
+    assert stamps
+    assert run_segqc_hw(cfg, RunPaths(out=tmp_path / "run", models=None, docs=None)).splitlines()[1:5] == \
+        summary.splitlines()[1:5]
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())

@@ -18,3 +18,15 @@ class SyntheticTable(LatencyTable):
 @pytest.fixture
 def synthetic_table() -> LatencyTable:
     return SyntheticTable()
+
+
+@pytest.fixture(autouse=True)
+def single_thread_torch():
+    """Tiny tensors: one intra-op thread is faster, and on a shared 2-core machine two OpenMP threads
+    spin against other processes (a 0.2 s forward became 6 s under load)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -76,4 +76,4 @@ def load_dataset(path: Path | str) -> list[Case]:
     raise DataError(path, "no cases found (no patient folders, FileList.csv, .dcm or case_*.npz files)")
 
 
-__all__ = ["load_case", "load_dataset", "phantom_disk"]
+__all__ = ["load_case", "load_dataset"]

@@ -7,6 +7,7 @@
     training/patient001/patient001_frame01.nii.gz       (X, Y, Z) the ED frame
     training/patient001/patient001_frame01_gt.nii.gz    uint8: 0 bg, 1 RV, 2 MYO, 3 LV
     training/patient001/patient001_frame12(.nii.gz|_gt.nii.gz)   the ES frame
+    training/patient001/patient001_4d_gt.nii.gz  (optional, our extension) labels of every frame
 
 ED/ES in ``Info.cfg`` are 1-based. Arrays come back as ``(T, Z, X, Y)`` (rows = NIfTI x), spacing
 ``(dx, dy)`` from the header; only Group and NbFrame are kept from ``Info.cfg`` (no body size).

@@ -5,4 +5,4 @@ patient (anatomy, heart rate, acquisition quality) and the same pixels.
 """
 
 # Bump whenever rendering changes: cached datasets built by an older generator are not reused.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"

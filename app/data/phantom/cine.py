@@ -219,6 +219,7 @@ def render_cine_case(seed: int, case_index: int, *, n_frames: int = 20, n_slices
     rv_cx = -0.35 * r_epi - 0.5 * rv_a
     rv_ell = np.sqrt(((ux - rv_cx) / (0.65 * r_epi + 0.5 * rv_a)) ** 2 + (uy / rv_b) ** 2)
     rv_outer = (rv_ell - 1.0) * rv_b * 0.5                                       # approx. signed distance (mm)
+    rv_outer = np.where(rv_scale > 0.05, rv_outer, np.float32(1e3))               # no RV below its apex
     rv_blood = np.maximum(rv_outer, -(rho - epi))                                 # inside RV ellipse and outside epi
     rv_wall = rv_outer - 3.0                                                      # 3 mm free wall
 
@@ -232,19 +233,26 @@ def render_cine_case(seed: int, case_index: int, *, n_frames: int = 20, n_slices
 
     labels = np.zeros((T, Z, h, w), np.uint8)
     labels[(rv_blood < 0) & (rv_scale > 0.05)] = 1
+    # Basal slices cut through the LV outflow tract: the ring opens anteroseptally into the cavity.
+    lvot_angle = np.deg2rad(rng_anat.uniform(-150.0, -110.0))
+    in_lvot = (np.abs(np.angle(np.exp(1j * (theta - lvot_angle)))) < 0.45) & (frac < 0.04)
+    cavity = (rho < endo) | (in_lvot & (rho < epi))
     labels[(rho < epi) & (epi - r_endo > 0)] = 2
-    labels[rho < endo] = 3
+    labels[cavity] = 3
 
     img = np.broadcast_to(_background(shape, sp, rng_anat, (anat.centre[0], anat.centre[1])), (T, Z, h, w)).copy()
     myo_signal = BLOOD * (1.0 - acq.blood_myo_contrast) + MYO * acq.blood_myo_contrast
     heart_env = np.minimum(rho - epi - rng_anat.uniform(2.0, 6.0), rv_wall - 2.0)
-    _paint(img, _soft_inside(heart_env, 3.0 * edge) * 0.8, FAT)                   # epicardial fat
+    fat = _soft_inside(heart_env, 3.0 * edge) * 0.8
+    _paint(img, fat, FAT)                                                          # epicardial fat
     _paint(img, _soft_inside(rv_wall, edge) * (rv_scale > 0.05), MYO * 1.2)      # RV free wall
     _paint(img, _soft_inside(rv_blood, edge) * (rv_scale > 0.05), BLOOD * 0.95)
     _paint(img, _soft_inside(rho - epi, edge), myo_signal)
     blood = BLOOD * (1.0 - acq.flow_voids * np.clip(smooth_field(rng_noise, (h, w), (6, 5)), 0, None) * c)
-    _paint(img, _soft_inside(rho - endo, edge), blood)
+    _paint(img, np.maximum(_soft_inside(rho - endo, edge), in_lvot * _soft_inside(rho - epi, edge)), blood)
     _paint(img, _soft_inside(pap, edge) * (rho < endo), myo_signal * 1.1)
+    # bSSFP "India ink": fat and water cancel in voxels holding both -> a dark line at fat borders.
+    img *= 1.0 - 2.4 * fat * (0.8 - fat) * (rho > epi)
 
     img = _acquire(img, acq, rng_noise)
     es = int(np.argmax(contraction(phases)))

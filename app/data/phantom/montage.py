@@ -1,6 +1,9 @@
 """PNG montages of phantom cases: frames across the cycle (columns) x quality (rows), contours drawn.
 
-``python -m app.data.phantom.montage --modality echo --out docs/phantom_echo.png``
+The pictures in ``docs/`` come from::
+
+    python -m app.data.phantom.montage --modality echo --out docs/phantom_echo.png --per-bin 2 --cols 4 --bmode-per-bin 1
+    python -m app.data.phantom.montage --modality cine --out docs/phantom_cine.png --per-bin 1 --cols 4
 """
 
 from __future__ import annotations
@@ -93,18 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-bin", type=int, default=2)
     parser.add_argument("--cols", type=int, default=5)
+    parser.add_argument("--shrink", type=float, default=0.75, help="scale the final picture (keeps the PNG small)")
+    parser.add_argument("--bmode-per-bin", type=int, default=0, help="echo: add B-mode rows")
     args = parser.parse_args(argv)
     if args.modality in ("echo", "bmode"):
         from app.data.phantom.echo import render_echo_case
 
         variant = "contrast" if args.modality == "echo" else "bmode"
         rows = pick_by_quality(lambda s, i: render_echo_case(s, i, variant=variant), args.seed, args.per_bin)
+        if args.modality == "echo" and args.bmode_per_bin:  # the plain B-mode variant (CAMUS labels) below
+            rows += pick_by_quality(lambda s, i: render_echo_case(s, i, variant="bmode"), args.seed + 1, args.bmode_per_bin)
         image = montage(rows, args.cols)
     else:
         from app.data.phantom.cine import render_cine_case
 
         rows = pick_by_quality(render_cine_case, args.seed, args.per_bin)
         image = np.concatenate([montage(rows, args.cols, slice_index=z, scale=2) for z in (1, 5)], axis=0)
+    if args.shrink != 1.0:
+        image = cv2.resize(image, None, fx=args.shrink, fy=args.shrink, interpolation=cv2.INTER_AREA)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     return 0

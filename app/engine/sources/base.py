@@ -21,6 +21,10 @@ from app.engine.types import Frame, SourceInfo
 log = logging.getLogger(__name__)
 
 
+class EndOfRecording(Exception):
+    """Raised by ``RecordingSource.read_frame`` when a file holds fewer frames than announced."""
+
+
 class FrameSource(abc.ABC):
     """One stream of frames with what it knows about itself (``info``)."""
 
@@ -97,7 +101,10 @@ class RecordingSource(FrameSource):
                     return
                 self._next = index + 1
                 z = self._slice
-            image, gt = self.read_frame(index)
+            try:
+                image, gt = self.read_frame(index)
+            except EndOfRecording:
+                return
             meta = {"slice": z} if self.info.n_slices > 1 or self.info.modality == "cine" else {}
             yield Frame(index=index, image=image, t_arrival=time.perf_counter_ns(), ground_truth=gt, meta=meta)
 

@@ -45,8 +45,10 @@ class LiveImageView(QWidget):
     def show_frame(self, result: FrameResult, rgb: np.ndarray) -> None:
         """Display ``rgb`` (``(H, W, 3)`` uint8, the overlay of ``result``) at the next paint."""
         self.result = result
+        # RGB32 is Qt's native raster format: scaling it paints 2-4x faster than RGB888 (measured
+        # 2.3 vs 5-8 ms for 640x480 -> 880x660 smooth); the conversion costs ~0.2 ms.
         self._rgb = np.ascontiguousarray(rgb)
-        self._image = rgb_to_qimage(self._rgb)
+        self._image = rgb_to_qimage(self._rgb).convertToFormat(QImage.Format.Format_RGB32)
         self._unpainted = True
         self.update()
 

@@ -27,7 +27,7 @@ class Sparkline(QWidget):
         super().__init__(parent)
         self.target, self.higher_is_better, self.base_max, self.label = target, higher_is_better, y_max, label
         self.values: deque[float] = deque(maxlen=capacity)
-        self.setMinimumHeight(54)
+        self.setFixedHeight(48)
 
     def extend(self, values) -> None:
         added = False

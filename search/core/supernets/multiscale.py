@@ -22,6 +22,7 @@ Output: every final-layer vertex goes through a ``classifier`` (1x1 conv to K cl
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -127,7 +128,7 @@ class MultiscaleSupernet(Supernet):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = make_generator(seed)
-            spec = CellSpec(1, ("msnas",), "msnas", cfg.n_nodes, "concat")
+            spec = dataclasses.replace(MULTISCALE_SPEC, n_nodes=cfg.n_nodes)
             self.cell_arch = nn.ModuleDict({k: CellArch(spec, cfg.relaxation, gen) for k in MULTISCALE_CELL_TYPES})
             self.beta = nn.Parameter(1e-3 * torch.randn((cfg.n_layers, cfg.n_scales, len(STEP_KINDS)), generator=gen))
             self.register_buffer("beta_mask", beta_mask(cfg.n_layers, cfg.n_scales), persistent=False)

@@ -18,6 +18,7 @@ sum of its M intermediate nodes. One Down and one Up cell structure (alpha) is s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -99,8 +100,8 @@ class NasUnetSupernet(Supernet):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = make_generator(seed)
-            down_spec = CellSpec(2, DOWN_SPEC.input_op_sets, DOWN_SPEC.inner_op_set, cfg.n_nodes, "sum")
-            up_spec = CellSpec(3, UP_SPEC.input_op_sets, UP_SPEC.inner_op_set, cfg.n_nodes, "sum")
+            down_spec = dataclasses.replace(DOWN_SPEC, n_nodes=cfg.n_nodes)
+            up_spec = dataclasses.replace(UP_SPEC, n_nodes=cfg.n_nodes)
             self.cell_arch = nn.ModuleDict(
                 {"down": CellArch(down_spec, cfg.relaxation, gen), "up": CellArch(up_spec, cfg.relaxation, gen)}
             )

@@ -15,6 +15,7 @@ cell input edges use the ``segqc_down`` set, Non-scaling input edges and all inn
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -99,8 +100,8 @@ class QcSupernet(Supernet):
             torch.manual_seed(seed)
             gen = make_generator(seed)
             specs = {
-                "contracting": CellSpec(1, ("segqc_down",), "segqc_normal", cfg.n_nodes, "sum"),
-                "nonscaling": CellSpec(1, ("segqc_normal",), "segqc_normal", cfg.n_nodes, "sum"),
+                "contracting": dataclasses.replace(CONTRACTING_SPEC, n_nodes=cfg.n_nodes),
+                "nonscaling": dataclasses.replace(NONSCALING_SPEC, n_nodes=cfg.n_nodes),
             }
             self.cell_arch = nn.ModuleDict({k: CellArch(s, cfg.relaxation, gen) for k, s in specs.items()})
             self.stem = build_op("stem", cfg.dims, cfg.in_channels, cfg.init_filters)

@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from search.methods.segqc_hw.search import RunPaths, run_segqc_hw
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the ONNX exporter's stage-by-stage chatter
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = preset(args.preset, seed=args.seed)
     root = Path(__file__).resolve().parents[3]
     out = Path(args.out) if args.out else root / "runs" / "segqc-hw" / cfg.preset

@@ -63,37 +63,52 @@ def scatter_predicted_vs_true(rows: Mapping[str, Sequence[dict]], path: Path, ti
     plt.close(fig)
 
 
+def short_op(name: str) -> str:
+    """Compact edge label: ``down_sep_conv`` -> ``v sep``, ``up_conv`` -> ``^ conv``, ``identity`` -> ``id``."""
+    base = name.removeprefix("down_").removeprefix("up_")
+    base = {"dil_conv": "dil", "sep_conv": "sep", "max_pool": "max", "avg_pool": "avg", "identity": "id"}.get(base, base)
+    if name.startswith("down_"):
+        return "\u2193" + base
+    if name.startswith("up_"):
+        return "\u2191" + base
+    return base
+
+
 def _draw_cell(ax, cell: CellGenotype, title: str) -> None:
-    """Draw one cell: inputs on the left, intermediate nodes in the middle, the summed output right."""
+    """Draw one cell: inputs on the left, intermediate nodes in a staircase, the summed output right.
+
+    Edges are quadratic arcs coloured by op; each label sits at its arc's midpoint.
+    """
     names = INPUT_NAMES.get(cell.n_inputs, tuple(f"in{i}" for i in range(cell.n_inputs)))
     pos: dict[int, tuple[float, float]] = {}
     for i in range(cell.n_inputs):
-        pos[i] = (0.0, (cell.n_inputs - 1) / 2 - i)
+        pos[i] = (0.0, 1.6 * ((cell.n_inputs - 1) / 2 - i))
     for j in range(cell.n_nodes):
-        pos[cell.n_inputs + j] = (1.6 + 1.1 * j, 0.9 * ((j % 2) - 0.5) if cell.n_nodes > 1 else 0.0)
-    out = (1.6 + 1.1 * cell.n_nodes + 0.6, 0.0)
-    for e in cell.edges:
+        pos[cell.n_inputs + j] = (2.4 + 2.0 * j, 1.3 - 1.3 * j)
+    out = (2.4 + 2.0 * cell.n_nodes + 0.4, -0.2)
+    for k, e in enumerate(cell.edges):
         (x0, y0), (x1, y1) = pos[e.src], pos[e.dst]
-        rad = 0.25 if (e.dst - e.src) > 1 else 0.1
+        rad = 0.18 if k % 2 == 0 else -0.18
+        colour = OP_COLOURS.get(e.op.removeprefix("down_").removeprefix("up_"), "k")
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops=dict(arrowstyle="-|>", color=OP_COLOURS.get(e.op.removeprefix("down_").removeprefix("up_"), "k"),
-                                    lw=1.4, shrinkA=11, shrinkB=11, connectionstyle=f"arc3,rad={rad}"))
-        mx, my = (x0 + x1) / 2, (y0 + y1) / 2 + rad * 0.6
-        ax.text(mx, my, e.op, fontsize=6.5, ha="center", va="center",
-                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+                    arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.3, shrinkA=10, shrinkB=10,
+                                    connectionstyle=f"arc3,rad={rad}"))
+        # midpoint of matplotlib's arc3 quadratic Bezier: chord midpoint + rad / 2 * (dy, -dx)
+        mx, my = (x0 + x1) / 2 + rad / 2 * (y1 - y0), (y0 + y1) / 2 - rad / 2 * (x1 - x0)
+        ax.text(mx, my, short_op(e.op), fontsize=6.5, ha="center", va="center", color=colour,
+                bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.9))
     for j in range(cell.n_nodes):
-        node = cell.n_inputs + j
-        ax.annotate("", xy=out, xytext=pos[node],
-                    arrowprops=dict(arrowstyle="-|>", color="0.6", lw=0.8, ls="--", shrinkA=11, shrinkB=11))
+        ax.annotate("", xy=out, xytext=pos[cell.n_inputs + j],
+                    arrowprops=dict(arrowstyle="-|>", color="0.65", lw=0.7, ls="--", shrinkA=10, shrinkB=12))
     for i, (x, y) in pos.items():
         label = f"${names[i]}$" if i < cell.n_inputs else str(i - cell.n_inputs)
         face = "#dee2e6" if i < cell.n_inputs else "#a8dadc"
         ax.text(x, y, label, ha="center", va="center", fontsize=8,
-                bbox=dict(boxstyle="circle,pad=0.35" if i >= cell.n_inputs else "round,pad=0.3", fc=face, ec="k", lw=0.6))
-    ax.text(*out, "sum", ha="center", va="center", fontsize=8,
-            bbox=dict(boxstyle="round,pad=0.3", fc="#ffd166", ec="k", lw=0.6))
-    ax.set_xlim(-0.7, out[0] + 0.7)
-    ax.set_ylim(-1.6, 1.6)
+                bbox=dict(boxstyle="circle,pad=0.3" if i >= cell.n_inputs else "round,pad=0.3", fc=face, ec="k", lw=0.6))
+    ax.text(*out, "sum", ha="center", va="center", fontsize=8, bbox=dict(boxstyle="round,pad=0.3", fc="#ffd166", ec="k", lw=0.6))
+    ax.set_xlim(-0.8, out[0] + 0.8)
+    ax.set_ylim(-2.2, 2.2)
+    ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
@@ -106,7 +121,8 @@ def draw_genotype(genotype: SegQcGenotype, path: Path, title: str) -> None:
              (genotype.qc.contracting, "QC: Contracting cell"), (genotype.qc.nonscaling, "QC: Non-scaling cell")]
     for ax, (cell, name) in zip(axes.flat, cells):
         _draw_cell(ax, cell, name)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title + "\n(\u2193 stride-2 down op, \u2191 x2 transposed-conv up op; dil = dilated conv, "
+                 "sep = separable conv, max / avg = pooling, id = identity)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)

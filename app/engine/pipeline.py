@@ -1,0 +1,231 @@
+"""The real-time pipeline: preprocess -> segment -> QC -> overlay, newest frame wins.
+
+Two worker threads with bounded hand-overs:
+
+    submit() --[pending slot, 1 frame: newer replaces older, drop counted]--> inference worker
+        (preprocess, segment, QC) --[queue of 2]--> composition worker (mask, overlay, Dice,
+        statistics, ``on_result``)
+
+``submit`` never blocks. The inference worker always takes the newest frame; the composition
+worker keeps a slow ``on_result`` callback from delaying inference. Every stage is timestamped
+with ``time.perf_counter_ns``; end-to-end latency is ``overlay - arrival``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from app.cards import ModelCard
+from app.engine.models import load_model
+from app.engine.overlay import OverlayStyle, compose
+from app.engine.stages import QcStage, Segmentation, SegStage, mask_at
+from app.engine.stats import PipelineStats, StatsRecorder
+from app.engine.types import Frame, FrameResult
+from app.metrics import mean_dice
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class Pipeline:
+    """Segmentation + QC + overlay on worker threads for a stream of frames.
+
+    Args:
+        seg: Segmentation model card (verified and warmed up here).
+        qc: Its QC model card, or None.
+        on_result: Called with each ``FrameResult`` on the composition worker thread.
+        overlay: Overlay style (None: the default style).
+        deadline_ms: End-to-end latency budget per frame (misses are counted).
+        intra_op_threads: onnxruntime threads per operator (default: the runtime's choice).
+        window: Frames in the rolling statistics window.
+
+    Raises:
+        ModelCardError: A model file missing or not matching its card.
+    """
+
+    def __init__(self, seg: ModelCard, qc: ModelCard | None = None, *,
+                 on_result: Callable[[FrameResult], None] | None = None,
+                 overlay: OverlayStyle | None = None, deadline_ms: float = 50.0,
+                 intra_op_threads: int | None = None, window: int = 300):
+        self.seg_card = seg
+        self.qc_card = qc
+        self._seg = SegStage(load_model(seg, intra_op_threads=intra_op_threads))
+        self._qc = QcStage(load_model(qc, intra_op_threads=intra_op_threads)) if qc is not None else None
+        self._foreground = tuple(c for c in seg.classes if c != 0)
+        self._on_result = on_result
+        self._style = overlay or OverlayStyle()
+        self._stats = StatsRecorder(deadline_ms=deadline_ms, window=window)
+        self._cond = threading.Condition()
+        self._pending: tuple[Frame, tuple | None] | None = None
+        self._in_flight = 0
+        self._closed = False
+        self._composed: queue.Queue = queue.Queue(maxsize=2)
+        self._workers = [
+            threading.Thread(target=self._infer_loop, name="pipeline-infer", daemon=True),
+            threading.Thread(target=self._compose_loop, name="pipeline-compose", daemon=True),
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    # -- public API ---------------------------------------------------------------------------
+    def submit(self, frame: Frame) -> None:
+        """Hand a frame to the pipeline; never blocks. A frame still waiting is replaced (dropped)."""
+        clip = self._seg.observe(frame)
+        with self._cond:
+            if self._closed:
+                return
+            self._stats.frame_in()
+            if self._pending is not None:
+                self._stats.frame_dropped()
+            self._pending = (frame, clip)
+            self._cond.notify_all()
+
+    def set_overlay(self, style: OverlayStyle) -> None:
+        """Change the overlay style from the next composed frame on."""
+        self._style = style
+
+    @property
+    def overlay_style(self) -> OverlayStyle:
+        return self._style
+
+    def stats(self) -> PipelineStats:
+        """A snapshot of the counters and rolling figures (thread-safe)."""
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        """Zero the counters and the rolling window (e.g. after warm-up or a seek)."""
+        self._stats.reset()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until no frame is pending or in flight. Returns False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._pending is not None or self._in_flight > 0:
+                if self._closed:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining if remaining is not None else 0.1)
+        return True
+
+    def wait_slot(self, timeout: float | None = None) -> bool:
+        """Wait until the pending slot is empty (the worker took the last frame). False on timeout.
+
+        Lossless throughput runs (``replay --fast``) call this before each ``submit``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._pending is not None and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining if remaining is not None else 0.1)
+            return not self._closed
+
+    def close(self) -> None:
+        """Stop the workers (frames in flight are finished or abandoned); idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._pending = None
+            self._cond.notify_all()
+        self._workers[0].join(timeout=10.0)
+        self._put(_STOP)
+        self._workers[1].join(timeout=10.0)
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- workers ------------------------------------------------------------------------------
+    def _put(self, item) -> None:
+        while True:
+            try:
+                self._composed.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._workers[1].is_alive():
+                    return
+
+    def _infer_loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                frame, clip = self._pending
+                self._pending = None
+                self._in_flight += 1
+                self._cond.notify_all()
+            stamps = {"arrival": frame.t_arrival}
+            seg = predicted = error = None
+            try:
+                x = self._seg.prepare(frame, clip)
+                stamps["preprocessed"] = time.perf_counter_ns()
+                seg = self._seg.segment(x)
+                stamps["segmented"] = time.perf_counter_ns()
+                if self._qc is not None:
+                    predicted = self._qc.run(seg)
+                stamps["qc"] = time.perf_counter_ns()
+            except Exception as exc:  # one bad frame must not stop the stream
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("frame %d failed: %s", frame.index, error)
+            self._put((frame, seg, predicted, error, stamps))
+
+    def _compose_loop(self) -> None:
+        while True:
+            item = self._composed.get()
+            if item is _STOP:
+                return
+            frame, seg, predicted, error, stamps = item
+            result = self._finish(frame, seg, predicted, error, stamps)
+            self._stats.frame_done(result)
+            if self._on_result is not None:
+                try:
+                    self._on_result(result)
+                except Exception:  # a consumer's bug is logged, never kills the pipeline
+                    log.exception("on_result callback failed for frame %d", frame.index)
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def _finish(self, frame: Frame, seg: Segmentation | None, predicted: float | None, error: str | None,
+                stamps: dict[str, int]) -> FrameResult:
+        mask = overlay = probs = true_dice = None
+        if error is None and seg is not None:
+            try:
+                height, width = frame.image.shape[:2]
+                mask = mask_at(seg.probs, height, width)
+                overlay = compose(frame.image, mask, self._style)
+                probs = seg.probs[0]
+                if frame.ground_truth is not None:
+                    true_dice = self._true_dice(mask, frame.ground_truth)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("frame %d: composition failed: %s", frame.index, error)
+                mask = overlay = None
+        stamps["overlay"] = time.perf_counter_ns()
+        if error is not None:
+            stamps = {k: v for k, v in stamps.items() if k == "arrival"} | {"overlay": stamps["overlay"]}
+        return FrameResult(frame=frame, mask=mask, probabilities=probs, predicted_dice=predicted,
+                           true_dice=true_dice, overlay=overlay, timestamps=stamps, error=error)
+
+    def _true_dice(self, mask: np.ndarray, gt: np.ndarray) -> float | None:
+        if gt.shape != mask.shape:
+            import cv2
+
+            mask = cv2.resize(mask, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
+        value = mean_dice(mask, gt, self._foreground)
+        return None if np.isnan(value) else float(value)

@@ -1,0 +1,111 @@
+"""Video files and capture devices through OpenCV.
+
+A frame grabber on the scanner's video output appears as an OpenCV capture device
+(``camera:N``); that is how research systems usually connect to a closed scanner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from app.data.case import DataError
+from app.engine.sources.base import EndOfRecording, FrameSource, RecordingSource
+from app.engine.types import Frame, SourceInfo
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".wmv", ".m4v", ".mpg", ".mpeg")
+DEFAULT_FRAME_RATE = 30.0
+
+
+class VideoFileSource(RecordingSource):
+    """A video file decoded frame by frame (sequential reads; ``seek`` repositions the decoder)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(self.path, "missing file")
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            raise DataError(self.path, "not a readable video (OpenCV could not open it)")
+        n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        ok, first = self._cap.read()
+        if not ok or first is None:
+            self._cap.release()
+            raise DataError(self.path, "video holds no decodable frame (truncated or empty)")
+        self._shape = first.shape
+        self._decoder_at = 1  # index of the frame the next cap.read() returns
+        self._cap_lock = threading.Lock()
+        super().__init__(SourceInfo(name=self.path.name, modality="echo",
+                                    frame_rate=fps if fps > 0 else DEFAULT_FRAME_RATE, n_frames=max(n, 1)))
+        self._first = first
+
+    def read_frame(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        with self._cap_lock:
+            if index == 0 and self._first is not None:
+                bgr = self._first
+            else:
+                if index != self._decoder_at:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+                ok, bgr = self._cap.read()
+                if not ok or bgr is None:
+                    # The container's frame count can overstate what decodes (truncated files).
+                    self.info.n_frames = index
+                    raise EndOfRecording
+                self._decoder_at = index + 1
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+
+    def close(self) -> None:
+        super().close()
+        with self._cap_lock:
+            self._cap.release()
+
+
+class CaptureSource(FrameSource):
+    """A live OpenCV capture device (``camera:N``): a webcam or a frame grabber.
+
+    Iteration blocks on the device; if it stops delivering (unplugged, grabber lost signal) for
+    ``stall_timeout`` seconds, or reading fails, iteration raises ``DataError`` naming the device.
+    """
+
+    seekable = False
+
+    def __init__(self, device: int, *, stall_timeout: float = 5.0, capture: cv2.VideoCapture | None = None):
+        self.spec = f"camera:{device}"
+        self._cap = capture if capture is not None else cv2.VideoCapture(int(device))
+        if not self._cap.isOpened():
+            raise DataError(self.spec, f"capture device {device} cannot be opened (absent or busy)")
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.info = SourceInfo(name=f"capture device {device}", modality=None,
+                               frame_rate=fps if fps > 0 else None, n_frames=None)
+        self._stall_timeout = float(stall_timeout)
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        last_ok = time.monotonic()
+        while not self._closed.is_set():
+            ok, bgr = self._cap.read()
+            if self._closed.is_set():
+                return
+            if not ok or bgr is None:
+                if time.monotonic() - last_ok > self._stall_timeout:
+                    raise DataError(self.spec, f"capture device stopped delivering frames for {self._stall_timeout:.1f} s (disconnected?)")
+                self._closed.wait(0.01)
+                continue
+            last_ok = time.monotonic()
+            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else bgr
+            yield Frame(index=index, image=image, t_arrival=time.perf_counter_ns())
+            index += 1
+
+    def close(self) -> None:
+        self._closed.set()
+        self._cap.release()

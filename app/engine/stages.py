@@ -1,0 +1,140 @@
+"""The pipeline's stages as plain objects: segmentation (per frame or on a cine sliding window),
+QC, and turning model-resolution probabilities into a frame-resolution mask.
+
+They hold no threads; ``app.engine.pipeline`` runs them on its workers and timestamps each one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from app.engine.models import LoadedModel
+from app.engine.preprocess import preprocess
+from app.engine.types import Frame
+
+
+@dataclass
+class Segmentation:
+    """One segmentation result at model resolution.
+
+    Attributes:
+        model_input: The preprocessed input the model saw (``(1, C, H, W)`` or ``(1, 1, T, H, W)``).
+        qc_image: The newest frame's input for the QC model ``(1, C, H, W)``.
+        probs: ``(1, C, h, w)`` class probabilities of the newest frame.
+        uncertainty: ``(1, 1, h, w)`` per-pixel uncertainty of the newest frame.
+    """
+
+    model_input: np.ndarray
+    qc_image: np.ndarray
+    probs: np.ndarray
+    uncertainty: np.ndarray
+
+
+def entropy_uncertainty(probs: np.ndarray) -> np.ndarray:
+    """Normalised entropy ``(1, 1, h, w)`` of ``(1, C, h, w)`` probabilities (for models without one)."""
+    p = np.clip(probs, 1e-7, 1.0)
+    ent = -(p * np.log(p)).sum(axis=1, keepdims=True)
+    return (ent / np.log(max(probs.shape[1], 2))).astype(np.float32)
+
+
+class SegStage:
+    """Runs a segmentation model; for clip models keeps the sliding window of the last T frames.
+
+    The window is fed by ``observe`` for *every* arriving frame (also those the pipeline later
+    drops), so a clip is always the source's last T frames of one slice. Until T frames exist the
+    first frame is repeated; a change of slice (``frame.meta["slice"]``) restarts the window.
+    """
+
+    def __init__(self, model: LoadedModel):
+        self.model = model
+        self.card = model.card
+        shape = self.card.input_shape
+        self.clip_length = int(shape[2]) if len(shape) == 5 else 1
+        self._window: deque[np.ndarray] = deque(maxlen=self.clip_length)
+        self._window_slice = None
+        self.has_uncertainty = "uncertainty" in model.output_names
+
+    @property
+    def is_clip_model(self) -> bool:
+        return len(self.card.input_shape) == 5
+
+    def observe(self, frame: Frame) -> tuple[np.ndarray, ...] | None:
+        """Add a frame to the window and return the clip's frames (oldest first), or None (per-frame model).
+
+        Must be called in arrival order (the pipeline calls it from ``submit``). Cheap: stores references.
+        """
+        if not self.is_clip_model:
+            return None
+        z = frame.meta.get("slice")
+        if z != self._window_slice:
+            self._window.clear()
+            self._window_slice = z
+        self._window.append(frame.image)
+        frames = tuple(self._window)
+        if len(frames) < self.clip_length:
+            frames = (frames[0],) * (self.clip_length - len(frames)) + frames
+        return frames
+
+    def prepare(self, frame: Frame, clip: tuple[np.ndarray, ...] | None) -> np.ndarray:
+        """The model input for this frame (its clip for clip models), per the card's preprocessing."""
+        if self.is_clip_model:
+            if clip is None:
+                raise ValueError("clip model needs the sliding window (call observe first)")
+            shapes = {f.shape for f in clip}
+            if len(shapes) != 1:
+                raise ValueError(f"frames in the clip differ in shape: {sorted(shapes)}")
+            return preprocess(np.stack(clip), self.card)
+        return preprocess(frame.image, self.card)
+
+    def segment(self, x: np.ndarray) -> Segmentation:
+        """Run the model on a prepared input; returns the newest frame's probabilities and uncertainty."""
+        out = self.model.run({self.card.input_name: x})
+        probs = out["probs"]
+        unc = out.get("uncertainty")
+        if self.is_clip_model:
+            if probs.ndim != 5:
+                raise ValueError(f"clip model returned probs of shape {probs.shape}, expected (1, C, T, H, W)")
+            probs = probs[:, :, -1]
+            unc = None if unc is None else unc[:, :, -1]
+            qc_image = x[:, :, -1]
+        else:
+            qc_image = x
+        if probs.ndim != 4 or probs.shape[0] != 1:
+            raise ValueError(f"model returned probs of shape {out['probs'].shape}, expected (1, C, H, W)")
+        if unc is None:
+            unc = entropy_uncertainty(probs)
+        return Segmentation(model_input=x, qc_image=np.ascontiguousarray(qc_image),
+                            probs=np.ascontiguousarray(probs, dtype=np.float32),
+                            uncertainty=np.ascontiguousarray(unc, dtype=np.float32))
+
+
+class QcStage:
+    """Runs a QC model on (image, probs, uncertainty) and returns the predicted Dice in [0, 1]."""
+
+    def __init__(self, model: LoadedModel):
+        self.model = model
+        inputs = {i.name: i.shape for i in model.session.get_inputs()}
+        self._image_channels = inputs["image"][1] if isinstance(inputs["image"][1], int) else None
+
+    def run(self, seg: Segmentation) -> float:
+        image = seg.qc_image
+        if self._image_channels is not None and image.shape[1] != self._image_channels:
+            image = np.ascontiguousarray(np.broadcast_to(image.mean(axis=1, keepdims=True),
+                                                         (1, self._image_channels, *image.shape[2:])))
+        out = self.model.run({"image": image, "probs": seg.probs, "uncertainty": seg.uncertainty})
+        value = float(np.asarray(out["dice"]).reshape(-1)[0])
+        if not np.isfinite(value):
+            raise ValueError("QC model returned a non-finite Dice")
+        return min(1.0, max(0.0, value))
+
+
+def mask_at(probs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Argmax of ``(1, C, h, w)`` probabilities, resized (nearest) to ``(height, width)`` uint8."""
+    labels = probs[0].argmax(axis=0).astype(np.uint8)
+    if labels.shape != (height, width):
+        labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+    return labels
