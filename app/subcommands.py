@@ -63,8 +63,8 @@ def build_parser(prog: str, description: str, commands: Sequence[Subcommand]) ->
 def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str], default: str | None) -> int:
     """Parse ``argv`` and run the chosen subcommand (``default`` when none is given)."""
     argv = list(argv)
-    if not argv and default is not None:
-        argv = [default]
+    if default is not None and (not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help"))):
+        argv = [default, *argv]  # `python -m app --source X` means `python -m app view --source X`
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args, "_accepts_any", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")

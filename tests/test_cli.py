@@ -60,3 +60,10 @@ def test_viewer_without_display_explains_how_to_run_headless() -> None:
     out = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 2
     assert "offscreen" in out.stderr and "replay" in out.stderr
+
+
+def test_options_without_a_command_go_to_the_default() -> None:
+    from app.subcommands import Subcommand, build_parser, dispatch
+
+    parser = build_parser("prog", "d", [Subcommand("future", "app.no_such_module_yet", "later")])
+    assert dispatch(parser, ["--whatever"], default="future") == 2

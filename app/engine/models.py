@@ -118,7 +118,7 @@ def load_model(card: ModelCard, *, intra_op_threads: int | None = None, warm_up_
     """
     card.verify()
     try:
-        session = create_session(card.onnx_path, intra_op_threads=intra_op_threads)
+        session = create_session(card.onnx_path, intra_op_threads=intra_op_threads, allow_spinning=False)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelCardError(card.onnx_path, f"onnxruntime cannot load it: {exc}") from None
     inputs = tuple(i.name for i in session.get_inputs())

@@ -3,12 +3,13 @@
 Two worker threads with bounded hand-overs:
 
     submit() --[pending slot, 1 frame: newer replaces older, drop counted]--> inference worker
-        (preprocess, segment, QC) --[queue of 2]--> composition worker (mask, overlay, Dice,
-        statistics, ``on_result``)
+        (preprocess, segment, QC, mask, overlay: the timed path, one thread, no hand-off inside)
+        --[queue of 2]--> delivery worker (Dice against ground truth, statistics, ``on_result``)
 
-``submit`` never blocks. The inference worker always takes the newest frame; the composition
-worker keeps a slow ``on_result`` callback from delaying inference. Every stage is timestamped
-with ``time.perf_counter_ns``; end-to-end latency is ``overlay - arrival``.
+``submit`` never blocks. The inference worker always takes the newest frame; the delivery
+worker keeps a slow ``on_result`` callback from delaying the next inference (until its queue of
+2 is full: then the inference worker waits, and newer frames replace the pending one). Every
+stage is timestamped with ``time.perf_counter_ns``; end-to-end latency is ``overlay - arrival``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import time
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from app.cards import ModelCard
@@ -40,7 +42,7 @@ class Pipeline:
     Args:
         seg: Segmentation model card (verified and warmed up here).
         qc: Its QC model card, or None.
-        on_result: Called with each ``FrameResult`` on the composition worker thread.
+        on_result: Called with each ``FrameResult`` on the delivery worker thread (keep it quick).
         overlay: Overlay style (None: the default style).
         deadline_ms: End-to-end latency budget per frame (misses are counted).
         intra_op_threads: onnxruntime threads per operator (default: the runtime's choice).
@@ -66,10 +68,10 @@ class Pipeline:
         self._pending: tuple[Frame, tuple | None] | None = None
         self._in_flight = 0
         self._closed = False
-        self._composed: queue.Queue = queue.Queue(maxsize=2)
+        self._delivery: queue.Queue = queue.Queue(maxsize=2)
         self._workers = [
             threading.Thread(target=self._infer_loop, name="pipeline-infer", daemon=True),
-            threading.Thread(target=self._compose_loop, name="pipeline-compose", daemon=True),
+            threading.Thread(target=self._deliver_loop, name="pipeline-deliver", daemon=True),
         ]
         for worker in self._workers:
             worker.start()
@@ -152,7 +154,7 @@ class Pipeline:
     def _put(self, item) -> None:
         while True:
             try:
-                self._composed.put(item, timeout=0.1)
+                self._delivery.put(item, timeout=0.1)
                 return
             except queue.Full:
                 if not self._workers[1].is_alive():
@@ -169,63 +171,57 @@ class Pipeline:
                 self._pending = None
                 self._in_flight += 1
                 self._cond.notify_all()
-            stamps = {"arrival": frame.t_arrival}
-            seg = predicted = error = None
-            try:
-                x = self._seg.prepare(frame, clip)
-                stamps["preprocessed"] = time.perf_counter_ns()
-                seg = self._seg.segment(x)
-                stamps["segmented"] = time.perf_counter_ns()
-                if self._qc is not None:
-                    predicted = self._qc.run(seg)
-                stamps["qc"] = time.perf_counter_ns()
-            except Exception as exc:  # one bad frame must not stop the stream
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning("frame %d failed: %s", frame.index, error)
-            self._put((frame, seg, predicted, error, stamps))
+            self._put(self._process(frame, clip))
 
-    def _compose_loop(self) -> None:
+    def _process(self, frame: Frame, clip: tuple | None) -> FrameResult:
+        """Every timed stage of one frame, on the inference worker (no thread hand-off inside)."""
+        stamps = {"arrival": frame.t_arrival}
+        seg: Segmentation | None = None
+        mask = overlay = predicted = error = None
+        try:
+            x = self._seg.prepare(frame, clip)
+            stamps["preprocessed"] = time.perf_counter_ns()
+            seg = self._seg.segment(x)
+            stamps["segmented"] = time.perf_counter_ns()
+            if self._qc is not None:
+                predicted = self._qc.run(seg)
+            stamps["qc"] = time.perf_counter_ns()
+            height, width = frame.image.shape[:2]
+            mask = mask_at(seg.probs, height, width)
+            overlay = compose(frame.image, mask, self._style)
+        except Exception as exc:  # one bad frame must not stop the stream
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("frame %d failed: %s", frame.index, error)
+        stamps["overlay"] = time.perf_counter_ns()
+        if error is not None:
+            return FrameResult(frame=frame, mask=None, timestamps={"arrival": stamps["arrival"], "overlay": stamps["overlay"]},
+                               error=error)
+        return FrameResult(frame=frame, mask=mask, probabilities=seg.probs[0], predicted_dice=predicted,
+                           overlay=overlay, timestamps=stamps)
+
+    def _deliver_loop(self) -> None:
+        """Off the timed path: Dice against ground truth, statistics, the consumer's callback."""
         while True:
-            item = self._composed.get()
-            if item is _STOP:
+            result = self._delivery.get()
+            if result is _STOP:
                 return
-            frame, seg, predicted, error, stamps = item
-            result = self._finish(frame, seg, predicted, error, stamps)
+            if result.mask is not None and result.frame.ground_truth is not None:
+                try:
+                    result.true_dice = self._true_dice(result.mask, result.frame.ground_truth)
+                except ValueError as exc:
+                    log.warning("frame %d: ground truth unusable: %s", result.frame.index, exc)
             self._stats.frame_done(result)
             if self._on_result is not None:
                 try:
                     self._on_result(result)
                 except Exception:  # a consumer's bug is logged, never kills the pipeline
-                    log.exception("on_result callback failed for frame %d", frame.index)
+                    log.exception("on_result callback failed for frame %d", result.frame.index)
             with self._cond:
                 self._in_flight -= 1
                 self._cond.notify_all()
 
-    def _finish(self, frame: Frame, seg: Segmentation | None, predicted: float | None, error: str | None,
-                stamps: dict[str, int]) -> FrameResult:
-        mask = overlay = probs = true_dice = None
-        if error is None and seg is not None:
-            try:
-                height, width = frame.image.shape[:2]
-                mask = mask_at(seg.probs, height, width)
-                overlay = compose(frame.image, mask, self._style)
-                probs = seg.probs[0]
-                if frame.ground_truth is not None:
-                    true_dice = self._true_dice(mask, frame.ground_truth)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning("frame %d: composition failed: %s", frame.index, error)
-                mask = overlay = None
-        stamps["overlay"] = time.perf_counter_ns()
-        if error is not None:
-            stamps = {k: v for k, v in stamps.items() if k == "arrival"} | {"overlay": stamps["overlay"]}
-        return FrameResult(frame=frame, mask=mask, probabilities=probs, predicted_dice=predicted,
-                           true_dice=true_dice, overlay=overlay, timestamps=stamps, error=error)
-
     def _true_dice(self, mask: np.ndarray, gt: np.ndarray) -> float | None:
         if gt.shape != mask.shape:
-            import cv2
-
             mask = cv2.resize(mask, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
         value = mean_dice(mask, gt, self._foreground)
         return None if np.isnan(value) else float(value)

@@ -19,13 +19,17 @@ def default_threads() -> int:
 
 
 def create_session(model: str | Path | bytes, *, intra_op_threads: int | None = None,
-                   providers: list[str] | None = None) -> ort.InferenceSession:
+                   providers: list[str] | None = None, allow_spinning: bool = True) -> ort.InferenceSession:
     """An inference session tuned for latency: full graph optimisation, sequential execution.
 
     Args:
         model: Path to an ONNX file, or its serialised bytes.
         intra_op_threads: Threads inside one operator (default: ``default_threads()``).
         providers: Execution providers (default: CPU only).
+        allow_spinning: Let idle intra-op threads busy-wait for the next operator (onnxruntime's
+            default). The live pipeline passes False: on a 2-core CPU the spinning threads keep
+            burning both cores after each run and starve the pipeline's own Python stages
+            (measured: overlay 13 ms -> 1.1 ms, end-to-end p50 31 -> 8 ms; inference time unchanged).
     """
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -33,6 +37,9 @@ def create_session(model: str | Path | bytes, *, intra_op_threads: int | None = 
     so.intra_op_num_threads = intra_op_threads or default_threads()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    if not allow_spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     src = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(src, sess_options=so, providers=providers or ["CPUExecutionProvider"])
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
 import traceback
+from pathlib import Path
 
 from PyQt6.QtCore import QTimer
 from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication
+
+from app.viewer.recording import plain_json
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ def choose_model(window, model_id: str) -> None:
 
 def launch(args: argparse.Namespace) -> int:
     """Open the window on ``args.source`` (default: the shipped demo) and run the event loop."""
-    from app.viewer.main_window import MainWindow, write_json
+    from app.viewer.main_window import MainWindow
     from app.viewer.settings import ViewerSettings, settings_at
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -78,7 +82,7 @@ def launch(args: argparse.Namespace) -> int:
     window.show()
     window.start(getattr(args, "source", None))
     if getattr(args, "record", None):
-        window.settings.set_recording_root(args.record)
+        window.recording_root_override = Path(args.record)  # this run only; the setting is kept
         QTimer.singleShot(0, lambda: window.set_recording(True))
     if args.quit_after is not None:
         def finish() -> None:
@@ -98,3 +102,7 @@ def launch(args: argparse.Namespace) -> int:
         log.info("event-loop delay p50 %.2f / p95 %.2f / max %.2f ms over %d samples; wrote %s",
                  lag["p50"], lag["p95"], lag["max"], lag["samples"], args.ui_report)
     return code
+
+
+def write_json(path: Path | str, data: dict) -> None:
+    Path(path).write_text(json.dumps(plain_json(data), indent=2, default=float))

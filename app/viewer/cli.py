@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quit-after", type=float, default=None, metavar="SECONDS", help="close the window after this long (demos, tests)"
     )
-    parser.add_argument("--fast", action="store_true", help="replay recordings as fast as frames decode (speed 'max')")
+    parser.add_argument("--fast", action="store_true", help="replay as fast as the pipeline takes frames, every frame processed (speed 'max', like replay --fast)")
     parser.add_argument("--record", metavar="DIR", help="record the session (masks, CSV, QC log) into a new folder under DIR")
     parser.add_argument("--settings", metavar="FILE.ini", help="read and write settings in this INI file instead of the user's")
     parser.add_argument("--screenshot", metavar="FILE.png", help="save a screenshot of the window just before --quit-after closes it")

@@ -72,6 +72,8 @@ class FrameRelay:
     so the viewer treats both alike.
     """
 
+    MAX_RAW_FPS = 120.0
+
     def __init__(self, on_result: Callable[[FrameResult], None], deadline_ms: float = 50.0):
         from app.engine.overlay import to_rgb
 
@@ -79,8 +81,10 @@ class FrameRelay:
         self._on_result = on_result
         self._stats = StatsRecorder(deadline_ms)
         self._closed = False
+        self._last_submit = 0.0
 
     def submit(self, frame: Frame) -> None:
+        self._last_submit = time.perf_counter()
         if self._closed:
             return
         self._stats.frame_in()
@@ -100,6 +104,13 @@ class FrameRelay:
         self._stats.reset()
 
     def drain(self, timeout: float | None = None) -> bool:
+        return True
+
+    def wait_slot(self, timeout: float | None = None) -> bool:
+        """Unpaced playback without a model: cap raw frames at ``MAX_RAW_FPS`` (more is never seen)."""
+        wait = self._last_submit + 1.0 / self.MAX_RAW_FPS - time.perf_counter()
+        if wait > 0:
+            time.sleep(min(wait, timeout if timeout is not None else wait))
         return True
 
     def close(self) -> None:

@@ -7,11 +7,9 @@ on its own threads).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from collections import deque
 from pathlib import Path
 
 from PyQt6.QtCore import Qt, QTimer
@@ -21,7 +19,8 @@ from PyQt6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMainWindow, QScro
 from app.engine.overlay import compose, to_rgb
 from app.viewer.engine_port import EnginePort
 from app.viewer.event_loop import EventLoopMonitor
-from app.viewer.quality import ALERT_TEXT, Quality
+from app.viewer.display_meter import DisplayMeter
+from app.viewer.quality import ALERT_TEXT
 from app.viewer.session import SessionController
 from app.viewer.settings import ViewerSettings
 from app.viewer.state import ViewerState
@@ -61,8 +60,7 @@ class MainWindow(QMainWindow):
         self.session = SessionController(self.engine, self.state, models_dir=models_dir,
                                          max_display_fps=max_display_fps, parent=self)
         self.monitor = EventLoopMonitor(parent=self)
-        self._painted_latency: deque[float] = deque(maxlen=120)
-        self._painted_at: deque[int] = deque(maxlen=120)
+        self.display_meter = DisplayMeter()
         self._last_frame_error_ns = 0
         self._first_frame_pending = True
         self._build_widgets()
@@ -171,8 +169,9 @@ class MainWindow(QMainWindow):
         self.transport.step_requested.connect(s.step)
         self.transport.seek_requested.connect(s.seek)
         self.model_picker.model_requested.connect(s.select_model)
-        self.image.painted.connect(self._on_painted)
+        self.image.painted.connect(self.display_meter.painted)
         self.state.overlay_changed.connect(self._on_overlay_changed)
+        self.state.speed_changed.connect(self._update_source_rate)
         self._ui_timer = QTimer(self)
         self._ui_timer.setInterval(500)
         self._ui_timer.timeout.connect(self._update_ui_stats)
@@ -243,7 +242,7 @@ class MainWindow(QMainWindow):
     def _on_source_opened(self, info) -> None:
         parts = [info.name, info.modality or "unknown modality"]
         if info.frame_rate:
-            parts.append(f"{info.frame_rate:g} fps")
+            parts.append(f"{info.frame_rate:.1f} fps")
         parts.append(f"{info.n_frames} frames" if info.n_frames else "live")
         if info.n_slices > 1:
             parts.append(f"{info.n_slices} slices")
@@ -251,12 +250,20 @@ class MainWindow(QMainWindow):
             parts.append("ground truth")
         self.source_label.setText("Source: " + ", ".join(parts))
         self.transport.configure(info)
+        self._update_source_rate()
         self._first_frame_pending = True
         self.latency_panel.clear()
         self.alert_banner.hide()
         self.error_banner.hide()
         self.image.placeholder = "waiting for the first frame..."
         self.statusBar().showMessage(f"opened {info.name}", 5000)
+
+    def _update_source_rate(self, *_) -> None:
+        info = self.session.info
+        rate = info.frame_rate if info is not None else None
+        speed = self.state.speed
+        self.latency_panel.set_source_rate(rate * speed if rate and math.isfinite(speed) else None,
+                                           unpaced=bool(rate) and not math.isfinite(speed))
 
     def _on_source_failed(self, message: str) -> None:
         self.show_error(message)
@@ -291,8 +298,7 @@ class MainWindow(QMainWindow):
             # measure the steady state: opening the source and loading models are one-off costs
             self._first_frame_pending = False
             self.monitor.reset()
-            self._painted_latency.clear()
-            self._painted_at.clear()
+            self.display_meter.reset()
         self.image.show_frame(result, self._rgb_for(result))
         info = self.session.info
         n_frames = info.n_frames if info is not None else None
@@ -301,6 +307,8 @@ class MainWindow(QMainWindow):
         if self.session.qc_card is not None or result.predicted_dice is not None:
             level = self.state.thresholds.classify(result.predicted_dice)
             self.quality_panel.show_quality(result.predicted_dice, level, result.true_dice)
+        elif result.true_dice is not None:
+            self.quality_panel.detail.setText(f"no QC model; vs ground truth: {result.true_dice:.2f}")
         self.latency_panel.add_frames([s.latency_ms for s in summaries])
         errors = [s for s in summaries if s.error]
         now = time.perf_counter_ns()
@@ -314,13 +322,6 @@ class MainWindow(QMainWindow):
             # paused: redraw the frame on screen in the new style (one frame, a few ms)
             self.image.show_frame(result, compose(result.frame.image, result.mask, style))
 
-    def _on_painted(self, result) -> None:
-        painted = result.timestamps.get("painted")
-        arrival = result.timestamps.get("arrival", result.frame.t_arrival)
-        if painted is not None:
-            self._painted_latency.append((painted - arrival) / 1e6)
-            self._painted_at.append(painted)
-
     def _on_quality_alert(self, raised: bool) -> None:
         if raised:
             n = self.state.thresholds.alert_frames
@@ -330,12 +331,8 @@ class MainWindow(QMainWindow):
 
     def display_figures(self) -> dict:
         """What the display itself achieves: shown FPS, arrival->painted latency, UI event-loop lag."""
-        shown_fps = 0.0
-        if len(self._painted_at) >= 2 and self._painted_at[-1] > self._painted_at[0]:
-            shown_fps = (len(self._painted_at) - 1) / ((self._painted_at[-1] - self._painted_at[0]) / 1e9)
-        lat = sorted(self._painted_latency)
-        painted_p50 = lat[len(lat) // 2] if lat else float("nan")
-        return {"shown_fps": shown_fps, "painted_latency_p50_ms": painted_p50,
+        return {"shown_fps": self.display_meter.shown_fps(),
+                "painted_latency_p50_ms": self.display_meter.painted_latency_p50(),
                 "event_loop_delay_ms": self.monitor.summary(),
                 "results_received": self.session.bridge.received, "results_displayed": self.session.bridge.displayed}
 
@@ -361,10 +358,16 @@ class MainWindow(QMainWindow):
             self.session.recorder.log_event("error", message=message)
 
     # -- recording ----------------------------------------------------------------------------
+    recording_root_override: Path | None = None
+
+    def recording_root(self) -> Path:
+        """Where session folders go (``--record DIR`` for this run, else the setting)."""
+        return self.recording_root_override or self.settings.recording_root()
+
     def set_recording(self, on: bool) -> None:
         if on and self.session.recorder is None:
             try:
-                self.session.start_recording(self.settings.recording_root())
+                self.session.start_recording(self.recording_root())
             except OSError as exc:
                 self.show_error(f"cannot record: {exc}")
                 self.record_action.setChecked(False)
@@ -390,7 +393,7 @@ class MainWindow(QMainWindow):
         if recorder is not None:
             path = recorder.next_screenshot_path()
         else:
-            folder = self.settings.recording_root() / "screenshots"
+            folder = self.recording_root() / "screenshots"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / time.strftime("screen-%Y%m%d-%H%M%S.png")
         if not self.grab().save(str(path)):
@@ -430,17 +433,3 @@ class MainWindow(QMainWindow):
         self.session.shutdown()
         super().closeEvent(event)
 
-
-def _plain(value):
-    """NaN -> None (valid JSON), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def write_json(path: Path | str, data: dict) -> None:
-    Path(path).write_text(json.dumps(_plain(data), indent=2, default=float))

@@ -149,7 +149,7 @@ class SessionRecorder:
                 if kind == "frame":
                     self._write_frame(payload)
                 else:
-                    self._log_fh.write(json.dumps(payload, default=_json_default) + "\n")
+                    self._log_fh.write(json.dumps(plain_json(payload), default=_json_default) + "\n")
                     self._log_fh.flush()
             except Exception as exc:  # a full disk must not kill the viewer: log and go on
                 log.error("recording to %s failed: %s", self.folder, exc)
@@ -177,7 +177,7 @@ class SessionRecorder:
 
     def _write_meta(self) -> None:
         tmp = self.folder / "session.json.tmp"
-        tmp.write_text(json.dumps(self._meta, indent=2, default=_json_default))
+        tmp.write_text(json.dumps(plain_json(self._meta), indent=2, default=_json_default))
         os.replace(tmp, self.folder / "session.json")
 
     def close(self, timeout: float = 5.0) -> None:
@@ -194,6 +194,17 @@ class SessionRecorder:
                           frames=self.written, dropped=self.dropped)
         self._write_meta()
         log.info("session recorded to %s (%d frames, %d dropped)", self.folder, self.written, self.dropped)
+
+
+def plain_json(value: Any) -> Any:
+    """NaN/inf -> None, recursively, so every line is strict JSON (readable by any parser)."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    return value
 
 
 def _json_default(obj: Any) -> Any:

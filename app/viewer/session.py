@@ -25,6 +25,7 @@ from PyQt6.QtCore import QObject, QThreadPool, QTimer, pyqtSignal
 from app.engine.types import FrameResult
 from app.viewer.bridge import ResultBridge
 from app.viewer.engine_port import EnginePort, FrameRelay
+from app.viewer.model_loading import LoadedModels, load_models
 from app.viewer.quality import QualityMonitor
 from app.viewer.recording import SessionRecorder, new_session_folder
 from app.viewer.state import ViewerState
@@ -185,18 +186,29 @@ class SessionController(QObject):
         n_frames = self.info.n_frames if self.info is not None else None
         if n_frames and position >= n_frames:
             position = 0
-        if position and getattr(self.source, "seekable", False):
-            self.player.seek(position)
+        if getattr(self.source, "seekable", False):
+            self.player.seek(position)  # also 0: a replay after the end starts from the top
         self.player.start()
         if paused:
             self.player.pause()
         self.playback_changed.emit(paused)
 
     def _sink(self, frame) -> None:
-        """The player's sink (player thread): forward to the current pipeline."""
+        """The player's sink (player thread): forward to the current pipeline.
+
+        Paced (the scanner's own rate, or live): submit and return; when inference is slower, the
+        pipeline keeps the newest frame and counts the drop. Unpaced ("max"): wait until the
+        pipeline has taken the previous frame (as ``replay --fast`` does), so every frame is
+        processed, decoding overlaps inference, and the player does not spin decoding frames that
+        would only be dropped (a spinning Python thread holds the GIL the GUI thread needs).
+        """
         pipeline = self.pipeline
-        if pipeline is not None:
-            pipeline.submit(frame)
+        if pipeline is None:
+            return
+        if not self._paced:
+            wait = getattr(pipeline, "wait_slot", None) or pipeline.drain
+            wait(timeout=1.0)
+        pipeline.submit(frame)
 
     def _on_player_ended(self, gen: int) -> None:
         if gen == self._player_gen:
@@ -223,47 +235,37 @@ class SessionController(QObject):
         self._run(self._jobs, self._load_models_job, modality, model_id, gen, on_done=self._on_models_loaded,
                   on_error=self._on_models_failed)
 
-    def _load_models_job(self, modality: str, model_id: str | None, gen: int):
+    def _load_models_job(self, modality: str, model_id: str | None, gen: int) -> LoadedModels:
         """Worker thread: find the cards and build the pipeline (verifies hashes, loads ONNX)."""
-        cards = list(self.engine.list_models(modality, self.models_dir))
-        segs = [c for c in cards if c.role == "seg"]
-        if not segs:
-            return modality, segs, None, None, None, f"no {modality} model in models/", gen
-        note = None
-        seg = next((c for c in segs if c.id == model_id), None)
-        if seg is None:
-            if model_id:
-                note = f"model {model_id} not found in models/; using the shipped {modality} model"
-            seg, _ = self.engine.default_models(modality, self.models_dir)
-        qc = next((c for c in cards if c.role == "qc" and c.id == seg.pairs_with), None)
-        pipeline = self.engine.pipeline(seg, qc, on_result=self._results_for(gen), overlay=self.state.overlay,
-                                        deadline_ms=self.deadline_ms)
-        if self._closed:  # the window closed while the model loaded: nobody will install it
-            pipeline.close()
-            return modality, segs, seg, qc, None, None, gen
-        return modality, segs, seg, qc, pipeline, note, gen
+        loaded = load_models(self.engine, modality, model_id, self.models_dir, on_result=self._results_for(gen),
+                             overlay=self.state.overlay, deadline_ms=self.deadline_ms, generation=gen)
+        if self._closed and loaded.pipeline is not None:  # the window closed meanwhile: nobody will install it
+            loaded.pipeline.close()
+            loaded.pipeline = None
+        return loaded
 
-    def _on_models_loaded(self, value) -> None:
-        modality, segs, seg, qc, pipeline, note, gen = value
-        stale = self._closed or (self.info is not None and modality != (self.info.modality or self.state.modality))
-        if stale:  # the source changed modality while this model was loading
-            self._teardown_later(pipeline=pipeline)
+    def _on_models_loaded(self, loaded: LoadedModels) -> None:
+        current = (self.info.modality or self.state.modality) if self.info is not None else loaded.modality
+        if self._closed or loaded.modality != current:  # the source changed modality meanwhile
+            self._teardown_later(pipeline=loaded.pipeline)
             return
-        self.cards = segs
-        self.models_listed.emit(modality, segs)
-        if note and pipeline is not None:
-            self.error.emit(note)
-        if pipeline is None:
-            self.error.emit(f"no model: {note or 'no ' + modality + ' model in models/'} - showing raw frames")
+        self.cards = loaded.segs
+        self.models_listed.emit(loaded.modality, loaded.segs)
+        if loaded.pipeline is None:
+            self.error.emit(f"no model: {loaded.note} - showing raw frames")
             if not isinstance(self.pipeline, FrameRelay):
                 self._install_relay()
             self.model_loaded.emit(None, None)
             return
-        self._install(pipeline, seg, qc, gen)
-        self.state.set_model_choice(modality, seg.id)
+        if loaded.note:
+            self.error.emit(loaded.note)
+        self._install(loaded.pipeline, loaded.seg, loaded.qc, loaded.generation)
+        self.state.set_model_choice(loaded.modality, loaded.seg.id)
 
     def _on_models_failed(self, exc: object) -> None:
         self.error.emit(f"model not loaded: {describe_error(exc)}")
+        if self.seg_card is not None:  # keep remembering the model that works
+            self.state.set_model_choice(self.seg_card.modality, self.seg_card.id)
         if self.pipeline is None:
             self._install_relay()
         self.model_loaded.emit(self.seg_card, self.qc_card)

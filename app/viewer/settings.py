@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from PyQt6.QtCore import QByteArray, QSettings
@@ -83,7 +84,7 @@ class ViewerSettings:
         except ValueError as exc:
             log.warning("ignoring quality thresholds in %s: %s", s.fileName(), exc)
         speed = _float(s, "playback/speed", 1.0)
-        state.set_speed(speed if speed > 0 else 1.0)
+        state.set_speed(speed if 0 < speed < math.inf else 1.0)
         state.set_loop(_bool(s, "playback/loop", True))
         state.set_modality(str(s.value("models/modality", "echo")))
         for modality in ("echo", "cine"):
@@ -101,7 +102,8 @@ class ViewerSettings:
         s.setValue("quality/fair", th.fair)
         s.setValue("quality/alert_frames", th.alert_frames)
         s.setValue("quality/clear_frames", th.clear_frames)
-        s.setValue("playback/speed", "inf" if state.speed == float("inf") else state.speed)
+        if math.isfinite(state.speed):  # "max" is for validation runs; a new session starts at a real speed
+            s.setValue("playback/speed", state.speed)
         s.setValue("playback/loop", state.loop)
         s.setValue("models/modality", state.modality)
         for modality, model_id in state.model_choices().items():

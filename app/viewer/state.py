@@ -14,7 +14,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from app.engine.overlay import OverlayStyle
 from app.viewer.quality import QualityThresholds
 
-SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, math.inf)  # inf: as fast as frames decode ("max")
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, math.inf)  # inf: "max", as fast as the pipeline takes frames
 
 
 class ViewerState(QObject):

@@ -90,12 +90,26 @@ class NetworkRecord:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """How many networks, how each is timed, and the seed of everything random."""
+    """How many networks, how each is timed, and the seed of everything random.
+
+    Attributes:
+        samples: Random architectures per space.
+        warmup: Discarded runs per network.
+        repeats: Least timed rounds per group.
+        group_size: Networks timed round-robin together; large groups make slow drifts of the
+            machine's load common to all of them (what matters for the rank correlation).
+        min_timed_ms: More rounds for fast networks: at least this much predicted timing per
+            network (up to 5x ``repeats``), so narrow-range spaces are not ranked by noise.
+        intra_op_threads: Session threads (``None``: the app's default).
+        fit_fraction: Share of each space's networks the calibration is fitted on.
+        seed: Seed of sampling, split and round order.
+    """
 
     samples: int = 50
     warmup: int = 5
     repeats: int = 30
-    group_size: int = 5
+    group_size: int = 50
+    min_timed_ms: float = 2000.0
     intra_op_threads: int | None = None
     fit_fraction: float = 0.5
     seed: int = 0
@@ -125,8 +139,15 @@ def table_prediction(table: LatencyTable, keys: Sequence[OpKey]) -> tuple[float,
 
 
 def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, settings: CheckSettings,
-                     progress: Callable[[int, int], None] | None = None) -> list[NetworkRecord]:
-    """Export and time networks in interleaved groups; pair each with its table prediction."""
+                     progress: Callable[[int, int, list[NetworkRecord]], None] | None = None) -> list[NetworkRecord]:
+    """Export and time networks in interleaved groups; pair each with its table prediction.
+
+    Args:
+        networks: The sampled networks, timed ``settings.group_size`` at a time, round-robin.
+        table: Must hold every key of every network (``MissingLatencyKey`` names the first missing).
+        settings: Warm-up, repeats, threads, seed.
+        progress: Called after each group with ``(n_done, n_total, records so far)``.
+    """
     records: list[NetworkRecord] = []
     for start in range(0, len(networks), settings.group_size):
         group = networks[start:start + settings.group_size]
@@ -136,7 +157,9 @@ def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, se
             models[name] = export_onnx_bytes(net.module, net.example_input)
             shapes[name] = tuple(net.example_input.shape)
             nodes[name] = count_onnx_nodes(models[name])
-        stats = measure_interleaved(models, shapes, warmup=settings.warmup, repeats=settings.repeats,
+        slowest = max(max(table_prediction(table, net.keys)[0], 1e-3) for net in group)
+        repeats = int(min(5 * settings.repeats, max(settings.repeats, np.ceil(settings.min_timed_ms / slowest))))
+        stats = measure_interleaved(models, shapes, warmup=settings.warmup, repeats=repeats,
                                     intra_op_threads=settings.intra_op_threads, seed=settings.seed + start)
         for net in group:
             name = f"{net.space}/{net.index}"
@@ -151,7 +174,7 @@ def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, se
                                          onnx_nodes=nodes[name], genotype=net.genotype, sum_by_op=by_op,
                                          count_by_op=count))
         if progress is not None:
-            progress(len(records), len(networks))
+            progress(len(records), len(networks), records)
     return records
 
 
@@ -216,13 +239,27 @@ def _space_figures(records: Sequence[NetworkRecord], cal: NetworkCalibration) ->
 
 def store_calibration(table: LatencyTable, result: CheckResult, settings: CheckSettings,
                       machine: Mapping[str, object]) -> None:
-    """Write the fitted calibrations and their held-out figures into ``table.meta['calibration']``."""
-    table.meta["calibration"] = {
+    """Write the fitted calibrations and their held-out figures into ``table.meta['calibration']``.
+
+    Spaces this check did not cover keep what an earlier check stored for them.
+    """
+    doc = dict(table.meta.get("calibration") or {})
+    by_space = dict(doc.get("by_space", {}))
+    held_out = dict(doc.get("held_out", {}))
+    withheld = dict(doc.get("withheld", {}))  # spaces a person set aside (with a reason) until refitted
+    for space, cal in result.calibrations.items():
+        withheld.pop(space, None)
+        by_space[space] = cal.to_dict()
+        held_out[space] = result.spaces[space]["calibrated_held_out"]
+    doc.update({
         "form": "predicted_ms = scale * sum_ms + per_op_ms * n_ops + offset_ms",
-        "by_space": {space: cal.to_dict() for space, cal in result.calibrations.items()},
-        "held_out": {space: figs["calibrated_held_out"] for space, figs in result.spaces.items()},
+        "n_ops": "number of table ops the network runs (every op but zero)",
+        "by_space": by_space,
+        "held_out": held_out,
+        "withheld": withheld,
         "samples_per_space": settings.samples,
         "fit_fraction": settings.fit_fraction,
         "seed": settings.seed,
         "machine": dict(machine),
-    }
+    })
+    table.meta["calibration"] = doc

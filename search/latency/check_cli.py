@@ -22,7 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="supernet configuration the networks are sampled from (default: default)")
     parser.add_argument("--samples", type=int, default=50, help="random architectures per space (default 50)")
     parser.add_argument("--warmup", type=int, default=5, help="discarded runs per network (default 5)")
-    parser.add_argument("--repeats", type=int, default=30, help="timed runs per network (default 30)")
+    parser.add_argument("--repeats", type=int, default=30,
+                        help="least timed rounds per network; fast networks get more, up to 5x (default 30)")
+    parser.add_argument("--group-size", type=int, default=50,
+                        help="networks timed round-robin together (default 50: a whole space, so load drift hits them alike)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: the app's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling, split and timing order (default 0)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--samples: need at least 4 networks per space (half fit, half held out)")
     spaces = parse_spaces(args.spaces)
     settings = CheckSettings(samples=args.samples, warmup=args.warmup, repeats=args.repeats,
-                             intra_op_threads=args.threads, seed=args.seed)
+                             group_size=args.group_size, intra_op_threads=args.threads, seed=args.seed)
     path = Path(args.table) if args.table else default_table_path(args.threads)
     table = LatencyTable.load(path) if path.exists() else LatencyTable(path=str(path))
 
@@ -68,8 +71,12 @@ def run(args: argparse.Namespace) -> int:
         log.info("%d op signatures missing from %s; measuring them first", len(missing), path)
         OpProfiler(table, ProfileSettings(intra_op_threads=args.threads), save_to=path).profile(missing)
 
-    def progress(done: int, total: int) -> None:
+    def progress(done: int, total: int, records) -> None:
         log.info("measured %d / %d networks", done, total)
+        if args.out:  # partial results survive an interrupted run
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"partial": True, "table": str(path), "preset": args.preset,
+                                                  "networks": [r.to_dict() for r in records]}))
 
     records = measure_networks(networks, table, settings, progress=progress)
     result = evaluate(records, settings)
@@ -86,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         "table_entries": len(table),
         "preset": args.preset,
         "settings": {"samples": settings.samples, "warmup": settings.warmup, "repeats": settings.repeats,
+                     "group_size": settings.group_size, "min_timed_ms": settings.min_timed_ms,
                      "fit_fraction": settings.fit_fraction, "seed": settings.seed},
         "targets": {"mdape_pct_max": 10.0, "kendall_tau_min": 0.8, "judged_on": "calibrated_held_out"},
         "spaces": result.spaces,

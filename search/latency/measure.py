@@ -1,8 +1,9 @@
 """Wall-clock latency of ONNX models under the deployed onnxruntime session settings.
 
 Every figure the project publishes (lookup-table entries, the table check, model-card latency)
-comes from here, and every session comes from ``app.engine.runtime.create_session``: the same
-graph optimisation, execution mode and thread counts as the live pipeline. This module does not
+comes from here, and every session comes from ``app.engine.runtime.create_session`` with the
+live pipeline's arguments (``deployed_session``): the same graph optimisation, execution mode,
+thread count and thread spinning as at the scanner. This module does not
 import torch, so the export step and the app-side tools can both use it.
 
 Robustness on a shared, noisy machine:
@@ -35,6 +36,16 @@ Feeds = Mapping[str, np.ndarray]
 #: What the caller may pass as inputs: ready feeds ``{name: array}``, shapes ``{name: shape}``,
 #: one shape for a single-input model, or ``None`` to use the model's declared (static) shapes.
 FeedsOrShapes = Union[Feeds, Mapping[str, Sequence[int]], Sequence[int], None]
+
+#: The live pipeline opens its sessions without busy-waiting intra-op threads
+#: (``app.engine.models``: ``create_session(..., allow_spinning=False)``); figures must come from
+#: the same settings. Irrelevant at one thread (no pool), decisive at two on a loaded 2-core CPU.
+DEPLOYED_ALLOW_SPINNING = False
+
+
+def deployed_session(model: ModelSource, intra_op_threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime session with exactly the live pipeline's settings."""
+    return create_session(model, intra_op_threads=intra_op_threads, allow_spinning=DEPLOYED_ALLOW_SPINNING)
 
 
 @dataclass(frozen=True)
@@ -176,7 +187,7 @@ def measure_onnx_latency(model: ModelSource, feeds_or_shapes: FeedsOrShapes = No
     Returns:
         ``LatencyStats`` with median, p95, mean, FPS, thread count and runtime version.
     """
-    session = create_session(model, intra_op_threads=intra_op_threads)
+    session = deployed_session(model, intra_op_threads)
     feeds = make_feeds(session, feeds_or_shapes)
     stats = measure_session(session, feeds, warmup=warmup, repeats=repeats)
     log.debug("measured %s: p50 %.3f ms over %d runs", _describe(model), stats.p50_ms, stats.repeats)
@@ -206,7 +217,7 @@ def measure_interleaved(models: Mapping[str, ModelSource], feeds_or_shapes: Mapp
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     names = list(models)
     feeds_or_shapes = feeds_or_shapes or {}
-    sessions = {n: create_session(models[n], intra_op_threads=intra_op_threads) for n in names}
+    sessions = {n: deployed_session(models[n], intra_op_threads) for n in names}
     feeds = {n: make_feeds(sessions[n], feeds_or_shapes.get(n)) for n in names}
     for n in names:
         for _ in range(warmup):

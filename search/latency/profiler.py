@@ -29,7 +29,12 @@ from torch import nn
 
 from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable, hardware_fingerprint
-from search.latency.measure import effective_threads, measure_interleaved, session_overhead_model
+from search.latency.measure import (
+    DEPLOYED_ALLOW_SPINNING,
+    effective_threads,
+    measure_interleaved,
+    session_overhead_model,
+)
 from search.latency.onnx_bytes import OPSET, export_onnx_bytes
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,9 @@ OpBuilder = Callable[[OpKey], nn.Module]
 Progress = Callable[[int, int, OpKey], None]
 
 #: Meta fields that must agree between an existing table and a new profiling run.
-CONDITION_FIELDS = ("runtime", "runtime_version", "provider", "threads")
+CONDITION_FIELDS = ("runtime", "runtime_version", "provider", "threads", "allow_spinning")
+#: Value a condition had in tables written before the field was recorded.
+CONDITION_DEFAULTS = {"allow_spinning": True}
 
 
 class TableConditionsMismatch(ValueError):
@@ -73,6 +80,7 @@ def table_conditions(settings: ProfileSettings) -> dict[str, object]:
         "runtime_version": ort.__version__,
         "provider": "CPUExecutionProvider",
         "threads": effective_threads(settings.intra_op_threads),
+        "allow_spinning": DEPLOYED_ALLOW_SPINNING,
         "hardware": hardware_fingerprint(),
         "warmup": settings.warmup,
         "repeats": settings.repeats,
@@ -88,9 +96,10 @@ def check_conditions(table: LatencyTable, conditions: dict[str, object]) -> None
         return
     where = table.path or "the table"
     for name in CONDITION_FIELDS:
-        if name in table.meta and table.meta[name] != conditions[name]:
+        old = table.meta.get(name, CONDITION_DEFAULTS.get(name))
+        if old is not None and old != conditions[name]:
             raise TableConditionsMismatch(
-                f"{where}: entries were measured with {name}={table.meta[name]!r}, this run uses "
+                f"{where}: entries were measured with {name}={old!r}, this run uses "
                 f"{conditions[name]!r}; profile into a new table (--table) instead of mixing them"
             )
     old_cpu = (table.meta.get("hardware") or {}).get("cpu")

@@ -43,7 +43,8 @@ def phantom_cases(modality: str, n_cases: int, seed: int, *, cache_dir: Path | N
 
 def split_patients(cases: list[Case], fractions: dict[str, float], seed: int) -> dict[str, list[Case]]:
     """Split cases by patient into named parts (``app.data.splits.patient_split``), stratified by
-    acquisition-quality bin when every case has one, so each part sees good and poor sequences.
+    acquisition-quality bin when every case has one, so each part sees good and poor sequences
+    (unstratified when there are too few patients per bin to fill every part).
 
     Args:
         cases: One case per patient (unique ``case_id``).
@@ -61,6 +62,8 @@ def split_patients(cases: list[Case], fractions: dict[str, float], seed: int) ->
     bins = {c.case_id: c.quality_bin for c in cases}
     strata = bins if all(b is not None for b in bins.values()) else None
     parts = patient_split(by_id, fractions, seed, strata=strata)
+    if strata is not None and any(not ids for ids in parts.values()):
+        parts = patient_split(by_id, fractions, seed)  # too few patients per stratum: plain split
     empty = [name for name, ids in parts.items() if not ids]
     if empty:
         raise ValueError(f"{len(cases)} patients are too few for the split {fractions}: {empty} would be empty")

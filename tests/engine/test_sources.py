@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import cv2
 import numpy as np
@@ -186,3 +185,13 @@ def test_unknown_specs_are_clear(tmp_path):
         open_source("camera:x")
     with pytest.raises(DataError, match="igtl"):
         open_source("igtl://nohost")
+
+
+def test_truncated_nifti(tmp_path):
+    import nibabel as nib
+
+    path = tmp_path / "cine_4d.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((20, 20, 2, 4), np.float32), np.eye(4)), str(path))
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(DataError, match="cine_4d.nii.gz"):
+        open_source(str(path))

@@ -186,3 +186,98 @@ def test_shipping_prefers_budget_then_fastest_useful():
     assert row.key == "ours_n1" and "NOT" in why
     useless = _fake_results(40.0, 60.0, 120.0, ours_dice=0.3, msnas_dice=0.3)
     assert choose_row(cfg, useless) is None
+
+
+# ------------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_smoke_preset_end_to_end_and_resume(tmp_path):
+    from app.cards import load_card
+    from search.cli import main
+
+    out = tmp_path / "run"
+    assert main(["msnas-hw", "--preset", "smoke", "--out", str(out)]) == 0
+    table = (out / "report" / "table2.md").read_text()
+    for row in preset("smoke").rows:
+        assert row.name + " (ours)" in table and "not run" not in table
+    for key in ("msnas", "hw_n2"):
+        doc = json.loads((out / "searches" / key / "result.json").read_text())
+        assert doc["history"][-1]["phase"] == "search"
+    hw = json.loads((out / "searches" / "hw_n2" / "result.json").read_text())
+    assert all(not math.isnan(r["latency_ms"]) for r in hw["history"] if r["phase"] == "search")
+    assert set(hw["genotypes"]) == {"1", "2"}
+    for key in ("ours_n1", "msnas_n4"):
+        res = json.loads((out / "rows" / key / "result.json").read_text())
+        assert set(res["dice"]["per_class"]) == {"RV", "MYO", "LV"}
+        assert res["latency"]["trained"]["p50_ms"] > 0
+    cards = list((out / "models").glob("*.json"))
+    assert len(cards) == 1
+    card = load_card(cards[0]).verify()
+    assert card.method == "msnas-hw" and card.clip_length == 4 and card.input_name == "clip"
+    before = json.loads((out / "rows" / "ours_n1" / "result.json").read_text())
+    weights_stamp = (out / "rows" / "ours_n1" / "weights.pt").stat().st_mtime_ns
+    search_stamp = (out / "searches" / "msnas" / "result.json").stat().st_mtime_ns
+    assert main(["msnas-hw", "--preset", "smoke", "--out", str(out), "--no-ship"]) == 0  # resumes: nothing redone
+    after = json.loads((out / "rows" / "ours_n1" / "result.json").read_text())
+    assert after["dice"] == before["dice"] and after["latency"] == before["latency"]
+    assert (out / "rows" / "ours_n1" / "weights.pt").stat().st_mtime_ns == weights_stamp
+    assert (out / "searches" / "msnas" / "result.json").stat().st_mtime_ns == search_stamp
+
+
+def test_changed_config_refuses_an_old_run_folder(tmp_path):
+    from search.methods.msnas_hw.experiment import MsnasHwExperiment
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(preset("smoke").to_dict()))
+    with pytest.raises(ValueError, match="another configuration"):
+        MsnasHwExperiment(preset("smoke", seed=3), out)._check_config()
+
+
+# ------------------------------------------------------------------------------ space (core glue)
+def _tiny_cfg():
+    from search.methods.msnas_hw.config import SupernetConfig
+
+    cfg = preset("smoke")
+    return replace(cfg, supernet=SupernetConfig(layers=2, scales=2, channels=16),
+                   data=replace(cfg.data, clip_length=2, height=16, width=16))
+
+
+def test_latency_term_reaches_alpha_gamma_and_beta():
+    from search.latency.lut import LatencyTable
+    from search.methods.msnas_hw import space
+
+    cfg = _tiny_cfg()
+    table = LatencyTable()
+    for i, key in enumerate(space.required_keys(cfg)):
+        table.set(key, 1.0 + i % 5)
+    supernet = space.build_supernet(cfg, cfg.trained_channels, seed=0)
+    term = space.latency_term(cfg, supernet, table, n_paths=1)
+    lat = term(torch.Generator().manual_seed(0))
+    assert lat.item() > 0
+    lat.backward()
+    grads = {n: p.grad for n, p in supernet.named_arch_parameters()}
+    assert grads["beta"] is not None and grads["beta"].abs().sum() > 0
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "gamma" in n)
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "alpha" in n)
+    assert all(p.grad is None for p in supernet.weight_parameters())
+    # two different Gumbel draws give different estimates; the softmax estimate is deterministic
+    assert term(torch.Generator().manual_seed(1)).item() != pytest.approx(lat.item(), abs=1e-9)
+    assert space.expected_latency(cfg, supernet, table, 1) == pytest.approx(space.expected_latency(cfg, supernet, table, 1))
+
+
+def test_decode_gives_n_distinct_paths_and_a_trainable_network():
+    from search.methods.msnas_hw import space
+
+    cfg = _tiny_cfg()
+    supernet = space.build_supernet(cfg, cfg.trained_channels, seed=0)
+    with torch.no_grad():
+        supernet.beta.zero_()
+        supernet.beta[0, 0, 1] = 3.0  # layer 0: prefer ns
+    g2 = space.decode(supernet, 2)
+    assert len(g2.paths) == 2 and len(set(g2.paths)) == 2 and g2.paths[0].kinds[0] == "ns"
+    assert all(len(g2.cells[k].edges) == 3 for k in ("ep", "ns", "ct"))  # one incoming edge per node
+    net = space.build_derived(g2, cfg.trained_channels, cfg.supernet)
+    out = net(torch.randn(1, 1, 2, 16, 16))
+    assert out.shape == (1, 4, 2, 16, 16)
+    out.mean().backward()
+    assert all(p.grad is not None for p in net.parameters())

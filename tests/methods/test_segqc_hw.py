@@ -244,3 +244,27 @@ def test_smoke_preset_end_to_end_then_resume(tmp_path: Path, monkeypatch) -> Non
     assert run_segqc_hw(cfg, RunPaths(out=tmp_path / "run", models=None, docs=None)).splitlines()[1:5] == \
         summary.splitlines()[1:5]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+
+def test_targets_say_by_how_much_each_is_met_or_missed() -> None:
+    from search.methods.segqc_hw.report import table_markdown, targets
+
+    def row(dice, mae, r, ms, best):
+        return {"test": {"dice_mean": dice, "qc_mae": mae, "qc_pearson": r},
+                "cost": {"latency_ms": ms, "latency_min_ms": best, "macs": 1e8, "flops": 2e8, "params": 1e4}}
+
+    results = {"rows": {"unet8": row(0.80, 0.05, 0.7, 40.0, 30.0), "unet16": row(0.84, 0.05, 0.7, 70.0, 50.0),
+                        "searched_nohw": row(0.83, 0.04, 0.9, 25.0, 20.0),
+                        "searched_hw": row(0.835, 0.06, 0.85, 20.0, 14.0)}}
+    by_name = {t["target"]: t for t in targets(results)}
+    median = by_name["framework latency <= 0.3x U-net(16)+ResNet18 (median)"]
+    assert median["value"] == pytest.approx(20 / 70) and median["met"]
+    best = by_name["framework latency <= 0.3x U-net(16)+ResNet18 (best of N)"]
+    assert best["value"] == pytest.approx(14 / 50) and best["met"]
+    dice = by_name["Dice within 0.01 of U-net(16)+ResNet18"]
+    assert dice["met"] and dice["by"] == pytest.approx(0.005)
+    mae = by_name["QC MAE <= 0.05 (hardware-aware)"]
+    assert not mae["met"] and mae["by"] == pytest.approx(-0.01)
+    lat = by_name["latency term lowers measured latency (hw < w/o hw), ms saved"]
+    assert lat["met"] and lat["value"] == pytest.approx(5.0)
+    assert "| 0.839 | 0.049 | 82 | 3635 |" in table_markdown(results)

@@ -49,6 +49,7 @@ def _small_unet(name: str, **changes) -> UNet:
     return UNet(dataclasses.replace(get_baseline(name).unet, initial_filters=4, **changes))
 
 
+@pytest.mark.slow
 def test_echo_unet_and_qc_export_with_parity(tmp_path, echo_inputs):
     seg = SegmentationWithUncertainty(_small_unet("unet8-resnet18"))
     card = export_model(seg, _seg_content("seg", echo_inputs, 2, ECHO, pairs_with="qc"), tmp_path, echo_inputs,

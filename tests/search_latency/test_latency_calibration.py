@@ -113,3 +113,14 @@ def test_evaluate_fails_when_latency_is_unpredictable() -> None:
     records = _records("a", 30, lambda s, k: float(rng.uniform(1, 50)), 3)
     result = evaluate(records, CheckSettings(seed=0))
     assert not result.spaces["a"]["meets_targets"] and not result.passed()
+
+
+def test_store_calibration_keeps_other_spaces() -> None:
+    from search.latency.check import store_calibration
+
+    table = LatencyTable(meta={"calibration": {"by_space": {"msnas": NetworkCalibration(scale=3.0).to_dict()}}})
+    result = evaluate(_records("segqc", 20, lambda s, k: 2 * s + 1, 4), CheckSettings(seed=0))
+    store_calibration(table, result, CheckSettings(), {"description": "test"})
+    assert table.calibration("msnas").scale == 3.0
+    assert table.calibration("segqc").scale == pytest.approx(2.0, rel=0.1)
+    assert "segqc" in table.meta["calibration"]["held_out"]

@@ -68,7 +68,11 @@ def test_latency_check_cli_reports_figures_and_stores_calibration(tmp_path, monk
     assert summary["machine"]["threads"] == 1 and "onnxruntime" in summary["machine"]["runtime"]
     stored = LatencyTable.load(table)
     assert set(stored.meta["calibration"]["by_space"]) == {"segqc", "msnas", "global"}
-    assert len(json.loads(out.read_text())["networks"]) == 16
+    networks = json.loads(out.read_text())["networks"]
+    assert len(networks) == 16
+    for net in networks:
+        assert sum(net["sum_by_op"].values()) == pytest.approx(net["sum_ms"])
+        assert sum(net["count_by_op"].values()) == net["n_ops"] == len(net["genotype"])
 
 
 def test_latency_check_no_profile_names_the_missing_key(tmp_path, monkeypatch) -> None:

@@ -105,3 +105,9 @@ def test_default_table_path_names_machine_and_runtime() -> None:
     assert path.parent.as_posix() == "/repo/models/latency" and path.suffix == ".json"
     assert f"ort{ort.__version__}" in path.name and path.name.endswith("-t2.json")
     assert " " not in hardware_slug(1) and "(" not in hardware_slug(1)
+
+
+def test_tables_from_before_spinning_was_recorded_count_as_spinning() -> None:
+    old = LatencyTable(entries={CONV.canonical(): 0.1}, meta={"threads": 1, "runtime": "onnxruntime"}, path="old.json")
+    with pytest.raises(TableConditionsMismatch, match="allow_spinning=True"):
+        OpProfiler(old, FAST, build=CountingBuilder())

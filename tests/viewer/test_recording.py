@@ -6,6 +6,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 from app.engine.types import Frame, FrameResult
 from app.viewer.quality import QualityThresholds
@@ -37,7 +38,7 @@ def test_rows_masks_and_log_are_on_disk_before_close(tmp_path) -> None:
     results = [_result(0, 0.9), _result(1, 0.75), _result(2, 0.3), _result(3, None, error="boom")]
     for r in results:
         rec.submit(r)
-    rec.log_event("quality_alert", frame_index=2)
+    rec.log_event("quality_alert", frame_index=2, stages={"qc": float("nan")})
     _wait(lambda: rec.written == 4)
     # Not closed: an interrupted session must already have everything on disk.
     rows = list(csv.DictReader(open(folder / "frames.csv", newline="")))
@@ -54,7 +55,10 @@ def test_rows_masks_and_log_are_on_disk_before_close(tmp_path) -> None:
     assert meta["ended"] is None and meta["model_id"] == "m1"
     rec.close()
     rec.close()  # idempotent
-    events = [json.loads(line)["event"] for line in open(folder / "qc_log.jsonl")]
+    lines = [json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+             for line in open(folder / "qc_log.jsonl")]
+    assert next(e for e in lines if e["event"] == "quality_alert")["stages"] == {"qc": None}
+    events = [e["event"] for e in lines]
     assert events[0] == "recording_started" and events[-1] == "recording_stopped"
     meta = json.loads((folder / "session.json").read_text())
     assert meta["ended"] is not None and meta["frames"] == 4
@@ -64,3 +68,35 @@ def test_rows_masks_and_log_are_on_disk_before_close(tmp_path) -> None:
 def test_session_folders_never_collide(tmp_path) -> None:
     a, b = new_session_folder(tmp_path), new_session_folder(tmp_path)
     assert a != b and a.is_dir() and b.is_dir()
+
+
+CRASH = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from test_recording import _result
+from app.viewer.recording import SessionRecorder
+rec = SessionRecorder(sys.argv[1], {"model_id": "m"})
+for i in range(6):
+    rec.submit(_result(i))
+while rec.written < 6:
+    time.sleep(0.01)
+import os
+os._exit(3)  # a crash: no close(), no atexit, no flush of Python buffers
+"""
+
+
+def test_a_crashed_session_keeps_every_frame_written(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = new_session_folder(tmp_path)
+    out = subprocess.run([sys.executable, "-c", CRASH, str(folder), str(Path(__file__).parent)],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 3, out.stderr
+    rows = list(csv.DictReader(open(folder / "frames.csv", newline="")))
+    assert [int(r["frame_index"]) for r in rows] == list(range(6))
+    assert len(list((folder / "masks").glob("*.png"))) == 6
+    assert not list((folder / "masks").glob("*.tmp.png"))
+    assert json.loads((folder / "session.json").read_text())["ended"] is None
+    assert json.loads(open(folder / "qc_log.jsonl").readline())["event"] == "recording_started"

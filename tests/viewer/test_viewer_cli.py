@@ -28,11 +28,18 @@ def test_main_window_opens_offscreen(qtbot, settings) -> None:
 def test_python_m_app_opens_and_quits_after(tmp_path) -> None:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     report = tmp_path / "ui.json"
+    empty = tmp_path / "models"
+    empty.mkdir()
     out = subprocess.run(
-        [sys.executable, "-m", "app", "view", "--quit-after", "1.5", "--settings", str(tmp_path / "s.ini"),
-         "--ui-report", str(report)],
+        [sys.executable, "-m", "app", "view", "--quit-after", "3", "--settings", str(tmp_path / "s.ini"),
+         "--ui-report", str(report), "--record", str(tmp_path / "sessions"), "--models-dir", str(empty)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     data = json.loads(report.read_text())
     assert data["event_loop_delay_ms"]["samples"] > 0
     assert (tmp_path / "s.ini").is_file()  # settings were written on close
+    assert "sessions" not in (tmp_path / "s.ini").read_text()  # --record is for this run only
+    sessions = list((tmp_path / "sessions").glob("session-*"))
+    assert len(sessions) == 1
+    meta = json.loads((sessions[0] / "session.json").read_text())
+    assert meta["ended"] is not None and (sessions[0] / "frames.csv").is_file()

@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from viewer_fakes import FakeEngine, FakePipeline, FakePlayer, Script
+from viewer_fakes import FakeEngine, FakePlayer, Script
 
 from app.viewer.main_window import MainWindow
 from app.viewer.quality import QualityThresholds
@@ -192,7 +192,12 @@ def test_settings_persist_between_runs(qtbot, fake_engine, settings) -> None:
     assert again.state.thresholds == QualityThresholds(good=0.9, fair=0.6, alert_frames=7)
     assert again.state.speed == 2.0 and again.transport.speed.currentText() == "2x"
     assert again.state.model_choice("echo") == "echo-baseline"
+    again.state.set_speed(math.inf)  # "max" is a validation mode: the next run starts at the last real speed
     again.close()
+    third = MainWindow(engine=fake_engine.port(), settings=settings)
+    qtbot.addWidget(third)
+    assert third.state.speed == 2.0
+    third.close()
 
 
 def test_event_loop_delay_is_measured_while_replaying_at_full_speed(qtbot, window) -> None:
@@ -205,3 +210,47 @@ def test_event_loop_delay_is_measured_while_replaying_at_full_speed(qtbot, windo
     lag = report["event_loop_delay_ms"]
     assert lag["samples"] >= 20 and 0.0 <= lag["p50"] <= lag["p95"] <= lag["max"]
     assert report["speed"] == "max" and report["pipeline"]["processed"] > 0
+
+
+def test_end_of_recording_then_play_restarts(qtbot, window) -> None:
+    window.state.set_loop(False)
+    with qtbot.waitSignal(window.session.ended, timeout=TIMEOUT):
+        window.open_source("echo:12")
+    assert window.session.paused and window.transport.play.text() == "Play"
+    received = window.session.bridge.received
+    window.transport.play.click()
+    qtbot.waitUntil(lambda: window.session.bridge.received > received, timeout=TIMEOUT)
+    assert window.session.last_result.frame.index < 12
+
+
+def test_live_source_has_no_recording_controls(qtbot, window) -> None:
+    with qtbot.waitSignal(window.session.source_opened, timeout=TIMEOUT):
+        window.open_source("live:grabber")
+    assert not window.transport.position.isEnabled() and not window.transport.step.isEnabled()
+    assert not window.transport.speed.isEnabled() and not window.transport.slice.isEnabled()
+    assert "live" in window.source_label.text()
+    _wait_frames(qtbot, window)
+
+
+def test_a_broken_model_is_reported_and_the_running_one_stays(qtbot, window, fake_engine) -> None:
+    from app.cards import ModelCardError
+
+    real_pipeline = fake_engine.pipeline
+
+    def pipeline(seg, qc=None, **kwargs):
+        if seg.id == "echo-baseline":
+            raise ModelCardError(seg.onnx_path, "sha256 0123... does not match its card")
+        return real_pipeline(seg, qc, **kwargs)
+
+    window.engine.pipeline = pipeline
+    with qtbot.waitSignal(window.session.model_loaded, timeout=TIMEOUT):
+        window.start()
+    running = window.session.pipeline
+    with qtbot.waitSignal(window.session.error, timeout=TIMEOUT) as failed:
+        window.model_picker.table.selectRow(1)
+    assert "echo-baseline.onnx" in failed.args[0] and "sha256" in failed.args[0]
+    assert window.error_banner.isVisible()
+    assert window.session.pipeline is running and window.session.seg_card.id == "echo-searched"
+    qtbot.waitUntil(lambda: window.model_picker.selected_id() == "echo-searched", timeout=TIMEOUT)
+    assert window.state.model_choice("echo") == "echo-searched"  # the next run does not retry the broken one
+    _wait_frames(qtbot, window)

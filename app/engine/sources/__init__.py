@@ -165,7 +165,10 @@ def _nifti_source(path: Path) -> FrameSource:
     check_frames(path, frames)
     dt = zooms[3] if len(zooms) > 3 else 0.0
     dt = {"msec": dt / 1000.0, "usec": dt / 1e6}.get(t_unit, dt)
-    frame_rate = 1.0 / dt if dt > 0 else 30.0
+    frame_rate = 1.0 / dt if dt > 0 else 0.0
+    if not 1.0 <= frame_rate <= 200.0:  # headers often leave the time step unset or in odd units
+        log.warning("%s: no plausible frame rate in the header (time step %s %s); playing at 25 fps", path, dt, t_unit)
+        frame_rate = 25.0
     if not np.isfinite(frames).all():
         log.warning("%s: non-finite voxels (they become 0 in preprocessing)", path)
     case = Case(case_id=path.name, modality=modality, frames=frames, labels=None, label_map={},

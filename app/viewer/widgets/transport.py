@@ -39,7 +39,7 @@ class TransportBar(QWidget):
         self.speed = QComboBox()
         for s in SPEEDS:
             self.speed.addItem(speed_label(s), s)
-        self.speed.setToolTip("playback speed (max: as fast as frames decode)")
+        self.speed.setToolTip("playback speed (max: every frame, as fast as the pipeline takes them)")
         self._select_speed(state.speed)
         self.speed.currentIndexChanged.connect(lambda i: state.set_speed(self.speed.itemData(i)))
         self.position = QSlider(Qt.Orientation.Horizontal)

@@ -19,8 +19,15 @@ Why the default preset looks the way it does (2 shared CPU cores, ~40 minutes fo
       architecture (full widths) at the paper's 20 x 128 x 112 clip. Weights do not change the cost,
       so the second column compares with the paper's Table 2 even though its Dice comes from the
       half-width twin.
-    * Short schedules counted in optimiser steps (search: 160 weight-only + 160 alternating steps;
-      retraining: 240 steps per row) instead of the paper's 30 + 30 search epochs over ACDC.
+    * The supernet (still L = 8 x 4 scales, C = 8) is searched on a proxy task: clips of 4 x 32 x 24,
+      batch 1. A supernet step at 20 x 64 x 48 costs minutes here (thousands of small 3D ops,
+      memory-bound on CPU); the derived cells and paths do not depend on the input size.
+    * Short schedules counted in optimiser steps (search: 40 weight-only + 40 alternating steps;
+      retraining: 250 steps of 2 clips per row) instead of the paper's 30 + 30 search epochs over
+      ACDC. With ~50x fewer architecture steps the architecture learning rate is 6e-3 instead of
+      DARTS' 3e-4, otherwise alpha / gamma / beta could not move away from their initialisation.
+    * One torch thread: on this shared 2-core machine two OpenMP threads under load were 10x
+      slower than one (spin-waiting), measured while sizing this preset.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ class DataConfig:
         height: Clip height after the deployed resize (the paper: 128).
         width: Clip width after the deployed resize (the paper: 112).
         seed: Seed of the phantom renderer and of the patient split.
+        render_frames: Frames per cardiac cycle rendered per patient.
+        render_slices: Short-axis slices rendered per patient (base to apex).
+        render_shape: ``(H, W)`` the phantom is rendered at (the clips are resized from it).
     """
 
     n_patients: int = 16
@@ -53,6 +63,9 @@ class DataConfig:
     height: int = 64
     width: int = 48
     seed: int = 2020
+    render_frames: int = 20
+    render_slices: int = 8
+    render_shape: tuple[int, int] = (128, 112)
 
     def __post_init__(self) -> None:
         if self.n_patients - self.n_test - self.n_val < 2:
@@ -95,6 +108,9 @@ class SearchConfig:
         arch_weight_decay: Weight decay of the architecture parameters (DARTS: 1e-3).
         latency_lambda: lambda of ``CE + lambda * LAT`` with LAT in milliseconds (paper: 1e-4).
         gumbel_tau: Temperature of the Gumbel-softmax samples in the latency term.
+        proxy_clip: ``(T, H, W)`` of the clips the supernet is searched on (a proxy task, as DARTS
+            searches on small inputs); None: the training clip. The derived cells and paths do not
+            depend on the input size.
     """
 
     warmup_steps: int = 160
@@ -107,6 +123,7 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     latency_lambda: float = 1e-4
     gumbel_tau: float = 1.0
+    proxy_clip: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +200,7 @@ class MeasureConfig:
         measure_paper_size: Whether to time the paper-sized architectures at ``paper_shape``.
         realtime_latency_ms: Latency budget (the paper: 50 ms).
         realtime_fps: Throughput budget (the paper: 22 FPS).
+        useful_dice: Smallest mean Dice worth shipping (the paper's weakest row: 0.690).
     """
 
     warmup: int = 2
@@ -191,6 +209,7 @@ class MeasureConfig:
     measure_paper_size: bool = True
     realtime_latency_ms: float = 50.0
     realtime_fps: float = 22.0
+    useful_dice: float = 0.70
 
 
 def paper_rows() -> tuple[RowSpec, ...]:
@@ -277,15 +296,22 @@ def preset(name: str, *, seed: int | None = None) -> MsnasHwConfig:
             preset="smoke",
             width_divisor=4,
             threads=1,
-            data=DataConfig(n_patients=5, n_test=1, clip_length=4, height=32, width=32),
+            data=DataConfig(n_patients=5, n_test=1, clip_length=4, height=32, width=32, render_frames=8,
+                            render_slices=2, render_shape=(64, 64)),
             supernet=SupernetConfig(layers=3, scales=3, channels=16),
-            search=SearchConfig(warmup_steps=2, search_steps=2, batch_size=1),
+            search=SearchConfig(warmup_steps=2, search_steps=2, batch_size=1, proxy_clip=(2, 32, 32)),
             retrain=RetrainConfig(steps=2, batch_size=1, eval_every=2),
-            measure=MeasureConfig(warmup=1, repeats=2, measure_paper_size=False),
+            measure=MeasureConfig(warmup=1, repeats=2, measure_paper_size=False, useful_dice=0.0),
             rows=_default_rows_sharing_search(),
         )
     elif name == "default":
-        cfg = MsnasHwConfig(preset="default", rows=_default_rows_sharing_search())
+        cfg = MsnasHwConfig(
+            preset="default",
+            threads=1,
+            search=SearchConfig(warmup_steps=40, search_steps=40, batch_size=1, arch_lr=6e-3, proxy_clip=(4, 32, 24)),
+            retrain=RetrainConfig(steps=250, batch_size=2, eval_every=50),
+            rows=_default_rows_sharing_search(),
+        )
     elif name == "paper":
         cfg = MsnasHwConfig(
             preset="paper",

@@ -27,18 +27,20 @@ log = logging.getLogger(__name__)
 TRAIN_AUGMENTATION = AffineAugmentation(max_shift=0.06, max_rotation_deg=10.0, scale_range=(0.92, 1.08))
 
 
-def render_case(seed: int, index: int) -> Case:
+def render_case(cfg: DataConfig, index: int) -> Case:
     """One phantom cine patient ``(T, Z, H, W)`` with ACDC labels on every frame."""
     from app.data.phantom.cine import render_cine_case
 
-    return render_cine_case(seed, index)
+    return render_cine_case(cfg.seed, index, n_frames=cfg.render_frames, n_slices=cfg.render_slices,
+                            shape=tuple(cfg.render_shape))
 
 
 def load_cases(cfg: DataConfig, cache: Path | None = None) -> list[Case]:
     """Render (or read from ``cache``) the run's phantom patients, in index order."""
     cases = []
     for index in range(cfg.n_patients):
-        path = None if cache is None else Path(cache) / f"case_{cfg.seed}_{index:03d}.pkl"
+        tag = f"{cfg.seed}_{cfg.render_frames}x{cfg.render_slices}x{cfg.render_shape[0]}x{cfg.render_shape[1]}"
+        path = None if cache is None else Path(cache) / f"case_{tag}_{index:03d}.pkl"
         if path is not None and path.is_file():
             try:
                 with open(path, "rb") as fh:
@@ -46,7 +48,7 @@ def load_cases(cfg: DataConfig, cache: Path | None = None) -> list[Case]:
                 continue
             except (pickle.UnpicklingError, EOFError) as exc:
                 raise DataError(path, f"cached phantom case is unreadable ({exc}); delete it to re-render") from None
-        case = render_case(cfg.seed, index).validate()
+        case = render_case(cfg, index).validate()
         if case.modality != "cine" or case.labels is None:
             raise DataError(case.source or case.case_id, "the cine phantom returned a case without cine labels")
         if path is not None:
@@ -103,12 +105,14 @@ class PatientSplit:
         return cls(*(tuple(d[k]) for k in ("test", "val", "weight", "arch")))
 
 
-def clip_dataset(cases: Sequence[Case], cfg: DataConfig, *, train: bool, seed: int) -> CineClipDataset:
-    """Clips of ``cfg.clip_length`` frames at ``cfg.height x cfg.width``.
+def clip_dataset(cases: Sequence[Case], cfg: DataConfig, *, train: bool, seed: int,
+                 clip: tuple[int, int, int] | None = None) -> CineClipDataset:
+    """Clips of ``cfg.clip_length`` frames at ``cfg.height x cfg.width`` (or ``clip = (T, H, W)``).
 
     Training: clips start every half clip (overlapping) and get a random affine (the same for all
     frames of a clip). Evaluation: non-overlapping clips covering every frame, no augmentation.
     """
-    stride = max(1, cfg.clip_length // 2) if train else cfg.clip_length
-    return CineClipDataset(cases, clip_length=cfg.clip_length, size=(cfg.height, cfg.width), stride=stride,
+    t, h, w = clip or (cfg.clip_length, cfg.height, cfg.width)
+    stride = max(1, t // 2) if train else t
+    return CineClipDataset(cases, clip_length=t, size=(h, w), stride=stride,
                            augment=TRAIN_AUGMENTATION if train else None, seed=seed)

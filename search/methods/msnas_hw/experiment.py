@@ -98,6 +98,7 @@ class MsnasHwExperiment:
             genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
             results[row.key] = self.train_row(row, genotype)
         self.measure(results, genotypes)
+        self.variants(genotypes)
         results = {row.key: _read_json(self._row_dir(row) / "result.json") for row in self.cfg.rows}
         self.write_report(results, genotypes)
         if self.models_dir is not None:
@@ -165,11 +166,11 @@ class MsnasHwExperiment:
             return {int(n): MultiscaleGenotype.from_json(g) for n, g in doc["genotypes"].items()}
         cfg = self.cfg
         seed_everything(cfg.seed + 11)
-        gen = torch.Generator().manual_seed(cfg.seed + 101)
-        supernet = space.build_supernet(cfg, cfg.trained_channels, generator=gen)
+        supernet = space.build_supernet(cfg, cfg.trained_channels, seed=cfg.seed + 101)
         latency = space.latency_term(cfg, supernet, table, run.n_paths) if run.latency_aware else None
-        weight_ds = msdata.clip_dataset(self._subset(self.split.weight), cfg.data, train=True, seed=cfg.seed + 1)
-        arch_ds = msdata.clip_dataset(self._subset(self.split.arch), cfg.data, train=True, seed=cfg.seed + 2)
+        proxy = cfg.search.proxy_clip
+        weight_ds = msdata.clip_dataset(self._subset(self.split.weight), cfg.data, train=True, seed=cfg.seed + 1, clip=proxy)
+        arch_ds = msdata.clip_dataset(self._subset(self.split.arch), cfg.data, train=True, seed=cfg.seed + 2, clip=proxy)
         loaders = [
             DataLoader(ds, batch_size=cfg.search.batch_size, shuffle=True, drop_last=len(ds) > cfg.search.batch_size,
                        generator=torch.Generator().manual_seed(cfg.seed + 3 + i))
@@ -310,6 +311,19 @@ class MsnasHwExperiment:
             res["flops_paper_size"] = doc.get("paper_size_flops", doc.get("trained_flops", {})).get(row.key)
             _write_json(self._row_dir(row) / "result.json", res)
 
+    def variants(self, genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> dict[str, Any]:
+        """Latency of ours n=1 / n=2 at other widths and clip sizes, and of U-net 3D (D2, IF8)."""
+        from search.methods.msnas_hw.variants import measure_variants
+
+        path = self.out / "variants.json"
+        if path.is_file():
+            return _read_json(path)
+        chosen = {r.key: genotypes[r.search][r.n_paths] for r in self.cfg.rows if r.kind == "msnas" and r.latency_aware}
+        self.say(f"latency: timing {len(chosen)} searched nets and U-net 3D (D2, IF8) at other widths and clip sizes")
+        doc = measure_variants(self.cfg, chosen)
+        _write_json(path, doc)
+        return doc
+
     # ----------------------------------------------------------------------------------- report
     def write_report(self, results: dict[str, Any], genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> Path:
         """Table 2, targets, frontier plot and drawings under ``out/report`` (and ``docs_dir``)."""
@@ -324,7 +338,9 @@ class MsnasHwExperiment:
                 figures[(run_key, n)] = name
         report.plot_frontier(self.cfg, results, folder / "frontier.png")
         searches = {r.key: _read_json(self.out / "searches" / r.key / "result.json") for r in self.cfg.searches}
-        text = render_report(self.cfg, results, genotypes, searches, figures)
+        variants_path = self.out / "variants.json"
+        variants = _read_json(variants_path) if variants_path.is_file() else None
+        text = render_report(self.cfg, results, genotypes, searches, figures, variants, self._lut_predictions(genotypes))
         (folder / "report.md").write_text(text)
         (folder / "table2.md").write_text(report.table2_markdown(self.cfg, results) + "\n")
         if self.docs_dir is not None:
@@ -333,6 +349,21 @@ class MsnasHwExperiment:
                 shutil.copy2(f, self.docs_dir / f.name)
         self.say(f"report: {folder / 'report.md'}")
         return folder / "report.md"
+
+    def _lut_predictions(self, genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> dict[str, float]:
+        """The table's plain-sum prediction (ms) of every searched row's trained network at its clip."""
+        from search.latency.lut import MissingLatencyKey
+
+        table = LatencyTable.load(self.out / "latency_table.json")
+        out = {}
+        for row in self.cfg.rows:
+            if row.kind != "msnas":
+                continue
+            try:
+                out[row.key] = space.decoded_latency(self.cfg, genotypes[row.search][row.n_paths], table)
+            except MissingLatencyKey as exc:
+                log.warning("no LUT prediction for %s: %s", row.key, exc)
+        return out
 
     # ------------------------------------------------------------------------------------- ship
     def ship(self, results: dict[str, Any], genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> Path | None:

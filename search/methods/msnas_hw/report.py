@@ -73,9 +73,10 @@ def table2_markdown(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any]]
     """
     t, h, w = cfg.data.clip_length, cfg.data.height, cfg.data.width
     pt, ph, pw = cfg.measure.paper_shape
+    flops_at = f"{pt}x{ph}x{pw}" if cfg.measure.measure_paper_size else f"{t}x{h}x{w}"
     lines = [
         f"| Method | LV | RV | MYO | Average | TP (FPS) {t}x{h}x{w} | LT (ms) {t}x{h}x{w} | "
-        f"TP (FPS) {pt}x{ph}x{pw} | LT (ms) {pt}x{ph}x{pw} | params (trained) | GFLOPs {pt}x{ph}x{pw} |",
+        f"TP (FPS) {pt}x{ph}x{pw} | LT (ms) {pt}x{ph}x{pw} | params (trained) | GFLOPs {flops_at} |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in cfg.rows:

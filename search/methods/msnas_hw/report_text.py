@@ -32,7 +32,9 @@ def _efficiency_lines(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any
 
 def render_report(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any]],
                   genotypes: Mapping[str, Mapping[int, MultiscaleGenotype]], searches: Mapping[str, Mapping[str, Any]],
-                  figures: Mapping[tuple[str, int], str]) -> str:
+                  figures: Mapping[tuple[str, int], str],
+                  variants: Mapping[str, Mapping[str, Any]] | None = None,
+                  lut_predictions: Mapping[str, float] | None = None) -> str:
     """The report text.
 
     Args:
@@ -41,6 +43,8 @@ def render_report(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any]],
         genotypes: search key -> n -> decoded genotype.
         searches: search key -> the search's result.json.
         figures: (search key, n) -> figure file name (beside the report).
+        variants: Latency-only deployment variants (``variants.json``), if measured.
+        lut_predictions: row key -> the lookup table's plain-sum prediction for its trained network.
     """
     t, h, w = cfg.data.clip_length, cfg.data.height, cfg.data.width
     paper = _shape(cfg.measure.paper_shape)
@@ -90,6 +94,22 @@ def render_report(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any]],
     eff = _efficiency_lines(cfg, results)
     if len(eff) > 2:
         lines += ["What limits latency on this CPU (FLOPs counted by torch, 2 per multiply-accumulate):", "", *eff, ""]
+    if variants:
+        from search.methods.msnas_hw.variants import variants_markdown
+
+        lines += ["Deployment variants (latency only, same process, untrained weights: the cost of width and "
+                  "clip size for the searched nets, and the small U-net 3D (D2, IF8) the issue quotes):", "",
+                  variants_markdown(cfg, variants), ""]
+    if lut_predictions:
+        lines += ["Lookup table vs measurement (trained searched networks at their clip; the table sums every op "
+                  "measured alone, minus the session overhead):", "",
+                  "| Method | LUT sum ms | measured ms (p50) | measured / LUT |", "|---|---|---|---|"]
+        for row in cfg.rows:
+            pred = lut_predictions.get(row.key)
+            meas = report.latency_ms(results.get(row.key) or {}, "trained")
+            if pred is not None and not math.isnan(meas):
+                lines.append(f"| {row.name} | {pred:.1f} | {meas:.1f} | {meas / pred:.2f} |")
+        lines += [""]
     lines += ["## Searches", ""]
     for key, doc in searches.items():
         hist = doc.get("history", [])
@@ -101,7 +121,7 @@ def render_report(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any]],
                      f"{hist[-1]['weight_ce']:.3f}" + (f", E[LAT] of the last steps {sum(lat) / len(lat):.1f} ms" if lat else "")
                      + "." if hist else "no steps")
         for n, ms in doc.get("expected_latency_ms", {}).items():
-            lines.append(f"- LUT estimate of the decoded n={n} network (sum over its paths' cells, softmax weights): {ms:.1f} ms")
+            lines.append(f"- expected top-{n} path-wise latency at the end of the search (softmax weights, eq. 7-9): {ms:.1f} ms")
         lines.append("")
         for n, g in sorted(genotypes.get(key, {}).items()):
             lines += [f"Decoded, n = {n}:", "", describe_genotype(g), "", f"![{key} n={n}]({figures[(key, n)]})", ""]

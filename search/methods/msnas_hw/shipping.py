@@ -5,7 +5,7 @@ at the input the model is deployed with (the trained clip size):
 
 1. the best mean Dice among rows meeting the real-time budget (median latency <= 50 ms and
    throughput >= 22 FPS, one process, onnxruntime CPU), if any is also useful (mean Dice >=
-   ``USEFUL_DICE``);
+   ``MeasureConfig.useful_dice``);
 2. otherwise the fastest useful row, labelled in its card as *not meeting the budget*.
 
 The export goes through the project's one export function (``search.export.onnx_export``): parity
@@ -32,10 +32,6 @@ from search.methods.msnas_hw.config import MsnasHwConfig, RowSpec
 from search.train.datasets import CINE_NORMALISATION
 from search.train.evaluate import evaluate_segmentation
 
-USEFUL_DICE = 0.70
-"""A cine model below this mean Dice (RV, MYO, LV) is not worth shipping (the paper's weakest row: 0.690)."""
-
-
 class ClipProbabilities(nn.Module):
     """Deployed cine interface: ``clip (1, 1, T, H, W)`` -> ``probs (1, K, T, H, W)`` (softmax)."""
 
@@ -55,7 +51,7 @@ def meets_budget(cfg: MsnasHwConfig, latency: dict[str, Any] | None) -> bool:
 def choose_row(cfg: MsnasHwConfig, results: dict[str, dict[str, Any]]) -> tuple[RowSpec, str] | None:
     """The row to ship and why (see the module docstring); None when no searched row is useful."""
     rows = [r for r in cfg.rows if r.kind == "msnas" and r.key in results and (results[r.key].get("latency") or {}).get("trained")]
-    useful = [r for r in rows if results[r.key]["dice"]["mean"] >= USEFUL_DICE]
+    useful = [r for r in rows if results[r.key]["dice"]["mean"] >= cfg.measure.useful_dice]
     fast = [r for r in useful if meets_budget(cfg, results[r.key]["latency"]["trained"])]
     if fast:
         best = max(fast, key=lambda r: results[r.key]["dice"]["mean"])
@@ -119,7 +115,11 @@ def export_row(cfg: MsnasHwConfig, row: RowSpec, net: nn.Module, genotype: Multi
                       "n_paths": row.n_paths, "latency_aware_search": row.latency_aware,
                       "layers": cfg.supernet.layers, "scales": cfg.supernet.scales},
         notes=(f"{row.name} from `python -m search msnas-hw --preset {cfg.preset}`. Chosen as the {reason}. "
-               f"Table 2 latency at this input: {result['latency']['trained']['p50_ms']:.1f} ms median "
+               + (f"Deployment choice: each {t}-frame clip is resized to {h}x{w} by the app's preprocess "
+                  f"(the paper: {'x'.join(map(str, cfg.measure.paper_shape[1:]))}) and the network is "
+                  f"{cfg.width_divisor}x narrower than its paper size; Dice was measured at this input. "
+                  if (h, w) != tuple(cfg.measure.paper_shape[1:]) or cfg.width_divisor > 1 else "")
+               + f"Table 2 latency at this input: {result['latency']['trained']['p50_ms']:.1f} ms median "
                f"({result['latency']['trained']['fps']:.1f} FPS); the paper-sized twin at "
                f"{'x'.join(map(str, cfg.measure.paper_shape))}: "
                + (f"{result['latency']['paper_size']['p50_ms']:.1f} ms." if result['latency'].get('paper_size') else "not measured.")),

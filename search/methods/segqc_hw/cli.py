@@ -23,6 +23,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--docs", default=None,
                         help="where the report is copied (default: docs/segqc for default and paper, none for smoke)")
     parser.add_argument("--no-export", action="store_true", help="do not export the winning pair")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device for the searches and retraining (cpu, cuda); evaluation, latency "
+                             "and export always run on the CPU")
+    parser.add_argument("--stop-after", choices=("search", "retrain", "all"), default="all",
+                        help="stop after this stage (train on a GPU machine, then run again on the target CPU "
+                             "to measure Table II and export)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
     models = Path(args.models) if args.models else (out / "models" if smoke else root / "models")
     docs = Path(args.docs) if args.docs else (None if smoke else root / "docs" / "segqc")
     paths = RunPaths(out=out, models=None if args.no_export else models, docs=docs)
-    summary = run_segqc_hw(cfg, paths)
+    summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after)
     print(summary)
     return 0

@@ -5,21 +5,22 @@ used by the tests), ``default`` (sized for a quiet 2-core CPU, about 30-45 minut
 Table II: two searches, four retrainings, evaluation, export, latency) and ``paper`` (the schedule of
 seed 000, for a GPU). Parsed once at the CLI edge and passed down; nothing below reads argparse.
 
-Why the default preset looks the way it does (2 shared CPU cores, ~40 minutes for everything):
-    * 128x128 training resolution instead of the paper's 256x256: a forward+backward pass through
-      the two supernets costs ~4x less, and the phantom myocardium (8-15 px thick at 256) is still
-      4-8 px thick. Latency and FLOPs for Table II are *still measured at 256x256* on the same
-      derived architectures (weights do not change the cost), so the latency columns compare with
-      the paper; the shipped models run at the resolution they were trained at.
+Why the default preset looks the way it does (2 CPU cores, shared with other jobs when it was run):
+    * 96x96 training resolution instead of the paper's 256x256: one supernet seg + QC training step
+      on 8 frames costs ~1.0 s here at 96x96 against ~1.8 s at 128x128 (measured, 2 threads); the
+      phantom myocardium (8-15 px thick at 256) is still 3-6 px thick. Latency and FLOPs for
+      Table II are *still measured at 256x256* on the same derived architectures (weights do not
+      change the cost), so the latency columns compare with the paper; the shipped models run at the
+      resolution they were trained at.
     * 4 labelled frames per patient, spread over the cycle (paper: 30) over the same 40/40/20 patient
       protocol: the patients, not the frames, carry the variation in quality that the QC network
       must learn. Of S2, 10 patients validate during retraining (paper: "60 train, the rest validate").
-    * 3 warm-up + 4 alternating search epochs (paper: 40 + 40), one search seed (paper: five). With
+    * 2 warm-up + 4 alternating search epochs (paper: 40 + 40), one search seed (paper: five). With
       ten times fewer architecture steps, the architecture learning rate is ten times DARTS' (3e-3)
       so the alphas can move about as far as in the paper's schedule (Adam steps are ~lr each).
-    * Retraining: 16 seg epochs on S1 and 8 QC epochs on S2 (train part) with the seg net frozen.
-    Measured on this machine (2 shared cores): a supernet seg + QC training step on 8 frames at
-    128x128 takes ~1.8 s, so one search is ~9 min and the whole preset ~35 min when the CPU is quiet.
+    * Retraining: 14 seg epochs on S1 and 8 QC epochs on S2 (train part) with the seg net frozen.
+    About 20 minutes on a quiet 2-core CPU (two searches of ~4.5 min, four retrainings of ~2 min);
+    it took longer here because the cores were shared (see docs/segqc/README.md for the wall time).
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ class SearchConfig:
         lambda1: Weight of the QC mean-squared error (paper: 1).
         lambda2: Weight of the expected latency in ms (paper: 0.001; 0 = no latency term).
         gumbel_tau: Gumbel-softmax temperature for the latency expectation.
+        seg_dice_weight: Soft-Dice term added to eq. 3's segmentation CE. 0 in the ``paper`` preset
+            (eq. 3 exactly). 1 in the short presets: the myocardium is ~3% of the pixels and with a
+            few epochs plain CE collapses to background (measured, default preset: after 2 warm-up
+            epochs CE 0.12 with every frame's predicted and true Dice 0, so the QC target is constant
+            and the architecture gradient carries no segmentation signal).
         seeds: Search seeds; the derived pair with the best validation score is kept (paper: 5).
     """
 
@@ -118,6 +124,7 @@ class SearchConfig:
     lambda1: float = 1.0
     lambda2: float = 0.001
     gumbel_tau: float = 1.0
+    seg_dice_weight: float = 0.0
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
 
 
@@ -170,7 +177,10 @@ class SegQcConfig:
         seed: Master seed (data order, augmentation, initialisation of the retrained nets).
         baseline_seg_filters: Initial filters of the handcrafted U-nets (paper: 8 and 16).
         export: Whether to write the winning pair into ``models/``.
-        threads: torch intra-op threads during training.
+        threads: torch intra-op threads during training. The default preset uses 1: on 2 cores shared
+            with other jobs, two OpenMP threads spin-wait on each other whenever one is descheduled,
+            and a supernet forward pass measured 8-22 s with 2 threads against 1.2 s with 1 (96x96,
+            batch 8, load average ~7).
     """
 
     preset: str = "paper"
@@ -201,18 +211,20 @@ def preset(name: str, *, seed: int | None = None) -> SegQcConfig:
     elif name == "default":
         cfg = SegQcConfig(
             preset="default",
-            data=DataConfig(frames_per_case=4, resolution=128, n_qc_val=10),
+            data=DataConfig(frames_per_case=4, resolution=96, n_qc_val=10),
             space=SpaceConfig(seg_depth=4, qc_stages=4),
-            search=SearchConfig(warmup_epochs=3, alternate_epochs=4, batch_size=8, arch_lr=3e-3, seeds=(0,)),
-            retrain=RetrainConfig(seg_epochs=16, qc_epochs=8, batch_size=8),
+            search=SearchConfig(warmup_epochs=2, alternate_epochs=4, batch_size=8, arch_lr=3e-3, seg_dice_weight=1.0,
+                                seeds=(0,)),
+            retrain=RetrainConfig(seg_epochs=14, qc_epochs=8, batch_size=8),
             measure=MeasureConfig(resolution=256, warmup_runs=5, timed_runs=60, lut_warmup=5, lut_repeats=30),
+            threads=1,
         )
     elif name == "smoke":
         cfg = SegQcConfig(
             preset="smoke",
             data=DataConfig(n_s1=2, n_s2=2, n_test=2, frames_per_case=2, resolution=32, n_qc_val=1),
             space=SpaceConfig(seg_depth=2, qc_stages=2),
-            search=SearchConfig(warmup_epochs=1, alternate_epochs=1, batch_size=2, seeds=(0,)),
+            search=SearchConfig(warmup_epochs=1, alternate_epochs=1, batch_size=2, seg_dice_weight=1.0, seeds=(0,)),
             retrain=RetrainConfig(seg_epochs=1, qc_epochs=1, batch_size=2),
             measure=MeasureConfig(resolution=64, warmup_runs=1, timed_runs=3, lut_warmup=1, lut_repeats=3),
             export=True,

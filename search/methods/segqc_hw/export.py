@@ -43,6 +43,9 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
                 models_dir: Path, machine: str) -> list[str]:
     """Export ``pair`` (trained seg logits net, QC net) with cards; returns the two ids."""
     seg, qc = pair
+    if row.get("weights_here") is False:
+        raise FileNotFoundError("the hardware-aware pair was trained elsewhere and its weights.pt is not in the run "
+                                "folder; bring rows/searched_hw_seed*/weights.pt along to export it")
     seg.eval(), qc.eval()
     seg_id, qc_id = model_ids(cfg.preset)
     r = cfg.data.resolution

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search.train.losses import dice_of_prediction
+from search.train.losses import dice_of_prediction, soft_dice_loss
 from search.train.seg_outputs import probs_and_uncertainty
 
 @dataclass
@@ -70,7 +70,8 @@ class LossTerms:
 
 
 def framework_loss(out: FrameworkOutput, masks: torch.Tensor, *, lambda1: float, lambda2: float,
-                   latency_ms: torch.Tensor | None = None, with_ce: bool = True) -> LossTerms:
+                   latency_ms: torch.Tensor | None = None, with_ce: bool = True,
+                   seg_dice_weight: float = 0.0) -> LossTerms:
     """``CE + lambda1 * MSE + lambda2 * LAT`` (eq. 3 of seed 000).
 
     Args:
@@ -80,6 +81,8 @@ def framework_loss(out: FrameworkOutput, masks: torch.Tensor, *, lambda1: float,
         lambda2: Weight of the expected latency (ms).
         latency_ms: Scalar expected latency of seg + QC, or None (weight steps: no latency term).
         with_ce: Include the segmentation cross-entropy (False on S2 weight steps: seg is frozen).
+        seg_dice_weight: Weight of a soft-Dice term added to the CE (0 = eq. 3 exactly; see
+            ``SearchConfig.seg_dice_weight`` for why the shorter presets use 1).
     """
     mse = F.mse_loss(out.predicted_dice, out.true_dice)
     total = lambda1 * mse
@@ -88,6 +91,8 @@ def framework_loss(out: FrameworkOutput, masks: torch.Tensor, *, lambda1: float,
         ce = F.cross_entropy(out.logits, masks)
         total = total + ce
         ce_value = float(ce.detach())
+        if seg_dice_weight:
+            total = total + seg_dice_weight * soft_dice_loss(out.logits, masks)
     lat_value = float("nan")
     if latency_ms is not None:
         total = total + lambda2 * latency_ms

@@ -80,7 +80,7 @@ def _pairs(first: Iterator, second: Iterator) -> Iterator[tuple]:
 
 def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn, s1: EchoFrameDataset,
                      s2: EchoFrameDataset, cfg: SearchConfig, *, seed: int, checkpoint: Path | None = None,
-                     detach_qc_input: bool = False) -> SearchState:
+                     detach_qc_input: bool = False, device: str | torch.device = "cpu") -> SearchState:
     """Search both supernets jointly; resumes from ``checkpoint`` when it exists.
 
     Args:
@@ -94,6 +94,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         seed: Seeds batch order and Gumbel noise.
         checkpoint: ``.pt`` written after every epoch.
         detach_qc_input: Keep the QC error from reaching the segmentation net.
+        device: Where the supernets live (batches are moved there; ``"cuda"`` on a GPU machine).
     """
     opt_seg = torch.optim.Adam(_weights(seg), lr=cfg.weight_lr, weight_decay=cfg.weight_decay)
     opt_qc = torch.optim.Adam(_weights(qc), lr=cfg.weight_lr, weight_decay=cfg.weight_decay)
@@ -121,10 +122,12 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         batches = _pairs(iter(loader(s1, cfg.batch_size, seed * 1000 + epoch)),
                          iter(loader(s2, cfg.batch_size, seed * 1000 + epoch + 500)))
         for (x1, y1), (x2, y2) in batches:
+            x1, y1, x2, y2 = (t.to(device, non_blocking=True) for t in (x1, y1, x2, y2))
             # 1. S1: weights of both networks.
             seg.train(), qc.train()
             out = run_framework(seg, qc, x1, y1, detach_qc_input=detach_qc_input)
-            terms = framework_loss(out, y1, lambda1=cfg.lambda1, lambda2=cfg.lambda2)
+            terms = framework_loss(out, y1, lambda1=cfg.lambda1, lambda2=cfg.lambda2,
+                                   seg_dice_weight=cfg.seg_dice_weight)
             opt_seg.zero_grad(set_to_none=True), opt_qc.zero_grad(set_to_none=True)
             terms.total.backward()
             opt_seg.step(), opt_qc.step()
@@ -135,7 +138,8 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
             if searching:
                 out = run_framework(seg, qc, x2, y2, detach_qc_input=detach_qc_input)
                 lat = expected_latency(cfg.gumbel_tau, gumbel)
-                terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, latency_ms=lat)
+                terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, latency_ms=lat,
+                                       seg_dice_weight=cfg.seg_dice_weight)
                 opt_arch.zero_grad(set_to_none=True)
                 terms.total.backward()
                 opt_arch.step()

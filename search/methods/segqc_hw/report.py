@@ -46,12 +46,16 @@ def targets(results: dict) -> list[dict]:
     rows = results["rows"]
     hw, nohw, ref = rows["searched_hw"], rows["searched_nohw"], rows["unet16"]
     ratio = hw["cost"]["latency_ms"] / ref["cost"]["latency_ms"]
+    ratio_best = hw["cost"].get("latency_min_ms", math.nan) / ref["cost"].get("latency_min_ms", math.nan)
     gap = ref["test"]["dice_mean"] - hw["test"]["dice_mean"]
     lat_gain = nohw["cost"]["latency_ms"] - hw["cost"]["latency_ms"]
     dice_diff = nohw["test"]["dice_mean"] - hw["test"]["dice_mean"]
     out = [
-        {"target": "framework latency <= 0.3x U-net(16)+ResNet18", "value": ratio, "threshold": TARGET_LATENCY_RATIO,
+        {"target": "framework latency <= 0.3x U-net(16)+ResNet18 (median)", "value": ratio, "threshold": TARGET_LATENCY_RATIO,
          "met": ratio <= TARGET_LATENCY_RATIO, "by": TARGET_LATENCY_RATIO - ratio},
+        {"target": "framework latency <= 0.3x U-net(16)+ResNet18 (best of N)", "value": ratio_best,
+         "threshold": TARGET_LATENCY_RATIO, "met": bool(ratio_best <= TARGET_LATENCY_RATIO),
+         "by": TARGET_LATENCY_RATIO - ratio_best},
         {"target": "Dice within 0.01 of U-net(16)+ResNet18", "value": gap, "threshold": TARGET_DICE_GAP,
          "met": gap <= TARGET_DICE_GAP, "by": TARGET_DICE_GAP - gap},
         {"target": "QC MAE <= 0.05 (hardware-aware)", "value": hw["test"]["qc_mae"], "threshold": TARGET_QC_MAE,
@@ -69,9 +73,9 @@ def table_markdown(results: dict) -> str:
     """Table II, ours beside the paper's."""
     ref = results["rows"]["unet16"]["cost"]["latency_ms"]
     lines = [
-        "| Method | Dice | QC MAE | Pearson r | Latency (ms) | x U-net(16) | FLOPs (M, MACs) | FLOPs (M) | Params (k) "
-        "| paper Dice | paper MAE | paper latency (ms) | paper FLOPs (M) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Method | Dice | QC MAE | Pearson r | Latency median (ms) | best of N (ms) | x U-net(16) | FLOPs (M, MACs) "
+        "| FLOPs (M) | Params (k) | paper Dice | paper MAE | paper latency (ms) | paper FLOPs (M) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in ROWS:
         r = results["rows"][key]
@@ -79,7 +83,8 @@ def table_markdown(results: dict) -> str:
         c = r["cost"]
         lines.append(
             f"| {ROW_NAMES[key]} | {_f(r['test']['dice_mean'])} | {_f(r['test']['qc_mae'])} | {_f(r['test']['qc_pearson'], 2)} "
-            f"| {_f(c['latency_ms'], 1)} | {_f(c['latency_ms'] / ref, 2)} | {c['macs'] / 1e6:.0f} | {c['flops'] / 1e6:.0f} "
+            f"| {_f(c['latency_ms'], 1)} | {_f(c.get('latency_min_ms'), 1)} | {_f(c['latency_ms'] / ref, 2)} "
+            f"| {c['macs'] / 1e6:.0f} | {c['flops'] / 1e6:.0f} "
             f"| {c['params'] / 1e3:.0f} | {p['dice']:.3f} | {p['qc_mae']:.3f} | {p['latency_ms']} | {p['flops_m']} |"
         )
     return "\n".join(lines)
@@ -123,8 +128,10 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
         f"seeds {cfg['search']['seeds']}; retraining {cfg['retrain']['seg_epochs']} seg + {cfg['retrain']['qc_epochs']} QC epochs.",
         "",
         f"Dice, QC MAE and Pearson: {results['n_test_frames']} frames of the held-out test patients. Latency: "
-        f"seg + QC end to end at {cfg['measure']['resolution']}x{cfg['measure']['resolution']}, median of "
-        f"{cfg['measure']['timed_runs']} interleaved rounds, on {results['machine']}. "
+        f"seg + QC end to end at {cfg['measure']['resolution']}x{cfg['measure']['resolution']}, median and best of "
+        f"{cfg['measure']['timed_runs']} interleaved rounds (all rows in one process), on {results['machine']}; "
+        "the machine's cores are shared with other jobs, so the best of N is the closer figure for a dedicated "
+        "scanner PC. "
         "The paper's figures are from a 4-core Intel i7 (Philips Epiq 7) on its own MCE data.",
         "",
         "## Table II",

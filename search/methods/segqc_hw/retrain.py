@@ -67,13 +67,20 @@ class QcOnFrozenSeg(nn.Module):
         return self.qc(images, probs, uncertainty).reshape(-1), target
 
 
-def _seg_loss(model: nn.Module, batch) -> torch.Tensor:
+def _on_device(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch moved to wherever the model's parameters are (CPU, or a GPU)."""
+    device = next(model.parameters()).device
     images, masks = batch
+    return images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+
+
+def _seg_loss(model: nn.Module, batch) -> torch.Tensor:
+    images, masks = _on_device(model, batch)
     return segmentation_loss(model(images), masks)
 
 
 def _qc_loss(model: QcOnFrozenSeg, batch) -> torch.Tensor:
-    images, masks = batch
+    images, masks = _on_device(model, batch)
     predicted, target = model(images, masks)
     return F.mse_loss(predicted, target)
 
@@ -108,12 +115,13 @@ def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConf
 
 
 def score_pair(seg: nn.Module, qc: nn.Module, cases: Sequence[Case], resolution: int) -> dict:
-    """Per-frame true and predicted Dice on ``cases`` (no augmentation), with summaries.
+    """Per-frame true and predicted Dice on ``cases`` (no augmentation), with summaries (nets moved to CPU).
 
     Returns:
         ``{"dice_mean", "qc_mae", "qc_pearson", "n", "per_bin": {bin: {...}}, "frames": [...]}``,
         each frame ``{"patient", "quality", "quality_bin", "true", "predicted"}``.
     """
+    seg.cpu(), qc.cpu()
     ds = frame_dataset(cases, resolution, None, seed=0)
     result = evaluate_qc(torch_seg_predictor(seg), torch_qc_predictor(qc), ds, n_classes=2)
     frames = [dict(m, true=float(t), predicted=float(p))
@@ -136,17 +144,34 @@ def summarise(frames: list[dict]) -> dict:
 
 
 def train_and_score(name: str, seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConfig,
-                    augment: AugmentConfig, resolution: int, *, seed: int, row_dir: Path) -> dict:
-    """Retrain a pair (resumable) and score it on validation and test; cached in ``row_dir/scores.json``."""
+                    augment: AugmentConfig, resolution: int, *, seed: int, row_dir: Path,
+                    device: str | torch.device = "cpu") -> dict:
+    """Retrain a pair (resumable, on ``device``) and score it on validation and test (on the CPU);
+    cached in ``row_dir/scores.json``. The pair is left on the CPU, trained, in eval mode."""
     row_dir.mkdir(parents=True, exist_ok=True)
     scores_path = row_dir / "scores.json"
+    weights_path = row_dir / "weights.pt"
+    if scores_path.is_file() and not (row_dir / "seg.pt").is_file():
+        # Trained and scored elsewhere (e.g. on a GPU machine, ``--stop-after retrain``): only the scores
+        # and, where it was brought along, the trained weights travel. Latency and FLOPs need only the
+        # architecture; the export needs the weights and says so when they are missing.
+        if weights_path.is_file():
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            seg.load_state_dict(state["seg"]), qc.load_state_dict(state["qc"])
+        else:
+            log.info("%s: scores from an earlier run, weights not here (architecture only)", name)
+        seg.cpu().eval(), qc.cpu().eval()
+        return dict(json.loads(scores_path.read_text()), weights_here=weights_path.is_file())
+    seg.to(device), qc.to(device)
     losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
     if scores_path.is_file():
+        seg.cpu(), qc.cpu()
         return json.loads(scores_path.read_text())
     scores = {"name": name, "losses": losses, "val": score_pair(seg, qc, data.val, resolution),
               "test": score_pair(seg, qc, data.test, resolution)}
     log.info("%s: val Dice %.3f MAE %.3f | test Dice %.3f MAE %.3f r %.2f", name, scores["val"]["dice_mean"],
              scores["val"]["qc_mae"], scores["test"]["dice_mean"], scores["test"]["qc_mae"], scores["test"]["qc_pearson"])
+    torch.save({"seg": seg.state_dict(), "qc": qc.state_dict()}, weights_path)
     tmp = scores_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(scores, indent=1, allow_nan=True))
     tmp.replace(scores_path)

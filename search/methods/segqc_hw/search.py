@@ -64,6 +64,9 @@ class RunPaths:
     docs: Path | None
 
 
+STAGES = ("search", "retrain", "all")
+
+
 def seg_config(cfg: SegQcConfig) -> NasUnetConfig:
     return NasUnetConfig(init_filters=cfg.space.seg_init_filters, depth=cfg.space.seg_depth, n_nodes=cfg.space.nodes)
 
@@ -100,18 +103,20 @@ def _write_json(path: Path, obj) -> None:
 
 
 def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: FrameworkLatency,
-                 folder: Path) -> tuple[SegQcGenotype, dict]:
+                 folder: Path, device: str = "cpu") -> tuple[SegQcGenotype, dict]:
     """One joint search (resumable); returns the derived genotype and the search record."""
     done = folder / "genotype.json"
     if done.is_file():
         rec = json.loads(done.read_text())
         return SegQcGenotype.from_json(rec["genotype"]), rec
     seg, qc = build_supernets(cfg, seed)
+    seg.to(device), qc.to(device)
     lat_fn = latency.bind(seg.net, qc.net)
     search_cfg = type(cfg.search)(**{**cfg.search.__dict__, "lambda2": lambda2})
     s1_ds = frame_dataset(s1, cfg.data.resolution, cfg.data.augment, seed=seed * 10 + 3)
     s2_ds = frame_dataset(s2, cfg.data.resolution, cfg.data.augment, seed=seed * 10 + 4)
-    state = run_joint_search(seg, qc, lat_fn, s1_ds, s2_ds, search_cfg, seed=seed, checkpoint=folder / "search.pt")
+    state = run_joint_search(seg, qc, lat_fn, s1_ds, s2_ds, search_cfg, seed=seed, checkpoint=folder / "search.pt",
+                             device=device)
     genotype = SegQcGenotype(decode_nasunet(seg.net), decode_qc(qc.net))
     with torch.no_grad():
         rec = {"genotype": genotype.to_json(), "lambda2": lambda2, "seed": seed, "history": state.history,
@@ -128,8 +133,19 @@ def val_score(scores: dict) -> float:
     return float(scores["val"]["dice_mean"] - scores["val"]["qc_mae"])
 
 
-def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths) -> str:
-    """Run every stage (resuming finished ones) and return a short summary."""
+def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop_after: str = "all") -> str:
+    """Run every stage (resuming finished ones) and return a short summary.
+
+    Args:
+        cfg: The configuration.
+        paths: Where to write.
+        device: torch device of the searches and retrainings (``"cuda"`` on a GPU machine); the
+            evaluation, latency measurement and export always run on the CPU.
+        stop_after: ``"search"`` or ``"retrain"`` to stop after that stage (e.g. train on a GPU
+            machine, then measure Table II on the target CPU by running again there), or ``"all"``.
+    """
+    if stop_after not in STAGES:
+        raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     torch.set_num_threads(cfg.threads)
     out = paths.out
     out.mkdir(parents=True, exist_ok=True)
@@ -145,22 +161,30 @@ def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths) -> str:
         best = None
         for s in cfg.search.seeds:
             genotype, rec = search_stage(cfg, lam, s, cases["s1"], cases["s2"], latency,
-                                         out / "search" / variant / f"seed{s}")
+                                         out / "search" / variant / f"seed{s}", device)
+            if stop_after == "search":
+                continue
             seg, qc = build_derived(cfg, genotype, cfg.seed)
             scores = train_and_score(f"{ROW_NAMES[key]} (search seed {s})", seg, qc, pair_data, cfg.retrain,
                                      cfg.data.augment, cfg.data.resolution, seed=cfg.seed,
-                                     row_dir=out / "rows" / f"{key}_seed{s}")
+                                     row_dir=out / "rows" / f"{key}_seed{s}", device=device)
             if best is None or val_score(scores) > val_score(best[0]):
                 best = (scores, rec, genotype, (seg, qc), s)
+        if stop_after == "search":
+            continue
         scores, rec, genotype, pair, s = best
         rows[key] = dict(scores, search=rec, genotype=genotype.to_dict(), search_seed=s,
                          expected_latency_ms=latency.of_genotype(genotype))
         nets[key] = pair
+    if stop_after == "search":
+        return f"segqc-hw ({cfg.preset}): searches done in {out / 'search'}"
     for width, key in zip(cfg.baseline_seg_filters, ("unet8", "unet16")):
         seg, qc = build_baseline(width, cfg.seed)
         rows[key] = train_and_score(ROW_NAMES[key], seg, qc, pair_data, cfg.retrain, cfg.data.augment,
-                                    cfg.data.resolution, seed=cfg.seed, row_dir=out / "rows" / key)
+                                    cfg.data.resolution, seed=cfg.seed, row_dir=out / "rows" / key, device=device)
         nets[key] = (seg, qc)
+    if stop_after == "retrain":
+        return f"segqc-hw ({cfg.preset}): searches and retraining done in {out}"
 
     costs_path = out / "table.json"
     if costs_path.is_file():
