@@ -2,3 +2,7 @@ import os
 
 # GUI tests run offscreen: no display needed, in CI or here.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Tiny torch workloads on a 2-core CI box: more than one intra-op thread only adds contention
+# (a 0.2 s forward took 6 s with 2 threads while the other core was busy). Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
