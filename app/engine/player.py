@@ -132,13 +132,19 @@ class Player:
         return not self._thread.is_alive()
 
     # -- thread ---------------------------------------------------------------------------------
-    def _wait_turn(self) -> bool:
-        """Block while paused (without a step); False when stopping."""
+    def _wait_turn(self, generation: int) -> bool | None:
+        """Block while paused (without a step); False when stopping, None when the frame went stale.
+
+        A frame decoded before a seek is stale: it must not use up a pending step, or the first
+        step after a seek while paused would show nothing.
+        """
         with self._cond:
             while self._paused and self._steps == 0 and not self._stop:
                 self._cond.wait()
             if self._stop:
                 return False
+            if generation != self._seek_generation:
+                return None
             if self._paused:
                 self._steps -= 1
             return True
@@ -172,9 +178,10 @@ class Player:
                         frame = next(frames)
                     except StopIteration:
                         break
-                    if not self._wait_turn():
+                    turn = self._wait_turn(generation)
+                    if turn is False:
                         return
-                    if generation != self._seek_generation:
+                    if turn is None:
                         continue  # decoded before a seek: stale
                     if not self._pace(clock):
                         return

@@ -66,6 +66,21 @@ def test_pause_step_resume_seek():
     player.stop()  # idempotent
 
 
+def test_one_step_after_a_seek_while_paused_shows_the_sought_frame():
+    """The frame decoded before the seek is stale and must not use up the step."""
+    sink = Sink()
+    player = Player(_recording(), sink, paced=False)
+    player.pause()
+    player.start()
+    player.step()
+    assert sink.wait_for(1)
+    player.seek(6)
+    player.step()
+    assert sink.wait_for(2)
+    assert sink.indices == [0, 6]
+    player.stop()
+
+
 def test_loop_restarts_recordings_until_stopped():
     sink = Sink()
     player = Player(_recording(5), sink, paced=False, loop=True)
