@@ -77,7 +77,7 @@ PRESETS: dict[str, BaselinePreset] = {
         seg_train=TrainConfig(epochs=12, batch_size=8, lr=2e-3, seed=0),
         qc_train=TrainConfig(epochs=6, batch_size=8, lr=1e-3, seed=1),
         cine_cases=20, cine_render={"n_frames": 20}, cine_input=(128, 112), clip_length=20,
-        cine_train=TrainConfig(epochs=4, batch_size=2, lr=3e-3, seed=2, steps_per_epoch=12),
+        cine_train=TrainConfig(epochs=10, batch_size=2, lr=3e-3, seed=2, steps_per_epoch=12),
         max_test_clips=16, quantize=True, latency_repeats=30, threads=2,
     ),
     "paper": BaselinePreset(

@@ -9,7 +9,7 @@ the three from the core's ops, supernets, genotypes and derived networks, so the
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 from torch import nn
 

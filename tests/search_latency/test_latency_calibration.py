@@ -11,7 +11,6 @@ import torch
 from search.latency.calibration import (
     NetworkCalibration,
     calibration_for,
-    figures,
     fit_calibration,
     kendall_tau,
     median_ape,
