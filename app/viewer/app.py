@@ -84,6 +84,8 @@ def launch(args: argparse.Namespace) -> int:
     if getattr(args, "record", None):
         window.recording_root_override = Path(args.record)  # this run only; the setting is kept
         QTimer.singleShot(0, lambda: window.set_recording(True))
+    if getattr(args, "quit_after_first_frame", False):
+        window.first_frame_painted.connect(lambda: QTimer.singleShot(0, window.close))
     if args.quit_after is not None:
         def finish() -> None:
             if getattr(args, "screenshot", None):

@@ -23,6 +23,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true", help="replay as fast as the pipeline takes frames, every frame processed (speed 'max', like replay --fast)")
     parser.add_argument("--record", metavar="DIR", help="record the session (masks, CSV, QC log) into a new folder under DIR")
     parser.add_argument("--settings", metavar="FILE.ini", help="read and write settings in this INI file instead of the user's")
+    parser.add_argument(
+        "--quit-after-first-frame", action="store_true",
+        help="close the window once the first overlay is painted (start-up measurement; see bench/startup_bench.py)",
+    )
     parser.add_argument("--screenshot", metavar="FILE.png", help="save a screenshot of the window just before --quit-after closes it")
     parser.add_argument("--ui-report", metavar="FILE.json",
                         help="on exit, write display figures (event-loop delay, painted latency, pipeline stats)")

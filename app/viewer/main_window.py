@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMainWindow, QScrollArea, QVBoxLayout, QWidget
 
@@ -48,6 +48,9 @@ class MainWindow(QMainWindow):
         max_display_fps: Upper bound on paints per second.
     """
 
+    #: Emitted once, when the first segmentation overlay of the window's life is painted (start-up).
+    first_frame_painted = pyqtSignal()
+
     def __init__(self, engine: EnginePort | None = None, settings: ViewerSettings | None = None, *,
                  models_dir=None, max_display_fps: float = 60.0):
         super().__init__()
@@ -63,6 +66,7 @@ class MainWindow(QMainWindow):
         self.display_meter = DisplayMeter()
         self._last_frame_error_ns = 0
         self._first_frame_pending = True
+        self.first_frame_painted_unix: float | None = None
         self._build_widgets()
         self._build_actions()
         self._connect()
@@ -300,6 +304,9 @@ class MainWindow(QMainWindow):
             self.monitor.reset()
             self.display_meter.reset()
         self.image.show_frame(result, self._rgb_for(result))
+        if self.first_frame_painted_unix is None and result.mask is not None:
+            self.first_frame_painted_unix = time.time()  # wall clock: compared with the launcher's
+            self.first_frame_painted.emit()
         info = self.session.info
         n_frames = info.n_frames if info is not None else None
         self.transport.show_position(result.frame.index, n_frames)
@@ -421,6 +428,7 @@ class MainWindow(QMainWindow):
         report["model_id"] = self.session.seg_card.id if self.session.seg_card else None
         report["source"] = self.session.info.name if self.session.info else None
         report["speed"] = "max" if not math.isfinite(self.state.speed) else self.state.speed
+        report["first_frame_painted_unix"] = self.first_frame_painted_unix
         return report
 
     def closeEvent(self, event) -> None:

@@ -182,7 +182,8 @@ def plot_frontier(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any]], 
 
     panels = [("trained", "trained networks at %dx%dx%d" % (cfg.data.clip_length, cfg.data.height, cfg.data.width))]
     if cfg.measure.measure_paper_size:
-        panels.append(("paper_size", "paper-sized architectures at %dx%dx%d" % tuple(cfg.measure.paper_shape)))
+        panels.append(("paper_size", "paper-sized architectures at %dx%dx%d (Dice of their trained twins)"
+                       % tuple(cfg.measure.paper_shape)))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
     names = {r.key: r.name for r in cfg.rows}
     for ax, (which, title) in zip(axes[0], panels):
