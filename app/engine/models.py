@@ -64,12 +64,39 @@ def find_model(model_id: str, models_dir=None) -> ModelCard:
                          f"no model {model_id!r} (available: {', '.join(c.id for c in cards) or 'none'})")
 
 
-def _rank(card: ModelCard) -> tuple:
+# The real-time budget at the scanner: end to end p95 latency and throughput.
+BUDGET_LATENCY_MS = 50.0
+BUDGET_FPS = 22.0
+
+
+def meets_budget(seg: ModelCard, qc: ModelCard | None = None) -> bool:
+    """Whether a seg model (plus its QC partner) fits 50 ms / 22 FPS by the latency on their cards.
+
+    Uses each card's measured ``latency_ms.p95`` (summed over the pair: they run one after the other)
+    and ``fps`` (the pair's throughput is bounded by the summed mean latency). A card without
+    latency figures does not count as meeting the budget.
+    """
+    p95, mean = 0.0, 0.0
+    for card in (seg, qc):
+        if card is None:
+            continue
+        lat = card.metrics.get("latency_ms") or {}
+        if not isinstance(lat, dict) or lat.get("p95") is None:
+            return False
+        p95 += float(lat["p95"])
+        mean += float(lat.get("mean") or lat.get("p50") or lat["p95"])
+    return p95 <= BUDGET_LATENCY_MS and mean > 0 and 1000.0 / mean >= BUDGET_FPS
+
+
+def _rank(card: ModelCard, by_id: dict[str, ModelCard]) -> tuple:
     method = card.method
     preference = METHOD_PREFERENCE.index(method) if method in METHOD_PREFERENCE else len(METHOD_PREFERENCE)
     dice = card.metrics.get("dice", {}) or {}
     mean = dice.get("mean") if isinstance(dice, dict) else None
-    return (not bool(card.raw.get("default", False)), preference, -(float(mean) if mean is not None else -1.0), card.id)
+    fits = meets_budget(card, by_id.get(card.pairs_with) if card.pairs_with else None)
+    searched = method in METHOD_PREFERENCE
+    return (not bool(card.raw.get("default", False)), not fits, not searched,
+            -(float(mean) if mean is not None else -1.0), preference, card.id)
 
 
 def qc_for(seg: ModelCard, models_dir=None) -> ModelCard | None:
@@ -82,8 +109,9 @@ def qc_for(seg: ModelCard, models_dir=None) -> ModelCard | None:
 def default_models(modality: str, models_dir=None) -> tuple[ModelCard, ModelCard | None]:
     """The default segmentation model for a modality and its QC pair (None when it has none).
 
-    Preference: a card marked ``"default": true``; then the papers' methods before baselines;
-    then the higher mean Dice on its card.
+    Preference: a card marked ``"default": true``; then models that fit the real-time budget by
+    their cards (``meets_budget``, the QC partner's time included); then the papers' searched
+    methods before handcrafted baselines; then the higher mean Dice on its card.
 
     Raises:
         ModelCardError: When there is no segmentation model for ``modality``.
@@ -92,7 +120,8 @@ def default_models(modality: str, models_dir=None) -> tuple[ModelCard, ModelCard
     if not segs:
         folder = Path(models_dir) if models_dir is not None else default_models_dir()
         raise ModelCardError(folder, f"no {modality} segmentation model in this folder (run `python -m search` to build them)")
-    seg = sorted(segs, key=_rank)[0]
+    by_id = {c.id: c for c in _cards(models_dir)}
+    seg = sorted(segs, key=lambda c: _rank(c, by_id))[0]
     return seg, qc_for(seg, models_dir)
 
 

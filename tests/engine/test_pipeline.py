@@ -225,3 +225,31 @@ def test_seg_model_without_probs_output(models_dir, tmp_path):
     (folder / "tiny-echo-qc.json").write_text(json.dumps(raw))
     with pytest.raises(ModelCardError, match="lacks"):
         Pipeline(load_card(folder / "tiny-echo-qc.json"))
+
+
+def test_default_cine_model_is_the_best_dice_within_the_budget(tmp_path):
+    """A searched model that fits 50 ms / 22 FPS beats a more accurate one that does not, and
+    a baseline only wins when no searched model fits."""
+    import json
+
+    from tests.engine.tiny_models import write_cine_model
+
+    def card(model_id, method, dice, p95, mean):
+        write_cine_model(tmp_path, model_id=model_id)
+        path = tmp_path / f"{model_id}.json"
+        raw = json.loads(path.read_text())
+        raw["method"] = method
+        raw.setdefault("metrics", {})["dice"] = {"mean": dice}
+        raw["metrics"]["latency_ms"] = {"p50": mean, "p95": p95, "mean": mean}
+        path.write_text(json.dumps(raw))
+
+    card("slow-accurate", "msnas-hw", 0.80, 180.0, 170.0)
+    card("fast-searched", "rtdnas", 0.70, 40.0, 30.0)
+    card("fast-baseline", "baseline-unet3d", 0.75, 30.0, 20.0)
+    card("fast-searched-better", "msnas-hw", 0.72, 45.0, 35.0)
+    assert default_models("cine", tmp_path)[0].id == "fast-searched-better"
+    for name in ("fast-searched-better", "fast-searched"):
+        (tmp_path / f"{name}.json").unlink()
+    assert default_models("cine", tmp_path)[0].id == "fast-baseline"  # in budget beats accurate but slow
+    (tmp_path / "fast-baseline.json").unlink()
+    assert default_models("cine", tmp_path)[0].id == "slow-accurate"  # nothing fits: searched, best Dice
