@@ -26,6 +26,7 @@ class SummaryRow:
     p50_ms: float
     p95_ms: float
     fps: float
+    machine: str = ""
 
     @property
     def real_time(self) -> bool:
@@ -50,7 +51,9 @@ def summary_rows(cards: Sequence[ModelCard]) -> list[SummaryRow]:
             name = f"{card.id} + {qc.id}"
         dice = (m.get("dice") or {}).get("mean")
         # one inference per frame (per-frame models) or per arriving frame on a sliding clip
-        rows.append(SummaryRow(name, card.modality, dice, qc_mae, p50, p95, 1000.0 / p50 if p50 > 0 else float("inf")))
+        machine = "; ".join(", ".join(str(m[k]).split(", ")[:n]) for k, n in (("hardware", 3), ("runtime", 2)) if m.get(k))
+        rows.append(SummaryRow(name, card.modality, dice, qc_mae, p50, p95, 1000.0 / p50 if p50 > 0 else float("inf"),
+                               machine))
     return rows
 
 
@@ -66,4 +69,19 @@ def format_summary(cards: Sequence[ModelCard]) -> str:
         mae = f"{r.qc_mae:.3f}" if r.qc_mae is not None else "-"
         lines.append(f"{r.model:<58} {r.modality:<5} {dice:>6} {mae:>7} {r.p50_ms:8.1f} {r.p95_ms:8.1f} {r.fps:7.1f}  "
                      f"{'yes' if r.real_time else 'no'}")
+    return "\n".join(lines)
+
+
+def summary_markdown(cards: Sequence[ModelCard]) -> str:
+    """``summary_rows`` as a Markdown table, with the machine each card was measured on."""
+    rows = summary_rows(cards)
+    if not rows:
+        return "(no segmentation models)"
+    lines = ["| model | modality | Dice | QC MAE | latency p50 (ms) | latency p95 (ms) | FPS | "
+             f"meets {LATENCY_BUDGET_MS:g} ms / {FPS_TARGET:g} FPS | machine |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        dice = f"{r.dice:.3f}" if r.dice is not None else "-"
+        mae = f"{r.qc_mae:.3f}" if r.qc_mae is not None else "-"
+        lines.append(f"| {r.model} | {r.modality} | {dice} | {mae} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.fps:.1f} | "
+                     f"{'yes' if r.real_time else 'no'} | {r.machine or '-'} |")
     return "\n".join(lines)

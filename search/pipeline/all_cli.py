@@ -32,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "default: sized for a 2-core CPU, into models/; paper: the papers' schedules")
     parser.add_argument("--models", default=None, help="export folder (default: models/, or runs/all/smoke/models for smoke)")
     parser.add_argument("--work", default=None, help="stage records and checkpoints (default: runs/all/<preset>)")
+    parser.add_argument("--runs", default=None,
+                        help="the methods' run folders, <runs>/<method>/<preset> (default: runs/ of the repository, "
+                             "where each method puts them and `python -m search report` reads them)")
     parser.add_argument("--skip", nargs="+", choices=STAGES, default=(), help="stages to leave out")
     parser.add_argument("--redo", action="store_true", help="rerun stages already recorded as done")
 
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from app.cards import ModelCardError, default_models_dir, discover
     from search.export.summary import format_summary
+    from search.latency.profiler import default_table_path
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
@@ -90,11 +94,17 @@ def run(args: argparse.Namespace) -> int:
             continue
         if stage == "profile":
             module, argv = _optional_module("search.latency.profile_cli"), ["--preset", preset]
+            if args.models:  # a models folder of its own gets its own latency table too
+                argv += ["--table", str(models / "latency" / default_table_path().name)]
         elif stage == "baselines":
             module = importlib.import_module("search.baselines.cli")
             argv = ["--preset", preset, "--out", str(models), "--work", str(work / "baselines")]
         else:
             module, argv = _optional_module(METHOD_MODULES[stage]), ["--preset", preset]
+            if args.runs:
+                argv += ["--out", str(Path(args.runs) / stage / preset)]
+                if stage == "rtdnas":  # its Table 2 baselines and LUT seed: msnas-hw's run of the same preset
+                    argv += ["--msnas-dir", str(Path(args.runs) / "msnas-hw" / preset)]
         if module is None:
             statuses[stage] = "not built in this version"
             continue

@@ -6,6 +6,10 @@ losses. Calling ``fit`` again with the same checkpoint resumes after the last fi
 finished stage just reloads its weights), so an interrupted ``python -m search`` loses at most one
 epoch. Shuffling uses a torch Generator seeded with ``seed + epoch`` so a resumed run sees the same
 batches as an uninterrupted one.
+
+Under ``torchrun`` (``search.distributed``) the model trains as DistributedDataParallel on
+rank-sharded batches (the batch size is the global batch), only rank 0 writes the checkpoint, every
+rank resumes from it, and the ranks are checked to hold the same weights when the stage ends.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from search import distributed
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +94,15 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig, *
         if getattr(dataset, "rng", None) is not None and state.get("dataset_rng") is not None:
             dataset.rng.bit_generator.state = state["dataset_rng"]
         log.info("resumed %s at epoch %d/%d", checkpoint, start, cfg.epochs)
+    runner = distributed.wrap(model)  # DDP under torchrun (after the checkpoint is loaded), else model
     for epoch in range(start, cfg.epochs):
         model.train()
         shuffle = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=shuffle, drop_last=len(dataset) > cfg.batch_size)
+        loader = distributed.shard_loader(loader)
         total, steps = 0.0, 0
         for batch in loader:
-            loss = loss_fn(model, batch)
+            loss = loss_fn(runner, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -103,12 +111,13 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig, *
             if cfg.steps_per_epoch is not None and steps >= cfg.steps_per_epoch:
                 break
         scheduler.step()
-        losses.append(total / max(1, steps))
+        losses.append(distributed.mean_over_ranks(total / max(1, steps)))
         log.info("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, losses[-1])
-        if checkpoint is not None:
+        if checkpoint is not None and distributed.is_main():
             _save(checkpoint, model, optimizer, scheduler, epoch + 1, losses, dataset, cfg)
         if progress is not None:
             progress(epoch + 1, cfg.epochs, losses[-1])
+    distributed.finish_stage(f"fit {checkpoint.name if checkpoint is not None else ''}", model)
     model.eval()
     return losses
 

@@ -229,12 +229,20 @@ def test_smoke_preset_end_to_end_then_resume(tmp_path: Path, monkeypatch) -> Non
         assert SegQcGenotype.from_json(g.to_json()) == g
         assert results["rows"][key]["search"]["lambda2"] == (0.0 if key == "searched_nohw" else cfg.search.lambda2)
     assert [t["target"] for t in results["targets"]][0].startswith("framework latency")
+    # The sensitivity search (lambda2 = 0.01) is measured beside the rows but is not a Table II row.
+    (key, sens), = results["sensitivity"].items()
+    assert key == "searched_hw_lambda0.01" and sens["search"]["lambda2"] == 0.01 == sens["lambda2"]
+    assert sens["cost"]["latency_ms"] > 0 and "frames" not in sens["test"]
     report = (tmp_path / "docs" / "README.md").read_text()
     assert "Table II" in report and "0.839" in report  # the paper's U-net(16) Dice beside ours
-    for png in ("qc_scatter.png", "cells_searched_hw.png", "cells_searched_nohw.png"):
+    assert "lambda2 = 0.01, sensitivity" in report
+    for png in ("qc_scatter.png", "cells_searched_hw.png", "cells_searched_nohw.png", "cells_searched_hw_lambda0.01.png"):
         assert (tmp_path / "docs" / png).stat().st_size > 1000
-    seg = load_card(tmp_path / "models" / "segqc-hw-echo-seg-smoke.json").verify()
-    qc = load_card(tmp_path / "models" / "segqc-hw-echo-qc-smoke.json").verify()
+    seg = load_card(tmp_path / "models" / "echo-segqc-hw-seg-smoke.json").verify()
+    qc = load_card(tmp_path / "models" / "echo-segqc-hw-qc-smoke.json").verify()
+    assert results["export"]["seg"]["sha256"] == seg.raw["onnx_sha256"]
+    assert results["export"]["int8"]["shipped"] == (tmp_path / "models" / "echo-segqc-hw-seg-smoke-int8.json").is_file()
+    assert "## Shipped pair" in report and "echo-segqc-hw-qc-smoke" in report
     assert seg.pairs_with == qc.id and seg.method == qc.method == "segqc-hw"
     assert [i["name"] for i in qc.raw["inputs"]] == ["image", "probs", "uncertainty"]
     assert seg.raw["genotype"]["kind"] == "nasunet" and "qc_mae" in qc.metrics
@@ -267,4 +275,10 @@ def test_targets_say_by_how_much_each_is_met_or_missed() -> None:
     assert not mae["met"] and mae["by"] == pytest.approx(-0.01)
     lat = by_name["latency term lowers measured latency (hw < w/o hw), ms saved"]
     assert lat["met"] and lat["value"] == pytest.approx(5.0)
-    assert "| 0.839 | 0.049 | 82 | 3635 |" in table_markdown(results)
+    comparable = by_name["... at comparable Dice (hw at most 0.01 below w/o hw)"]
+    assert comparable["met"] and comparable["value"] == pytest.approx(-0.005)
+    results["rows"]["searched_hw"]["test"]["dice_mean"] = 0.80
+    worse = {t["target"]: t for t in targets(results)}["... at comparable Dice (hw at most 0.01 below w/o hw)"]
+    assert not worse["met"] and worse["by"] == pytest.approx(-0.02)
+    assert "| 0.839 | 0.049 | 82 | 1.00 | 3635 |" in table_markdown(results)
+    assert "| 0.832 | 0.049 | 49 | 0.60 | 373 |" in table_markdown(results)

@@ -50,8 +50,12 @@ def _small_unet(name: str, **changes) -> UNet:
 
 
 @pytest.mark.slow
-def test_echo_unet_and_qc_export_with_parity(tmp_path, echo_inputs):
-    seg = SegmentationWithUncertainty(_small_unet("unet8-resnet18"))
+@pytest.mark.parametrize("name", ["unet8-resnet18", "unet16-resnet18"])
+def test_echo_unet_and_qc_export_with_parity(tmp_path, echo_inputs, name):
+    # half the registry's width (U-net(8) -> 4, U-net(16) -> 8 initial filters): the two rows stay distinct
+    spec = get_baseline(name)
+    torch.manual_seed(0)
+    seg = SegmentationWithUncertainty(UNet(dataclasses.replace(spec.unet, initial_filters=spec.unet.initial_filters // 2)))
     card = export_model(seg, _seg_content("seg", echo_inputs, 2, ECHO, pairs_with="qc"), tmp_path, echo_inputs,
                         evaluate=lambda p: {"dice": {"per_class": {"myocardium": 0.5}, "mean": 0.5}}, latency_repeats=3)
     assert card.verify() is card
@@ -65,7 +69,7 @@ def test_echo_unet_and_qc_export_with_parity(tmp_path, echo_inputs):
     assert not list(tmp_path.glob("*.data"))  # one self-contained file
 
     torch.manual_seed(0)
-    qc = ResNetQc(dataclasses.replace(get_baseline("unet8-resnet18").qc, width=4))
+    qc = ResNetQc(dataclasses.replace(spec.qc, width=4))
     rng = np.random.default_rng(0)
     feeds = [dict(f, probs=rng.random((1, 2, 64, 64), dtype=np.float32),
                   uncertainty=rng.random((1, 1, 64, 64), dtype=np.float32)) for f in echo_inputs]

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=("smoke", "default", "paper"), default="default",
-                        help="smoke: < 1 min, tiny; default: a quiet 2-core CPU in ~40 min; paper: seed 001's schedule (GPU)")
+                        help="smoke: < 1 min, tiny; default: a quiet 2-core CPU in ~1 h; paper: seed 001's schedule (GPU)")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/msnas-hw/<preset>)")
     parser.add_argument("--seed", type=int, default=None, help="master seed (default: the preset's)")
     parser.add_argument("--models-dir", type=Path, default=None,
@@ -27,10 +27,12 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import sys
 
+    from search import distributed
     from search.methods.msnas_hw.config import preset
     from search.methods.msnas_hw.experiment import MsnasHwExperiment
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
     out = args.out or REPO / "runs" / "msnas-hw" / args.preset
     full = args.preset != "smoke"
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     docs_dir = args.docs_dir or (REPO / "docs" / "msnas" if full else None)
 
     def say(msg: str) -> None:
-        print(f"[msnas-hw] {msg}", flush=True)
+        if distributed.is_main():
+            print(f"[msnas-hw] {msg}", flush=True)
 
     say(f"preset {cfg.preset}, seed {cfg.seed}, run folder {out}")
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -29,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from app.data.case import ACDC_LABELS
+from search import distributed
 from search.core.genotypes import MultiscaleGenotype
 from search.export.flops import count_flops
 from search.latency.lut import LatencyTable
@@ -87,9 +89,11 @@ class MsnasHwExperiment:
     def run(self) -> dict[str, Any]:
         """Run every stage that has not finished yet; return the row results."""
         self.out.mkdir(parents=True, exist_ok=True)
-        self._check_config()
-        torch.set_num_threads(self.cfg.threads)
-        table = self.latency_table()
+        with distributed.main_first():  # under torchrun: rank 0 writes config, data, split and LUT; the others read
+            self._check_config()
+            torch.set_num_threads(self.cfg.threads)
+            table = self.latency_table()
+            self.split  # noqa: B018  (the phantom cache and the patient split, written here)
         genotypes: dict[str, dict[int, MultiscaleGenotype]] = {}
         for run in self.cfg.searches:
             genotypes[run.key] = self.search(run, table)
@@ -97,6 +101,8 @@ class MsnasHwExperiment:
         for row in self.cfg.rows:
             genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
             results[row.key] = self.train_row(row, genotype)
+        if not distributed.is_main():  # latency, report and shipping: rank 0 alone
+            return results
         self.measure(results, genotypes)
         self.variants(genotypes)
         results = {row.key: _read_json(self._row_dir(row) / "result.json") for row in self.cfg.rows}
@@ -199,7 +205,8 @@ class MsnasHwExperiment:
             "history": [r.__dict__ for r in history],
             "seconds": time.perf_counter() - t0,
         }
-        _write_json(result_path, doc)
+        if distributed.is_main():  # every rank decoded the same genotypes; rank 0 writes them
+            _write_json(result_path, doc)
         for n, g in genotypes.items():
             self.say(f"search {run.key}: decoded n={n}: " + " | ".join(" ".join(p.kinds) for p in g.paths))
         return genotypes
@@ -232,6 +239,8 @@ class MsnasHwExperiment:
             self.say(f"retrain {row.key}: epoch {epoch}/{epochs} loss {loss:.3f} [{time.perf_counter() - t0:.0f} s]")
 
         losses = fit(net, loss_fn, train_ds, tcfg, checkpoint=folder / "train.pt", progress=progress)
+        if not distributed.is_main():  # under torchrun rank 0 evaluates and writes the row; the others get it
+            return distributed.share_from_main(None)
         seconds = time.perf_counter() - t0
         dice = self.evaluate(net)
         self.say(f"row {row.key}: mean Dice {dice['mean']:.3f} "
@@ -246,7 +255,7 @@ class MsnasHwExperiment:
         }
         torch.save(net.state_dict(), folder / "weights.pt")
         _write_json(result_path, result)
-        return result
+        return distributed.share_from_main(result)
 
     def evaluate(self, net: torch.nn.Module) -> dict[str, Any]:
         """Dice per class (every frame of every clip) on each test patient; mean and std over patients."""
@@ -297,8 +306,12 @@ class MsnasHwExperiment:
                 if frame_net is not None:
                     per_frame[row.key + "@frame"] = export_onnx_bytes(frame_net, torch.zeros((1, 1, *shape[1:])))
                 flops[row.key] = count_flops(net, [clip]) if paper_size or not cfg.measure.measure_paper_size else None
+            load_before = os.getloadavg()[0]
             stats = measure_interleaved({**models, **per_frame}, warmup=cfg.measure.warmup,
                                         repeats=cfg.measure.repeats, seed=cfg.seed)
+            # The machine is shared: the 1-minute load average says how contended the timings were.
+            doc[which + "_load"] = {"loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0],
+                                    "cpu_count": os.cpu_count()}
             doc[which] = {
                 k: {**s.to_dict(), "shape": list(shape) if "@frame" not in k else [1, *shape[1:]]} for k, s in stats.items()
             }
@@ -327,7 +340,7 @@ class MsnasHwExperiment:
     # ----------------------------------------------------------------------------------- report
     def write_report(self, results: dict[str, Any], genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> Path:
         """Table 2, targets, frontier plot and drawings under ``out/report`` (and ``docs_dir``)."""
-        from search.methods.msnas_hw.report_text import render_report
+        from search.methods.msnas_hw import report_text
 
         folder = self.out / "report"
         figures = {}
@@ -340,13 +353,19 @@ class MsnasHwExperiment:
         searches = {r.key: _read_json(self.out / "searches" / r.key / "result.json") for r in self.cfg.searches}
         variants_path = self.out / "variants.json"
         variants = _read_json(variants_path) if variants_path.is_file() else None
-        text = render_report(self.cfg, results, genotypes, searches, figures, variants, self._lut_predictions(genotypes))
+        lut = self._lut_predictions(genotypes)
+        latency_doc = _read_json(self.out / "latency.json") if (self.out / "latency.json").is_file() else {}
+        text = report_text.render_report(self.cfg, results, genotypes, searches, figures, variants, lut)
+        text += report_text.measurement_conditions(latency_doc)
         (folder / "report.md").write_text(text)
         (folder / "table2.md").write_text(report.table2_markdown(self.cfg, results) + "\n")
+        _write_json(folder / "results.json", report_text.results_summary(self.cfg, results, searches, variants, lut,
+                                                                         latency_doc))
         if self.docs_dir is not None:
             self.docs_dir.mkdir(parents=True, exist_ok=True)
             for f in folder.iterdir():
-                shutil.copy2(f, self.docs_dir / f.name)
+                # The report is the folder's README there (GitHub renders it); report.md stays in the run folder.
+                shutil.copy2(f, self.docs_dir / ("README.md" if f.name == "report.md" else f.name))
         self.say(f"report: {folder / 'report.md'}")
         return folder / "report.md"
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from search import distributed
 from search.methods.msnas_hw.config import SearchConfig
 from search.train.datasets import IGNORE_INDEX
 
@@ -90,8 +91,10 @@ class ArchitectureSearch:
         self.generator = generator
         self.checkpoint = checkpoint
         self.checkpoint_every = max(1, checkpoint_every)
-        self.weight_batches = _forever(weight_loader)
-        self.arch_batches = _forever(arch_loader)
+        self.weight_batches = _forever(distributed.shard_loader(weight_loader))  # rank shards under torchrun
+        self.arch_batches = _forever(distributed.shard_loader(arch_loader))
+        # Weight steps run through DDP under torchrun; the alphas are averaged in the arch step.
+        self.runner = distributed.wrap(supernet, exclude=supernet.arch_parameters())
         self.weight_opt = torch.optim.Adam(list(supernet.weight_parameters()), lr=cfg.weight_lr,
                                            weight_decay=cfg.weight_decay)
         total = max(1, cfg.warmup_steps + cfg.search_steps)
@@ -114,7 +117,7 @@ class ArchitectureSearch:
         clips, labels = next(self.weight_batches)
         self.supernet.train()
         self.weight_opt.zero_grad(set_to_none=True)
-        loss = segmentation_ce(self.supernet(clips), labels)
+        loss = segmentation_ce(self.runner(clips), labels)
         loss.backward()
         nn.utils.clip_grad_norm_(list(self.supernet.weight_parameters()), 5.0)
         self.weight_opt.step()
@@ -125,17 +128,25 @@ class ArchitectureSearch:
         clips, labels = next(self.arch_batches)
         self.supernet.train()
         self.arch_opt.zero_grad(set_to_none=True)
-        ce = segmentation_ce(self.supernet(clips), labels)
-        loss = ce
-        latency_ms = float("nan")
-        if self.latency is not None and self.cfg.latency_lambda > 0:
-            lat = self.latency(self.generator)
-            loss = ce + self.cfg.latency_lambda * lat
-            latency_ms = float(lat.detach())
-        loss.backward()
+        # First order: the weights are constants of the architecture step. Freezing them skips their
+        # gradients (a third of the backward pass) and keeps them out of the next weight step.
+        weights = [p for p in self.supernet.weight_parameters() if p.requires_grad]
+        for p in weights:
+            p.requires_grad_(False)
+        try:
+            ce = segmentation_ce(self.supernet(clips), labels)
+            loss = ce
+            latency_ms = float("nan")
+            if self.latency is not None and self.cfg.latency_lambda > 0:
+                lat = self.latency(self.generator)
+                loss = ce + self.cfg.latency_lambda * lat
+                latency_ms = float(lat.detach())
+            loss.backward()
+        finally:
+            for p in weights:
+                p.requires_grad_(True)
+        distributed.average_gradients(self.supernet.arch_parameters())
         self.arch_opt.step()
-        # Weight gradients from the architecture batch must not leak into the next weight step.
-        self.weight_opt.zero_grad(set_to_none=True)
         return float(ce.detach()), latency_ms
 
     def run(self, *, on_step: Callable[[StepRecord], None] | None = None) -> list[StepRecord]:
@@ -154,6 +165,7 @@ class ArchitectureSearch:
                 on_step(rec)
             if self.step % self.checkpoint_every == 0 or self.done:
                 self.save()
+        distributed.finish_stage("search", self.supernet)
         return self.history
 
     # ----------------------------------------------------------------------------- checkpoints
@@ -169,7 +181,7 @@ class ArchitectureSearch:
         }
 
     def save(self) -> None:
-        if self.checkpoint is None:
+        if self.checkpoint is None or not distributed.is_main():
             return
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint.with_suffix(".tmp")

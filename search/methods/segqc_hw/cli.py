@@ -35,12 +35,14 @@ def run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
+    from search import distributed
     from search.methods.segqc_hw.config import preset
     from search.methods.segqc_hw.search import RunPaths, run_segqc_hw
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the ONNX exporter's stage-by-stage chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
     root = Path(__file__).resolve().parents[3]
     out = Path(args.out) if args.out else root / "runs" / "segqc-hw" / cfg.preset
@@ -49,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
     docs = Path(args.docs) if args.docs else (None if smoke else root / "docs" / "segqc")
     paths = RunPaths(out=out, models=None if args.no_export else models, docs=docs)
     summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after)
-    print(summary)
+    if distributed.is_main():
+        print(summary)
     return 0

@@ -4,11 +4,18 @@ The segmentation model outputs ``probs`` and ``uncertainty`` (normalised entropy
 model takes ``image``, ``probs``, ``uncertainty`` and outputs ``dice``; the seg card names its QC
 model in ``pairs_with``. The metrics on both cards are measured on the exported files themselves
 (onnxruntime, test patients), the latency at the shipped resolution; the Table II figures at
-256x256 go into the notes.
+256x256 go into the notes. An INT8 variant of the segmentation model (``<seg id>-int8``) is shipped
+only where ``search.export.quantize.quantize_if_faster`` finds it faster on this CPU at <= 0.005
+Dice loss; the decision is written to the run's report folder either way.
+
+The ids follow ``<modality>-<method>-<role>`` (``echo-segqc-hw-seg``, ``echo-segqc-hw-qc``); the
+app picks the seg card as the echo default by its ``method`` (``app.engine.models.METHOD_PREFERENCE``
+lists ``segqc-hw`` first) and its QC model through ``pairs_with``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,6 +26,7 @@ from app.data.case import ECHO_MYO_LABELS, Case
 from search.export.card_writer import CardContent, TensorSpec
 from search.export.onnx_export import export_model
 from search.export.predictors import onnx_qc_predictor, onnx_seg_predictor
+from search.export.quantize import quantize_if_faster
 from search.methods.segqc_hw.config import SegQcConfig
 from search.methods.segqc_hw.data import frame_dataset
 from search.train.datasets import ECHO_NORMALISATION
@@ -27,8 +35,9 @@ from search.train.seg_outputs import SegmentationWithUncertainty
 
 log = logging.getLogger(__name__)
 
-SEG_ID = "segqc-hw-echo-seg"
-QC_ID = "segqc-hw-echo-qc"
+SEG_ID = "echo-segqc-hw-seg"
+QC_ID = "echo-segqc-hw-qc"
+N_CALIBRATION = 32  # S1 training frames (no augmentation) calibrating the INT8 variant
 CLASSES = {int(k): v for k, v in ECHO_MYO_LABELS.items()}
 
 
@@ -40,8 +49,18 @@ def model_ids(preset: str) -> tuple[str, str]:
 
 
 def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, cases: dict[str, list[Case]],
-                models_dir: Path, machine: str) -> list[str]:
-    """Export ``pair`` (trained seg logits net, QC net) with cards; returns the two ids."""
+                models_dir: Path, machine: str, *, record: Path | None = None) -> list[str]:
+    """Export ``pair`` (trained seg logits net, QC net) with cards; returns the shipped ids.
+
+    Args:
+        cfg: The run's configuration (ids, resolution, timed runs).
+        pair: The trained segmentation logits net and its QC net.
+        row: The pair's Table II row (genotype, test scores, cost at the measurement resolution).
+        cases: The protocol's patients (``s1`` calibrates INT8, ``test`` scores every file).
+        models_dir: Destination (``models/``).
+        machine: The machine line of Table II, quoted in the cards' notes.
+        record: JSON file for what was shipped and the INT8 decision (e.g. ``<run>/report/export.json``).
+    """
     seg, qc = pair
     if row.get("weights_here") is False:
         raise FileNotFoundError("the hardware-aware pair was trained elsewhere and its weights.pt is not in the run "
@@ -103,6 +122,22 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
                                 "n_nodes": cfg.space.nodes}},
         notes=f"QC half of the segqc-hw pair: trained on S2 patients with {seg_id} frozen, target = true Dice "
               "of its hard segmentation. " + table_note)
-    export_model(qc, qc_content, models_dir, qc_feeds, evaluate=qc_metrics)
-    log.info("exported %s and %s into %s", seg_id, qc_id, models_dir)
-    return [seg_id, qc_id]
+    qc_card = export_model(qc, qc_content, models_dir, qc_feeds, evaluate=qc_metrics)
+    shipped = [seg_id, qc_id]
+    s1 = frame_dataset(cases["s1"], r, None, seed=0)
+    calibration = [{"image": s1[i][0].numpy()[None]} for i in range(min(N_CALIBRATION, len(s1)))]
+    decision = quantize_if_faster(seg_card, calibration, seg_metrics, feeds[0], repeats=max(5, cfg.measure.timed_runs))
+    if decision.shipped is not None:
+        shipped.append(decision.shipped.id)
+    log.info("exported %s into %s (int8 %s)", ", ".join(shipped), models_dir, decision.reason)
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({
+            "shipped": shipped, "models_dir": str(models_dir),
+            "seg": {"id": seg_id, "sha256": seg_card.raw["onnx_sha256"], "metrics": seg_card.metrics},
+            "qc": {"id": qc_id, "sha256": qc_card.raw["onnx_sha256"], "metrics": qc_card.metrics},
+            "int8": {"shipped": decision.shipped is not None, "reason": decision.reason,
+                     "fp32_p50_ms": decision.fp32_p50_ms, "int8_p50_ms": decision.int8_p50_ms,
+                     "dice_fp32": decision.dice_fp32, "dice_int8": decision.dice_int8},
+        }, indent=1) + "\n")
+    return shipped

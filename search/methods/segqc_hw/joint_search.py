@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from search import distributed
 from search.methods.segqc_hw.config import SearchConfig
 from search.methods.segqc_hw.data import loader
 from search.methods.segqc_hw.framework import framework_loss, run_framework
@@ -115,17 +116,20 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         s2.rng.bit_generator.state = saved["s2_rng"]
         state = SearchState(epoch=int(saved["epoch"]), history=list(saved["history"]))
         log.info("search: resumed %s at epoch %d/%d", checkpoint, state.epoch, total_epochs)
+    # Under torchrun: weight steps through DDP (alphas left out), alphas averaged in their own step.
+    seg_ddp = distributed.wrap(seg, exclude=_alphas(seg))
+    qc_ddp = distributed.wrap(qc, exclude=_alphas(qc))
     for epoch in range(state.epoch, total_epochs):
         searching = epoch >= cfg.warmup_epochs
         sums = {"ce": 0.0, "mse": 0.0, "qc_mse_s2": 0.0, "arch_loss": 0.0}
         steps = arch_steps = 0
-        batches = _pairs(iter(loader(s1, cfg.batch_size, seed * 1000 + epoch)),
-                         iter(loader(s2, cfg.batch_size, seed * 1000 + epoch + 500)))
+        batches = _pairs(iter(distributed.shard_loader(loader(s1, cfg.batch_size, seed * 1000 + epoch))),
+                         iter(distributed.shard_loader(loader(s2, cfg.batch_size, seed * 1000 + epoch + 500))))
         for (x1, y1), (x2, y2) in batches:
             x1, y1, x2, y2 = (t.to(device, non_blocking=True) for t in (x1, y1, x2, y2))
             # 1. S1: weights of both networks.
             seg.train(), qc.train()
-            out = run_framework(seg, qc, x1, y1, detach_qc_input=detach_qc_input)
+            out = run_framework(seg_ddp, qc_ddp, x1, y1, detach_qc_input=detach_qc_input)
             terms = framework_loss(out, y1, lambda1=cfg.lambda1, lambda2=cfg.lambda2,
                                    seg_dice_weight=cfg.seg_dice_weight)
             opt_seg.zero_grad(set_to_none=True), opt_qc.zero_grad(set_to_none=True)
@@ -142,13 +146,14 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
                                        seg_dice_weight=cfg.seg_dice_weight)
                 opt_arch.zero_grad(set_to_none=True)
                 terms.total.backward()
+                distributed.average_gradients(_alphas(seg) + _alphas(qc))
                 opt_arch.step()
                 sums["arch_loss"] += float(terms.total.detach())
                 arch_steps += 1
             # 3. S2: QC weights only, segmentation frozen.
             seg.eval()
             qc.train()
-            out = run_framework(seg, qc, x2, y2, seg_frozen=True)
+            out = run_framework(seg, qc_ddp, x2, y2, seg_frozen=True)
             terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, with_ce=False)
             opt_qc.zero_grad(set_to_none=True)
             terms.total.backward()
@@ -168,8 +173,9 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         log.info("search epoch %d/%d %s: CE %.4f, MSE(S1) %.4f, MSE(S2) %.4f, E[lat] %.2f ms, H(alpha) %.3f",
                  epoch + 1, total_epochs, record["phase"], record["ce"], record["mse_s1"], record["mse_s2"],
                  lat_ms, record["arch_entropy"])
-        if checkpoint is not None:
+        if checkpoint is not None and distributed.is_main():
             _save(checkpoint, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, s1, s2, state)
+    distributed.finish_stage("joint search", seg, qc)
     seg.eval(), qc.eval()
     return state
 

@@ -29,6 +29,21 @@ PAPER_TABLE_II = {
     "searched_nohw": {"dice": 0.837, "qc_mae": 0.047, "latency_ms": 54, "flops_m": 440},
     "searched_hw": {"dice": 0.832, "qc_mae": 0.049, "latency_ms": 49, "flops_m": 373},
 }
+SENSITIVITY_PREFIX = "searched_hw_lambda"
+
+
+def sensitivity_key(lambda2: float) -> str:
+    """Result key of an extra hardware-aware search with latency weight ``lambda2``."""
+    return f"{SENSITIVITY_PREFIX}{lambda2:g}"
+
+
+def row_name(key: str) -> str:
+    """Display name of a Table II row or of a sensitivity search."""
+    if key.startswith(SENSITIVITY_PREFIX):
+        return f"hardware-aware (lambda2 = {key.removeprefix(SENSITIVITY_PREFIX)}, sensitivity)"
+    return ROW_NAMES[key]
+
+
 TARGET_LATENCY_RATIO = 0.3
 TARGET_DICE_GAP = 0.01
 TARGET_QC_MAE = 0.05
@@ -65,6 +80,8 @@ def targets(results: dict) -> list[dict]:
          "by": hw["test"]["qc_pearson"] - TARGET_PEARSON},
         {"target": "latency term lowers measured latency (hw < w/o hw), ms saved", "value": lat_gain, "threshold": 0.0,
          "met": lat_gain > 0, "by": lat_gain, "dice_cost": dice_diff},
+        {"target": "... at comparable Dice (hw at most 0.01 below w/o hw)", "value": dice_diff, "threshold": TARGET_DICE_GAP,
+         "met": dice_diff <= TARGET_DICE_GAP, "by": TARGET_DICE_GAP - dice_diff},
     ]
     return out
 
@@ -74,8 +91,8 @@ def table_markdown(results: dict) -> str:
     ref = results["rows"]["unet16"]["cost"]["latency_ms"]
     lines = [
         "| Method | Dice | QC MAE | Pearson r | Latency median (ms) | best of N (ms) | x U-net(16) | FLOPs (M, MACs) "
-        "| FLOPs (M) | Params (k) | paper Dice | paper MAE | paper latency (ms) | paper FLOPs (M) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| FLOPs (M) | Params (k) | paper Dice | paper MAE | paper latency (ms) | paper x U-net(16) | paper FLOPs (M) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in ROWS:
         r = results["rows"][key]
@@ -85,7 +102,8 @@ def table_markdown(results: dict) -> str:
             f"| {ROW_NAMES[key]} | {_f(r['test']['dice_mean'])} | {_f(r['test']['qc_mae'])} | {_f(r['test']['qc_pearson'], 2)} "
             f"| {_f(c['latency_ms'], 1)} | {_f(c.get('latency_min_ms'), 1)} | {_f(c['latency_ms'] / ref, 2)} "
             f"| {c['macs'] / 1e6:.0f} | {c['flops'] / 1e6:.0f} "
-            f"| {c['params'] / 1e3:.0f} | {p['dice']:.3f} | {p['qc_mae']:.3f} | {p['latency_ms']} | {p['flops_m']} |"
+            f"| {c['params'] / 1e3:.0f} | {p['dice']:.3f} | {p['qc_mae']:.3f} | {p['latency_ms']} "
+            f"| {p['latency_ms'] / PAPER_TABLE_II['unet16']['latency_ms']:.2f} | {p['flops_m']} |"
         )
     return "\n".join(lines)
 
@@ -118,6 +136,48 @@ def lut_markdown(results: dict) -> str:
         r = results["rows"][key]
         lines.append(f"| {ROW_NAMES[key]} | {_f(r.get('expected_latency_ms'), 2)} | {_f(r['cost'].get('latency_min_ms'), 2)} "
                      f"| {_f(r['cost']['latency_ms'], 2)} |")
+    return "\n".join(lines)
+
+
+def sensitivity_markdown(results: dict) -> str:
+    """Searches with a larger latency weight beside the two Table II searches (same harness and process)."""
+    rows = results["rows"]
+    ref, nohw = rows["unet16"], rows["searched_nohw"]
+    lines = ["| search | lambda2 | Dice | QC MAE | Pearson r | latency median (ms) | best of N (ms) | x U-net(16) "
+             "| ms saved vs w/o hw (median / best) | Dice vs w/o hw | MACs (M) | LUT prediction (ms) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    entries = [("searched_nohw", nohw), ("searched_hw", rows["searched_hw"])]
+    entries += list((results.get("sensitivity") or {}).items())
+    for key, r in entries:
+        c = r["cost"]
+        saved = nohw["cost"]["latency_ms"] - c["latency_ms"]
+        saved_best = nohw["cost"].get("latency_min_ms", math.nan) - c.get("latency_min_ms", math.nan)
+        lam = r.get("lambda2", r.get("search", {}).get("lambda2"))
+        lines.append(f"| {row_name(key)} | {_f(lam, 4)} | {_f(r['test']['dice_mean'])} | {_f(r['test']['qc_mae'])} "
+                     f"| {_f(r['test']['qc_pearson'], 2)} | {_f(c['latency_ms'], 1)} | {_f(c.get('latency_min_ms'), 1)} "
+                     f"| {_f(c['latency_ms'] / ref['cost']['latency_ms'], 2)} | {_f(saved, 1)} / {_f(saved_best, 1)} "
+                     f"| {_f(r['test']['dice_mean'] - nohw['test']['dice_mean'])} | {c['macs'] / 1e6:.0f} "
+                     f"| {_f(r.get('expected_latency_ms'), 2)} |")
+    return "\n".join(lines)
+
+
+def export_markdown(record: dict | None) -> str:
+    """What was shipped into ``models/`` (ids, hashes, measured card metrics, the INT8 decision)."""
+    if not record:
+        return "Nothing exported by this run (`--no-export`)."
+    lines = ["| model | sha256 (first 12) | card metrics (exported ONNX, test patients) | latency p50 (ms, shipped resolution) |",
+             "|---|---|---|---|"]
+    for part in ("seg", "qc"):
+        m = record[part]["metrics"]
+        if part == "seg":
+            what = f"Dice {_f((m.get('dice') or {}).get('mean'))}"
+        else:
+            what = f"QC MAE {_f(m.get('qc_mae'))}, Pearson r {_f(m.get('qc_pearson'), 2)}"
+        lat = (m.get("latency_ms") or {}).get("p50")
+        lines.append(f"| `{record[part]['id']}` | `{record[part]['sha256'][:12]}` | {what} | {_f(lat, 2)} |")
+    q = record["int8"]
+    lines += ["", f"INT8 variant of the segmentation model: {'shipped' if q['shipped'] else 'not shipped'} "
+              f"({q['reason']}; rule: faster on this CPU at <= 0.005 Dice loss)."]
     return "\n".join(lines)
 
 
@@ -160,13 +220,20 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
               "The latency table sums op entries measured alone (best of N, minus the session overhead); a whole "
               "network also pays the glue the table has no key for (concatenations, additions, interpolation, "
               "memory traffic between ops), so the sum is a lower bound that ranks architectures:", "",
-              lut_markdown(results), "", "## Figures", ""]
+              lut_markdown(results), ""]
+    if results.get("sensitivity"):
+        lines += ["## Latency weight sensitivity (not in the paper)", "",
+                  "The same search with a larger latency weight, derived, retrained and measured in the same "
+                  "harness and process as Table II:", "", sensitivity_markdown(results), ""]
+    lines += ["## Figures", ""]
     for caption, name in figures.items():
         lines.append(f"![{caption}]({name})")
         lines.append("")
-    lines += ["## Searched genotypes", ""]
-    for key in ("searched_nohw", "searched_hw"):
-        lines += [f"{ROW_NAMES[key]}:", "", "```json", json.dumps(results["rows"][key]["genotype"]), "```", ""]
+    lines += ["## Shipped pair", "", export_markdown(results.get("export")), "", "## Searched genotypes", ""]
+    searched = {k: results["rows"][k] for k in ("searched_nohw", "searched_hw")}
+    searched.update(results.get("sensitivity") or {})
+    for key, r in searched.items():
+        lines += [f"{row_name(key)}:", "", "```json", json.dumps(r["genotype"]), "```", ""]
     path = folder / "README.md"
     path.write_text("\n".join(lines))
     return path
@@ -175,7 +242,7 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
 def _strip_frames(results: dict) -> dict:
     """results without the per-frame lists (they go to ``frames.json``), for a readable JSON."""
     out = json.loads(json.dumps(results, allow_nan=True))
-    for r in out["rows"].values():
+    for r in list(out["rows"].values()) + list((out.get("sensitivity") or {}).values()):
         for split in ("val", "test"):
             if split in r:
                 r[split].pop("frames", None)

@@ -29,6 +29,7 @@ from torch import nn
 
 from app.data.case import Case
 from app.metrics import qc_calibration
+from search import distributed
 from search.methods.segqc_hw.config import AugmentConfig, RetrainConfig
 from search.methods.segqc_hw.data import frame_dataset, frame_meta
 from search.train.evaluate import evaluate_qc, torch_qc_predictor, torch_seg_predictor
@@ -164,9 +165,12 @@ def train_and_score(name: str, seg: nn.Module, qc: nn.Module, data: PairData, cf
         return dict(json.loads(scores_path.read_text()), weights_here=weights_path.is_file())
     seg.to(device), qc.to(device)
     losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
+    if not distributed.is_main():  # under torchrun rank 0 scores and writes the row; the others get its scores
+        seg.cpu(), qc.cpu()
+        return distributed.share_from_main(None)
     if scores_path.is_file():
         seg.cpu(), qc.cpu()
-        return json.loads(scores_path.read_text())
+        return distributed.share_from_main(json.loads(scores_path.read_text()))
     scores = {"name": name, "losses": losses, "val": score_pair(seg, qc, data.val, resolution),
               "test": score_pair(seg, qc, data.test, resolution)}
     log.info("%s: val Dice %.3f MAE %.3f | test Dice %.3f MAE %.3f r %.2f", name, scores["val"]["dice_mean"],
@@ -175,7 +179,7 @@ def train_and_score(name: str, seg: nn.Module, qc: nn.Module, data: PairData, cf
     tmp = scores_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(scores, indent=1, allow_nan=True))
     tmp.replace(scores_path)
-    return scores
+    return distributed.share_from_main(scores)
 
 
 def init_seed(seed: int) -> None:

@@ -11,8 +11,9 @@ continues from its last checkpoint):
 4. ``rows/<row>/``: each Table II row retrained from scratch in the same harness and scored on
    validation and test patients (the handcrafted U-net(8|16) + ResNet18 baselines included).
 5. ``table.json``: framework latency (seg + QC, one process, interleaved) and FLOPs of every row.
-6. ``report/`` (+ ``docs``): Table II beside the paper's, targets, scatter plot, cells; then the
-   hardware-aware pair is exported with model cards into ``models``.
+6. ``models``: the hardware-aware pair exported with model cards (``report/export.json`` says what
+   was shipped, INT8 included or not, and why).
+7. ``report/`` (+ ``docs``): Table II beside the paper's, targets, scatter plot, cells, the export.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from search import distributed
 from search.baselines.resnet_qc import ResNetQc, ResNetQcConfig
 from search.baselines.unet import UNet, UNetConfig
 from search.core.decode import decode_nasunet, decode_qc
@@ -41,7 +43,7 @@ from search.methods.segqc_hw.joint_search import run_joint_search
 from search.methods.segqc_hw.latency_model import FrameworkLatency, ensure_table
 from search.methods.segqc_hw.latency_table import machine_line, measure_rows
 from search.methods.segqc_hw.networks import QcFlat, QcOnParts, SegLogits
-from search.methods.segqc_hw.report import ROW_NAMES, ROWS, write_report
+from search.methods.segqc_hw.report import ROW_NAMES, ROWS, row_name, sensitivity_key, write_report
 from search.methods.segqc_hw.retrain import PairData, train_and_score
 
 log = logging.getLogger(__name__)
@@ -123,7 +125,8 @@ def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: F
                "expected_latency_ms_final": float(lat_fn(None, None)),
                "alphas": {n: p.detach().tolist() for n, p in list(seg.net.named_arch_parameters())
                           + list(qc.net.named_arch_parameters())}}
-    _write_json(done, rec)
+    if distributed.is_main():  # under torchrun every rank derives the same genotype; rank 0 writes it
+        _write_json(done, rec)
     log.info("search lambda2=%g seed %d: derived %s", lambda2, seed, genotype.to_json())
     return genotype, rec
 
@@ -149,15 +152,18 @@ def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop
     torch.set_num_threads(cfg.threads)
     out = paths.out
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", cfg.to_dict())
-    cases = load_protocol(cfg.data, out / "data")
+    with distributed.main_first():  # under torchrun: rank 0 writes data and LUT, the others then read them
+        if distributed.is_main():
+            _write_json(out / "config.json", cfg.to_dict())
+        cases = load_protocol(cfg.data, out / "data")
+        latency = ensure_table(cfg, out / "latency" / "lut.json", seg_config(cfg), qc_config(cfg))
     pair_data = PairData(seg_train=cases["s1"], qc_train=cases["s2_train"], val=cases["s2_val"], test=cases["test"])
-    latency = ensure_table(cfg, out / "latency" / "lut.json", seg_config(cfg), qc_config(cfg))
 
     rows: dict[str, dict] = {}
     nets: dict[str, tuple[nn.Module, nn.Module]] = {}
-    for key, lam in (("searched_nohw", 0.0), ("searched_hw", cfg.search.lambda2)):
-        variant = "hw" if key == "searched_hw" else "nohw"
+    searches = [("searched_nohw", 0.0, "nohw"), ("searched_hw", cfg.search.lambda2, "hw")]
+    searches += [(sensitivity_key(lam), lam, f"hw_lambda{lam:g}") for lam in cfg.search.sensitivity_lambda2]
+    for key, lam, variant in searches:
         best = None
         for s in cfg.search.seeds:
             genotype, rec = search_stage(cfg, lam, s, cases["s1"], cases["s2"], latency,
@@ -165,7 +171,7 @@ def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop
             if stop_after == "search":
                 continue
             seg, qc = build_derived(cfg, genotype, cfg.seed)
-            scores = train_and_score(f"{ROW_NAMES[key]} (search seed {s})", seg, qc, pair_data, cfg.retrain,
+            scores = train_and_score(f"{row_name(key)} (search seed {s})", seg, qc, pair_data, cfg.retrain,
                                      cfg.data.augment, cfg.data.resolution, seed=cfg.seed,
                                      row_dir=out / "rows" / f"{key}_seed{s}", device=device)
             if best is None or val_score(scores) > val_score(best[0]):
@@ -173,7 +179,7 @@ def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop
         if stop_after == "search":
             continue
         scores, rec, genotype, pair, s = best
-        rows[key] = dict(scores, search=rec, genotype=genotype.to_dict(), search_seed=s,
+        rows[key] = dict(scores, search=rec, genotype=genotype.to_dict(), search_seed=s, lambda2=lam,
                          expected_latency_ms=latency.of_genotype(genotype))
         nets[key] = pair
     if stop_after == "search":
@@ -185,24 +191,36 @@ def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop
         nets[key] = (seg, qc)
     if stop_after == "retrain":
         return f"segqc-hw ({cfg.preset}): searches and retraining done in {out}"
+    if not distributed.is_main():  # Table II timing, report and export: rank 0 alone
+        return f"segqc-hw ({cfg.preset}): rank {distributed.rank()} done; rank 0 measures, reports and exports"
 
     costs_path = out / "table.json"
-    if costs_path.is_file():
-        costs = json.loads(costs_path.read_text())
-    else:
+    costs = json.loads(costs_path.read_text()) if costs_path.is_file() else None
+    if costs is None or set(costs["rows"]) != set(nets):
+        # Every row (the sensitivity searches included) in the same process, interleaved, so that
+        # background load hits them alike; a row added to a finished run re-measures them all.
         frame = _latency_frame(cases["test"], cfg.measure.resolution)
-        measured = measure_rows({k: nets[k] for k in ROWS}, frame, resolution=cfg.measure.resolution,
+        measured = measure_rows(dict(nets), frame, resolution=cfg.measure.resolution,
                                 warmup=cfg.measure.warmup_runs, repeats=cfg.measure.timed_runs,
                                 intra_op_threads=cfg.measure.intra_op_threads, seed=cfg.seed)
         costs = {"machine": machine_line(cfg.measure.intra_op_threads),
                  "rows": {k: v.to_dict() for k, v in measured.items()}}
         _write_json(costs_path, costs)
-    for k in ROWS:
+    for k in rows:
         rows[k]["cost"] = costs["rows"][k]
+    sensitivity = {k: rows.pop(k) for k in list(rows) if k not in ROWS}
 
-    results = {"config": cfg.to_dict(), "machine": costs["machine"], "rows": rows,
-               "n_test_frames": rows["searched_hw"]["test"]["n"]}
     report_dir = out / "report"
+    exported: list[str] = []
+    export_record = report_dir / "export.json"
+    if paths.models is not None:
+        from search.methods.segqc_hw.export import export_pair
+
+        exported = export_pair(cfg, nets["searched_hw"], rows["searched_hw"], cases, paths.models, costs["machine"],
+                               record=export_record)
+    results = {"config": cfg.to_dict(), "machine": costs["machine"], "rows": rows, "sensitivity": sensitivity,
+               "n_test_frames": rows["searched_hw"]["test"]["n"],
+               "export": json.loads(export_record.read_text()) if exported else None}
     figures = _figures(results, report_dir)
     report = write_report(results, report_dir, figures)
     _write_json(report_dir / "frames.json", {k: rows[k]["test"]["frames"] for k in ROWS})
@@ -210,11 +228,6 @@ def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop
         paths.docs.mkdir(parents=True, exist_ok=True)
         for f in report_dir.iterdir():
             shutil.copy2(f, paths.docs / f.name)
-    exported = []
-    if paths.models is not None:
-        from search.methods.segqc_hw.export import export_pair
-
-        exported = export_pair(cfg, nets["searched_hw"], rows["searched_hw"], cases, paths.models, costs["machine"])
     return _summary(results, report, exported)
 
 
@@ -232,10 +245,12 @@ def _figures(results: dict, folder: Path) -> dict[str, str]:
     scatter_predicted_vs_true({ROW_NAMES[k]: rows[k]["test"]["frames"] for k in ROWS}, folder / scatter,
                               f"Predicted vs true Dice, test patients ({results['n_test_frames']} frames)")
     figures = {"Predicted vs true Dice on the test patients": scatter}
-    for key in ("searched_hw", "searched_nohw"):
+    searched = {k: rows[k] for k in ("searched_hw", "searched_nohw")}
+    searched.update(results.get("sensitivity") or {})
+    for key, row in searched.items():
         name = f"cells_{key}.png"
-        draw_genotype(SegQcGenotype.from_dict(rows[key]["genotype"]), folder / name, f"Searched cells: {ROW_NAMES[key]}")
-        figures[f"Searched cells, {ROW_NAMES[key]}"] = name
+        draw_genotype(SegQcGenotype.from_dict(row["genotype"]), folder / name, f"Searched cells: {row_name(key)}")
+        figures[f"Searched cells, {row_name(key)}"] = name
     return figures
 
 
@@ -244,6 +259,9 @@ def _summary(results: dict, report: Path, exported: list[str]) -> str:
     for k in ROWS:
         r = results["rows"][k]
         lines.append(f"  {ROW_NAMES[k]:<34} Dice {r['test']['dice_mean']:.3f}  QC MAE {r['test']['qc_mae']:.3f}  "
+                     f"r {r['test']['qc_pearson']:.2f}  {r['cost']['latency_ms']:.1f} ms  {r['cost']['macs'] / 1e6:.0f} M MACs")
+    for k, r in (results.get("sensitivity") or {}).items():
+        lines.append(f"  {row_name(k):<34} Dice {r['test']['dice_mean']:.3f}  QC MAE {r['test']['qc_mae']:.3f}  "
                      f"r {r['test']['qc_pearson']:.2f}  {r['cost']['latency_ms']:.1f} ms  {r['cost']['macs'] / 1e6:.0f} M MACs")
     if exported:
         lines.append("  exported: " + ", ".join(exported))

@@ -1,0 +1,1 @@
+"""rtdnas (seed 002): real-time constrained differentiable search with genetic path selection."""

@@ -1,0 +1,353 @@
+"""One ``rtdnas`` run end to end: constrained search rounds, GA vs top-weight, retraining, latency, report.
+
+Stages (each writes its result under the run folder and is skipped when it is there, so a rerun resumes):
+
+    <out>/config.json                 the configuration
+    <out>/split.json, cases/          patients (msnas-hw's data code and split rule)
+    <out>/latency_table.json          LUT at the deployed clip (started from msnas-hw's table of the
+                                      same preset when there is one: same machine, runtime, keys)
+    <out>/rounds/r<k>/result.json     search round k: L_ub, cells, beta, history, the checked network's
+                                      LUT and measured latency, whether it met 50 ms / 22 FPS
+    <out>/derivation.json             final round: gene pool, top-weight and GA paths per N_l
+    <out>/rows/<key>/result.json      retrained networks (Table 1, sweep) and the cloud (short training)
+    <out>/latency.json                every row timed with onnxruntime (interleaved groups)
+    <out>/report/                     table1.md, table2.md, fig2.png, report.md (copied to docs_dir)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from search import distributed
+from search.core.genotypes import MultiscaleGenotype
+from search.core.sampling import sample_random_genotype
+from search.latency.lut import LatencyTable
+from search.latency.measure import measure_interleaved
+from search.latency.onnx_bytes import export_onnx_bytes
+from search.latency.profiler import OpProfiler, ProfileSettings
+from search.methods.msnas_hw import data as msdata
+from search.methods.msnas_hw.experiment import MsnasHwExperiment
+from search.methods.msnas_hw.networks import build_row_network
+from search.methods.rtdnas import space
+from search.methods.rtdnas.config import RtdnasConfig
+from search.methods.rtdnas.ga import GenePool, GeneticPathSelection
+from search.methods.rtdnas.search import RtdnasSearch
+from search.train.loop import seed_everything
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def write_json(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def meets(cfg: RtdnasConfig, stats: dict[str, Any]) -> bool:
+    """Median latency <= 50 ms and throughput (1000 / mean latency, clips of T frames) >= 22 FPS."""
+    return stats["p50_ms"] <= cfg.measure.realtime_latency_ms and stats["fps"] >= cfg.measure.realtime_fps
+
+
+class RtdnasExperiment:
+    """Seed 002's Table 1, Table 2 and Fig. 2 on phantom cine MR, on this machine.
+
+    Args:
+        cfg: The run configuration.
+        out: Run folder.
+        docs_dir: Where the report is copied (None: only under ``out``).
+        msnas_dir: msnas-hw's run folder of the same preset (its LUT seeds ours, its rows are Table 2's
+            baselines); None or missing: no baselines.
+        models_dir: Where the winning model goes (None: not shipped).
+        progress: One-line status messages.
+    """
+
+    def __init__(self, cfg: RtdnasConfig, out: Path, *, docs_dir: Path | None = None, msnas_dir: Path | None = None,
+                 models_dir: Path | None = None, progress: Progress | None = None):
+        self.cfg, self.out, self.docs_dir, self.msnas_dir, self.models_dir = cfg, Path(out), docs_dir, msnas_dir, models_dir
+        self.say = progress or (lambda msg: log.info("%s", msg))
+        self.helper = MsnasHwExperiment(space.msnas_view(cfg, ()), self.out, progress=self.say)
+
+    # ------------------------------------------------------------------------------------ run
+    def run(self) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with distributed.main_first():  # under torchrun: rank 0 writes config, LUT, data and split; the others read
+            self._check_config()
+            torch.set_num_threads(self.cfg.threads)
+            table = self.latency_table()
+            self.helper.split  # noqa: B018  (the phantom cache and the patient split, written here)
+        final = self.search_rounds(table)
+        derivation = distributed.main_only(self.derive, final, table)
+        rows = self.train_rows(derivation)
+        if not distributed.is_main():  # under torchrun the others only join the cloud's training
+            self.train_cloud()
+            return {}
+        self.measure(rows)
+        # Report and ship from the searched rows first (the cloud only adds Fig. 2's background), then again.
+        results = self.report(rows, {}, derivation)
+        if self.models_dir is not None:
+            from search.methods.rtdnas.shipping import ship
+
+            ship(self, results, derivation)
+        cloud = self.train_cloud()
+        self.measure(cloud)
+        return self.report(rows, cloud, derivation)
+
+    def report(self, rows: dict[str, Any], cloud: dict[str, Any], derivation: dict[str, Any]) -> dict[str, Any]:
+        """Write the report (and ``results.json``) under ``<out>/report`` and copy it to ``docs_dir``."""
+        from search.methods.rtdnas.report import write_report
+
+        results = self.results(rows, cloud)
+        path = write_report(self.cfg, self.out, results, derivation, self.rounds_summary(), self.baselines())
+        if self.docs_dir is not None:
+            self.docs_dir.mkdir(parents=True, exist_ok=True)
+            for f in path.parent.iterdir():
+                shutil.copy2(f, self.docs_dir / f.name)
+        self.say(f"report: {path} ({len(cloud)} cloud networks)")
+        return results
+
+    def _check_config(self) -> None:
+        path = self.out / "config.json"
+        doc = json.loads(json.dumps(self.cfg.to_dict()))
+        if path.is_file() and read_json(path) != doc:
+            raise ValueError(f"{path}: this run folder was made with another configuration; use a new --out")
+        write_json(path, doc)
+
+    # -------------------------------------------------------------------------- latency table
+    def latency_table(self) -> LatencyTable:
+        path = self.out / "latency_table.json"
+        seed_table = None if self.msnas_dir is None else Path(self.msnas_dir) / "latency_table.json"
+        if not path.is_file() and seed_table is not None and seed_table.is_file():
+            shutil.copy2(seed_table, path)
+            self.say(f"latency table: starting from {seed_table}")
+        table = LatencyTable.load(path) if path.is_file() else LatencyTable()
+        keys = space.required_keys(self.cfg)
+        settings = ProfileSettings(warmup=self.cfg.measure.warmup, repeats=max(5, self.cfg.measure.repeats),
+                                   seed=self.cfg.seed)
+        profiler = OpProfiler(table, settings, save_to=path)
+        todo = profiler.missing(keys)
+        if todo:
+            self.say(f"latency table: profiling {len(todo)} of {len(keys)} op signatures with onnxruntime")
+            profiler.profile(keys)
+            table.save(path)
+        return LatencyTable.load(path)
+
+    # ------------------------------------------------------------------------------- rounds
+    def search_rounds(self, table: LatencyTable) -> dict[str, Any]:
+        """Search at L_ub; measure the GA network of ``check_paths``; lower L_ub and repeat if it misses."""
+        cfg = self.cfg
+        ub = cfg.search.latency_ub_ms
+        doc = None
+        for k in range(1, cfg.rounds.max_rounds + 1):
+            doc = self.search_round(k, ub, table)
+            if doc["check"]["meets"]:
+                self.say(f"round {k}: constraints met ({doc['check']['measured']['p50_ms']:.1f} ms, "
+                         f"{doc['check']['measured']['fps']:.1f} FPS) at L_ub {ub:.1f} ms")
+                break
+            m = doc["check"]["measured"]
+            ratio = min(cfg.measure.realtime_latency_ms / m["p50_ms"], m["fps"] / cfg.measure.realtime_fps)
+            new_ub = max(cfg.rounds.min_ub_ms, min(ub, doc["check"]["lut_ms"]) * ratio * cfg.rounds.shrink_margin)
+            self.say(f"round {k}: constraints MISSED ({m['p50_ms']:.1f} ms, {m['fps']:.1f} FPS at L_ub {ub:.1f} ms)"
+                     + (f"; next L_ub {new_ub:.1f} ms" if k < cfg.rounds.max_rounds else "; no rounds left"))
+            ub = new_ub
+        return doc
+
+    def rounds_summary(self) -> list[dict[str, Any]]:
+        out = []
+        for k in range(1, self.cfg.rounds.max_rounds + 1):
+            p = self.out / "rounds" / f"r{k}" / "result.json"
+            if p.is_file():
+                d = read_json(p)
+                out.append({"round": k, "ub_ms": d["ub_ms"], "final_l_t_ms": d["final_l_t_ms"], **d["check"],
+                            "seconds": d["seconds"]})
+        return out
+
+    def search_round(self, k: int, ub: float, table: LatencyTable) -> dict[str, Any]:
+        folder = self.out / "rounds" / f"r{k}"
+        path = folder / "result.json"
+        if path.is_file():
+            return read_json(path)
+        cfg, helper = self.cfg, self.helper
+        seed_everything(cfg.seed + 11 + k)
+        supernet = space.build_supernet(cfg, seed=cfg.seed + 101)
+        estimator = space.latency_estimator(cfg, supernet, table)
+        proxy = cfg.search.proxy_clip
+        datasets = [msdata.clip_dataset(helper._subset(ids), cfg.data, train=True, seed=cfg.seed + 1 + i, clip=proxy)
+                    for i, ids in enumerate((helper.split.weight, helper.split.arch))]
+        loaders = [
+            DataLoader(ds, batch_size=cfg.search.batch_size, shuffle=True, drop_last=len(ds) > cfg.search.batch_size,
+                       generator=torch.Generator().manual_seed(cfg.seed + 3 + i))
+            for i, ds in enumerate(datasets)
+        ]
+        searcher = RtdnasSearch(supernet, estimator, loaders[0], loaders[1], cfg.search, ub_ms=ub,
+                                generator=torch.Generator().manual_seed(cfg.seed + 7), checkpoint=folder / "checkpoint.pt",
+                                checkpoint_every=max(1, (cfg.search.warmup_steps + cfg.search.search_steps) // 10))
+        t0 = time.perf_counter()
+        every = max(1, searcher.total_steps // 8)
+
+        def on_step(rec) -> None:
+            if rec.step % every == 0 or rec.step == searcher.total_steps:
+                lat = "" if math.isnan(rec.latency_ms) else f", L_t {rec.latency_ms:.1f} ms"
+                self.say(f"round {k} (L_ub {ub:.1f} ms): step {rec.step}/{searcher.total_steps} ({rec.phase}) "
+                         f"CE {rec.weight_ce:.3f}{lat} [{time.perf_counter() - t0:.0f} s]")
+
+        history = searcher.run(on_step=on_step)
+        if not distributed.is_main():  # under torchrun rank 0 selects, measures and writes the round
+            return distributed.share_from_main(None)
+        cells = space.decode_cells(supernet)
+        beta = space.beta_probs(supernet)
+        with torch.no_grad():
+            final_lt = float(estimator())
+        pool = GenePool.from_beta(beta, cfg.ga.pool_size)
+        fused = space.FusedLatencyModel(cfg, cells, pool.paths, table)
+        n = cfg.rounds.check_paths
+        ga = GeneticPathSelection(pool, n, fused, cfg.ga, seed=cfg.seed + 31 * n).run()
+        g = space.genotype(cfg, cells, ga.paths)
+        net = space.build_derived(cfg, g).eval()
+        shape = (1, 1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
+        stats = measure_interleaved({"check": export_onnx_bytes(net, torch.zeros(shape))}, warmup=cfg.measure.warmup,
+                                    repeats=cfg.measure.repeats, seed=cfg.seed)["check"].to_dict()
+        doc = {
+            "round": k, "ub_ms": ub, "final_l_t_ms": final_lt, "seconds": time.perf_counter() - t0,
+            "cells": {kk: c.to_dict() for kk, c in cells.items()}, "beta_probs": np.round(beta, 5).tolist(),
+            "history": [r.__dict__ for r in history],
+            "check": {"n_paths": n, "paths": [list(p.kinds) for p in ga.paths], "lut_ms": ga.latency_ms,
+                      "measured": stats, "meets": meets(cfg, stats)},
+        }
+        write_json(path, doc)
+        torch.save(supernet.state_dict(), folder / "supernet.pt")
+        return distributed.share_from_main(doc)
+
+    # ----------------------------------------------------------------------------- derivation
+    def derive(self, final: dict[str, Any], table: LatencyTable) -> dict[str, Any]:
+        """Top-weight and GA paths for every N_l of Table 1 and the sweep, on the final round's cells."""
+        path = self.out / "derivation.json"
+        if path.is_file():
+            return read_json(path)
+        from search.core.genotypes import CellGenotype
+
+        cfg = self.cfg
+        cells = {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()}
+        pool = GenePool.from_beta(np.asarray(final["beta_probs"]), cfg.ga.pool_size)
+        fused = space.FusedLatencyModel(cfg, cells, pool.paths, table)
+        by_n = {}
+        for n in sorted({*cfg.table1_paths, *cfg.sweep_paths}):
+            res = GeneticPathSelection(pool, n, fused, cfg.ga, seed=cfg.seed + 31 * n).run()
+            by_n[str(n)] = res.to_dict()
+            self.say(f"derive N_l={n}: top-weight {res.top_weight_latency_ms:.1f} ms (LUT) -> GA {res.latency_ms:.1f} ms, "
+                     f"genes {list(res.best)}")
+        doc = {"round": final["round"], "ub_ms": final["ub_ms"], "cells": final["cells"],
+               "pool": [{"kinds": list(p.kinds), "log_weight": w} for p, w in zip(pool.paths, pool.log_weights)],
+               "by_n": by_n}
+        write_json(path, doc)
+        return doc
+
+    def genotypes(self, derivation: dict[str, Any]) -> dict[str, MultiscaleGenotype]:
+        """Row key -> genotype: ``tw_n<N>`` / ``ga_n<N>`` (GA rows identical to top-weight map to it)."""
+        from search.core.genotypes import CellGenotype, PathGenotype
+
+        cells = {k: CellGenotype.from_dict(v) for k, v in derivation["cells"].items()}
+        pool = [PathGenotype(tuple(p["kinds"])) for p in derivation["pool"]]
+        out = {}
+        for n, res in derivation["by_n"].items():
+            out[f"tw_n{n}"] = space.genotype(self.cfg, cells, [pool[i] for i in res["top_weight"]])
+            out[f"ga_n{n}"] = space.genotype(self.cfg, cells, [pool[i] for i in res["best"]])
+        return out
+
+    # ---------------------------------------------------------------------------------- rows
+    def _train(self, key: str, name: str, g: MultiscaleGenotype, retrain=None) -> dict[str, Any]:
+        row = space.row(key, name, len(g.paths))
+        self.helper.cfg = space.msnas_view(self.cfg, (row,), retrain)
+        res = self.helper.train_row(row, g)
+        res["genotype_paths"] = [list(p.kinds) for p in g.paths]
+        return res
+
+    def train_rows(self, derivation: dict[str, Any]) -> dict[str, Any]:
+        """Retrain every Table 1 / sweep network from scratch (identical GA / top-weight nets trained once)."""
+        gens = self.genotypes(derivation)
+        wanted = [f"tw_n{n}" for n in self.cfg.table1_paths] + [f"ga_n{n}" for n in (*self.cfg.table1_paths, *self.cfg.sweep_paths)]
+        results: dict[str, Any] = {}
+        for key in dict.fromkeys(wanted):
+            twin = f"tw_n{key.split('_n')[1]}"
+            if key.startswith("ga_") and twin in results and gens[twin].paths == gens[key].paths:
+                results[key] = {**results[twin], "key": key, "same_network_as": twin}
+                continue
+            method = "top-weight" if key.startswith("tw_") else "GA"
+            results[key] = self._train(key, f"{method} (N_l={len(gens[key].paths)})", gens[key])
+        return results
+
+    def train_cloud(self) -> dict[str, Any]:
+        """The Fig. 2 cloud: random architectures of the space, trained ``cloud.train_steps`` steps each."""
+        cfg = self.cfg
+        rng = np.random.default_rng(cfg.seed + 500)
+        retrain = replace(cfg.retrain, steps=max(1, cfg.cloud.train_steps), eval_every=max(1, cfg.cloud.train_steps))
+        out = {}
+        for i in range(cfg.cloud.n_archs):
+            n = int(rng.integers(1, cfg.cloud.max_paths + 1))
+            g = sample_random_genotype("rtdnas", rng, n_layers=cfg.supernet.layers, n_scales=cfg.supernet.scales,
+                                       n_paths=n, n_nodes=cfg.supernet.nodes)
+            out[f"cloud_{i:02d}"] = self._train(f"cloud_{i:02d}", f"random #{i} (N_l={n})", g, retrain)
+        return out
+
+    # ------------------------------------------------------------------------------- latency
+    def measure(self, rows: dict[str, Any], group: int = 10) -> None:
+        """Every trained row exported and timed with onnxruntime, round-robin in groups of ``group``."""
+        path = self.out / "latency.json"
+        doc = read_json(path) if path.is_file() else {}
+        cfg = self.cfg
+        shape = (1, 1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
+        todo = [k for k, r in rows.items() if k not in doc and "same_network_as" not in r]
+        if todo:
+            self.say(f"latency: exporting and timing {len(todo)} networks at {'x'.join(map(str, shape[2:]))}")
+        for start in range(0, len(todo), group):
+            models = {}
+            for key in todo[start:start + group]:
+                g = MultiscaleGenotype.from_dict({**rows[key]["genotype"]})
+                row = space.row(key, key, len(g.paths))
+                net = build_row_network(space.msnas_view(cfg, (row,)), row, genotype=g)
+                net.load_state_dict(torch.load(self.out / "rows" / key / "weights.pt", map_location="cpu"))
+                models[key] = export_onnx_bytes(net.eval(), torch.zeros(shape))
+            stats = measure_interleaved(models, warmup=cfg.measure.warmup, repeats=cfg.measure.repeats, seed=cfg.seed)
+            doc.update({k: s.to_dict() for k, s in stats.items()})
+            write_json(path, doc)
+        for key, r in rows.items():
+            src = r.get("same_network_as", key)
+            r["latency"] = doc.get(src)
+
+    def results(self, rows: dict[str, Any], cloud: dict[str, Any]) -> dict[str, Any]:
+        table = LatencyTable.load(self.out / "latency_table.json")
+        from search.core.estimators import predict_latency
+
+        for key, r in {**rows, **cloud}.items():
+            g = MultiscaleGenotype.from_dict(r["genotype"])
+            r["lut_ms"] = predict_latency(space.build_derived(self.cfg, g), space.latency_target_shape(self.cfg), table)
+            r["meets"] = bool(r.get("latency")) and meets(self.cfg, r["latency"])
+        return {"rows": rows, "cloud": cloud}
+
+    # ------------------------------------------------------------------------------ baselines
+    def baselines(self) -> dict[str, Any]:
+        """msnas-hw's rows (U-nets, MS-NAS, msnas-hw) from its run folder, as it measured them."""
+        if self.msnas_dir is None or not (Path(self.msnas_dir) / "rows").is_dir():
+            return {}
+        out = {}
+        for p in sorted((Path(self.msnas_dir) / "rows").glob("*/result.json")):
+            d = read_json(p)
+            lat = (d.get("latency") or {}).get("trained")
+            out[d["key"]] = {"name": d["name"], "dice": d["dice"], "latency": lat, "params": d.get("params")}
+        return out

@@ -1,0 +1,281 @@
+"""rtdnas report: constraint rounds, Table 1 (top-weight vs GA), Table 2 (vs baselines), Fig. 2, targets.
+
+Every number comes from the run folder; seed 002's values are printed beside ours for reference only
+(their GPU and ACDC vs our 2-core CPU and phantom data: compare trends, not values).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from search.methods.rtdnas.config import RtdnasConfig
+
+MACHINE = f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores (shared), onnxruntime CPU EP"
+CLASSES = ("RV", "MYO", "LV")
+
+#: Seed 002, Table 1: (method, N_l) -> (RV, MYO, LV, average, LT ms, TP FPS) on a P100.
+PAPER_TABLE1 = {
+    ("top-weight", 3): (.865, .843, .877, .849, 27, 39.8), ("top-weight", 5): (.911, .881, .925, .905, 40, 32.0),
+    ("top-weight", 7): (.928, .882, .943, .918, 48, 22.1), ("GA", 3): (.857, .843, .878, .859, 26, 40.4),
+    ("GA", 5): (.910, .889, .932, .910, 35, 34.1), ("GA", 7): (.925, .891, .950, .922, 41, 28.9),
+}
+#: Seed 002, Table 2 rows (RV, MYO, LV, average, LT, TP).
+PAPER_TABLE2 = {
+    "ICA-UNet (n = 3)": (.900, .869, .934, .901, 35, 31.6), "ICA-UNet (n = 4)": (.921, .888, .952, .920, 39, 28.3),
+    "HW-Aware NAS": (.922, .910, .958, .930, 52, 19.5), "BiX-NAS": (.916, .908, .946, .923, 49, 20.1),
+    "MS-NAS": (.928, .911, .961, .933, 55, 18.8), "DeU-NAS": (.961, .927, .971, .953, 121, 10.2),
+    "RT-DNAS (N_l = 6)": (.924, .890, .939, .918, 37, 31.8), "RT-DNAS (N_l = 7)": (.925, .891, .950, .922, 41, 28.9),
+    "RT-DNAS (N_l = 8)": (.933, .902, .959, .931, 46, 23.4),
+}
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _dice(r: Mapping[str, Any]) -> list[str]:
+    d = r.get("dice") or {}
+    per = d.get("per_class", {})
+    std = d.get("std", {})
+    cells = [f"{_f(per.get(c))} ± {_f(std.get(c))}" if c in per else "-" for c in CLASSES]
+    return cells + [f"{_f(d.get('mean'))} ± {_f(std.get('mean'))}"]
+
+
+def _lat(r: Mapping[str, Any]) -> tuple[float, float]:
+    lat = r.get("latency") or {}
+    return lat.get("p50_ms", float("nan")), lat.get("fps", float("nan"))
+
+
+def meets(cfg: RtdnasConfig, r: Mapping[str, Any]) -> bool:
+    p50, fps = _lat(r)
+    return p50 <= cfg.measure.realtime_latency_ms and fps >= cfg.measure.realtime_fps
+
+
+def rounds_markdown(rounds: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["| round | L_ub (ms) | L_t after search (ms) | checked N_l | LUT (ms) | measured p50 (ms) | FPS | met | search s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rounds:
+        m = r["measured"]
+        lines.append(f"| {r['round']} | {r['ub_ms']:.1f} | {r['final_l_t_ms']:.1f} | {r['n_paths']} | {r['lut_ms']:.1f} | "
+                     f"{m['p50_ms']:.1f} | {m['fps']:.1f} | {'yes' if r['meets'] else 'NO'} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def table1_markdown(cfg: RtdnasConfig, rows: Mapping[str, Any]) -> str:
+    head = ("| method | N_l | RV | MYO | LV | average | LUT (ms) | LT p50 (ms) | TP (FPS) | meets | paper avg / LT / TP |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for n in cfg.table1_paths:
+        for method, key in (("top-weight", f"tw_n{n}"), ("GA", f"ga_n{n}")):
+            r = rows.get(key)
+            if r is None:
+                continue
+            p50, fps = _lat(r)
+            same = " (= top-weight)" if r.get("same_network_as") else ""
+            paper = PAPER_TABLE1.get((method, n))
+            ptxt = f"{paper[3]:.3f} / {paper[4]} / {paper[5]}" if paper else "-"
+            lines.append(f"| {method}{same} | {n} | " + " | ".join(_dice(r)) + f" | {_f(r.get('lut_ms'), 1)} | "
+                         f"{_f(p50, 1)} | {_f(fps, 1)} | {'yes' if meets(cfg, r) else 'no'} | {ptxt} |")
+    return "\n".join(lines)
+
+
+def table2_markdown(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mapping[str, Any]) -> str:
+    """Our GA networks (sweep and Table 1) and msnas-hw's rows, best Dice first within 'meets' then the rest."""
+    entries = []
+    for key, r in rows.items():
+        if key.startswith("ga_") and not r.get("same_network_as") or key.startswith("tw_"):
+            entries.append((f"RT-DNAS {'GA' if key.startswith('ga_') else 'top-weight'} (N_l = {key.split('_n')[1]})", r, "this run"))
+    for key, b in baselines.items():
+        entries.append((b["name"], b, "msnas-hw run"))
+    entries.sort(key=lambda e: (not meets(cfg, e[1]), -(e[1].get("dice") or {}).get("mean", -1.0)))
+    lines = ["| network | RV | MYO | LV | average | LT p50 (ms) | TP (FPS) | meets 50 ms / 22 FPS | measured in |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r, where in entries:
+        p50, fps = _lat(r)
+        lines.append(f"| {name} | " + " | ".join(_dice(r)) + f" | {_f(p50, 1)} | {_f(fps, 1)} | "
+                     f"{'yes' if meets(cfg, r) else '**no**'} | {where} |")
+    return "\n".join(lines)
+
+
+def plot_fig2(cfg: RtdnasConfig, rows: Mapping[str, Any], cloud: Mapping[str, Any], baselines: Mapping[str, Any],
+              path: Path) -> Path:
+    """Dice vs latency (a) and vs throughput (b): cloud, top-weight, GA, msnas-hw rows, constraint lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    groups = [
+        ("random (short training)", [r for r in cloud.values()], dict(c="0.7", marker=".", s=30)),
+        ("top-weight", [r for k, r in rows.items() if k.startswith("tw_")], dict(c="tab:orange", marker="s", s=40)),
+        ("RT-DNAS GA", [r for k, r in rows.items() if k.startswith("ga_")], dict(c="tab:red", marker="*", s=90)),
+        ("msnas-hw run (U-nets, MS-NAS, msnas-hw)", list(baselines.values()), dict(c="tab:blue", marker="^", s=40)),
+    ]
+    for ax, which in zip(axes, ("latency", "throughput")):
+        for label, rs, style in groups:
+            pts = [(_lat(r)[0 if which == "latency" else 1], (r.get("dice") or {}).get("mean", float("nan"))) for r in rs]
+            pts = [p for p in pts if not any(math.isnan(v) for v in p)]
+            if pts:
+                ax.scatter(*zip(*pts), label=label, **style)
+        if which == "latency":
+            ax.axvline(cfg.measure.realtime_latency_ms, color="k", ls="--", lw=1)
+            ax.set_xlabel("latency p50 per clip (ms)")
+            ax.set_xscale("log")
+        else:
+            ax.axvline(cfg.measure.realtime_fps, color="k", ls="--", lw=1)
+            ax.set_xlabel("throughput (clips/s = 1000 / mean latency)")
+            ax.set_xscale("log")
+        ax.set_ylabel("mean Dice (RV, MYO, LV)")
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"(a) Dice vs latency, line = {cfg.measure.realtime_latency_ms:g} ms")
+    axes[1].set_title(f"(b) Dice vs throughput, line = {cfg.measure.realtime_fps:g} FPS")
+    axes[1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"rtdnas {cfg.preset}: {MACHINE}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def check_targets(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mapping[str, Any]) -> list[str]:
+    out = []
+    for n in cfg.table1_paths:
+        tw, ga = rows.get(f"tw_n{n}"), rows.get(f"ga_n{n}")
+        if not tw or not ga:
+            continue
+        if ga.get("same_network_as"):
+            out.append(f"- N_l = {n}: GA returned the top-weight network itself (no faster individual in the pool).")
+            continue
+        lt_tw, lt_ga = _lat(tw)[0], _lat(ga)[0]
+        d_tw, d_ga = tw["dice"]["mean"], ga["dice"]["mean"]
+        ok = lt_ga < lt_tw and d_ga >= d_tw
+        out.append(f"- N_l = {n}: GA {lt_ga:.1f} ms / Dice {d_ga:.3f} vs top-weight {lt_tw:.1f} ms / Dice {d_tw:.3f} "
+                   f"(LUT {ga.get('lut_ms', float('nan')):.1f} vs {tw.get('lut_ms', float('nan')):.1f}): "
+                   + ("MET" if ok else "NOT met" + (" (latency)" if lt_ga >= lt_tw else "") + (" (Dice)" if d_ga < d_tw else "")))
+    ours = {f"ours:{k}": r for k, r in rows.items() if "dice" in r}
+    allrows = {**ours, **{f"msnas-hw:{k}": b for k, b in baselines.items()}}
+    feasible = {k: r for k, r in allrows.items() if meets(cfg, r) and not math.isnan(r["dice"]["mean"])}
+    if not feasible:
+        out.append("- No network of this run or of msnas-hw's run meets both constraints on this CPU.")
+    else:
+        best = max(feasible, key=lambda k: feasible[k]["dice"]["mean"])
+        out.append(f"- Best Dice among networks meeting both constraints: {best} "
+                   f"({feasible[best]['dice']['mean']:.3f}, {_lat(feasible[best])[0]:.1f} ms, {_lat(feasible[best])[1]:.1f} FPS): "
+                   + ("an rtdnas network (target MET)" if best.startswith("ours:") else "NOT an rtdnas network (target NOT met)"))
+    return out
+
+
+def write_report(cfg: RtdnasConfig, out: Path, results: Mapping[str, Any], derivation: Mapping[str, Any],
+                 rounds: Sequence[Mapping[str, Any]], baselines: Mapping[str, Any]) -> Path:
+    """Write ``out/report/{report.md, table1.md, table2.md, fig2.png}``; return report.md's path."""
+    folder = Path(out) / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, cloud = results["rows"], results["cloud"]
+    t1, t2 = table1_markdown(cfg, rows), table2_markdown(cfg, rows, baselines)
+    (folder / "table1.md").write_text(t1 + "\n")
+    (folder / "table2.md").write_text(t2 + "\n")
+    plot_fig2(cfg, rows, cloud, baselines, folder / "fig2.png")
+    pool = "\n".join(f"{i}. `{' '.join(p['kinds'])}` (log weight {p['log_weight']:.3f})" for i, p in enumerate(derivation["pool"]))
+    ga_lines = "\n".join(f"- N_l = {n}: top-weight genes {d['top_weight']} -> LUT {d['top_weight_latency_ms']:.2f} ms; GA genes "
+                         f"{d['best']} -> LUT {d['latency_ms']:.2f} ms ({d['evaluated']} individuals evaluated)"
+                         for n, d in derivation["by_n"].items())
+    cloud_dice = [r["dice"]["mean"] for r in cloud.values() if not math.isnan(r["dice"]["mean"])]
+    text = f"""# rtdnas (seed 002) -- preset `{cfg.preset}`, seed {cfg.seed}
+
+Machine: {MACHINE}; latency = median of {cfg.measure.repeats} onnxruntime runs of one
+{cfg.data.clip_length}x{cfg.data.height}x{cfg.data.width} clip (masks for all {cfg.data.clip_length} frames),
+deployed session settings, models timed round-robin in groups; throughput = 1000 / mean latency (clips per
+second, as msnas-hw; the paper measured TP separately). Trained widths: C = {cfg.trained_channels} at scale 0
+(paper C = {cfg.supernet.channels}), {cfg.supernet.layers} layers x {cfg.supernet.scales} scales.
+Data: phantom cine patients (app.data.phantom), split by patient as msnas-hw (same seed, same split).
+Retraining: {cfg.retrain.steps} steps of {cfg.retrain.batch_size} clips per network; Dice on the held-out
+patients, every frame (mean ± std over patients).
+
+Loss of the architecture step: `L = CE * (L_t / L_ub) + lambda * exp((L_t - L_ub) / tau)` with lambda =
+{cfg.search.penalty_lambda:g}, tau = {cfg.search.penalty_tau_ms:g} ms (L_t = expected latency from the lookup
+table, eq. 3-5, softmax weights). Weights: SGD momentum {cfg.search.momentum}, lr {cfg.search.weight_lr} ->
+{cfg.search.weight_lr_min} cosine, wd {cfg.search.weight_decay}. Search: {cfg.search.warmup_steps} warm-up +
+{cfg.search.search_steps} alternating steps on proxy clips {cfg.search.proxy_clip}.
+
+## Constraint rounds (50 ms / 22 FPS, checked on the measured GA network with N_l = {cfg.rounds.check_paths})
+
+{rounds_markdown(rounds)}
+
+## Derivation on the final round's cells (gene pool = top-{cfg.ga.pool_size} paths by accumulated weight)
+
+{pool}
+
+GA: population {cfg.ga.population}, {cfg.ga.generations} generations, crossover {cfg.ga.crossover_rate}, mutation
+{cfg.ga.mutation_rate}, elite {cfg.ga.elite}; fitness = lookup-table latency of the fused network.
+
+{ga_lines}
+
+## Table 1: top-weight (MS-NAS "Dijkstra") vs GA on the same searched cells
+
+{t1}
+
+## Table 2: RT-DNAS networks vs the baselines of msnas-hw's run (same data, clips, widths, machine)
+
+{t2}
+
+Baseline rows were trained and timed by `python -m search msnas-hw` in its own run (its latency session,
+not interleaved with ours): small load differences between the two sessions shift both columns alike only
+approximately.
+
+## Fig. 2
+
+![fig2](fig2.png)
+
+Cloud: {len(cloud)} random architectures of the space (`sample_random_genotype("rtdnas")`, N_l from 1 to
+{cfg.cloud.max_paths}), each trained only **{cfg.cloud.train_steps} steps** (the searched networks get
+{cfg.retrain.steps}): their Dice (mean {(sum(cloud_dice) / len(cloud_dice)) if cloud_dice else float('nan'):.3f})
+is a short-training proxy, their latency is measured exactly like every other row.
+
+## Targets
+
+{chr(10).join(check_targets(cfg, rows, baselines))}
+
+## Seed 002 for reference (P100 GPU, ACDC; RV / MYO / LV / average / LT ms / TP FPS)
+
+""" + "\n".join(f"- {k}: {v}" for k, v in {**{f'{m} N_l={n}': v for (m, n), v in PAPER_TABLE1.items()}, **PAPER_TABLE2}.items()) + "\n"
+    (folder / "report.md").write_text(text)
+    write_results_json(cfg, folder / "results.json", results, derivation, rounds, baselines)
+    return folder / "report.md"
+
+
+def _row_summary(cfg: RtdnasConfig, r: Mapping[str, Any]) -> dict[str, Any]:
+    d = r.get("dice") or {}
+    lat = r.get("latency") or {}
+    return {"name": r.get("name"), "dice": {k: d.get(k) for k in ("per_class", "mean", "std")},
+            "latency_p50_ms": lat.get("p50_ms"), "latency_mean_ms": lat.get("mean_ms"), "fps": lat.get("fps"),
+            "lut_ms": r.get("lut_ms"), "meets_50ms_22fps": meets(cfg, r), "params": r.get("params"),
+            "paths": r.get("genotype_paths"), "same_network_as": r.get("same_network_as")}
+
+
+def write_results_json(cfg: RtdnasConfig, path: Path, results: Mapping[str, Any], derivation: Mapping[str, Any],
+                       rounds: Sequence[Mapping[str, Any]], baselines: Mapping[str, Any]) -> Path:
+    """Machine-readable numbers behind the report (no per-patient details, no weights)."""
+    import json
+
+    doc = {
+        "method": "rtdnas", "preset": cfg.preset, "seed": cfg.seed, "machine": MACHINE,
+        "budget": {"latency_ms": cfg.measure.realtime_latency_ms, "fps": cfg.measure.realtime_fps},
+        "rounds": [{k: v for k, v in r.items() if k != "measured"} | {"p50_ms": r["measured"]["p50_ms"],
+                                                                       "fps": r["measured"]["fps"]} for r in rounds],
+        "derivation": {"pool": derivation["pool"], "by_n": derivation["by_n"]},
+        "rows": {k: _row_summary(cfg, r) for k, r in results["rows"].items()},
+        "cloud": {k: _row_summary(cfg, r) for k, r in results["cloud"].items()},
+        "baselines_msnas_hw": {k: _row_summary(cfg, b) for k, b in baselines.items()},
+        "targets": check_targets(cfg, results["rows"], baselines),
+    }
+    path.write_text(json.dumps(doc, indent=1, allow_nan=True))
+    return path
+
+
+def summary_lines(rows: Mapping[str, Any]) -> list[str]:
+    return [f"{k}: Dice {r['dice']['mean']:.3f}, {_lat(r)[0]:.1f} ms" for k, r in rows.items()]

@@ -1,0 +1,128 @@
+"""Ship rtdnas's winner into ``models/`` only when it beats msnas-hw's shipped cine model within the budget.
+
+Rule (issue 10): the app's default cine model is whichever of msnas-hw and rtdnas has the higher Dice
+among models meeting the real-time budget (50 ms, 22 FPS on this CPU). Our candidate is the GA / top-weight
+row with the highest Dice among those meeting the budget in this run (none: nothing is shipped). msnas-hw's
+model is its ``cine-msnas-hw-*.json`` card in the same folder: if it meets the budget (card
+``extra.meets_realtime`` or its own latency numbers) and its Dice is >= ours, we do not ship.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.cards import ModelCard
+from app.data.case import ACDC_LABELS
+from search.core.genotypes import MultiscaleGenotype
+from search.export.card_writer import CardContent, TensorSpec
+from search.export.onnx_export import export_model
+from search.methods.msnas_hw import data as msdata
+from search.methods.msnas_hw.networks import build_row_network
+from search.methods.msnas_hw.shipping import ClipProbabilities, _onnx_predictor
+from search.methods.rtdnas import space
+from search.train.datasets import CINE_NORMALISATION
+from search.train.evaluate import evaluate_segmentation
+
+log = logging.getLogger(__name__)
+
+
+def msnas_hw_model(models_dir: Path, cfg) -> dict[str, Any] | None:
+    """msnas-hw's shipped cine card: ``{"id", "dice", "meets"}`` (None if there is none)."""
+    for p in sorted(Path(models_dir).glob("cine-msnas-hw-*.json")):
+        card = json.loads(p.read_text())
+        m = card.get("metrics", {})
+        lat, fps = (m.get("latency_ms") or {}).get("p50", float("inf")), m.get("fps", 0.0)
+        ok = lat <= cfg.measure.realtime_latency_ms and fps >= cfg.measure.realtime_fps
+        return {"id": card["id"], "dice": (m.get("dice") or {}).get("mean", float("nan")), "meets": ok,
+                "latency_ms": lat, "fps": fps}
+    return None
+
+
+def choose(cfg, rows: dict[str, Any]) -> str | None:
+    """Key of our best-Dice row meeting the budget, or None."""
+    from search.methods.rtdnas.report import meets
+
+    ok = [k for k, r in rows.items() if not r.get("same_network_as") and r.get("latency") and meets(cfg, r)]
+    return max(ok, key=lambda k: rows[k]["dice"]["mean"]) if ok else None
+
+
+def ship(exp, results: dict[str, Any], derivation: dict[str, Any]) -> Path | None:
+    """Export the winner if it beats msnas-hw's model within the budget; write ``<out>/shipping.json``."""
+    cfg, rows = exp.cfg, results["rows"]
+    key = choose(cfg, rows)
+    theirs = msnas_hw_model(exp.models_dir, cfg)
+    done = exp.out / "shipping.json"
+    if done.is_file():
+        prev = json.loads(done.read_text())
+        if prev.get("ours") == key and prev.get("msnas_hw") == theirs and (
+                not prev.get("shipped") or Path(prev["model"]).is_file()):
+            exp.say(f"ship: already decided ({prev['reason']})")
+            return Path(prev["model"]) if prev.get("shipped") else None
+    decision: dict[str, Any] = {"ours": key, "ours_dice": rows[key]["dice"]["mean"] if key else None, "msnas_hw": theirs}
+    if key is None:
+        decision["shipped"] = False
+        decision["reason"] = "no rtdnas network meets 50 ms / 22 FPS on this CPU"
+    elif theirs is not None and theirs["meets"] and theirs["dice"] >= rows[key]["dice"]["mean"]:
+        decision["shipped"] = False
+        decision["reason"] = f"msnas-hw's {theirs['id']} has the higher Dice within the budget"
+    else:
+        card = export_winner(exp, key, rows[key])
+        decision["shipped"] = True
+        decision["model"] = str(card.onnx_path)
+        decision["reason"] = ("beats msnas-hw's model within the budget" if theirs and theirs["meets"]
+                              else "msnas-hw has no model within the budget")
+    (exp.out / "shipping.json").write_text(json.dumps(decision, indent=1))
+    exp.say(f"ship: {decision['reason']}" + (f" -> {decision.get('model')}" if decision.get("shipped") else ""))
+    return Path(decision["model"]) if decision.get("shipped") else None
+
+
+def export_winner(exp, key: str, result: dict[str, Any]) -> ModelCard:
+    """ONNX (clip -> softmax probabilities for every frame) + verified card into ``exp.models_dir``."""
+    cfg = exp.cfg
+    g = MultiscaleGenotype.from_dict(result["genotype"])
+    row = space.row(key, key, len(g.paths))
+    net = build_row_network(space.msnas_view(cfg, (row,)), row, genotype=g)
+    net.load_state_dict(torch.load(exp.out / "rows" / key / "weights.pt", map_location="cpu"))
+    t, h, w = cfg.data.clip_length, cfg.data.height, cfg.data.width
+    split = exp.helper.split
+    test_cases = exp.helper._subset(split.test)
+    datasets = [msdata.clip_dataset([c], cfg.data, train=False, seed=0) for c in test_cases]
+    parity = [{"clip": ds[0][0].numpy()[None]} for ds in datasets[:2] if len(ds)]
+
+    def evaluate(path: Path) -> dict[str, Any]:
+        predict = _onnx_predictor(path)
+        per = [evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS)) for ds in datasets]
+        per_class = {ACDC_LABELS[c]: float(np.nanmean([e.per_class[c] for e in per])) for c in (1, 2, 3)}
+        return {"dice": {"per_class": per_class, "mean": float(np.mean(list(per_class.values()))),
+                         "evaluated_on": f"{len(test_cases)} held-out phantom patients, every frame of every clip"}}
+
+    lat = result["latency"]
+    content = CardContent(
+        model_id=f"cine-rtdnas-{key.replace('_', '-')}", modality="cine", role="seg", method="rtdnas",
+        inputs=[TensorSpec("clip", (1, 1, t, h, w), f"{t} consecutive frames of one short-axis slice, resized to "
+                           f"{h}x{w}, z-scored over the clip")],
+        outputs=[TensorSpec("probs", (1, len(ACDC_LABELS), t, h, w), "softmax probabilities for every frame")],
+        classes=dict(ACDC_LABELS), normalisation=dict(CINE_NORMALISATION), layout="NCTHW",
+        data={"source": "phantom-cine (app.data.phantom)", "seed": cfg.data.seed,
+              "split": {"train": list(split.train), "test": list(split.test)}, "preset": cfg.preset},
+        genotype=g.to_dict(), clip_length=t,
+        architecture={"row": result["name"], "channels_scale0": cfg.trained_channels, "n_paths": len(g.paths),
+                      "layers": cfg.supernet.layers, "scales": cfg.supernet.scales,
+                      "path_selection": "genetic" if key.startswith("ga_") else "top-weight"},
+        notes=(f"{result['name']} from `python -m search rtdnas --preset {cfg.preset}` (seed 002, RT-DNAS). "
+               f"Best Dice among this run's networks meeting {cfg.measure.realtime_latency_ms:g} ms / "
+               f"{cfg.measure.realtime_fps:g} FPS on this CPU ({lat['p50_ms']:.1f} ms median, {lat['fps']:.1f} FPS) "
+               f"and higher than msnas-hw's model within the budget. Trained at {h}x{w}, {cfg.width_divisor}x "
+               "narrower than the paper's widths."),
+        # Shipped only when it beats msnas-hw's model within the budget (issue 10) -> the app's default cine model
+        # (app.engine.models ranks a card with "default": true first).
+        extra={"meets_realtime": True, "default": True},
+    )
+    return export_model(ClipProbabilities(net).eval(), content, exp.models_dir, parity, evaluate=evaluate,
+                        latency_repeats=max(10, cfg.measure.repeats))

@@ -1,0 +1,86 @@
+"""Gather every method's stored results and the model cards, then write the report.
+
+Where each method's results are looked for (``runs`` = the runs folder, ``P`` = the preset):
+
+    segqc-hw  <runs>/segqc-hw/P/report/results.json, else docs/segqc/results.json of preset P
+    msnas-hw  <runs>/msnas-hw/P/{config.json, rows/*/result.json, report/*.png}
+    rtdnas    <runs>/rtdnas/P/{config.json, rows/, latency.json, derivation.json, rounds/, report/*.png}
+              (Table 2's baselines: the msnas-hw folder above)
+
+A folder given in ``overrides`` replaces the default one of its method.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from search.report import msnas, rtdnas, segqc
+from search.report.document import cards_table, write_document
+from search.report.sections import MethodSection, shown
+
+log = logging.getLogger(__name__)
+DOCS_COPY = {"segqc-hw": "segqc"}
+TITLES = {"segqc-hw": segqc.TITLE, "msnas-hw": msnas.TITLE, "rtdnas": rtdnas.TITLE}
+
+
+@dataclass
+class Report:
+    """What was written: the Markdown path, one status line per method, methods that failed to read."""
+
+    path: Path
+    status: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _guarded(method: str, folder: Path, load: Callable[[], MethodSection]) -> tuple[MethodSection, bool]:
+    """Run a loader; stored results it cannot read become a section saying so (and which file)."""
+    try:
+        return load(), True
+    except (KeyError, TypeError, ValueError, IndexError, json.JSONDecodeError) as exc:
+        log.exception("%s: could not read the stored results in %s", method, folder)
+        line = (f"stored results for {method} in `{shown(folder)}` could not be read ({type(exc).__name__}: {exc}); "
+                f"rerun `python -m search {method}`")
+        return MethodSection(method, TITLES[method], None, line), False
+
+
+def build_report(preset: str, runs: Path, out: Path, models: Path, *, overrides: Mapping[str, Path] | None = None,
+                 docs: Path | None = None, command: str = "python -m search report") -> Report:
+    """Write ``out`` (Markdown) and its PNGs (``out`` without suffix, e.g. ``docs/results/``).
+
+    Args:
+        preset: Which runs (``runs/<method>/<preset>``).
+        runs: The runs folder.
+        out: The Markdown file.
+        models: The models folder whose cards are summarised.
+        overrides: method -> run folder to read instead of the default one.
+        docs: The docs folder holding the methods' report copies (segqc-hw's fallback), or None.
+        command: The command line quoted in the report's header.
+    """
+    overrides = dict(overrides or {})
+    folders = {m: Path(overrides.get(m, Path(runs) / m / preset)) for m in TITLES}
+    segqc_candidates = [folders["segqc-hw"]]
+    if "segqc-hw" not in overrides and docs is not None:
+        segqc_candidates.append(Path(docs) / DOCS_COPY["segqc-hw"])
+    loaders = {
+        "segqc-hw": lambda: segqc.load_section(segqc_candidates, preset),
+        "msnas-hw": lambda: msnas.load_section(folders["msnas-hw"]),
+        "rtdnas": lambda: rtdnas.load_section(folders["rtdnas"], folders["msnas-hw"]),
+    }
+    report = Report(Path(out))
+    sections = []
+    for method, load in loaders.items():
+        section, ok = _guarded(method, folders[method], load)
+        sections.append(section)
+        if not ok:
+            report.unreadable.append(method)
+        report.status.append(f"{method}: " + (f"{shown(section.folder)}" if section.folder else section.missing))
+    cards = cards_table(models)
+    report.status.append(f"models: {len(cards.points)} seg models summarised from {shown(models)}"
+                         + (f", {len(cards.rejected)} card(s) REJECTED" if cards.rejected else ""))
+    out = Path(out)
+    write_document(sections, cards, out, out.with_suffix(""), command)
+    return report

@@ -1,0 +1,205 @@
+"""rtdnas: presets, loss, GA (determinism, canonical individuals, never worse than top-weight), fused
+latency model, and the smoke preset end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from search.core.estimators import predict_latency
+from search.core.latency_sites import collect_latency_keys
+from search.core.sampling import sample_random_genotype
+from search.latency.lut import LatencyTable
+from search.methods.rtdnas import space
+from search.methods.rtdnas.config import preset
+from search.methods.rtdnas.ga import GaConfig, GenePool, GeneticPathSelection, canonical, exhaustive_best
+from search.methods.rtdnas.search import rtdnas_loss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# ------------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_presets_are_consistent(name):
+    cfg = preset(name)
+    assert cfg.supernet.pc_k == 4 and cfg.supernet.nodes == 3
+    assert cfg.search.latency_ub_ms == 50.0 and cfg.measure.realtime_fps == 22.0
+    assert (cfg.search.momentum, cfg.search.weight_lr, cfg.search.weight_lr_min, cfg.search.weight_decay) == (
+        0.9, 0.01, 0.001, 3e-4)
+    json.dumps(cfg.to_dict())
+
+
+def test_default_and_paper_keep_the_papers_space_and_ga():
+    for name in ("default", "paper"):
+        cfg = preset(name)
+        assert (cfg.supernet.layers, cfg.supernet.scales) == (10, 4)
+        assert (cfg.ga.pool_size, cfg.ga.population, cfg.ga.generations) == (10, 20, 100)
+        assert cfg.table1_paths == (3, 5, 7)
+        assert cfg.cloud.n_archs >= 30
+    assert preset("paper").sweep_paths == (6, 7, 8)
+    with pytest.raises(ValueError):
+        preset("nope")
+
+
+# -------------------------------------------------------------------------------------------- loss
+def test_loss_scales_latency_by_the_bound_and_penalises_exponentially():
+    ce = torch.tensor(0.8)
+    at_bound = rtdnas_loss(ce, torch.tensor(50.0), 50.0, 1.0, 5.0)
+    assert float(at_bound) == pytest.approx(0.8 * 1.0 + 1.0)
+    below = rtdnas_loss(ce, torch.tensor(25.0), 50.0, 1.0, 5.0)
+    assert float(below) == pytest.approx(0.8 * 0.5 + math.exp(-5.0))
+    lat = torch.tensor(60.0, requires_grad=True)
+    rtdnas_loss(ce, lat, 50.0, 1.0, 5.0).backward()
+    assert float(lat.grad) == pytest.approx(0.8 / 50.0 + math.exp(2.0) / 5.0)  # over budget: the penalty dominates
+    huge = rtdnas_loss(ce, torch.tensor(1e6), 50.0, 1.0, 1.0)
+    assert math.isfinite(float(huge))
+    with pytest.raises(ValueError):
+        rtdnas_loss(ce, torch.tensor(1.0), 0.0, 1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- synthetic GA problems
+def _synthetic_problem(seed: int, pool_size: int = 10):
+    """Random cells and beta on the default grid (10 x 4), and a random lookup table for their keys."""
+    cfg = preset("smoke")
+    cfg = space.with_layers(cfg, 10)
+    from dataclasses import replace
+
+    cfg = replace(cfg, supernet=replace(cfg.supernet, scales=4))
+    rng = np.random.default_rng(seed)
+    g = sample_random_genotype("rtdnas", rng, n_layers=10, n_scales=4, n_paths=1)
+    beta = rng.dirichlet(np.ones(4), size=(10, 4))
+    beta[:, 0, 0] = 0.0  # no ep from scale 0
+    beta[:, 3, 2] = 0.0  # no ct from the coarsest scale
+    beta /= beta.sum(-1, keepdims=True)
+    pool = GenePool.from_beta(beta, pool_size)
+    net = space.build_derived(cfg, space.genotype(cfg, g.cells, pool.paths))
+    shape = (1, 4, 32, 32)
+    table = LatencyTable()
+    for key in sorted(collect_latency_keys(net, shape)):
+        table.set(key, float(rng.uniform(0.1, 5.0)))
+    fused = space.FusedLatencyModel(cfg, g.cells, pool.paths, table, input_shape=shape)
+    return cfg, g.cells, pool, table, fused, shape
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return _synthetic_problem(3)
+
+
+def test_fused_latency_model_equals_predict_latency(problem):
+    cfg, cells, pool, table, fused, shape = problem
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        n = int(rng.integers(1, 6))
+        idx = canonical(rng.choice(len(pool), size=n, replace=False))
+        paths = pool.genes(idx)
+        net = space.build_derived(cfg, space.genotype(cfg, cells, paths))
+        assert fused(paths) == pytest.approx(predict_latency(net, shape, table), rel=1e-9)
+
+
+def test_canonical_individuals_have_no_duplicates(problem):
+    _, _, pool, _, fused, _ = problem
+    with pytest.raises(ValueError):
+        canonical([3, 1, 3])
+    assert canonical([7, 2, 5]) == (2, 5, 7)
+    ga = GeneticPathSelection(pool, 5, fused, GaConfig(), seed=1)
+    seen = ga.initial_population()
+    for _ in range(300):
+        a, b = seen[int(ga.rng.integers(len(seen)))], seen[int(ga.rng.integers(len(seen)))]
+        seen += [ga.crossover(a, b), ga.mutate(a)]
+    for ind in seen:
+        assert len(ind) == 5 and len(set(ind)) == 5 and list(ind) == sorted(ind)
+        assert all(0 <= g < len(pool) for g in ind)
+    assert tuple(range(5)) in ga.initial_population()  # top-weight individual is always in generation 0
+
+
+def test_pool_is_sorted_by_accumulated_weight(problem):
+    _, _, pool, _, _, _ = problem
+    assert len(pool) == 10 and len(set(pool.paths)) == 10
+    assert list(pool.log_weights) == sorted(pool.log_weights, reverse=True)
+
+
+def test_ga_is_deterministic(problem):
+    _, _, pool, _, fused, _ = problem
+    runs = [GeneticPathSelection(pool, 5, fused, GaConfig(generations=30), seed=7).run() for _ in range(2)]
+    assert runs[0].to_dict() == runs[1].to_dict()
+    assert len(runs[0].history) == 31
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("n", [3, 5, 7])
+def test_ga_never_worse_than_top_weight(seed, n):
+    _, _, pool, _, fused, _ = _synthetic_problem(seed) if seed else _synthetic_problem(3)
+    res = GeneticPathSelection(pool, n, fused, GaConfig(), seed=seed).run()
+    assert res.latency_ms <= res.top_weight_latency_ms + 1e-12
+    assert res.top_weight_latency_ms == pytest.approx(fused(pool.paths[:n]))
+    assert res.latency_ms == pytest.approx(fused(res.paths))
+    assert all(b <= a + 1e-12 for a, b in zip(res.history, res.history[1:]))  # elitism: never gets worse
+    _, optimum = exhaustive_best(pool, n, fused)
+    assert res.latency_ms >= optimum - 1e-12
+    assert res.evaluated <= math.comb(len(pool), n)
+
+
+def test_ga_finds_the_optimum_of_a_separable_fitness():
+    """Fitness = sum of per-gene costs: the optimum is the n cheapest genes; 100 generations find it."""
+    from search.core.genotypes import PathGenotype
+
+    paths = tuple(PathGenotype(k) for k in itertools.islice(itertools.product(("ns", "skip"), repeat=4), 10))
+    pool = GenePool(paths, tuple(-0.1 * i for i in range(10)))
+    cost = {p: c for p, c in zip(paths, [9, 8, 7, 1, 6, 2, 5, 3, 4, 10])}
+    res = GeneticPathSelection(pool, 4, lambda ps: float(sum(cost[p] for p in ps)), GaConfig(), seed=0).run()
+    assert res.best == (3, 5, 7, 8) and res.latency_ms == 10.0
+    assert res.top_weight_latency_ms == 25.0
+
+
+def test_ga_rejects_bad_sizes(problem):
+    _, _, pool, _, fused, _ = problem
+    with pytest.raises(ValueError):
+        GeneticPathSelection(pool, 11, fused, GaConfig(), seed=0)
+    with pytest.raises(ValueError):
+        GaConfig(population=4, elite=4)
+
+
+# ---------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_smoke_preset_end_to_end(tmp_path):
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    out = tmp_path / "run"
+    exp = RtdnasExperiment(preset("smoke"), out, models_dir=tmp_path / "models")
+    results = exp.run()
+    rows = results["rows"]
+    assert {"tw_n2", "ga_n2", "tw_n3", "ga_n3", "ga_n1"} <= set(rows)
+    assert len(results["cloud"]) == 3
+    for r in [*rows.values(), *results["cloud"].values()]:
+        assert 0.0 <= r["dice"]["mean"] <= 1.0 and r["latency"]["p50_ms"] > 0
+    derivation = json.loads((out / "derivation.json").read_text())
+    for d in derivation["by_n"].values():
+        assert d["latency_ms"] <= d["top_weight_latency_ms"] + 1e-12
+    rounds = exp.rounds_summary()
+    assert 1 <= len(rounds) <= 2 and rounds[0]["ub_ms"] == 50.0
+    report = (out / "report" / "report.md").read_text()
+    assert "Table 1" in report and "Table 2" in report and (out / "report" / "fig2.png").stat().st_size > 0
+    numbers = json.loads((out / "report" / "results.json").read_text())
+    assert set(numbers["rows"]) == set(rows) and len(numbers["cloud"]) == 3
+    assert numbers["rows"]["ga_n2"]["dice"]["mean"] == rows["ga_n2"]["dice"]["mean"]
+    shipping = json.loads((out / "shipping.json").read_text())
+    assert shipping["shipped"] == any(r.get("meets") for r in rows.values())
+    if shipping["shipped"]:
+        card = json.loads(Path(shipping["model"]).with_suffix(".json").read_text())
+        assert card["method"] == "rtdnas" and card["default"] is True and card["meets_realtime"] is True
+    # resumable: a second run redoes nothing but the report
+    again = RtdnasExperiment(preset("smoke"), out).run()
+    assert again["rows"]["ga_n2"]["dice"] == rows["ga_n2"]["dice"]
