@@ -25,13 +25,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"no model cards in {folder}")
         return 1
     bad = 0
-    print(f"{'id':<28} {'mod':<5} {'role':<4} {'method':<14} {'Dice':>6} {'QC MAE':>7} {'p50 ms':>7} {'p95 ms':>7}  status")
+    w = max(28, *(len(p.stem) for p in paths))
+    defaults = _default_ids(folder)
+    print(f"  {'id':<{w}} {'mod':<5} {'role':<4} {'method':<18} {'Dice':>6} {'QC MAE':>7} {'p50 ms':>7} {'p95 ms':>7}  status")
     for path in paths:
         try:
             card = load_card(path)
         except ModelCardError as exc:
             bad += 1
-            print(f"{path.stem:<28} card error: {exc.problem}")
+            print(f"  {path.stem:<{w}} card error: {exc.problem}")
             continue
         if args.modality and card.modality != args.modality:
             continue
@@ -44,14 +46,32 @@ def run(args: argparse.Namespace) -> int:
         except ModelCardError as exc:
             bad += 1
             status = f"BAD: {exc.problem}"
-        print(f"{card.id:<28} {card.modality:<5} {card.role:<4} {card.method:<14} {_fmt(dice):>6} "
+        mark = "*" if card.id in defaults else " "
+        print(f"{mark} {card.id:<{w}} {card.modality:<5} {card.role:<4} {card.method:<18} {_fmt(dice):>6} "
               f"{_fmt(metrics.get('qc_mae')):>7} {_fmt(latency.get('p50'), '.1f'):>7} {_fmt(latency.get('p95'), '.1f'):>7}  {status}")
     hardware = {load_card(p).metrics.get("hardware") for p in paths if _loads(p)} - {None}
+    if defaults:
+        print("* the app's default for its modality (the best Dice within 50 ms / 22 FPS by the cards)")
     if hardware:
         print(f"latency measured on: {'; '.join(sorted(map(str, hardware)))}")
     if bad:
         print(f"{bad} model(s) with problems", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _default_ids(folder) -> set[str]:
+    """Ids of the default seg model (and its QC pair) of each modality present in ``folder``."""
+    from app.cards import ModelCardError
+    from app.engine.models import default_models, list_models
+
+    ids: set[str] = set()
+    for modality in sorted({c.modality for c in list_models(None, folder)}):
+        try:
+            seg, qc = default_models(modality, folder)
+        except ModelCardError:
+            continue
+        ids |= {seg.id} | ({qc.id} if qc else set())
+    return ids
 
 
 def _loads(path: Path) -> bool:

@@ -130,6 +130,8 @@ def test_models_cli_lists_and_verifies(models_dir, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "tiny-echo-seg" in proc.stdout and "tiny-cine-seg" in proc.stdout and proc.stdout.count(" ok") == 3
+    marked = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("* ") and " ok" in line}
+    assert marked == {"tiny-echo-seg", "tiny-echo-qc", "tiny-cine-seg"}  # each modality's default
     import shutil
 
     broken = tmp_path / "models"
