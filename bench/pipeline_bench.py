@@ -52,6 +52,7 @@ from app.engine.overlay import OverlayStyle, compose
 from app.engine.pipeline import Pipeline
 from app.engine.player import Player
 from app.engine.replay import REALTIME_FPS, REALTIME_P95_MS, machine_description
+from app.engine.runtime import default_threads
 from app.engine.sources import open_source
 from app.engine.stages import QcStage, SegStage, mask_at
 from app.engine.stats import percentiles
@@ -164,12 +165,12 @@ def probe_source(spec: str) -> Source:
 class LoadedPair:
     """A seg model (+ its QC pair) loaded once; the engine's ``Pipeline`` and the naive loop share its sessions."""
 
-    def __init__(self, seg, qc):
+    def __init__(self, seg, qc, intra_op_threads: int | None = None):
         self.seg, self.qc = seg, qc
         self.results: list[Record] = []
         self._lock = threading.Lock()
         t0 = time.perf_counter()
-        self.pipeline = Pipeline(seg, qc, on_result=self._on_result)
+        self.pipeline = Pipeline(seg, qc, on_result=self._on_result, intra_op_threads=intra_op_threads)
         self.load_s = time.perf_counter() - t0
         # The same warmed-up sessions (the pipeline exposes no public accessor for them).
         self.seg_model = self.pipeline._seg.model
@@ -299,8 +300,8 @@ def _naive_frame(frame, arrival: int, seg_stage: SegStage, qc_stage: QcStage | N
     except Exception as exc:  # same policy as the pipeline: a bad frame is counted, the loop goes on
         error = f"{type(exc).__name__}: {exc}"
         stamps["overlay"] = time.perf_counter_ns()
-    names = [("wait", "arrival", "started"), ("preprocess", "started", "preprocessed"), ("segment", "preprocessed", "segmented"),
-             ("qc", "segmented", "qc"), ("overlay", "qc", "overlay")]
+    names = [("wait", "arrival", "started"), ("preprocess", "started", "preprocessed"),
+             ("segment", "preprocessed", "segmented"), ("qc", "segmented", "qc"), ("overlay", "qc", "overlay")]
     stages = {n: (stamps[b] - stamps[a]) / 1e6 for n, a, b in names if a in stamps and b in stamps}
     return Record(frame.index, arrival, stamps["overlay"], stages, predicted, true, error)
 
@@ -380,7 +381,8 @@ def round_order(arms: list, seed: int, round_index: int) -> list:
 
 
 def run_bench(*, sources: list[str], models_dir=None, rounds: int = 2, seconds: float = 5.0, seed: int = 0,
-              parts: tuple[str, ...] = ("a", "b"), max_frames: int | None = None) -> dict:
+              parts: tuple[str, ...] = ("a", "b"), max_frames: int | None = None,
+              intra_op_threads: int | None = None) -> dict:
     """Run every arm ``rounds`` times in shuffled order; return the report dict (see the module docstring)."""
     load_start = load_average()
     srcs = [probe_source(s) for s in sources]
@@ -396,7 +398,7 @@ def run_bench(*, sources: list[str], models_dir=None, rounds: int = 2, seconds: 
             segs = [c for c in list_models(modality, models_dir) if c.role == "seg"]
             for card in segs:
                 try:
-                    pairs[card.id] = LoadedPair(card, qc_for(card, models_dir))
+                    pairs[card.id] = LoadedPair(card, qc_for(card, models_dir), intra_op_threads)
                     cards[card.id] = card
                     models.setdefault(modality, []).append(card.id)
                 except ModelCardError as exc:
@@ -426,13 +428,15 @@ def run_bench(*, sources: list[str], models_dir=None, rounds: int = 2, seconds: 
             "machine": machine_description(), "cpu": _cpu_name(), "onnxruntime": _ort_version(),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else None,
             "settings": {"rounds": rounds, "seconds": seconds, "seed": seed, "parts": list(parts),
-                         "max_frames": max_frames, "models_dir": str(models_dir) if models_dir else "models/",
+                         "max_frames": max_frames, "intra_op_threads": intra_op_threads or default_threads(),
+                         "models_dir": str(models_dir) if models_dir else "models/",
                          "deadline_ms": REALTIME_P95_MS, "min_fps": REALTIME_FPS},
             "load_avg": {"start": load_start},
             "sources": [{"key": s.key, "spec": s.spec, "modality": s.modality, "slice": s.slice_index} for s in srcs],
             "models": {i: {"modality": p.seg.modality, "method": p.seg.method, "qc": p.qc.id if p.qc else None,
                            "quantization": bool(p.seg.raw.get("quantization")), "input_shape": list(p.seg.input_shape),
-                           "load_s": round(p.load_s, 3), "card_latency_ms": p.seg.metrics.get("latency_ms")}
+                           "load_s": round(p.load_s, 3), "card_latency_ms": p.seg.metrics.get("latency_ms"),
+                           "onnx_sha256": str(p.seg.raw["onnx_sha256"])[:12], "created": p.seg.raw.get("created")}
                        for i, p in pairs.items()},
             "notes": [ENGINE_STAGE_NOTE], "skipped": skipped, "defaults": defaults, "references": references, "round_orders": orders,
             "arms": [{"source": a[0], "model": a[1], "runner": a[2], "mode": a[3], **summarise(runs[a])} for a in arms],
@@ -573,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["a", "b"], choices=["a", "b"],
                         help="a: engine vs naive loop; b: every model vs the reference baseline")
     parser.add_argument("--max-frames", type=int, default=None, help="stop each arm after this many frames")
+    parser.add_argument("--intra-op-threads", type=int, default=None,
+                        help="onnxruntime threads per operator (default: the engine's default_threads())")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -583,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     sources = [s for m in args.modalities for s in chosen[m]]
     try:
         report = run_bench(sources=sources, models_dir=args.models_dir, rounds=args.rounds, seconds=args.seconds,
-                           seed=args.seed, parts=tuple(args.parts), max_frames=args.max_frames)
+                           seed=args.seed, parts=tuple(args.parts), max_frames=args.max_frames,
+                           intra_op_threads=args.intra_op_threads)
     except (DataError, ModelCardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,7 +23,8 @@ from search.report.document import cards_table, write_document
 from search.report.sections import MethodSection, shown
 
 log = logging.getLogger(__name__)
-DOCS_COPY = {"segqc-hw": "segqc"}
+DOCS_COPY = {"segqc-hw": "segqc", "msnas-hw": "msnas", "rtdnas": "rtdnas"}
+OWN_REPORT = ("report.md", "README.md")  # the methods' report file names in their docs copy
 TITLES = {"segqc-hw": segqc.TITLE, "msnas-hw": msnas.TITLE, "rtdnas": rtdnas.TITLE}
 
 
@@ -74,6 +75,9 @@ def build_report(preset: str, runs: Path, out: Path, models: Path, *, overrides:
     sections = []
     for method, load in loaders.items():
         section, ok = _guarded(method, folders[method], load)
+        if docs is not None and section.folder is not None:
+            section.own_report = next((p for name in OWN_REPORT
+                                       if (p := Path(docs) / DOCS_COPY[method] / name).is_file()), None)
         sections.append(section)
         if not ok:
             report.unreadable.append(method)

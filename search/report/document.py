@@ -44,9 +44,11 @@ def cards_table(models_dir: Path) -> CardsTable:
         except ModelCardError as exc:
             out.rejected.append(str(exc))
     out.markdown = summary_markdown(cards)
+    shapes = {c.id: "x".join(str(d) for d in c.input_shape[2:]) for c in cards}
     for row in summary_rows(cards):
         if row.dice is not None:
-            out.points.append(ParetoPoint(row.modality, row.model.split(" + ")[0], "models/ card (deployed input)",
+            seg_id = row.model.split(" + ")[0]
+            out.points.append(ParetoPoint(row.modality, f"{seg_id} @{shapes[seg_id]}", "models/ card (deployed input)",
                                           row.p50_ms, float(row.dice)))
     return out
 
@@ -82,11 +84,14 @@ def write_document(sections: Sequence[MethodSection], cards: CardsTable, out: Pa
         f"columns or rows). Our numbers: phantom data, measured on a {MACHINE} shared with other jobs "
         "(timings are noisy; compare rows of one table, which were timed interleaved in one process).",
         "",
-        "| method | stored results |",
-        "|---|---|",
+        "| method | stored results | the method's own report |",
+        "|---|---|---|",
     ]
     for s in sections:
-        lines.append(f"| [{s.method}](#{_anchor(s.title)}) | {f'`{shown(s.folder)}`' if s.folder else s.missing} |")
+        own = "-"
+        if s.own_report is not None:
+            own = f"[{shown(s.own_report)}]({Path(os.path.relpath(s.own_report, out.parent)).as_posix()})"
+        lines.append(f"| [{s.method}](#{_anchor(s.title)}) | {f'`{shown(s.folder)}`' if s.folder else s.missing} | {own} |")
     lines += ["", f"## Shipped models (`{shown(cards.folder)}`)", "",
               "Every card verified against its ONNX file (sha256, input shape). Echo rows are seg + QC back to back "
               "per frame; cine rows are one inference per arriving frame (a clip model re-runs on the sliding clip). "
@@ -102,8 +107,9 @@ def write_document(sections: Sequence[MethodSection], cards: CardsTable, out: Pa
         written.add(PARETO_PNG)
         lines += [f"![Dice vs latency, every evaluated and shipped network]({rel}/{PARETO_PNG})", "",
                   "Dashed: the Pareto front of each panel (no other network is both faster and more accurate). "
-                  "Method rows are timed at their run's input size, cards at the deployed one; rtdnas' random "
-                  "architectures (short training) are in its own Fig. 2 below.", ""]
+                  "Method rows are timed at their run's input size (in the legend), cards at their deployed input "
+                  "(after `@`), so one network can appear twice at two sizes; points of different runs were timed in "
+                  "different sessions. rtdnas' random architectures (short training) are in its own Fig. 2 below.", ""]
     else:
         lines += ["No stored Dice-latency results yet.", ""]
     for s in sections:
@@ -113,10 +119,15 @@ def write_document(sections: Sequence[MethodSection], cards: CardsTable, out: Pa
             continue
         for block in s.blocks:
             lines += [block, ""]
-        if s.figures:
-            lines += ["#### Figures (drawn by the method)", ""]
+        if s.figures or s.drawings:
+            lines += ["#### Figures", ""]
         for caption, src in s.figures:
             name = _copy_figure(src, figures_dir, f"{s.method}-{src.name}")
+            written.add(name)
+            lines += [f"![{caption}]({rel}/{name})", ""]
+        for caption, file_name, draw in s.drawings:
+            name = f"{s.method}-{file_name}"
+            draw(figures_dir / name)
             written.add(name)
             lines += [f"![{caption}]({rel}/{name})", ""]
     for stale in sorted(figures_dir.glob("*.png")):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search.report.sections import MethodSection, ParetoPoint, config_from_dict, figures_in, missing_section, read_json, shown
+from search.report.sections import (
+    MethodSection, ParetoPoint, config_from_dict, figures_in, missing_section, read_json, shown,
+)
 
 METHOD = "msnas-hw"
 TITLE = "msnas-hw: hardware-aware multi-scale NAS, 3D cine MR (seed 001, Table 2)"

@@ -8,13 +8,19 @@ no folder of its own; it is restored from the derivation here, as the method doe
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from search.report.sections import MACHINE, MethodSection, ParetoPoint, config_from_dict, figures_in, missing_section, read_json, shown
+from search.core.genotypes import MultiscaleGenotype
+
+from search.report.sections import (
+    MACHINE, MethodSection, ParetoPoint, config_from_dict, figures_in, missing_section, read_json, shown,
+)
 
 METHOD = "rtdnas"
 TITLE = "rtdnas: real-time constrained search with genetic path selection, 3D cine MR (seed 002, Tables 1 and 2)"
+log = logging.getLogger(__name__)
 CAPTIONS = {"fig2": "Fig. 2: Dice vs latency and vs throughput (random cloud, top-weight, GA, msnas-hw rows)"}
 
 
@@ -56,10 +62,11 @@ def load_section(folder: Path, msnas_folder: Path | None) -> MethodSection:
     baselines, rounds = experiment.baselines(), experiment.rounds_summary()
     timed = sum(1 for r in rows.values() if r.get("latency"))
     section = MethodSection(METHOD, TITLE, folder)
+    msnas_shown = shown(msnas_folder) if msnas_folder else "-"
     section.blocks.append(
-        f"From `{shown(folder)}` (preset `{cfg.preset}`, seed {cfg.seed}): {len(rows)} searched networks ({timed} timed), "
-        f"{len(cloud)} random ones; Table 2's baselines are msnas-hw's rows from "
-        f"`{shown(msnas_folder) if msnas_folder else '-'}`{'' if baselines else ' (none stored yet)'}. Latency: median onnxruntime run per "
+        f"From `{shown(folder)}` (preset `{cfg.preset}`, seed {cfg.seed}): {len(rows)} searched networks "
+        f"({timed} timed), {len(cloud)} random ones; Table 2's baselines are msnas-hw's rows from "
+        f"`{msnas_shown}`{'' if baselines else ' (none stored yet)'}. Latency: median onnxruntime run per "
         f"{cfg.data.clip_length}x{cfg.data.height}x{cfg.data.width} clip on a {MACHINE}; the paper's "
         "figures: seed 002 (P100 GPU, ACDC).")
     if rounds:
@@ -71,6 +78,16 @@ def load_section(folder: Path, msnas_folder: Path | None) -> MethodSection:
     section.blocks.append("#### Table 2 of the paper (seed 002, P100, ACDC)\n\n" + paper_table2(method_report.PAPER_TABLE2))
     section.blocks.append("#### Targets\n\n" + "\n".join(method_report.check_targets(cfg, rows, baselines)))
     section.figures = figures_in(folder / "report", CAPTIONS)
+    best = best_network(cfg, rows)
+    if best is not None:
+        key, r = best
+        try:
+            genotype = MultiscaleGenotype.from_dict(dict(r["genotype"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: genotype of %s not drawable (%s)", folder, key, exc)
+        else:
+            section.drawings.append((f"Searched cells and GA paths of {r.get('name', key)} (`{key}`), drawn with "
+                                     "msnas-hw's drawing code", f"cells_{key}.png", _drawer(genotype, f"rtdnas {key}")))
     shape = f"{cfg.data.clip_length}x{cfg.data.height}x{cfg.data.width} clip"
     for key, r in rows.items():
         lat = r.get("latency") or {}
@@ -88,3 +105,21 @@ def paper_table2(table: dict[str, tuple]) -> str:
     for name, (rv, myo, lv, avg, lt, tp) in table.items():
         lines.append(f"| *{name}* | *{rv:.3f}* | *{myo:.3f}* | *{lv:.3f}* | *{avg:.3f}* | *{lt}* | *{tp}* |")
     return "\n".join(lines)
+
+
+def best_network(cfg, rows: dict[str, Any]) -> tuple[str, dict] | None:
+    """The GA network with the best mean Dice among those meeting 50 ms / 22 FPS (else among all)."""
+    from search.methods.rtdnas.report import meets
+
+    ga = [(k, r) for k, r in rows.items() if k.startswith("ga_") and r.get("genotype") and r.get("dice")]
+    pool = [(k, r) for k, r in ga if meets(cfg, r)] or ga
+    return max(pool, key=lambda kr: (kr[1]["dice"].get("mean", -1.0), kr[0]), default=None)
+
+
+def _drawer(genotype: MultiscaleGenotype, title: str):
+    def draw(path: Path) -> None:
+        from search.methods.msnas_hw.drawing import draw_genotype
+
+        draw_genotype(genotype, path, title=title)
+
+    return draw

@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 MACHINE = "2-core x86-64 CPU, onnxruntime CPU EP"
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +63,9 @@ class MethodSection:
         missing: Why there is nothing to show (None when results were found).
         blocks: Markdown blocks (headings, tables, target lists), in order.
         figures: ``(caption, PNG written by the method)`` to copy beside the report.
+        drawings: ``(caption, file name, draw(path))`` for figures the method does not draw itself,
+            drawn beside the report with the method's own drawing code.
+        own_report: The method's full report (e.g. ``docs/msnas/report.md``), linked when it exists.
         points: Dice-latency points for the cross-method Pareto plot.
     """
 
@@ -72,6 +75,8 @@ class MethodSection:
     missing: str | None = None
     blocks: list[str] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)
+    drawings: list[tuple[str, str, Callable[[Path], Any]]] = field(default_factory=list)
+    own_report: Path | None = None
     points: list[ParetoPoint] = field(default_factory=list)
 
 
@@ -94,10 +99,12 @@ def read_json(path: Path) -> Any:
 
 
 def figures_in(folder: Path, captions: dict[str, str]) -> list[tuple[str, Path]]:
-    """Every PNG in ``folder`` (sorted by name), captioned from ``captions`` (a name prefix -> text)."""
+    """Every PNG in ``folder`` (sorted by name), captioned from ``captions`` (the file stem, else the first
+    matching stem prefix -> text)."""
     out = []
     for png in sorted(Path(folder).glob("*.png")):
-        caption = next((text for prefix, text in captions.items() if png.stem.startswith(prefix)), png.stem)
+        exact = captions.get(png.stem)
+        caption = exact or next((text for prefix, text in captions.items() if png.stem.startswith(prefix)), png.stem)
         out.append((f"{caption} (`{png.stem}`)" if caption != png.stem else caption, png))
     return out
 

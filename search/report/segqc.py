@@ -15,9 +15,7 @@ from search.report.sections import MethodSection, ParetoPoint, figures_in, fmt, 
 log = logging.getLogger(__name__)
 METHOD = "segqc-hw"
 TITLE = "segqc-hw: joint segmentation + QC search, contrast echo (seed 000, Table II)"
-CAPTIONS = {"qc_scatter": "QC: predicted vs true Dice of every test frame, per row",
-            "cells_searched_hw": "Searched cells, hardware-aware (lambda2 > 0)",
-            "cells_searched_nohw": "Searched cells, without the latency term (lambda2 = 0)"}
+CAPTIONS = {"qc_scatter": "QC: predicted vs true Dice of every test frame, per row", "cells_": "Searched cells"}
 
 
 def find_results(candidates: Sequence[Path], preset: str) -> Path | None:
@@ -61,11 +59,17 @@ def load_section(candidates: Sequence[Path], preset: str) -> MethodSection:
     bins = method_report.bins_markdown(results)
     if bins.count("\n") > 1:
         section.blocks.append("#### Per acquisition-quality bin (test patients)\n\n" + bins)
-    section.figures = figures_in(path.parent, CAPTIONS)
-    for key in method_report.ROWS:
-        row = results["rows"].get(key)
-        if row is None:
-            continue
-        section.points.append(ParetoPoint("echo", method_report.ROW_NAMES[key], "segqc-hw run (seg + QC)",
+    sensitivity = results.get("sensitivity") or {}
+    if sensitivity and hasattr(method_report, "sensitivity_markdown"):
+        section.blocks.append("#### Latency weight sensitivity (not in the paper; same harness and process)\n\n"
+                              + method_report.sensitivity_markdown(results))
+    if results.get("export") and hasattr(method_report, "export_markdown"):
+        section.blocks.append("#### Shipped pair\n\n" + method_report.export_markdown(results["export"]))
+    name = getattr(method_report, "row_name", lambda key: method_report.ROW_NAMES.get(key, key))
+    captions = {f"cells_{key}": f"Searched cells, {name(key)}" for key in (*results["rows"], *sensitivity)}
+    section.figures = figures_in(path.parent, {**captions, **CAPTIONS})
+    size = f"{cfg['measure']['resolution']}x{cfg['measure']['resolution']}"
+    for key, row in [*((k, results["rows"][k]) for k in method_report.ROWS if k in results["rows"]), *sensitivity.items()]:
+        section.points.append(ParetoPoint("echo", name(key), f"segqc-hw run (seg + QC, {size})",
                                           float(row["cost"]["latency_ms"]), float(row["test"]["dice_mean"])))
     return section

@@ -282,3 +282,16 @@ def test_targets_say_by_how_much_each_is_met_or_missed() -> None:
     assert not worse["met"] and worse["by"] == pytest.approx(-0.02)
     assert "| 0.839 | 0.049 | 82 | 1.00 | 3635 |" in table_markdown(results)
     assert "| 0.832 | 0.049 | 49 | 0.60 | 373 |" in table_markdown(results)
+
+
+def test_shipped_pair_is_the_hardware_aware_search_best_on_validation() -> None:
+    from search.methods.segqc_hw.search import shipped_key
+
+    def row(val_dice, val_mae, test_dice):
+        return {"val": {"dice_mean": val_dice, "qc_mae": val_mae}, "test": {"dice_mean": test_dice}}
+
+    rows = {"searched_hw": row(0.60, 0.10, 0.70), "searched_nohw": row(0.90, 0.01, 0.90)}
+    assert shipped_key(rows, {}) == "searched_hw"  # w/o hardware-aware never ships
+    better_on_val = {"searched_hw_lambda0.01": row(0.62, 0.10, 0.50)}
+    assert shipped_key(rows, better_on_val) == "searched_hw_lambda0.01"  # test Dice plays no part
+    assert shipped_key(rows, {"searched_hw_lambda0.01": row(0.60, 0.10, 0.99)}) == "searched_hw"  # ties: Table II row

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from search.latency.measure import LatencyStats
 
 RUNTIME = "onnxruntime test CPUExecutionProvider"
@@ -59,7 +61,10 @@ def segqc_run(folder: Path, preset: str = "smoke") -> Path:
             rows[key].update(search={"history": [{"epoch": 1, "phase": "warmup", "ce": 0.3, "mse_s2": 0.02,
                                                    "expected_latency_ms": 20.0, "arch_entropy": 1.5}]},
                              genotype={"seg": "cells"}, expected_latency_ms=18.0)
-    results = {"config": segqc_preset(preset).to_dict(), "machine": "test machine", "rows": rows, "n_test_frames": 12}
+    sensitivity = {"searched_hw_lambda0.01": dict(rows["searched_hw"], lambda2=0.01,
+                                                  cost=dict(rows["searched_hw"]["cost"], latency_ms=15.5))}
+    results = {"config": segqc_preset(preset).to_dict(), "machine": "test machine", "rows": rows, "n_test_frames": 12,
+               "sensitivity": sensitivity}
     report = folder / "report"
     write_report(results, report, {"Predicted vs true Dice": "qc_scatter.png"})
     png(report / "qc_scatter.png")
@@ -99,8 +104,15 @@ def rtdnas_run(folder: Path) -> Path:
     cfg = preset("smoke")
     _write(folder / "config.json", cfg.to_dict())
 
+    from search.core.sampling import sample_random_genotype
+
+    rng = np.random.default_rng(0)
+
     def row(key: str, dice: float) -> dict:
-        return {"key": key, "name": key, "genotype": {"cells": "c"},
+        g = sample_random_genotype("rtdnas", rng, n_layers=cfg.supernet.layers, n_scales=cfg.supernet.scales,
+                                   n_paths=int(key[-1]) if key[-1].isdigit() and not key.startswith("cloud") else 1,
+                                   n_nodes=cfg.supernet.nodes)
+        return {"key": key, "name": key, "genotype": json.loads(g.to_json()),
                 "dice": {"per_class": {"RV": dice, "MYO": dice, "LV": dice}, "mean": dice,
                          "std": {"RV": 0.0, "MYO": 0.0, "LV": 0.0, "mean": 0.0}}}
 

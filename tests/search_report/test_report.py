@@ -71,6 +71,8 @@ def test_every_papers_table_is_there_beside_ours(stored):
     row = _cells(_table(text, "#### Table II, ours beside the paper's"), "U-net(16)+ResNet18")
     assert {"0.644", "77.2", "0.839", "82", "3635"} <= set(row)
     assert "0.622" in _cells(_table(text, "#### Table II, ours beside the paper's"), "hardware-aware (lambda2 = 0.001)")
+    sensitivity = _table(text, "#### Latency weight sensitivity (not in the paper; same harness and process)")
+    assert "15.5" in _cells(sensitivity, "hardware-aware (lambda2 = 0.01, sensitivity)")
     # msnas-hw Table 2: three rows stored, the other four "not run", the paper's rows in italics
     table2 = _table(text, "#### Table 2, ours beside the paper's")
     assert _cells(table2, "U-net 3D (D3, IF16) (ours)")[1:5] == ["0.801±0.030", "0.601±0.010", "0.701±0.020", "0.701±0.020"]
@@ -107,7 +109,8 @@ def test_figures_are_copied_and_the_cross_method_plot_drawn(stored):
     text, _ = _report(stored)
     figures = stored / "docs" / "results"
     names = sorted(p.name for p in figures.glob("*.png"))
-    assert names == ["msnas-hw-frontier.png", "pareto_dice_latency.png", "rtdnas-fig2.png", "segqc-hw-qc_scatter.png"]
+    assert names == ["msnas-hw-frontier.png", "pareto_dice_latency.png", "rtdnas-cells_ga_n3.png", "rtdnas-fig2.png",
+                     "segqc-hw-qc_scatter.png"]  # rtdnas' best GA net meeting the budget: drawn here
     for name in names:
         assert f"](results/{name})" in text
     src = stored / "runs" / "segqc-hw" / "smoke" / "report" / "qc_scatter.png"
@@ -122,6 +125,14 @@ def test_missing_methods_are_stated_not_crashed_on(tmp_path):
     assert "no stored results for rtdnas (run `python -m search rtdnas`)" in text and "run unfinished" in text
     assert "#### Table 2, ours beside the paper's" in text and not report.unreadable
     assert "(no segmentation models)" in text  # empty models folder
+
+
+def test_the_methods_own_reports_are_linked(stored):
+    (stored / "docs" / "msnas").mkdir(parents=True)
+    (stored / "docs" / "msnas" / "report.md").write_text("# msnas-hw\n")
+    text, _ = _report(stored, docs=stored / "docs")
+    assert "](msnas/report.md) |" in text  # relative to docs/results.md
+    assert text.count("| - |") >= 2  # segqc-hw and rtdnas have no docs copy here
 
 
 def test_segqc_results_of_another_preset_are_not_used(tmp_path):

@@ -95,19 +95,26 @@ class RtdnasExperiment:
         final = self.search_rounds(table)
         derivation = distributed.main_only(self.derive, final, table)
         rows = self.train_rows(derivation)
-        if not distributed.is_main():  # under torchrun the others only join the cloud's training
-            self.train_cloud()
+        if distributed.is_main():  # under torchrun the others only join the trainings below
+            self.measure(rows)
+            # Report and ship from the searched rows first (the cloud only adds Fig. 2's background), then again.
+            results = self.report(rows, {}, derivation)
+            if self.models_dir is not None:
+                from search.methods.rtdnas.shipping import ship
+
+                ship(self, results, derivation)
+        cloud = self.train_cloud()
+        picks = distributed.main_only(self.pick_full_cloud, cloud)
+        cloud.update(self.train_full_cloud(cloud, picks))
+        if not distributed.is_main():
             return {}
-        self.measure(rows)
-        # Report and ship from the searched rows first (the cloud only adds Fig. 2's background), then again.
-        results = self.report(rows, {}, derivation)
+        self.measure(cloud)
+        results = self.report(rows, cloud, derivation)
         if self.models_dir is not None:
             from search.methods.rtdnas.shipping import ship
 
             ship(self, results, derivation)
-        cloud = self.train_cloud()
-        self.measure(cloud)
-        return self.report(rows, cloud, derivation)
+        return results
 
     def report(self, rows: dict[str, Any], cloud: dict[str, Any], derivation: dict[str, Any]) -> dict[str, Any]:
         """Write the report (and ``results.json``) under ``<out>/report`` and copy it to ``docs_dir``."""
@@ -239,7 +246,11 @@ class RtdnasExperiment:
         """Top-weight and GA paths for every N_l of Table 1 and the sweep, on the final round's cells."""
         path = self.out / "derivation.json"
         if path.is_file():
-            return read_json(path)
+            doc = read_json(path)
+            if any("exhaustive_ms" not in d for d in doc["by_n"].values()):
+                self.check_optimality(doc, table)
+                write_json(path, doc)
+            return doc
         from search.core.genotypes import CellGenotype
 
         cfg = self.cfg
@@ -255,8 +266,29 @@ class RtdnasExperiment:
         doc = {"round": final["round"], "ub_ms": final["ub_ms"], "cells": final["cells"],
                "pool": [{"kinds": list(p.kinds), "log_weight": w} for p, w in zip(pool.paths, pool.log_weights)],
                "by_n": by_n}
+        self.check_optimality(doc, table)
         write_json(path, doc)
         return doc
+
+    def check_optimality(self, doc: dict[str, Any], table: LatencyTable, max_combinations: int = 1000) -> None:
+        """Add the exhaustive optimum (``exhaustive_ms``, ``exhaustive_best``) to every N_l of ``doc["by_n"]``.
+
+        Enumerates all C(pool, N_l) individuals with the GA's own fitness; skipped (None) above
+        ``max_combinations``. Shows whether a GA that returns the top-weight individual missed anything.
+        """
+        from search.core.genotypes import CellGenotype, PathGenotype
+        from search.methods.rtdnas.ga import exhaustive_best
+
+        cells = {k: CellGenotype.from_dict(v) for k, v in doc["cells"].items()}
+        pool = GenePool(tuple(PathGenotype(tuple(p["kinds"])) for p in doc["pool"]),
+                        tuple(p["log_weight"] for p in doc["pool"]))
+        fused = space.FusedLatencyModel(self.cfg, cells, pool.paths, table)
+        for n, res in doc["by_n"].items():
+            if math.comb(len(pool), int(n)) > max_combinations:
+                res["exhaustive_ms"] = res["exhaustive_best"] = None
+                continue
+            best, ms = exhaustive_best(pool, int(n), fused)
+            res["exhaustive_ms"], res["exhaustive_best"] = ms, list(best)
 
     def genotypes(self, derivation: dict[str, Any]) -> dict[str, MultiscaleGenotype]:
         """Row key -> genotype: ``tw_n<N>`` / ``ga_n<N>`` (GA rows identical to top-weight map to it)."""
@@ -293,7 +325,12 @@ class RtdnasExperiment:
         return results
 
     def train_cloud(self) -> dict[str, Any]:
-        """The Fig. 2 cloud: random architectures of the space, trained ``cloud.train_steps`` steps each."""
+        """The Fig. 2 cloud: random architectures of the space, trained ``cloud.train_steps`` steps each.
+
+        With ``train_steps == 0`` the cloud is latency-only: no training, no Dice (NaN); its result files
+        hold the genotype and parameter count, and ``measure`` times the networks at their initial weights
+        (weights do not change the exported graph's cost).
+        """
         cfg = self.cfg
         rng = np.random.default_rng(cfg.seed + 500)
         retrain = replace(cfg.retrain, steps=max(1, cfg.cloud.train_steps), eval_every=max(1, cfg.cloud.train_steps))
@@ -302,7 +339,43 @@ class RtdnasExperiment:
             n = int(rng.integers(1, cfg.cloud.max_paths + 1))
             g = sample_random_genotype("rtdnas", rng, n_layers=cfg.supernet.layers, n_scales=cfg.supernet.scales,
                                        n_paths=n, n_nodes=cfg.supernet.nodes)
-            out[f"cloud_{i:02d}"] = self._train(f"cloud_{i:02d}", f"random #{i} (N_l={n})", g, retrain)
+            key, name = f"cloud_{i:02d}", f"random #{i} (N_l={n})"
+            out[key] = self._train(key, name, g, retrain) if cfg.cloud.train_steps > 0 else self._untrained(key, name, g)
+        return out
+
+    def _untrained(self, key: str, name: str, g: MultiscaleGenotype) -> dict[str, Any]:
+        path = self.out / "rows" / key / "result.json"
+        if path.is_file():
+            return read_json(path)
+        row = space.row(key, name, len(g.paths))
+        net = build_row_network(space.msnas_view(self.cfg, (row,)), row, genotype=g)
+        nan = float("nan")
+        res = {"key": key, "name": name, "kind": "random", "genotype": json.loads(g.to_json()),
+               "dice": {"per_class": {}, "mean": nan, "std": {}, "note": "untrained (latency-only cloud)"},
+               "params": int(sum(p.numel() for p in net.parameters())), "train_losses": [], "train_seconds": 0.0,
+               "genotype_paths": [list(p.kinds) for p in g.paths], "untrained": True}
+        if distributed.is_main():
+            write_json(path, res)
+        return res
+
+    def pick_full_cloud(self, cloud: dict[str, Any]) -> list[str]:
+        """Keys of the ``cloud.full_train`` cloud networks meeting the budget with the highest measured latency."""
+        if self.cfg.cloud.full_train <= 0:
+            return []
+        self.measure(cloud)
+        doc = read_json(self.out / "latency.json")
+        ok = [k for k in cloud if k in doc and meets(self.cfg, doc[k])]
+        picks = sorted(ok, key=lambda k: -doc[k]["p50_ms"])[:self.cfg.cloud.full_train]
+        self.say(f"cloud: {len(ok)} of {len(cloud)} random networks meet the budget; retraining {picks} fully")
+        return picks
+
+    def train_full_cloud(self, cloud: dict[str, Any], picks: list[str]) -> dict[str, Any]:
+        """Retrain the picked cloud networks with the searched rows' schedule (keys ``<cloud key>_full``)."""
+        out = {}
+        for key in picks:
+            g = MultiscaleGenotype.from_dict(cloud[key]["genotype"])
+            res = self._train(f"{key}_full", f"{cloud[key]['name']}, full training", g)
+            out[f"{key}_full"] = {**res, "full_training": True}
         return out
 
     # ------------------------------------------------------------------------------- latency
@@ -321,7 +394,9 @@ class RtdnasExperiment:
                 g = MultiscaleGenotype.from_dict({**rows[key]["genotype"]})
                 row = space.row(key, key, len(g.paths))
                 net = build_row_network(space.msnas_view(cfg, (row,)), row, genotype=g)
-                net.load_state_dict(torch.load(self.out / "rows" / key / "weights.pt", map_location="cpu"))
+                weights = self.out / "rows" / key / "weights.pt"
+                if weights.is_file() or not rows[key].get("untrained"):
+                    net.load_state_dict(torch.load(weights, map_location="cpu"))
                 models[key] = export_onnx_bytes(net.eval(), torch.zeros(shape))
             stats = measure_interleaved(models, warmup=cfg.measure.warmup, repeats=cfg.measure.repeats, seed=cfg.seed)
             doc.update({k: s.to_dict() for k, s in stats.items()})

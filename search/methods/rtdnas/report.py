@@ -82,12 +82,21 @@ def table1_markdown(cfg: RtdnasConfig, rows: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def table2_markdown(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mapping[str, Any]) -> str:
-    """Our GA networks (sweep and Table 1) and msnas-hw's rows, best Dice first within 'meets' then the rest."""
+def full_cloud(cloud: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The cloud networks retrained with the full schedule (keys ``cloud_<i>_full``)."""
+    return {k: r for k, r in (cloud or {}).items() if k.endswith("_full")}
+
+
+def table2_markdown(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mapping[str, Any],
+                    cloud: Mapping[str, Any] | None = None) -> str:
+    """Our networks (sweep, Table 1, fully trained random ones) and msnas-hw's rows, best Dice first within
+    'meets' then the rest."""
     entries = []
     for key, r in rows.items():
         if key.startswith("ga_") and not r.get("same_network_as") or key.startswith("tw_"):
             entries.append((f"RT-DNAS {'GA' if key.startswith('ga_') else 'top-weight'} (N_l = {key.split('_n')[1]})", r, "this run"))
+    for key, r in full_cloud(cloud).items():
+        entries.append((r.get("name", key), r, "this run (random architecture)"))
     for key, b in baselines.items():
         entries.append((b["name"], b, "msnas-hw run"))
     entries.sort(key=lambda e: (not meets(cfg, e[1]), -(e[1].get("dice") or {}).get("mean", -1.0)))
@@ -110,14 +119,19 @@ def plot_fig2(cfg: RtdnasConfig, rows: Mapping[str, Any], cloud: Mapping[str, An
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     groups = [
-        ("random (short training)", [r for r in cloud.values()], dict(c="0.7", marker=".", s=30)),
+        (f"random (short training, {cfg.cloud.train_steps} steps)" if cfg.cloud.train_steps
+         else "random, untrained: latency only (rug at Dice 0)",
+         [r for k, r in cloud.items() if not k.endswith("_full")],
+         dict(c="0.55", marker="." if cfg.cloud.train_steps else "|", s=30 if cfg.cloud.train_steps else 120)),
+        ("random (full training)", list(full_cloud(cloud).values()), dict(c="tab:green", marker="D", s=30)),
         ("top-weight", [r for k, r in rows.items() if k.startswith("tw_")], dict(c="tab:orange", marker="s", s=40)),
         ("RT-DNAS GA", [r for k, r in rows.items() if k.startswith("ga_")], dict(c="tab:red", marker="*", s=90)),
         ("msnas-hw run (U-nets, MS-NAS, msnas-hw)", list(baselines.values()), dict(c="tab:blue", marker="^", s=40)),
     ]
     for ax, which in zip(axes, ("latency", "throughput")):
         for label, rs, style in groups:
-            pts = [(_lat(r)[0 if which == "latency" else 1], (r.get("dice") or {}).get("mean", float("nan"))) for r in rs]
+            pts = [(_lat(r)[0 if which == "latency" else 1],
+                    0.0 if r.get("untrained") else (r.get("dice") or {}).get("mean", float("nan"))) for r in rs]
             pts = [p for p in pts if not any(math.isnan(v) for v in p)]
             if pts:
                 ax.scatter(*zip(*pts), label=label, **style)
@@ -133,7 +147,7 @@ def plot_fig2(cfg: RtdnasConfig, rows: Mapping[str, Any], cloud: Mapping[str, An
         ax.grid(alpha=0.3)
     axes[0].set_title(f"(a) Dice vs latency, line = {cfg.measure.realtime_latency_ms:g} ms")
     axes[1].set_title(f"(b) Dice vs throughput, line = {cfg.measure.realtime_fps:g} FPS")
-    axes[1].legend(fontsize=7, loc="lower left")
+    axes[1].legend(fontsize=7, loc="center left")
     fig.suptitle(f"rtdnas {cfg.preset}: {MACHINE}", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +156,9 @@ def plot_fig2(cfg: RtdnasConfig, rows: Mapping[str, Any], cloud: Mapping[str, An
     return path
 
 
-def check_targets(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mapping[str, Any]) -> list[str]:
+def check_targets(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mapping[str, Any],
+                  cloud: Mapping[str, Any] | None = None) -> list[str]:
+    """One line per issue-10 target, MET / NOT met with the numbers behind it."""
     out = []
     for n in cfg.table1_paths:
         tw, ga = rows.get(f"tw_n{n}"), rows.get(f"ga_n{n}")
@@ -158,7 +174,8 @@ def check_targets(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mapping
                    f"(LUT {ga.get('lut_ms', float('nan')):.1f} vs {tw.get('lut_ms', float('nan')):.1f}): "
                    + ("MET" if ok else "NOT met" + (" (latency)" if lt_ga >= lt_tw else "") + (" (Dice)" if d_ga < d_tw else "")))
     ours = {f"ours:{k}": r for k, r in rows.items() if "dice" in r}
-    allrows = {**ours, **{f"msnas-hw:{k}": b for k, b in baselines.items()}}
+    allrows = {**ours, **{f"random:{k}": r for k, r in full_cloud(cloud).items()},
+               **{f"msnas-hw:{k}": b for k, b in baselines.items()}}
     feasible = {k: r for k, r in allrows.items() if meets(cfg, r) and not math.isnan(r["dice"]["mean"])}
     if not feasible:
         out.append("- No network of this run or of msnas-hw's run meets both constraints on this CPU.")
@@ -176,15 +193,29 @@ def write_report(cfg: RtdnasConfig, out: Path, results: Mapping[str, Any], deriv
     folder = Path(out) / "report"
     folder.mkdir(parents=True, exist_ok=True)
     rows, cloud = results["rows"], results["cloud"]
-    t1, t2 = table1_markdown(cfg, rows), table2_markdown(cfg, rows, baselines)
+    t1, t2 = table1_markdown(cfg, rows), table2_markdown(cfg, rows, baselines, cloud)
     (folder / "table1.md").write_text(t1 + "\n")
     (folder / "table2.md").write_text(t2 + "\n")
     plot_fig2(cfg, rows, cloud, baselines, folder / "fig2.png")
     pool = "\n".join(f"{i}. `{' '.join(p['kinds'])}` (log weight {p['log_weight']:.3f})" for i, p in enumerate(derivation["pool"]))
     ga_lines = "\n".join(f"- N_l = {n}: top-weight genes {d['top_weight']} -> LUT {d['top_weight_latency_ms']:.2f} ms; GA genes "
                          f"{d['best']} -> LUT {d['latency_ms']:.2f} ms ({d['evaluated']} individuals evaluated)"
+                         + ("" if d.get("exhaustive_ms") is None else
+                            f"; exhaustive optimum over all C({len(derivation['pool'])}, {n}) individuals: "
+                            f"{d['exhaustive_ms']:.2f} ms {d['exhaustive_best']}")
                          for n, d in derivation["by_n"].items())
-    cloud_dice = [r["dice"]["mean"] for r in cloud.values() if not math.isnan(r["dice"]["mean"])]
+    cloud_dice = [r["dice"]["mean"] for k, r in cloud.items() if not k.endswith("_full") and not math.isnan(r["dice"]["mean"])]
+    n_short, n_full = len(cloud) - len(full_cloud(cloud)), len(full_cloud(cloud))
+    if cfg.cloud.train_steps:
+        cloud_text = (f"each trained only **{cfg.cloud.train_steps} steps** (the searched networks get {cfg.retrain.steps}): "
+                      f"their Dice (mean {(sum(cloud_dice) / len(cloud_dice)) if cloud_dice else float('nan'):.3f}) is a "
+                      "short-training proxy, their latency is measured exactly like every other row.")
+    else:
+        lat = sorted(_lat(r)[0] for k, r in cloud.items() if not k.endswith("_full") and r.get("latency"))
+        n_ok = sum(1 for k, r in cloud.items() if not k.endswith("_full") and meets(cfg, r))
+        cloud_text = ("**untrained** (no Dice: drawn as a rug at Dice 0), timed exactly like every other row: "
+                      + (f"median {lat[len(lat) // 2]:.1f} ms, range {lat[0]:.1f}-{lat[-1]:.1f} ms; {n_ok} of {n_short} "
+                         f"meet {cfg.measure.realtime_latency_ms:g} ms / {cfg.measure.realtime_fps:g} FPS." if lat else "not timed yet."))
     text = f"""# rtdnas (seed 002) -- preset `{cfg.preset}`, seed {cfg.seed}
 
 Machine: {MACHINE}; latency = median of {cfg.measure.repeats} onnxruntime runs of one
@@ -231,14 +262,15 @@ approximately.
 
 ![fig2](fig2.png)
 
-Cloud: {len(cloud)} random architectures of the space (`sample_random_genotype("rtdnas")`, N_l from 1 to
-{cfg.cloud.max_paths}), each trained only **{cfg.cloud.train_steps} steps** (the searched networks get
-{cfg.retrain.steps}): their Dice (mean {(sum(cloud_dice) / len(cloud_dice)) if cloud_dice else float('nan'):.3f})
-is a short-training proxy, their latency is measured exactly like every other row.
+Cloud: {n_short} random architectures of the space (`sample_random_genotype("rtdnas")`, N_l from 1 to
+{cfg.cloud.max_paths}), {cloud_text} The {n_full} slowest of
+them that meet the budget when measured (the most capacity within it) were retrained with the full
+{cfg.retrain.steps}-step schedule (green diamonds, and in Table 2) so that the searched networks also face
+random ones of equal training.
 
 ## Targets
 
-{chr(10).join(check_targets(cfg, rows, baselines))}
+{chr(10).join(check_targets(cfg, rows, baselines, cloud))}
 
 ## Seed 002 for reference (P100 GPU, ACDC; RV / MYO / LV / average / LT ms / TP FPS)
 
@@ -271,7 +303,7 @@ def write_results_json(cfg: RtdnasConfig, path: Path, results: Mapping[str, Any]
         "rows": {k: _row_summary(cfg, r) for k, r in results["rows"].items()},
         "cloud": {k: _row_summary(cfg, r) for k, r in results["cloud"].items()},
         "baselines_msnas_hw": {k: _row_summary(cfg, b) for k, b in baselines.items()},
-        "targets": check_targets(cfg, results["rows"], baselines),
+        "targets": check_targets(cfg, results["rows"], baselines, results["cloud"]),
     }
     path.write_text(json.dumps(doc, indent=1, allow_nan=True))
     return path

@@ -72,17 +72,17 @@ def ship(exp, results: dict[str, Any], derivation: dict[str, Any]) -> Path | Non
         decision["shipped"] = False
         decision["reason"] = f"msnas-hw's {theirs['id']} has the higher Dice within the budget"
     else:
-        card = export_winner(exp, key, rows[key])
-        decision["shipped"] = True
-        decision["model"] = str(card.onnx_path)
         decision["reason"] = ("beats msnas-hw's model within the budget" if theirs and theirs["meets"]
                               else "msnas-hw has no model within the budget")
+        card = export_winner(exp, key, rows[key], decision["reason"])
+        decision["shipped"] = True
+        decision["model"] = str(card.onnx_path)
     (exp.out / "shipping.json").write_text(json.dumps(decision, indent=1))
     exp.say(f"ship: {decision['reason']}" + (f" -> {decision.get('model')}" if decision.get("shipped") else ""))
     return Path(decision["model"]) if decision.get("shipped") else None
 
 
-def export_winner(exp, key: str, result: dict[str, Any]) -> ModelCard:
+def export_winner(exp, key: str, result: dict[str, Any], reason: str) -> ModelCard:
     """ONNX (clip -> softmax probabilities for every frame) + verified card into ``exp.models_dir``."""
     cfg = exp.cfg
     g = MultiscaleGenotype.from_dict(result["genotype"])
@@ -117,9 +117,9 @@ def export_winner(exp, key: str, result: dict[str, Any]) -> ModelCard:
                       "path_selection": "genetic" if key.startswith("ga_") else "top-weight"},
         notes=(f"{result['name']} from `python -m search rtdnas --preset {cfg.preset}` (seed 002, RT-DNAS). "
                f"Best Dice among this run's networks meeting {cfg.measure.realtime_latency_ms:g} ms / "
-               f"{cfg.measure.realtime_fps:g} FPS on this CPU ({lat['p50_ms']:.1f} ms median, {lat['fps']:.1f} FPS) "
-               f"and higher than msnas-hw's model within the budget. Trained at {h}x{w}, {cfg.width_divisor}x "
-               "narrower than the paper's widths."),
+               f"{cfg.measure.realtime_fps:g} FPS on this CPU ({lat['p50_ms']:.1f} ms median, {lat['fps']:.1f} FPS in "
+               f"the run's interleaved timing); shipped because: {reason}. Trained {cfg.retrain.steps} steps at "
+               f"{h}x{w}, {cfg.width_divisor}x narrower than the paper's widths."),
         # Shipped only when it beats msnas-hw's model within the budget (issue 10) -> the app's default cine model
         # (app.engine.models ranks a card with "default": true first).
         extra={"meets_realtime": True, "default": True},

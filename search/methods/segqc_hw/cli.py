@@ -26,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu",
                         help="torch device for the searches and retraining (cpu, cuda); evaluation, latency "
                              "and export always run on the CPU")
+    parser.add_argument("--retrain-epochs", type=int, nargs=2, metavar=("SEG", "QC"), default=None,
+                        help="override the preset's retraining epochs (e.g. a convergence check in another --out "
+                             "that reuses a finished run's search/, data/ and latency/ folders)")
     parser.add_argument("--stop-after", choices=("search", "retrain", "all"), default="all",
                         help="stop after this stage (train on a GPU machine, then run again on the target CPU "
                              "to measure Table II and export)")
@@ -33,6 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    from dataclasses import replace
     from pathlib import Path
 
     from search import distributed
@@ -44,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
+    if args.retrain_epochs is not None:
+        seg_epochs, qc_epochs = args.retrain_epochs
+        cfg = replace(cfg, retrain=replace(cfg.retrain, seg_epochs=seg_epochs, qc_epochs=qc_epochs))
     root = Path(__file__).resolve().parents[3]
     out = Path(args.out) if args.out else root / "runs" / "segqc-hw" / cfg.preset
     smoke = cfg.preset == "smoke"

@@ -49,7 +49,7 @@ def model_ids(preset: str) -> tuple[str, str]:
 
 
 def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, cases: dict[str, list[Case]],
-                models_dir: Path, machine: str, *, record: Path | None = None) -> list[str]:
+                models_dir: Path, machine: str, *, record: Path | None = None, row_key: str = "searched_hw") -> list[str]:
     """Export ``pair`` (trained seg logits net, QC net) with cards; returns the shipped ids.
 
     Args:
@@ -60,6 +60,7 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
         models_dir: Destination (``models/``).
         machine: The machine line of Table II, quoted in the cards' notes.
         record: JSON file for what was shipped and the INT8 decision (e.g. ``<run>/report/export.json``).
+        row_key: Which search the pair comes from (``searched_hw`` or a sensitivity search).
     """
     seg, qc = pair
     if row.get("weights_here") is False:
@@ -70,12 +71,12 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
     r = cfg.data.resolution
     test = frame_dataset(cases["test"], r, None, seed=0)
     data = {"source": "phantom-echo (app.data.phantom.echo, contrast)", "seed": cfg.data.phantom_seed,
-            "split": {"s1_seg_train": cfg.data.n_s1, "s2_qc_train": cfg.data.n_s2 - cfg.data.n_qc_val,
-                      "s2_validation": cfg.data.n_qc_val, "test": cfg.data.n_test,
+            "split": {"s1_seg_train": len(cases["s1"]), "s2_qc_train": len(cases["s2_train"]),
+                      "s2_validation": len(cases["s2_val"]), "test": len(cases["test"]),
                       "frames_per_patient": cfg.data.frames_per_case},
             "preset": cfg.preset}
     cost = row["cost"]
-    table_note = (f"Table II (seg + QC at {cfg.measure.resolution}x{cfg.measure.resolution}, {machine}): "
+    table_note = (f"In the Table II harness (seg + QC at {cfg.measure.resolution}x{cfg.measure.resolution}, {machine}): "
                   f"{cost['latency_ms']:.1f} ms, {cost['macs'] / 1e6:.0f} M MACs; test Dice "
                   f"{row['test']['dice_mean']:.3f}, QC MAE {row['test']['qc_mae']:.3f}. See docs/segqc/README.md.")
     image = TensorSpec("image", (1, 3, r, r), "RGB frame scaled to [0, 1]")
@@ -89,7 +90,8 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
         architecture={"nasunet": {"init_filters": cfg.space.seg_init_filters, "depth": cfg.space.seg_depth,
                                   "n_nodes": cfg.space.nodes}},
         notes="Searched jointly with its QC model (seed 000, hardware-aware, lambda2 = "
-              f"{cfg.search.lambda2}), retrained from scratch on S1. " + table_note)
+              f"{row.get('lambda2', cfg.search.lambda2):g}; the hardware-aware search with the best validation "
+              "score), retrained from scratch on S1. " + table_note)
     feeds = [{"image": test[i][0].numpy()[None]} for i in range(min(3, len(test)))]
 
     def seg_metrics(path: Path) -> dict[str, Any]:
@@ -133,7 +135,8 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
     if record is not None:
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({
-            "shipped": shipped, "models_dir": str(models_dir),
+            "shipped": shipped, "models_dir": str(models_dir), "from_search": row_key,
+            "lambda2": row.get("lambda2", cfg.search.lambda2),
             "seg": {"id": seg_id, "sha256": seg_card.raw["onnx_sha256"], "metrics": seg_card.metrics},
             "qc": {"id": qc_id, "sha256": qc_card.raw["onnx_sha256"], "metrics": qc_card.metrics},
             "int8": {"shipped": decision.shipped is not None, "reason": decision.reason,

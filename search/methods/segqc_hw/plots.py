@@ -39,7 +39,7 @@ def scatter_predicted_vs_true(rows: Mapping[str, Sequence[dict]], path: Path, ti
 
     plt = _pyplot()
     n = len(rows)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 4.2), squeeze=False)
     for ax, (name, frames) in zip(axes[0], rows.items()):
         for b in ("poor", "medium", "good", ""):
             sel = [f for f in frames if f.get("quality_bin", "") == b]
@@ -48,7 +48,8 @@ def scatter_predicted_vs_true(rows: Mapping[str, Sequence[dict]], path: Path, ti
                            color=BIN_COLOURS[b], label=b or "unknown", edgecolors="none")
         ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
         cal = qc_calibration([f["predicted"] for f in frames], [f["true"] for f in frames])
-        ax.set_title(f"{name}\nMAE {cal['qc_mae']:.3f}, r {cal['qc_pearson']:.2f}", fontsize=9)
+        label = name.replace(", sensitivity", ",\nsensitivity")
+        ax.set_title(f"{label}\nMAE {cal['qc_mae']:.3f}, r {cal['qc_pearson']:.2f}", fontsize=9)
         lo = min([0.5] + [min(f["true"], f["predicted"]) for f in frames])
         lo = float(np.floor(lo * 10) / 10)
         ax.set_xlim(lo, 1.0), ax.set_ylim(lo, 1.0)

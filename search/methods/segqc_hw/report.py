@@ -176,9 +176,22 @@ def export_markdown(record: dict | None) -> str:
         lat = (m.get("latency_ms") or {}).get("p50")
         lines.append(f"| `{record[part]['id']}` | `{record[part]['sha256'][:12]}` | {what} | {_f(lat, 2)} |")
     q = record["int8"]
-    lines += ["", f"INT8 variant of the segmentation model: {'shipped' if q['shipped'] else 'not shipped'} "
-              f"({q['reason']}; rule: faster on this CPU at <= 0.005 Dice loss)."]
+    origin = record.get("from_search", "searched_hw")
+    lines = [f"From the search `{row_name(origin)}`: the hardware-aware pair with the best validation score "
+             "(Dice minus QC MAE on the S2 validation patients; the test patients play no part).", ""] + lines
+    lines += ["", f"INT8 variant of the segmentation model: {q['reason']} (rule: ship only if faster on this CPU "
+              "at <= 0.005 Dice loss, both measured interleaved in one process)."]
     return "\n".join(lines)
+
+
+def _split(results: dict) -> str:
+    """The patient split as run (quality-stratified, so a part may differ by one from the config)."""
+    n = results.get("n_patients")
+    if not n:
+        d = results["config"]["data"]
+        return f"{d['n_s1']} S1 / {d['n_s2']} S2 / {d['n_test']} test patients"
+    return (f"{n['s1']} S1 (seg) / {n['s2_train'] + n['s2_val']} S2 ({n['s2_train']} QC training + {n['s2_val']} "
+            f"validation) / {n['test']} test patients")
 
 
 def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
@@ -192,7 +205,7 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
         "# segqc-hw: joint segmentation + QC search for contrast echo (seed 000, Table II)",
         "",
         f"Preset `{cfg['preset']}`, master seed {cfg['seed']}: phantom contrast echo, "
-        f"{cfg['data']['n_s1']} S1 / {cfg['data']['n_s2']} S2 / {cfg['data']['n_test']} test patients, "
+        f"{_split(results)}, "
         f"{cfg['data']['frames_per_case']} frames each, trained at {cfg['data']['resolution']}x{cfg['data']['resolution']}; "
         f"search {cfg['search']['warmup_epochs']} warm-up + {cfg['search']['alternate_epochs']} alternating epochs, "
         f"seeds {cfg['search']['seeds']}; retraining {cfg['retrain']['seg_epochs']} seg + {cfg['retrain']['qc_epochs']} QC epochs.",

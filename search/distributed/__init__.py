@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import gc
 import hashlib
 import json
 import logging
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -93,6 +95,17 @@ def backend() -> str:
     return "gloo"
 
 
+_failed = False  # an uncaught exception happened on this rank (set by the excepthook below)
+
+
+def _note_failure(hook: Callable) -> Callable:
+    def excepthook(*exc_info) -> None:
+        global _failed
+        _failed = True
+        hook(*exc_info)
+    return excepthook
+
+
 def init_from_env() -> bool:
     """Join torchrun's process group when launched by it with more than one process.
 
@@ -107,6 +120,7 @@ def init_from_env() -> bool:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         minutes = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_MIN))
         dist.init_process_group(backend=backend(), timeout=datetime.timedelta(minutes=minutes))
+        sys.excepthook = _note_failure(sys.excepthook)
         atexit.register(shutdown)
     if not is_main():
         logging.getLogger().setLevel(logging.WARNING)
@@ -115,9 +129,20 @@ def init_from_env() -> bool:
 
 
 def shutdown() -> None:
-    """Leave the process group (registered at exit by :func:`init_from_env`)."""
+    """Leave the process group (registered at exit by :func:`init_from_env`).
+
+    After a clean run every rank first waits for the others (a rank that left early, while rank 0
+    still reports, must not close its connections under a peer: gloo aborts the process then);
+    after an uncaught exception it leaves at once and torchrun stops the rest.
+    """
     if dist.is_available() and dist.is_initialized():
+        # DDP wrappers left in reference cycles hold the gloo group; freed during interpreter teardown
+        # they abort the process ("terminate called without an active exception"). Free them now.
+        gc.collect()
+        if not _failed:
+            barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def barrier() -> None:
