@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-PRESET_HELP = ("smoke: end to end in under a minute (tests); default: 2-core CPU, ~30-45 min; "
+PRESET_HELP = ("smoke: end to end in under a minute (tests); default: 2-core CPU, ~1 h on shared cores; "
                "paper: seed 000's schedule (80 epochs, 5 seeds, 256x256), for a GPU")
 
 

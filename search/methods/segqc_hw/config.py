@@ -22,8 +22,9 @@ Why the default preset looks the way it does (2 CPU cores, shared with other job
     * One extra hardware-aware search with lambda2 = 0.01 (ten times the paper's), reported beside
       Table II: with a tenth of the paper's architecture steps, the paper's weight barely moves the
       expected latency (28.1 -> 27.9 ms over the alternating epochs of the first default run).
-    About 30 minutes on a quiet 2-core CPU (three searches of ~5 min, five retrainings of ~2 min); it
-    took far longer here because the two cores were shared with other searches (load average 3-10).
+    Measured here with the two cores shared with other searches (load average 3-9): about an hour of
+    running (three searches of 12-16 min, five retrainings of 1-4 min, Table II + export ~2 min) plus
+    ~12 min of phantom rendering and latency-table profiling on the first run.
 """
 
 from __future__ import annotations
