@@ -43,7 +43,7 @@ def plot_pareto(points: Sequence[ParetoPoint], path: Path) -> Path | None:
 
     sources = sorted({p.source for p in valid})
     style = {s: (MARKERS[i % len(MARKERS)], f"C{i % 10}") for i, s in enumerate(sources)}
-    fig, axes = plt.subplots(1, len(tasks), figsize=(7.0 * len(tasks), 5.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(7.0 * len(tasks), 6.0), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         pts = sorted((p for p in valid if p.task == task), key=lambda p: (p.source, p.label))
         for source in sources:
@@ -64,7 +64,7 @@ def plot_pareto(points: Sequence[ParetoPoint], path: Path) -> Path | None:
         ax.set_ylabel("mean foreground Dice, held-out phantom patients", fontsize=8)
         ax.set_title(TASK_TITLES[task], fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, metadata={"Software": None})

@@ -172,6 +172,28 @@ def test_ga_rejects_bad_sizes(problem):
         GaConfig(population=4, elite=4)
 
 
+# ------------------------------------------------------------------------------ constraint rounds
+def test_a_missed_budget_lowers_l_ub_and_searches_again(tmp_path):
+    from search.methods.rtdnas.experiment import RtdnasExperiment, next_ub
+
+    cfg = preset("smoke")
+    slow = {"p50_ms": 100.0, "fps": 11.0}  # 2x over 50 ms and 2x under 22 FPS
+    assert next_ub(cfg, 50.0, 40.0, slow) == pytest.approx(40.0 * 0.5 * cfg.rounds.shrink_margin)
+    assert next_ub(cfg, 50.0, 40.0, {"p50_ms": 1e6, "fps": 1e-3}) == cfg.rounds.min_ub_ms
+    exp = RtdnasExperiment(cfg, tmp_path)
+    bounds = []
+
+    def fake_round(k, ub, table):
+        bounds.append(ub)
+        measured = slow if k == 1 else {"p50_ms": 20.0, "fps": 50.0}
+        return {"round": k, "check": {"lut_ms": 40.0, "measured": measured,
+                                      "meets": measured["p50_ms"] <= 50.0 and measured["fps"] >= 22.0}}
+
+    exp.search_round = fake_round
+    final = exp.search_rounds(None)
+    assert final["round"] == 2 and bounds == [50.0, pytest.approx(40.0 * 0.5 * cfg.rounds.shrink_margin)]
+
+
 # ---------------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_smoke_preset_end_to_end(tmp_path):

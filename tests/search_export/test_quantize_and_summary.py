@@ -16,7 +16,7 @@ from search.baselines.unet import UNet
 from search.export.card_writer import CardContent, TensorSpec
 from search.export.onnx_export import export_model
 from search.export.quantize import quantize_if_faster, quantize_model
-from search.export.summary import format_summary, summary_rows
+from search.export.summary import format_summary, summary_markdown, summary_rows
 from search.train.seg_outputs import SegmentationWithUncertainty
 
 
@@ -94,3 +94,14 @@ def test_summary_adds_the_qc_partner_and_applies_the_budget(tmp_path):
     assert not rows["cine"].real_time
     table = format_summary(cards)
     assert "seg + qc" in table and "cine" in table and len(table.splitlines()) == 4
+
+
+def test_summary_markdown_has_one_row_per_seg_model_with_its_machine(tmp_path):
+    seg = _card(tmp_path, "seg", "seg", 30.0, 40.0, dice=0.8, pairs_with="qc")
+    seg.raw["metrics"].update(hardware="Test CPU, 2 logical cores, x86_64, Linux 6", runtime="onnxruntime 1.0 CPU, 2 threads, x")
+    cards = [seg, _card(tmp_path, "qc", "qc", 15.0, 20.0, qc_mae=0.05)]
+    lines = summary_markdown(cards).splitlines()
+    assert len(lines) == 3 and "meets 50 ms / 22 FPS" in lines[0]
+    assert lines[2] == ("| seg + qc | echo | 0.800 | 0.050 | 45.0 | 60.0 | 22.2 | no | "
+                        "Test CPU, 2 logical cores, x86_64; onnxruntime 1.0 CPU, 2 threads |")
+    assert summary_markdown([]) == "(no segmentation models)"

@@ -65,6 +65,16 @@ def meets(cfg: RtdnasConfig, stats: dict[str, Any]) -> bool:
     return stats["p50_ms"] <= cfg.measure.realtime_latency_ms and stats["fps"] >= cfg.measure.realtime_fps
 
 
+def next_ub(cfg: RtdnasConfig, ub_ms: float, lut_ms: float, measured: dict[str, Any]) -> float:
+    """L_ub of the next round after a miss: ``min(L_ub, LUT ms) x (budget / measured) x margin``, floored.
+
+    The ratio is the tighter of the latency and throughput shortfalls (both < 1 on a miss), so the next
+    search aims that much below what the checked network's lookup-table latency was.
+    """
+    ratio = min(cfg.measure.realtime_latency_ms / measured["p50_ms"], measured["fps"] / cfg.measure.realtime_fps)
+    return max(cfg.rounds.min_ub_ms, min(ub_ms, lut_ms) * ratio * cfg.rounds.shrink_margin)
+
+
 class RtdnasExperiment:
     """Seed 002's Table 1, Table 2 and Fig. 2 on phantom cine MR, on this machine.
 
@@ -168,8 +178,7 @@ class RtdnasExperiment:
                          f"{doc['check']['measured']['fps']:.1f} FPS) at L_ub {ub:.1f} ms")
                 break
             m = doc["check"]["measured"]
-            ratio = min(cfg.measure.realtime_latency_ms / m["p50_ms"], m["fps"] / cfg.measure.realtime_fps)
-            new_ub = max(cfg.rounds.min_ub_ms, min(ub, doc["check"]["lut_ms"]) * ratio * cfg.rounds.shrink_margin)
+            new_ub = next_ub(cfg, ub, doc["check"]["lut_ms"], m)
             self.say(f"round {k}: constraints MISSED ({m['p50_ms']:.1f} ms, {m['fps']:.1f} FPS at L_ub {ub:.1f} ms)"
                      + (f"; next L_ub {new_ub:.1f} ms" if k < cfg.rounds.max_rounds else "; no rounds left"))
             ub = new_ub

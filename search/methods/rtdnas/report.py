@@ -117,7 +117,7 @@ def plot_fig2(cfg: RtdnasConfig, rows: Mapping[str, Any], cloud: Mapping[str, An
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2))
     groups = [
         (f"random (short training, {cfg.cloud.train_steps} steps)" if cfg.cloud.train_steps
          else "random, untrained: latency only (rug at Dice 0)",
@@ -147,7 +147,7 @@ def plot_fig2(cfg: RtdnasConfig, rows: Mapping[str, Any], cloud: Mapping[str, An
         ax.grid(alpha=0.3)
     axes[0].set_title(f"(a) Dice vs latency, line = {cfg.measure.realtime_latency_ms:g} ms")
     axes[1].set_title(f"(b) Dice vs throughput, line = {cfg.measure.realtime_fps:g} FPS")
-    axes[1].legend(fontsize=7, loc="center left")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"rtdnas {cfg.preset}: {MACHINE}", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

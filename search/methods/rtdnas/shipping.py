@@ -64,6 +64,9 @@ def ship(exp, results: dict[str, Any], derivation: dict[str, Any]) -> Path | Non
                 not prev.get("shipped") or Path(prev["model"]).is_file()):
             exp.say(f"ship: already decided ({prev['reason']})")
             return Path(prev["model"]) if prev.get("shipped") else None
+    stale = None
+    if done.is_file() and prev.get("shipped"):
+        stale = Path(prev["model"])  # what this run shipped before; removed if it no longer wins
     decision: dict[str, Any] = {"ours": key, "ours_dice": rows[key]["dice"]["mean"] if key else None, "msnas_hw": theirs}
     if key is None:
         decision["shipped"] = False
@@ -77,6 +80,10 @@ def ship(exp, results: dict[str, Any], derivation: dict[str, Any]) -> Path | Non
         card = export_winner(exp, key, rows[key], decision["reason"])
         decision["shipped"] = True
         decision["model"] = str(card.onnx_path)
+    if stale is not None and not decision["shipped"]:
+        for f in (stale, stale.with_suffix(".json")):
+            f.unlink(missing_ok=True)
+        decision["removed"] = str(stale)
     (exp.out / "shipping.json").write_text(json.dumps(decision, indent=1))
     exp.say(f"ship: {decision['reason']}" + (f" -> {decision.get('model')}" if decision.get("shipped") else ""))
     return Path(decision["model"]) if decision.get("shipped") else None
@@ -115,7 +122,7 @@ def export_winner(exp, key: str, result: dict[str, Any], reason: str) -> ModelCa
         architecture={"row": result["name"], "channels_scale0": cfg.trained_channels, "n_paths": len(g.paths),
                       "layers": cfg.supernet.layers, "scales": cfg.supernet.scales,
                       "path_selection": "genetic" if key.startswith("ga_") else "top-weight"},
-        notes=(f"{result['name']} from `python -m search rtdnas --preset {cfg.preset}` (seed 002, RT-DNAS). "
+        notes=(f"{result['name']} from `python -m search rtdnas --preset {cfg.preset} --seed {cfg.seed}` (seed 002, RT-DNAS). "
                f"Best Dice among this run's networks meeting {cfg.measure.realtime_latency_ms:g} ms / "
                f"{cfg.measure.realtime_fps:g} FPS on this CPU ({lat['p50_ms']:.1f} ms median, {lat['fps']:.1f} FPS in "
                f"the run's interleaved timing); shipped because: {reason}. Trained {cfg.retrain.steps} steps at "
