@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
             module, argv = _optional_module(METHOD_MODULES[stage]), ["--preset", preset]
             seed = SHIPPED_SEEDS.get((stage, preset))
             run_name = preset if seed is None else f"{preset}-seed{seed}"
-            if seed is not None:
-                argv += ["--seed", str(seed)]
+            if seed is not None:  # its report beside the preset seed's (docs/rtdnas/seed1)
+                argv += ["--seed", str(seed), "--docs-dir", str(Path("docs") / stage / f"seed{seed}")]
             if args.runs or seed is not None:
                 argv += ["--out", str(Path(args.runs or "runs") / stage / run_name)]
                 if stage == "rtdnas":  # its Table 2 baselines and LUT seed: msnas-hw's run of the same preset
