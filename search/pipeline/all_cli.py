@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             if args.runs or seed is not None:
                 argv += ["--out", str(Path(args.runs or "runs") / stage / run_name)]
                 if stage == "rtdnas":  # its Table 2 baselines and LUT seed: msnas-hw's run of the same preset
-                    argv += ["--msnas-dir", str(Path(args.runs) / "msnas-hw" / preset)]
+                    argv += ["--msnas-dir", str(Path(args.runs or "runs") / "msnas-hw" / preset)]
         if module is None:
             statuses[stage] = "not built in this version"
             continue

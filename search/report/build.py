@@ -7,14 +7,16 @@ Where each method's results are looked for (``runs`` = the runs folder, ``P`` = 
     rtdnas    <runs>/rtdnas/P/{config.json, rows/, latency.json, derivation.json, rounds/, report/*.png}
               (Table 2's baselines: the msnas-hw folder above)
 
-A folder given in ``overrides`` replaces the default one of its method.
+Runs of the same preset with another seed (``<runs>/<method>/P-seed<k>``, e.g. the rtdnas run the
+shipped model comes from) get a section each after the preset's own run. A folder given in
+``overrides`` replaces the default one of its method (and its other seeds are not looked for).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -63,25 +65,35 @@ def build_report(preset: str, runs: Path, out: Path, models: Path, *, overrides:
     """
     overrides = dict(overrides or {})
     folders = {m: Path(overrides.get(m, Path(runs) / m / preset)) for m in TITLES}
-    segqc_candidates = [folders["segqc-hw"]]
-    if "segqc-hw" not in overrides and docs is not None:
-        segqc_candidates.append(Path(docs) / DOCS_COPY["segqc-hw"])
     loaders = {
-        "segqc-hw": lambda: segqc.load_section(segqc_candidates, preset),
-        "msnas-hw": lambda: msnas.load_section(folders["msnas-hw"]),
-        "rtdnas": lambda: rtdnas.load_section(folders["rtdnas"], folders["msnas-hw"]),
+        "segqc-hw": lambda folder: segqc.load_section(
+            [folder] + ([Path(docs) / DOCS_COPY["segqc-hw"]] if docs is not None and folder == folders["segqc-hw"]
+                        and "segqc-hw" not in overrides else []), preset),
+        "msnas-hw": lambda folder: msnas.load_section(folder),
+        "rtdnas": lambda folder: rtdnas.load_section(folder, folders["msnas-hw"]),
     }
     report = Report(Path(out))
     sections = []
     for method, load in loaders.items():
-        section, ok = _guarded(method, folders[method], load)
-        if docs is not None and section.folder is not None:
-            section.own_report = next((p for name in OWN_REPORT
-                                       if (p := Path(docs) / DOCS_COPY[method] / name).is_file()), None)
-        sections.append(section)
-        if not ok:
-            report.unreadable.append(method)
-        report.status.append(f"{method}: " + (f"{shown(section.folder)}" if section.folder else section.missing))
+        runs_of_method = [(None, folders[method])]
+        if method not in overrides:  # other seeds of the same preset (e.g. the run a shipped model comes from)
+            runs_of_method += [(int(p.name.rsplit("-seed", 1)[1]), p)
+                               for p in sorted((Path(runs) / method).glob(f"{preset}-seed*"))
+                               if p.is_dir() and p.name.rsplit("-seed", 1)[1].isdigit()]
+        for seed, folder in runs_of_method:
+            section, ok = _guarded(method, folder, lambda: load(folder))
+            docs_copy = None if docs is None else Path(docs) / DOCS_COPY[method] / ("" if seed is None else f"seed{seed}")
+            if seed is not None:
+                section.title += f", replicate run with seed {seed}"
+                section.slug = f"{method}-seed{seed}"
+                section.points = [replace(p, source=f"{p.source[:-1]}, seed {seed})" if p.source.endswith(")")
+                                          else f"{p.source} (seed {seed})") for p in section.points]
+            if docs_copy is not None and section.folder is not None:
+                section.own_report = next((p for name in OWN_REPORT if (p := docs_copy / name).is_file()), None)
+            sections.append(section)
+            if not ok:
+                report.unreadable.append(section.slug)
+            report.status.append(f"{section.slug}: " + (shown(section.folder) if section.folder else section.missing))
     cards = cards_table(models)
     report.status.append(f"models: {len(cards.points)} seg models summarised from {shown(models)}"
                          + (f", {len(cards.rejected)} card(s) REJECTED" if cards.rejected else ""))

@@ -91,7 +91,7 @@ def write_document(sections: Sequence[MethodSection], cards: CardsTable, out: Pa
         own = "-"
         if s.own_report is not None:
             own = f"[{shown(s.own_report)}]({Path(os.path.relpath(s.own_report, out.parent)).as_posix()})"
-        lines.append(f"| [{s.method}](#{_anchor(s.title)}) | {f'`{shown(s.folder)}`' if s.folder else s.missing} | {own} |")
+        lines.append(f"| [{s.slug}](#{_anchor(s.title)}) | {f'`{shown(s.folder)}`' if s.folder else s.missing} | {own} |")
     lines += ["", f"## Shipped models (`{shown(cards.folder)}`)", "",
               "Every card verified against its ONNX file (sha256, input shape). Echo rows are seg + QC back to back "
               "per frame; cine rows are one inference per arriving frame (a clip model re-runs on the sliding clip). "
@@ -122,11 +122,11 @@ def write_document(sections: Sequence[MethodSection], cards: CardsTable, out: Pa
         if s.figures or s.drawings:
             lines += ["#### Figures", ""]
         for caption, src in s.figures:
-            name = _copy_figure(src, figures_dir, f"{s.method}-{src.name}")
+            name = _copy_figure(src, figures_dir, f"{s.slug}-{src.name}")
             written.add(name)
             lines += [f"![{caption}]({rel}/{name})", ""]
         for caption, file_name, draw in s.drawings:
-            name = f"{s.method}-{file_name}"
+            name = f"{s.slug}-{file_name}"
             draw(figures_dir / name)
             written.add(name)
             lines += [f"![{caption}]({rel}/{name})", ""]

@@ -66,6 +66,7 @@ class MethodSection:
         drawings: ``(caption, file name, draw(path))`` for figures the method does not draw itself,
             drawn beside the report with the method's own drawing code.
         own_report: The method's full report (e.g. ``docs/msnas/report.md``), linked when it exists.
+        slug: Unique name of the section (figure file prefix); the method's name unless a replicate.
         points: Dice-latency points for the cross-method Pareto plot.
     """
 
@@ -77,7 +78,11 @@ class MethodSection:
     figures: list[tuple[str, Path]] = field(default_factory=list)
     drawings: list[tuple[str, str, Callable[[Path], Any]]] = field(default_factory=list)
     own_report: Path | None = None
+    slug: str = ""
     points: list[ParetoPoint] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.slug = self.slug or self.method
 
 
 def fmt(x: Any, digits: int = 3) -> str:

@@ -171,3 +171,13 @@ def test_pareto_front_keeps_only_undominated_points():
     pts = [ParetoPoint("cine", n, "s", ms, d) for n, ms, d in
            (("a", 10, 0.5), ("b", 20, 0.7), ("c", 30, 0.6), ("d", 40, 0.8), ("e", float("nan"), 0.9))]
     assert [p.label for p in pareto_front(pts)] == ["a", "b", "d"]
+
+
+def test_runs_with_another_seed_get_their_own_section(stored):
+    stored_runs.rtdnas_run(stored / "runs" / "rtdnas" / "smoke-seed1")
+    text, report = _report(stored)
+    assert "## rtdnas: real-time constrained search with genetic path selection, 3D cine MR (seed 002, Tables 1 and 2)," \
+           " replicate run with seed 1" in text
+    assert any(line.startswith("rtdnas-seed1: ") for line in report.status)
+    assert (stored / "docs" / "results" / "rtdnas-seed1-fig2.png").is_file()
+    assert (stored / "docs" / "results" / "rtdnas-fig2.png").is_file()  # the preset's own run is still there
