@@ -193,11 +193,12 @@ class Player:
                 if self._stop:
                     return
                 if self._loop and self.source.seekable:
+                    # The clock runs on across the wrap: frame 0 of the next pass is due one frame
+                    # interval after the last frame, as at the scanner (re-clocking here made it due
+                    # at once, so two frames arrived together and one was dropped per pass).
                     self.source.seek(0)
                     self._seek_generation += 1
                     self._position = 0
-                    with self._cond:
-                        self._reclock = True
                     continue
                 break
             if self._on_end is not None:

@@ -91,6 +91,26 @@ def test_loop_restarts_recordings_until_stopped():
     assert not player.running
 
 
+def test_loop_keeps_the_frame_clock_running_across_the_wrap(monkeypatch):
+    """Each frame's due time counts on from the previous pass (no re-clock at the wrap), so the first
+    frame of the next pass is due one frame interval after the last one, not at once."""
+    counts: list[int] = []
+    original = Player._pace
+
+    def spy(self, clock):
+        counts.append(clock[1])  # frames scheduled since the clock's origin, before this one
+        return original(self, clock)
+
+    monkeypatch.setattr(Player, "_pace", spy)
+    sink = Sink()
+    player = Player(_recording(4, rate=2000.0), sink, paced=True, loop=True)
+    player.start()
+    assert sink.wait_for(10)
+    player.stop()
+    assert sink.indices[:10] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert counts[:10] == list(range(10))
+
+
 class FailingSource(FrameSource):
     def __init__(self):
         self.info = SourceInfo("failing", "echo", None)
