@@ -63,7 +63,7 @@ log = logging.getLogger("pipeline_bench")
 
 RUNNERS = ("engine", "naive")
 MODES = ("paced", "fast")
-STAGES = ("preprocess", "segment", "qc", "overlay")
+STAGES = ("queue", "preprocess", "segment", "qc", "overlay")
 # The engine's FrameResult has no "started" stamp: its "preprocess" stage (preprocessed - arrival)
 # includes the time a frame waited in the pending slot. The naive loop records that wait apart.
 ENGINE_STAGE_NOTE = ("engine stage 'preprocess' = preprocessed - arrival, so it includes the wait in the pending "

@@ -92,7 +92,7 @@ def test_report_structure_and_arms(run):
         assert arm["processed"] + arm["dropped"] == arm["frames_in"]
         lat = arm["latency_ms"]
         assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
-        stages = {"preprocess", "segment", "qc", "overlay"} | ({"wait"} if arm["runner"] == "naive" else set())
+        stages = {"preprocess", "segment", "qc", "overlay"} | ({"wait"} if arm["runner"] == "naive" else {"queue"})
         assert set(arm["stages_ms_p50"]) == stages
         assert len(arm["rounds"]) == 1 and arm["rounds"][0]["processed"] == arm["processed"]
         assert arm["dice_mean"] is not None  # both sources carry ground truth

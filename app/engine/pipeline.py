@@ -175,7 +175,7 @@ class Pipeline:
 
     def _process(self, frame: Frame, clip: tuple | None) -> FrameResult:
         """Every timed stage of one frame, on the inference worker (no thread hand-off inside)."""
-        stamps = {"arrival": frame.t_arrival}
+        stamps = {"arrival": frame.t_arrival, "started": time.perf_counter_ns()}  # started: the worker took it
         seg: Segmentation | None = None
         mask = overlay = predicted = error = None
         try:

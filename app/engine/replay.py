@@ -174,10 +174,10 @@ def _report(source, seg, qc, records: list[_Record], stats, *, fast: bool, wall_
     if len(records) >= 2:
         span = (max(r.done_ns for r in records) - min(r.arrival_ns for r in records)) / 1e9
         fps = (len(records) - 1) / span if span > 0 else 0.0
-    stage_names = ("preprocess", "segment", "qc", "overlay")
+    stage_names = ("queue", "preprocess", "segment", "qc", "overlay")
     stages = {s: _finite_or_none(float(np.median([r.stages[s] for r in ok if s in r.stages])))
               if any(s in r.stages for r in ok) else None for s in stage_names}
-    overhead = np.asarray([r.latency_ms - r.stages.get("segment", 0.0) - r.stages.get("qc", 0.0)
+    overhead = np.asarray([r.latency_ms - r.stages.get("segment", 0.0) - r.stages.get("qc", 0.0) - r.stages.get("queue", 0.0)
                            for r in ok if r.latency_ms is not None], dtype=np.float64)
     info = source.info
     out = {

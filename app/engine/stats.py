@@ -15,7 +15,7 @@ import numpy as np
 
 from app.engine.types import FrameResult
 
-STAGES = ("preprocess", "segment", "qc", "overlay")
+STAGES = ("queue", "preprocess", "segment", "qc", "overlay")
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
 

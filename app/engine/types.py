@@ -90,9 +90,11 @@ class FrameResult:
         return (t1 - t0) / 1e6
 
     def stage_ms(self) -> dict[str, float]:
-        """Duration of each stage in ms (``preprocess``, ``segment``, ``qc``, ``overlay``)."""
-        order = [("preprocess", "arrival", "preprocessed"), ("segment", "preprocessed", "segmented"),
-                 ("qc", "segmented", "qc"), ("overlay", "qc", "overlay")]
+        """Duration of each stage in ms: ``queue`` (arrival until the worker took the frame; in
+        ``--fast`` mode a frame waits there by design), ``preprocess``, ``segment``, ``qc``, ``overlay``."""
+        start = "started" if "started" in self.timestamps else "arrival"
+        order = [("queue", "arrival", "started"), ("preprocess", start, "preprocessed"),
+                 ("segment", "preprocessed", "segmented"), ("qc", "segmented", "qc"), ("overlay", "qc", "overlay")]
         out = {}
         for name, a, b in order:
             if a in self.timestamps and b in self.timestamps:

@@ -67,7 +67,8 @@ def test_each_frame_gets_mask_overlay_dice_and_timestamps(models_dir):
     assert 0.0 <= r.predicted_dice <= 1.0 and r.probabilities.shape == (2, 32, 32)
     order = [r.timestamps[k] for k in ("arrival", "preprocessed", "segmented", "qc", "overlay")]
     assert order == sorted(order) and r.latency_ms > 0
-    assert set(r.stage_ms()) == {"preprocess", "segment", "qc", "overlay"}
+    assert set(r.stage_ms()) == {"queue", "preprocess", "segment", "qc", "overlay"}
+    assert r.timestamps["arrival"] <= r.timestamps["started"] <= r.timestamps["preprocessed"]
     assert stats.frames_in == 5 and stats.processed == 5 and stats.dropped == 0 and stats.errors == 0
     assert np.isfinite(stats.latency_ms["p95"]) and stats.stages_ms["segment"] >= 0
     # the overlay actually shows the class colour over the square and leaves the rest alone

@@ -145,8 +145,8 @@ class LatencyPanel(QWidget):
         self.percentiles.setText(f"p50 {_ms(lat.get('p50'))} / p95 {_ms(lat.get('p95'))} / "
                                  f"max {_ms(lat.get('max'))} ms")
         st = stats.stages_ms
-        self.stages.setText(f"preprocess {_ms(st.get('preprocess'))} | segment {_ms(st.get('segment'))} | "
-                            f"QC {_ms(st.get('qc'))} | overlay {_ms(st.get('overlay'))} ms")
+        self.stages.setText(f"queue {_ms(st.get('queue'))} | preprocess {_ms(st.get('preprocess'))} | "
+                            f"segment {_ms(st.get('segment'))} | QC {_ms(st.get('qc'))} | overlay {_ms(st.get('overlay'))} ms")
         self.counters.setText(f"dropped {stats.dropped} | deadline misses {stats.deadline_misses} | "
                               f"errors {stats.errors}")
 
