@@ -1,6 +1,6 @@
 # The two commands a new user needs (see README):
 #   make run    create .venv if missing, install the app (no PyTorch), open the viewer
-#   make test   create .venv if missing, install app + search + test tools, run the whole suite
+#   make test   create .venv if missing, install app + search + test tools, lint with ruff, run the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -28,6 +28,7 @@ run: $(VENV)/.app-installed
 	$(BIN)/python -m app
 
 test: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 search: $(VENV)/.dev-installed

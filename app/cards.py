@@ -11,16 +11,23 @@ Card fields (JSON): ``id``, ``modality`` (echo|cine), ``role`` (seg|qc), ``metho
 for baselines), ``metrics`` {dice {per_class, mean}, qc_mae, qc_pearson, latency_ms {p50, p95}, fps,
 hardware, runtime, flops, params}, ``data`` {source, split, seed}, ``onnx_sha256``, ``created``,
 and optionally ``pairs_with`` (a seg card names its QC model id), ``clip_length`` (cine: frames per
-inference, 1 for per-frame models), ``quantization`` (null or a description), ``notes``.
+inference, 1 for per-frame models), ``quantization`` (null or a description), ``notes``, and
+``meets_realtime`` (``app.realtime.REALTIME`` applied to the card's own ``metrics``, written by the
+search's card writer).
+Search-side fields the app does not read: ``architecture`` (typed, ``search.build_from_card`` rebuilds
+the network from it) and ``preprocessing`` (the contract ``app.engine.preprocess`` implements, in words).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+from app.realtime import REALTIME, RealtimeRule
 
 REQUIRED_FIELDS = ("id", "modality", "role", "method", "input", "outputs", "classes", "metrics", "data", "onnx_sha256")
 
@@ -40,6 +47,64 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# (resolved path, size, mtime_ns) -> sha256: a file is hashed again only when it changed.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def cached_sha256(path: Path) -> str:
+    """``sha256_of`` remembered for this process while the file's size and mtime stay the same."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_of(path)
+    return _DIGESTS[key]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How fast a model (or a seg + QC pair run back to back) is: the figures the real-time rule reads.
+
+    Attributes:
+        p50_ms: Median latency of one inference, ms.
+        p95_ms: 95th-percentile latency, ms.
+        fps: Sequential throughput, frames (inferences) per second.
+    """
+
+    p50_ms: float
+    p95_ms: float
+    fps: float
+
+    @classmethod
+    def from_metrics(cls, metrics: Mapping[str, Any]) -> "Timing | None":
+        """From a card's ``metrics`` (``latency_ms`` {p50, p95, mean}, ``fps``); None without a p95.
+
+        A card without ``fps`` gets ``1000 / mean`` (else ``/ p50``, else ``/ p95``) ms.
+        """
+        lat = metrics.get("latency_ms")
+        if not isinstance(lat, Mapping) or not _finite(lat.get("p95")):
+            return None
+        p95 = float(lat["p95"])
+        p50 = float(lat["p50"]) if _finite(lat.get("p50")) else p95
+        fps = metrics.get("fps")
+        if not _finite(fps):
+            mean = next((float(lat[k]) for k in ("mean", "p50", "p95") if _finite(lat.get(k))), p95)
+            fps = 1000.0 / mean if mean > 0 else math.inf
+        return cls(p50_ms=p50, p95_ms=p95, fps=float(fps))
+
+    def then(self, other: "Timing") -> "Timing":
+        """This model followed by ``other`` on every frame: latencies add, throughput is the harmonic sum."""
+        rate = 0.0 if self.fps <= 0 or other.fps <= 0 else 1.0 / (1.0 / self.fps + 1.0 / other.fps)
+        return Timing(self.p50_ms + other.p50_ms, self.p95_ms + other.p95_ms, rate)
+
+    def meets(self, rule: RealtimeRule = REALTIME) -> bool:
+        """Whether these figures satisfy the real-time rule."""
+        return rule.meets(self.p95_ms, self.fps)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -95,17 +160,31 @@ class ModelCard:
     def metrics(self) -> dict[str, Any]:
         return dict(self.raw.get("metrics", {}))
 
-    def verify(self) -> "ModelCard":
-        """Check the ONNX file exists, its hash matches, and its input shape agrees with the card."""
+    @property
+    def timing(self) -> Timing | None:
+        """The latency and throughput measured when the card was written (None: not measured)."""
+        return Timing.from_metrics(self.metrics)
+
+    def check_file(self) -> "ModelCard":
+        """Check the ONNX file exists and its sha256 matches the card (hashed once per process and file version).
+
+        Raises:
+            ModelCardError: The file is missing or its hash differs from the card's ``onnx_sha256``.
+        """
         if not self.onnx_path.is_file():
             raise ModelCardError(self.onnx_path, "model file is missing (the card says it should be here)")
-        digest = sha256_of(self.onnx_path)
+        digest = cached_sha256(self.onnx_path)
         if digest != self.raw["onnx_sha256"]:
             raise ModelCardError(
                 self.onnx_path,
                 f"sha256 {digest[:12]}... does not match its card {self.card_path.name} "
                 f"({str(self.raw['onnx_sha256'])[:12]}...): the file was changed or the card is stale",
             )
+        return self
+
+    def verify(self) -> "ModelCard":
+        """Check the ONNX file exists, its hash matches, and its input shape agrees with the card."""
+        self.check_file()
         shape = onnx_input_shape(self.onnx_path, self.input_name)
         card_shape = self.input_shape
         if len(shape) != len(card_shape) or any(

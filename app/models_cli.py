@@ -1,4 +1,10 @@
-"""``python -m app models``: the models in ``models/``, each verified against its card."""
+"""``python -m app models [--benchmark]``: the models in ``models/``, each verified against its card.
+
+The table shows each model's latency from this machine's benchmark figures where there are some
+(``--benchmark`` measures them: ``app.engine.benchmark``), else from its card, and says which; the
+starred rows are the app's default per modality, chosen from the same figures. A model whose file
+fails its check is never starred.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,12 @@ from pathlib import Path
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, metavar="DIR", help="folder of model cards (default: the shipped models/)")
     parser.add_argument("--modality", choices=("echo", "cine"), help="only this modality")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="time every verified model (and seg + QC pair) on this machine first; the app then "
+                             "chooses its defaults from these figures")
+    # default: app.engine.benchmark.DEFAULT_ROUNDS, not imported here (onnxruntime stays out of start-up)
+    parser.add_argument("--rounds", type=int, metavar="N",
+                        help="timed runs per model with --benchmark (default 30, after warm-up runs)")
 
 
 def _fmt(value, spec: str = ".3f") -> str:
@@ -18,48 +30,131 @@ def _fmt(value, spec: str = ".3f") -> str:
 
 def run(args: argparse.Namespace) -> int:
     from app.cards import ModelCardError, default_models_dir, load_card
+    from app.engine.models import mark_reported
 
-    folder = args.models_dir or default_models_dir()
-    paths = sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []
+    folder = Path(args.models_dir or default_models_dir())
+    if not folder.is_dir():
+        print(f"error: models folder {folder} does not exist", file=sys.stderr)
+        return 1
+    paths = sorted(folder.glob("*.json"))
     if not paths:
         print(f"no model cards in {folder}")
         return 1
-    bad = 0
-    w = max(28, *(len(p.stem) for p in paths))
-    defaults = _default_ids(folder)
-    print(f"  {'id':<{w}} {'mod':<5} {'role':<4} {'method':<18} {'Dice':>6} {'QC MAE':>7} {'p50 ms':>7} {'p95 ms':>7}  status")
+    if args.benchmark and args.rounds is not None and args.rounds < 1:
+        print(f"error: --rounds must be at least 1, got {args.rounds}", file=sys.stderr)
+        return 2
+    cards, problems = [], {}
     for path in paths:
         try:
             card = load_card(path)
         except ModelCardError as exc:
-            bad += 1
-            print(f"  {path.stem:<{w}} card error: {exc.problem}")
+            problems[path.stem] = f"card error: {exc.problem}"
+            mark_reported(path)  # said in the table: the default choice does not warn about it again
             continue
-        if args.modality and card.modality != args.modality:
-            continue
-        metrics = card.metrics
-        dice = (metrics.get("dice") or {}).get("mean") if isinstance(metrics.get("dice"), dict) else None
-        latency = metrics.get("latency_ms") or {}
         try:
             card.verify()
-            status = "ok"
         except ModelCardError as exc:
-            bad += 1
-            status = f"BAD: {exc.problem}"
-        mark = "*" if card.id in defaults else " "
-        print(f"{mark} {card.id:<{w}} {card.modality:<5} {card.role:<4} {card.method:<18} {_fmt(dice):>6} "
-              f"{_fmt(metrics.get('qc_mae')):>7} {_fmt(latency.get('p50'), '.1f'):>7} {_fmt(latency.get('p95'), '.1f'):>7}  {status}")
-    hardware = {load_card(p).metrics.get("hardware") for p in paths if _loads(p)} - {None}
+            problems[card.id] = f"BAD: {exc.problem}"
+            mark_reported(path)
+        cards.append(card)
+    if args.benchmark:
+        _benchmark([c for c in cards if c.id not in problems], args.rounds)
+    return _table(folder, paths, cards, problems, args.modality)
+
+
+def _benchmark(cards, rounds: int | None) -> None:
+    from app.engine.benchmark import DEFAULT_ROUNDS, benchmark, default_cache_file, machine_state
+
+    rounds = rounds or DEFAULT_ROUNDS
+
+    state = machine_state()
+    load = f", load {state['load_avg'][0]:.2f}" if state["load_avg"] else ""
+    print(f"timing {len(cards)} model(s) on this machine ({rounds} runs each after warm-up{load}) ...", flush=True)
+
+    def report(label: str, entry: dict) -> None:
+        lat = entry["latency_ms"]
+        print(f"  {label}: p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, {entry['fps']:.1f} FPS", flush=True)
+
+    benchmark(cards, rounds=rounds, report=report)
+    print(f"figures saved to {default_cache_file()}\n")
+
+
+def _table(folder: Path, paths: list[Path], cards, problems: dict[str, str], modality: str | None) -> int:
+    from app.engine.benchmark import LocalFigures
+    from app.realtime import REALTIME
+
+    local = LocalFigures.load()
+    defaults = _default_ids(folder, local)
+    by_id = {c.id: c for c in cards}
+    w = max(28, *(len(p.stem) for p in paths))
+    used: list[dict] = []  # benchmark entries shown
+    carded = []  # cards whose own figures are shown
+    print(f"  {'id':<{w}} {'mod':<5} {'role':<4} {'method':<18} {'Dice':>6} {'QC MAE':>7} {'p50 ms':>7} {'p95 ms':>7} "
+          f"{'FPS':>7} {'RT':<3} {'latency':<7}  status")
+    for path in paths:
+        card = next((c for c in cards if c.card_path == path), None)
+        if card is None:
+            print(f"  {path.stem:<{w}} {problems[path.stem]}")
+            continue
+        if modality and card.modality != modality:
+            continue
+        row, entry = _row(card, by_id, local)
+        if entry is None:
+            carded.append(card)
+        else:
+            used.append(entry)
+        status = problems.get(card.id, "ok")
+        mark = "*" if card.id in defaults and status == "ok" else " "
+        print(f"{mark} {card.id:<{w}} {card.modality:<5} {card.role:<4} {card.method:<18} {row}  "
+              f"{'card' if entry is None else 'here':<7}  {status}")
+    _footnotes(defaults, used, carded, REALTIME.describe())
+    if problems:
+        print(f"{len(problems)} model(s) with problems", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _row(card, by_id, local) -> tuple[str, dict | None]:
+    """The figures columns of one card (a seg card with a QC partner: RT judged on the pair) and their entry."""
+    from app.engine.models import timing_of
+
+    metrics = card.metrics
+    dice = (metrics.get("dice") or {}).get("mean") if isinstance(metrics.get("dice"), dict) else None
+    timing, entry = timing_of(card, None, local)
+    pair = by_id.get(card.pairs_with) if card.role == "seg" and card.pairs_with else None
+    judged = timing_of(card, pair, local)[0] if pair is not None else timing
+    rt = "-" if judged is None else ("yes" if judged.meets() else "no")
+    p50, p95, fps = (None, None, None) if timing is None else (timing.p50_ms, timing.p95_ms, timing.fps)
+    return (f"{_fmt(dice):>6} {_fmt(metrics.get('qc_mae')):>7} {_fmt(p50, '.1f'):>7} {_fmt(p95, '.1f'):>7} "
+            f"{_fmt(fps, '.1f'):>7} {rt:<3}"), entry
+
+
+def _footnotes(defaults: set[str], used: list[dict], carded, rule: str) -> None:
     if defaults:
-        print("* the app's default for its modality (the best Dice within 50 ms / 22 FPS by the cards)")
+        print(f"* the app's default for its modality: the best Dice that meets {rule} (with its QC partner) "
+              "among models whose file matches the card")
+    print(f"RT: meets {rule} (seg rows: with their QC partner), by the figures of the latency column")
+    if used:
+        print(f"latency here: {_here(used)}")
+    hardware = {c.metrics.get("hardware") for c in carded} - {None}
     if hardware:
-        print(f"latency measured on: {'; '.join(sorted(map(str, hardware)))}")
-    if bad:
-        print(f"{bad} model(s) with problems", file=sys.stderr)
-    return 1 if bad else 0
+        print(f"latency card: the card's figures, measured on {'; '.join(sorted(map(str, hardware)))}")
+    if not used:
+        print("(`python -m app models --benchmark` times the models on this machine)")
 
 
-def _default_ids(folder) -> set[str]:
+def _here(entries: list[dict]) -> str:
+    """``this machine (benchmarked <latest date>, load <min>-<max>)`` over the benchmark entries shown."""
+    from app.engine.benchmark import describe_entry
+
+    latest = max(entries, key=lambda e: str(e.get("measured", "")))
+    loads = [e["load_avg"][0] for e in entries if e.get("load_avg")]
+    text = describe_entry(latest)
+    if loads and min(loads) != max(loads):
+        text = text.replace(f"load {latest['load_avg'][0]:.2f}", f"load {min(loads):.2f}-{max(loads):.2f}")
+    return text
+
+
+def _default_ids(folder: Path, local) -> set[str]:
     """Ids of the default seg model (and its QC pair) of each modality present in ``folder``."""
     from app.cards import ModelCardError
     from app.engine.models import default_models, list_models
@@ -67,18 +162,8 @@ def _default_ids(folder) -> set[str]:
     ids: set[str] = set()
     for modality in sorted({c.modality for c in list_models(None, folder)}):
         try:
-            seg, qc = default_models(modality, folder)
+            seg, qc = default_models(modality, folder, local)
         except ModelCardError:
             continue
         ids |= {seg.id} | ({qc.id} if qc else set())
     return ids
-
-
-def _loads(path: Path) -> bool:
-    from app.cards import ModelCardError, load_card
-
-    try:
-        load_card(path)
-        return True
-    except ModelCardError:
-        return False

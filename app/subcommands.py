@@ -1,20 +1,18 @@
 """A small registry of CLI subcommands shared by ``app`` and ``search``.
 
 Each subcommand lives in its own thin module that defines ``configure(parser)`` (add arguments,
-cheap imports only) and ``run(args) -> int`` (does the work, heavy imports inside). A subcommand
-whose module is not built yet stays listed in ``--help`` and, when called, says so and exits 2.
-No fake output, ever.
+cheap imports only) and ``run(args) -> int`` (does the work, heavy imports inside). Every module is
+imported when the parser is built, so a missing or broken one is an import error, never hidden.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
-NOT_BUILT_EXIT = 2
+USAGE_EXIT = 2  # argparse's own exit status for a bad command line
 
 
 @dataclass(frozen=True)
@@ -26,37 +24,19 @@ class Subcommand:
     help: str
 
 
-def _load(module: str):
-    """Import a subcommand module, or return None when it does not exist yet."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
-            return None
-        raise
-
-
-def _not_built(name: str, prog: str) -> Callable[[argparse.Namespace], int]:
-    def run(_args: argparse.Namespace) -> int:
-        print(f"{prog} {name}: not built yet in this version.", file=sys.stderr)
-        return NOT_BUILT_EXIT
-
-    return run
-
-
 def build_parser(prog: str, description: str, commands: Sequence[Subcommand]) -> argparse.ArgumentParser:
-    """Build an argparse parser with one sub-parser per registered subcommand."""
+    """Build an argparse parser with one sub-parser per registered subcommand.
+
+    Raises:
+        ImportError: A subcommand's module is missing or fails to import.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in commands:
-        module = _load(cmd.module)
-        help_text = cmd.help if module is not None else f"{cmd.help} [not built yet]"
-        p = sub.add_parser(cmd.name, help=help_text, description=help_text)
-        if module is None:
-            p.set_defaults(_run=_not_built(cmd.name, prog), _accepts_any=True)
-        else:
-            module.configure(p)
-            p.set_defaults(_run=module.run)
+        module = importlib.import_module(cmd.module)
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        module.configure(p)
+        p.set_defaults(_run=module.run)
     return parser
 
 
@@ -65,10 +45,8 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str], default: str 
     argv = list(argv)
     if default is not None and (not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help"))):
         argv = [default, *argv]  # `python -m app --source X` means `python -m app view --source X`
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and not getattr(args, "_accepts_any", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()
-        return NOT_BUILT_EXIT
+        return USAGE_EXIT
     return int(args._run(args) or 0)

@@ -1,4 +1,4 @@
-"""Both CLIs list the subcommands DESIGN.md names; unbuilt ones say so and exit non-zero."""
+"""Both CLIs list their subcommands; a missing or broken subcommand module is an import error."""
 
 from __future__ import annotations
 
@@ -33,24 +33,53 @@ def test_help_lists_subcommands(package: str, names: list[str]) -> None:
         assert name in out.stdout
 
 
-def test_not_built_subcommand_says_so(tmp_path: Path) -> None:
-    from app.subcommands import Subcommand, build_parser, dispatch
-
-    parser = build_parser("prog", "d", [Subcommand("future", "app.no_such_module_yet", "later")])
-    assert dispatch(parser, ["future", "--anything"], default=None) == 2
-
-
-def test_broken_module_is_not_hidden_as_not_built(tmp_path: Path, monkeypatch) -> None:
-    """A module that exists but fails to import must raise, not pretend to be unbuilt."""
-    pkg = tmp_path / "brokenpkg"
+def _package(tmp_path: Path, monkeypatch, **modules: str) -> str:
+    """A throwaway package on sys.path, named after the test's folder, holding ``modules`` (name -> source)."""
+    name = "cmdpkg_" + tmp_path.name.replace("-", "_")
+    pkg = tmp_path / name
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "cmd.py").write_text("import module_that_does_not_exist_anywhere\n")
+    for module, source in modules.items():
+        (pkg / f"{module}.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+ECHO_CMD = """
+def configure(parser):
+    parser.add_argument("--value", type=int, default=0)
+
+def run(args):
+    return args.value
+"""
+
+
+def test_missing_subcommand_module_is_an_import_error() -> None:
     from app.subcommands import Subcommand, build_parser
 
-    with pytest.raises(ModuleNotFoundError):
-        build_parser("prog", "d", [Subcommand("x", "brokenpkg.cmd", "x")])
+    with pytest.raises(ModuleNotFoundError, match="app.no_such_module"):
+        build_parser("prog", "d", [Subcommand("future", "app.no_such_module", "later")])
+
+
+def test_broken_module_raises_its_own_import_error(tmp_path: Path, monkeypatch) -> None:
+    """A module that exists but fails to import raises the error of the import inside it."""
+    pkg = _package(tmp_path, monkeypatch, cmd="import module_that_does_not_exist_anywhere\n")
+    from app.subcommands import Subcommand, build_parser
+
+    with pytest.raises(ModuleNotFoundError, match="module_that_does_not_exist_anywhere"):
+        build_parser("prog", "d", [Subcommand("x", f"{pkg}.cmd", "x")])
+
+
+def test_dispatch_runs_the_command_and_rejects_unknown_options(tmp_path: Path, monkeypatch) -> None:
+    pkg = _package(tmp_path, monkeypatch, cmd=ECHO_CMD)
+    from app.subcommands import Subcommand, build_parser, dispatch
+
+    parser = build_parser("prog", "d", [Subcommand("echo", f"{pkg}.cmd", "returns --value")])
+    assert dispatch(parser, ["echo", "--value", "3"], default=None) == 3
+    with pytest.raises(SystemExit) as exc:
+        dispatch(parser, ["echo", "--anything"], default=None)
+    assert exc.value.code == 2
+    assert dispatch(parser, [], default=None) == 2  # no command and no default: help, usage exit
 
 
 def test_viewer_without_display_explains_how_to_run_headless() -> None:
@@ -62,8 +91,10 @@ def test_viewer_without_display_explains_how_to_run_headless() -> None:
     assert "offscreen" in out.stderr and "replay" in out.stderr
 
 
-def test_options_without_a_command_go_to_the_default() -> None:
+def test_options_without_a_command_go_to_the_default(tmp_path: Path, monkeypatch) -> None:
+    pkg = _package(tmp_path, monkeypatch, cmd=ECHO_CMD)
     from app.subcommands import Subcommand, build_parser, dispatch
 
-    parser = build_parser("prog", "d", [Subcommand("future", "app.no_such_module_yet", "later")])
-    assert dispatch(parser, ["--whatever"], default="future") == 2
+    parser = build_parser("prog", "d", [Subcommand("echo", f"{pkg}.cmd", "returns --value")])
+    assert dispatch(parser, ["--value", "5"], default="echo") == 5
+    assert dispatch(parser, [], default="echo") == 0

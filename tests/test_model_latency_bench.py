@@ -7,8 +7,7 @@ import pytest
 
 from tests.engine.tiny_models import write_cine_model, write_echo_models
 
-ROOT = Path(__file__).resolve().parents[1]
-pytest.importorskip("torch")  # the bench reuses search.latency.measure
+ROOT = Path(__file__).resolve().parents[1]  # bench/model_latency.py reuses search.latency.measure (torch)
 
 
 def _bench():

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.cards import ModelCard, ModelCardError, default_models_dir, load_card
+from app.cards import ModelCard, ModelCardError, Timing, default_models_dir, load_card
+from app.engine.benchmark import LocalFigures
 from app.engine.runtime import create_session, warm_up
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,22 @@ QC_INPUTS = ("image", "probs", "uncertainty")
 QC_OUTPUTS = ("dice",)
 
 
+# Card files already warned about in this process (resolved path): each bad card is said once.
+_REPORTED: set[str] = set()
+
+
+def _warn_once(path: Path, message: str) -> None:
+    key = str(Path(path).resolve())
+    if key not in _REPORTED:
+        _REPORTED.add(key)
+        log.warning("%s", message)
+
+
+def mark_reported(path: Path | str) -> None:
+    """The caller has told the user about this card file itself: the library does not warn about it again."""
+    _REPORTED.add(str(Path(path).resolve()))
+
+
 def _cards(models_dir) -> list[ModelCard]:
     folder = Path(models_dir) if models_dir is not None else default_models_dir()
     if not folder.is_dir():
@@ -40,7 +57,7 @@ def _cards(models_dir) -> list[ModelCard]:
         try:
             cards.append(load_card(path))
         except ModelCardError as exc:
-            log.warning("skipping model card: %s", exc)
+            _warn_once(path, f"skipping model card {exc}")
     return sorted(cards, key=lambda c: c.id)
 
 
@@ -64,39 +81,59 @@ def find_model(model_id: str, models_dir=None) -> ModelCard:
                          f"no model {model_id!r} (available: {', '.join(c.id for c in cards) or 'none'})")
 
 
-# The real-time budget at the scanner: end to end p95 latency and throughput.
-BUDGET_LATENCY_MS = 50.0
-BUDGET_FPS = 22.0
+def timing_of(seg: ModelCard, qc: ModelCard | None = None, local: LocalFigures | None = None
+              ) -> tuple[Timing | None, dict | None]:
+    """A model's (or a seg + QC pair's) latency and throughput, and the benchmark entry they come from.
 
+    This machine's benchmark figures (``local``, from ``python -m app models --benchmark``) when they
+    cover exactly these files, this runtime and thread count; else the cards' own figures (a pair:
+    latencies add, throughputs combine as back-to-back runs).
 
-def meets_budget(seg: ModelCard, qc: ModelCard | None = None) -> bool:
-    """Whether a seg model (plus its QC partner) fits 50 ms / 22 FPS by the latency on their cards.
-
-    Uses each card's measured ``latency_ms.p95`` (summed over the pair: they run one after the other)
-    and ``fps`` (the pair's throughput is bounded by the summed mean latency). A card without
-    latency figures does not count as meeting the budget.
+    Returns:
+        ``(timing, entry)``: timing None when a card has no latency figures; entry the benchmark
+        entry used (``app.engine.benchmark.describe_entry`` says it in words), None for the cards' figures.
     """
-    p95, mean = 0.0, 0.0
-    for card in (seg, qc):
-        if card is None:
-            continue
-        lat = card.metrics.get("latency_ms") or {}
-        if not isinstance(lat, dict) or lat.get("p95") is None:
-            return False
-        p95 += float(lat["p95"])
-        mean += float(lat.get("mean") or lat.get("p50") or lat["p95"])
-    return p95 <= BUDGET_LATENCY_MS and mean > 0 and 1000.0 / mean >= BUDGET_FPS
+    entry = local.lookup(seg, qc) if local is not None else None
+    if entry is not None:
+        return Timing.from_metrics(entry), entry
+    timing = seg.timing
+    if qc is not None:
+        qc_timing = qc.timing
+        timing = timing.then(qc_timing) if timing is not None and qc_timing is not None else None
+    return timing, None
 
 
-def _rank(card: ModelCard, by_id: dict[str, ModelCard]) -> tuple:
+def meets_budget(seg: ModelCard, qc: ModelCard | None = None, local: LocalFigures | None = None) -> bool:
+    """Whether a seg model (plus its QC partner) meets the real-time rule (``app.realtime.REALTIME``).
+
+    By this machine's benchmark figures when ``local`` has them, else by the cards (see ``timing_of``).
+    A model without latency figures does not count as meeting the budget.
+    """
+    timing, _ = timing_of(seg, qc, local)
+    return timing is not None and timing.meets()
+
+
+def _rank(card: ModelCard, by_id: dict[str, ModelCard], local: LocalFigures | None = None) -> tuple:
     method = card.method
     preference = METHOD_PREFERENCE.index(method) if method in METHOD_PREFERENCE else len(METHOD_PREFERENCE)
     dice = card.metrics.get("dice", {}) or {}
     mean = dice.get("mean") if isinstance(dice, dict) else None
-    fits = meets_budget(card, by_id.get(card.pairs_with) if card.pairs_with else None)
+    qc = by_id.get(card.pairs_with) if card.pairs_with else None
+    fits = meets_budget(card, qc, local)
     searched = method in METHOD_PREFERENCE
-    return (not bool(card.raw.get("default", False)), not fits, not searched,
-            -(float(mean) if mean is not None else -1.0), preference, card.id)
+    # Meeting the rule comes before the card's own "default": true, so a model that this machine's
+    # figures say is too slow here gives way to one that is fast enough.
+    return (qc is not None and _file_problem(qc) is not None, not fits, not bool(card.raw.get("default", False)),
+            not searched, -(float(mean) if mean is not None else -1.0), preference, card.id)
+
+
+def _file_problem(card: ModelCard) -> str | None:
+    """What is wrong with the card's ONNX file (missing, sha256 mismatch), or None when it matches."""
+    try:
+        card.check_file()
+        return None
+    except ModelCardError as exc:
+        return str(exc)
 
 
 def qc_for(seg: ModelCard, models_dir=None) -> ModelCard | None:
@@ -106,23 +143,38 @@ def qc_for(seg: ModelCard, models_dir=None) -> ModelCard | None:
     return find_model(seg.pairs_with, models_dir)
 
 
-def default_models(modality: str, models_dir=None) -> tuple[ModelCard, ModelCard | None]:
+def default_models(modality: str, models_dir=None, local: LocalFigures | None = None
+                   ) -> tuple[ModelCard, ModelCard | None]:
     """The default segmentation model for a modality and its QC pair (None when it has none).
 
-    Preference: a card marked ``"default": true``; then models that fit the real-time budget by
-    their cards (``meets_budget``, the QC partner's time included); then the papers' searched
-    methods before handcrafted baselines; then the higher mean Dice on its card.
+    Candidates: segmentation cards whose ONNX file is present and matches its hash (a broken one is
+    warned about once and not chosen; when every one is broken, the best of them is returned and
+    loading it says what is wrong). Unreadable cards are skipped with one warning (``list_models``).
+    Preference: a model whose QC partner's file is intact; then models that meet the real-time rule
+    (``meets_budget``, the QC partner's time included) by this machine's benchmark figures where
+    there are some (``local``, default: this machine's cache file), else by their cards; then a card
+    marked ``"default": true``; then the papers' searched methods before handcrafted baselines; then
+    the higher mean Dice on its card.
 
     Raises:
-        ModelCardError: When there is no segmentation model for ``modality``.
+        ModelCardError: When there is no segmentation model for ``modality`` (or no such folder).
     """
-    segs = [c for c in list_models(modality, models_dir) if c.role == "seg"]
+    folder = Path(models_dir) if models_dir is not None else default_models_dir()
+    if not folder.is_dir():
+        raise ModelCardError(folder, f"no {modality} segmentation model: the folder does not exist")
+    cards = _cards(folder)
+    segs = [c for c in cards if c.modality == modality and c.role == "seg"]
     if not segs:
-        folder = Path(models_dir) if models_dir is not None else default_models_dir()
         raise ModelCardError(folder, f"no {modality} segmentation model in this folder (run `python -m search` to build them)")
-    by_id = {c.id: c for c in _cards(models_dir)}
-    seg = sorted(segs, key=lambda c: _rank(c, by_id))[0]
-    return seg, qc_for(seg, models_dir)
+    problems = {c.id: _file_problem(c) for c in segs}
+    usable = [c for c in segs if problems[c.id] is None]
+    for card in segs if usable else ():  # none usable: the best is returned and its load says what is wrong
+        if problems[card.id] is not None:
+            _warn_once(card.card_path, f"not choosing {card.id} as the default {modality} model: {problems[card.id]}")
+    local = local if local is not None else LocalFigures.load()
+    by_id = {c.id: c for c in cards}
+    seg = sorted(usable or segs, key=lambda c: _rank(c, by_id, local))[0]
+    return seg, qc_for(seg, folder)
 
 
 @dataclass

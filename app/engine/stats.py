@@ -17,6 +17,11 @@ from app.engine.types import FrameResult
 
 STAGES = ("queue", "preprocess", "segment", "qc", "overlay")
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
+# What field latency benchmarks report (HoloHub's flow benchmarking): p50 to p99.9 and max.
+FIELD_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
+WARMUP_FRAMES = 10      # first frames left out of field percentiles (model and cache warm-up)
+TAIL_FRAMES = 10        # last frames left out (shutdown)
+MIN_FRAMES_TO_TRIM = 40  # trim only runs longer than this
 
 
 @dataclass(frozen=True)
@@ -48,13 +53,38 @@ class PipelineStats:
         return asdict(self)
 
 
-def percentiles(values_ms: np.ndarray) -> dict[str, float]:
-    """``p50/p95/p99/max`` of a 1-D array of milliseconds (NaN for an empty array)."""
+def percentiles(values_ms: np.ndarray, levels: dict[str, float] = PERCENTILES) -> dict[str, float]:
+    """``levels`` (default ``p50/p95/p99``) plus ``max`` of a 1-D array of ms (NaN for an empty array)."""
+    values_ms = np.asarray(values_ms, dtype=np.float64)
     if values_ms.size == 0:
-        return {k: float("nan") for k in (*PERCENTILES, "max")}
-    out = {k: float(np.percentile(values_ms, q)) for k, q in PERCENTILES.items()}
+        return {k: float("nan") for k in (*levels, "max")}
+    out = {k: float(np.percentile(values_ms, q)) for k, q in levels.items()}
     out["max"] = float(values_ms.max())
     return out
+
+
+def trim_warmup(values_ms: np.ndarray, warmup: int = WARMUP_FRAMES, tail: int = TAIL_FRAMES,
+                min_frames: int = MIN_FRAMES_TO_TRIM) -> tuple[np.ndarray, int, int]:
+    """Leave out the first ``warmup`` and last ``tail`` values when there are more than ``min_frames``.
+
+    Returns:
+        ``(kept values, number left out at the start, number left out at the end)``.
+    """
+    values_ms = np.asarray(values_ms, dtype=np.float64)
+    if values_ms.size <= min_frames:
+        return values_ms, 0, 0
+    return values_ms[warmup:values_ms.size - tail], warmup, tail
+
+
+def field_latency(values_ms: np.ndarray) -> tuple[dict[str, float], int, int]:
+    """Latency as field benchmarks report it: ``p50 p90 p95 p99 p99.9 max`` over the frames in
+    processing order, warm-up and tail frames left out (see ``trim_warmup``).
+
+    Returns:
+        ``(percentiles, frames left out at the start, frames left out at the end)``.
+    """
+    kept, head, tail = trim_warmup(values_ms)
+    return percentiles(kept, FIELD_PERCENTILES), head, tail
 
 
 class StatsRecorder:

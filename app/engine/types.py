@@ -63,7 +63,8 @@ class FrameResult:
 
     Attributes:
         frame: The input frame (image as delivered).
-        mask: ``(H, W)`` uint8 label map at the frame's resolution (newest frame of a cine clip).
+        mask: ``(H, W)`` uint8 label map at the frame's resolution (newest frame of a cine clip):
+            the argmax of the probabilities enlarged bilinearly to the frame (smooth edges).
         probabilities: ``(C, h, w)`` float32 at model resolution, or None when not kept.
         predicted_dice: QC network's estimate in [0, 1], or None without a QC model.
         true_dice: Dice against ground truth (mean over foreground classes present), or None.

@@ -14,6 +14,7 @@ from PyQt6.QtCore import QTimer
 from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication
 
+from app.viewer.platform_check import guard_qt_start
 from app.viewer.recording import plain_json
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def launch(args: argparse.Namespace) -> int:
     from app.viewer.settings import ViewerSettings, settings_at
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # Qt's fatal "could not load the platform plugin" becomes one line and exit 2 (see platform_check)
+    app = QApplication.instance() or guard_qt_start(lambda: QApplication(sys.argv[:1]))
     app.setApplicationName("cardiac-rt")
     app.setOrganizationName("cardiac-rt")
     dark_palette(app)

@@ -30,6 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screenshot", metavar="FILE.png", help="save a screenshot of the window just before --quit-after closes it")
     parser.add_argument("--ui-report", metavar="FILE.json",
                         help="on exit, write display figures (event-loop delay, painted latency, pipeline stats)")
+    parser.add_argument("--check-display", action="store_true",
+                        help="only check that Qt can open a window here (system libraries, display), say so, "
+                             "and exit 0, or 2 with what to install or fix")
 
 
 def display_available(environ: dict[str, str] | None = None) -> bool:
@@ -42,10 +45,30 @@ def display_available(environ: dict[str, str] | None = None) -> bool:
     return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
 
+def check_display() -> int:
+    """``--check-display``: start Qt once in a child process and say whether a window can open."""
+    from app.viewer.platform_check import EXIT_NO_DISPLAY, probe
+
+    ok, what = probe()
+    if not ok:
+        print(what, file=sys.stderr)
+        return EXIT_NO_DISPLAY
+    print(f"display OK: Qt opens windows here with its {what} platform plugin")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if not display_available():
         print(HEADLESS_HELP, file=sys.stderr)
         return 2
+    if getattr(args, "check_display", False):
+        return check_display()
+    from app.viewer.platform_check import EXIT_NO_DISPLAY, check
+
+    problem = check()  # missing system libraries or an unreachable display: one line, not Qt's abort
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_NO_DISPLAY
     from app.viewer.app import launch
 
     return launch(args)

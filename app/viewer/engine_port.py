@@ -1,16 +1,14 @@
 """The engine as the viewer sees it: a handful of factories, injectable for tests.
 
-The viewer drives ``app.engine`` only through an ``EnginePort`` (see /notes ENGINE_API):
-``open_source(spec)``, ``Player(source, sink, ...)``, ``Pipeline(seg, qc, on_result=...)``,
-``list_models`` / ``default_models`` and ``demo_source_spec``. ``EnginePort.real()`` binds the
-real engine; a part that is not built (or fails to import) is None and the window says what is
-missing instead of crashing. Tests pass small fakes with the same signatures.
+The viewer drives ``app.engine`` only through an ``EnginePort``: ``open_source(spec)``,
+``Player(source, sink, ...)``, ``Pipeline(seg, qc, on_result=...)``, ``list_models`` /
+``default_models`` and ``demo_source_spec``. ``EnginePort.real()`` binds the real engine (an
+engine module that fails to import raises). Tests pass small fakes with the same signatures, and
+may leave parts None: the window then says what is missing instead of crashing.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,12 +16,10 @@ from typing import Any, Callable
 from app.engine.stats import StatsRecorder
 from app.engine.types import Frame, FrameResult
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class EnginePort:
-    """Factories the viewer calls. Any of them may be None when that part of the engine is missing.
+    """Factories the viewer calls. A fake may leave any of them None (that part is then unavailable).
 
     Attributes:
         open_source: ``open_source(spec) -> FrameSource``.
@@ -32,7 +28,7 @@ class EnginePort:
         list_models: ``list_models(modality, models_dir) -> list[ModelCard]``.
         default_models: ``default_models(modality, models_dir) -> (seg, qc | None)``.
         demo_source_spec: ``() -> str``, the shipped demo recording.
-        missing: Why each missing part is missing (part name -> message).
+        missing: Why each part left None is missing (part name -> message), shown to the user.
     """
 
     open_source: Callable[..., Any] | None = None
@@ -45,23 +41,14 @@ class EnginePort:
 
     @classmethod
     def real(cls) -> "EnginePort":
-        """Bind ``app.engine``; parts that cannot be imported are left None and named in ``missing``."""
-        port = cls()
-        wanted = {
-            "open_source": ("app.engine.sources", "open_source"),
-            "demo_source_spec": ("app.engine.sources", "demo_source_spec"),
-            "player": ("app.engine.player", "Player"),
-            "pipeline": ("app.engine.pipeline", "Pipeline"),
-            "list_models": ("app.engine.models", "list_models"),
-            "default_models": ("app.engine.models", "default_models"),
-        }
-        for attr, (module, name) in wanted.items():
-            try:
-                setattr(port, attr, getattr(importlib.import_module(module), name))
-            except (ImportError, AttributeError) as exc:
-                port.missing[attr] = f"{module}.{name} is not available ({exc})"
-                log.warning("engine part missing: %s", port.missing[attr])
-        return port
+        """Bind ``app.engine`` (imported here: onnxruntime loads only when the real engine is wanted)."""
+        from app.engine.models import default_models, list_models
+        from app.engine.pipeline import Pipeline
+        from app.engine.player import Player
+        from app.engine.sources import demo_source_spec, open_source
+
+        return cls(open_source=open_source, player=Player, pipeline=Pipeline, list_models=list_models,
+                   default_models=default_models, demo_source_spec=demo_source_spec)
 
 
 class FrameRelay:

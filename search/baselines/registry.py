@@ -1,8 +1,9 @@
 """The handcrafted baselines of the papers' tables, as config entries (no subclasses).
 
-Seed 000 Table II: U-net(8)+ResNet18 and U-net(16)+ResNet18 (echo, 256x256, QC on the same
-inputs). Seed 001 Table 2: U-net 2D (D5, IF64), 2D (D3, IF16), 3D (D4, IF32), 3D (D3, IF16) on
-20x128x112 cine clips (2D nets run frame by frame).
+Table II of the segqc-hw paper (Zeng et al. 2021, arXiv:2109.06909): U-net(8)+ResNet18 and
+U-net(16)+ResNet18 (echo, 256x256, QC on the same inputs). Table 2 of the msnas-hw paper (Zeng et
+al., ICCAD 2020, arXiv:2008.07071): U-net 2D (D5, IF64), 2D (D3, IF16), 3D (D4, IF32), 3D (D3,
+IF16) on 20x128x112 cine clips (2D nets run frame by frame).
 """
 
 from __future__ import annotations

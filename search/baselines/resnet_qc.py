@@ -3,9 +3,10 @@
 
 ResNet18 layout (He et al.): 7x7/2 stem + 3x3/2 max pool, four stages of two basic blocks with
 widths w, 2w, 4w, 8w (stride 2 from stage 2 on, 1x1 strided projection on the shortcut when the
-shape changes), global average pooling, linear, sigmoid. Seed 000 pairs U-nets with a "Resnet18"
-whose FLOPs (its Table II: 1045 M for U-net(8)+ResNet18) imply a narrow ResNet18; ``width`` 16
-(a quarter of torchvision's 64) reproduces that budget at 256x256, so it is our default.
+shape changes), global average pooling, linear, sigmoid. The segqc-hw paper (Zeng et al. 2021,
+arXiv:2109.06909) pairs U-nets with a "Resnet18" whose FLOPs (its Table II: 1045 M for
+U-net(8)+ResNet18) imply a narrow ResNet18; ``width`` 16 (a quarter of torchvision's 64)
+reproduces that budget at 256x256, so it is our default.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from app.cards import ModelCard
 from search.baselines.registry import BaselineSpec
 from search.baselines.training import EchoPair
 from search.baselines.unet import UNet
+from search.citations import MSNAS_HW, SEGQC_HW
 from search.export.card_writer import CardContent, TensorSpec
 from search.export.onnx_export import export_model
 from search.export.predictors import onnx_framewise_seg_predictor, onnx_qc_predictor, onnx_seg_predictor
@@ -62,7 +63,8 @@ def ship_echo_pair(spec: BaselineSpec, pair: EchoPair, test: Dataset, calibratio
         outputs=[TensorSpec("probs", (1, k, h, w), PROBS_DESC), TensorSpec("uncertainty", (1, 1, h, w), UNC_DESC)],
         classes=spec.classes, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
         pairs_with=spec.qc_id, clip_length=1, architecture={"unet": _cfg(spec.unet)},
-        notes=f"Handcrafted baseline of seed 000 Table II ({spec.paper_row}), segmentation half.",
+        notes=f"Handcrafted baseline of Table II of the segqc-hw paper ({SEGQC_HW.cite}; {spec.paper_row}), "
+              "segmentation half.",
     )
     feeds = [{"image": x} for x in _samples(test, 3)]
     seg_card = export_model(SegmentationWithUncertainty(pair.unet), seg_content, out_dir, feeds,
@@ -87,7 +89,8 @@ def ship_echo_pair(spec: BaselineSpec, pair: EchoPair, test: Dataset, calibratio
         outputs=[TensorSpec("dice", (1, 1), "predicted Dice of the segmentation, in [0, 1]")],
         classes=spec.classes, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
         clip_length=1, architecture={"resnet_qc": _cfg(spec.qc)},
-        notes=f"Handcrafted baseline of seed 000 Table II ({spec.paper_row}), QC half: trained on s2 patients "
+        notes=f"Handcrafted baseline of Table II of the segqc-hw paper ({SEGQC_HW.cite}; {spec.paper_row}), QC half: "
+              "trained on s2 patients "
               f"with {spec.seg_id} frozen, target = true Dice of its output.",
     )
     qc_card = export_model(pair.qc, qc_content, out_dir, qc_feeds, evaluate=qc_metrics, latency_repeats=latency_repeats)
@@ -123,7 +126,8 @@ def ship_cine(spec: BaselineSpec, unet: UNet, test: Dataset, calibration: Datase
         model_id=spec.seg_id, modality="cine", role="seg", method="baseline-unet3d" if spec.unet.dims == 3 else "baseline-unet2d",
         inputs=inputs, outputs=outputs, classes=spec.classes, normalisation=dict(CINE_NORMALISATION), layout=layout,
         data=data, clip_length=card_clip, architecture={"unet": _cfg(unet.cfg)},
-        notes=f"Handcrafted baseline of seed 001 Table 2 ({spec.paper_row}); Dice over every labelled frame of "
+        notes=f"Handcrafted baseline of Table 2 of the msnas-hw paper ({MSNAS_HW.cite}; {spec.paper_row}); Dice over "
+              "every labelled frame of "
               f"the test clips ({clip_length}-frame clips).",
     )
     card = export_model(SegmentationWithUncertainty(unet), content, out_dir, feeds,

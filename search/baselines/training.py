@@ -1,9 +1,9 @@
 """Training recipes of the baselines on the shared harness.
 
-Echo pair (seed 000's protocol): the U-net trains on s1 patients; the QC network trains on s2
-patients with the U-net frozen, its target the true Dice of the U-net's own output on frames the
-U-net never saw; both are scored on the test patients. Cine: the U-net (3D on clips, or 2D frame by
-frame) trains on the train patients' clips.
+Echo pair (the protocol of the segqc-hw paper, Zeng et al. 2021, arXiv:2109.06909): the U-net
+trains on s1 patients; the QC network trains on s2 patients with the U-net frozen, its target the
+true Dice of the U-net's own output on frames the U-net never saw; both are scored on the test
+patients. Cine: the U-net (3D on clips, or 2D frame by frame) trains on the train patients' clips.
 """
 
 from __future__ import annotations
@@ -104,5 +104,5 @@ def train_cine(spec: BaselineSpec, train: CineClipDataset, cfg: TrainConfig, wor
 
 
 def default_augmentation() -> AffineAugmentation:
-    """Translation +-8 %, rotation +-12 degrees, scale 0.9-1.1 (seed 000: translation, rotation, scale)."""
+    """Translation +-8 %, rotation +-12 degrees, scale 0.9-1.1 (the segqc-hw paper: translation, rotation, scale)."""
     return AffineAugmentation()

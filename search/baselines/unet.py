@@ -1,8 +1,9 @@
 """U-net in 2D (one frame) or 3D (a 2D+t clip) with configurable depth and initial filters.
 
 The papers' tables name U-nets by depth D (resolution levels, so D - 1 poolings) and initial filters
-IF (channels at the first level, doubled at each level): U-net(8) of seed 000 is (D5, IF8);
-seed 001 lists U-net 2D (D5, IF64), 2D (D3, IF16), 3D (D4, IF32), 3D (D3, IF16).
+IF (channels at the first level, doubled at each level): U-net(8) of the segqc-hw paper (Zeng et
+al. 2021, arXiv:2109.06909) is (D5, IF8); the msnas-hw paper (Zeng et al., ICCAD 2020,
+arXiv:2008.07071) lists U-net 2D (D5, IF64), 2D (D3, IF16), 3D (D4, IF32), 3D (D3, IF16).
 
 Blocks are two conv-BN-ReLU; downsampling is 2x max pooling, upsampling a stride-2 transposed
 conv, and the decoder concatenates the skip of the same level (Ronneberger et al., Cicek et al.).

@@ -39,7 +39,6 @@ from search.core.genotypes import (
     PathGenotype,
     QcGenotype,
 )
-from search.core.ops import OP_SETS
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Differentiable latency estimators (ms), built from a supernet and a :class:`LatencyTable`.
+"""Differentiable latency estimators (ms), built from a supernet and a latency table.
 
 Each estimator traces its supernet once (:func:`~search.core.latency_sites.trace_sites`) to learn the
 table key of every candidate on every edge of every cell instance and of every fixed op, looks the keys
@@ -19,6 +19,9 @@ alpha / gamma / beta. ``zero`` costs 0 ms; a ``skip`` grid edge (identity) costs
   probabilities propagated forward from (0, 0) through the beta softmaxes.
 
 :func:`predict_latency` gives the table's plain-sum prediction for a discrete (derived) network.
+
+The table is any :class:`~search.core.keys.LatencyLookup` (``search.latency.lut.LatencyTable`` in
+practice); the core does not import ``search.latency``.
 """
 
 from __future__ import annotations
@@ -35,11 +38,11 @@ from search.core.latency_sites import CellSite, NetworkSites, trace_sites
 from search.core.mixed import SOFTMAX, ArchWeighting
 from search.core.supernets.base import Supernet
 from search.core.supernets.multiscale import MultiscaleSupernet, cell_name, kind_available
-from search.latency.keys import OpKey
-from search.latency.lut import LatencyTable
+from search.core.keys import LatencyLookup
+from search.core.keys import OpKey
 
 
-def _ms(keys: Sequence[OpKey], table: LatencyTable) -> float:
+def _ms(keys: Sequence[OpKey], table: LatencyLookup) -> float:
     return float(sum(table.get(k) for k in keys))
 
 
@@ -53,7 +56,7 @@ class CellLatency:
         edge_luts: Per edge, ``(K_e,)`` ms of each candidate (0 for ``zero``).
     """
 
-    def __init__(self, cell: Cell, site: CellSite, table: LatencyTable, device: torch.device):
+    def __init__(self, cell: Cell, site: CellSite, table: LatencyLookup, device: torch.device):
         self.spec: CellSpec = cell.spec
         self.cell_type = cell.cell_type
         self.fixed_ms = _ms(site.fixed_keys, table)
@@ -91,7 +94,7 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _cell_latencies(model: Supernet, sites: NetworkSites, table: LatencyTable) -> dict[str, CellLatency]:
+def _cell_latencies(model: Supernet, sites: NetworkSites, table: LatencyLookup) -> dict[str, CellLatency]:
     cells = {name: m for name, m in model.named_modules() if isinstance(m, Cell)}
     return {name: CellLatency(cells[name], site, table, _device(model)) for name, site in sites.cells.items()}
 
@@ -107,7 +110,7 @@ class AdditiveLatency:
     Call: ``weighting`` (use ``ArchWeighting.gumbel(seed)`` for ``GS(alpha)``) -> scalar tensor, ms.
     """
 
-    def __init__(self, networks: Sequence[tuple[Supernet, Sequence[int]]], table: LatencyTable):
+    def __init__(self, networks: Sequence[tuple[Supernet, Sequence[int]]], table: LatencyLookup):
         self.parts = []
         for model, shape in networks:
             sites = trace_sites(model, shape)
@@ -125,7 +128,7 @@ class AdditiveLatency:
 class _MultiscaleLatency:
     """Shared lookups of the multi-scale estimators."""
 
-    def __init__(self, model: MultiscaleSupernet, table: LatencyTable, input_shape: Sequence[int]):
+    def __init__(self, model: MultiscaleSupernet, table: LatencyLookup, input_shape: Sequence[int]):
         self.model = model
         sites = trace_sites(model, input_shape)
         by_name = _cell_latencies(model, sites, table)
@@ -155,7 +158,7 @@ class PathwiseLatency(_MultiscaleLatency):
     selected paths' edges and through their cells' alpha / gamma.
     """
 
-    def __init__(self, model: MultiscaleSupernet, table: LatencyTable, input_shape: Sequence[int], n_paths: int):
+    def __init__(self, model: MultiscaleSupernet, table: LatencyLookup, input_shape: Sequence[int], n_paths: int):
         super().__init__(model, table, input_shape)
         self.n_paths = n_paths
 
@@ -207,7 +210,7 @@ class PathProbabilityLatency(_MultiscaleLatency):
         return total
 
 
-def predict_latency(model: nn.Module, input_shape: Sequence[int], table: LatencyTable) -> float:
+def predict_latency(model: nn.Module, input_shape: Sequence[int], table: LatencyLookup) -> float:
     """The table's plain-sum prediction (ms) for a discrete network: every op it runs, each counted once
     per module (an op used twice in the network is counted twice).
 

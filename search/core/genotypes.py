@@ -20,7 +20,7 @@ layer. Step kinds: ``"ct"`` (contracting cell, scale + 1), ``"ep"`` (expanding c
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from search.core.ops import OP_NAMES

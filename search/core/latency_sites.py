@@ -21,7 +21,7 @@ from torch import nn
 from search.core.cells import Cell
 from search.core.mixed import MixedOp
 from search.core.ops import FREE_OPS, CandidateOp
-from search.latency.keys import OpKey
+from search.core.keys import OpKey
 
 
 @dataclass

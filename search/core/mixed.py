@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from search.core.ops import CandidateOp, build_op
-from search.latency.keys import OpKey
+from search.core.keys import OpKey
 
 WEIGHTING_MODES = ("softmax", "gumbel")
 

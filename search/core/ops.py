@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search.latency.keys import OpKey
+from search.core.keys import OpKey
 
 SEGQC_DOWN: tuple[str, ...] = ("down_conv", "down_dil_conv", "down_sep_conv", "down_max_pool", "down_avg_pool")
 """segqc-hw: ops on the edges leaving the inputs of a Down / Contracting cell."""

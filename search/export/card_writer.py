@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from app.cards import ModelCard, load_card, sha256_of
+from app.realtime import REALTIME
+from search.export.architecture import Architecture, from_legacy
+from search.export.preprocessing import contract
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,9 @@ class CardContent:
         genotype: The searched architecture as plain JSON, or None for handcrafted networks.
         pairs_with: For a seg card, the id of its QC model.
         clip_length: Cine: frames per inference (1 for per-frame models).
-        architecture: Plain-JSON description of the network config (for rebuilding it).
+        architecture: The typed network description ``search.build_from_card`` rebuilds it from: an
+            ``Architecture``, its JSON, or an untyped dict (``{"unet": {...}}``, ...) converted by
+            ``search.export.architecture.from_legacy``.
         notes: Free text.
     """
 
@@ -62,7 +67,7 @@ class CardContent:
     genotype: dict[str, Any] | None = None
     pairs_with: str | None = None
     clip_length: int | None = None
-    architecture: dict[str, Any] | None = None
+    architecture: Architecture | dict[str, Any] | None = None
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -78,6 +83,18 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _architecture_json(content: CardContent) -> dict[str, Any] | None:
+    """The card's typed ``architecture`` (see ``search.export.architecture``)."""
+    arch = content.architecture
+    if arch is None or isinstance(arch, Architecture):
+        return arch.to_json() if arch is not None else None
+    if "kind" in arch and "args" in arch:
+        return Architecture.from_json(arch).to_json()
+    first = content.inputs[0]
+    return from_legacy(arch, genotype=content.genotype, input_shape=first.shape, n_classes=len(content.classes),
+                       output_names=[t.name for t in content.outputs]).to_json()
 
 
 def build_card(content: CardContent, *, onnx_path: Path, metrics: dict[str, Any], export: dict[str, Any],
@@ -96,7 +113,9 @@ def build_card(content: CardContent, *, onnx_path: Path, metrics: dict[str, Any]
         "outputs": [{"name": t.name, "shape": list(t.shape), "description": t.description} for t in content.outputs],
         "classes": {str(k): v for k, v in sorted(content.classes.items())},
         "genotype": content.genotype,
-        "architecture": content.architecture,
+        "architecture": _architecture_json(content),
+        "preprocessing": contract(input_name=first.name, shape=first.shape, layout=content.layout,
+                                  normalisation=content.normalisation, classes=content.classes, role=content.role),
         "metrics": metrics,
         "data": content.data,
         "export": export,
@@ -116,5 +135,6 @@ def build_card(content: CardContent, *, onnx_path: Path, metrics: dict[str, Any]
 def write_card(card: dict[str, Any], card_path: Path) -> ModelCard:
     """Write ``card`` as JSON beside its ONNX file and read it back through the app's verifier."""
     card_path = Path(card_path)
+    card = {**card, "meets_realtime": REALTIME.meets_metrics(card.get("metrics") or {})}  # the rule, its own figures
     card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
     return load_card(card_path).verify()

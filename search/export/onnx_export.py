@@ -5,7 +5,7 @@
 1. eval mode; ``torch.onnx.export`` with named inputs and outputs. On torch 2.13 we use the
    torch.export-based exporter (``dynamo=True``, the default since 2.9, opset 20): the legacy
    TorchScript exporter still works but is deprecated and warns on every call; both produce the
-   same operator graph and the same onnxruntime latency for our networks (notes/export.md).
+   same operator graph and the same onnxruntime latency for our networks.
 2. ``onnx.checker.check_model(full_check=True)`` on the exported graph.
 3. onnxruntime offline graph optimisation at the *basic* level (constant folding, BN folding into
    conv, redundant-node removal: standard ONNX ops only, so the file stays portable; the
@@ -16,7 +16,9 @@
    differ by ~1e-6 in practice), else ``ExportError``.
 5. Metrics measured on the exported file itself (the caller's ``evaluate``: Dice, QC MAE, ...),
    latency (``search.latency.measure``), FLOPs and parameters (PyTorch's flop counter).
-6. The card, written beside the file and read back through ``app.cards`` (hash + input shape).
+6. The exported module's state dict, written beside the file as ``<id>.pt``
+   (``search.export.weights``: what ``search.build_from_card(card, weights=True)`` loads back).
+7. The card, written beside the file and read back through ``app.cards`` (hash + input shape).
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from app.cards import ModelCard
+from app.cards import ModelCard, sha256_of
 from app.engine.runtime import create_session
 from search.export.card_writer import CardContent, build_card, write_card
 from search.export.flops import count_flops, count_params
 from search.export.latency import card_latency
+from search.export.weights import WEIGHTS_FORMAT, save_weights
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,11 @@ def check_parity(module: nn.Module, model: Path | bytes, feeds_list: Sequence[Fe
     return worst
 
 
+def _weights_info(path: Path) -> dict[str, Any]:
+    """The card's record of the weights file beside the ONNX file."""
+    return {"file": path.name, "format": WEIGHTS_FORMAT, "sha256": sha256_of(path)}
+
+
 def export_model(module: nn.Module, content: CardContent, out_dir: Path | str, parity_feeds: Sequence[Feeds], *,
                  evaluate: Evaluator | None = None, atol: float = PARITY_ATOL, latency_repeats: int = 50) -> ModelCard:
     """Export ``module`` as ``<out_dir>/<id>.onnx`` with its verified card ``<id>.json``.
@@ -166,6 +174,7 @@ def export_model(module: nn.Module, content: CardContent, out_dir: Path | str, p
         "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=True), opset {OPSET}",
         "checked": "onnx.checker full_check; onnxruntime basic graph optimisation saved offline",
         "parity": {"max_abs_diff": max_diff, "tolerance": atol, "inputs": len(parity_feeds)},
+        "weights": _weights_info(save_weights(module, out_dir / f"{content.model_id}.pt", content.model_id)),
     }
     card = build_card(content, onnx_path=onnx_path, metrics=metrics, export=export_info)
     return write_card(card, out_dir / f"{content.model_id}.json")

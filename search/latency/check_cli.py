@@ -5,6 +5,8 @@ end with onnxruntime, and compares with the table (raw sum, and the calibration 
 the networks, judged on the other half). Stores the calibration in the table's meta unless told
 not to. Exit status 0 when every space meets MdAPE <= 10 % and Kendall tau >= 0.8 on its held-out
 networks, 1 otherwise.
+
+A command-line module (the CLI layer): ``parse_spaces`` registers every method's search space.
 """
 
 from __future__ import annotations

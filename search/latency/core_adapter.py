@@ -3,22 +3,22 @@
 The profiler needs "build the op of this key"; ``python -m search profile`` needs "every key the
 supernets of a space can contain under a preset"; ``python -m search latency-check`` needs "random
 discrete networks of a space, built, with the keys of the ops they contain". This module answers
-the three from the core's ops, supernets, genotypes and derived networks, so the rest of
-``search.latency`` never depends on how a space is built.
+the first from the core's ops and the other two from the table of search spaces
+(``search.latency.spaces``) that each method fills, so ``search.latency`` never imports a method.
+Call ``search.methods.spaces.register_all()`` (the CLIs do) before asking for a method's space.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from torch import nn
 
 from search.latency.keys import OpKey
+from search.latency.spaces import SupernetConfig, get_space
 
-SPACES = ("segqc", "msnas", "rtdnas")
-
-#: ``(module factory, input shape without batch)``: one supernet configuration a preset uses.
-SupernetConfig = tuple[Callable[[], nn.Module], tuple[int, ...]]
+if TYPE_CHECKING:
+    from search.latency.check import SampledNetwork
 
 
 def module_for_key(key: OpKey) -> nn.Module:
@@ -74,14 +74,10 @@ def op_instances(model: nn.Module, example_input, call=None) -> list[OpKey]:
 def supernet_configs(space: str, preset: str) -> list[SupernetConfig]:
     """Every supernet the method of ``space`` builds under ``preset``, with its input shape.
 
-    segqc: the segmentation U and the QC net at the search resolution (``data.resolution``).
-    msnas / rtdnas: the layer x scale supernet at the search clip ``(1, T, H, W)``.
+    Raises:
+        ValueError: ``space`` is not registered (the message lists the registered ones).
     """
-    if space == "segqc":
-        return [(build, shape) for build, shape, _ in _segqc_parts(preset)]
-    if space in ("msnas", "rtdnas"):
-        return _multiscale_configs(space, preset)
-    raise ValueError(f"unknown search space {space!r}; choose from {', '.join(SPACES)}")
+    return get_space(space).supernets(preset)
 
 
 def preset_keys(space: str, preset: str) -> set[OpKey]:
@@ -94,121 +90,35 @@ def preset_keys(space: str, preset: str) -> set[OpKey]:
     return keys
 
 
-def _segqc_parts(preset: str):
-    from search.core.supernets.nasunet import NasUnetConfig, NasUnetSupernet
-    from search.core.supernets.qcnet import QcNetConfig, QcSupernet
-    from search.methods.segqc_hw.config import preset as segqc_preset
-
-    cfg = segqc_preset(preset)
-    r, sp = cfg.data.resolution, cfg.space
-    seg_cfg = NasUnetConfig(init_filters=sp.seg_init_filters, depth=sp.seg_depth, n_nodes=sp.nodes)
-    qc_cfg = QcNetConfig(init_filters=sp.qc_init_filters, n_stages=sp.qc_stages, n_nodes=sp.nodes,
-                         num_classes=seg_cfg.num_classes)
-    return [
-        (lambda: NasUnetSupernet(seg_cfg), (seg_cfg.in_channels, r, r), seg_cfg),
-        (lambda: QcSupernet(qc_cfg), (qc_cfg.in_channels, r, r), qc_cfg),
-    ]
-
-
-def _multiscale_config(space: str, preset: str):
-    """``(MultiscaleConfig, (C, T, H, W))`` of the supernet a multi-scale method searches under ``preset``.
-
-    msnas: ``search.methods.msnas_hw.config`` (trained widths, training clip). rtdnas: its own config
-    module when present; otherwise the msnas preset's clip and widths with RT-DNAS's 10 layers and
-    input-op-pair relaxation (seed 002: "the MS-NAS two-level space above; 10 layers").
-    """
-    import importlib
-
-    from search.core.supernets.multiscale import MultiscaleConfig
-    from search.methods.msnas_hw.config import preset as msnas_preset
-
-    cfg = msnas_preset(preset)
-    sn, data = cfg.supernet, cfg.data
-    shape = (1, data.clip_length, data.height, data.width)
-    ms = MultiscaleConfig(base_channels=cfg.trained_channels, n_layers=sn.layers, n_scales=sn.scales,
-                          n_nodes=sn.nodes, relaxation="edge_op", pc_k=sn.pc_k)
-    if space == "msnas":
-        return ms, shape
-    try:
-        rt = importlib.import_module("search.methods.rtdnas.config").preset(preset)
-    except ModuleNotFoundError:
-        from dataclasses import replace
-
-        return replace(ms, n_layers=10 if preset != "smoke" else ms.n_layers, relaxation="input_op_pair"), shape
-    return _rtdnas_from_config(rt), _rtdnas_shape(rt)
-
-
-def _rtdnas_from_config(rt):
-    from search.core.supernets.multiscale import MultiscaleConfig
-
-    sn = rt.supernet
-    return MultiscaleConfig(base_channels=getattr(rt, "trained_channels", sn.channels), n_layers=sn.layers,
-                            n_scales=sn.scales, n_nodes=sn.nodes, relaxation="input_op_pair", pc_k=sn.pc_k)
-
-
-def _rtdnas_shape(rt) -> tuple[int, ...]:
-    return (1, rt.data.clip_length, rt.data.height, rt.data.width)
-
-
-def _multiscale_configs(space: str, preset: str) -> list[SupernetConfig]:
-    from search.core.supernets.multiscale import MultiscaleSupernet
-
-    ms, shape = _multiscale_config(space, preset)
-    return [(lambda: MultiscaleSupernet(ms), shape)]
-
-
 # ---- random discrete architectures (for ``latency-check``) ---------------------------------------
 
 
 def random_genotype(space: str, preset: str, rng):
-    """A random discrete architecture of ``space`` shaped like the preset's supernet.
-
-    ``search.core.sampling.sample_random_genotype`` with the preset's grid and node count: a
-    ``SegQcGenotype`` (segqc) or a ``MultiscaleGenotype`` with 1-4 (msnas) or 1-8 (rtdnas) paths.
-    """
-    from search.core.sampling import sample_random_genotype
-
-    if space == "segqc":
-        return sample_random_genotype(space, rng, n_nodes=_segqc_parts(preset)[0][2].n_nodes)
-    ms, _ = _multiscale_config(space, preset)
-    return sample_random_genotype(space, rng, n_layers=ms.n_layers, n_scales=ms.n_scales, n_nodes=ms.n_nodes)
+    """A random discrete architecture of ``space`` shaped like the preset's supernet."""
+    return get_space(space).random_genotype(preset, rng)
 
 
 def build_network(space: str, preset: str, genotype, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
-    """The derived network of ``genotype`` and its input shape without batch.
-
-    segqc: seg + QC in one graph (``DerivedSegQc``: the deployed data flow). msnas / rtdnas: the
-    fused multi-path network.
-    """
-    if space == "segqc":
-        from search.core.derived.nasunet import DerivedNasUnet
-        from search.core.derived.qcnet import DerivedQcNet, DerivedSegQc
-
-        (_, seg_shape, seg_cfg), (_, _, qc_cfg) = _segqc_parts(preset)
-        module = DerivedSegQc(DerivedNasUnet(genotype.seg, seg_cfg, seed=seed), DerivedQcNet(genotype.qc, qc_cfg, seed=seed))
-        return module, seg_shape
-    from search.core.derived.multiscale import FusedMultiscaleNet
-
-    ms, shape = _multiscale_config(space, preset)
-    return FusedMultiscaleNet(genotype, ms, seed=seed), shape
+    """The derived network of ``genotype`` (as the method deploys it) and its input shape without batch."""
+    return get_space(space).build_network(preset, genotype, seed)
 
 
 def sample_networks(space: str, preset: str, n: int, seed: int) -> Iterator["SampledNetwork"]:
     """``n`` random discrete networks of ``space`` under ``preset``, built, with their op instances.
 
-    Deterministic in ``seed`` (architectures from ``np.random.default_rng``, weights from torch seeds).
+    Deterministic in ``seed`` and the space's stream (architectures from ``np.random.default_rng``,
+    weights from torch seeds).
     """
     import numpy as np
     import torch
 
     from search.latency.check import SampledNetwork
 
-    if space not in SPACES:
-        raise ValueError(f"unknown search space {space!r}; choose from {', '.join(SPACES)}")
-    rng = np.random.default_rng([seed, SPACES.index(space)])
+    entry = get_space(space)
+    rng = np.random.default_rng([seed, entry.stream])
     gen = torch.Generator().manual_seed(seed)
     for i in range(n):
-        genotype = random_genotype(space, preset, rng)
-        module, shape = build_network(space, preset, genotype, seed=seed + i)
+        genotype = entry.random_genotype(preset, rng)
+        module, shape = entry.build_network(preset, genotype, seed + i)
         x = torch.randn((1, *shape), generator=gen)
         yield SampledNetwork(space, i, module.eval(), x, op_instances(module, x), genotype=genotype.to_dict())

@@ -2,6 +2,9 @@
 
 Enumerates every op signature the supernets of the chosen spaces can contain under the chosen
 preset, and times the ones the table lacks (cached, resumable: interrupt it and run it again).
+
+A command-line module (the CLI layer, though it lives beside the latency code it drives): it
+registers every method's search space (``search.methods.spaces``) before reading the table.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-SPACES = ("segqc", "msnas", "rtdnas")
+from search.methods.spaces import SPACE_NAMES as SPACES
+from search.methods.spaces import register_all
+
 PRESETS = ("smoke", "default", "paper")
 
 
@@ -30,11 +35,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_spaces(text: str) -> list[str]:
-    """``"segqc,msnas"`` -> ``["segqc", "msnas"]``; unknown names are an error naming them."""
+    """``"segqc,msnas"`` -> ``["segqc", "msnas"]`` (registering every method's space); unknown names
+    are an error naming them."""
+    from search.latency.spaces import space_names
+
+    register_all()
+    known = space_names()
     spaces = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in spaces if s not in SPACES]
+    unknown = [s for s in spaces if s not in known]
     if unknown or not spaces:
-        raise SystemExit(f"--spaces: unknown space(s) {unknown or [text]}; choose from {','.join(SPACES)}")
+        raise SystemExit(f"--spaces: unknown space(s) {unknown or [text]}; choose from {','.join(known)}")
     return spaces
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -52,7 +53,10 @@ def _guarded(method: str, folder: Path, load: Callable[[], MethodSection]) -> tu
 
 def build_report(preset: str, runs: Path, out: Path, models: Path, *, overrides: Mapping[str, Path] | None = None,
                  docs: Path | None = None, command: str = "python -m search report") -> Report:
-    """Write ``out`` (Markdown) and its PNGs (``out`` without suffix, e.g. ``docs/results/``).
+    """Write ``out`` (Markdown) and its own PNGs (``out`` without suffix, e.g. ``docs/results/``).
+
+    A method's figure is linked where the method's docs copy (``docs/<method>/``) holds the same
+    PNG, and copied into the PNG folder only where it does not.
 
     Args:
         preset: Which runs (``runs/<method>/<preset>``).
@@ -60,7 +64,8 @@ def build_report(preset: str, runs: Path, out: Path, models: Path, *, overrides:
         out: The Markdown file.
         models: The models folder whose cards are summarised.
         overrides: method -> run folder to read instead of the default one.
-        docs: The docs folder holding the methods' report copies (segqc-hw's fallback), or None.
+        docs: The docs folder holding the methods' report copies (their reports and figures are
+            linked; segqc-hw's fallback results), or None.
         command: The command line quoted in the report's header.
     """
     overrides = dict(overrides or {})
@@ -81,7 +86,7 @@ def build_report(preset: str, runs: Path, out: Path, models: Path, *, overrides:
                                for p in sorted((Path(runs) / method).glob(f"{preset}-seed*"))
                                if p.is_dir() and p.name.rsplit("-seed", 1)[1].isdigit()]
         for seed, folder in runs_of_method:
-            section, ok = _guarded(method, folder, lambda: load(folder))
+            section, ok = _guarded(method, folder, partial(load, folder))
             docs_copy = None if docs is None else Path(docs) / DOCS_COPY[method] / ("" if seed is None else f"seed{seed}")
             if seed is not None:
                 section.title += f", replicate run with seed {seed}"
@@ -90,6 +95,7 @@ def build_report(preset: str, runs: Path, out: Path, models: Path, *, overrides:
                                           else f"{p.source} (seed {seed})") for p in section.points]
             if docs_copy is not None and section.folder is not None:
                 section.own_report = next((p for name in OWN_REPORT if (p := docs_copy / name).is_file()), None)
+                section.docs_copy = docs_copy
             sections.append(section)
             if not ok:
                 report.unreadable.append(section.slug)

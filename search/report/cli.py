@@ -2,8 +2,8 @@
 
 Reads what the methods stored (``runs/<method>/<preset>/``; segqc-hw also from its ``docs/segqc``
 copy) and the model cards in ``models/``; trains and measures nothing. Writes ``docs/results.md``
-and its PNGs in ``docs/results/``. A method without stored results is named, with the command that
-produces them.
+and its own PNGs in ``docs/results/`` (figures the methods' ``docs/<method>`` folders hold are
+linked). A method without stored results is named, with the command that produces them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Lay the report out: ``docs/results.md`` and its PNGs in ``docs/results/``.
+"""Lay the report out: ``docs/results.md`` and its own PNGs in ``docs/results/``.
 
 Input: the methods' sections (``search.report.{segqc,msnas,rtdnas}``) and the model cards of a
-models folder. Output is deterministic: the same stored results give byte-identical files (no
-timestamps, sorted inputs, stale PNGs of earlier reports removed).
+models folder. A method's figure that its docs copy (``docs/msnas/frontier.png``, say) already
+holds is linked there, not copied; only the figures found nowhere under the report's folder (and
+the ones drawn here) go into ``docs/results/``. Output is deterministic: the same stored results
+give byte-identical files (no timestamps, sorted inputs, stale PNGs of earlier reports removed).
 """
 
 from __future__ import annotations
@@ -59,6 +61,27 @@ def _copy_figure(src: Path, figures_dir: Path, name: str) -> str:
     return name
 
 
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _linkable(src: Path, docs_copy: Path | None, root: Path) -> Path | None:
+    """The PNG to link instead of copying ``src``, or None (copy it).
+
+    ``src`` itself when it lies under ``root`` (the report's folder), else the PNG of the same name
+    and the same bytes in the method's docs copy under ``root``.
+    """
+    candidates = [src] + ([Path(docs_copy) / src.name] if docs_copy is not None else [])
+    for candidate in candidates:
+        if _inside(candidate, root) and candidate.is_file() and candidate.read_bytes() == src.read_bytes():
+            return candidate
+    return None
+
+
 def write_document(sections: Sequence[MethodSection], cards: CardsTable, out: Path, figures_dir: Path,
                    command: str) -> Path:
     """Write the report to ``out`` (Markdown) with its PNGs in ``figures_dir``; return ``out``.
@@ -67,8 +90,8 @@ def write_document(sections: Sequence[MethodSection], cards: CardsTable, out: Pa
         sections: One per method, in the order they appear.
         cards: The models folder's summary.
         out: The Markdown file (e.g. ``docs/results.md``).
-        figures_dir: Folder for the PNGs (e.g. ``docs/results``); PNGs in it that this report does
-            not write are removed.
+        figures_dir: Folder for the PNGs this report draws or copies (e.g. ``docs/results``); PNGs
+            in it that this report does not write are removed.
         command: The command line that regenerates the report (quoted in its header).
     """
     out, figures_dir = Path(out), Path(figures_dir)
@@ -122,9 +145,12 @@ def write_document(sections: Sequence[MethodSection], cards: CardsTable, out: Pa
         if s.figures or s.drawings:
             lines += ["#### Figures", ""]
         for caption, src in s.figures:
-            name = _copy_figure(src, figures_dir, f"{s.slug}-{src.name}")
-            written.add(name)
-            lines += [f"![{caption}]({rel}/{name})", ""]
+            target = _linkable(src, s.docs_copy, out.parent)
+            if target is None:
+                target = figures_dir / _copy_figure(src, figures_dir, f"{s.slug}-{src.name}")
+            if target.parent.resolve() == figures_dir.resolve():
+                written.add(target.name)
+            lines += [f"![{caption}]({Path(os.path.relpath(target, out.parent)).as_posix()})", ""]
         for caption, file_name, draw in s.drawings:
             name = f"{s.slug}-{file_name}"
             draw(figures_dir / name)

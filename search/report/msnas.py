@@ -1,4 +1,4 @@
-"""msnas-hw (seed 001, Table 2) in the report, from the run folder's per-row results.
+"""msnas-hw (Zeng et al., ICCAD 2020, arXiv:2008.07071; Table 2) in the report, from the run folder's per-row results.
 
 The run stores ``config.json`` and ``rows/<key>/result.json`` (Dice, params, and the latency merged
 in once measured); rows not trained yet are shown as "not run" by the method's own table function.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from search.citations import MSNAS_HW
 from search.report.sections import (
     MethodSection, ParetoPoint, config_from_dict, figures_in, missing_section, read_json, shown,
 )
 
 METHOD = "msnas-hw"
-TITLE = "msnas-hw: hardware-aware multi-scale NAS, 3D cine MR (seed 001, Table 2)"
+TITLE = f"msnas-hw: hardware-aware multi-scale NAS, 3D cine MR ({MSNAS_HW.cite}; Table 2)"
 CAPTIONS = {"frontier": "Dice vs latency of the Table 2 rows (the method's own frontier plot)",
             "genotype_": "Searched cells and paths"}
 

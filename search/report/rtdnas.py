@@ -1,4 +1,4 @@
-"""rtdnas (seed 002, Tables 1 and 2) in the report, from the run folder's stored stages.
+"""rtdnas (Lu et al., MICCAI 2022, arXiv:2206.04682; Tables 1 and 2) in the report, from the run folder's stored stages.
 
 The run stores ``rows/<key>/result.json`` (Dice), ``latency.json`` (timings by row key),
 ``derivation.json`` (top-weight and GA paths per N_l with their lookup-table latency) and
@@ -12,14 +12,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from search.citations import RTDNAS
 from search.core.genotypes import MultiscaleGenotype
-
 from search.report.sections import (
     MACHINE, MethodSection, ParetoPoint, config_from_dict, figures_in, missing_section, read_json, shown,
 )
 
 METHOD = "rtdnas"
-TITLE = "rtdnas: real-time constrained search with genetic path selection, 3D cine MR (seed 002, Tables 1 and 2)"
+TITLE = (f"rtdnas: real-time constrained search with genetic path selection, 3D cine MR ({RTDNAS.cite}; "
+         "Tables 1 and 2)")
 log = logging.getLogger(__name__)
 CAPTIONS = {"fig2": "Fig. 2: Dice vs latency and vs throughput (random cloud, top-weight, GA, msnas-hw rows)"}
 
@@ -68,14 +69,14 @@ def load_section(folder: Path, msnas_folder: Path | None) -> MethodSection:
         f"({timed} timed), {len(cloud)} random ones; Table 2's baselines are msnas-hw's rows from "
         f"`{msnas_shown}`{'' if baselines else ' (none stored yet)'}. Latency: median onnxruntime run per "
         f"{cfg.data.clip_length}x{cfg.data.height}x{cfg.data.width} clip on a {MACHINE}; the paper's "
-        "figures: seed 002 (P100 GPU, ACDC).")
+        "figures: the RT-DNAS paper (P100 GPU, ACDC).")
     if rounds:
         section.blocks.append("#### Constraint rounds (50 ms / 22 FPS)\n\n" + method_report.rounds_markdown(rounds))
     section.blocks.append("#### Table 1: top-weight vs GA on the same searched cells, ours and the paper's\n\n"
                           + method_report.table1_markdown(cfg, rows))
     section.blocks.append("#### Table 2: ours and msnas-hw's baselines (same data, clips, machine)\n\n"
                           + method_report.table2_markdown(cfg, rows, baselines))
-    section.blocks.append("#### Table 2 of the paper (seed 002, P100, ACDC)\n\n" + paper_table2(method_report.PAPER_TABLE2))
+    section.blocks.append("#### Table 2 of the paper (RT-DNAS: P100, ACDC)\n\n" + paper_table2(method_report.PAPER_TABLE2))
     section.blocks.append("#### Targets\n\n" + "\n".join(method_report.check_targets(cfg, rows, baselines)))
     section.figures = figures_in(folder / "report", CAPTIONS)
     best = best_network(cfg, rows)
@@ -100,7 +101,7 @@ def load_section(folder: Path, msnas_folder: Path | None) -> MethodSection:
 
 
 def paper_table2(table: dict[str, tuple]) -> str:
-    """Seed 002's Table 2 as a Markdown table (RV, MYO, LV, average Dice, LT ms, TP FPS)."""
+    """The RT-DNAS paper's Table 2 as a Markdown table (RV, MYO, LV, average Dice, LT ms, TP FPS)."""
     lines = ["| network | RV | MYO | LV | average | LT (ms) | TP (FPS) |", "|---|---|---|---|---|---|---|"]
     for name, (rv, myo, lv, avg, lt, tp) in table.items():
         lines.append(f"| *{name}* | *{rv:.3f}* | *{myo:.3f}* | *{lv:.3f}* | *{avg:.3f}* | *{lt}* | *{tp}* |")

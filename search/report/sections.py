@@ -62,10 +62,12 @@ class MethodSection:
         folder: Run folder the results were read from (None when missing).
         missing: Why there is nothing to show (None when results were found).
         blocks: Markdown blocks (headings, tables, target lists), in order.
-        figures: ``(caption, PNG written by the method)`` to copy beside the report.
+        figures: ``(caption, PNG written by the method)``: linked where it lies in the report's
+            folder tree or ``docs_copy`` holds the same bytes, else copied beside the report.
         drawings: ``(caption, file name, draw(path))`` for figures the method does not draw itself,
             drawn beside the report with the method's own drawing code.
         own_report: The method's full report (e.g. ``docs/msnas/report.md``), linked when it exists.
+        docs_copy: The method's docs folder (e.g. ``docs/msnas``) whose PNGs the report links, or None.
         slug: Unique name of the section (figure file prefix); the method's name unless a replicate.
         points: Dice-latency points for the cross-method Pareto plot.
     """
@@ -78,6 +80,7 @@ class MethodSection:
     figures: list[tuple[str, Path]] = field(default_factory=list)
     drawings: list[tuple[str, str, Callable[[Path], Any]]] = field(default_factory=list)
     own_report: Path | None = None
+    docs_copy: Path | None = None
     slug: str = ""
     points: list[ParetoPoint] = field(default_factory=list)
 

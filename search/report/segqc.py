@@ -1,4 +1,4 @@
-"""segqc-hw (seed 000, Table II) in the report, from the run's ``report/results.json``.
+"""segqc-hw (Zeng et al. 2021, arXiv:2109.06909; Table II) in the report, from the run's ``report/results.json``.
 
 The tables come from the method's own report functions (``search.methods.segqc_hw.report``), so
 the report and the method's README cannot disagree; the figures are the PNGs the method drew.
@@ -10,11 +10,12 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from search.citations import SEGQC_HW
 from search.report.sections import MethodSection, ParetoPoint, figures_in, fmt, missing_section, read_json, shown
 
 log = logging.getLogger(__name__)
 METHOD = "segqc-hw"
-TITLE = "segqc-hw: joint segmentation + QC search, contrast echo (seed 000, Table II)"
+TITLE = f"segqc-hw: joint segmentation + QC search, contrast echo ({SEGQC_HW.cite}; Table II)"
 CAPTIONS = {"qc_scatter": "QC: predicted vs true Dice of every test frame, per row", "cells_": "Searched cells"}
 
 
@@ -48,7 +49,7 @@ def load_section(candidates: Sequence[Path], preset: str) -> MethodSection:
         f"{cfg['data']['n_test']} held-out test patients ({results['n_test_frames']} frames); latency = seg + QC "
         f"per frame at {cfg['measure']['resolution']}x{cfg['measure']['resolution']}, median of "
         f"{cfg['measure']['timed_runs']} interleaved rounds on {results['machine']}. The paper's columns: "
-        "seed 000's Table II (4-core Intel i7, its own MCE data).")
+        "the paper's Table II (4-core Intel i7, its own MCE data).")
     section.blocks.append("#### Table II, ours beside the paper's\n\n" + method_report.table_markdown(results))
     targets = results.get("targets") or method_report.targets(results)
     lines = ["| target | measured | threshold | met | margin |", "|---|---|---|---|---|"]

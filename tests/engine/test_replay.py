@@ -45,8 +45,11 @@ def test_replay_with_ground_truth_writes_report_csv_and_masks(phantom_echo_dicom
                     masks_out=tmp_path / "m.nii.gz", csv_out=tmp_path / "r.csv")
     assert REQUIRED <= set(report)
     assert report["frames"] == 8 and report["processed"] == 8 and report["dropped"] == 0 and report["errors"] == 0
-    assert set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
-    assert report["latency_ms"]["p50"] <= report["latency_ms"]["p95"] <= report["latency_ms"]["max"]
+    assert set(report["latency_ms"]) == {"p50", "p90", "p95", "p99", "p99.9", "max"}
+    lat = report["latency_ms"]
+    assert lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+    assert report["excluded_warmup_frames"] == report["excluded_tail_frames"] == 0  # 8 frames: nothing left out
+    assert report["complete"] is True and "interrupted" not in report
     assert 0.0 <= report["dice_mean"] <= 1.0 and report["n_labelled"] == 8
     assert report["qc_mae"] is not None and 0.0 <= report["qc_mae"] <= 1.0
     assert "qc_pearson" in report
@@ -119,7 +122,6 @@ def test_cli_bad_source_and_unknown_model_exit_2(models_dir, tmp_path):
 
 
 def test_live_phantom_replay_stops_at_max_frames(models_dir, tmp_path):
-    pytest.importorskip("app.data.phantom.echo")
     report = replay("phantom:echo?frames=4&seed=1", report=tmp_path / "p.json", fast=True, models_dir=models_dir,
                     max_frames=6)
     assert report["frames"] == 6 and report["processed"] == 6 and report["dice_mean"] is not None

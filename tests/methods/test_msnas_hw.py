@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -259,6 +258,11 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path):
     assert after["dice"] == before["dice"] and after["latency"] == before["latency"]
     assert (out / "rows" / "ours_n1" / "weights.pt").stat().st_mtime_ns == weights_stamp
     assert (out / "searches" / "msnas" / "result.json").stat().st_mtime_ns == search_stamp
+    stages = json.loads((out / "stages.json").read_text())["stages"]  # why each stage ran or not
+    assert stages["search:msnas"] == {**stages["search:msnas"], "status": "skipped",
+                                      "reason": "skipped: result exists at searches/msnas/result.json, config hash unchanged"}
+    assert stages["row:ours_n1"]["status"] == "skipped" and stages["latency-table"]["status"] == "skipped"
+    assert stages["report"]["reason"] == "ran: always runs (it declares no result files)"
 
 
 def test_changed_config_refuses_an_old_run_folder(tmp_path):

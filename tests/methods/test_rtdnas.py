@@ -208,7 +208,7 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert len(results["cloud"]) - len(full) == 3 and len(full) <= 1
     for k in full:  # a budget-meeting cloud network, retrained with the rows' schedule
         assert results["cloud"][k]["meets"] and results["cloud"][k]["genotype"] == results["cloud"][k[:-5]]["genotype"]
-    for k, r in [*rows.items(), *results["cloud"].items()]:
+    for _k, r in [*rows.items(), *results["cloud"].items()]:
         assert r["latency"]["p50_ms"] > 0
         # the smoke cloud is latency-only (untrained, no Dice); every trained network has a Dice
         assert math.isnan(r["dice"]["mean"]) if r.get("untrained") else 0.0 <= r["dice"]["mean"] <= 1.0

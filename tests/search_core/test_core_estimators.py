@@ -1,6 +1,5 @@
 """Latency estimators: gradients w.r.t. every arch parameter, agreement with the discrete networks."""
 
-import numpy as np
 import pytest
 import torch
 

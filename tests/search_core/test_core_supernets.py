@@ -57,7 +57,7 @@ def test_nasunet_supernet_forward_backward():
 def test_unet_plan_wires_skips_at_the_output_scale():
     plan = unet_plan(3)
     scales = [0] + [p[2] for p in plan]
-    for kind, s_in, s_out, pp, skip in plan:
+    for kind, _s_in, s_out, _pp, skip in plan:
         if kind == "up":
             assert scales[skip] == s_out and skip <= 3
 

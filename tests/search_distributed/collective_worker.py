@@ -16,7 +16,6 @@ Scenarios:
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from pathlib import Path

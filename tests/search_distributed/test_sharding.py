@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from search import distributed
+from search.distributed import sampling
 
 
 @pytest.mark.parametrize("n,world", [(7, 2), (8, 2), (10, 3), (3, 4)])
@@ -34,9 +35,9 @@ def test_sampler_reshuffles_every_pass_like_distributed_sampler_epochs():
 
 
 def test_split_batch_keeps_two_per_rank_for_batchnorm(monkeypatch):
-    monkeypatch.setattr(distributed, "world_size", lambda: 4)
+    monkeypatch.setattr(sampling, "world_size", lambda: 4)
     assert [distributed.split_batch(b) for b in (1, 2, 5, 8, 16)] == [1, 2, 2, 2, 4]
-    monkeypatch.setattr(distributed, "world_size", lambda: 1)
+    monkeypatch.setattr(sampling, "world_size", lambda: 1)
     assert [distributed.split_batch(b) for b in (1, 2, 5)] == [1, 2, 5]
 
 

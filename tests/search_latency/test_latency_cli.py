@@ -14,8 +14,6 @@ from search.latency.check import SampledNetwork
 from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable
 
-pytest.importorskip("search.core.ops")
-
 
 def _args(module, argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()

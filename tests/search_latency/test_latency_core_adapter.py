@@ -1,16 +1,19 @@
-"""The profiler's key enumeration covers every op the sampled derived networks run (smoke preset)."""
+"""The profiler's key enumeration covers every op the sampled derived networks run (smoke preset),
+and the latency tools read the search spaces the methods register."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-pytest.importorskip("search.core.sampling")
+from search.latency import core_adapter, spaces
+from search.methods.spaces import SPACE_NAMES, register_all
 
-from search.latency import core_adapter  # noqa: E402
+register_all()
 
 
-@pytest.mark.parametrize("space", ["segqc", "msnas", "rtdnas"])
+@pytest.mark.parametrize("space", SPACE_NAMES)
 def test_preset_keys_cover_sampled_networks(space: str) -> None:
     torch.set_num_threads(1)
     needed = core_adapter.preset_keys(space, "smoke")
@@ -25,6 +28,47 @@ def test_preset_keys_cover_sampled_networks(space: str) -> None:
     assert [n.genotype for n in again] == [n.genotype for n in nets]  # seeded
 
 
-def test_unknown_space_is_an_error() -> None:
-    with pytest.raises(ValueError, match="nosuch"):
+def test_every_method_space_is_registered_with_a_fixed_stream() -> None:
+    assert SPACE_NAMES == ("segqc", "msnas", "rtdnas")
+    assert [spaces.get_space(n).stream for n in SPACE_NAMES] == [0, 1, 2]
+    assert set(SPACE_NAMES) <= set(spaces.space_names())
+
+
+def test_unknown_space_is_an_error_naming_the_registered_ones() -> None:
+    with pytest.raises(ValueError, match="nosuch.*segqc"):
         core_adapter.supernet_configs("nosuch", "smoke")
+
+
+def test_a_registered_space_is_what_the_profiler_reads() -> None:
+    """A fourth method only registers its space: the adapter builds its supernets and networks."""
+    from search.core.ops import build_op
+
+    class Genotype(list):
+        def to_dict(self) -> list:
+            return list(self)
+
+    def supernets(preset: str):
+        return [(lambda: nn.Sequential(build_op("conv", 2, 2, 2), build_op("sep_conv", 2, 2, 2)), (2, 8, 8))]
+
+    def random_genotype(preset: str, rng):
+        return Genotype(["conv"] * int(rng.integers(1, 3)))
+
+    def build_network(preset: str, genotype, seed: int):
+        torch.manual_seed(seed)
+        return nn.Sequential(*[build_op(op, 2, 2, 2) for op in genotype]), (2, 8, 8)
+
+    entry = spaces.register_space("toy", supernets=supernets, random_genotype=random_genotype,
+                                  build_network=build_network)
+    try:
+        assert entry.stream > max(spaces.get_space(n).stream for n in SPACE_NAMES)
+        assert {k.op for k in core_adapter.preset_keys("toy", "smoke")} == {"conv", "sep_conv"}
+        nets = list(core_adapter.sample_networks("toy", "smoke", 2, seed=0))
+        assert all(n.keys and {k.op for k in n.keys} == {"conv"} for n in nets)
+    finally:
+        spaces.unregister_space("toy")
+    assert "toy" not in spaces.space_names()
+
+
+def test_space_names_must_be_usable_on_the_command_line() -> None:
+    with pytest.raises(ValueError, match="without commas"):
+        spaces.register_space("a,b", supernets=list, random_genotype=list, build_network=list)

@@ -34,7 +34,6 @@ class CountingBuilder:
 
 
 def test_two_op_table_with_core_ops(tmp_path) -> None:
-    pytest.importorskip("search.core.ops")
     path = tmp_path / "lut.json"
     table = LatencyTable()
     measured = OpProfiler(table, FAST, save_to=path).profile([CONV, DOWN_SEP, CONV])

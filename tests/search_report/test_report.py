@@ -67,7 +67,7 @@ def _cells(table: list[str], first: str) -> list[str]:
 def test_every_papers_table_is_there_beside_ours(stored):
     text, report = _report(stored)
     assert not report.unreadable and "no stored results" not in text
-    # segqc-hw Table II: ours and the paper's (seed 000: U-net(16)+ResNet18 Dice 0.839, 82 ms, 3635 M)
+    # segqc-hw Table II: ours and the paper's (U-net(16)+ResNet18 Dice 0.839, 82 ms, 3635 M)
     row = _cells(_table(text, "#### Table II, ours beside the paper's"), "U-net(16)+ResNet18")
     assert {"0.644", "77.2", "0.839", "82", "3635"} <= set(row)
     assert "0.622" in _cells(_table(text, "#### Table II, ours beside the paper's"), "hardware-aware (lambda2 = 0.001)")
@@ -88,7 +88,7 @@ def test_every_papers_table_is_there_beside_ours(stored):
     # rtdnas Table 2 with msnas-hw's rows as baselines, and the paper's Table 2
     rt2 = _table(text, "#### Table 2: ours and msnas-hw's baselines (same data, clips, machine)")
     assert _cells(rt2, "MS-NAS 3D (n=4)")[-1] == "msnas-hw run" and _cells(rt2, "RT-DNAS GA (N_l = 1)")[5] == "12.0"
-    assert _cells(_table(text, "#### Table 2 of the paper (seed 002, P100, ACDC)"), "*DeU-NAS*")[1:] == [
+    assert _cells(_table(text, "#### Table 2 of the paper (RT-DNAS: P100, ACDC)"), "*DeU-NAS*")[1:] == [
         "*0.961*", "*0.927*", "*0.971*", "*0.953*", "*121*", "*10.2*"]
     # the models table, from the cards
     cards = _table(text, "Meets = p95 <= 50 ms and >= 22 FPS for inference alone on the card's machine.")
@@ -115,6 +115,23 @@ def test_figures_are_copied_and_the_cross_method_plot_drawn(stored):
         assert f"](results/{name})" in text
     src = stored / "runs" / "segqc-hw" / "smoke" / "report" / "qc_scatter.png"
     assert (figures / "segqc-hw-qc_scatter.png").read_bytes() == src.read_bytes()
+
+
+def test_figures_in_a_docs_copy_are_linked_not_copied(stored):
+    docs = stored / "docs"
+    run_frontier = stored / "runs" / "msnas-hw" / "smoke" / "report" / "frontier.png"
+    (docs / "msnas").mkdir(parents=True)
+    (docs / "msnas" / "frontier.png").write_bytes(run_frontier.read_bytes())  # the method's docs copy
+    (docs / "rtdnas").mkdir()
+    (docs / "rtdnas" / "fig2.png").write_bytes(b"an older figure")  # not the run's figure: copied instead
+    text, _ = _report(stored, docs=docs)
+    assert "](msnas/frontier.png)" in text and "msnas-hw-frontier.png" not in text
+    assert not (docs / "results" / "msnas-hw-frontier.png").exists()
+    run_fig2 = stored / "runs" / "rtdnas" / "smoke" / "report" / "fig2.png"
+    assert "](results/rtdnas-fig2.png)" in text
+    assert (docs / "results" / "rtdnas-fig2.png").read_bytes() == run_fig2.read_bytes()
+    assert sorted(p.name for p in (docs / "results").glob("*.png")) == [
+        "pareto_dice_latency.png", "rtdnas-cells_ga_n3.png", "rtdnas-fig2.png", "segqc-hw-qc_scatter.png"]
 
 
 def test_missing_methods_are_stated_not_crashed_on(tmp_path):
@@ -176,8 +193,8 @@ def test_pareto_front_keeps_only_undominated_points():
 def test_runs_with_another_seed_get_their_own_section(stored):
     stored_runs.rtdnas_run(stored / "runs" / "rtdnas" / "smoke-seed1")
     text, report = _report(stored)
-    assert "## rtdnas: real-time constrained search with genetic path selection, 3D cine MR (seed 002, Tables 1 and 2)," \
-           " replicate run with seed 1" in text
+    assert "## rtdnas: real-time constrained search with genetic path selection, 3D cine MR (Lu et al., MICCAI 2022, " \
+           "arXiv:2206.04682; Tables 1 and 2), replicate run with seed 1" in text
     assert any(line.startswith("rtdnas-seed1: ") for line in report.status)
     assert (stored / "docs" / "results" / "rtdnas-seed1-fig2.png").is_file()
     assert (stored / "docs" / "results" / "rtdnas-fig2.png").is_file()  # the preset's own run is still there

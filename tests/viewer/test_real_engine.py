@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from app.engine import models
+from tests.engine.tiny_models import write_echo_models
+
 pytestmark = pytest.mark.gui
 TIMEOUT = 30_000
-
-sources = pytest.importorskip("app.engine.sources")
-pytest.importorskip("app.engine.player")
-pytest.importorskip("app.engine.pipeline")
-models = pytest.importorskip("app.engine.models")
 
 
 def _window(qtbot, settings, models_dir):
@@ -18,7 +16,6 @@ def _window(qtbot, settings, models_dir):
     from app.viewer.main_window import MainWindow
 
     engine = EnginePort.real()
-    assert not engine.missing, engine.missing
     win = MainWindow(engine=engine, settings=settings, models_dir=models_dir)
     qtbot.addWidget(win)
     win.show()
@@ -61,17 +58,9 @@ def test_demo_through_the_shipped_models(qtbot, settings) -> None:
 @pytest.fixture
 def tiny_models_dir(tmp_path):
     """The engine tests' tiny ONNX models (valid cards, real onnxruntime sessions)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-    try:
-        tiny = pytest.importorskip("tiny_models")
-    finally:
-        sys.path.pop(0)
     folder = tmp_path / "models"
-    tiny.write_echo_models(folder, seg_id="tiny-echo-seg", qc_id="tiny-echo-qc", method="segqc-hw")
-    tiny.write_echo_models(folder, size=48, seg_id="tiny-echo-base", qc_id="tiny-echo-base-qc", method="baseline-tiny")
+    write_echo_models(folder, seg_id="tiny-echo-seg", qc_id="tiny-echo-qc", method="segqc-hw")
+    write_echo_models(folder, size=48, seg_id="tiny-echo-base", qc_id="tiny-echo-base-qc", method="baseline-tiny")
     return folder
 
 

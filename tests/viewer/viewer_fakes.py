@@ -1,4 +1,4 @@
-"""Small fakes with the engine's API (ENGINE_API.md) so viewer tests run without models.
+"""Small fakes with the engine's API (``app.viewer.engine_port.EnginePort``) so viewer tests run without models.
 
 ``FakeSource`` yields synthetic frames (a bright disc on a dark background), ``FakePlayer`` reads
 it on a thread (unpaced or paced), ``FakePipeline`` segments by threshold on its own worker

@@ -31,9 +31,7 @@ def load_case(path: Path | str) -> Case:
             return acdc.load_acdc_patient(path)
         if camus.is_camus_patient(path):
             return camus.load_camus_patient(path)
-        if (path / "FileList.csv").exists() or _dicoms(path) or any(path.glob("patient*")):
-            raise DataError(path, "is a dataset folder, not one case: use load_dataset()")
-        raise DataError(path, "folder is neither an ACDC nor a CAMUS patient")
+        raise DataError(path, _folder_problem(path))
     name = path.name.lower()
     if name.endswith(".npz"):
         return phantom_disk.load_case_npz(path)
@@ -52,13 +50,30 @@ def load_case(path: Path | str) -> Case:
     raise DataError(path, "unknown file type (expected DICOM, .npz, NIfTI/MetaImage in a patient folder, or .avi)")
 
 
+def _folder_problem(folder: Path) -> str:
+    """Why ``folder`` is not one case, in words for the person who chose it."""
+    four_d = sorted(folder.glob("*_4d.nii*"))
+    four_d = [p for p in four_d if "_gt." not in p.name]
+    if four_d and not (folder / "Info.cfg").is_file():
+        return (f"ACDC patient folder without Info.cfg: the folder needs Info.cfg (its ED: and ES: frame "
+                f"numbers), {four_d[0].name} and the patientXXX_frameNN_gt.nii.gz labels; to replay the "
+                f"cine without ground truth, give the 4D file itself ({four_d[0]})")
+    patients = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("patient")]
+    if (folder / "FileList.csv").exists() or _dicoms(folder) or patients:
+        what = f"{len(patients)} patient folders" if patients else "FileList.csv" if (
+            folder / "FileList.csv").exists() else f"{len(_dicoms(folder))} DICOM files"
+        return f"is a dataset folder ({what}), not one case: give one patient folder or one file in it"
+    return ("holds no recording this app can open: expected images (PNG/JPEG/BMP/TIFF), an ACDC patient "
+            "(Info.cfg + patientXXX_4d.nii.gz) or a CAMUS patient (Info_4CH.cfg / *_4CH_ED.nii.gz)")
+
+
 def _dicoms(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.dcm") if p.is_file())
 
 
 def load_dataset(path: Path | str) -> list[Case]:
     """Every case of a dataset folder, in name order."""
-    from app.data.loaders import acdc, camus, echonet, phantom_disk
+    from app.data.loaders import acdc, camus, echonet
 
     path = Path(path)
     if not path.is_dir():

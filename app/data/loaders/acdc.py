@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from app.data.case import ACDC_LABELS, Case, DataError
+from app.data.frame_rate import MAX_FPS, MIN_FPS, is_plausible
 from app.data.loaders.nifti import check_labels, read_nifti
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,18 @@ def is_acdc_patient(folder: Path) -> bool:
     return (folder / "Info.cfg").is_file() and any(folder.glob("*_4d.nii*"))
 
 
-def _frame_rate(zooms: tuple[float, ...], t_unit: str, n_frames: int) -> tuple[float, bool]:
-    if len(zooms) > 3 and zooms[3] > 0:
-        scale = {"msec": 1e-3, "sec": 1.0, "usec": 1e-6}.get(t_unit)
-        if scale is not None and zooms[3] * scale < 1.0:
-            return 1.0 / (zooms[3] * scale), False
-    return float(n_frames), True  # unknown: assume the cine spans one ~1 s cycle
+def _frame_rate(path: Path, zooms: tuple[float, ...], t_unit: str, n_frames: int) -> tuple[float, bool]:
+    """``(fps, assumed)`` from the time step; unknown (or 1 s, nibabel's unset value): one ~1 s cycle."""
+    assumed = float(min(max(n_frames, MIN_FPS), MAX_FPS))
+    scale = {"msec": 1e-3, "sec": 1.0, "usec": 1e-6}.get(t_unit)
+    if len(zooms) > 3 and zooms[3] > 0 and scale is not None and zooms[3] * scale != 1.0:
+        fps = 1.0 / (zooms[3] * scale)
+        if is_plausible(fps):
+            return fps, False
+        log.warning("%s: time step %g %s is not a plausible frame rate (outside %g-%g fps); "
+                    "assuming the %d frames span one cycle: %g fps", path, zooms[3], t_unit, MIN_FPS, MAX_FPS,
+                    n_frames, assumed)
+    return assumed, True
 
 
 def load_acdc_patient(folder: Path) -> Case:
@@ -107,7 +114,7 @@ def load_acdc_patient(folder: Path) -> Case:
             raise DataError(all_gt, f"label shape {gt.shape} does not match image shape {data.shape} of {four_d.name}")
         labels = check_labels(all_gt, np.transpose(gt, (3, 2, 0, 1)), tuple(ACDC_LABELS))
         labelled = list(range(n_frames))
-    fps, assumed = _frame_rate(zooms, t_unit, n_frames)
+    fps, assumed = _frame_rate(four_d, zooms, t_unit, n_frames)
     meta = {"group": cfg.get("Group"), "nb_frame": cfg.get("NbFrame"), "slice_thickness_mm": float(zooms[2]),
             "frame_rate_assumed": assumed, "array_axes": "T, Z, X, Y"}
     return Case(

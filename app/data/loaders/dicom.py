@@ -1,7 +1,7 @@
 """Generic DICOM multi-frame (ultrasound or MR), with an optional label file beside it.
 
 Frame rate from ``FrameTime`` (ms), ``FrameTimeVector``, ``CineRate`` or
-``RecommendedDisplayFrameRate``; pixel spacing from ``SequenceOfUltrasoundRegions``
+``RecommendedDisplayFrameRate`` (implausible values replaced, with a warning); pixel spacing from ``SequenceOfUltrasoundRegions``
 (``PhysicalDeltaX/Y``, in cm when the units code is 3) or ``PixelSpacing``. Labels are read from
 ``mask_path`` or, when not given, from ``<stem>_mask.npz`` (our writer) or ``<stem>_gt.nii(.gz)``
 beside the file. No patient attribute is copied into the case: its id is the file name.
@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from app.data.case import ECHO_MYO_LABELS, Case, DataError
+from app.data.loaders.dicom_read import (DicomData, check_modality, decode_frame, dicom_frame_rate, header_errors,
+                                         read_dicom)
 from app.data.loaders.nifti import check_labels, read_nifti
 from app.data.loaders.phantom_disk import read_npz
 
@@ -36,21 +38,15 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def _frame_rate(ds) -> tuple[float, bool]:
-    if float(ds.get("FrameTime", 0) or 0) > 0:
-        return 1000.0 / float(ds.FrameTime), False
-    vector = ds.get("FrameTimeVector")
-    if vector is not None and len(vector) > 1:
-        steps = np.asarray([float(v) for v in vector[1:]])
-        if np.all(steps > 0):
-            return 1000.0 / float(steps.mean()), False
-    for key in ("CineRate", "RecommendedDisplayFrameRate"):
-        if float(ds.get(key, 0) or 0) > 0:
-            return float(ds.get(key)), False
-    return ASSUMED_FRAME_RATE, True
+def _spacing(ds, path: Path) -> tuple[float, float]:
+    try:
+        return _spacing_values(ds)
+    except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        log.warning("%s: ignoring a broken pixel spacing (%s: %s)", path, type(exc).__name__, exc)
+        return float("nan"), float("nan")
 
 
-def _spacing(ds) -> tuple[float, float]:
+def _spacing_values(ds) -> tuple[float, float]:
     regions = ds.get("SequenceOfUltrasoundRegions")
     if regions:
         r = regions[0]
@@ -75,54 +71,67 @@ def mask_beside(path: Path) -> Path | None:
     return None
 
 
-def load_dicom(path: Path, mask_path: Path | None = None) -> Case:
+def load_dicom(path: Path, mask_path: Path | None = None, *, force: bool = False) -> Case:
     """Read a (multi-frame) DICOM image into a ``Case``.
 
     Ultrasound comes back ``(T, H, W, 3)`` RGB or ``(T, H, W)`` grey (echo); MR as ``(T, 1, H, W)``
-    float32 (cine, one slice).
+    float32 (cine, one slice). Other modalities (CT, single-frame MR, ...) raise ``DataError``
+    unless ``force``. A truncated file, or one with a corrupt frame, gives the frames before the
+    damage with a warning; ``meta["partial"]`` then says what is missing.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "missing file")
-    try:
-        ds = pydicom.dcmread(str(path))
-    except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
-        raise DataError(path, f"not a readable DICOM file ({exc})") from exc
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise DataError(path, "DICOM file has no pixel data")
-    try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for undecodable / truncated pixel data
-        raise DataError(path, f"cannot decode the pixel data ({type(exc).__name__}: {exc})") from exc
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples = int(ds.get("SamplesPerPixel", 1))
-    if n_frames == 1:
-        pixels = pixels[None]
-    modality = "cine" if str(ds.get("Modality", "")).upper() == "MR" else "echo"
+    data = read_dicom(path)
+    ds = data.ds
+    with header_errors(path):
+        modality = check_modality(path, ds, data.n_frames, force=force) or "echo"
+        samples = int(ds.get("SamplesPerPixel", 1))
+        fps, assumed = dicom_frame_rate(ds, path, ASSUMED_FRAME_RATE)
+        spacing = _spacing(ds, path)
+        header = {"sop_class_uid": str(ds.get("SOPClassUID", "")),
+                  "photometric": str(ds.get("PhotometricInterpretation", ""))}
+    pixels, partial = _decode_all(path, data)
+    if partial:
+        log.warning("%s: %s; keeping the frames before it", path, partial)
     if modality == "cine":
         frames = pixels.astype(np.float32)[:, None]
     else:
         frames = pixels if samples == 3 else pixels.astype(np.uint8) if pixels.dtype != np.uint8 and pixels.max() <= 255 else pixels
-    fps, assumed = _frame_rate(ds)
     spatial = frames.shape[:-1] if (modality == "echo" and samples == 3) else frames.shape
     labels, label_map, labelled, ed, es, extra = None, dict(ECHO_MYO_LABELS), (), None, None, {}
     mask_path = Path(mask_path) if mask_path is not None else mask_beside(path)
     if mask_path is not None:
-        labels, label_map, labelled, ed, es, extra = _read_mask(mask_path, spatial)
-    meta = {"sop_class_uid": str(ds.get("SOPClassUID", "")), "photometric": str(ds.get("PhotometricInterpretation", "")),
-            "frame_rate_assumed": assumed, "mask": str(mask_path) if mask_path else None, **extra}
+        declared = (data.n_declared, *spatial[1:])  # the mask covers the frames the file should hold
+        labels, label_map, labelled, ed, es, extra = _read_mask(mask_path, declared)
+        labels, labelled = labels[: frames.shape[0]], tuple(i for i in labelled if i < frames.shape[0])
+        ed, es = (None if i is None or i >= frames.shape[0] else i for i in (ed, es))
+    meta = {**header, "frame_rate_assumed": assumed, "mask": str(mask_path) if mask_path else None, "partial": partial, **extra}
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
     try:
         return Case(
             case_id=stem, modality=modality, frames=frames, labels=labels, label_map=label_map,
-            spacing_mm=_spacing(ds), frame_rate=fps, labelled_frames=labelled, ed=ed, es=es,
+            spacing_mm=spacing, frame_rate=fps, labelled_frames=labelled, ed=ed, es=es,
             quality=extra.get("quality"), quality_bin=extra.get("quality_bin"), source=str(path), meta=meta,
         ).validate()
     except DataError as exc:
         raise DataError(mask_path or path, exc.problem) from exc
+
+
+def _decode_all(path: Path, data: DicomData) -> tuple[np.ndarray, str | None]:
+    """Every readable frame stacked, and what is missing (truncation, a corrupt frame) or None."""
+    frames = []
+    partial = data.note
+    for index in range(data.n_frames):
+        try:
+            frames.append(decode_frame(data, index, path))
+        except DataError as exc:
+            if index == 0:
+                raise
+            partial = exc.problem
+            break
+    try:
+        return np.stack(frames), partial
+    except ValueError:
+        raise DataError(path, f"frames of different shapes ({frames[0].shape}, ...)") from None
 
 
 def _read_mask(mask_path: Path, spatial: tuple[int, ...]):

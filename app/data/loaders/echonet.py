@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from app.data.case import Case, DataError
+from app.data.frame_rate import ECHO_DEFAULT_FPS, checked_fps, describe
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def read_video(path: Path) -> np.ndarray:
         raise DataError(path, "missing file")
     cap = cv2.VideoCapture(str(path))
     frames = []
+    declared = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
     try:
         while True:
             ok, bgr = cap.read()
@@ -59,6 +61,8 @@ def read_video(path: Path) -> np.ndarray:
         cap.release()
     if not frames:
         raise DataError(path, "no readable video frames")
+    if 0 < declared < 1e8 and declared - len(frames) > max(1, int(declared) // 100):
+        log.warning("%s: truncated: %d of %d frames readable", path, len(frames), int(declared))
     return np.stack(frames)
 
 
@@ -123,6 +127,7 @@ class EchoNetDataset:
             fps = float(row["FPS"])
         except ValueError:
             raise DataError(self.file_list_path, f"{name}: FPS is not a number: {row['FPS']!r}") from None
+        fps = checked_fps(f"{self.file_list_path} ({name})", fps, f"FPS {describe(fps)}", ECHO_DEFAULT_FPS)
         meta = {"split": row["Split"], "ef": float(row["EF"]) if row["EF"] else None, "video": video_path.name}
         return Case(
             case_id=name, modality="echo", frames=frames, labels=labels, label_map=dict(ECHONET_LABELS),

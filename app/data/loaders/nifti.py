@@ -27,12 +27,18 @@ def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...], str]:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj)
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
-        raise DataError(path, f"truncated or corrupt NIfTI ({type(exc).__name__}: {exc})") from exc
+        raise DataError(path, f"truncated or corrupt NIfTI ({type(exc).__name__}: {_one_line(exc, path)})") from exc
     except nib.filebasedimages.ImageFileError as exc:
-        raise DataError(path, f"not a NIfTI file ({exc})") from exc
+        raise DataError(path, f"not a NIfTI file ({_one_line(exc, path)})") from exc
     zooms = tuple(float(z) for z in img.header.get_zooms())
     _, t_unit = img.header.get_xyzt_units()
     return data, zooms, str(t_unit)
+
+
+def _one_line(exc: BaseException, path: Path) -> str:
+    """The library's message on one line, without repeating the path (the error already names it)."""
+    text = " ".join(str(exc).replace(str(path), "the file").split())
+    return text.replace(" from the file - ", "; ").replace(" from the file", "")
 
 
 def write_nifti(path: Path, data: np.ndarray, zooms: tuple[float, ...], time_unit: str | None = None) -> Path:

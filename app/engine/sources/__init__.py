@@ -55,24 +55,31 @@ def _int_option(spec: str, options: dict, key: str, default: int | None) -> int 
         raise DataError(spec, f"option {key}={options[key]!r} is not an integer") from None
 
 
-def open_source(spec: str, **options) -> FrameSource:
+def open_source(spec: str, *, force: bool = False, **options) -> FrameSource:
     """Open a frame source from a spec string (see the module docstring).
 
     Args:
         spec: Path or URL-like spec.
+        force: Open a DICOM whose modality is neither US (echo) nor a multi-frame MR (cine) anyway,
+            with a warning (otherwise ``DataError`` naming the modality).
         **options: Passed to the source (e.g. ``stall_timeout``, ``frame_rate``, ``crop``, ``slice``).
 
     Raises:
-        DataError: Naming the file (or spec) and the problem.
+        DataError: Naming the file (or spec) and the problem. A recording readable only in part
+            (truncated, a corrupt frame) opens with a warning; its iteration ends with
+            ``PartialSource`` (a ``DataError``) after the last readable frame.
     """
-    spec = str(spec)
+    spec = "" if spec is None else str(spec)
+    if not spec.strip():
+        raise DataError("SOURCE", "empty source: give a file, a folder, phantom:echo|cine, camera:N or igtl://host:port")
     if spec.startswith("phantom:"):
-        from app.engine.sources.cases import PhantomLiveSource
+        from app.engine.sources.prefetch import PrefetchedPhantomSource  # renders ahead in a child process
 
         kind, query = _query(spec)
         query.update({k: v for k, v in options.items() if k in ("seed", "case", "frames")})
-        return PhantomLiveSource(kind, seed=_int_option(spec, query, "seed", 0), case0=_int_option(spec, query, "case", 0),
-                                 n_frames=_int_option(spec, query, "frames", None))
+        return PrefetchedPhantomSource(kind, seed=_int_option(spec, query, "seed", 0),
+                                       case0=_int_option(spec, query, "case", 0),
+                                       n_frames=_int_option(spec, query, "frames", None))
     if spec.startswith("camera:"):
         from app.engine.sources.video import CaptureSource
 
@@ -86,16 +93,20 @@ def open_source(spec: str, **options) -> FrameSource:
 
         parts = urlsplit(spec)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        if not parts.hostname or not parts.port:
-            raise DataError(spec, "OpenIGTLink spec must be igtl://host:port")
-        return IgtlSource(parts.hostname, parts.port, device=options.get("device", query.get("device")),
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or outside 0..65535
+            port = None
+        if not parts.hostname or not port:
+            raise DataError(spec, "OpenIGTLink spec must be igtl://host:port (port 1..65535)")
+        return IgtlSource(parts.hostname, port, device=options.get("device", query.get("device")),
                           connect_timeout=float(options.get("connect_timeout", 5.0)),
                           stall_timeout=float(options.get("stall_timeout", 5.0)),
                           frame_rate=options.get("frame_rate"))
-    return _open_path(Path(spec), options)
+    return _open_path(Path(spec), options, force=force)
 
 
-def _open_path(path: Path, options: dict) -> FrameSource:
+def _open_path(path: Path, options: dict, *, force: bool = False) -> FrameSource:
     from app.engine.sources.cases import case_source, load_case_file
     from app.engine.sources.dicom import DicomSource, is_dicom
     from app.engine.sources.images import ImageFolderSource, image_files
@@ -109,9 +120,9 @@ def _open_path(path: Path, options: dict) -> FrameSource:
             return ImageFolderSource(path, frame_rate=float(options.get("frame_rate", 30.0)))
         source = case_source(load_case_file(path), name=path.name)
     elif is_dicom(path):
-        labels, label_map, labelled = _dicom_labels(path)
+        labels, label_map, labelled = _dicom_labels(path, force)
         source = DicomSource(path, crop=bool(options.get("crop", True)), labels=labels, label_map=label_map,
-                             labelled_frames=labelled)
+                             labelled_frames=labelled, force=force)
     elif path.suffix.lower() in VIDEO_SUFFIXES:
         source = VideoFileSource(path)
     elif name.endswith((".nii", ".nii.gz")):
@@ -132,7 +143,7 @@ def _open_path(path: Path, options: dict) -> FrameSource:
     return source
 
 
-def _dicom_labels(path: Path) -> tuple[np.ndarray | None, dict | None, tuple[int, ...] | None]:
+def _dicom_labels(path: Path, force: bool = False) -> tuple[np.ndarray | None, dict | None, tuple[int, ...] | None]:
     """Ground truth written beside a DICOM (``<stem>_mask.npz`` / ``<stem>_gt.nii.gz``), if any."""
     try:
         from app.data.loaders.dicom import load_dicom, mask_beside
@@ -140,10 +151,24 @@ def _dicom_labels(path: Path) -> tuple[np.ndarray | None, dict | None, tuple[int
         return None, None, None
     if mask_beside(path) is None:
         return None, None, None
-    case = load_dicom(path)
+    case = load_dicom(path, force=force)
     if case.labels is None:
         return None, None, None
     return case.labels, dict(case.label_map), tuple(case.labelled_frames)
+
+
+def _nifti_frame_rate(path: Path, zooms: tuple[float, ...], t_unit: str) -> float:
+    """Frames per second from the header's time step; 25 fps (cine MR) with a warning when it has none."""
+    from app.data.frame_rate import CINE_DEFAULT_FPS, checked_fps
+
+    dt = zooms[3] if len(zooms) > 3 else 0.0
+    scale = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}.get(t_unit)
+    if scale is None:  # nibabel's default header says "unknown" with a time step of 1
+        log.warning("%s: no time unit in the header (time step %g, unit %s); playing at %g fps",
+                    path, dt, t_unit, CINE_DEFAULT_FPS)
+        return CINE_DEFAULT_FPS
+    fps = 1.0 / (dt * scale) if dt > 0 else float("nan")
+    return checked_fps(path, fps, f"time step {dt:g} {t_unit}", CINE_DEFAULT_FPS)
 
 
 def _nifti_source(path: Path) -> FrameSource:
@@ -163,12 +188,7 @@ def _nifti_source(path: Path) -> FrameSource:
     else:
         raise DataError(path, f"expected a 4D (x, y, z, t) or 3D (x, y, t) NIfTI, got shape {data.shape}")
     check_frames(path, frames)
-    dt = zooms[3] if len(zooms) > 3 else 0.0
-    dt = {"msec": dt / 1000.0, "usec": dt / 1e6}.get(t_unit, dt)
-    frame_rate = 1.0 / dt if dt > 0 else 0.0
-    if not 1.0 <= frame_rate <= 200.0:  # headers often leave the time step unset or in odd units
-        log.warning("%s: no plausible frame rate in the header (time step %s %s); playing at 25 fps", path, dt, t_unit)
-        frame_rate = 25.0
+    frame_rate = _nifti_frame_rate(path, zooms, t_unit)
     if not np.isfinite(frames).all():
         log.warning("%s: non-finite voxels (they become 0 in preprocessing)", path)
     case = Case(case_id=path.name, modality=modality, frames=frames, labels=None, label_map={},

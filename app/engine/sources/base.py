@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from app.data.case import DataError
+from app.data.frame_rate import checked_fps, default_fps, describe, is_plausible
 from app.engine.types import Frame, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,14 @@ log = logging.getLogger(__name__)
 
 class EndOfRecording(Exception):
     """Raised by ``RecordingSource.read_frame`` when a file holds fewer frames than announced."""
+
+
+class PartialSource(DataError):
+    """A recording that could be read only in part (truncated file, corrupt frame).
+
+    Raised by iteration after the last readable frame, so a replay processes those frames and then
+    reports the source as failed part-way (the player's ``on_error``: replay exit status 1).
+    """
 
 
 class FrameSource(abc.ABC):
@@ -45,6 +54,7 @@ class FrameSource(abc.ABC):
 
     def close(self) -> None:
         """Release files/devices/sockets; idempotent."""
+        return None
 
     def __enter__(self) -> "FrameSource":
         return self
@@ -65,11 +75,22 @@ class RecordingSource(FrameSource):
     seekable = True
 
     def __init__(self, info: SourceInfo):
+        if info.frame_rate is not None and not is_plausible(info.frame_rate):
+            info.frame_rate = checked_fps(info.name, info.frame_rate, f"frame rate {describe(info.frame_rate)}",
+                                          default_fps(info.modality))
         self.info = info
         self._lock = threading.Lock()
         self._next = 0
         self._slice = 0
         self._closed = False
+        self.partial: str | None = None  # what is missing, when only part of the recording is readable
+        self._partial_where = info.name
+
+    def mark_partial(self, where: object, note: str) -> None:
+        """Only part of the recording is readable: warn now, and end iteration with ``PartialSource``."""
+        if self.partial is None:
+            log.warning("%s: %s; playing those", where, note)
+        self.partial, self._partial_where = note, str(where)
 
     @property
     def slice_index(self) -> int:
@@ -98,12 +119,16 @@ class RecordingSource(FrameSource):
             with self._lock:
                 index = self._next
                 if index >= n:
+                    if self.partial is not None:
+                        raise PartialSource(self._partial_where, self.partial)
                     return
                 self._next = index + 1
                 z = self._slice
             try:
                 image, gt = self.read_frame(index)
             except EndOfRecording:
+                if self.partial is not None:
+                    raise PartialSource(self._partial_where, self.partial) from None
                 return
             meta = {"slice": z} if self.info.n_slices > 1 or self.info.modality == "cine" else {}
             yield Frame(index=index, image=image, t_arrival=time.perf_counter_ns(), ground_truth=gt, meta=meta)

@@ -26,7 +26,7 @@ def case_source(case: Case, name: str | None = None) -> ArraySource:
         raise DataError(case.source or case.case_id, f"frames of shape {frames.shape} are not a sequence")
     sliced = case.modality == "cine"
     info = SourceInfo(
-        name=name or case.case_id, modality=case.modality, frame_rate=float(case.frame_rate) or None,
+        name=name or case.case_id, modality=case.modality, frame_rate=_rate(case),
         spacing_mm=tuple(float(s) for s in case.spacing_mm) if case.spacing_mm else None,
         label_map={int(k): v for k, v in case.label_map.items()},
     )
@@ -35,6 +35,14 @@ def case_source(case: Case, name: str | None = None) -> ArraySource:
     if sliced:
         source.set_slice(int(case.n_slices // 2))  # mid-ventricular by default: the most informative slice
     return source
+
+
+def _rate(case: Case) -> float:
+    """The case's frame rate as a number (an implausible one is replaced by ``RecordingSource``)."""
+    try:
+        return float(case.frame_rate)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def load_case_file(path: Path) -> Case:

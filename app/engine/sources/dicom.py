@@ -1,7 +1,9 @@
 """DICOM multi-frame recordings (echo cine loops, grey MR), decoded one frame at a time.
 
 Handles JPEG baseline (Pillow), RLE, uncompressed; palette colour and YBR are converted to RGB;
-pacing comes from FrameTime (ms) or CineRate / RecommendedDisplayFrameRate; the ultrasound
+pacing comes from FrameTime (ms) or CineRate / RecommendedDisplayFrameRate (implausible values are
+replaced, with a warning); US opens as echo, a multi-frame MR as cine, other modalities only with
+``force``; a truncated file plays its complete frames and then ends as ``PartialSource``; the ultrasound
 region from SequenceOfUltrasoundRegions crops away the scanner's text and rulers and gives the
 pixel spacing. Bad files give one ``DataError`` naming the file and the problem. Patient
 identifiers in the file are never read into ``SourceInfo`` or frame metadata.
@@ -15,12 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from app.data.case import DataError
+from app.data.frame_rate import default_fps
+from app.data.loaders.dicom_read import (check_modality, decode_frame, dicom_frame_rate, header_errors, quiet_pydicom,
+                                         read_dicom, short_reason)
 from app.engine.sources.base import RecordingSource
 from app.engine.types import SourceInfo
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FRAME_RATE = 30.0
 # PhysicalUnits{X,Y}Direction code -> millimetres per unit (3 = cm, 4 = seconds, ... not spatial).
 _UNIT_MM = {3: 10.0}
 
@@ -38,20 +42,6 @@ def is_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def _read_dataset(path: Path):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        return pydicom.dcmread(str(path))
-    except FileNotFoundError:
-        raise DataError(path, "missing file") from None
-    except InvalidDicomError as exc:
-        raise DataError(path, f"not a DICOM file ({exc})") from None
-    except (OSError, EOFError, ValueError, KeyError, AttributeError, TypeError) as exc:
-        raise DataError(path, f"unreadable or truncated DICOM ({type(exc).__name__}: {exc})") from None
-
-
 def _check_decodable(path: Path, ds) -> None:
     from pydicom.pixels import get_decoder
 
@@ -66,22 +56,6 @@ def _check_decodable(path: Path, ds) -> None:
         raise DataError(
             path, f"unsupported transfer syntax {ts} ({ts.name}): no installed decoder plugin "
                   "(needs e.g. pylibjpeg or GDCM, not part of this app)")
-
-
-def _frame_rate(ds) -> float:
-    frame_time = ds.get("FrameTime")
-    if frame_time is not None and float(frame_time) > 0:
-        return 1000.0 / float(frame_time)
-    for key in ("CineRate", "RecommendedDisplayFrameRate"):
-        value = ds.get(key)
-        if value is not None and float(value) > 0:
-            return float(value)
-    vector = ds.get("FrameTimeVector")
-    if vector is not None and len(vector) > 1:
-        times = np.asarray([float(v) for v in vector[1:]], dtype=np.float64)
-        if np.all(times > 0):
-            return float(1000.0 / times.mean())
-    return DEFAULT_FRAME_RATE
 
 
 def ultrasound_region(ds, rows: int, cols: int) -> tuple[tuple[int, int, int, int] | None, tuple[float, float] | None]:
@@ -122,44 +96,46 @@ class DicomSource(RecordingSource):
     """
 
     def __init__(self, path: Path | str, *, crop: bool = True, labels: np.ndarray | None = None,
-                 label_map: dict[int, str] | None = None, labelled_frames: tuple[int, ...] | None = None):
+                 label_map: dict[int, str] | None = None, labelled_frames: tuple[int, ...] | None = None,
+                 force: bool = False):
         self.path = Path(path)
-        ds = _read_dataset(self.path)
-        if "PixelData" not in ds:
-            sop = getattr(ds.get("SOPClassUID"), "name", None) or str(ds.get("SOPClassUID", "unknown"))
-            raise DataError(self.path, f"is a non-image DICOM ({sop}): it has no pixel data")
-        _check_decodable(self.path, ds)
-        self._ds = ds
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        n = int(ds.get("NumberOfFrames", 1) or 1)
-        box, spacing = ultrasound_region(ds, rows, cols) if crop else (None, None)
-        if spacing is None and ds.get("PixelSpacing"):
-            spacing = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
+        data = read_dicom(self.path)
+        ds = data.ds
+        with header_errors(self.path):
+            _check_decodable(self.path, ds)
+            modality = check_modality(self.path, ds, data.n_frames, force=force)
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            box, spacing = _geometry(self.path, ds, rows, cols, crop)
+            self._palette = str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR"
+            fps, _ = dicom_frame_rate(ds, self.path, default_fps(modality))
+        self._data = data
+        n = data.n_frames
         self._box = box
-        self._palette = str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR"
-        modality = {"US": "echo", "MR": "cine"}.get(str(ds.get("Modality", "")))
+        if labels is not None and labels.shape[1:] == (rows, cols) and labels.shape[0] != n:
+            labels, labelled_frames = _fit_labels(labels, labelled_frames, n, data.n_declared)
         if labels is not None and (labels.shape[0] != n or labels.shape[1:] != (rows, cols)):
             raise DataError(self.path, f"ground truth shape {labels.shape} does not match the frames ({n}, {rows}, {cols})")
         self._labels = labels
         self._labelled = None if labelled_frames is None else frozenset(int(i) for i in labelled_frames)
         super().__init__(SourceInfo(
-            name=self.path.name, modality=modality, frame_rate=_frame_rate(ds), n_frames=n,
+            name=self.path.name, modality=modality, frame_rate=fps, n_frames=n,
             spacing_mm=spacing, has_ground_truth=labels is not None,
             label_map=dict(label_map or {}),
         ))
         self.read_frame(0)  # decode once now, so a broken file fails at open with its name
+        if data.note:
+            self.mark_partial(self.path, data.note)
 
     def read_frame(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
-        from pydicom.pixels import apply_color_lut, pixel_array
+        from pydicom.pixels import apply_color_lut
 
-        try:
-            arr = pixel_array(self._ds, index=index)
-            if self._palette:
-                arr = apply_color_lut(arr, self._ds)
-        except DataError:
-            raise
-        except Exception as exc:  # decoders raise many types (ValueError, OSError, struct.error...)
-            raise DataError(self.path, f"cannot decode frame {index} ({type(exc).__name__}: {exc})") from None
+        arr = decode_frame(self._data, index, self.path)
+        if self._palette:
+            try:
+                with quiet_pydicom():
+                    arr = apply_color_lut(arr, self._data.ds)
+            except Exception as exc:  # a broken palette: the same one-line error as a broken frame
+                raise DataError(self.path, f"frame {index}: could not be decoded (palette: {short_reason(exc)})") from None
         image = _to_display(arr)
         gt = None
         if self._labels is not None and (self._labelled is None or index in self._labelled):
@@ -169,6 +145,36 @@ class DicomSource(RecordingSource):
             image = image[y0:y1, x0:x1]
             gt = None if gt is None else gt[y0:y1, x0:x1]
         return np.ascontiguousarray(image), None if gt is None else np.ascontiguousarray(gt, dtype=np.uint8)
+
+
+def _geometry(path: Path, ds, rows: int, cols: int, crop: bool):
+    """Crop box and pixel spacing; a broken region or spacing is ignored with a warning."""
+    box, spacing = None, None
+    try:
+        box, spacing = ultrasound_region(ds, rows, cols) if crop else (None, None)
+    except Exception as exc:  # a corrupt region sequence: show the whole frame
+        log.warning("%s: ignoring a broken ultrasound region (%s: %s)", path, type(exc).__name__, short_reason(exc))
+    if spacing is None and ds.get("PixelSpacing"):
+        try:
+            spacing = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
+        except (TypeError, ValueError, IndexError) as exc:
+            log.warning("%s: ignoring a broken PixelSpacing (%s)", path, short_reason(exc))
+    return box, spacing
+
+
+def _fit_labels(labels: np.ndarray, labelled: tuple[int, ...] | None, n: int,
+                declared: int) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """Ground truth for the ``n`` readable frames of a damaged file (unchanged when it fits neither)."""
+    k = labels.shape[0]
+    if k == declared and k > n:  # a truncated file: the labels of the frames that remain
+        keep = labels[:n]
+    elif k < n:  # the loader stopped at a corrupt frame: those after it carry no ground truth
+        keep = np.zeros((n, *labels.shape[1:]), labels.dtype)
+        keep[:k] = labels
+    else:
+        return labels, labelled
+    listed = range(k) if labelled is None else labelled
+    return keep, tuple(i for i in listed if i < min(k, n))
 
 
 def _to_display(arr: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ A frame grabber on the scanner's video output appears as an OpenCV capture devic
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from app.data.case import DataError
+from app.data.frame_rate import checked_fps, describe, is_plausible
 from app.engine.sources.base import EndOfRecording, FrameSource, RecordingSource
 from app.engine.types import Frame, SourceInfo
 
@@ -23,6 +25,25 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".wmv", ".m4v", ".mpg", ".mpeg")
 DEFAULT_FRAME_RATE = 30.0
+# FFmpeg prints every damaged packet to stderr ("[mjpeg @ 0x...] overread 8"); a damaged file is
+# reported once, in words, instead. Set the variable yourself to see FFmpeg's messages.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+def _open_file(path: Path) -> cv2.VideoCapture:
+    """A capture through FFmpeg (OpenCV's fallback AVI reader prints its complaints to stderr)."""
+    if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG):
+        return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    return cv2.VideoCapture(str(path))
+
+
+def _frame_count(value: object) -> int:
+    """OpenCV's frame count as an int (0 when unknown, negative, NaN or absurd)."""
+    try:
+        count = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    return int(count) if 0 < count < 1e8 else 0
 
 
 class VideoFileSource(RecordingSource):
@@ -32,20 +53,24 @@ class VideoFileSource(RecordingSource):
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(self.path, "missing file")
-        self._cap = cv2.VideoCapture(str(self.path))
+        self._cap = _open_file(self.path)
         if not self._cap.isOpened():
             raise DataError(self.path, "not a readable video (OpenCV could not open it)")
-        n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        n = _frame_count(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        raw_fps = self._cap.get(cv2.CAP_PROP_FPS)
+        fps = checked_fps(self.path, raw_fps, f"frame rate {describe(raw_fps)}", DEFAULT_FRAME_RATE)
         ok, first = self._cap.read()
         if not ok or first is None:
             self._cap.release()
             raise DataError(self.path, "video holds no decodable frame (truncated or empty)")
         self._shape = first.shape
+        if n == 0:  # the container does not say: count by reading through once
+            n = self._count_frames()
         self._decoder_at = 1  # index of the frame the next cap.read() returns
         self._cap_lock = threading.Lock()
-        super().__init__(SourceInfo(name=self.path.name, modality="echo",
-                                    frame_rate=fps if fps > 0 else DEFAULT_FRAME_RATE, n_frames=max(n, 1)))
+        super().__init__(SourceInfo(name=self.path.name, modality="echo", frame_rate=fps, n_frames=max(n, 1)))
+        self._declared = n
+        self._short_warned = False
         self._first = first
 
     def read_frame(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -57,11 +82,32 @@ class VideoFileSource(RecordingSource):
                     self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
                 ok, bgr = self._cap.read()
                 if not ok or bgr is None:
-                    # The container's frame count can overstate what decodes (truncated files).
-                    self.info.n_frames = index
+                    self._ended_early(index)
                     raise EndOfRecording
                 self._decoder_at = index + 1
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+
+    def _count_frames(self) -> int:
+        count = 1
+        while self._cap.grab():
+            count += 1
+        self._cap.release()  # reopen rather than seek back: seeking is not exact in every container
+        self._cap = _open_file(self.path)
+        self._cap.grab()
+        return count
+
+    def _ended_early(self, index: int) -> None:
+        """The decoder gave out at ``index`` before the container's frame count: a truncated file.
+
+        A shortfall of one frame (or 1%) is only a warning: some containers estimate their count.
+        """
+        self.info.n_frames = index
+        missing = self._declared - index
+        if missing > max(1, self._declared // 100):
+            self.mark_partial(self.path, f"truncated: {index} of {self._declared} frames readable")
+        elif missing > 0 and not self._short_warned:
+            self._short_warned = True
+            log.warning("%s: %d of the %d frames the file announces decoded", self.path, index, self._declared)
 
     def close(self) -> None:
         super().close()
@@ -83,9 +129,12 @@ class CaptureSource(FrameSource):
         self._cap = capture if capture is not None else cv2.VideoCapture(int(device))
         if not self._cap.isOpened():
             raise DataError(self.spec, f"capture device {device} cannot be opened (absent or busy)")
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        if fps and not is_plausible(fps):  # 0 means unknown; a live source needs no rate to play
+            log.warning("%s: the device reports an implausible frame rate (%s); not pacing by it",
+                        self.spec, describe(fps))
         self.info = SourceInfo(name=f"capture device {device}", modality=None,
-                               frame_rate=fps if fps > 0 else None, n_frames=None)
+                               frame_rate=float(fps) if is_plausible(fps) else None, n_frames=None)
         self._stall_timeout = float(stall_timeout)
         self._closed = threading.Event()
 

@@ -9,8 +9,11 @@ from PyQt6.QtCore import QPointF, QRectF, Qt
 from PyQt6.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
 from PyQt6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
-LATENCY_TARGET_MS = 50.0
-FPS_TARGET = 22.0
+from app.realtime import REALTIME
+
+# The targets drawn and coloured here are the one real-time rule's (``app.realtime``).
+LATENCY_TARGET_MS = REALTIME.p95_ms
+FPS_TARGET = REALTIME.fps
 
 
 class Sparkline(QWidget):
@@ -116,7 +119,7 @@ class LatencyPanel(QWidget):
 
     def set_source_rate(self, rate: float | None, unpaced: bool = False) -> None:
         """The rate frames arrive at (None: unknown or unpaced). A pipeline that keeps up with a
-        source slower than 22 FPS is not shown as failing. ``unpaced``: replay at "max" speed, where
+        source slower than ``FPS_TARGET`` is not shown as failing. ``unpaced``: replay at "max" speed, where
         every frame waits for the previous one, so latency includes queueing (a throughput test)."""
         self.source_rate = rate
         self.mode.setVisible(unpaced)

@@ -108,7 +108,7 @@ class NasUnetSupernet(Supernet):
             self.stem = build_op("stem", cfg.dims, cfg.in_channels, cfg.channels(0))
             scales = feature_scales(cfg.depth)
             cells = []
-            for kind, s_in, s_out, pp, skip in unet_plan(cfg.depth):
+            for kind, s_in, s_out, pp, _skip in unet_plan(cfg.depth):
                 c_in, c_out = cfg.channels(s_in), cfg.channels(s_out)
                 pre = [align(cfg.dims, cfg.channels(scales[pp]), scales[pp], c_in, s_in), nn.Identity()]
                 c_inputs = [c_in, c_in]

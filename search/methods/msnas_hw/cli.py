@@ -1,4 +1,6 @@
-"""``python -m search msnas-hw``: the 3D multi-scale hardware-aware search of seed 001, Table 2 and a shipped model.
+"""``python -m search msnas-hw``: the 3D multi-scale hardware-aware search, Table 2 and a shipped model.
+
+The paper: Zeng et al., ICCAD 2020, arXiv:2008.07071 (full reference in ``docs/references.md``).
 
 Resumable: run the same command again after an interruption and it continues where it stopped.
 """
@@ -6,21 +8,15 @@ Resumable: run the same command again after an interruption and it continues whe
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+PRESET_HELP = "smoke: < 1 min, tiny; default: a quiet 2-core CPU in ~1 h; paper: the paper's schedule (GPU)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("smoke", "default", "paper"), default="default",
-                        help="smoke: < 1 min, tiny; default: a quiet 2-core CPU in ~1 h; paper: seed 001's schedule (GPU)")
-    parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/msnas-hw/<preset>)")
-    parser.add_argument("--seed", type=int, default=None, help="master seed (default: the preset's)")
-    parser.add_argument("--models-dir", type=Path, default=None,
-                        help="where to ship the chosen model (default: models/ for default and paper, <out>/models for smoke)")
-    parser.add_argument("--docs-dir", type=Path, default=None,
-                        help="where to copy the report (default: docs/msnas for default and paper, none for smoke)")
-    parser.add_argument("--no-ship", action="store_true", help="do not export a model")
+    from search.methods.common_cli import add_method_arguments
+
+    add_method_arguments(parser, method="msnas-hw", preset_help=PRESET_HELP,
+                         device_help="torch device; msnas-hw searches and trains on the CPU only")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,16 +24,16 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from search import distributed
+    from search.methods.common_cli import require_cpu, run_places
     from search.methods.msnas_hw.config import preset
     from search.methods.msnas_hw.experiment import MsnasHwExperiment
 
+    require_cpu(args, "msnas-hw")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
-    out = args.out or REPO / "runs" / "msnas-hw" / args.preset
-    full = args.preset != "smoke"
-    models_dir = None if args.no_ship else (args.models_dir or (REPO / "models" if full else out / "models"))
-    docs_dir = args.docs_dir or (REPO / "docs" / "msnas" if full else None)
+    places = run_places(args, method="msnas-hw", docs_name="msnas")
+    out, models_dir, docs_dir = places.out, places.models_dir, places.docs_dir
 
     def say(msg: str) -> None:
         if distributed.is_main():

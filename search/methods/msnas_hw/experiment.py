@@ -11,61 +11,49 @@ from their own checkpoints mid-way):
     <out>/rows/<key>/             train.pt (checkpoint), result.json (Dice, params, FLOPs)
     <out>/latency.json            every row timed with onnxruntime, interleaved, one process
     <out>/report/                 table2.md, report.md, figures (copied to ``docs_dir``)
+    <out>/stages.json             which stages ran or were skipped, why, and how long they took
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import shutil
-import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from app.data.case import ACDC_LABELS
 from search import distributed
 from search.core.genotypes import MultiscaleGenotype
 from search.export.flops import count_flops
 from search.latency.lut import LatencyTable
 from search.latency.measure import measure_interleaved
 from search.latency.onnx_bytes import export_onnx_bytes
-from search.latency.profiler import OpProfiler, ProfileSettings
-from search.methods.msnas_hw import data as msdata
+from search.latency.profiler import ProfileSettings
 from search.methods.msnas_hw import report, space
-from search.methods.msnas_hw.config import MsnasHwConfig, RowSpec, SearchRun
-from search.methods.msnas_hw.drawing import describe_genotype, draw_genotype
+from search.methods.msnas_hw.config import SearchRun
+from search.methods.msnas_hw.drawing import draw_genotype
 from search.methods.msnas_hw.networks import build_row_network, per_frame_network
-from search.methods.msnas_hw.search import ArchitectureSearch, StepRecord
-from search.train.evaluate import evaluate_segmentation, torch_seg_predictor
-from search.train.loop import TrainConfig, fit, seed_everything
-from search.train.losses import segmentation_loss
+from search.train.bilevel import ArchitectureSearch, StepRecord
+from search.train.cine_rows import CineRows, read_json, write_json
+from search.train.clips import clip_dataset
+from search.train.loop import seed_everything
+from search.train.stages import Stage, StageRunner, Stopwatch, latency_table_stage
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
-FOREGROUND = {c: ACDC_LABELS[c] for c in (1, 2, 3)}  # 1 RV, 2 MYO, 3 LV
 
+class MsnasHwExperiment(CineRows):
+    """The whole Table 2 experiment of the msnas-hw paper on phantom cine MR.
 
-def _write_json(path: Path, doc: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, allow_nan=True))
-    tmp.replace(path)
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-class MsnasHwExperiment:
-    """The whole Table 2 experiment of seed 001 on phantom cine MR.
+    Patients, split, row retraining and evaluation come from ``search.train.cine_rows.CineRows``
+    (shared with rtdnas); this class adds the latency table, the searches, the measurements, the
+    report and shipping.
 
     Args:
         cfg: The run configuration (a preset).
@@ -75,91 +63,56 @@ class MsnasHwExperiment:
         progress: Called with one-line status messages (the CLI prints them).
     """
 
-    def __init__(self, cfg: MsnasHwConfig, out: Path, *, docs_dir: Path | None = None,
-                 models_dir: Path | None = None, progress: Progress | None = None):
-        self.cfg = cfg
-        self.out = Path(out)
-        self.docs_dir = docs_dir
-        self.models_dir = models_dir
-        self.say = progress or (lambda msg: log.info("%s", msg))
-        self._cases = None
-        self._split: msdata.PatientSplit | None = None
-
     # ---------------------------------------------------------------------------------- stages
     def run(self) -> dict[str, Any]:
-        """Run every stage that has not finished yet; return the row results."""
+        """Run every stage that has not finished yet; return the row results.
+
+        The stages go through ``search.train.stages.StageRunner``: ``<out>/stages.json`` records
+        whether each ran or was skipped, and why.
+        """
         self.out.mkdir(parents=True, exist_ok=True)
+        stages = StageRunner(self.out, self.cfg.to_dict(), progress=self.say)
         with distributed.main_first():  # under torchrun: rank 0 writes config, data, split and LUT; the others read
             self._check_config()
             torch.set_num_threads(self.cfg.threads)
-            table = self.latency_table()
+            table = stages.run(self.latency_table_stage())
             self.split  # noqa: B018  (the phantom cache and the patient split, written here)
         genotypes: dict[str, dict[int, MultiscaleGenotype]] = {}
         for run in self.cfg.searches:
-            genotypes[run.key] = self.search(run, table)
+            search = partial(self.search, run, table)
+            genotypes[run.key] = stages.run(Stage(f"search:{run.key}", run=search, load=search,
+                                                  outputs=(self.out / "searches" / run.key / "result.json",)))
         results = {}
         for row in self.cfg.rows:
             genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
-            results[row.key] = self.train_row(row, genotype)
+            train = partial(self.train_row, row, genotype)
+            results[row.key] = stages.run(Stage(f"row:{row.key}", run=train, load=train,
+                                                outputs=(self._row_dir(row) / "result.json",)))
         if not distributed.is_main():  # latency, report and shipping: rank 0 alone
             return results
-        self.measure(results, genotypes)
-        self.variants(genotypes)
-        results = {row.key: _read_json(self._row_dir(row) / "result.json") for row in self.cfg.rows}
-        self.write_report(results, genotypes)
+        # measure() and variants() skip their timing when their file is there and (measure) merge the
+        # latencies into the row results every time, so they also serve as their stage's loader.
+        measure = partial(self.measure, results, genotypes)
+        stages.run(Stage("latency", run=measure, load=measure, outputs=(self.out / "latency.json",)))
+        variants = partial(self.variants, genotypes)
+        stages.run(Stage("variants", run=variants, load=variants, outputs=(self.out / "variants.json",)))
+        results = {row.key: read_json(self._row_dir(row) / "result.json") for row in self.cfg.rows}
+        stages.run(Stage("report", run=partial(self.write_report, results, genotypes)))
         if self.models_dir is not None:
-            self.ship(results, genotypes)
+            stages.run(Stage("ship", run=partial(self.ship, results, genotypes)))
         return results
 
-    def _check_config(self) -> None:
-        path = self.out / "config.json"
-        doc = self.cfg.to_dict()
-        if path.is_file():
-            old = _read_json(path)
-            if json.loads(json.dumps(doc)) != old:
-                raise ValueError(f"{path}: this run folder was made with another configuration; "
-                                 "use a new --out or delete the folder")
-        else:
-            _write_json(path, doc)
-
-    @property
-    def cases(self):
-        if self._cases is None:
-            t0 = time.perf_counter()
-            self._cases = msdata.load_cases(self.cfg.data, cache=self.out / "cases")
-            self.say(f"data: {len(self._cases)} phantom cine patients ready ({time.perf_counter() - t0:.0f} s)")
-        return self._cases
-
-    @property
-    def split(self) -> msdata.PatientSplit:
-        if self._split is None:
-            path = self.out / "split.json"
-            if path.is_file():
-                self._split = msdata.PatientSplit.from_dict(_read_json(path))
-            else:
-                self._split = msdata.PatientSplit.make([c.case_id for c in self.cases], self.cfg.data)
-                _write_json(path, self._split.to_dict())
-        return self._split
-
-    def _subset(self, ids: tuple[str, ...]):
-        by_id = {c.case_id: c for c in self.cases}
-        return [by_id[i] for i in ids]
-
     # ---------------------------------------------------------------------------- latency table
-    def latency_table(self) -> LatencyTable:
+    def latency_table_stage(self) -> Stage:
         """Profile every op the searches can choose at the latency target size (resumable)."""
-        path = self.out / "latency_table.json"
-        table = LatencyTable.load(path) if path.is_file() else LatencyTable()
-        keys = space.required_keys(self.cfg)
         settings = ProfileSettings(warmup=self.cfg.measure.warmup, repeats=max(5, self.cfg.measure.repeats),
                                    seed=self.cfg.seed)
-        profiler = OpProfiler(table, settings, save_to=path)
-        todo = profiler.missing(keys)
-        if todo:
-            self.say(f"latency table: profiling {len(todo)} of {len(keys)} op signatures with onnxruntime")
-            profiler.profile(keys)
-            table.save(path)
-        return LatencyTable.load(path)
+        return latency_table_stage(self.out / "latency_table.json", lambda: space.required_keys(self.cfg), settings,
+                                   progress=self.say)
+
+    def latency_table(self) -> LatencyTable:
+        """The run's lookup table, profiled first where it lacks keys."""
+        return self.latency_table_stage().run()
 
     # ---------------------------------------------------------------------------------- searches
     def search(self, run: SearchRun, table: LatencyTable) -> dict[int, MultiscaleGenotype]:
@@ -168,15 +121,15 @@ class MsnasHwExperiment:
         result_path = folder / "result.json"
         wanted = sorted({r.n_paths for r in self.cfg.rows if r.kind == "msnas" and r.search == run.key} | {run.n_paths})
         if result_path.is_file():
-            doc = _read_json(result_path)
+            doc = read_json(result_path)
             return {int(n): MultiscaleGenotype.from_json(g) for n, g in doc["genotypes"].items()}
         cfg = self.cfg
         seed_everything(cfg.seed + 11)
         supernet = space.build_supernet(cfg, cfg.trained_channels, seed=cfg.seed + 101)
         latency = space.latency_term(cfg, supernet, table, run.n_paths) if run.latency_aware else None
         proxy = cfg.search.proxy_clip
-        weight_ds = msdata.clip_dataset(self._subset(self.split.weight), cfg.data, train=True, seed=cfg.seed + 1, clip=proxy)
-        arch_ds = msdata.clip_dataset(self._subset(self.split.arch), cfg.data, train=True, seed=cfg.seed + 2, clip=proxy)
+        weight_ds = clip_dataset(self.subset(self.split.weight), cfg.data, train=True, seed=cfg.seed + 1, clip=proxy)
+        arch_ds = clip_dataset(self.subset(self.split.arch), cfg.data, train=True, seed=cfg.seed + 2, clip=proxy)
         loaders = [
             DataLoader(ds, batch_size=cfg.search.batch_size, shuffle=True, drop_last=len(ds) > cfg.search.batch_size,
                        generator=torch.Generator().manual_seed(cfg.seed + 3 + i))
@@ -186,14 +139,14 @@ class MsnasHwExperiment:
                                       generator=torch.Generator().manual_seed(cfg.seed + 7),
                                       checkpoint=folder / "checkpoint.pt",
                                       checkpoint_every=max(1, (cfg.search.warmup_steps + cfg.search.search_steps) // 20))
-        t0 = time.perf_counter()
+        watch = Stopwatch()
         every = max(1, searcher.total_steps // 10)
 
         def on_step(rec: StepRecord) -> None:
             if rec.step % every == 0 or rec.step == searcher.total_steps:
                 lat = "" if math.isnan(rec.latency_ms) else f", E[LAT] {rec.latency_ms:.1f} ms"
                 self.say(f"search {run.key}: step {rec.step}/{searcher.total_steps} ({rec.phase}) "
-                         f"CE {rec.weight_ce:.3f}{lat} [{time.perf_counter() - t0:.0f} s]")
+                         f"CE {rec.weight_ce:.3f}{lat} [{watch.elapsed():.0f} s]")
 
         history = searcher.run(on_step=on_step)
         genotypes = {n: space.decode(supernet, n) for n in wanted}
@@ -203,85 +156,20 @@ class MsnasHwExperiment:
             "arch": space.arch_summary(supernet),
             "expected_latency_ms": {str(n): space.expected_latency(cfg, supernet, table, n) for n in wanted},
             "history": [r.__dict__ for r in history],
-            "seconds": time.perf_counter() - t0,
+            "seconds": watch.elapsed(),
         }
         if distributed.is_main():  # every rank decoded the same genotypes; rank 0 writes them
-            _write_json(result_path, doc)
+            write_json(result_path, doc)
         for n, g in genotypes.items():
             self.say(f"search {run.key}: decoded n={n}: " + " | ".join(" ".join(p.kinds) for p in g.paths))
         return genotypes
-
-    # ------------------------------------------------------------------------------------- rows
-    def _row_dir(self, row: RowSpec) -> Path:
-        return self.out / "rows" / row.key
-
-    def train_row(self, row: RowSpec, genotype: MultiscaleGenotype | None) -> dict[str, Any]:
-        """Retrain one row from scratch on all training patients and evaluate it on the test patients."""
-        folder = self._row_dir(row)
-        result_path = folder / "result.json"
-        if result_path.is_file():
-            return _read_json(result_path)
-        cfg = self.cfg
-        seed_everything(cfg.seed + 1000 + cfg.rows.index(row))
-        net = build_row_network(cfg, row, genotype=genotype)
-        train_ds = msdata.clip_dataset(self._subset(self.split.train), cfg.data, train=True, seed=cfg.seed + 5)
-        per_epoch = max(1, min(cfg.retrain.eval_every, cfg.retrain.steps))
-        tcfg = TrainConfig(epochs=max(1, cfg.retrain.steps // per_epoch), batch_size=cfg.retrain.batch_size,
-                           lr=cfg.retrain.lr, weight_decay=cfg.retrain.weight_decay, seed=cfg.seed,
-                           steps_per_epoch=per_epoch)
-        t0 = time.perf_counter()
-
-        def loss_fn(model, batch):
-            clips, labels = batch
-            return segmentation_loss(model(clips), labels)
-
-        def progress(epoch: int, epochs: int, loss: float) -> None:
-            self.say(f"retrain {row.key}: epoch {epoch}/{epochs} loss {loss:.3f} [{time.perf_counter() - t0:.0f} s]")
-
-        losses = fit(net, loss_fn, train_ds, tcfg, checkpoint=folder / "train.pt", progress=progress)
-        if not distributed.is_main():  # under torchrun rank 0 evaluates and writes the row; the others get it
-            return distributed.share_from_main(None)
-        seconds = time.perf_counter() - t0
-        dice = self.evaluate(net)
-        self.say(f"row {row.key}: mean Dice {dice['mean']:.3f} "
-                 + " ".join(f"{k} {v:.3f}" for k, v in dice["per_class"].items()))
-        result = {
-            "key": row.key, "name": row.name, "kind": row.kind,
-            "trained_width": space_width(cfg, row),
-            "genotype": None if genotype is None else json.loads(genotype.to_json()),
-            "dice": dice,
-            "params": int(sum(p.numel() for p in net.parameters())),
-            "train_losses": losses, "train_seconds": seconds,
-        }
-        torch.save(net.state_dict(), folder / "weights.pt")
-        _write_json(result_path, result)
-        return distributed.share_from_main(result)
-
-    def evaluate(self, net: torch.nn.Module) -> dict[str, Any]:
-        """Dice per class (every frame of every clip) on each test patient; mean and std over patients."""
-        predict = torch_seg_predictor(net)
-        per_patient = {}
-        for case in self._subset(self.split.test):
-            ds = msdata.clip_dataset([case], self.cfg.data, train=False, seed=0)
-            ev = evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS))
-            per_patient[case.case_id] = {FOREGROUND[c]: v for c, v in ev.per_class.items()}
-            per_patient[case.case_id]["mean"] = ev.mean
-        names = list(FOREGROUND.values()) + ["mean"]
-        table = {n: [p[n] for p in per_patient.values() if not math.isnan(p[n])] for n in names}
-        return {
-            "per_class": {n: float(np.mean(table[n])) for n in FOREGROUND.values() if table[n]},
-            "mean": float(np.mean(table["mean"])) if table["mean"] else float("nan"),
-            "std": {n: float(np.std(v)) for n, v in table.items() if v},
-            "per_patient": per_patient,
-            "frames_scored": "every frame of every non-overlapping clip of every slice",
-        }
 
     # ---------------------------------------------------------------------------------- latency
     def measure(self, results: dict[str, Any], genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> None:
         """Time every row with onnxruntime in this one process (interleaved), at both sizes."""
         path = self.out / "latency.json"
         if path.is_file():
-            doc = _read_json(path)
+            doc = read_json(path)
         else:
             doc = {}
         cfg = self.cfg
@@ -316,13 +204,13 @@ class MsnasHwExperiment:
                 k: {**s.to_dict(), "shape": list(shape) if "@frame" not in k else [1, *shape[1:]]} for k, s in stats.items()
             }
             doc[which + "_flops"] = flops
-            _write_json(path, doc)
+            write_json(path, doc)
         for row in cfg.rows:
-            res = _read_json(self._row_dir(row) / "result.json")
+            res = read_json(self._row_dir(row) / "result.json")
             res["latency"] = {w: doc[w][row.key] for w, _, _ in sizes}
             res["latency_per_frame"] = {w: doc[w].get(row.key + "@frame") for w, _, _ in sizes}
             res["flops_paper_size"] = doc.get("paper_size_flops", doc.get("trained_flops", {})).get(row.key)
-            _write_json(self._row_dir(row) / "result.json", res)
+            write_json(self._row_dir(row) / "result.json", res)
 
     def variants(self, genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> dict[str, Any]:
         """Latency of ours n=1 / n=2 at other widths and clip sizes, and of U-net 3D (D2, IF8)."""
@@ -330,11 +218,11 @@ class MsnasHwExperiment:
 
         path = self.out / "variants.json"
         if path.is_file():
-            return _read_json(path)
+            return read_json(path)
         chosen = {r.key: genotypes[r.search][r.n_paths] for r in self.cfg.rows if r.kind == "msnas" and r.latency_aware}
         self.say(f"latency: timing {len(chosen)} searched nets and U-net 3D (D2, IF8) at other widths and clip sizes")
         doc = measure_variants(self.cfg, chosen)
-        _write_json(path, doc)
+        write_json(path, doc)
         return doc
 
     # ----------------------------------------------------------------------------------- report
@@ -350,16 +238,16 @@ class MsnasHwExperiment:
                 draw_genotype(g, folder / name, title=f"search {run_key}, fused n = {n}")
                 figures[(run_key, n)] = name
         report.plot_frontier(self.cfg, results, folder / "frontier.png")
-        searches = {r.key: _read_json(self.out / "searches" / r.key / "result.json") for r in self.cfg.searches}
+        searches = {r.key: read_json(self.out / "searches" / r.key / "result.json") for r in self.cfg.searches}
         variants_path = self.out / "variants.json"
-        variants = _read_json(variants_path) if variants_path.is_file() else None
+        variants = read_json(variants_path) if variants_path.is_file() else None
         lut = self._lut_predictions(genotypes)
-        latency_doc = _read_json(self.out / "latency.json") if (self.out / "latency.json").is_file() else {}
+        latency_doc = read_json(self.out / "latency.json") if (self.out / "latency.json").is_file() else {}
         text = report_text.render_report(self.cfg, results, genotypes, searches, figures, variants, lut)
         text += report_text.measurement_conditions(latency_doc)
         (folder / "report.md").write_text(text)
         (folder / "table2.md").write_text(report.table2_markdown(self.cfg, results) + "\n")
-        _write_json(folder / "results.json", report_text.results_summary(self.cfg, results, searches, variants, lut,
+        write_json(folder / "results.json", report_text.results_summary(self.cfg, results, searches, variants, lut,
                                                                          latency_doc))
         if self.docs_dir is not None:
             self.docs_dir.mkdir(parents=True, exist_ok=True)
@@ -397,15 +285,8 @@ class MsnasHwExperiment:
         genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
         net = build_row_network(self.cfg, row, genotype=genotype)
         net.load_state_dict(torch.load(self._row_dir(row) / "weights.pt", map_location="cpu"))
-        test_cases = self._subset(self.split.test)
+        test_cases = self.subset(self.split.test)
         card = export_row(self.cfg, row, net, genotype, results[row.key], reason, test_cases, self.split,
                           self.models_dir)
         self.say(f"ship: {card.onnx_path} ({reason})")
         return card.onnx_path
-
-
-def space_width(cfg: MsnasHwConfig, row: RowSpec) -> dict[str, int]:
-    """The trained and paper widths of a row (IF for U-nets, C at scale 0 for searched nets)."""
-    from search.methods.msnas_hw.networks import row_filters
-
-    return {"trained": row_filters(cfg, row, paper_size=False), "paper": row_filters(cfg, row, paper_size=True)}

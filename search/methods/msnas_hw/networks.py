@@ -1,58 +1,13 @@
-"""The networks of Table 2, built from a row spec: U-nets in 2D and 3D and the searched fused nets.
-
-Every network here takes a clip ``(N, 1, T, H, W)`` and returns class logits ``(N, K, T, H, W)``
-(masks for every frame), so training, evaluation and the per-clip latency use one harness. A 2D
-U-net runs on the frames of the clip as a batch (``FrameWiseUNet``): one inference on a clip
-segments all its frames, as in the paper (FPS = 1000 / LT there); its per-frame latency at
-deployment (newest frame only) is measured separately on the bare 2D U-net.
-
-Two sizes per row: ``paper_size`` (the paper's widths: IF as named, supernet C at scale 0) and the
-trained size (every width divided by ``MsnasHwConfig.width_divisor``).
-"""
+"""The networks of Table 2, built from a row spec (shared with rtdnas: ``search.train.row_networks``)."""
 
 from __future__ import annotations
 
-from torch import nn
+from search.train.row_networks import (
+    build_derived,
+    build_row_network,
+    per_frame_network,
+    row_filters,
+    unet_config,
+)
 
-from search.baselines.unet import FrameWiseUNet, UNet, UNetConfig
-from search.core.genotypes import MultiscaleGenotype
-from search.methods.msnas_hw.config import MsnasHwConfig, RowSpec
-from search.methods.msnas_hw.space import N_CLASSES, build_derived
-
-
-def row_filters(cfg: MsnasHwConfig, row: RowSpec, *, paper_size: bool) -> int:
-    """U-net initial filters, or supernet/derived channels at scale 0, of a row at a size."""
-    if row.kind == "msnas":
-        return cfg.supernet.channels if paper_size else cfg.trained_channels
-    return row.initial_filters if paper_size else cfg.trained_filters(row)
-
-
-def unet_config(cfg: MsnasHwConfig, row: RowSpec, *, paper_size: bool) -> UNetConfig:
-    """The U-net configuration of a U-net row."""
-    t = cfg.measure.paper_shape[0] if paper_size else cfg.data.clip_length
-    return UNetConfig(dims=2 if row.kind == "unet2d" else 3, in_channels=1, n_classes=N_CLASSES,
-                      depth=row.depth, initial_filters=row_filters(cfg, row, paper_size=paper_size), clip_length=t)
-
-
-def build_row_network(cfg: MsnasHwConfig, row: RowSpec, *, paper_size: bool = False,
-                      genotype: MultiscaleGenotype | None = None) -> nn.Module:
-    """A freshly initialised network of a row: ``(N, 1, T, H, W) -> (N, 4, T, H, W)`` logits.
-
-    Args:
-        cfg: The run configuration.
-        row: The Table 2 row.
-        paper_size: The paper's widths instead of the trained (divided) widths.
-        genotype: Searched architecture, required for ``msnas`` rows.
-    """
-    if row.kind == "unet2d":
-        return FrameWiseUNet(UNet(unet_config(cfg, row, paper_size=paper_size)))
-    if row.kind == "unet3d":
-        return UNet(unet_config(cfg, row, paper_size=paper_size))
-    if genotype is None:
-        raise ValueError(f"row {row.name!r} needs its searched genotype")
-    return build_derived(genotype, row_filters(cfg, row, paper_size=paper_size), cfg.supernet)
-
-
-def per_frame_network(net: nn.Module) -> nn.Module | None:
-    """The bare 2D U-net inside a frame-wise row (what a per-frame deployment runs), else None."""
-    return net.unet if isinstance(net, FrameWiseUNet) else None
+__all__ = ["build_derived", "build_row_network", "per_frame_network", "row_filters", "unet_config"]

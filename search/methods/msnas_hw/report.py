@@ -1,4 +1,6 @@
-"""Table 2 of seed 001 beside ours, the issue's targets, and the Dice-latency frontier plot.
+"""Table 2 of the msnas-hw paper beside ours, the issue's targets, and the Dice-latency frontier plot.
+
+The paper: Zeng et al., ICCAD 2020, arXiv:2008.07071.
 
 Input: the per-row result dicts the experiment writes (``rows/<key>/result.json``), each with
 ``dice`` {per_class {RV, MYO, LV}, mean, std {...}}, ``latency`` {trained, paper_size} (each a

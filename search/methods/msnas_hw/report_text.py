@@ -78,7 +78,7 @@ def render_report(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any]],
     t, h, w = cfg.data.clip_length, cfg.data.height, cfg.data.width
     paper = _shape(cfg.measure.paper_shape)
     lines = [
-        "# msnas-hw: hardware-aware multi-scale NAS for 3D cine MR (seed 001), Table 2 on our data and CPU",
+        "# msnas-hw: hardware-aware multi-scale NAS for 3D cine MR (Zeng et al., ICCAD 2020, arXiv:2008.07071), Table 2 on our data and CPU",
         "",
         f"Preset `{cfg.preset}` (`python -m search msnas-hw --preset {cfg.preset} --seed {cfg.seed}`). "
         f"Data: {cfg.data.n_patients} phantom cine patients (`app.data.phantom`, seed {cfg.data.seed}), split by patient: "

@@ -3,8 +3,8 @@
 Candidates are the searched rows (ours n=1, n=2 and MS-NAS n=4): this method's product. The choice,
 at the input the model is deployed with (the trained clip size):
 
-1. the best mean Dice among rows meeting the real-time budget (median latency <= 50 ms and
-   throughput >= 22 FPS, one process, onnxruntime CPU), if any is also useful (mean Dice >=
+1. the best mean Dice among rows meeting the real-time rule (``app.realtime.REALTIME``: p95 latency
+   <= 50 ms and throughput >= 22 FPS, one process, onnxruntime CPU), if any is also useful (mean Dice >=
    ``MeasureConfig.useful_dice``);
 2. otherwise the fastest useful row, labelled in its card as *not meeting the budget*.
 
@@ -18,34 +18,25 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from app.cards import ModelCard
+from app.realtime import REALTIME
 from app.data.case import ACDC_LABELS, Case
-from app.engine.runtime import create_session
 from search.core.genotypes import MultiscaleGenotype
 from search.export.card_writer import CardContent, TensorSpec
 from search.export.onnx_export import export_model
-from search.methods.msnas_hw import data as msdata
 from search.methods.msnas_hw.config import MsnasHwConfig, RowSpec
+from search.train.clips import ClipProbabilities, clip_dataset, onnx_clip_predictor
 from search.train.datasets import CINE_NORMALISATION
 from search.train.evaluate import evaluate_segmentation
 
-class ClipProbabilities(nn.Module):
-    """Deployed cine interface: ``clip (1, 1, T, H, W)`` -> ``probs (1, K, T, H, W)`` (softmax)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(clip), dim=1)
+__all__ = ["ClipProbabilities", "choose_row", "export_row", "meets_budget"]
 
 
 def meets_budget(cfg: MsnasHwConfig, latency: dict[str, Any] | None) -> bool:
-    """Median latency and throughput within the real-time budget."""
-    return bool(latency) and latency["p50_ms"] <= cfg.measure.realtime_latency_ms and latency["fps"] >= cfg.measure.realtime_fps
+    """p95 latency and throughput meet the one real-time rule (``app.realtime.REALTIME``)."""
+    return bool(latency) and REALTIME.meets(latency.get("p95_ms"), latency.get("fps"))
 
 
 def choose_row(cfg: MsnasHwConfig, results: dict[str, dict[str, Any]]) -> tuple[RowSpec, str] | None:
@@ -59,18 +50,8 @@ def choose_row(cfg: MsnasHwConfig, results: dict[str, dict[str, Any]]) -> tuple[
     if useful:
         best = min(useful, key=lambda r: results[r.key]["latency"]["trained"]["p50_ms"])
         return best, ("FASTEST USEFUL searched row; it does NOT meet the real-time budget "
-                      f"({cfg.measure.realtime_latency_ms:g} ms, {cfg.measure.realtime_fps:g} FPS) on this CPU")
+                      f"({REALTIME.describe()}) on this CPU")
     return None
-
-
-def _onnx_predictor(path: Path):
-    session = create_session(path)
-
-    def predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs = session.run(["probs"], {"clip": x.astype(np.float32)})[0]
-        return probs, np.zeros_like(probs[:, :1])
-
-    return predict
 
 
 def export_row(cfg: MsnasHwConfig, row: RowSpec, net: nn.Module, genotype: MultiscaleGenotype | None,
@@ -90,11 +71,11 @@ def export_row(cfg: MsnasHwConfig, row: RowSpec, net: nn.Module, genotype: Multi
     """
     t, h, w = cfg.data.clip_length, cfg.data.height, cfg.data.width
     model_id = f"cine-msnas-hw-{row.key.replace('_', '-')}"
-    datasets = [msdata.clip_dataset([c], cfg.data, train=False, seed=0) for c in test_cases]
+    datasets = [clip_dataset([c], cfg.data, train=False, seed=0) for c in test_cases]
     parity = [{"clip": ds[i][0].numpy()[None]} for ds in datasets[:2] for i in range(min(1, len(ds)))]
 
     def evaluate(path: Path) -> dict[str, Any]:
-        predict = _onnx_predictor(path)
+        predict = onnx_clip_predictor(path)
         per_patient = [evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS)) for ds in datasets]
         per_class = {ACDC_LABELS[c]: float(np.nanmean([e.per_class[c] for e in per_patient])) for c in (1, 2, 3)}
         return {"dice": {"per_class": per_class, "mean": float(np.mean(list(per_class.values()))),
@@ -123,7 +104,6 @@ def export_row(cfg: MsnasHwConfig, row: RowSpec, net: nn.Module, genotype: Multi
                f"({result['latency']['trained']['fps']:.1f} FPS); the paper-sized twin at "
                f"{'x'.join(map(str, cfg.measure.paper_shape))}: "
                + (f"{result['latency']['paper_size']['p50_ms']:.1f} ms." if result['latency'].get('paper_size') else "not measured.")),
-        extra={"meets_realtime": meets_budget(cfg, result["latency"]["trained"])},
     )
     return export_model(ClipProbabilities(net).eval(), content, models_dir, parity, evaluate=evaluate,
                         latency_repeats=max(10, cfg.measure.repeats))

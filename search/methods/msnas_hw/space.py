@@ -19,38 +19,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from search.core.decode import decode_multiscale, top_n_paths
-from search.core.derived.multiscale import FusedMultiscaleNet
 from search.core.estimators import PathwiseLatency, predict_latency
 from search.core.genotypes import MULTISCALE_CELL_TYPES, MultiscaleGenotype
 from search.core.latency_sites import collect_latency_keys
 from search.core.mixed import ArchWeighting
 from search.core.ops import OP_SETS
-from search.core.supernets.multiscale import MultiscaleConfig, MultiscaleSupernet
+from search.core.supernets.multiscale import MultiscaleSupernet
 from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable
-from search.methods.msnas_hw.config import MsnasHwConfig, SupernetConfig
+from search.methods.msnas_hw.config import MsnasHwConfig
+from search.train.row_networks import build_derived, multiscale_config
 
-N_CLASSES = 4  # background, RV, MYO, LV (ACDC)
 MSNAS_OP_SET = "msnas"
-
-
-def multiscale_config(sn: SupernetConfig, channels: int) -> MultiscaleConfig:
-    """The core's grid configuration for ``channels`` at scale 0."""
-    return MultiscaleConfig(in_channels=1, num_classes=N_CLASSES, base_channels=channels, n_layers=sn.layers,
-                            n_scales=sn.scales, n_nodes=sn.nodes, dims=3, relaxation="edge_op", pc_k=sn.pc_k)
 
 
 def build_supernet(cfg: MsnasHwConfig, channels: int, *, seed: int) -> MultiscaleSupernet:
     """The search supernet at ``channels`` (trained width), seeded."""
     return MultiscaleSupernet(multiscale_config(cfg.supernet, channels), seed=seed)
-
-
-def build_derived(genotype: MultiscaleGenotype, channels: int, sn: SupernetConfig, *, seed: int = 0) -> nn.Module:
-    """The fused n-path network of a genotype: ``(N, 1, T, H, W) -> (N, 4, T, H, W)`` logits."""
-    return FusedMultiscaleNet(genotype, multiscale_config(sn, channels), seed=seed)
 
 
 def latency_target_shape(cfg: MsnasHwConfig) -> tuple[int, int, int, int]:

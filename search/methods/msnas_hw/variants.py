@@ -21,7 +21,7 @@ from search.export.flops import count_flops
 from search.latency.measure import measure_interleaved
 from search.latency.onnx_bytes import export_onnx_bytes
 from search.methods.msnas_hw.config import MsnasHwConfig
-from search.methods.msnas_hw.space import N_CLASSES, build_derived
+from search.train.row_networks import N_CLASSES, build_derived
 
 
 @dataclass(frozen=True)

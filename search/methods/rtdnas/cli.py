@@ -1,4 +1,6 @@
-"""``python -m search rtdnas``: seed 002's constrained search, GA path selection, Tables 1-2 and Fig. 2.
+"""``python -m search rtdnas``: the RT-DNAS constrained search, GA path selection, Tables 1-2 and Fig. 2.
+
+The paper: Lu et al., MICCAI 2022, arXiv:2206.04682 (full reference in ``docs/references.md``).
 
 Resumable: run the same command again after an interruption and it continues where it stopped.
 """
@@ -9,20 +11,17 @@ import argparse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
+PRESET_HELP = "smoke: < 1 min, tiny; default: a 2-core CPU in ~30 min; paper: the paper's schedule (GPU)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("smoke", "default", "paper"), default="default",
-                        help="smoke: < 1 min, tiny; default: a 2-core CPU in ~30 min; paper: seed 002's schedule (GPU)")
-    parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/rtdnas/<preset>)")
-    parser.add_argument("--seed", type=int, default=None, help="master seed (default: the preset's)")
+    from search.methods.common_cli import add_method_arguments
+
+    add_method_arguments(parser, method="rtdnas", preset_help=PRESET_HELP,
+                         device_help="torch device; rtdnas searches and trains on the CPU only")
     parser.add_argument("--msnas-dir", type=Path, default=None,
                         help="msnas-hw run folder of the same preset (LUT seed, Table 2 baselines; "
                              "default runs/msnas-hw/<preset>)")
-    parser.add_argument("--models-dir", type=Path, default=None,
-                        help="where the winner goes if it beats msnas-hw (default: models/, <out>/models for smoke)")
-    parser.add_argument("--docs-dir", type=Path, default=None, help="report copy (default docs/rtdnas; none for smoke)")
-    parser.add_argument("--no-ship", action="store_true", help="do not export a model")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,17 +29,18 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from search import distributed
+    from search.methods.common_cli import require_cpu, run_places
     from search.methods.rtdnas.config import preset
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
+    require_cpu(args, "rtdnas")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
-    out = args.out or REPO / "runs" / "rtdnas" / args.preset
+    places = run_places(args, method="rtdnas", docs_name="rtdnas")
+    out, models_dir, docs_dir = places.out, places.models_dir, places.docs_dir
     full = args.preset != "smoke"
     msnas_dir = args.msnas_dir or (REPO / "runs" / "msnas-hw" / args.preset if full else None)
-    models_dir = None if args.no_ship else (args.models_dir or (REPO / "models" if full else out / "models"))
-    docs_dir = args.docs_dir or (REPO / "docs" / "rtdnas" if full else None)
 
     def say(msg: str) -> None:
         if distributed.is_main():

@@ -1,4 +1,4 @@
-"""Typed configuration of the ``rtdnas`` method (seed 002) and its presets ``smoke`` / ``default`` / ``paper``.
+"""Typed configuration of the ``rtdnas`` method (RT-DNAS) and its presets ``smoke`` / ``default`` / ``paper``.
 
 Data, clip geometry, widths, retraining and latency measurement reuse msnas-hw's config types and the
 same values as msnas-hw's presets (20 x 64 x 48 clips, every width halved, C = 8 at scale 0 for the
@@ -28,7 +28,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from search.methods.msnas_hw.config import DataConfig, MeasureConfig, RetrainConfig, SupernetConfig
+from app.realtime import REALTIME
+from search.train.cine_config import DataConfig, MeasureConfig, RetrainConfig, SupernetConfig
 from search.methods.rtdnas.ga import GaConfig
 
 PRESETS = ("smoke", "default", "paper")
@@ -66,7 +67,7 @@ class RtSearchConfig:
     arch_lr: float = 3e-4
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
-    latency_ub_ms: float = 50.0
+    latency_ub_ms: float = REALTIME.p95_ms
     penalty_lambda: float = 1.0
     penalty_tau_ms: float = 5.0
     proxy_clip: tuple[int, int, int] | None = None

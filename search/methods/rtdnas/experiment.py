@@ -3,7 +3,7 @@
 Stages (each writes its result under the run folder and is skipped when it is there, so a rerun resumes):
 
     <out>/config.json                 the configuration
-    <out>/split.json, cases/          patients (msnas-hw's data code and split rule)
+    <out>/split.json, cases/          patients (``search.train.clips``: msnas-hw's split rule)
     <out>/latency_table.json          LUT at the deployed clip (started from msnas-hw's table of the
                                       same preset when there is one: same machine, runtime, keys)
     <out>/rounds/r<k>/result.json     search round k: L_ub, cells, beta, history, the checked network's
@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import shutil
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -35,34 +34,28 @@ from search.core.sampling import sample_random_genotype
 from search.latency.lut import LatencyTable
 from search.latency.measure import measure_interleaved
 from search.latency.onnx_bytes import export_onnx_bytes
-from search.latency.profiler import OpProfiler, ProfileSettings
-from search.methods.msnas_hw import data as msdata
-from search.methods.msnas_hw.experiment import MsnasHwExperiment
-from search.methods.msnas_hw.networks import build_row_network
+from search.latency.profiler import ProfileSettings
 from search.methods.rtdnas import space
 from search.methods.rtdnas.config import RtdnasConfig
 from search.methods.rtdnas.ga import GenePool, GeneticPathSelection
 from search.methods.rtdnas.search import RtdnasSearch
+from search.train.cine_rows import CineRows, read_json, write_json
+from search.train.clips import clip_dataset
 from search.train.loop import seed_everything
+from search.train.row_networks import build_row_network
+from search.train.stages import Stopwatch, latency_table_stage
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-def write_json(path: Path, doc: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, allow_nan=True))
-    tmp.replace(path)
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
 
 
 def meets(cfg: RtdnasConfig, stats: dict[str, Any]) -> bool:
-    """Median latency <= 50 ms and throughput (1000 / mean latency, clips of T frames) >= 22 FPS."""
-    return stats["p50_ms"] <= cfg.measure.realtime_latency_ms and stats["fps"] >= cfg.measure.realtime_fps
+    """The one real-time rule (``app.realtime.REALTIME``) on p95 latency and throughput (1000 / mean, clips of T frames)."""
+    from app.realtime import REALTIME
+
+    return REALTIME.meets(stats.get("p95_ms"), stats.get("fps"))
 
 
 def next_ub(cfg: RtdnasConfig, ub_ms: float, lut_ms: float, measured: dict[str, Any]) -> float:
@@ -76,7 +69,7 @@ def next_ub(cfg: RtdnasConfig, ub_ms: float, lut_ms: float, measured: dict[str, 
 
 
 class RtdnasExperiment:
-    """Seed 002's Table 1, Table 2 and Fig. 2 on phantom cine MR, on this machine.
+    """The RT-DNAS paper's Table 1, Table 2 and Fig. 2 on phantom cine MR, on this machine.
 
     Args:
         cfg: The run configuration.
@@ -92,7 +85,7 @@ class RtdnasExperiment:
                  models_dir: Path | None = None, progress: Progress | None = None):
         self.cfg, self.out, self.docs_dir, self.msnas_dir, self.models_dir = cfg, Path(out), docs_dir, msnas_dir, models_dir
         self.say = progress or (lambda msg: log.info("%s", msg))
-        self.helper = MsnasHwExperiment(space.msnas_view(cfg, ()), self.out, progress=self.say)
+        self.helper = CineRows(space.rows_view(cfg, ()), self.out, progress=self.say)
 
     # ------------------------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
@@ -153,17 +146,9 @@ class RtdnasExperiment:
         if not path.is_file() and seed_table is not None and seed_table.is_file():
             shutil.copy2(seed_table, path)
             self.say(f"latency table: starting from {seed_table}")
-        table = LatencyTable.load(path) if path.is_file() else LatencyTable()
-        keys = space.required_keys(self.cfg)
         settings = ProfileSettings(warmup=self.cfg.measure.warmup, repeats=max(5, self.cfg.measure.repeats),
                                    seed=self.cfg.seed)
-        profiler = OpProfiler(table, settings, save_to=path)
-        todo = profiler.missing(keys)
-        if todo:
-            self.say(f"latency table: profiling {len(todo)} of {len(keys)} op signatures with onnxruntime")
-            profiler.profile(keys)
-            table.save(path)
-        return LatencyTable.load(path)
+        return latency_table_stage(path, lambda: space.required_keys(self.cfg), settings, progress=self.say).run()
 
     # ------------------------------------------------------------------------------- rounds
     def search_rounds(self, table: LatencyTable) -> dict[str, Any]:
@@ -204,7 +189,7 @@ class RtdnasExperiment:
         supernet = space.build_supernet(cfg, seed=cfg.seed + 101)
         estimator = space.latency_estimator(cfg, supernet, table)
         proxy = cfg.search.proxy_clip
-        datasets = [msdata.clip_dataset(helper._subset(ids), cfg.data, train=True, seed=cfg.seed + 1 + i, clip=proxy)
+        datasets = [clip_dataset(helper.subset(ids), cfg.data, train=True, seed=cfg.seed + 1 + i, clip=proxy)
                     for i, ids in enumerate((helper.split.weight, helper.split.arch))]
         loaders = [
             DataLoader(ds, batch_size=cfg.search.batch_size, shuffle=True, drop_last=len(ds) > cfg.search.batch_size,
@@ -214,14 +199,14 @@ class RtdnasExperiment:
         searcher = RtdnasSearch(supernet, estimator, loaders[0], loaders[1], cfg.search, ub_ms=ub,
                                 generator=torch.Generator().manual_seed(cfg.seed + 7), checkpoint=folder / "checkpoint.pt",
                                 checkpoint_every=max(1, (cfg.search.warmup_steps + cfg.search.search_steps) // 10))
-        t0 = time.perf_counter()
+        watch = Stopwatch()
         every = max(1, searcher.total_steps // 8)
 
         def on_step(rec) -> None:
             if rec.step % every == 0 or rec.step == searcher.total_steps:
                 lat = "" if math.isnan(rec.latency_ms) else f", L_t {rec.latency_ms:.1f} ms"
                 self.say(f"round {k} (L_ub {ub:.1f} ms): step {rec.step}/{searcher.total_steps} ({rec.phase}) "
-                         f"CE {rec.weight_ce:.3f}{lat} [{time.perf_counter() - t0:.0f} s]")
+                         f"CE {rec.weight_ce:.3f}{lat} [{watch.elapsed():.0f} s]")
 
         history = searcher.run(on_step=on_step)
         if not distributed.is_main():  # under torchrun rank 0 selects, measures and writes the round
@@ -240,7 +225,7 @@ class RtdnasExperiment:
         stats = measure_interleaved({"check": export_onnx_bytes(net, torch.zeros(shape))}, warmup=cfg.measure.warmup,
                                     repeats=cfg.measure.repeats, seed=cfg.seed)["check"].to_dict()
         doc = {
-            "round": k, "ub_ms": ub, "final_l_t_ms": final_lt, "seconds": time.perf_counter() - t0,
+            "round": k, "ub_ms": ub, "final_l_t_ms": final_lt, "seconds": watch.elapsed(),
             "cells": {kk: c.to_dict() for kk, c in cells.items()}, "beta_probs": np.round(beta, 5).tolist(),
             "history": [r.__dict__ for r in history],
             "check": {"n_paths": n, "paths": [list(p.kinds) for p in ga.paths], "lut_ms": ga.latency_ms,
@@ -314,7 +299,7 @@ class RtdnasExperiment:
     # ---------------------------------------------------------------------------------- rows
     def _train(self, key: str, name: str, g: MultiscaleGenotype, retrain=None) -> dict[str, Any]:
         row = space.row(key, name, len(g.paths))
-        self.helper.cfg = space.msnas_view(self.cfg, (row,), retrain)
+        self.helper.cfg = space.rows_view(self.cfg, (row,), retrain)
         res = self.helper.train_row(row, g)
         res["genotype_paths"] = [list(p.kinds) for p in g.paths]
         return res
@@ -357,7 +342,7 @@ class RtdnasExperiment:
         if path.is_file():
             return read_json(path)
         row = space.row(key, name, len(g.paths))
-        net = build_row_network(space.msnas_view(self.cfg, (row,)), row, genotype=g)
+        net = build_row_network(space.rows_view(self.cfg, (row,)), row, genotype=g)
         nan = float("nan")
         res = {"key": key, "name": name, "kind": "random", "genotype": json.loads(g.to_json()),
                "dice": {"per_class": {}, "mean": nan, "std": {}, "note": "untrained (latency-only cloud)"},
@@ -402,7 +387,7 @@ class RtdnasExperiment:
             for key in todo[start:start + group]:
                 g = MultiscaleGenotype.from_dict({**rows[key]["genotype"]})
                 row = space.row(key, key, len(g.paths))
-                net = build_row_network(space.msnas_view(cfg, (row,)), row, genotype=g)
+                net = build_row_network(space.rows_view(cfg, (row,)), row, genotype=g)
                 weights = self.out / "rows" / key / "weights.pt"
                 if weights.is_file() or not rows[key].get("untrained"):
                     net.load_state_dict(torch.load(weights, map_location="cpu"))
@@ -418,7 +403,7 @@ class RtdnasExperiment:
         table = LatencyTable.load(self.out / "latency_table.json")
         from search.core.estimators import predict_latency
 
-        for key, r in {**rows, **cloud}.items():
+        for _key, r in {**rows, **cloud}.items():
             g = MultiscaleGenotype.from_dict(r["genotype"])
             r["lut_ms"] = predict_latency(space.build_derived(self.cfg, g), space.latency_target_shape(self.cfg), table)
             r["meets"] = bool(r.get("latency")) and meets(self.cfg, r["latency"])

@@ -3,7 +3,7 @@
 Both work on the same searched cells and choose N_l input-to-output paths of the layer x scale grid:
 
 - **top-weight** (the original MS-NAS / "Dijkstra" choice): the N_l heaviest paths by product of beta
-  probabilities (eq. 10 of seed 001), exactly, by ``search.core.decode.top_n_paths``;
+  probabilities (eq. 10 of the msnas-hw paper, arXiv:2008.07071), exactly, by ``search.core.decode.top_n_paths``;
 - **genetic algorithm**: a *gene* is a legal path; the *gene pool* is the ``pool_size`` (10) heaviest
   paths; an *individual* is N_l distinct genes kept in canonical order (sorted by pool rank = by
   accumulated weight, heaviest first), stored as a sorted tuple of pool indices, so an individual

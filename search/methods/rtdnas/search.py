@@ -1,5 +1,5 @@
-"""The RT-DNAS differentiable search (Sec. 2.1-2.2): msnas-hw's first-order loop with seed 002's loss
-and optimiser.
+"""The RT-DNAS differentiable search (Sec. 2.1-2.2): msnas-hw's first-order loop with the
+paper's loss and optimiser (Lu et al., MICCAI 2022, arXiv:2206.04682).
 
 Loss of the architecture step (eq. 2, ``L = L_a * L_t + lambda * exp(L_t - L_ub)`` in the paper):
 
@@ -8,7 +8,7 @@ Loss of the architecture step (eq. 2, ``L = L_a * L_t + lambda * exp(L_t - L_ub)
 * ``L_a``: cross-entropy on the architecture patients;
 * ``L_t``: expected network latency in ms (``PathProbabilityLatency``, softmax weights);
 * the paper does not say how L_t is scaled inside the product; we divide by L_ub so the product is
-  unitless and ~L_a at the budget (METHODS.md's suggestion). The exponent is ``(L_t - L_ub) / tau``
+  unitless and ~L_a at the budget (our choice). The exponent is ``(L_t - L_ub) / tau``
   with tau in ms: the paper's literal ``exp(L_t - L_ub)`` is tau = 1 ms (``paper`` preset); the
   default preset uses tau = 5 ms so that one noisy architecture step cannot overflow the penalty.
   The exponent is clamped at 30 (e^30 ~ 1e13) for the same reason. lambda = 1 by default: at the
@@ -28,8 +28,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from search import distributed
-from search.methods.msnas_hw.config import SearchConfig
-from search.methods.msnas_hw.search import ArchitectureSearch, segmentation_ce
+from search.train.cine_config import SearchConfig
+from search.train.bilevel import ArchitectureSearch, segmentation_ce
 from search.methods.rtdnas.config import RtSearchConfig
 
 MAX_EXPONENT = 30.0

@@ -1,4 +1,4 @@
-"""The rtdnas search space on top of ``search.core`` (and msnas-hw's experiment helpers).
+"""The rtdnas search space on top of ``search.core`` (and the shared cine row table of ``search.train``).
 
 - supernet: ``MultiscaleSupernet`` with 10 layers x 4 scales, ``input_op_pair`` cells (one joint
   softmax over (input, op) pairs per node, eq. 1), partial channels k = 4;
@@ -26,7 +26,7 @@ from search.core.latency_sites import collect_latency_keys, trace_sites
 from search.core.supernets.multiscale import MultiscaleConfig, MultiscaleSupernet, cell_name
 from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable
-from search.methods.msnas_hw.config import MsnasHwConfig, RowSpec, SearchRun
+from search.train.cine_config import CineRowsConfig, RowSpec, SearchRun
 from search.methods.rtdnas.config import RtdnasConfig
 
 N_CLASSES = 4
@@ -115,13 +115,16 @@ class FusedLatencyModel:
         return self.stem_ms + sum(self.edge_ms[e] for e in edges) + sum(self.head_ms[s] for s in finals)
 
 
-def msnas_view(cfg: RtdnasConfig, rows: Sequence[RowSpec], retrain=None) -> MsnasHwConfig:
-    """An msnas-hw config with this run's data, grid, widths and measurement, to reuse its experiment
-    helpers (patients, split, lookup table, retraining, evaluation) for ``rows``."""
-    return MsnasHwConfig(preset=f"rtdnas-{cfg.preset}", seed=cfg.seed, width_divisor=cfg.width_divisor,
+def rows_view(cfg: RtdnasConfig, rows: Sequence[RowSpec], retrain=None) -> CineRowsConfig:
+    """A cine row-table config with this run's data, grid, widths and measurement, for the shared
+    ``search.train.cine_rows.CineRows`` (patients, split, retraining, evaluation) of ``rows``."""
+    return CineRowsConfig(preset=f"rtdnas-{cfg.preset}", seed=cfg.seed, width_divisor=cfg.width_divisor,
                          threads=cfg.threads, data=cfg.data, supernet=cfg.supernet,
                          retrain=retrain or cfg.retrain, measure=cfg.measure,
                          searches=(SearchRun("rtdnas", latency_aware=True, n_paths=1),), rows=tuple(rows))
+
+
+msnas_view = rows_view  # the historical name
 
 
 def row(key: str, name: str, n_paths: int) -> RowSpec:

@@ -1,4 +1,6 @@
-"""``python -m search segqc-hw``: joint segmentation + QC search for contrast echo (seed 000).
+"""``python -m search segqc-hw``: joint segmentation + QC search for contrast echo.
+
+The paper: Zeng et al. 2021, arXiv:2109.06909 (full reference in ``docs/references.md``).
 
 Searches (with and without the latency term), derives, retrains from scratch beside the handcrafted
 baselines, scores everything on held-out patients, measures Table II on this CPU, draws the report
@@ -10,22 +12,15 @@ from __future__ import annotations
 import argparse
 
 PRESET_HELP = ("smoke: end to end in under a minute (tests); default: 2-core CPU, ~1 h on shared cores; "
-               "paper: seed 000's schedule (80 epochs, 5 seeds, 256x256), for a GPU")
+               "paper: the paper's schedule (80 epochs, 5 seeds, 256x256), for a GPU")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("smoke", "default", "paper"), default="default", help=PRESET_HELP)
-    parser.add_argument("--out", default=None, help="run folder (default: runs/segqc-hw/<preset>)")
-    parser.add_argument("--seed", type=int, default=None, help="master seed (default: the preset's, 0)")
-    parser.add_argument("--models", default=None,
-                        help="where the winning pair is exported (default: models/ for default and paper, "
-                             "<out>/models for smoke)")
-    parser.add_argument("--docs", default=None,
-                        help="where the report is copied (default: docs/segqc for default and paper, none for smoke)")
-    parser.add_argument("--no-export", action="store_true", help="do not export the winning pair")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device for the searches and retraining (cpu, cuda); evaluation, latency "
-                             "and export always run on the CPU")
+    from search.methods.common_cli import add_method_arguments
+
+    add_method_arguments(parser, method="segqc-hw", preset_help=PRESET_HELP,
+                         device_help="torch device for the searches and retraining (cpu, cuda); evaluation, "
+                                     "latency and export always run on the CPU")
     parser.add_argument("--retrain-epochs", type=int, nargs=2, metavar=("SEG", "QC"), default=None,
                         help="override the preset's retraining epochs (e.g. a convergence check in another --out "
                              "that reuses a finished run's search/, data/ and latency/ folders)")
@@ -37,9 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
     from dataclasses import replace
-    from pathlib import Path
 
     from search import distributed
+    from search.methods.common_cli import run_places
     from search.methods.segqc_hw.config import preset
     from search.methods.segqc_hw.search import RunPaths, run_segqc_hw
 
@@ -51,12 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.retrain_epochs is not None:
         seg_epochs, qc_epochs = args.retrain_epochs
         cfg = replace(cfg, retrain=replace(cfg.retrain, seg_epochs=seg_epochs, qc_epochs=qc_epochs))
-    root = Path(__file__).resolve().parents[3]
-    out = Path(args.out) if args.out else root / "runs" / "segqc-hw" / cfg.preset
-    smoke = cfg.preset == "smoke"
-    models = Path(args.models) if args.models else (out / "models" if smoke else root / "models")
-    docs = Path(args.docs) if args.docs else (None if smoke else root / "docs" / "segqc")
-    paths = RunPaths(out=out, models=None if args.no_export else models, docs=docs)
+    places = run_places(args, method="segqc-hw", docs_name="segqc")
+    paths = RunPaths(out=places.out, models=places.models_dir, docs=places.docs_dir)
     summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after)
     if distributed.is_main():
         print(summary)

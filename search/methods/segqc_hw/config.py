@@ -3,7 +3,7 @@
 A preset is a value of ``SegQcConfig`` (not a subclass): ``smoke`` (end to end in well under a minute,
 used by the tests), ``default`` (sized for a quiet 2-core CPU, about 30-45 minutes for the whole
 Table II: two searches, four retrainings, evaluation, export, latency) and ``paper`` (the schedule of
-seed 000, for a GPU). Parsed once at the CLI edge and passed down; nothing below reads argparse.
+the paper, for a GPU). Parsed once at the CLI edge and passed down; nothing below reads argparse.
 
 Why the default preset looks the way it does (2 CPU cores, shared with other jobs when it was run):
     * 96x96 training resolution instead of the paper's 256x256: one supernet seg + QC training step
@@ -76,7 +76,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SpaceConfig:
-    """Search spaces of the two supernets (seed 000, Sec. III-B/C).
+    """Search spaces of the two supernets (the segqc-hw paper, Sec. III-B/C).
 
     Attributes:
         seg_init_filters: Channels after the segmentation stem (paper: 4).

@@ -1,6 +1,6 @@
 """The patients of the segqc-hw protocol: S1 / S2 / test phantom echo cases, trimmed and cached.
 
-Seed 000's protocol: 100 patients, ~30 frames each, split by patient into S1 (40, trains the
+The segqc-hw paper's protocol: 100 patients, ~30 frames each, split by patient into S1 (40, trains the
 segmentation net), S2 (40, trains the QC net on segmentations of images the seg net never saw) and
 test (20, held out). Each case keeps only ``frames_per_case`` labelled frames spread over its cycle
 (the patients, not the frames, carry the variation in acquisition quality), and the trimmed cases
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("s1", "s2_train", "s2_val", "test")
 MIN_STRATIFIED = 30  # patients needed before the split is stratified by quality bin
-RENDER_FRAMES = 30  # frames rendered per patient (seed 000 samples ~30 per sequence)
+RENDER_FRAMES = 30  # frames rendered per patient (the paper samples ~30 per sequence)
 CasesFor = Callable[[DataConfig], dict[str, list[Case]]]
 
 

@@ -89,8 +89,8 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
         genotype={"kind": "nasunet", **genotype["seg"]}, pairs_with=qc_id, clip_length=1,
         architecture={"nasunet": {"init_filters": cfg.space.seg_init_filters, "depth": cfg.space.seg_depth,
                                   "n_nodes": cfg.space.nodes}},
-        notes="Searched jointly with its QC model (seed 000, hardware-aware, lambda2 = "
-              f"{row.get('lambda2', cfg.search.lambda2):g}; the hardware-aware search with the best validation "
+        notes="Searched jointly with its QC model (segqc-hw, Zeng et al. 2021, arXiv:2109.06909; hardware-aware, "
+              f"lambda2 = {row.get('lambda2', cfg.search.lambda2):g}; the hardware-aware search with the best validation "
               "score), retrained from scratch on S1. " + table_note)
     feeds = [{"image": test[i][0].numpy()[None]} for i in range(min(3, len(test)))]
 

@@ -1,4 +1,4 @@
-"""The seg -> QC framework of seed 000: forward pass, QC target and the loss of eq. 3.
+"""The seg -> QC framework of the segqc-hw paper: forward pass, QC target and the loss of eq. 3.
 
 ``L = CE(seg) + lambda1 * MSE(predicted Dice, true Dice) + lambda2 * LAT``. The segmentation net
 returns class logits; its probabilities and normalised-entropy uncertainty
@@ -72,7 +72,7 @@ class LossTerms:
 def framework_loss(out: FrameworkOutput, masks: torch.Tensor, *, lambda1: float, lambda2: float,
                    latency_ms: torch.Tensor | None = None, with_ce: bool = True,
                    seg_dice_weight: float = 0.0) -> LossTerms:
-    """``CE + lambda1 * MSE + lambda2 * LAT`` (eq. 3 of seed 000).
+    """``CE + lambda1 * MSE + lambda2 * LAT`` (eq. 3 of the paper).
 
     Args:
         out: Forward pass of the framework.

@@ -1,4 +1,4 @@
-"""The joint first-order search of seed 000 over the segmentation and QC supernets.
+"""The joint first-order search of the segqc-hw paper over the segmentation and QC supernets.
 
 One epoch walks S1 and S2 batches in pairs:
 

@@ -9,7 +9,7 @@ it gets the cores, which is what a dedicated scanner PC gives it. Ops are still 
 run exactly as ``search.latency.profiler`` does (same builder, exporter and session settings).
 
 The table holds every op signature the two supernets contain at the *measurement* resolution
-(``measure.resolution``, 256x256 as in seed 000 and the issue's targets), profiled here with
+(``measure.resolution``, 256x256 as in the paper and the issue's targets), profiled here with
 onnxruntime by ``search.latency.profiler`` (only missing keys; cached in the run folder). Training
 may run at a lower resolution: the latency term still prices the architecture at the resolution
 Table II reports. The estimator itself is ``search.core.estimators.AdditiveLatency``.

@@ -1,9 +1,9 @@
 """The segqc-hw report: Table II beside the paper's figures, the issue's targets, and the figures.
 
 Everything here is computed from one run's results (``results.json``); nothing is typed in except
-the paper's own Table II (seed 000), quoted for comparison.
+the paper's own Table II (Zeng et al. 2021, arXiv:2109.06909), quoted for comparison.
 
-Counting convention: seed 000's "FLOPs" column matches multiply-accumulate counts (our U-net(8) +
+Counting convention: the paper's "FLOPs" column matches multiply-accumulate counts (our U-net(8) +
 ResNet18 is 981 M MACs against its 1045 M; torch's counter gives 2 FLOPs per MAC), so the table
 reports MACs in that column and the plain FLOP count beside it.
 """
@@ -22,7 +22,7 @@ ROW_NAMES = {
     "searched_nohw": "w/o hardware-aware (lambda2 = 0)",
     "searched_hw": "hardware-aware (lambda2 = 0.001)",
 }
-#: Seed 000, Table II (4-core Intel i7 of a Philips Epiq 7; FLOPs column = MACs, see module docstring).
+#: The segqc-hw paper's Table II (4-core Intel i7 of a Philips Epiq 7; FLOPs column = MACs, see module docstring).
 PAPER_TABLE_II = {
     "unet8": {"dice": 0.797, "qc_mae": 0.050, "latency_ms": 47, "flops_m": 1045},
     "unet16": {"dice": 0.839, "qc_mae": 0.049, "latency_ms": 82, "flops_m": 3635},
@@ -202,7 +202,7 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
     (folder / "results.json").write_text(json.dumps(_strip_frames(results), indent=1, allow_nan=True) + "\n")
     cfg = results["config"]
     lines = [
-        "# segqc-hw: joint segmentation + QC search for contrast echo (seed 000, Table II)",
+        "# segqc-hw: joint segmentation + QC search for contrast echo (Zeng et al. 2021, arXiv:2109.06909; Table II)",
         "",
         f"Preset `{cfg['preset']}`, master seed {cfg['seed']}: phantom contrast echo, "
         f"{_split(results)}, "

@@ -10,7 +10,7 @@ patients, epochs, optimiser and augmentation:
    per-frame true Dice, predicted Dice, their MAE and Pearson correlation, overall and per
    acquisition-quality bin.
 
-Seed 000 retrains "on 60 patients and validates on the rest": here 40 (S1, seg) + 20 (S2, QC) train
+The paper retrains "on 60 patients and validates on the rest": here 40 (S1, seg) + 20 (S2, QC) train
 and the other 20 of S2 validate; patients the seg net trained on never train the QC net.
 """
 

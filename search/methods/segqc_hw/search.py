@@ -39,7 +39,7 @@ from search.core.genotypes import SegQcGenotype
 from search.core.supernets.nasunet import NasUnetConfig, NasUnetSupernet
 from search.core.supernets.qcnet import QcNetConfig, QcSupernet
 from search.methods.segqc_hw.config import SegQcConfig
-from search.methods.segqc_hw.data import frame_dataset, input_spec, load_protocol
+from search.methods.segqc_hw.data import frame_dataset, load_protocol
 from search.methods.segqc_hw.joint_search import run_joint_search
 from search.methods.segqc_hw.latency_model import FrameworkLatency, ensure_table
 from search.methods.segqc_hw.latency_table import machine_line, measure_rows
@@ -49,7 +49,7 @@ from search.methods.segqc_hw.retrain import PairData, train_and_score
 
 log = logging.getLogger(__name__)
 
-BASELINE_UNET_DEPTH = 5  # seed 000's U-net(IF) is (D5, IF): see search.baselines.unet
+BASELINE_UNET_DEPTH = 5  # the segqc-hw paper's U-net(IF) is (D5, IF): see search.baselines.unet
 
 
 @dataclass(frozen=True)

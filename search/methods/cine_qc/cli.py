@@ -1,0 +1,47 @@
+"""``python -m search cine-qc``: train, score and ship the per-frame QC of a shipped cine model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="default", help="smoke | default (default: default)")
+    parser.add_argument("--seg-model", metavar="ID", help="the cine segmentation model to score (default: cine-rtdnas-ga-n7)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: runs/cine-qc/<preset>)")
+    parser.add_argument("--models-dir", type=Path, metavar="DIR", help="folder of model cards (default: the shipped models/)")
+    parser.add_argument("--seed", type=int, help="split / initialisation seed (default 0)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
+    parser.add_argument("--no-ship", action="store_true", help="train and score only; export nothing")
+    parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+    import sys
+
+    from app.cards import ModelCardError
+    from search.methods.cine_qc.config import preset
+    from search.methods.cine_qc.run import run as run_qc
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        cfg = preset(args.preset, seg_model=args.seg_model, seed=args.seed, epochs=args.epochs)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path("runs") / "cine-qc" / cfg.preset
+    try:
+        report = run_qc(cfg, out, models_dir=args.models_dir, ship=not args.no_ship, threads=args.threads)
+    except ModelCardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    t = report["test_torch"]
+    seg = report["seg_dice_test_patients"]
+    print(json.dumps({"seg_model": report["seg_model"], "qc_mae": t["qc_mae"], "qc_pearson": t["qc_pearson"],
+                      "test_patients": report["patients"]["test"], "seg_dice": seg["mean"], "seg_dice_ci95": seg["ci95"],
+                      "shipped": report.get("shipped", {}).get("id")}))
+    print(f"report   {out / 'report.json'}")
+    return 0

@@ -1,0 +1,87 @@
+"""The cine QC run: patients -> samples through the frozen model -> training -> scores -> export + pairing.
+
+Each stage leaves its result in the run folder (samples per patient, ``qc.pt`` with the training
+curve, ``report.json``), so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.engine.models import find_model
+from search.methods.cine_qc.config import CineQcConfig
+from search.methods.cine_qc.data import Samples, make_samples, qc_cases, qc_split
+from search.methods.cine_qc.network import CineQcNet
+from search.methods.cine_qc.ship import data_field, export_qc, pair, qc_model_id
+from search.methods.cine_qc.train import fit, predict, scores
+
+log = logging.getLogger(__name__)
+
+
+def seg_dice_ci(s: Samples, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean true Dice of the segmentation over patients, with a 95% bootstrap interval over patients."""
+    per_patient = np.array([float(np.mean(s.dice[s.case == i])) for i in np.unique(s.case)])
+    rng = np.random.default_rng(seed)
+    boots = rng.choice(per_patient, size=(n_boot, per_patient.size), replace=True).mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"mean": round(float(per_patient.mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
+            "patients": int(per_patient.size), "frames": len(s)}
+
+
+def run(cfg: CineQcConfig, out: Path, *, models_dir: Path | None = None, ship: bool = True,
+        threads: int = 1) -> dict:
+    """Train, score and (with ``ship``) export the QC model of ``cfg.seg_model``; returns the report."""
+    t_start = time.perf_counter()
+    torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=1) + "\n")
+    seg = find_model(cfg.seg_model, models_dir)
+    split = qc_split(qc_cases(cfg), cfg)
+    samples = {name: make_samples(cases, seg, cfg, cache=out / "samples", threads=threads)
+               for name, cases in split.items()}
+    t_samples = time.perf_counter() - t_start
+    n_classes = int(samples["train"].probs.shape[1])
+    weights = out / "qc.pt"
+    if weights.exists():
+        saved = torch.load(weights, weights_only=False)
+        net = CineQcNet(n_classes=n_classes, width=cfg.width)
+        net.load_state_dict(saved["state_dict"])
+        net.eval()
+        curve = saved["curve"]
+        log.info("QC network: reusing %s (delete it to retrain)", weights)
+    else:
+        net, curve = fit(samples["train"], samples["val"], cfg, n_classes)
+        torch.save({"state_dict": net.state_dict(), "curve": curve, "config": cfg.to_json()}, weights)
+    report = {
+        "seg_model": seg.id, "preset": cfg.preset,
+        "patients": {k: len(v) for k, v in split.items()}, "samples": {k: len(v) for k, v in samples.items()},
+        "test_torch": scores(predict(net, samples["test"]), samples["test"]),
+        "val_torch": scores(predict(net, samples["val"]), samples["val"]),
+        "seg_dice_test_patients": seg_dice_ci(samples["test"]),
+        "curve": curve, "seconds": {"samples": round(t_samples, 1)},
+    }
+    if ship:
+        qc_id = qc_model_id(seg.id, cfg.preset)
+        dest = Path(models_dir) if models_dir is not None else Path(seg.card_path).parent
+        t = report["test_torch"]
+        notes = (f"Per-frame QC of {seg.id}: predicts the Dice of its newest-frame mask (the app's mask at the "
+                 f"source resolution). Trained on {len(split['train'])} phantom patients that no split of {seg.id} "
+                 f"used (S2 protocol), early-stopped on {len(split['val'])}, scored on {len(split['test'])} test "
+                 f"patients over every quality bin: MAE {t['qc_mae']:.3f}, Pearson r {t['qc_pearson']:.3f}. "
+                 f"{seg.id}'s own Dice on those test patients: {report['seg_dice_test_patients']['mean']:.3f} "
+                 f"(95% CI {report['seg_dice_test_patients']['ci95'][0]:.3f}-"
+                 f"{report['seg_dice_test_patients']['ci95'][1]:.3f}). `python -m search cine-qc`.")
+        card = export_qc(net, seg, samples["test"], dest, qc_id=qc_id,
+                         data=data_field(cfg.to_json(), {k: [c.case_id for c in v] for k, v in split.items()}),
+                         notes=notes, width=cfg.width)
+        pair(seg, qc_id)
+        report["shipped"] = {"id": card.id, "metrics": card.metrics, "models_dir": str(dest)}
+    report["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    return report

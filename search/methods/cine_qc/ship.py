@@ -1,0 +1,68 @@
+"""Export the cine QC network through the one export path and pair it with its segmentation model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from app.cards import ModelCard
+from search.export.card_writer import CardContent, TensorSpec
+from search.export.onnx_export import export_model
+from search.export.predictors import onnx_qc_predictor
+from search.methods.cine_qc.data import Samples, case_list_hash
+from search.methods.cine_qc.train import scores
+
+
+def qc_model_id(seg_id: str, preset: str) -> str:
+    """``<seg id>-qc`` for the default preset, ``<seg id>-qc-<preset>`` otherwise."""
+    return f"{seg_id}-qc" if preset == "default" else f"{seg_id}-qc-{preset}"
+
+
+def export_qc(net: nn.Module, seg: ModelCard, test: Samples, models_dir: Path, *, qc_id: str, data: dict,
+              notes: str, width: int) -> ModelCard:
+    """Export ``net`` as ``qc_id`` with a card whose metrics are measured on the ONNX file (test patients)."""
+    _, n_classes, h, w = (1, *test.probs.shape[1:])
+    image = TensorSpec("image", (1, 1, h, w), f"newest frame of the clip as {seg.id} sees it (z-scored)")
+    probs = TensorSpec("probs", (1, n_classes, h, w), f"newest-frame probs of {seg.id}")
+    unc = TensorSpec("uncertainty", (1, 1, h, w), f"normalised entropy of {seg.id}'s newest-frame probs")
+    feeds = [test.feeds(i) for i in range(min(3, len(test)))]
+
+    def qc_metrics(path: Path) -> dict[str, Any]:
+        predict = onnx_qc_predictor(path)
+        pred = np.array([predict(*test.feeds(i).values()) for i in range(len(test))], dtype=np.float64)
+        s = scores(pred, test)
+        return {"qc_mae": s["qc_mae"], "qc_pearson": s["qc_pearson"], "qc_frames": s["n"],
+                "qc_patients": len(test.case_ids), "scored_seg_model": seg.id,
+                "true_dice_range": [round(float(test.dice.min()), 4), round(float(test.dice.max()), 4)],
+                "traffic_light": s["traffic_light"], "per_quality_bin": s["per_quality_bin"]}
+
+    content = CardContent(
+        model_id=qc_id, modality="cine", role="qc", method="cine-qc", inputs=[image, probs, unc],
+        outputs=[TensorSpec("dice", (1,), "predicted Dice of the segmentation, in [0, 1]")],
+        classes={int(k): v for k, v in seg.classes.items()}, normalisation={"kind": "zscore"}, layout="NCHW",
+        data=data, genotype=None, clip_length=1, notes=notes,
+        architecture={"cine_qc": {"n_classes": int(n_classes), "width": int(width)}})
+    return export_model(net, content, models_dir, feeds, evaluate=qc_metrics)
+
+
+def pair(seg: ModelCard, qc_id: str) -> None:
+    """Name ``qc_id`` as the QC partner in the segmentation card (``pairs_with``), keeping its key order."""
+    path = Path(seg.card_path)
+    card = json.loads(path.read_text())
+    if card.get("pairs_with") == qc_id:
+        return
+    card["pairs_with"] = qc_id
+    path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
+
+
+def data_field(cfg_json: dict, split: dict[str, list[str]]) -> dict:
+    """The card's ``data``: generator, seed, split sizes and case-list hashes (no patient identifiers)."""
+    return {"source": "phantom-cine (app.data.phantom)", "seed": cfg_json["phantom_seed"],
+            "protocol": "S2 of the joint seg + QC paper: segmentation frozen, target = true Dice of its mask",
+            "split": {k: {"patients": len(v), "case_list_sha256": case_list_hash(v)} for k, v in split.items()},
+            "slices": cfg_json["slices"] or "all", "frame_stride": cfg_json["frame_stride"],
+            "preset": cfg_json["preset"]}

@@ -1,0 +1,105 @@
+"""The flags every method command takes, and where they point by default.
+
+``python -m search segqc-hw | msnas-hw | rtdnas`` all take::
+
+    --preset {smoke,default,paper}  --out DIR  --seed N  --models-dir DIR  --docs-dir DIR
+    --no-ship  --device DEVICE
+
+Defaults: ``--out runs/<method>/<preset>``; ``--models-dir models/`` (``<out>/models`` for the smoke
+preset); ``--docs-dir docs/<docs name>`` (none for smoke). Older spellings still work but are hidden
+from ``--help`` and print a deprecation note: ``--models`` (``--models-dir``), ``--docs``
+(``--docs-dir``), ``--no-export`` (``--no-ship``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PRESETS = ("smoke", "default", "paper")
+
+#: Old spelling -> the flag that replaced it.
+DEPRECATED = {"--models": "--models-dir", "--docs": "--docs-dir", "--no-export": "--no-ship"}
+
+
+class _Deprecated(argparse.Action):
+    """Stores like the new flag and says once on stderr that the old spelling is deprecated."""
+
+    def __init__(self, option_strings, dest, *, new: str, flag: bool = False, **kwargs):
+        self.new, self.flag = new, flag
+        super().__init__(option_strings, dest, nargs=0 if flag else None, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, True if self.flag else Path(values))
+
+
+def add_method_arguments(parser: argparse.ArgumentParser, *, method: str, preset_help: str,
+                         device_help: str = "torch device for searching and training (cpu, cuda)") -> None:
+    """Add the common method flags (and their hidden deprecated spellings) to ``parser``.
+
+    Args:
+        parser: The subcommand's parser.
+        method: Command name (``"msnas-hw"``), used in the help of ``--out``.
+        preset_help: What each preset does.
+        device_help: What ``--device`` moves (methods differ in what runs where).
+    """
+    parser.add_argument("--preset", choices=PRESETS, default="default", help=preset_help)
+    parser.add_argument("--out", type=Path, default=None, help=f"run folder (default runs/{method}/<preset>)")
+    parser.add_argument("--seed", type=int, default=None, help="master seed (default: the preset's)")
+    parser.add_argument("--models-dir", dest="models_dir", type=Path, default=None,
+                        help="where the shipped model goes (default: models/; <out>/models for smoke)")
+    parser.add_argument("--docs-dir", dest="docs_dir", type=Path, default=None,
+                        help="where the report is copied (default: docs/<method>; none for smoke)")
+    parser.add_argument("--no-ship", dest="no_ship", action="store_true", help="do not export a model")
+    parser.add_argument("--device", default="cpu", help=f"{device_help} (default cpu)")
+    parser.add_argument("--models", dest="models_dir", action=_Deprecated, new="--models-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--docs", dest="docs_dir", action=_Deprecated, new="--docs-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--no-export", dest="no_ship", action=_Deprecated, new="--no-ship", flag=True,
+                        help=argparse.SUPPRESS)
+
+
+@dataclass(frozen=True)
+class RunPlaces:
+    """Where a method run reads and writes.
+
+    Attributes:
+        out: The run folder.
+        models_dir: Where the shipped model goes (None: ``--no-ship``).
+        docs_dir: Where the report is copied (None: not copied).
+    """
+
+    out: Path
+    models_dir: Path | None
+    docs_dir: Path | None
+
+
+def run_places(args: argparse.Namespace, *, method: str, docs_name: str, root: Path = REPO) -> RunPlaces:
+    """The run folder, models folder and docs folder of parsed common flags, defaults applied.
+
+    Args:
+        args: Parsed flags (``add_method_arguments``).
+        method: Command name; the default run folder is ``runs/<method>/<preset>``.
+        docs_name: Folder under ``docs/`` the report goes to for the default and paper presets.
+        root: The repository root the defaults are under.
+    """
+    out = Path(args.out) if args.out else root / "runs" / method / args.preset
+    full = args.preset != "smoke"
+    models = None if args.no_ship else (Path(args.models_dir) if args.models_dir else
+                                        (root / "models" if full else out / "models"))
+    docs = Path(args.docs_dir) if args.docs_dir else (root / "docs" / docs_name if full else None)
+    return RunPlaces(out, models, docs)
+
+
+def require_cpu(args: argparse.Namespace, method: str) -> None:
+    """Refuse a ``--device`` other than the CPU for a method that trains on the CPU only.
+
+    Raises:
+        SystemExit: with a one-line message naming the method and the device.
+    """
+    if str(args.device).split(":")[0] != "cpu":
+        raise SystemExit(f"{method}: --device {args.device}: this method searches and trains on the CPU only "
+                         "(its presets are sized for CPU cores); use --device cpu")

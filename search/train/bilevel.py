@@ -1,0 +1,213 @@
+"""The first-order bilevel search of msnas-hw and rtdnas: warm-up, then alternating updates.
+
+Equations and sections: the msnas-hw paper (Zeng et al., ICCAD 2020, arXiv:2008.07071).
+
+Loss (eq. 6): ``CE(w, alpha, beta, gamma) + lambda * LAT(alpha, beta, gamma)``, LAT the expected
+latency in milliseconds of the top-n longest paths (eq. 7-9, Gumbel-softmax samples). The training
+patients are split 1:1 by patient into a weight set and an architecture set (Sec. 4.2). The first
+``warmup_steps`` update only the weights on the weight set; afterwards each iteration makes one
+weight step on the weight set and one architecture step on the architecture set (first order:
+the architecture gradient is taken at the current weights, no unrolled step). The latency term
+does not depend on the weights, so weight steps use the cross-entropy alone.
+
+The loop is resumable: a checkpoint (supernet, both optimisers, step, history, generator states)
+is written every ``checkpoint_every`` steps and at the end, atomically.
+
+rtdnas subclasses :class:`ArchitectureSearch` to change the architecture loss (eq. 2) and the weight
+optimiser; both methods import it from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from search import distributed
+from search.train.cine_config import SearchConfig
+from search.train.datasets import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
+
+#: ``(generator) -> expected latency in ms`` (a 0-dim tensor differentiable in the arch parameters).
+LatencyTerm = Callable[[torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One logged step of the search.
+
+    Attributes:
+        step: 1-based step index (an alternating iteration counts as one step).
+        phase: ``"warmup"`` or ``"search"``.
+        weight_ce: Cross-entropy of the weight step (weight set).
+        arch_ce: Cross-entropy of the architecture step (architecture set); NaN during warm-up.
+        latency_ms: Expected latency (Gumbel sample) of the architecture step; NaN when not computed.
+    """
+
+    step: int
+    phase: str
+    weight_ce: float
+    arch_ce: float
+    latency_ms: float
+
+
+def _forever(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    while True:
+        yield from loader
+
+
+def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over every labelled voxel of every frame.
+
+    Args:
+        logits: ``(N, K, T, H, W)`` class logits.
+        labels: ``(N, T, H, W)`` int64 labels (``IGNORE_INDEX`` where unlabelled).
+    """
+    return nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
+class ArchitectureSearch:
+    """Runs one search of a supernet exposing ``weight_parameters()`` and ``arch_parameters()``.
+
+    Args:
+        supernet: The layer x scale supernet; ``forward(clip (N, 1, T, H, W)) -> logits (N, K, T, H, W)``.
+        latency: Expected latency term, or None for a search without it (MS-NAS).
+        weight_loader: Batches from the weight patients.
+        arch_loader: Batches from the architecture patients.
+        cfg: Schedule and optimiser settings.
+        generator: Seeds the Gumbel noise.
+        checkpoint: Where to keep the resumable state (None: no checkpoints).
+        checkpoint_every: Steps between checkpoints.
+    """
+
+    def __init__(self, supernet: nn.Module, latency: LatencyTerm | None, weight_loader: DataLoader,
+                 arch_loader: DataLoader, cfg: SearchConfig, *, generator: torch.Generator,
+                 checkpoint: Path | None = None, checkpoint_every: int = 20):
+        self.supernet = supernet
+        self.latency = latency
+        self.cfg = cfg
+        self.generator = generator
+        self.checkpoint = checkpoint
+        self.checkpoint_every = max(1, checkpoint_every)
+        self.weight_batches = _forever(distributed.shard_loader(weight_loader))  # rank shards under torchrun
+        self.arch_batches = _forever(distributed.shard_loader(arch_loader))
+        # Weight steps run through DDP under torchrun; the alphas are averaged in the arch step.
+        self.runner = distributed.wrap(supernet, exclude=supernet.arch_parameters())
+        self.weight_opt = torch.optim.Adam(list(supernet.weight_parameters()), lr=cfg.weight_lr,
+                                           weight_decay=cfg.weight_decay)
+        total = max(1, cfg.warmup_steps + cfg.search_steps)
+        self.weight_sched = torch.optim.lr_scheduler.LambdaLR(
+            self.weight_opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+        self.arch_opt = torch.optim.Adam(list(supernet.arch_parameters()), lr=cfg.arch_lr,
+                                         betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay)
+        self.step = 0
+        self.history: list[StepRecord] = []
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.warmup_steps + self.cfg.search_steps
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.total_steps
+
+    def _weight_step(self) -> float:
+        clips, labels = next(self.weight_batches)
+        self.supernet.train()
+        self.weight_opt.zero_grad(set_to_none=True)
+        loss = segmentation_ce(self.runner(clips), labels)
+        loss.backward()
+        nn.utils.clip_grad_norm_(list(self.supernet.weight_parameters()), 5.0)
+        self.weight_opt.step()
+        self.weight_sched.step()
+        return float(loss.detach())
+
+    def _arch_step(self) -> tuple[float, float]:
+        clips, labels = next(self.arch_batches)
+        self.supernet.train()
+        self.arch_opt.zero_grad(set_to_none=True)
+        # First order: the weights are constants of the architecture step. Freezing them skips their
+        # gradients (a third of the backward pass) and keeps them out of the next weight step.
+        weights = [p for p in self.supernet.weight_parameters() if p.requires_grad]
+        for p in weights:
+            p.requires_grad_(False)
+        try:
+            ce = segmentation_ce(self.supernet(clips), labels)
+            loss = ce
+            latency_ms = float("nan")
+            if self.latency is not None and self.cfg.latency_lambda > 0:
+                lat = self.latency(self.generator)
+                loss = ce + self.cfg.latency_lambda * lat
+                latency_ms = float(lat.detach())
+            loss.backward()
+        finally:
+            for p in weights:
+                p.requires_grad_(True)
+        distributed.average_gradients(self.supernet.arch_parameters())
+        self.arch_opt.step()
+        return float(ce.detach()), latency_ms
+
+    def run(self, *, on_step: Callable[[StepRecord], None] | None = None) -> list[StepRecord]:
+        """Run (or resume) to the end of the schedule; return the history."""
+        self.resume()
+        while not self.done:
+            self.step += 1
+            weight_ce = self._weight_step()
+            if self.step <= self.cfg.warmup_steps:
+                rec = StepRecord(self.step, "warmup", weight_ce, float("nan"), float("nan"))
+            else:
+                arch_ce, latency_ms = self._arch_step()
+                rec = StepRecord(self.step, "search", weight_ce, arch_ce, latency_ms)
+            self.history.append(rec)
+            if on_step is not None:
+                on_step(rec)
+            if self.step % self.checkpoint_every == 0 or self.done:
+                self.save()
+        distributed.finish_stage("search", self.supernet)
+        return self.history
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "supernet": self.supernet.state_dict(),
+            "weight_opt": self.weight_opt.state_dict(),
+            "weight_sched": self.weight_sched.state_dict(),
+            "arch_opt": self.arch_opt.state_dict(),
+            "history": [r.__dict__ for r in self.history],
+            "generator": self.generator.get_state(),
+        }
+
+    def save(self) -> None:
+        if self.checkpoint is None or not distributed.is_main():
+            return
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(self.checkpoint)
+
+    def resume(self) -> bool:
+        """Load the checkpoint if there is one; True when it did.
+
+        The data iterators restart from their seeded order (batches seen before the interruption
+        are not skipped); everything that defines the optimisation state is restored exactly.
+        """
+        if self.checkpoint is None or not self.checkpoint.is_file() or self.step > 0:
+            return False
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        self.supernet.load_state_dict(state["supernet"])
+        self.weight_opt.load_state_dict(state["weight_opt"])
+        self.weight_sched.load_state_dict(state["weight_sched"])
+        self.arch_opt.load_state_dict(state["arch_opt"])
+        self.history = [StepRecord(**r) for r in state["history"]]
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+        log.info("resumed search from %s at step %d/%d", self.checkpoint, self.step, self.total_steps)
+        return True

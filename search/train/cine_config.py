@@ -1,0 +1,243 @@
+"""Configuration shared by the cine methods that fill one table of rows (msnas-hw and rtdnas).
+
+Both methods train, search and time networks on the same phantom cine clips, with the same layer x
+scale supernet, first-order bilevel search, retraining schedule and latency measurement, so their
+rows compare on the same patients, clips and machine. The value types live here (the train layer);
+each method's ``config`` module builds its presets from them and re-exports the names it uses.
+See ``search.methods.msnas_hw.config`` for why the presets look the way they do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from app.realtime import REALTIME
+
+ROW_KINDS = ("unet2d", "unet3d", "msnas")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which phantom patients, and the clip geometry.
+
+    Attributes:
+        n_patients: Phantom cine patients rendered (each a stack of short-axis slices over time).
+        n_test: Held-out patients, used only for the final evaluation.
+        n_val: Patients held out of retraining to pick the best checkpoint (0: last checkpoint).
+        clip_length: Frames T per clip (the paper: 20).
+        height: Clip height after the deployed resize (the paper: 128).
+        width: Clip width after the deployed resize (the paper: 112).
+        seed: Seed of the phantom renderer and of the patient split.
+        render_frames: Frames per cardiac cycle rendered per patient.
+        render_slices: Short-axis slices rendered per patient (base to apex).
+        render_shape: ``(H, W)`` the phantom is rendered at (the clips are resized from it).
+    """
+
+    n_patients: int = 16
+    n_test: int = 4
+    n_val: int = 0
+    clip_length: int = 20
+    height: int = 64
+    width: int = 48
+    seed: int = 2020
+    render_frames: int = 20
+    render_slices: int = 8
+    render_shape: tuple[int, int] = (128, 112)
+
+    def __post_init__(self) -> None:
+        if self.n_patients - self.n_test - self.n_val < 2:
+            raise ValueError("need at least 2 training patients (one weight, one architecture)")
+        if self.height % 16 or self.width % 16:
+            raise ValueError(f"clip height/width must be divisible by 16 (U-net 2D D5), got {self.height}x{self.width}")
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """The layer x scale search space (paper: L = 8, 4 scales, M = 3 nodes, k = 4).
+
+    Attributes:
+        layers: Layers L of the network-level DAG.
+        scales: Scales; scale s has resolution / 2^s.
+        channels: Channels at scale 0 of the paper-sized network (doubled per scale).
+        nodes: Intermediate nodes M per cell.
+        pc_k: Partial-channel divisor: 1/k of the channels go through each mixed op.
+    """
+
+    layers: int = 8
+    scales: int = 4
+    channels: int = 16
+    nodes: int = 3
+    pc_k: int = 4
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """One differentiable search (first-order DARTS schedule).
+
+    Attributes:
+        warmup_steps: Weight-only steps on the weight set (paper: 30 epochs).
+        search_steps: Alternating (weight step, architecture step) pairs (paper: 30 epochs).
+        batch_size: Clips per step.
+        weight_lr: Adam learning rate of the supernet weights (cosine to 0).
+        weight_decay: Weight decay of the supernet weights.
+        arch_lr: Adam learning rate of alpha, gamma, beta (DARTS: 3e-4).
+        arch_betas: Adam betas of the architecture optimiser (DARTS: (0.5, 0.999)).
+        arch_weight_decay: Weight decay of the architecture parameters (DARTS: 1e-3).
+        latency_lambda: lambda of ``CE + lambda * LAT`` with LAT in milliseconds (paper: 1e-4).
+        gumbel_tau: Temperature of the Gumbel-softmax samples in the latency term.
+        proxy_clip: ``(T, H, W)`` of the clips the supernet is searched on (a proxy task, as DARTS
+            searches on small inputs); None: the training clip. The derived cells and paths do not
+            depend on the input size.
+    """
+
+    warmup_steps: int = 160
+    search_steps: int = 160
+    batch_size: int = 2
+    weight_lr: float = 3e-3
+    weight_decay: float = 3e-4
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    latency_lambda: float = 1e-4
+    gumbel_tau: float = 1.0
+    proxy_clip: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Training every Table 2 row from scratch on all training patients.
+
+    Attributes:
+        steps: Optimiser steps per row.
+        batch_size: Clips per step.
+        lr: Adam learning rate (cosine to 0).
+        weight_decay: Adam weight decay.
+        eval_every: Steps between checkpoints (and validation when ``DataConfig.n_val`` > 0).
+    """
+
+    steps: int = 240
+    batch_size: int = 2
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    eval_every: int = 60
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of Table 2.
+
+    Attributes:
+        name: Row label as in the paper (``"U-net 3D (D3, IF16)"``).
+        key: Short identifier used for files (``"unet3d_d3_if16"``).
+        kind: ``"unet2d"``, ``"unet3d"`` or ``"msnas"`` (a searched fused multi-path network).
+        depth: U-net depth D (unused for ``msnas``).
+        initial_filters: U-net initial filters IF at paper size (unused for ``msnas``).
+        n_paths: ``msnas``: paths fused (and the n of the top-n latency term).
+        latency_aware: ``msnas``: whether the search had the latency term (False: MS-NAS).
+        search: ``msnas``: which search the row decodes from (rows may share one).
+    """
+
+    name: str
+    key: str
+    kind: str
+    depth: int = 0
+    initial_filters: int = 0
+    n_paths: int = 0
+    latency_aware: bool = False
+    search: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ROW_KINDS:
+            raise ValueError(f"row kind must be one of {ROW_KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """One search of the run: its latency setting and the n of its top-n latency term.
+
+    Attributes:
+        key: Identifier rows refer to (``RowSpec.search``).
+        latency_aware: Whether ``lambda * LAT`` is in the loss (False: plain MS-NAS 3D).
+        n_paths: n of the top-n longest paths whose latency is penalised.
+    """
+
+    key: str
+    latency_aware: bool
+    n_paths: int
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Latency measurement with onnxruntime (deployed session settings, one process).
+
+    Attributes:
+        warmup: Discarded runs per model.
+        repeats: Timed runs per model (interleaved round-robin across the rows).
+        paper_shape: The paper's clip ``(T, H, W)``; paper-sized architectures are timed at it.
+        measure_paper_size: Whether to time the paper-sized architectures at ``paper_shape``.
+        realtime_latency_ms: p95 latency budget, drawn in the reports (``app.realtime.REALTIME``: 50 ms).
+        realtime_fps: Throughput budget, likewise (22 FPS).
+        useful_dice: Smallest mean Dice worth shipping (the paper's weakest row: 0.690).
+    """
+
+    warmup: int = 2
+    repeats: int = 7
+    paper_shape: tuple[int, int, int] = (20, 128, 112)
+    measure_paper_size: bool = True
+    realtime_latency_ms: float = REALTIME.p95_ms
+    realtime_fps: float = REALTIME.fps
+    useful_dice: float = 0.70
+
+
+@dataclass(frozen=True)
+class CineRowsConfig:
+    """A table of cine rows trained, searched and timed on the same phantom clips (msnas-hw, rtdnas).
+
+    Attributes:
+        preset: Name of the preset this config came from.
+        seed: Master seed (torch generators, Gumbel noise, batch order).
+        width_divisor: Every trained network is this many times narrower than its paper size.
+        threads: torch intra-op threads for training.
+        data, supernet, search, retrain, measure: See the classes.
+        searches: The searches to run (rows decode from them by key).
+        rows: The rows of the table, in order.
+    """
+
+    preset: str = "default"
+    seed: int = 0
+    width_divisor: int = 2
+    threads: int = 2
+    data: DataConfig = field(default_factory=DataConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    searches: tuple[SearchRun, ...] = (
+        SearchRun("msnas", latency_aware=False, n_paths=4),
+        SearchRun("hw_n2", latency_aware=True, n_paths=2),
+    )
+    rows: tuple[RowSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        known = {s.key for s in self.searches}
+        for row in self.rows:
+            if row.kind == "msnas" and row.search not in known:
+                raise ValueError(f"row {row.name!r} decodes search {row.search!r}, which is not configured ({sorted(known)})")
+        if self.width_divisor < 1:
+            raise ValueError(f"width_divisor must be >= 1, got {self.width_divisor}")
+
+    @property
+    def trained_channels(self) -> int:
+        """Supernet / derived-network channels at scale 0 of the trained networks."""
+        return max(self.supernet.pc_k, self.supernet.channels // self.width_divisor)
+
+    def trained_filters(self, row: RowSpec) -> int:
+        """U-net initial filters of a row's trained network."""
+        return max(2, row.initial_filters // self.width_divisor)
+
+    def search_for(self, row: RowSpec) -> SearchRun:
+        return next(s for s in self.searches if s.key == row.search)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

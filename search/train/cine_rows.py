@@ -1,0 +1,175 @@
+"""The frame of a cine row table shared by msnas-hw and rtdnas: patients, split, retraining, evaluation.
+
+A run folder holds ``config.json`` (a run refuses a folder made with another configuration),
+``cases/`` (the phantom patients), ``split.json`` and ``rows/<key>/`` (``train.pt`` checkpoint,
+``weights.pt``, ``result.json``). Each step is skipped when its result is there, so an interrupted
+run resumes; training resumes from its own checkpoint mid-way. The methods subclass or wrap
+:class:`CineRows` and add their searches, measurements, reports and shipping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from app.data.case import ACDC_LABELS, Case
+from search import distributed
+from search.core.genotypes import MultiscaleGenotype
+from search.train.cine_config import CineRowsConfig, RowSpec
+from search.train.clips import PatientSplit, clip_dataset, load_cases
+from search.train.evaluate import evaluate_segmentation, torch_seg_predictor
+from search.train.loop import TrainConfig, fit, seed_everything
+from search.train.losses import segmentation_loss
+from search.train.row_networks import build_row_network, row_widths
+from search.train.stages import Stopwatch
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+FOREGROUND = {c: ACDC_LABELS[c] for c in (1, 2, 3)}  # 1 RV, 2 MYO, 3 LV
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """Write ``doc`` as JSON atomically (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document at ``path``."""
+    return json.loads(path.read_text())
+
+
+class CineRows:
+    """Patients, split, retraining and evaluation of the rows of one cine run folder.
+
+    Args:
+        cfg: The run configuration.
+        out: Run folder (created; reused to resume).
+        docs_dir: Where the report and figures are copied (None: only under ``out``).
+        models_dir: Where the shipped model goes (None: not shipped).
+        progress: Called with one-line status messages (the CLI prints them).
+    """
+
+    def __init__(self, cfg: CineRowsConfig, out: Path, *, docs_dir: Path | None = None,
+                 models_dir: Path | None = None, progress: Progress | None = None):
+        self.cfg = cfg
+        self.out = Path(out)
+        self.docs_dir = docs_dir
+        self.models_dir = models_dir
+        self.say = progress or (lambda msg: log.info("%s", msg))
+        self._cases = None
+        self._split: PatientSplit | None = None
+
+    def _check_config(self) -> None:
+        """Write ``config.json``, or refuse a run folder made with another configuration."""
+        path = self.out / "config.json"
+        doc = self.cfg.to_dict()
+        if path.is_file():
+            old = read_json(path)
+            if json.loads(json.dumps(doc)) != old:
+                raise ValueError(f"{path}: this run folder was made with another configuration; "
+                                 "use a new --out or delete the folder")
+        else:
+            write_json(path, doc)
+
+    @property
+    def cases(self) -> list[Case]:
+        """The run's phantom patients (rendered once, cached under ``<out>/cases``)."""
+        if self._cases is None:
+            watch = Stopwatch()
+            self._cases = load_cases(self.cfg.data, cache=self.out / "cases")
+            self.say(f"data: {len(self._cases)} phantom cine patients ready ({watch.elapsed():.0f} s)")
+        return self._cases
+
+    @property
+    def split(self) -> PatientSplit:
+        """The patient split (``<out>/split.json``, written on first use)."""
+        if self._split is None:
+            path = self.out / "split.json"
+            if path.is_file():
+                self._split = PatientSplit.from_dict(read_json(path))
+            else:
+                self._split = PatientSplit.make([c.case_id for c in self.cases], self.cfg.data)
+                write_json(path, self._split.to_dict())
+        return self._split
+
+    def subset(self, ids: Sequence[str]) -> list[Case]:
+        """The cases of ``ids``, in that order."""
+        by_id = {c.case_id: c for c in self.cases}
+        return [by_id[i] for i in ids]
+
+    _subset = subset  # the historical private name
+
+    def _row_dir(self, row: RowSpec) -> Path:
+        """``<out>/rows/<key>``: the row's checkpoint, weights and result."""
+        return self.out / "rows" / row.key
+
+    def train_row(self, row: RowSpec, genotype: MultiscaleGenotype | None) -> dict[str, Any]:
+        """Retrain one row from scratch on all training patients and evaluate it on the test patients."""
+        folder = self._row_dir(row)
+        result_path = folder / "result.json"
+        if result_path.is_file():
+            return read_json(result_path)
+        cfg = self.cfg
+        seed_everything(cfg.seed + 1000 + cfg.rows.index(row))
+        net = build_row_network(cfg, row, genotype=genotype)
+        train_ds = clip_dataset(self._subset(self.split.train), cfg.data, train=True, seed=cfg.seed + 5)
+        per_epoch = max(1, min(cfg.retrain.eval_every, cfg.retrain.steps))
+        tcfg = TrainConfig(epochs=max(1, cfg.retrain.steps // per_epoch), batch_size=cfg.retrain.batch_size,
+                           lr=cfg.retrain.lr, weight_decay=cfg.retrain.weight_decay, seed=cfg.seed,
+                           steps_per_epoch=per_epoch)
+        watch = Stopwatch()
+
+        def loss_fn(model, batch):
+            clips, labels = batch
+            return segmentation_loss(model(clips), labels)
+
+        def progress(epoch: int, epochs: int, loss: float) -> None:
+            self.say(f"retrain {row.key}: epoch {epoch}/{epochs} loss {loss:.3f} [{watch.elapsed():.0f} s]")
+
+        losses = fit(net, loss_fn, train_ds, tcfg, checkpoint=folder / "train.pt", progress=progress)
+        if not distributed.is_main():  # under torchrun rank 0 evaluates and writes the row; the others get it
+            return distributed.share_from_main(None)
+        seconds = watch.elapsed()
+        dice = self.evaluate(net)
+        self.say(f"row {row.key}: mean Dice {dice['mean']:.3f} "
+                 + " ".join(f"{k} {v:.3f}" for k, v in dice["per_class"].items()))
+        result = {
+            "key": row.key, "name": row.name, "kind": row.kind,
+            "trained_width": row_widths(cfg, row),
+            "genotype": None if genotype is None else json.loads(genotype.to_json()),
+            "dice": dice,
+            "params": int(sum(p.numel() for p in net.parameters())),
+            "train_losses": losses, "train_seconds": seconds,
+        }
+        torch.save(net.state_dict(), folder / "weights.pt")
+        write_json(result_path, result)
+        return distributed.share_from_main(result)
+
+    def evaluate(self, net: torch.nn.Module) -> dict[str, Any]:
+        """Dice per class (every frame of every clip) on each test patient; mean and std over patients."""
+        predict = torch_seg_predictor(net)
+        per_patient = {}
+        for case in self._subset(self.split.test):
+            ds = clip_dataset([case], self.cfg.data, train=False, seed=0)
+            ev = evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS))
+            per_patient[case.case_id] = {FOREGROUND[c]: v for c, v in ev.per_class.items()}
+            per_patient[case.case_id]["mean"] = ev.mean
+        names = list(FOREGROUND.values()) + ["mean"]
+        table = {n: [p[n] for p in per_patient.values() if not math.isnan(p[n])] for n in names}
+        return {
+            "per_class": {n: float(np.mean(table[n])) for n in FOREGROUND.values() if table[n]},
+            "mean": float(np.mean(table["mean"])) if table["mean"] else float("nan"),
+            "std": {n: float(np.std(v)) for n, v in table.items() if v},
+            "per_patient": per_patient,
+            "frames_scored": "every frame of every non-overlapping clip of every slice",
+        }
