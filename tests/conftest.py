@@ -6,3 +6,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # (a 0.2 s forward took 6 s with 2 threads while the other core was busy). Set before torch loads.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# Tests never read or write the user's per-machine model benchmarks (python -m app models --benchmark).
+if "CARDIAC_RT_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["CARDIAC_RT_CACHE_DIR"] = tempfile.mkdtemp(prefix="cardiac-rt-test-bench-")

@@ -6,7 +6,8 @@ Stages, in order, each resumable (the stage's own checkpoints) and recorded in
 1. ``profile``: the latency lookup table for this CPU (only the missing entries are measured);
 2. ``baselines``: the handcrafted baselines the app ships for comparison;
 3. each search method's preset (``segqc-hw``, ``msnas-hw``, ``rtdnas``): search, derive, retrain,
-   export into the models folder.
+   export into the models folder;
+4. ``cine-qc``: the per-frame QC of the cine default model in the models folder, paired with it.
 
 Then every card in the models folder is verified (hash + input shape) and summarised: Dice,
 latency, FPS, and whether it meets 50 ms / 22 FPS.
@@ -17,11 +18,12 @@ from __future__ import annotations
 import argparse
 import importlib
 
-STAGES = ("profile", "baselines", "segqc-hw", "msnas-hw", "rtdnas")
+STAGES = ("profile", "baselines", "segqc-hw", "msnas-hw", "rtdnas", "cine-qc")
 METHOD_MODULES = {
     "segqc-hw": "search.methods.segqc_hw.cli",
     "msnas-hw": "search.methods.msnas_hw.cli",
     "rtdnas": "search.methods.rtdnas.cli",
+    "cine-qc": "search.methods.cine_qc.cli",
 }
 MODELS_DIR_ARGS = ("models", "models_dir")
 # The seed whose run the shipped model comes from, where it is not the preset's own. rtdnas default:

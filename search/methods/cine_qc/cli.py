@@ -8,7 +8,7 @@ from pathlib import Path
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", help="smoke | default (default: default)")
-    parser.add_argument("--seg-model", metavar="ID", help="the cine segmentation model to score (default: cine-rtdnas-ga-n7)")
+    parser.add_argument("--seg-model", metavar="ID", help="the cine segmentation model to score (default: the cine default model in the models folder)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: runs/cine-qc/<preset>)")
     parser.add_argument("--models-dir", type=Path, metavar="DIR", help="folder of model cards (default: the shipped models/)")
     parser.add_argument("--seed", type=int, help="split / initialisation seed (default 0)")
@@ -27,8 +27,14 @@ def run(args: argparse.Namespace) -> int:
     from search.methods.cine_qc.run import run as run_qc
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from app.engine.models import default_models
+
     try:
-        cfg = preset(args.preset, seg_model=args.seg_model, seed=args.seed, epochs=args.epochs)
+        seg_model = args.seg_model or default_models("cine", args.models_dir)[0].id
+        cfg = preset(args.preset, seg_model=seg_model, seed=args.seed, epochs=args.epochs)
+    except ModelCardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -101,7 +101,7 @@ def table2_markdown(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mappi
             entries.append((f"RT-DNAS {'GA' if key.startswith('ga_') else 'top-weight'} (N_l = {key.split('_n')[1]})", r, "this run"))
     for key, r in full_cloud(cloud).items():
         entries.append((r.get("name", key), r, "this run (random architecture)"))
-    for key, b in baselines.items():
+    for b in baselines.values():
         entries.append((b["name"], b, "msnas-hw run"))
     entries.sort(key=lambda e: (not meets(cfg, e[1]), -(e[1].get("dice") or {}).get("mean", -1.0)))
     lines = ["| network | RV | MYO | LV | average | LT p50 (ms) | TP (FPS) | meets 50 ms / 22 FPS | measured in |",
