@@ -10,6 +10,7 @@ from app.subcommands import Subcommand, build_parser, dispatch
 COMMANDS = (
     Subcommand("view", "app.viewer.cli", "open the scanner viewer (the default with no command)"),
     Subcommand("replay", "app.engine.replay_cli", "replay a recording headless and write a JSON report"),
+    Subcommand("validate", "app.validate_cli", "validate a model on labelled recordings: Dice, HD95, QC, latency"),
     Subcommand("phantom", "app.data.phantom_cli", "write a phantom dataset in real formats (DICOM echo, ACDC cine)"),
     Subcommand("models", "app.models_cli", "list the models in models/ with their cards and verify them"),
 )

@@ -220,7 +220,7 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
            models_dir=None, masks_out: Path | None = None, csv_out: Path | None = None, slice_index=None,
            max_frames=None, deadline_ms: float = 50.0, timeout_s: float | None = None,
            plot_out: Path | None = None, name: str | None = None, force: bool = False,
-           stop: StopRequest | None = None) -> dict:
+           stop: StopRequest | None = None, on_result: Callable[[FrameResult], None] | None = None) -> dict:
     """Replay a source through the pipeline and write a JSON report.
 
     Args:
@@ -240,6 +240,7 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
         force: Passed to ``open_source`` (override its modality check) and allow a model of
             another modality than the source's.
         stop: Ends the replay early when requested (the report then says ``interrupted``).
+        on_result: Also called with each ``FrameResult`` once it is recorded (e.g. ``app.validate``).
 
     Returns:
         The report dict (also written to ``report``).
@@ -266,6 +267,7 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
         label = name.strip() if name else f"{kind}-{source_id(spec)}"
         run = _Run(source, seg, qc, label=label, kind=kind, scrub=_scrubber(spec, label), fast=fast,
                    deadline_ms=deadline_ms, max_frames=max_frames, stop=stop or StopRequest())
+        run.extra_on_result = on_result
         return run.execute(Path(report), csv_out=csv_out, masks_out=masks_out, plot_out=plot_out, timeout_s=timeout_s)
     finally:
         source.close()
@@ -289,6 +291,7 @@ class _Run:
         self.pipeline: Pipeline | None = None
         self.player: Player | None = None
         self.t_start = time.perf_counter_ns()
+        self.extra_on_result: Callable[[FrameResult], None] | None = None
 
     # -- callbacks (pipeline delivery thread, player thread) -----------------------------------------
     def on_result(self, result: FrameResult) -> None:
@@ -304,6 +307,8 @@ class _Run:
             self._write_failed(exc)
         with self.lock:
             self.records.append(rec)
+        if self.extra_on_result is not None:
+            self.extra_on_result(result)
 
     def _write_failed(self, exc: OSError) -> None:
         if self.output_error is None:

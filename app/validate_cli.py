@@ -1,0 +1,96 @@
+"""``python -m app validate SOURCE... --report FILE.json``: validate a model on labelled recordings.
+
+Exit status as ``replay``: 0 done; 1 a source failed part-way or an output could not be written;
+2 bad input (one line ``error: ...``, nothing run), including a source without ground truth;
+130 / 143 stopped by SIGINT / SIGTERM (the report covers the cases run so far).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from app.engine.replay_cli import DEBUG_ENV, EXIT_BY_SIGNAL, _install_logging, _install_signals, _remove_logging
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="labelled recordings: a phantom case, phantom:echo?seed=..&case=.., an ACDC folder, "
+                             "a DICOM with <stem>_mask.npz beside it, or a folder of such recordings")
+    parser.add_argument("--report", required=True, type=Path, metavar="FILE.json", help="where to write the JSON report")
+    parser.add_argument("--model", metavar="ID", help="segmentation model id (default: the modality's default)")
+    parser.add_argument("--html", type=Path, metavar="FILE.html", help="also write a self-contained HTML page with plots")
+    parser.add_argument("--models-dir", type=Path, metavar="DIR", help="folder of model cards (default: the shipped models/)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--fast", dest="fast", action="store_true", help="every frame as fast as possible")
+    pace.add_argument("--paced", dest="fast", action="store_false", help="paced at the source rate (the default)")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="at most N frames of each source")
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = _install_logging()
+    try:
+        return _run(args)
+    finally:
+        _remove_logging(handler)
+
+
+def _summary(out: dict) -> list[str]:
+    def num(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = []
+    for case in out["cases"]:
+        classes = ", ".join(f"{n} Dice {num(k['dice'])} HD95 {num(k['hd95_px'])} px" for n, k in case["classes"].items())
+        lines.append(f"case     {case['name']}: {classes}")
+    overall = out["overall"]
+    qc, tl, lat = overall["qc_calibration"], overall["traffic_light"], overall["latency_ms"]
+    lines += [f"qc       MAE {num(qc['mae'])}, Pearson {num(qc['pearson'])}; light right {num(tl['accuracy'])} "
+              f"of {tl['n']} frames",
+              f"latency  p50 {num(lat['p50'])}  p95 {num(lat['p95'])}  p99 {num(lat['p99'])} ms, {overall['fps']:.1f} fps"]
+    return lines
+
+
+def _run(args: argparse.Namespace) -> int:
+    from app.cards import ModelCardError
+    from app.data.case import DataError
+    from app.engine.replay import ReplayArgumentError, StopRequest
+    from app.validate import OutputError, ValidateInputError, validate
+
+    if args.max_frames is not None and args.max_frames <= 0:
+        print(f"error: --max-frames must be at least 1, got {args.max_frames}", file=sys.stderr)
+        return 2
+    stop = StopRequest()
+    previous = _install_signals(stop)
+    try:
+        out = validate(args.sources, report=args.report, model_id=args.model, html_out=args.html,
+                       models_dir=args.models_dir, fast=args.fast, max_frames=args.max_frames, stop=stop)
+    except (DataError, ModelCardError, OutputError, ReplayArgumentError, ValidateInputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {Path(exc.filename).name if exc.filename else 'input'}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        reason = stop.reason or "SIGINT"
+        print(f"error: stopped by {reason} before validate could write its report", file=sys.stderr)
+        return EXIT_BY_SIGNAL.get(reason, 130)
+    except Exception as exc:  # a bug: one line unless asked for the traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        import signal
+
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    for line in _summary(out):
+        print(line)
+    print(f"report   {args.report}")
+    if out.get("interrupted_by"):
+        return EXIT_BY_SIGNAL.get(out["interrupted_by"], 130)
+    failed = any(c.get("source_error") or c.get("output_error") or not c["complete"] for c in out["cases"])
+    return 1 if failed else 0
