@@ -523,6 +523,11 @@ def write_masks(path: Path, masks: dict[int, np.ndarray], n_frames: int, info) -
     return write_masks_nifti(Path(path), masks_volume(masks, n_frames), info.spacing_mm, info.frame_rate)
 
 
+def _rate(frame_rate) -> str:
+    """``"19.9 fps"`` for a recording, ``"live"`` for a source without a frame rate."""
+    return "live" if not frame_rate else f"{float(frame_rate):.1f} fps"
+
+
 def summary_lines(report: dict) -> list[str]:
     """A readable summary of a report for the terminal."""
     lat = report["latency_ms"]
@@ -533,7 +538,7 @@ def summary_lines(report: dict) -> list[str]:
     trimmed = report.get("excluded_warmup_frames", 0) + report.get("excluded_tail_frames", 0)
     lines = [
         f"source   {report['source']['name']} ({report['source']['modality']}, "
-        f"{report['source']['frame_rate'] or 'live'} fps), {report['mode']}",
+        f"{_rate(report['source']['frame_rate'])}), {report['mode']}",
         f"models   seg {report['models']['seg']}, qc {report['models']['qc'] or '-'}",
         f"frames   {report['frames']} in, {report['processed']} processed, {report['dropped']} dropped, "
         f"{report['errors']} errors",
