@@ -24,13 +24,20 @@ class Subcommand:
     help: str
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``prog: error: ...``), without the usage block."""
+
+    def error(self, message: str):  # argparse's hook; never returns
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser(prog: str, description: str, commands: Sequence[Subcommand]) -> argparse.ArgumentParser:
     """Build an argparse parser with one sub-parser per registered subcommand.
 
     Raises:
         ImportError: A subcommand's module is missing or fails to import.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in commands:
         module = importlib.import_module(cmd.module)

@@ -234,11 +234,14 @@ def _edit_tag(path: Path, work: Path, tag: str, value) -> Path:
     out = work / f"tag_{path.name}"
     if tag == "TransferSyntaxUID":
         return _replace_uid(path, out, value)
-    config.settings.writing_validation_mode = config.IGNORE
-    config.settings.reading_validation_mode = config.IGNORE
-    ds = pydicom.dcmread(path)
-    setattr(ds, tag, value)
-    ds.save_as(out)
+    saved = config.settings.reading_validation_mode, config.settings.writing_validation_mode
+    config.settings.reading_validation_mode = config.settings.writing_validation_mode = config.IGNORE
+    try:  # write values pydicom would refuse ("nan" FrameTime, negative NumberOfFrames)
+        ds = pydicom.dcmread(path)
+        setattr(ds, tag, value)
+        ds.save_as(out)
+    finally:
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = saved
     return out
 
 

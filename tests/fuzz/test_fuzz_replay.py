@@ -59,14 +59,13 @@ def _replay(argv: list[str]) -> subprocess.CompletedProcess:
 def _check_stderr(err: str) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err, err
-    errors = [line for line in lines if line.startswith("error:")]
+    assert not (lines and lines[0].startswith("usage:")), f"a usage block instead of one line: {err}"
+    # usage errors come from the argument parser as one line "python -m app replay: error: ..."
+    errors = [line for line in lines if line.startswith(("error:", "python -m app replay: error:"))]
     assert len(errors) <= 1, err
     assert not any("unexpected" in line for line in errors), f"unhandled exception: {err}"
     assert len(set(lines)) == len(lines), f"a line printed twice: {err}"
-    if lines and lines[0].startswith("usage:"):  # argparse's own format: usage block, then one error line
-        assert lines[-1].startswith("python -m app replay: error: "), err
-        return
-    stray = [line for line in lines if not line.startswith(("error:", "warning:"))]
+    stray = [line for line in lines if line not in errors and not line.startswith("warning:")]
     assert not stray, f"lines that are neither error nor warning: {stray}"
 
 
