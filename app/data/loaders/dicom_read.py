@@ -157,6 +157,9 @@ def read_dicom(path: Path | str) -> DicomData:
             raise DataError(path, f"unreadable or truncated DICOM ({reason or 'no dataset'})")
         if raw is None:
             sop = getattr(header.get("SOPClassUID"), "name", None) or str(header.get("SOPClassUID", "unknown"))
+            if reason:  # the header reads, the rest does not: damage, not a document without pixels
+                raise DataError(path, f"damaged DICOM ({sop}): the header reads but the rest does not ({reason}); "
+                                      "no frames could be salvaged")
             raise DataError(path, f"is a non-image DICOM ({sop}): it has no pixel data")
         return _count_frames(path, header, raw, complete=False)
 
