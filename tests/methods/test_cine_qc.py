@@ -44,6 +44,8 @@ def test_smoke_run_ships_a_paired_qc_model_the_pipeline_runs(tmp_path, models_di
     assert set(report["patients"]) == {"train", "val", "test"}
     seg_card = load_card(models_dir / f"{SEG_ID}.json")
     assert seg_card.pairs_with == qc_id
+    fresh = seg_card.metrics["dice_fresh_patients"]
+    assert fresh["patients"] == report["patients"]["test"] and fresh["ci95"][0] <= fresh["mean"] <= fresh["ci95"][1]
     qc_card = qc_for(seg_card, models_dir)
     assert qc_card is not None and qc_card.role == "qc" and qc_card.modality == "cine"
     assert 0 <= qc_card.metrics["qc_mae"] <= 1

@@ -80,7 +80,7 @@ def run(cfg: CineQcConfig, out: Path, *, models_dir: Path | None = None, ship: b
         card = export_qc(net, seg, samples["test"], dest, qc_id=qc_id,
                          data=data_field(cfg.to_json(), {k: [c.case_id for c in v] for k, v in split.items()}),
                          notes=notes, width=cfg.width)
-        pair(seg, qc_id)
+        pair(seg, qc_id, report["seg_dice_test_patients"])
         report["shipped"] = {"id": card.id, "metrics": card.metrics, "models_dir": str(dest)}
     report["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")

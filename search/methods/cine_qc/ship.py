@@ -49,13 +49,19 @@ def export_qc(net: nn.Module, seg: ModelCard, test: Samples, models_dir: Path, *
     return export_model(net, content, models_dir, feeds, evaluate=qc_metrics)
 
 
-def pair(seg: ModelCard, qc_id: str) -> None:
-    """Name ``qc_id`` as the QC partner in the segmentation card (``pairs_with``), keeping its key order."""
+def pair(seg: ModelCard, qc_id: str, fresh_dice: dict | None = None) -> None:
+    """Name ``qc_id`` as the QC partner in the segmentation card (``pairs_with``), keeping its key order.
+
+    ``fresh_dice`` (the segmentation's Dice on the QC test patients, with its 95% interval) goes into
+    the card's ``metrics.dice_fresh_patients``: patients no split of the segmentation model used.
+    """
     path = Path(seg.card_path)
     card = json.loads(path.read_text())
-    if card.get("pairs_with") == qc_id:
-        return
     card["pairs_with"] = qc_id
+    if fresh_dice is not None:
+        card.setdefault("metrics", {})["dice_fresh_patients"] = {
+            **fresh_dice, "evaluated_on": "phantom patients no split of this model used (the cine-qc test part), "
+                                          "the app's mask at the source resolution, every 2nd frame of every slice"}
     path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
 
 
