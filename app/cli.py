@@ -11,7 +11,7 @@ COMMANDS = (
     Subcommand("view", "app.viewer.cli", "open the scanner viewer (the default with no command)"),
     Subcommand("replay", "app.engine.replay_cli", "replay a recording headless and write a JSON report"),
     Subcommand("validate", "app.validate_cli", "validate a model on labelled recordings: Dice, HD95, QC, latency"),
-    Subcommand("phantom", "app.data.phantom_cli", "write a phantom dataset in real formats (DICOM echo, ACDC cine)"),
+    Subcommand("phantom", "app.data.phantom_cli", "write a phantom dataset in real formats (echo: DICOM, CAMUS or EchoNet layout; cine: ACDC)"),
     Subcommand("models", "app.models_cli", "list the models in models/ with their cards and verify them"),
 )
 

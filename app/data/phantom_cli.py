@@ -1,8 +1,10 @@
 """``python -m app phantom``: write a phantom dataset to disk in real formats.
 
 Echo cases become DICOM US multi-frame files (``echo_0000.dcm`` + ``echo_0000_mask.npz``), cine
-cases ACDC patient folders (``patient001/`` ...). A ``manifest.json`` lists every case with its
-quality, ED/ES and frame rate (no patient identity anywhere).
+cases ACDC patient folders (``patient001/`` ...). ``--format`` picks another dataset's exact layout
+for echo: ``camus`` (CAMUS 2023 NIfTI patient folders) or ``echonet`` (EchoNet-Dynamic AVIs + CSVs),
+both B-mode with CAMUS labels. A ``manifest.json`` lists every case with its quality, ED/ES and
+frame rate (no patient identity anywhere).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+FORMATS = {"echo": ("dicom", "camus", "echonet"), "cine": ("acdc",)}
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modality", choices=("echo", "cine"), required=True)
@@ -17,8 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames", type=int, default=None, help="frames per case (default: 30 echo, 20 cine)")
-    parser.add_argument("--variant", choices=("contrast", "bmode"), default="contrast", help="echo only")
-    parser.add_argument("--size", type=int, default=256, help="echo display size in pixels")
+    parser.add_argument("--format", choices=("dicom", "acdc", "camus", "echonet"), default=None,
+                        help="layout: echo dicom (default), camus or echonet; cine acdc (default)")
+    parser.add_argument("--variant", choices=("contrast", "bmode"), default=None,
+                        help="echo only (default: contrast for dicom; camus and echonet are always bmode)")
+    parser.add_argument("--size", type=int, default=None, help="echo display size in pixels (default 256, echonet 112)")
     parser.add_argument("--slices", type=int, default=8, help="cine slices")
     parser.add_argument("--quality", type=float, default=None, help="fix every case's quality in [0, 1]")
 
@@ -37,37 +43,68 @@ def run(args: argparse.Namespace) -> int:
     if args.quality is not None and not 0.0 <= args.quality <= 1.0:
         print("phantom: --quality must lie in [0, 1]", file=sys.stderr)
         return 2
+    fmt = args.format or FORMATS[args.modality][0]
+    if fmt not in FORMATS[args.modality]:
+        print(f"phantom: --format {fmt} does not fit --modality {args.modality} (use {'/'.join(FORMATS[args.modality])})",
+              file=sys.stderr)
+        return 2
+    if fmt in ("camus", "echonet") and args.variant == "contrast":
+        print(f"phantom: --format {fmt} is B-mode only; drop --variant contrast", file=sys.stderr)
+        return 2
+    variant = "bmode" if fmt in ("camus", "echonet") else args.variant or "contrast"
+    size = args.size or (112 if fmt == "echonet" else 256)
     try:
         manifest = write_phantom_dataset(args.modality, args.cases, args.out, seed=args.seed, n_frames=args.frames,
-                                         variant=args.variant, size=args.size, n_slices=args.slices, quality=args.quality)
+                                         variant=variant, size=size, n_slices=args.slices, quality=args.quality,
+                                         fmt=fmt)
     except (DataError, OSError) as exc:
         print(f"phantom: {exc}", file=sys.stderr)
         return 1
     bins = {}
     for entry in manifest["cases"]:
         bins[entry["quality_bin"]] = bins.get(entry["quality_bin"], 0) + 1
-    print(f"wrote {len(manifest['cases'])} {args.modality} cases to {args.out} (quality bins: {json.dumps(bins)})")
+    print(f"wrote {len(manifest['cases'])} {args.modality} cases ({fmt}) to {args.out} (quality bins: {json.dumps(bins)})")
     return 0
 
 
 def write_phantom_dataset(modality: str, n_cases: int, out: Path, *, seed: int = 0, n_frames: int | None = None,
                           variant: str = "contrast", size: int = 256, n_slices: int = 8,
-                          quality: float | None = None) -> dict:
-    """Render and write ``n_cases`` phantom cases under ``out``; returns the manifest written there."""
+                          quality: float | None = None, fmt: str | None = None) -> dict:
+    """Render and write ``n_cases`` phantom cases under ``out``; returns the manifest written there.
+
+    ``fmt``: ``dicom`` (echo default), ``camus``, ``echonet`` (echo, B-mode) or ``acdc`` (cine).
+    """
     import json
 
     from app.data.phantom import GENERATOR_VERSION
     from app.data.writers import write_acdc_patient, write_echo_dicom
 
+    if modality not in FORMATS:
+        raise ValueError(f"unknown modality {modality!r}")
+    fmt = fmt or FORMATS[modality][0]
+    if fmt not in FORMATS[modality]:
+        raise ValueError(f"format {fmt!r} does not fit modality {modality!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries, echonet_cases = [], []
     for i in range(n_cases):
         if modality == "echo":
             from app.data.phantom.echo import render_echo_case
 
+            if fmt in ("camus", "echonet"):
+                variant = "bmode"
             case = render_echo_case(seed, i, n_frames=n_frames or 30, size=size, variant=variant, quality=quality)
-            path = write_echo_dicom(case, out / f"echo_{i:04d}.dcm", i + 1)
+            if fmt == "camus":
+                from app.data.writers.camus import write_camus_patient
+
+                path = write_camus_patient(case, out, i + 1)
+            elif fmt == "echonet":
+                from app.data.writers.echonet import echonet_name
+
+                echonet_cases.append(case)
+                path = out / "Videos" / f"{echonet_name(case)}.avi"
+            else:
+                path = write_echo_dicom(case, out / f"echo_{i:04d}.dcm", i + 1)
         elif modality == "cine":
             from app.data.phantom.cine import render_cine_case
 
@@ -78,7 +115,11 @@ def write_phantom_dataset(modality: str, n_cases: int, out: Path, *, seed: int =
         entries.append({"path": path.name, "case_id": case.case_id, "quality": case.quality,
                         "quality_bin": case.quality_bin, "ed": case.ed, "es": case.es,
                         "frame_rate": case.frame_rate, "n_frames": case.n_frames})
+    if echonet_cases:
+        from app.data.writers.echonet import write_echonet_dataset
+
+        write_echonet_dataset(echonet_cases, out)
     manifest = {"generator": f"cardiac-rt phantom v{GENERATOR_VERSION}", "modality": modality, "seed": seed,
-                "variant": variant if modality == "echo" else None, "cases": entries}
+                "format": fmt, "variant": variant if modality == "echo" else None, "cases": entries}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
