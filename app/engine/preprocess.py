@@ -14,7 +14,7 @@ Non-finite input values (NaN, inf) become 0 before normalisation.
 
 A card's ``preprocessing`` states this contract for readers of the ONNX file alone (size, resize
 rule, spacing not preserved, normalisation, label map; ``search.export.preprocessing`` writes it
-from the card's ``input``); ``tests/search_export/test_cards_rebuild.py`` checks that every shipped
+from the card's ``input``); ``tests/search/export/test_cards_rebuild.py`` checks that every shipped
 card's contract is what this module does.
 """
 

@@ -4,7 +4,7 @@ The app prepares every input with one function, ``app.engine.preprocess.preproce
 card's ``input`` (shape and normalisation). The card's ``preprocessing`` states that contract in
 words a user of the ONNX file alone can follow (input size, spacing, normalisation, label map), as
 nnU-Net users ask for in its ONNX-export threads. It is derived from the card's own ``input`` and
-``classes`` here, and ``tests/search_export/test_cards_rebuild.py`` checks it against what
+``classes`` here, and ``tests/search/export/test_cards_rebuild.py`` checks it against what
 ``preprocess`` does, so the description cannot drift from the code.
 
 Fields::

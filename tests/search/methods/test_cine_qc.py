@@ -1,0 +1,91 @@
+"""Cine QC: the smoke preset end to end (samples through the app's stages, training, export, pairing),
+and the shipped pair working in the app's pipeline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.cards import load_card
+from app.engine.models import default_models, load_model, qc_for
+from app.engine.stages import QcStage, SegStage
+from search.methods.cine_qc.config import preset
+from search.methods.cine_qc.data import qc_split
+from search.methods.cine_qc.run import run, seg_dice_ci
+
+MODELS = Path(__file__).resolve().parents[3] / "models"
+SEG_ID = "cine-rtdnas-ga-n7"
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    out = tmp_path / "models"
+    out.mkdir()
+    for f in MODELS.glob(f"{SEG_ID}.*"):
+        if f.suffix in (".onnx", ".json"):
+            shutil.copy(f, out / f.name)
+    card = json.loads((out / f"{SEG_ID}.json").read_text())
+    card.pop("pairs_with", None)
+    (out / f"{SEG_ID}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return out
+
+
+@pytest.mark.slow
+def test_smoke_run_ships_a_paired_qc_model_the_pipeline_runs(tmp_path, models_dir, monkeypatch):
+    monkeypatch.setenv("CARDIAC_RT_CACHE", str(tmp_path / "cache"))
+    cfg = preset("smoke")
+    report = run(cfg, tmp_path / "run", models_dir=models_dir)
+    qc_id = f"{SEG_ID}-qc-smoke"
+    assert report["shipped"]["id"] == qc_id
+    assert set(report["patients"]) == {"train", "val", "test"}
+    seg_card = load_card(models_dir / f"{SEG_ID}.json")
+    assert seg_card.pairs_with == qc_id
+    fresh = seg_card.metrics["dice_fresh_patients"]
+    assert fresh["patients"] == report["patients"]["test"] and fresh["ci95"][0] <= fresh["mean"] <= fresh["ci95"][1]
+    qc_card = qc_for(seg_card, models_dir)
+    assert qc_card is not None and qc_card.role == "qc" and qc_card.modality == "cine"
+    assert 0 <= qc_card.metrics["qc_mae"] <= 1
+    assert qc_card.metrics["qc_patients"] == report["patients"]["test"]
+    assert "case_list_sha256" in qc_card.raw["data"]["split"]["test"]
+    assert not any("phantom-cine-s" in json.dumps(v) for v in qc_card.raw["data"].values())  # no case ids
+    # The app's default for cine now comes with this QC model, and the stages run end to end.
+    seg, qc = default_models("cine", models_dir)
+    assert seg.id == SEG_ID and qc is not None and qc.id == qc_id
+    seg_stage, qc_stage = SegStage(load_model(seg)), QcStage(load_model(qc))
+    clip = np.random.default_rng(0).normal(0, 1, (seg_stage.clip_length, 128, 112)).astype(np.float32)
+    from app.engine.preprocess import preprocess
+
+    value = qc_stage.run(seg_stage.segment(preprocess(clip, seg)))
+    assert 0.0 <= value <= 1.0
+    # Resuming reuses the samples and the trained weights: the same test scores.
+    again = run(cfg, tmp_path / "run", models_dir=models_dir, ship=False)
+    assert again["test_torch"] == report["test_torch"]
+
+
+def test_split_is_by_patient_and_deterministic():
+    from app.data.case import Case
+
+    cases = [Case(case_id=f"p{i:02d}", modality="cine", frames=np.zeros((2, 1, 32, 32), np.float32), labels=None,
+                  label_map={0: "background"}, spacing_mm=(1.0, 1.0), frame_rate=25.0,
+                  quality_bin=("good", "medium", "poor")[i % 3]) for i in range(24)]
+    cfg = preset("default")
+    a, b = qc_split(cases, cfg), qc_split(list(reversed(cases)), cfg)
+    assert {k: [c.case_id for c in v] for k, v in a.items()} == {k: [c.case_id for c in v] for k, v in b.items()}
+    ids = [c.case_id for part in a.values() for c in part]
+    assert len(ids) == len(set(ids)) == 24
+    assert {c.quality_bin for c in a["test"]} == {"good", "medium", "poor"}
+
+
+def test_seg_dice_interval_is_over_patients():
+    from search.methods.cine_qc.data import Samples
+
+    dice = np.array([0.9, 0.9, 0.5, 0.5], np.float32)
+    s = Samples(image=np.zeros((4, 1, 2, 2)), probs=np.zeros((4, 2, 2, 2)), uncertainty=np.zeros((4, 1, 2, 2)),
+                dice=dice, case=np.array([0, 0, 1, 1]), quality_bin=np.array(["good"] * 4), case_ids=["a", "b"])
+    ci = seg_dice_ci(s)
+    assert ci["patients"] == 2 and ci["mean"] == pytest.approx(0.7)
+    assert ci["ci95"][0] >= 0.5 and ci["ci95"][1] <= 0.9
