@@ -4,6 +4,7 @@ latency, the HTML page, and bad input (no labels, a bad --report)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,9 @@ def test_validate_two_cases_report_and_html(echo_folder, models_dir, tmp_path, c
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] and overall["fps"] > 0
     text = page.read_text()
     assert text.count("data:image/png;base64,") == 3 and "<table>" in text
-    for written in (report.read_text(), text):
+    # The plots are base64 PNGs, whose letters spell "Doe" by chance about one run in ten.
+    prose = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
+    for written in (report.read_text(), prose):
         assert "Doe" not in written and "Jane" not in written and str(echo_folder) not in written
 
 
