@@ -2,7 +2,8 @@
 
 Echo cases become DICOM US multi-frame files (``echo_0000.dcm`` + ``echo_0000_mask.npz``), cine
 cases ACDC patient folders (``patient001/`` ...). ``--format`` picks another dataset's exact layout
-for echo: ``camus`` (CAMUS 2023 NIfTI patient folders) or ``echonet`` (EchoNet-Dynamic AVIs + CSVs),
+for echo: ``camus`` (CAMUS 2023 NIfTI patient folders), ``camus2019`` (its 2019 MetaImage release,
+``training/`` + ``testing/``) or ``echonet`` (EchoNet-Dynamic AVIs + CSVs),
 both B-mode with CAMUS labels. A ``manifest.json`` lists every case with its quality, ED/ES and
 frame rate (no patient identity anywhere).
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-FORMATS = {"echo": ("dicom", "camus", "echonet"), "cine": ("acdc",)}
+FORMATS = {"echo": ("dicom", "camus", "camus2019", "echonet"), "cine": ("acdc",)}
+BMODE_FORMATS = ("camus", "camus2019", "echonet")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modality", choices=("echo", "cine"), required=True)
@@ -20,8 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames", type=int, default=None, help="frames per case (default: 30 echo, 20 cine)")
-    parser.add_argument("--format", choices=("dicom", "acdc", "camus", "echonet"), default=None,
-                        help="layout: echo dicom (default), camus or echonet; cine acdc (default)")
+    parser.add_argument("--format", choices=("dicom", "acdc", "camus", "camus2019", "echonet"), default=None,
+                        help="layout: echo dicom (default), camus (2023 NIfTI), camus2019 (MetaImage, "
+                             "training/ + testing/) or echonet; cine acdc (default)")
     parser.add_argument("--variant", choices=("contrast", "bmode"), default=None,
                         help="echo only (default: contrast for dicom; camus and echonet are always bmode)")
     parser.add_argument("--size", type=int, default=None, help="echo display size in pixels (default 256, echonet 112)")
@@ -48,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"phantom: --format {fmt} does not fit --modality {args.modality} (use {'/'.join(FORMATS[args.modality])})",
               file=sys.stderr)
         return 2
-    if fmt in ("camus", "echonet") and args.variant == "contrast":
+    if fmt in BMODE_FORMATS and args.variant == "contrast":
         print(f"phantom: --format {fmt} is B-mode only; drop --variant contrast", file=sys.stderr)
         return 2
-    variant = "bmode" if fmt in ("camus", "echonet") else args.variant or "contrast"
+    variant = "bmode" if fmt in BMODE_FORMATS else args.variant or "contrast"
     size = args.size or (112 if fmt == "echonet" else 256)
     try:
         manifest = write_phantom_dataset(args.modality, args.cases, args.out, seed=args.seed, n_frames=args.frames,
@@ -91,13 +94,17 @@ def write_phantom_dataset(modality: str, n_cases: int, out: Path, *, seed: int =
         if modality == "echo":
             from app.data.phantom.echo import render_echo_case
 
-            if fmt in ("camus", "echonet"):
+            if fmt in BMODE_FORMATS:
                 variant = "bmode"
             case = render_echo_case(seed, i, n_frames=n_frames or 30, size=size, variant=variant, quality=quality)
             if fmt == "camus":
                 from app.data.writers.camus import write_camus_patient
 
                 path = write_camus_patient(case, out, i + 1)
+            elif fmt == "camus2019":
+                from app.data.writers.camus2019 import write_camus2019_patient
+
+                path = write_camus2019_patient(case, out, i + 1)
             elif fmt == "echonet":
                 from app.data.writers.echonet import echonet_name
 

@@ -15,16 +15,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", metavar="NAME", default=None,
                         help="baselines to run (default: the preset's); see search/baselines/registry.py")
     parser.add_argument("--no-quantize", action="store_true", help="do not try INT8 variants")
+    from search.methods.common_cli import add_data_argument
+
+    add_data_argument(parser)  # with a dataset: out defaults to <work>/models, work to runs/baselines/<preset>-<kind>
 
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import logging
+    import sys
     from pathlib import Path
 
     from tqdm import tqdm
 
     from app.cards import default_models_dir
+    from app.data.case import DataError
+    from search.methods.common_cli import data_spec
     from search.baselines.presets import get_preset
     from search.baselines.run import run_baselines
     from search.export.summary import format_summary
@@ -33,8 +39,11 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     if args.no_quantize:
         preset = dataclasses.replace(preset, quantize=False)
-    out = Path(args.out) if args.out else default_models_dir()
-    work = Path(args.work) if args.work else Path("runs") / "baselines" / preset.name
+    data = data_spec(args)
+    work = Path(args.work) if args.work else Path("runs") / "baselines" / (
+        preset.name if data.is_phantom else f"{preset.name}-{data.kind}")
+    # A dataset's models never replace the shipped ones unless --out says so.
+    out = Path(args.out) if args.out else (default_models_dir() if data.is_phantom else work / "models")
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, epoch: int, epochs: int, loss: float) -> None:
@@ -43,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{loss:.4f}")
         bar.refresh()
 
-    results = run_baselines(preset, out, work, args.only, progress)
+    try:
+        results = run_baselines(preset, out, work, args.only, progress, data=data)
+    except DataError as exc:
+        print(f"baselines: --data {data.kind}: {exc}", file=sys.stderr)
+        return 1
     for bar in bars.values():
         bar.close()
     cards = [c for r in results for c in r.cards]

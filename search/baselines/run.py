@@ -2,10 +2,17 @@
 
 Resumable: every training stage checkpoints under ``work_dir/<baseline>/`` and a rerun skips
 finished stages (exports are redone: they are cheap and measure latency afresh).
+
+``data`` (``--data``, a ``search.data.DataSpec``) trains on a dataset folder instead of the phantom:
+the same patient fractions, by patient, the dataset's official test set as test, labels renumbered
+to the baseline's classes (echo: myocardium; cine: ACDC RV/MYO/LV). Only the baselines whose
+modality the dataset gives run by default; checkpoints go under ``work_dir/data-<hash>/`` so a
+change of data never resumes another dataset's training.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +21,14 @@ from typing import Callable, Sequence
 import torch
 
 from app.cards import ModelCard
+from app.data.case import Case, DataError
 from search.baselines.presets import BaselinePreset
 from search.baselines.registry import BaselineSpec, get_baseline
 from search.baselines.shipping import ship_cine, ship_echo_pair
 from search.baselines.training import default_augmentation, train_cine, train_echo_pair
+from search.data import (CINE_ACDC, ECHO_MYOCARDIUM, DataSpec, Need, describe_split, keep_frames, members_of_cases,
+                         open_dataset, protocol_cases, split_by_patient)
+from search.train.clips import fit_case
 from search.train.data import phantom_cases, split_patients
 from search.train.datasets import CineClipDataset, EchoFrameDataset
 
@@ -34,7 +45,13 @@ class BaselineResult:
     error: str | None = None
 
 
-def _data_info(modality: str, preset: BaselinePreset, split: dict[str, list]) -> dict:
+def _data_info(modality: str, preset: BaselinePreset, split: dict[str, list], data: DataSpec | None = None) -> dict:
+    if data is not None and not data.is_phantom:  # hashes and counts only: no case id in the card
+        parts = {name: [c.case_id for c in cases] for name, cases in split.items()}
+        members = members_of_cases([c for cases in split.values() for c in cases])
+        words = describe_split(members, parts.get("test", ()), f"baselines {modality} {preset.name} fractions",
+                               preset.seed)
+        return data.card_info(parts, split=words, seed=preset.seed, preset=preset.name)
     render = preset.echo_render if modality == "echo" else preset.cine_render
     return {
         "source": f"phantom-{modality} (app.data.phantom), rendered with {render}",
@@ -45,10 +62,22 @@ def _data_info(modality: str, preset: BaselinePreset, split: dict[str, list]) ->
     }
 
 
+def dataset_split(data: DataSpec, need: Need, method: str, fractions: dict[str, float], seed: int,
+                  transform: Callable[[Case], Case]) -> dict[str, list[Case]]:
+    """A dataset's cases split by patient in ``fractions`` (official test set as test), read for ``need``."""
+    return protocol_cases(open_dataset(data), need, method,
+                          lambda members: split_by_patient(members, fractions, seed, where=data.root), transform)
+
+
 def run_echo(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir: Path,
-             progress: Callable | None = None) -> BaselineResult:
-    cases = phantom_cases("echo", preset.echo_cases, preset.seed, **preset.echo_render)
-    split = split_patients(cases, preset.echo_split, preset.seed)
+             progress: Callable | None = None, data: DataSpec | None = None) -> BaselineResult:
+    if data is None or data.is_phantom:
+        cases = phantom_cases("echo", preset.echo_cases, preset.seed, **preset.echo_render)
+        split = split_patients(cases, preset.echo_split, preset.seed)
+    else:
+        frames = int(preset.echo_render.get("n_frames", 30))
+        split = dataset_split(data, ECHO_MYOCARDIUM, f"baseline {spec.name}", preset.echo_split, preset.seed,
+                              lambda case: keep_frames(case, frames))
     aug = default_augmentation()
     size = preset.echo_input
     s1 = EchoFrameDataset(split["s1"], size, augment=aug, seed=preset.seed, frame_step=preset.echo_frame_step,
@@ -57,15 +86,20 @@ def run_echo(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
     test = EchoFrameDataset(split["test"], size)
     pair = train_echo_pair(spec, s1, s2, preset.seg_train, preset.qc_train, work_dir / spec.name, progress)
     calibration = EchoFrameDataset(split["s1"], size, frame_step=max(1, preset.echo_frame_step * 2))
-    cards, decision = ship_echo_pair(spec, pair, test, calibration, out_dir, _data_info("echo", preset, split),
+    cards, decision = ship_echo_pair(spec, pair, test, calibration, out_dir, _data_info("echo", preset, split, data),
                                      quantize=preset.quantize, latency_repeats=preset.latency_repeats)
     return BaselineResult(spec.name, cards, decision.reason if decision else None)
 
 
 def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir: Path,
-             progress: Callable | None = None) -> BaselineResult:
-    cases = phantom_cases("cine", preset.cine_cases, preset.seed, **preset.cine_render)
-    split = split_patients(cases, preset.cine_split, preset.seed)
+             progress: Callable | None = None, data: DataSpec | None = None) -> BaselineResult:
+    if data is None or data.is_phantom:
+        cases = phantom_cases("cine", preset.cine_cases, preset.seed, **preset.cine_render)
+        split = split_patients(cases, preset.cine_split, preset.seed)
+    else:
+        shape = tuple(preset.cine_input)
+        split = dataset_split(data, CINE_ACDC, f"baseline {spec.name}", preset.cine_split, preset.seed,
+                              lambda case: fit_case(case, shape))
     T = preset.clip_length
     train = CineClipDataset(split["train"], T, preset.cine_input, stride=max(1, T // 2), augment=default_augmentation(),
                             seed=preset.seed, per_frame_norm=spec.per_frame)
@@ -74,26 +108,45 @@ def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
         test.index = test.index[:: max(1, len(test.index) // preset.max_test_clips)][: preset.max_test_clips]
     unet, _ = train_cine(spec, train, preset.cine_train, work_dir / spec.name, progress)
     calibration = CineClipDataset(split["train"], T, preset.cine_input, per_frame_norm=spec.per_frame)
-    cards, decision = ship_cine(spec, unet, test, calibration, out_dir, _data_info("cine", preset, split),
+    cards, decision = ship_cine(spec, unet, test, calibration, out_dir, _data_info("cine", preset, split, data),
                                 clip_length=T, quantize=preset.quantize, latency_repeats=preset.latency_repeats)
     return BaselineResult(spec.name, cards, decision.reason if decision else None)
 
 
+def data_work_dir(work_dir: Path, data: DataSpec | None) -> Path:
+    """Checkpoints of a dataset run: ``work_dir/data-<hash of the spec>`` (the phantom: ``work_dir``)."""
+    if data is None or data.is_phantom:
+        return Path(work_dir)
+    return Path(work_dir) / f"data-{hashlib.sha256(data.text.encode()).hexdigest()[:10]}"
+
+
 def run_baselines(preset: BaselinePreset, out_dir: Path, work_dir: Path, names: Sequence[str] | None = None,
-                  progress: Callable | None = None) -> list[BaselineResult]:
+                  progress: Callable | None = None, data: DataSpec | None = None) -> list[BaselineResult]:
     """Train and export ``names`` (default: the preset's) into ``out_dir``.
 
-    A baseline whose data is unavailable (e.g. no cine phantom yet) is reported with its error and
-    the others still run.
+    A baseline whose data is unavailable (e.g. no cine phantom yet, or a dataset that cannot give
+    its classes) is reported with its error and the others still run. With a dataset (``data``),
+    the default names are the preset's baselines of the modalities it gives.
     """
     torch.set_num_threads(preset.threads)
+    if names is None and data is not None and not data.is_phantom:
+        given = open_dataset(data).modalities
+        names = [n for n in preset.baselines if get_baseline(n).modality in given]
+        left = [n for n in preset.baselines if n not in names]
+        if left:
+            log.info("baselines %s skipped: %s gives no %s data", ", ".join(left), data.dataset_name,
+                     "/".join(sorted({get_baseline(n).modality for n in left})))
+    work = data_work_dir(work_dir, data)
     results = []
     for name in names or preset.baselines:
         spec = get_baseline(name)
         runner = run_echo if spec.modality == "echo" else run_cine
         try:
-            results.append(runner(spec, preset, Path(out_dir), Path(work_dir), progress))
+            results.append(runner(spec, preset, Path(out_dir), work, progress, data))
         except ImportError as exc:
             log.error("%s: skipped, its data is not available: %s", name, exc)
             results.append(BaselineResult(name, error=f"data not available: {exc}"))
+        except DataError as exc:
+            log.error("%s: not built: %s", name, exc)
+            results.append(BaselineResult(name, error=str(exc)))
     return results

@@ -11,6 +11,11 @@ Stages, in order, each resumable (the stage's own checkpoints) and recorded in
 
 Then every card in the models folder is verified (hash + input shape) and summarised: Dice,
 latency, FPS, and whether it meets 50 ms / 22 FPS.
+
+``--data KIND:DIR`` (``search.data``) trains every stage on a dataset folder: it is passed to the
+baselines and to each method whose needs the dataset meets; the others are skipped with the reason
+(e.g. cine methods on CAMUS). Stages recorded as done on other data rerun. Work and models default
+to ``runs/all/<preset>-<kind>`` and its ``models/``, so the shipped models are left alone.
 """
 
 from __future__ import annotations
@@ -44,6 +49,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "where each method puts them and `python -m search report` reads them)")
     parser.add_argument("--skip", nargs="+", choices=STAGES, default=(), help="stages to leave out")
     parser.add_argument("--redo", action="store_true", help="rerun stages already recorded as done")
+    from search.methods.common_cli import add_data_argument
+
+    add_data_argument(parser)
+
+
+def data_skip(stage: str, spec) -> str | None:
+    """Why ``stage`` cannot train on the dataset of ``spec`` (None: it can, or it trains nothing)."""
+    from app.data.case import DataError
+    from search.data import CINE_ACDC, ECHO_MYOCARDIUM, check_need, open_dataset
+
+    if spec.is_phantom or stage in ("profile", "baselines"):
+        return None
+    if stage == "cine-qc":
+        return "skipped (cine-qc trains on phantom cine only; no --data yet)"
+    need = ECHO_MYOCARDIUM if stage == "segqc-hw" else CINE_ACDC
+    try:
+        check_need(open_dataset(spec), need, stage)
+    except DataError as exc:
+        return f"skipped ({exc.problem})"
+    return None
 
 
 def _run_module(module, argv: list[str], models_dir) -> int:
@@ -72,9 +97,13 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from search.methods.common_cli import data_spec
+
     preset = args.preset
-    work = Path(args.work) if args.work else Path("runs") / "all" / preset
-    models = Path(args.models) if args.models else (work / "models" if preset == "smoke" else default_models_dir())
+    spec = data_spec(args)
+    work = Path(args.work) if args.work else Path("runs") / "all" / (preset if spec.is_phantom else f"{preset}-{spec.kind}")
+    models = Path(args.models) if args.models else (
+        work / "models" if preset == "smoke" or not spec.is_phantom else default_models_dir())
     work.mkdir(parents=True, exist_ok=True)
     models.mkdir(parents=True, exist_ok=True)
     record_path = work / "stages.json"
@@ -86,8 +115,13 @@ def run(args: argparse.Namespace) -> int:
         if stage in args.skip:
             statuses[stage] = "skipped (--skip)"
             continue
-        if record.get(stage, {}).get("status") == "done":
+        done = record.get(stage, {})
+        if done.get("status") == "done" and done.get("data", "phantom") == spec.text:
             statuses[stage] = f"done earlier ({record[stage]['seconds']:.0f} s), skipped; --redo reruns it"
+            continue
+        why_not = data_skip(stage, spec)
+        if why_not:
+            statuses[stage] = why_not
             continue
         if stage == "profile":
             module, argv = importlib.import_module("search.latency.profile_cli"), ["--preset", preset]
@@ -100,12 +134,16 @@ def run(args: argparse.Namespace) -> int:
             module, argv = importlib.import_module(METHOD_MODULES[stage]), ["--preset", preset]
             seed = SHIPPED_SEEDS.get((stage, preset))
             run_name = preset if seed is None else f"{preset}-seed{seed}"
+            run_name += "" if spec.is_phantom else f"-{spec.kind}"  # a dataset's runs never mix with the phantom's
             if seed is not None:  # its report beside the preset seed's (docs/rtdnas/seed1)
                 argv += ["--seed", str(seed), "--docs-dir", str(Path("docs") / stage / f"seed{seed}")]
             if args.runs or seed is not None:
                 argv += ["--out", str(Path(args.runs or "runs") / stage / run_name)]
                 if stage == "rtdnas":  # its Table 2 baselines and LUT seed: msnas-hw's run of the same preset
-                    argv += ["--msnas-dir", str(Path(args.runs or "runs") / "msnas-hw" / preset)]
+                    argv += ["--msnas-dir", str(Path(args.runs or "runs") / "msnas-hw" / (
+                        preset if spec.is_phantom else f"{preset}-{spec.kind}"))]
+        if not spec.is_phantom and stage != "profile":
+            argv += ["--data", spec.text]
         print(f"\n=== {stage} ({preset}) ===", flush=True)
         t0 = time.perf_counter()
         try:
@@ -116,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - t0
         if rc == 0:
             record[stage] = {"status": "done", "seconds": round(seconds, 1)}
+            if not spec.is_phantom:  # phantom records stay as they were
+                record[stage]["data"] = spec.text
             statuses[stage] = f"done in {seconds:.0f} s"
         else:
             statuses.setdefault(stage, f"FAILED (exit {rc}) after {seconds:.0f} s")

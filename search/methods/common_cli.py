@@ -3,10 +3,14 @@
 ``python -m search segqc-hw | msnas-hw | rtdnas`` all take::
 
     --preset {smoke,default,paper}  --out DIR  --seed N  --models-dir DIR  --docs-dir DIR
-    --no-ship  --device DEVICE
+    --no-ship  --device DEVICE  --data SPEC
 
 Defaults: ``--out runs/<method>/<preset>``; ``--models-dir models/`` (``<out>/models`` for the smoke
-preset); ``--docs-dir docs/<docs name>`` (none for smoke). Older spellings still work but are hidden
+preset); ``--docs-dir docs/<docs name>`` (none for smoke); ``--data phantom``. With a dataset
+(``--data camus:DIR``, see ``search.data``) the defaults keep the shipped models and docs untouched:
+``--out runs/<method>/<preset>-<kind>``, models into ``<out>/models``, no docs copy; the spec goes into
+the method's config (``DataConfig.source``), so its hash changes and a change of data reruns the
+stages. Older spellings still work but are hidden
 from ``--help`` and print a deprecation note: ``--models`` (``--models-dir``), ``--docs``
 (``--docs-dir``), ``--no-export`` (``--no-ship``).
 """
@@ -56,10 +60,55 @@ def add_method_arguments(parser: argparse.ArgumentParser, *, method: str, preset
                         help="where the report is copied (default: docs/<method>; none for smoke)")
     parser.add_argument("--no-ship", dest="no_ship", action="store_true", help="do not export a model")
     parser.add_argument("--device", default="cpu", help=f"{device_help} (default cpu)")
+    add_data_argument(parser)
     parser.add_argument("--models", dest="models_dir", action=_Deprecated, new="--models-dir", help=argparse.SUPPRESS)
     parser.add_argument("--docs", dest="docs_dir", action=_Deprecated, new="--docs-dir", help=argparse.SUPPRESS)
     parser.add_argument("--no-export", dest="no_ship", action=_Deprecated, new="--no-ship", flag=True,
                         help=argparse.SUPPRESS)
+
+
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data SPEC`` (``phantom`` or ``KIND:DIR``), parsed into a ``search.data.DataSpec``."""
+    from search.data import SPEC_HELP, argparse_data_spec, parse_data_spec
+
+    parser.add_argument("--data", type=argparse_data_spec, default=parse_data_spec("phantom"), metavar="SPEC",
+                        help=SPEC_HELP)
+
+
+def data_spec(args: argparse.Namespace):
+    """The parsed ``--data`` of ``args`` (the phantom when the flag is absent)."""
+    from search.data import parse_data_spec
+
+    spec = getattr(args, "data", None)
+    return parse_data_spec(spec) if spec is None or isinstance(spec, str) else spec
+
+
+def with_data(cfg, args: argparse.Namespace, need, method: str):
+    """``cfg`` with ``data.source`` set from ``--data``, after checking the dataset gives what ``method``
+    needs (``need``: ``search.data.ECHO_MYOCARDIUM`` / ``CINE_ACDC``). The phantom returns ``cfg`` as is.
+
+    Raises:
+        SystemExit: one line naming the method, the folder and what is missing.
+    """
+    from dataclasses import replace
+
+    from app.data.case import DataError
+    from search.data import check_need, open_dataset
+
+    spec = data_spec(args)
+    if spec.is_phantom:
+        return cfg
+    try:
+        check_need(open_dataset(spec), need, method)
+    except DataError as exc:
+        raise SystemExit(f"{method}: --data {spec.kind}: {exc}") from None
+    return replace(cfg, data=replace(cfg.data, source=spec.text))
+
+
+def run_name(args: argparse.Namespace) -> str:
+    """The default run folder's name: ``<preset>``, or ``<preset>-<kind>`` with a ``--data`` dataset."""
+    spec = data_spec(args)
+    return args.preset if spec.is_phantom else f"{args.preset}-{spec.kind}"
 
 
 @dataclass(frozen=True)
@@ -82,12 +131,14 @@ def run_places(args: argparse.Namespace, *, method: str, docs_name: str, root: P
 
     Args:
         args: Parsed flags (``add_method_arguments``).
-        method: Command name; the default run folder is ``runs/<method>/<preset>``.
+        method: Command name; the default run folder is ``runs/<method>/<preset>`` (with a dataset,
+            ``runs/<method>/<preset>-<kind>``, models into it and no docs copy).
         docs_name: Folder under ``docs/`` the report goes to for the default and paper presets.
         root: The repository root the defaults are under.
     """
-    out = Path(args.out) if args.out else root / "runs" / method / args.preset
-    full = args.preset != "smoke"
+    spec = data_spec(args)
+    out = Path(args.out) if args.out else root / "runs" / method / run_name(args)
+    full = args.preset != "smoke" and spec.is_phantom  # only phantom runs replace the shipped models and docs
     models = None if args.no_ship else (Path(args.models_dir) if args.models_dir else
                                         (root / "models" if full else out / "models"))
     docs = Path(args.docs_dir) if args.docs_dir else (root / "docs" / docs_name if full else None)

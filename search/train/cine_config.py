@@ -31,7 +31,10 @@ class DataConfig:
         seed: Seed of the phantom renderer and of the patient split.
         render_frames: Frames per cardiac cycle rendered per patient.
         render_slices: Short-axis slices rendered per patient (base to apex).
-        render_shape: ``(H, W)`` the phantom is rendered at (the clips are resized from it).
+        render_shape: ``(H, W)`` the phantom is rendered at (the clips are resized from it); dataset
+            cases are resized to it as they are read.
+        source: The ``--data`` spec (``search.data``): ``"phantom"`` or ``"KIND:DIR"``; with a dataset,
+            ``n_test`` and ``n_val`` give the proportions of its patients.
     """
 
     n_patients: int = 16
@@ -44,6 +47,7 @@ class DataConfig:
     render_frames: int = 20
     render_slices: int = 8
     render_shape: tuple[int, int] = (128, 112)
+    source: str = "phantom"
 
     def __post_init__(self) -> None:
         if self.n_patients - self.n_test - self.n_val < 2:
@@ -240,4 +244,7 @@ class CineRowsConfig:
         return next(s for s in self.searches if s.key == row.search)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain dict; ``data.source`` only when it is not the phantom (phantom configs are unchanged)."""
+        from search.data import config_without_phantom
+
+        return config_without_phantom(asdict(self))

@@ -98,7 +98,7 @@ class CineRows:
             if path.is_file():
                 self._split = PatientSplit.from_dict(read_json(path))
             else:
-                self._split = PatientSplit.make([c.case_id for c in self.cases], self.cfg.data)
+                self._split = PatientSplit.for_cases(self.cases, self.cfg.data)  # by patient; --data aware
                 write_json(path, self._split.to_dict())
         return self._split
 

@@ -9,24 +9,31 @@ of the searches (the msnas-hw paper, Sec. 4.2) and are all used for retraining.
 The deployed cine interface is ``clip (1, 1, T, H, W) -> probs (1, K, T, H, W)``:
 :class:`ClipProbabilities` wraps a logits network into it, and :func:`onnx_clip_predictor` runs an
 exported one for ``search.train.evaluate.evaluate_segmentation``.
+
+With ``--data KIND:DIR`` (``DataConfig.source``) the patients come from a dataset folder through
+``search.data`` instead: cine cases with their labels renumbered to ACDC's (1 RV, 2 MYO, 3 LV),
+resized to ``render_shape`` as they are read (memory stays that of the phantom run), split by
+:meth:`PatientSplit.for_cases` with the dataset's official test set as test where it has one.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from app.data.case import Case, DataError
+from search.data.spec import PHANTOM
 from search.train.augment import AffineAugmentation
 from search.train.cine_config import DataConfig
-from search.train.datasets import CineClipDataset
+from search.train.datasets import CineClipDataset, resize_labels
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +48,40 @@ def render_case(cfg: DataConfig, index: int) -> Case:
                             shape=tuple(cfg.render_shape))
 
 
+def fit_case(case: Case, shape: tuple[int, int]) -> Case:
+    """``case`` (cine ``(T, Z, H0, W0)``) resized to ``shape``: images bilinear, labels nearest."""
+    h, w = int(shape[0]), int(shape[1])
+    if case.frames.shape[-2:] == (h, w):
+        return case
+    t, z = case.frames.shape[:2]
+    planes = case.frames.reshape(-1, *case.frames.shape[-2:]).astype(np.float32)
+    frames = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in planes]).reshape(t, z, h, w)
+    labels = None if case.labels is None else resize_labels(case.labels, h, w)
+    sy, sx = case.frames.shape[-2] / h, case.frames.shape[-1] / w
+    return replace(case, frames=frames, labels=labels,
+                   spacing_mm=(case.spacing_mm[0] * sy, case.spacing_mm[1] * sx)).validate()
+
+
+def load_dataset_cases(cfg: DataConfig) -> list[Case]:
+    """The labelled cine patients of ``cfg.source``'s folder, ACDC labels, resized to ``render_shape``.
+
+    Raises:
+        DataError: the dataset gives no cine MR with RV, MYO and LV labels.
+    """
+    from search.data import CINE_ACDC, check_need, load_for, open_dataset, parse_data_spec, refs_for
+
+    index = open_dataset(parse_data_spec(cfg.source))
+    check_need(index, CINE_ACDC, "the cine methods (msnas-hw, rtdnas)")
+    shape = tuple(cfg.render_shape)
+    return [load_for(ref, CINE_ACDC, "the cine methods", lambda c: fit_case(c, shape))
+            for ref in refs_for(index, CINE_ACDC)]
+
+
 def load_cases(cfg: DataConfig, cache: Path | None = None) -> list[Case]:
-    """Render (or read from ``cache``) the run's phantom patients, in index order."""
+    """Render (or read from ``cache``) the run's phantom patients, in index order; with a dataset
+    (``cfg.source``), read its cases instead (``load_dataset_cases``, not cached)."""
+    if getattr(cfg, "source", PHANTOM) != PHANTOM:
+        return load_dataset_cases(cfg)
     cases = []
     for index in range(cfg.n_patients):
         tag = f"{cfg.seed}_{cfg.render_frames}x{cfg.render_slices}x{cfg.render_shape[0]}x{cfg.render_shape[1]}"
@@ -103,12 +142,46 @@ class PatientSplit:
             raise ValueError(f"only {len(rest)} training patients; the search needs a weight and an architecture set")
         return cls(test, val, tuple(sorted(rest[0::2])), tuple(sorted(rest[1::2])))
 
+    @classmethod
+    def for_cases(cls, cases: Sequence[Case], cfg: DataConfig) -> "PatientSplit":
+        """The split of the run's cases: :meth:`make` for the phantom; for a dataset, by patient with
+        its official test set as test (else ``n_test / n_patients`` of them) and ``n_val`` in proportion."""
+        if getattr(cfg, "source", PHANTOM) == PHANTOM:
+            return cls.make([c.case_id for c in cases], cfg)
+        from search.data import cine_parts, members_of_cases
+
+        parts = cine_parts(members_of_cases(cases), test_fraction=cfg.n_test / cfg.n_patients,
+                           val_fraction=cfg.n_val / max(1, cfg.n_patients - cfg.n_test), seed=cfg.seed,
+                           where=cfg.source.partition(":")[2] or cfg.source)
+        return cls(*(tuple(parts[k]) for k in ("test", "val", "weight", "arch")))
+
     def to_dict(self) -> dict[str, Any]:
         return {"test": list(self.test), "val": list(self.val), "weight": list(self.weight), "arch": list(self.arch)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PatientSplit":
         return cls(*(tuple(d[k]) for k in ("test", "val", "weight", "arch")))
+
+
+def card_data(cfg: DataConfig, split: PatientSplit, preset: str, cases: Sequence[Case] = ()) -> dict[str, Any]:
+    """The cine cards' ``data`` field: the phantom's description (patient ids are phantom indices), or
+    for a dataset its name, split, case-list hashes and counts (no case id).
+
+    Args:
+        cfg: The run's data config.
+        split: The patient split.
+        preset: Preset name.
+        cases: The run's cases (tells whether the test part is the official test set).
+    """
+    if getattr(cfg, "source", PHANTOM) == PHANTOM:
+        return {"source": "phantom-cine (app.data.phantom)", "seed": cfg.seed,
+                "split": {"train": list(split.train), "test": list(split.test)}, "preset": preset}
+    from search.data import describe_split, members_of_cases, parse_data_spec
+
+    parts = {"train": list(split.train), "val": list(split.val), "test": list(split.test)}
+    words = describe_split(members_of_cases(cases), split.test, "cine test / validation / weight + arch", cfg.seed)
+    return parse_data_spec(cfg.source).card_info(parts, split=words, seed=cfg.seed, preset=preset,
+                                                 labels="ACDC 1 RV, 2 MYO, 3 LV")
 
 
 def clip_dataset(cases: Sequence[Case], cfg: DataConfig, *, train: bool, seed: int,

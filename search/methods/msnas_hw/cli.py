@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
+    from search.data import CINE_ACDC
+    from search.methods.common_cli import with_data
+
+    cfg = with_data(cfg, args, CINE_ACDC, "msnas-hw")  # --data: checked here, read by search.train.clips
     places = run_places(args, method="msnas-hw", docs_name="msnas")
     out, models_dir, docs_dir = places.out, places.models_dir, places.docs_dir
 

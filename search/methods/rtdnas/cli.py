@@ -37,10 +37,16 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
+    from search.data import CINE_ACDC
+    from search.methods.common_cli import with_data
+
+    cfg = with_data(cfg, args, CINE_ACDC, "rtdnas")  # --data: checked here, read by search.train.clips
     places = run_places(args, method="rtdnas", docs_name="rtdnas")
     out, models_dir, docs_dir = places.out, places.models_dir, places.docs_dir
     full = args.preset != "smoke"
-    msnas_dir = args.msnas_dir or (REPO / "runs" / "msnas-hw" / args.preset if full else None)
+    from search.methods.common_cli import run_name  # msnas-hw's run on the same --data
+
+    msnas_dir = args.msnas_dir or (REPO / "runs" / "msnas-hw" / run_name(args) if full else None)
 
     def say(msg: str) -> None:
         if distributed.is_main():

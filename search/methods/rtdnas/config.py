@@ -152,7 +152,10 @@ class RtdnasConfig:
         return max(self.supernet.pc_k, self.supernet.channels // self.width_divisor)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain dict; ``data.source`` only when it is not the phantom (phantom configs are unchanged)."""
+        from search.data import config_without_phantom
+
+        return config_without_phantom(asdict(self))
 
 
 def preset(name: str, *, seed: int | None = None) -> RtdnasConfig:

@@ -6,6 +6,10 @@ test (20, held out). Each case keeps only ``frames_per_case`` labelled frames sp
 (the patients, not the frames, carry the variation in acquisition quality), and the trimmed cases
 are cached as ``.npz`` so a resumed run does not render the phantoms again. Images are prepared by
 ``search.train.datasets.EchoFrameDataset`` (deployment preprocessing, random affine augmentation).
+
+With ``--data KIND:DIR`` (``DataConfig.source``) the patients come from a dataset folder instead
+(``dataset_protocol``, through ``search.data``): the same proportions, by patient, the dataset's
+official test set as test, labels renumbered to the myocardium.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ SPLITS = ("s1", "s2_train", "s2_val", "test")
 MIN_STRATIFIED = 30  # patients needed before the split is stratified by quality bin
 RENDER_FRAMES = 30  # frames rendered per patient (the paper samples ~30 per sequence)
 CasesFor = Callable[[DataConfig], dict[str, list[Case]]]
+SPLIT_META = ("patient", "official_split")  # what a trimmed dataset case keeps of its meta (anonymous)
 
 
 def input_spec(resolution: int) -> dict:
@@ -62,7 +67,8 @@ def trim_case(case: Case, count: int) -> Case:
     return Case(case_id=case.case_id, modality="echo", frames=np.ascontiguousarray(case.frames[keep]),
                 labels=np.ascontiguousarray(case.labels[keep]), label_map=dict(case.label_map),
                 spacing_mm=case.spacing_mm, frame_rate=case.frame_rate, labelled_frames=tuple(range(len(keep))),
-                quality=case.quality, quality_bin=case.quality_bin, source=case.source)
+                quality=case.quality, quality_bin=case.quality_bin, source=case.source,
+                meta={k: case.meta[k] for k in SPLIT_META if k in case.meta})
 
 
 def _save(cases: Sequence[Case], path: Path) -> None:
@@ -74,6 +80,8 @@ def _save(cases: Sequence[Case], path: Path) -> None:
         meta.append({"case_id": c.case_id, "quality": c.quality, "quality_bin": c.quality_bin, "source": c.source,
                      "spacing_mm": list(c.spacing_mm), "frame_rate": c.frame_rate,
                      "label_map": {str(k): v for k, v in c.label_map.items()}})
+        if c.meta:  # a dataset case's anonymous patient and official part (phantom cases have none)
+            meta[-1]["meta"] = {k: c.meta[k] for k in SPLIT_META if k in c.meta}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
@@ -86,7 +94,7 @@ def _load(path: Path) -> list[Case]:
         return [Case(case_id=m["case_id"], modality="echo", frames=z[f"frames_{i}"], labels=z[f"labels_{i}"],
                      label_map={int(k): v for k, v in m["label_map"].items()}, spacing_mm=tuple(m["spacing_mm"]),
                      frame_rate=m["frame_rate"], labelled_frames=tuple(range(z[f"frames_{i}"].shape[0])),
-                     quality=m["quality"], quality_bin=m["quality_bin"], source=m["source"])
+                     quality=m["quality"], quality_bin=m["quality_bin"], source=m["source"], meta=m.get("meta", {}))
                 for i, m in enumerate(meta)]
 
 
@@ -122,20 +130,66 @@ def phantom_protocol(cfg: DataConfig) -> dict[str, list[Case]]:
     return {k: [by_id[i] for i in ids] for k, ids in out.items()}
 
 
-def load_protocol(cfg: DataConfig, cache_dir: Path, cases_for: CasesFor = phantom_protocol) -> dict[str, list[Case]]:
+def dataset_protocol(cfg: DataConfig) -> dict[str, list[Case]]:
+    """The protocol on the dataset of ``cfg.source`` (``--data KIND:DIR``): S1 / S2 / test by patient
+    in the proportions ``n_s1 : n_s2 : n_test`` (the dataset's official test set as test where it has
+    one), S2 into QC training and validation, seed ``phantom_seed``; labels renumbered to the
+    myocardium (CAMUS 2 MYO -> 1). Cases are trimmed as they are read, so memory stays bounded.
+
+    Raises:
+        DataError: the dataset has no myocardium label (EchoNet's LV tracings) or is not echo.
+    """
+    from search.data import ECHO_MYOCARDIUM, open_dataset, parse_data_spec, protocol_cases, segqc_parts
+
+    spec = parse_data_spec(cfg.source)
+    parts = protocol_cases(open_dataset(spec), ECHO_MYOCARDIUM, "segqc-hw",
+                           lambda members: segqc_parts(members, n_s1=cfg.n_s1, n_s2=cfg.n_s2, n_test=cfg.n_test,
+                                                       n_qc_val=cfg.n_qc_val, seed=cfg.phantom_seed,
+                                                       where=spec.root),
+                           transform=lambda case: trim_case(case, cfg.frames_per_case))
+    return {k: parts[k] for k in SPLITS}
+
+
+def protocol_for(cfg: DataConfig) -> CasesFor:
+    """The phantom protocol, or the dataset protocol when ``cfg.source`` names a dataset."""
+    return phantom_protocol if getattr(cfg, "source", "phantom") == "phantom" else dataset_protocol
+
+
+def card_data(cfg: DataConfig, cases: dict[str, list[Case]], preset: str) -> dict:
+    """The cards' ``data`` field: the phantom's description, or the dataset's hashes and counts."""
+    split = {"s1_seg_train": len(cases["s1"]), "s2_qc_train": len(cases["s2_train"]),
+             "s2_validation": len(cases["s2_val"]), "test": len(cases["test"]),
+             "frames_per_patient": cfg.frames_per_case}
+    if getattr(cfg, "source", "phantom") == "phantom":
+        return {"source": "phantom-echo (app.data.phantom.echo, contrast)", "seed": cfg.phantom_seed,
+                "split": split, "preset": preset}
+    from search.data import describe_split, members_of_cases, parse_data_spec
+
+    parts = {k: [c.case_id for c in cases[k]] for k in SPLITS}
+    members = members_of_cases([c for k in SPLITS for c in cases[k]])
+    words = describe_split(members, parts["test"], f"segqc-hw S1/S2/test ({cfg.n_s1}:{cfg.n_s2}:{cfg.n_test})",
+                           cfg.phantom_seed)
+    return parse_data_spec(cfg.source).card_info(parts, split=words, seed=cfg.phantom_seed, preset=preset,
+                                                 frames_per_patient=cfg.frames_per_case, labels="MYO -> 1")
+
+
+def load_protocol(cfg: DataConfig, cache_dir: Path, cases_for: CasesFor | None = None) -> dict[str, list[Case]]:
     """S1 / S2 (train, val) / test cases with ``frames_per_case`` frames each, cached in ``cache_dir``.
 
     Args:
-        cfg: Which patients and how many frames.
+        cfg: Which patients and how many frames (``cfg.source``: the ``--data`` spec).
         cache_dir: Folder of the cache (one ``.npz`` per split plus the key it was made for).
-        cases_for: Returns the full cases of every part in ``SPLITS``.
+        cases_for: Returns the full cases of every part in ``SPLITS`` (default: ``protocol_for(cfg)``).
 
     Returns:
         ``{"s1", "s2_train", "s2_val", "test"}`` -> cases, and ``"s2"`` = s2_train + s2_val.
     """
+    cases_for = cases_for or protocol_for(cfg)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = {"n_s1": cfg.n_s1, "n_s2": cfg.n_s2, "n_test": cfg.n_test, "n_qc_val": cfg.n_qc_val,
            "frames": cfg.frames_per_case, "seed": cfg.phantom_seed, "render_frames": RENDER_FRAMES}
+    if getattr(cfg, "source", "phantom") != "phantom":  # the phantom's key stays as it was (its caches too)
+        key["source"] = cfg.source
     stamp = cache_dir / "cases_key.json"
     paths = {s: cache_dir / f"cases_{s}.npz" for s in SPLITS}
     if stamp.is_file() and json.loads(stamp.read_text()) == key and all(p.is_file() for p in paths.values()):
