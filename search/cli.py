@@ -16,6 +16,7 @@ COMMANDS = (
     Subcommand("rtdnas", "search.methods.rtdnas.cli", "real-time constrained search with genetic path selection"),
     Subcommand("cine-qc", "search.methods.cine_qc.cli", "train and ship the per-frame QC of a shipped cine model"),
     Subcommand("baselines", "search.baselines.cli", "train and export the handcrafted baselines"),
+    Subcommand("finetune", "search.finetune.cli", "fine-tune a shipped model on your labelled data (--data)"),
     Subcommand("report", "search.report.cli", "the papers' tables and plots, from our own runs"),
 )
 

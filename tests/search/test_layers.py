@@ -1,6 +1,6 @@
 """``search`` is layered, and its layers import one way (the way napari checks its layers).
 
-core < latency < train (beside it: distributed) < export < methods < report < CLI. A module may
+core < data < latency < train (beside it: distributed) < export < methods < report < CLI. A module may
 import only from its own layer or lower ones; a method package never imports another method
 package. Every import counts: at module level, inside functions, under ``TYPE_CHECKING``, and
 ``importlib.import_module`` with a literal name. The
@@ -21,11 +21,13 @@ SEARCH = Path(__file__).resolve().parents[2] / "search"
 LAYERS: dict[str, tuple[str, ...]] = {
     # the reference networks of the baselines are plain nn.Modules the methods build on
     "core": ("search.core", "search.citations", "search.baselines.unet", "search.baselines.resnet_qc"),
+    # training data (--data specs, dataset folders, method protocols): torch-free, below train
+    "data": ("search.data",),
     "latency": ("search.latency",),
     "train": ("search.train", "search.distributed"),
     "export": ("search.export",),
     "methods": ("search.methods", "search.baselines"),
-    "report": ("search.report", "search.build"),
+    "report": ("search.report", "search.build", "search.finetune"),
     # entry points: the package root (lazy ``build_from_card``), the chain and every command-line module
     "cli": ("search", "search.cli", "search.__main__", "search.chain", "search.latency.profile_cli",
             "search.latency.check_cli", "search.distributed.bench"),
