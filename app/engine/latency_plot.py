@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from app.realtime import REALTIME
+
 WIDTH, HEIGHT = 900, 560
 MARGIN = {"left": 110, "right": 30, "top": 50, "bottom": 70}
 MARKS = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
@@ -33,7 +35,7 @@ def _label(value: float) -> str:
     return f"{value:g}"
 
 
-def plot_latency_cdf(latency_ms: np.ndarray, path: Path | str, *, deadline_ms: float = 50.0,
+def plot_latency_cdf(latency_ms: np.ndarray, path: Path | str, *, deadline_ms: float = REALTIME.p95_ms,
                      title: str = "End-to-end latency") -> Path:
     """Draw the CDF of ``latency_ms`` to the PNG ``path`` (written to a temporary file, then renamed).
 

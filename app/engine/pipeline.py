@@ -30,6 +30,7 @@ from app.engine.stages import QcStage, Segmentation, SegStage, mask_at
 from app.engine.stats import PipelineStats, StatsRecorder
 from app.engine.types import Frame, FrameResult
 from app.metrics import mean_dice
+from app.realtime import REALTIME
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Pipeline:
 
     def __init__(self, seg: ModelCard, qc: ModelCard | None = None, *,
                  on_result: Callable[[FrameResult], None] | None = None,
-                 overlay: OverlayStyle | None = None, deadline_ms: float = 50.0,
+                 overlay: OverlayStyle | None = None, deadline_ms: float = REALTIME.p95_ms,
                  intra_op_threads: int | None = None, window: int = 300):
         self.seg_card = seg
         self.qc_card = qc

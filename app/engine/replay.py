@@ -95,7 +95,7 @@ def _finite_or_none(value: float | None) -> float | None:
 
 # -- checks before any work -------------------------------------------------------------------------
 def check_request(source_spec, *, report, masks_out=None, csv_out=None, plot_out=None, max_frames=None,
-                  deadline_ms: float = 50.0, timeout_s: float | None = None, name: str | None = None) -> None:
+                  deadline_ms: float = REALTIME.p95_ms, timeout_s: float | None = None, name: str | None = None) -> None:
     """Check the arguments and output paths of a replay before anything is opened or written.
 
     Raises:
@@ -218,7 +218,7 @@ def _open(spec: str, slice_index, force: bool):
 
 def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast: bool = False,
            models_dir=None, masks_out: Path | None = None, csv_out: Path | None = None, slice_index=None,
-           max_frames=None, deadline_ms: float = 50.0, timeout_s: float | None = None,
+           max_frames=None, deadline_ms: float = REALTIME.p95_ms, timeout_s: float | None = None,
            plot_out: Path | None = None, name: str | None = None, force: bool = False,
            stop: StopRequest | None = None, on_result: Callable[[FrameResult], None] | None = None) -> dict:
     """Replay a source through the pipeline and write a JSON report.

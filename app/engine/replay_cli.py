@@ -17,6 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
+from app.realtime import REALTIME
+
 EXIT_BY_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 DEBUG_ENV = "CARDIAC_RT_DEBUG"  # set to 1 to get a traceback for an unexpected error
 
@@ -34,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slice", type=int, metavar="Z", help="cine: the short-axis slice to replay")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (live sources: otherwise until Ctrl-C)")
     parser.add_argument("--models-dir", type=Path, metavar="DIR", help="folder of model cards (default: the shipped models/)")
-    parser.add_argument("--deadline-ms", type=float, default=50.0, help="latency budget per frame (default 50)")
+    parser.add_argument("--deadline-ms", type=float, default=REALTIME.p95_ms, help=f"latency budget per frame, ms (default {REALTIME.p95_ms:g}, the real-time rule)")
     parser.add_argument("--name", metavar="LABEL",
                         help="the source's name in the report (default: its kind and a hash of its path, "
                              "never the file name)")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from app.engine.types import FrameResult
+from app.realtime import REALTIME
 
 STAGES = ("queue", "preprocess", "segment", "qc", "overlay")
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
@@ -95,7 +96,7 @@ class StatsRecorder:
         window: Number of most recent processed frames kept for percentiles and FPS.
     """
 
-    def __init__(self, deadline_ms: float = 50.0, window: int = 300):
+    def __init__(self, deadline_ms: float = REALTIME.p95_ms, window: int = 300):
         self.deadline_ms = float(deadline_ms)
         self.window = int(window)
         self._lock = threading.Lock()

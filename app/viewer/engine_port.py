@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from app.engine.stats import StatsRecorder
 from app.engine.types import Frame, FrameResult
+from app.realtime import REALTIME
 
 
 @dataclass
@@ -61,7 +62,7 @@ class FrameRelay:
 
     MAX_RAW_FPS = 120.0
 
-    def __init__(self, on_result: Callable[[FrameResult], None], deadline_ms: float = 50.0):
+    def __init__(self, on_result: Callable[[FrameResult], None], deadline_ms: float = REALTIME.p95_ms):
         from app.engine.overlay import to_rgb
 
         self._to_rgb = to_rgb

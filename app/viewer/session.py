@@ -23,6 +23,7 @@ from typing import Any, Callable
 from PyQt6.QtCore import QObject, QThreadPool, QTimer, pyqtSignal
 
 from app.engine.types import FrameResult
+from app.realtime import REALTIME
 from app.viewer.bridge import ResultBridge
 from app.viewer.engine_port import EnginePort, FrameRelay
 from app.viewer.model_loading import LoadedModels, load_models
@@ -78,7 +79,7 @@ class SessionController(QObject):
     _player_failed = pyqtSignal(int, object)
 
     def __init__(self, engine: EnginePort, state: ViewerState, *, models_dir: Any = None,
-                 deadline_ms: float = 50.0, max_display_fps: float = 60.0, parent: QObject | None = None):
+                 deadline_ms: float = REALTIME.p95_ms, max_display_fps: float = 60.0, parent: QObject | None = None):
         super().__init__(parent)
         self.engine, self.state, self.models_dir, self.deadline_ms = engine, state, models_dir, deadline_ms
         self._jobs = QThreadPool(self)
