@@ -52,6 +52,9 @@ class CardContent:
             ``Architecture``, its JSON, or an untyped dict (``{"unet": {...}}``, ...) converted by
             ``search.export.architecture.from_legacy``.
         notes: Free text.
+        convergence: The search's convergence verdict (``search.core.convergence.card_field``: converged,
+            reasons), written as the card's ``search.convergence``; an unconverged search is also said first
+            in the notes. None for handcrafted networks.
     """
 
     model_id: str
@@ -70,6 +73,7 @@ class CardContent:
     architecture: Architecture | dict[str, Any] | None = None
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    convergence: dict[str, Any] | None = None
 
 
 def _plain(value: Any) -> Any:
@@ -128,6 +132,11 @@ def build_card(content: CardContent, *, onnx_path: Path, metrics: dict[str, Any]
         card["pairs_with"] = content.pairs_with
     if content.clip_length is not None:
         card["clip_length"] = int(content.clip_length)
+    if content.convergence is not None:
+        card["search"] = {"convergence": content.convergence}
+        if not content.convergence.get("converged"):
+            reasons = "; ".join(content.convergence.get("reasons") or [])
+            card["notes"] = f"Search NOT CONVERGED ({reasons}). {card['notes']}".strip()
     card.update(content.extra)
     return _plain(card)
 

@@ -10,8 +10,12 @@ weight step on the weight set and one architecture step on the architecture set 
 the architecture gradient is taken at the current weights, no unrolled step). The latency term
 does not depend on the weights, so weight steps use the cross-entropy alone.
 
-The loop is resumable: a checkpoint (supernet, both optimisers, step, history, generator states)
-is written every ``checkpoint_every`` steps and at the end, atomically.
+The loop is resumable: a checkpoint (supernet, both optimisers, step, history, generator states,
+architecture trace) is written every ``checkpoint_every`` steps and at the end, atomically.
+
+Every architecture step is followed by ``trace.after_arch_step()``: an
+:class:`~search.core.convergence.ArchTrace` of the entropy of every architecture group (about 200
+records over the search), from which the caller draws the convergence verdict (issue 16).
 
 rtdnas subclasses :class:`ArchitectureSearch` to change the architecture loss (eq. 2) and the weight
 optimiser; both methods import it from here.
@@ -19,17 +23,19 @@ optimiser; both methods import it from here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from search import distributed
+from search.core.convergence import ArchTrace
 from search.train.cine_config import SearchConfig
 from search.train.datasets import IGNORE_INDEX
 
@@ -37,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: ``(generator) -> expected latency in ms`` (a 0-dim tensor differentiable in the arch parameters).
 LatencyTerm = Callable[[torch.Generator], torch.Tensor]
+
+#: About how many entropy records the architecture trace keeps over a search.
+TRACE_RECORDS = 200
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,24 @@ class StepRecord:
 def _forever(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     while True:
         yield from loader
+
+
+@contextlib.contextmanager
+def frozen(params: Iterable[nn.Parameter]) -> Iterator[None]:
+    """Within the block ``params`` take no gradient (restored afterwards, also on errors).
+
+    A first-order architecture step treats the weights as constants: freezing them skips their
+    gradients (about a third of the backward pass, which the step would discard anyway) and keeps
+    stale gradients out of the next weight step. The architecture gradient is unchanged.
+    """
+    held = [p for p in params if p.requires_grad]
+    for p in held:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in held:
+            p.requires_grad_(True)
 
 
 def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -100,7 +127,9 @@ class ArchitectureSearch:
         self.arch_batches = _forever(distributed.shard_loader(arch_loader))
         # Weight steps run through DDP under torchrun; the alphas are averaged in the arch step.
         self.runner = distributed.wrap(supernet, exclude=supernet.arch_parameters())
-        self.weight_opt = torch.optim.Adam(list(supernet.weight_parameters()), lr=cfg.weight_lr,
+        # Listed once: walking the module tree for them costs ~0.05 s a step on the default supernet.
+        self.weights = list(supernet.weight_parameters())
+        self.weight_opt = torch.optim.Adam(self.weights, lr=cfg.weight_lr,
                                            weight_decay=cfg.weight_decay)
         total = max(1, cfg.warmup_steps + cfg.search_steps)
         self.weight_sched = torch.optim.lr_scheduler.LambdaLR(
@@ -109,6 +138,8 @@ class ArchitectureSearch:
                                          betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay)
         self.step = 0
         self.history: list[StepRecord] = []
+        # Built on the freshly initialised supernet: its initial logits are the "argmax at initialisation".
+        self.trace = ArchTrace(supernet, every=max(1, cfg.search_steps // TRACE_RECORDS))
 
     @property
     def total_steps(self) -> int:
@@ -118,27 +149,27 @@ class ArchitectureSearch:
     def done(self) -> bool:
         return self.step >= self.total_steps
 
+    def _train_mode(self) -> None:
+        """Training mode (BN batch statistics); the module-tree walk only when something left it."""
+        if not self.supernet.training:
+            self.supernet.train()
+
     def _weight_step(self) -> float:
         clips, labels = next(self.weight_batches)
-        self.supernet.train()
+        self._train_mode()
         self.weight_opt.zero_grad(set_to_none=True)
         loss = segmentation_ce(self.runner(clips), labels)
         loss.backward()
-        nn.utils.clip_grad_norm_(list(self.supernet.weight_parameters()), 5.0)
+        nn.utils.clip_grad_norm_(self.weights, 5.0)
         self.weight_opt.step()
         self.weight_sched.step()
         return float(loss.detach())
 
     def _arch_step(self) -> tuple[float, float]:
         clips, labels = next(self.arch_batches)
-        self.supernet.train()
+        self._train_mode()
         self.arch_opt.zero_grad(set_to_none=True)
-        # First order: the weights are constants of the architecture step. Freezing them skips their
-        # gradients (a third of the backward pass) and keeps them out of the next weight step.
-        weights = [p for p in self.supernet.weight_parameters() if p.requires_grad]
-        for p in weights:
-            p.requires_grad_(False)
-        try:
+        with frozen(self.weights):  # first order: the weights are constants of the architecture step
             ce = segmentation_ce(self.supernet(clips), labels)
             loss = ce
             latency_ms = float("nan")
@@ -147,9 +178,6 @@ class ArchitectureSearch:
                 loss = ce + self.cfg.latency_lambda * lat
                 latency_ms = float(lat.detach())
             loss.backward()
-        finally:
-            for p in weights:
-                p.requires_grad_(True)
         distributed.average_gradients(self.supernet.arch_parameters())
         self.arch_opt.step()
         return float(ce.detach()), latency_ms
@@ -164,12 +192,14 @@ class ArchitectureSearch:
                 rec = StepRecord(self.step, "warmup", weight_ce, float("nan"), float("nan"))
             else:
                 arch_ce, latency_ms = self._arch_step()
+                self.trace.after_arch_step()
                 rec = StepRecord(self.step, "search", weight_ce, arch_ce, latency_ms)
             self.history.append(rec)
             if on_step is not None:
                 on_step(rec)
             if self.step % self.checkpoint_every == 0 or self.done:
                 self.save()
+        self.trace.finish()
         distributed.finish_stage("search", self.supernet)
         return self.history
 
@@ -183,6 +213,7 @@ class ArchitectureSearch:
             "arch_opt": self.arch_opt.state_dict(),
             "history": [r.__dict__ for r in self.history],
             "generator": self.generator.get_state(),
+            "arch_trace": self.trace.to_json(),
         }
 
     def save(self) -> None:
@@ -209,5 +240,9 @@ class ArchitectureSearch:
         self.history = [StepRecord(**r) for r in state["history"]]
         self.generator.set_state(state["generator"])
         self.step = int(state["step"])
+        if "arch_trace" in state:
+            self.trace.load_json(state["arch_trace"])
+        else:  # a checkpoint from before the trace: its curve starts here, its initial point stays exact
+            self.trace.arch_steps = max(0, self.step - self.cfg.warmup_steps)
         log.info("resumed search from %s at step %d/%d", self.checkpoint, self.step, self.total_steps)
         return True

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from search import distributed
+from search.core.convergence import Convergence, shipping_warning
 from search.core.genotypes import MultiscaleGenotype
 from search.export.flops import count_flops
 from search.latency.lut import LatencyTable
@@ -39,6 +40,7 @@ from search.methods.msnas_hw import report, space
 from search.methods.msnas_hw.config import SearchRun
 from search.methods.msnas_hw.drawing import draw_genotype
 from search.methods.msnas_hw.networks import build_row_network, per_frame_network
+from search.methods.msnas_hw.search import convergence_report, search_convergence
 from search.train.bilevel import ArchitectureSearch, StepRecord
 from search.train.cine_rows import CineRows, read_json, write_json
 from search.train.clips import clip_dataset
@@ -150,6 +152,7 @@ class MsnasHwExperiment(CineRows):
 
         history = searcher.run(on_step=on_step)
         genotypes = {n: space.decode(supernet, n) for n in wanted}
+        convergence = search_convergence(searcher.trace, genotypes, partial(space.decode, supernet))
         doc = {
             "search": asdict(run),
             "genotypes": {str(n): g.to_json() for n, g in genotypes.items()},
@@ -157,11 +160,14 @@ class MsnasHwExperiment(CineRows):
             "expected_latency_ms": {str(n): space.expected_latency(cfg, supernet, table, n) for n in wanted},
             "history": [r.__dict__ for r in history],
             "seconds": watch.elapsed(),
+            "convergence": convergence,
+            "arch_trace": searcher.trace.to_json(),
         }
         if distributed.is_main():  # every rank decoded the same genotypes; rank 0 writes them
             write_json(result_path, doc)
         for n, g in genotypes.items():
             self.say(f"search {run.key}: decoded n={n}: " + " | ".join(" ".join(p.kinds) for p in g.paths))
+            self.say(f"search {run.key}, n={n}: " + Convergence.from_json(convergence[str(n)]).summary())
         return genotypes
 
     # ---------------------------------------------------------------------------------- latency
@@ -244,6 +250,7 @@ class MsnasHwExperiment(CineRows):
         lut = self._lut_predictions(genotypes)
         latency_doc = read_json(self.out / "latency.json") if (self.out / "latency.json").is_file() else {}
         text = report_text.render_report(self.cfg, results, genotypes, searches, figures, variants, lut)
+        text += convergence_report(searches, folder)
         text += report_text.measurement_conditions(latency_doc)
         (folder / "report.md").write_text(text)
         (folder / "table2.md").write_text(report.table2_markdown(self.cfg, results) + "\n")
@@ -286,7 +293,14 @@ class MsnasHwExperiment(CineRows):
         net = build_row_network(self.cfg, row, genotype=genotype)
         net.load_state_dict(torch.load(self._row_dir(row) / "weights.pt", map_location="cpu"))
         test_cases = self.subset(self.split.test)
+        convergence = None
+        if row.kind == "msnas":  # issue 16: never shipped silently when its search did not converge
+            search_doc = read_json(self.out / "searches" / row.search / "result.json")
+            convergence = (search_doc.get("convergence") or {}).get(str(row.n_paths))
+            warning = shipping_warning(convergence, f"msnas-hw row {row.key}")
+            if warning:
+                self.say(warning)
         card = export_row(self.cfg, row, net, genotype, results[row.key], reason, test_cases, self.split,
-                          self.models_dir)
+                          self.models_dir, convergence=convergence)
         self.say(f"ship: {card.onnx_path} ({reason})")
         return card.onnx_path

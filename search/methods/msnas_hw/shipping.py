@@ -23,11 +23,12 @@ from torch import nn
 from app.cards import ModelCard
 from app.realtime import REALTIME
 from app.data.case import ACDC_LABELS, Case
+from search.core.convergence import card_field
 from search.core.genotypes import MultiscaleGenotype
 from search.export.card_writer import CardContent, TensorSpec
 from search.export.onnx_export import export_model
 from search.methods.msnas_hw.config import MsnasHwConfig, RowSpec
-from search.train.clips import ClipProbabilities, clip_dataset, onnx_clip_predictor
+from search.train.clips import ClipProbabilities, card_data, clip_dataset, onnx_clip_predictor
 from search.train.datasets import CINE_NORMALISATION
 from search.train.evaluate import evaluate_segmentation
 
@@ -55,7 +56,8 @@ def choose_row(cfg: MsnasHwConfig, results: dict[str, dict[str, Any]]) -> tuple[
 
 
 def export_row(cfg: MsnasHwConfig, row: RowSpec, net: nn.Module, genotype: MultiscaleGenotype | None,
-               result: dict[str, Any], reason: str, test_cases: Sequence[Case], split, models_dir: Path) -> ModelCard:
+               result: dict[str, Any], reason: str, test_cases: Sequence[Case], split, models_dir: Path, *,
+               convergence: dict[str, Any] | None = None) -> ModelCard:
     """Export one trained row with its card into ``models_dir``.
 
     Args:
@@ -68,6 +70,7 @@ def export_row(cfg: MsnasHwConfig, row: RowSpec, net: nn.Module, genotype: Multi
         test_cases: Held-out patients: Dice on the exported file and the parity inputs.
         split: The patient split (ids only go into the card).
         models_dir: Destination.
+        convergence: Its search's convergence verdict (JSON), for the card's ``search.convergence``.
     """
     t, h, w = cfg.data.clip_length, cfg.data.height, cfg.data.width
     model_id = f"cine-msnas-hw-{row.key.replace('_', '-')}"
@@ -87,11 +90,9 @@ def export_row(cfg: MsnasHwConfig, row: RowSpec, net: nn.Module, genotype: Multi
                            f"resized to {h}x{w}, z-scored over the clip")],
         outputs=[TensorSpec("probs", (1, len(ACDC_LABELS), t, h, w), "softmax probabilities for every frame")],
         classes=dict(ACDC_LABELS), normalisation=dict(CINE_NORMALISATION), layout="NCTHW",
-        data={"source": "phantom-cine (app.data.phantom)", "seed": cfg.data.seed,
-              "split": {"train": list(split.train), "test": list(split.test)},
-              "preset": cfg.preset},
+        data=card_data(cfg.data, split, cfg.preset, test_cases),  # phantom as before; --data: hashes, no ids
         genotype=None if genotype is None else genotype.to_dict(),
-        clip_length=t,
+        clip_length=t, convergence=card_field(convergence),
         architecture={"row": row.name, "kind": row.kind, "channels_scale0": cfg.trained_channels,
                       "n_paths": row.n_paths, "latency_aware_search": row.latency_aware,
                       "layers": cfg.supernet.layers, "scales": cfg.supernet.scales},

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from search import distributed
 from search.train.cine_config import SearchConfig
-from search.train.bilevel import ArchitectureSearch, segmentation_ce
+from search.train.bilevel import ArchitectureSearch, frozen, segmentation_ce
 from search.methods.rtdnas.config import RtSearchConfig
 
 MAX_EXPONENT = 30.0
@@ -72,7 +72,7 @@ class RtdnasSearch(ArchitectureSearch):
         self.rt = cfg
         self.ub_ms = float(ub_ms)
         self.l_t = latency
-        self.weight_opt = torch.optim.SGD(list(supernet.weight_parameters()), lr=cfg.weight_lr,
+        self.weight_opt = torch.optim.SGD(self.weights, lr=cfg.weight_lr,
                                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         total = max(1, cfg.warmup_steps + cfg.search_steps)
         floor = cfg.weight_lr_min / cfg.weight_lr
@@ -81,12 +81,13 @@ class RtdnasSearch(ArchitectureSearch):
 
     def _arch_step(self) -> tuple[float, float]:
         clips, labels = next(self.arch_batches)
-        self.supernet.train()
+        self._train_mode()
         self.arch_opt.zero_grad(set_to_none=True)
-        ce = segmentation_ce(self.supernet(clips), labels)
-        lat = self.l_t()
-        loss = rtdnas_loss(ce, lat, self.ub_ms, self.rt.penalty_lambda, self.rt.penalty_tau_ms)
-        loss.backward()
+        with frozen(self.weights):  # first order: no weight gradients (they were computed and discarded)
+            ce = segmentation_ce(self.supernet(clips), labels)
+            lat = self.l_t()
+            loss = rtdnas_loss(ce, lat, self.ub_ms, self.rt.penalty_lambda, self.rt.penalty_tau_ms)
+            loss.backward()
         distributed.average_gradients(self.supernet.arch_parameters())  # under torchrun: same alphas on every rank
         self.arch_opt.step()
         self.weight_opt.zero_grad(set_to_none=True)

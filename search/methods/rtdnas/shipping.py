@@ -21,11 +21,12 @@ import torch
 from app.cards import ModelCard
 from app.realtime import REALTIME
 from app.data.case import ACDC_LABELS
+from search.core.convergence import card_field, shipping_warning
 from search.core.genotypes import MultiscaleGenotype
 from search.export.card_writer import CardContent, TensorSpec
 from search.export.onnx_export import export_model
 from search.methods.rtdnas import space
-from search.train.clips import ClipProbabilities, clip_dataset, onnx_clip_predictor
+from search.train.clips import ClipProbabilities, card_data, clip_dataset, onnx_clip_predictor
 from search.train.datasets import CINE_NORMALISATION
 from search.train.evaluate import evaluate_segmentation
 from search.train.row_networks import build_row_network
@@ -77,7 +78,14 @@ def ship(exp, results: dict[str, Any], derivation: dict[str, Any]) -> Path | Non
     else:
         decision["reason"] = ("beats msnas-hw's model within the budget" if theirs and theirs["meets"]
                               else "msnas-hw has no model within the budget")
-        card = export_winner(exp, key, rows[key], decision["reason"])
+        # Issue 16: the final round's convergence verdict goes into the card; an unconverged one is said aloud.
+        final_round = read_round(exp.out / "rounds" / f"r{derivation['round']}" / "result.json")
+        verdict = final_round.get("convergence")
+        warning = shipping_warning(verdict, f"rtdnas {key}")
+        if warning:
+            exp.say(warning)
+        decision["convergence"] = card_field(verdict)
+        card = export_winner(exp, key, rows[key], decision["reason"], convergence=verdict)
         decision["shipped"] = True
         decision["model"] = str(card.onnx_path)
     if stale is not None and not decision["shipped"]:
@@ -89,7 +97,13 @@ def ship(exp, results: dict[str, Any], derivation: dict[str, Any]) -> Path | Non
     return Path(decision["model"]) if decision.get("shipped") else None
 
 
-def export_winner(exp, key: str, result: dict[str, Any], reason: str) -> ModelCard:
+def read_round(path: Path) -> dict[str, Any]:
+    """A search round's ``result.json`` (empty when missing)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def export_winner(exp, key: str, result: dict[str, Any], reason: str, *,
+                  convergence: dict[str, Any] | None = None) -> ModelCard:
     """ONNX (clip -> softmax probabilities for every frame) + verified card into ``exp.models_dir``."""
     cfg = exp.cfg
     g = MultiscaleGenotype.from_dict(result["genotype"])
@@ -116,9 +130,8 @@ def export_winner(exp, key: str, result: dict[str, Any], reason: str) -> ModelCa
                            f"{h}x{w}, z-scored over the clip")],
         outputs=[TensorSpec("probs", (1, len(ACDC_LABELS), t, h, w), "softmax probabilities for every frame")],
         classes=dict(ACDC_LABELS), normalisation=dict(CINE_NORMALISATION), layout="NCTHW",
-        data={"source": "phantom-cine (app.data.phantom)", "seed": cfg.data.seed,
-              "split": {"train": list(split.train), "test": list(split.test)}, "preset": cfg.preset},
-        genotype=g.to_dict(), clip_length=t,
+        data=card_data(cfg.data, split, cfg.preset, test_cases),  # phantom as before; --data: hashes, no ids
+        genotype=g.to_dict(), clip_length=t, convergence=card_field(convergence),
         architecture={"row": result["name"], "channels_scale0": cfg.trained_channels, "n_paths": len(g.paths),
                       "layers": cfg.supernet.layers, "scales": cfg.supernet.scales,
                       "path_selection": "genetic" if key.startswith("ga_") else "top-weight"},
