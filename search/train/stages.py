@@ -71,6 +71,10 @@ class Stage:
         done: Overrides "every output exists" (e.g. "the table has every key").
         clear_stale: Remove the outputs before rerunning a stale stage (False for a cache such as a
             latency table, whose entries stay valid).
+        config: The part of the run's configuration this stage depends on (None: all of it); only a
+            change to it makes the stage stale, so a changed value reruns just the stages it feeds.
+        scratch: Intermediate files (checkpoints) removed with the outputs before a stale rerun, so
+            that the stage's own mid-way resume does not continue from a run of another config.
     """
 
     name: str
@@ -80,6 +84,8 @@ class Stage:
     inputs: tuple[Path | str, ...] = ()
     done: Callable[[], bool] | None = None
     clear_stale: bool = True
+    config: Any = None
+    scratch: tuple[Path | str, ...] = ()
 
 
 def config_hash(config: Any) -> str:
@@ -143,6 +149,10 @@ class StageRunner:
         except ValueError:
             return str(path)
 
+    def stage_hash(self, stage: Stage) -> str:
+        """The configuration hash ``stage`` is recorded and compared with (its own config, else the run's)."""
+        return self.config_hash if stage.config is None else config_hash(stage.config)
+
     def status(self, stage: Stage) -> tuple[bool, str]:
         """``(skip, reason)``: whether ``stage`` can be skipped, in words."""
         outputs = [self._abs(p) for p in stage.outputs]
@@ -156,8 +166,8 @@ class StageRunner:
         old = self.records.get(stage.name)
         if old is None:
             return True, f"skipped: result exists at {where} (made before stage records)"
-        if old.get("config_hash") != self.config_hash:
-            return False, f"reran: result at {where} was made with config hash {old.get('config_hash')}, now {self.config_hash}"
+        if old.get("config_hash") != self.stage_hash(stage):
+            return False, f"reran: result at {where} was made with config hash {old.get('config_hash')}, now {self.stage_hash(stage)}"
         if old.get("inputs_hash") != files_hash(self._abs(p) for p in stage.inputs):
             return False, f"reran: the inputs of {where} changed"
         return True, f"skipped: result exists at {where}, config hash unchanged"
@@ -165,7 +175,7 @@ class StageRunner:
     def run(self, stage: Stage) -> Any:
         """Skip ``stage`` (returning ``stage.load()``) or run it; record the decision either way."""
         skip, reason = self.status(stage)
-        record = {"status": "skipped" if skip else "ran", "reason": reason, "config_hash": self.config_hash,
+        record = {"status": "skipped" if skip else "ran", "reason": reason, "config_hash": self.stage_hash(stage),
                   "inputs_hash": files_hash(self._abs(p) for p in stage.inputs),
                   "outputs": [self._rel(self._abs(p)) for p in stage.outputs]}
         if skip:
@@ -174,7 +184,7 @@ class StageRunner:
             record["seconds"] = self.records.get(stage.name, {}).get("seconds")
         else:
             if reason.startswith("reran") and stage.clear_stale:
-                for path in (self._abs(p) for p in stage.outputs):
+                for path in (self._abs(p) for p in (*stage.outputs, *stage.scratch)):
                     path.unlink(missing_ok=True)
             with stopwatch() as watch:
                 value = stage.run()
@@ -189,7 +199,8 @@ class StageRunner:
 
 
 def latency_table_stage(path: Path, keys: Callable[[], Iterable[Any]], settings: Any, *,
-                        progress: Callable[[str], None] | None = None, name: str = "latency-table") -> Stage:
+                        progress: Callable[[str], None] | None = None, name: str = "latency-table",
+                        profile: Callable[[Any, list[Any]], None] | None = None, config: Any = None) -> Stage:
     """The stage that profiles every op key a search can choose into ``path`` (only the missing ones).
 
     Args:
@@ -198,6 +209,9 @@ def latency_table_stage(path: Path, keys: Callable[[], Iterable[Any]], settings:
         settings: ``search.latency.profiler.ProfileSettings``.
         progress: Called with one line before profiling.
         name: Stage name.
+        profile: ``profile(table, missing_keys)`` measures the keys into the table and saves it to
+            ``path`` (None: ``OpProfiler``, the median of ``settings.repeats`` runs per op).
+        config: The stage's own configuration (see ``Stage.config``; None: the run's).
 
     Returns:
         A stage whose result is the loaded ``LatencyTable``; it is done when the table has every key.
@@ -221,13 +235,16 @@ def latency_table_stage(path: Path, keys: Callable[[], Iterable[Any]], settings:
 
     def run() -> LatencyTable:
         table = load() if path.is_file() else LatencyTable()
-        profiler = OpProfiler(table, settings, save_to=path)
-        todo = profiler.missing(wanted())
+        profiler = None if profile is not None else OpProfiler(table, settings, save_to=path)
+        todo = table.missing(wanted())
         if todo:
             say(f"latency table: profiling {len(todo)} of {len(wanted())} op signatures with onnxruntime")
-            profiler.profile(wanted())
+            if profiler is None:
+                profile(table, todo)
+            else:
+                profiler.profile(wanted())
         if todo or not path.is_file():
             table.save(path)
         return load()
 
-    return Stage(name, run=run, outputs=(path,), load=load, done=done, clear_stale=False)
+    return Stage(name, run=run, outputs=(path,), load=load, done=done, clear_stale=False, config=config)

@@ -4,7 +4,8 @@ The paper: Zeng et al. 2021, arXiv:2109.06909 (full reference in ``docs/referenc
 
 Searches (with and without the latency term), derives, retrains from scratch beside the handcrafted
 baselines, scores everything on held-out patients, measures Table II on this CPU, draws the report
-and exports the winning seg + QC pair with model cards. Resumable: run the same command again.
+and exports the winning seg + QC pair with model cards. Resumable: run the same command again
+(``<out>/stages.json`` says which stages ran or were skipped, and why).
 """
 
 from __future__ import annotations
@@ -36,13 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from search import distributed
     from search.methods.common_cli import run_places
     from search.methods.segqc_hw.config import preset
-    from search.methods.segqc_hw.search import RunPaths, run_segqc_hw
+    from search.methods.segqc_hw.experiment import RunPaths, run_segqc_hw
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the ONNX exporter's stage-by-stage chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
+    from search.data import ECHO_MYOCARDIUM
+    from search.methods.common_cli import with_data
+
+    cfg = with_data(cfg, args, ECHO_MYOCARDIUM, "segqc-hw")  # --data: checked here, read by load_protocol
     if args.retrain_epochs is not None:
         seg_epochs, qc_epochs = args.retrain_epochs
         cfg = replace(cfg, retrain=replace(cfg.retrain, seg_epochs=seg_epochs, qc_epochs=qc_epochs))

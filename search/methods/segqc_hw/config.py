@@ -62,6 +62,8 @@ class DataConfig:
         resolution: Side of the square network input (pixels).
         phantom_seed: Seed of the phantom dataset (patients are deterministic per seed).
         n_qc_val: Patients of S2 kept for validation during retraining (the rest of S2 trains QC).
+        source: The ``--data`` spec (``search.data``): ``"phantom"`` or ``"KIND:DIR"``; with a dataset the
+            counts above give the proportions of its patients.
     """
 
     n_s1: int = 40
@@ -72,6 +74,7 @@ class DataConfig:
     phantom_seed: int = 0
     n_qc_val: int = 20
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    source: str = "phantom"
 
 
 @dataclass(frozen=True)
@@ -203,8 +206,10 @@ class SegQcConfig:
     threads: int = 2
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples become lists)."""
-        return asdict(self)
+        """Plain JSON-able dict (tuples become lists); ``data.source`` only when it is not the phantom."""
+        from search.data import config_without_phantom
+
+        return config_without_phantom(asdict(self))
 
 
 def preset(name: str, *, seed: int | None = None) -> SegQcConfig:

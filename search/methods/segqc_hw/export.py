@@ -23,12 +23,13 @@ from typing import Any
 from torch import nn
 
 from app.data.case import ECHO_MYO_LABELS, Case
+from search.core.convergence import card_field, shipping_warning
 from search.export.card_writer import CardContent, TensorSpec
 from search.export.onnx_export import export_model
 from search.export.predictors import onnx_qc_predictor, onnx_seg_predictor
 from search.export.quantize import quantize_if_faster
 from search.methods.segqc_hw.config import SegQcConfig
-from search.methods.segqc_hw.data import frame_dataset
+from search.methods.segqc_hw.data import card_data, frame_dataset
 from search.train.datasets import ECHO_NORMALISATION
 from search.train.evaluate import evaluate_qc
 from search.train.seg_outputs import SegmentationWithUncertainty
@@ -70,11 +71,7 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
     seg_id, qc_id = model_ids(cfg.preset)
     r = cfg.data.resolution
     test = frame_dataset(cases["test"], r, None, seed=0)
-    data = {"source": "phantom-echo (app.data.phantom.echo, contrast)", "seed": cfg.data.phantom_seed,
-            "split": {"s1_seg_train": len(cases["s1"]), "s2_qc_train": len(cases["s2_train"]),
-                      "s2_validation": len(cases["s2_val"]), "test": len(cases["test"]),
-                      "frames_per_patient": cfg.data.frames_per_case},
-            "preset": cfg.preset}
+    data = card_data(cfg.data, cases, cfg.preset)  # the phantom's description, or the --data dataset's hashes
     cost = row["cost"]
     table_note = (f"In the Table II harness (seg + QC at {cfg.measure.resolution}x{cfg.measure.resolution}, {machine}): "
                   f"{cost['latency_ms']:.1f} ms, {cost['macs'] / 1e6:.0f} M MACs; test Dice "
@@ -83,10 +80,15 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
     probs = TensorSpec("probs", (1, 2, r, r), "softmax class probabilities (0 background, 1 myocardium)")
     unc = TensorSpec("uncertainty", (1, 1, r, r), "per-pixel entropy of the softmax / log(2), in [0, 1] (in-graph)")
     genotype = row["genotype"]
+    verdict = (row.get("search") or {}).get("convergence")  # issue 16: never shipped silently when unconverged
+    warning = shipping_warning(verdict, seg_id)
+    if warning:
+        log.warning("%s", warning)
+    convergence = card_field(verdict)
     seg_content = CardContent(
         model_id=seg_id, modality="echo", role="seg", method="segqc-hw", inputs=[image], outputs=[probs, unc],
         classes=CLASSES, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
-        genotype={"kind": "nasunet", **genotype["seg"]}, pairs_with=qc_id, clip_length=1,
+        genotype={"kind": "nasunet", **genotype["seg"]}, pairs_with=qc_id, clip_length=1, convergence=convergence,
         architecture={"nasunet": {"init_filters": cfg.space.seg_init_filters, "depth": cfg.space.seg_depth,
                                   "n_nodes": cfg.space.nodes}},
         notes="Searched jointly with its QC model (segqc-hw, Zeng et al. 2021, arXiv:2109.06909; hardware-aware, "
@@ -119,7 +121,7 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
                 TensorSpec("uncertainty", (1, 1, r, r), f"uncertainty of {seg_id}")],
         outputs=[TensorSpec("dice", (1,), "predicted Dice of the segmentation, in [0, 1]")],
         classes=CLASSES, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
-        genotype={"kind": "qc", **genotype["qc"]}, clip_length=1,
+        genotype={"kind": "qc", **genotype["qc"]}, clip_length=1, convergence=convergence,
         architecture={"qcnet": {"init_filters": cfg.space.qc_init_filters, "n_stages": cfg.space.qc_stages,
                                 "n_nodes": cfg.space.nodes}},
         notes=f"QC half of the segqc-hw pair: trained on S2 patients with {seg_id} frozen, target = true Dice "
@@ -136,7 +138,7 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({
             "shipped": shipped, "models_dir": str(models_dir), "from_search": row_key,
-            "lambda2": row.get("lambda2", cfg.search.lambda2),
+            "lambda2": row.get("lambda2", cfg.search.lambda2), "convergence": convergence,
             "seg": {"id": seg_id, "sha256": seg_card.raw["onnx_sha256"], "metrics": seg_card.metrics},
             "qc": {"id": qc_id, "sha256": qc_card.raw["onnx_sha256"], "metrics": qc_card.metrics},
             "int8": {"shipped": decision.shipped is not None, "reason": decision.reason,

@@ -31,6 +31,7 @@ from search import distributed
 from search.methods.segqc_hw.config import SearchConfig
 from search.methods.segqc_hw.data import loader
 from search.methods.segqc_hw.framework import framework_loss, run_framework
+from search.train.bilevel import frozen
 from search.train.datasets import EchoFrameDataset
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ def _pairs(first: Iterator, second: Iterator) -> Iterator[tuple]:
 
 def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn, s1: EchoFrameDataset,
                      s2: EchoFrameDataset, cfg: SearchConfig, *, seed: int, checkpoint: Path | None = None,
-                     detach_qc_input: bool = False, device: str | torch.device = "cpu") -> SearchState:
+                     detach_qc_input: bool = False, device: str | torch.device = "cpu",
+                     on_arch_step: Callable[[], None] | None = None) -> SearchState:
     """Search both supernets jointly; resumes from ``checkpoint`` when it exists.
 
     Args:
@@ -96,6 +98,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         checkpoint: ``.pt`` written after every epoch.
         detach_qc_input: Keep the QC error from reaching the segmentation net.
         device: Where the supernets live (batches are moved there; ``"cuda"`` on a GPU machine).
+        on_arch_step: Called after every architecture step (the convergence trace, issue 16).
     """
     opt_seg = torch.optim.Adam(_weights(seg), lr=cfg.weight_lr, weight_decay=cfg.weight_decay)
     opt_qc = torch.optim.Adam(_weights(qc), lr=cfg.weight_lr, weight_decay=cfg.weight_decay)
@@ -119,6 +122,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
     # Under torchrun: weight steps through DDP (alphas left out), alphas averaged in their own step.
     seg_ddp = distributed.wrap(seg, exclude=_alphas(seg))
     qc_ddp = distributed.wrap(qc, exclude=_alphas(qc))
+    weights = _weights(seg) + _weights(qc)
     for epoch in range(state.epoch, total_epochs):
         searching = epoch >= cfg.warmup_epochs
         sums = {"ce": 0.0, "mse": 0.0, "qc_mse_s2": 0.0, "arch_loss": 0.0}
@@ -140,14 +144,17 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
             steps += 1
             # 2. S2: architecture of both networks (after the warm-up).
             if searching:
-                out = run_framework(seg, qc, x2, y2, detach_qc_input=detach_qc_input)
-                lat = expected_latency(cfg.gumbel_tau, gumbel)
-                terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, latency_ms=lat,
-                                       seg_dice_weight=cfg.seg_dice_weight)
-                opt_arch.zero_grad(set_to_none=True)
-                terms.total.backward()
+                with frozen(weights):  # first order: no weight gradients (steps 1 and 3 would discard them)
+                    out = run_framework(seg, qc, x2, y2, detach_qc_input=detach_qc_input)
+                    lat = expected_latency(cfg.gumbel_tau, gumbel)
+                    terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, latency_ms=lat,
+                                           seg_dice_weight=cfg.seg_dice_weight)
+                    opt_arch.zero_grad(set_to_none=True)
+                    terms.total.backward()
                 distributed.average_gradients(_alphas(seg) + _alphas(qc))
                 opt_arch.step()
+                if on_arch_step is not None:
+                    on_arch_step()
                 sums["arch_loss"] += float(terms.total.detach())
                 arch_steps += 1
             # 3. S2: QC weights only, segmentation frozen.

@@ -18,6 +18,7 @@ Table II reports. The estimator itself is ``search.core.estimators.AdditiveLaten
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -30,7 +31,8 @@ from search.core.supernets.nasunet import NasUnetConfig, NasUnetSupernet
 from search.core.supernets.qcnet import QcNetConfig, QcSupernet
 from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable
-from search.latency.profiler import OpProfiler, ProfileSettings, table_conditions
+from search.latency.profiler import ProfileSettings, table_conditions
+from search.train.stages import Stage, latency_table_stage
 
 #: How an entry of this method's table is computed (see ``profile_best_of``).
 STATISTIC = ("minimum ms of `repeats` interleaved session.run calls on the op alone (best of N: the "
@@ -132,25 +134,48 @@ def profile_best_of(table: LatencyTable, keys: list[OpKey], settings: ProfileSet
         log.info("latency table: %d/%d op signatures measured", min(start + len(group), len(keys)), len(keys))
 
 
-def ensure_table(cfg, path: Path, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> FrameworkLatency:
-    """Load the run's table, profile the keys it lacks on this CPU (best of N), return the latency model.
-
-    Args:
-        cfg: ``SegQcConfig`` (its ``measure`` block: resolution, profiling runs, threads).
-        path: Table JSON (created, saved after every profiled group: resumable).
-        seg_cfg, qc_cfg: Shapes of the two supernets.
-    """
-    r = cfg.measure.resolution
-    table = LatencyTable.load(path) if path.is_file() else LatencyTable(path=str(path))
+def check_statistic(table: LatencyTable, path: Path) -> None:
+    """Refuse a table whose entries were measured with another statistic than ``STATISTIC``."""
     if table.entries and table.meta.get("statistic") != STATISTIC:
         raise ValueError(f"{path}: entries were measured with another statistic ({table.meta.get('statistic')!r}); "
                          "delete the table to profile it again")
-    keys = (collect_latency_keys(NasUnetSupernet(seg_cfg), (seg_cfg.in_channels, r, r))
-            | collect_latency_keys(QcSupernet(qc_cfg), (qc_cfg.in_channels, r, r)))
+
+
+def lut_stage(cfg, path: Path, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> Stage:
+    """The run's latency-table stage: every op of both supernets at ``measure.resolution``, best of N.
+
+    Args:
+        cfg: ``SegQcConfig`` (its ``measure`` block: resolution, profiling runs, threads).
+        path: Table JSON (created, saved after every profiled group: resumable, only missing keys).
+        seg_cfg, qc_cfg: Shapes of the two supernets.
+
+    Returns:
+        A ``search.train.stages.Stage`` whose result is the loaded ``LatencyTable``.
+    """
+    r = cfg.measure.resolution
     settings = ProfileSettings(warmup=cfg.measure.lut_warmup, repeats=cfg.measure.lut_repeats,
                                intra_op_threads=cfg.measure.intra_op_threads, seed=cfg.seed)
-    missing = OpProfiler(table, settings).missing(keys)
-    if missing:
-        log.info("latency table %s: profiling %d of %d op signatures at %dx%d", path, len(missing), len(keys), r, r)
+
+    def keys() -> set[OpKey]:
+        return (collect_latency_keys(NasUnetSupernet(seg_cfg), (seg_cfg.in_channels, r, r))
+                | collect_latency_keys(QcSupernet(qc_cfg), (qc_cfg.in_channels, r, r)))
+
+    def profile(table: LatencyTable, missing: list[OpKey]) -> None:
+        check_statistic(table, path)
         profile_best_of(table, missing, settings, path)
-    return FrameworkLatency(table, r, seg_cfg, qc_cfg)
+
+    m = cfg.measure
+    config = {"resolution": r, "intra_op_threads": m.intra_op_threads, "lut_warmup": m.lut_warmup,
+              "lut_repeats": m.lut_repeats, "seed": cfg.seed, "space": asdict(cfg.space)}
+    return latency_table_stage(path, keys, settings, progress=log.info, profile=profile, config=config)
+
+
+def framework_latency(cfg, table: LatencyTable, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> FrameworkLatency:
+    """The latency model of ``table`` (a best-of-N table of this method) at ``measure.resolution``."""
+    check_statistic(table, Path(table.path or "latency table"))
+    return FrameworkLatency(table, cfg.measure.resolution, seg_cfg, qc_cfg)
+
+
+def ensure_table(cfg, path: Path, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> FrameworkLatency:
+    """Profile the keys ``path`` lacks (``lut_stage`` without a run record) and return the latency model."""
+    return framework_latency(cfg, lut_stage(cfg, path, seg_cfg, qc_cfg).run(), seg_cfg, qc_cfg)

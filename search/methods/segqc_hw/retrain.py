@@ -16,7 +16,6 @@ and the other 20 of S2 validate; patients the seg net trained on never train the
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from app.metrics import qc_calibration
 from search import distributed
 from search.methods.segqc_hw.config import AugmentConfig, RetrainConfig
 from search.methods.segqc_hw.data import frame_dataset, frame_meta
+from search.train.cine_rows import read_json, write_json
 from search.train.evaluate import evaluate_qc, torch_qc_predictor, torch_seg_predictor
 from search.train.loop import TrainConfig, fit, seed_everything
 from search.train.losses import dice_of_prediction, segmentation_loss
@@ -147,39 +147,42 @@ def summarise(frames: list[dict]) -> dict:
 def train_and_score(name: str, seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConfig,
                     augment: AugmentConfig, resolution: int, *, seed: int, row_dir: Path,
                     device: str | torch.device = "cpu") -> dict:
-    """Retrain a pair (resumable, on ``device``) and score it on validation and test (on the CPU);
-    cached in ``row_dir/scores.json``. The pair is left on the CPU, trained, in eval mode."""
+    """Retrain a pair on ``device`` (resuming mid-way from ``row_dir/seg.pt`` and ``qc.pt``) and score it on
+    validation and test (on the CPU); writes ``row_dir/scores.json`` and ``weights.pt``. The pair is left
+    on the CPU, trained, in eval mode."""
     row_dir.mkdir(parents=True, exist_ok=True)
-    scores_path = row_dir / "scores.json"
-    weights_path = row_dir / "weights.pt"
-    if scores_path.is_file() and not (row_dir / "seg.pt").is_file():
-        # Trained and scored elsewhere (e.g. on a GPU machine, ``--stop-after retrain``): only the scores
-        # and, where it was brought along, the trained weights travel. Latency and FLOPs need only the
-        # architecture; the export needs the weights and says so when they are missing.
-        if weights_path.is_file():
-            state = torch.load(weights_path, map_location="cpu", weights_only=True)
-            seg.load_state_dict(state["seg"]), qc.load_state_dict(state["qc"])
-        else:
-            log.info("%s: scores from an earlier run, weights not here (architecture only)", name)
-        seg.cpu().eval(), qc.cpu().eval()
-        return dict(json.loads(scores_path.read_text()), weights_here=weights_path.is_file())
     seg.to(device), qc.to(device)
     losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
+    seg.cpu(), qc.cpu()
     if not distributed.is_main():  # under torchrun rank 0 scores and writes the row; the others get its scores
-        seg.cpu(), qc.cpu()
         return distributed.share_from_main(None)
-    if scores_path.is_file():
-        seg.cpu(), qc.cpu()
-        return distributed.share_from_main(json.loads(scores_path.read_text()))
     scores = {"name": name, "losses": losses, "val": score_pair(seg, qc, data.val, resolution),
               "test": score_pair(seg, qc, data.test, resolution)}
     log.info("%s: val Dice %.3f MAE %.3f | test Dice %.3f MAE %.3f r %.2f", name, scores["val"]["dice_mean"],
              scores["val"]["qc_mae"], scores["test"]["dice_mean"], scores["test"]["qc_mae"], scores["test"]["qc_pearson"])
-    torch.save({"seg": seg.state_dict(), "qc": qc.state_dict()}, weights_path)
-    tmp = scores_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(scores, indent=1, allow_nan=True))
-    tmp.replace(scores_path)
+    torch.save({"seg": seg.state_dict(), "qc": qc.state_dict()}, row_dir / "weights.pt")
+    write_json(row_dir / "scores.json", scores)
     return distributed.share_from_main(scores)
+
+
+def load_scores(name: str, seg: nn.Module, qc: nn.Module, row_dir: Path) -> dict:
+    """A finished row read back: its ``scores.json``, and its trained weights loaded into ``seg`` and ``qc``.
+
+    A row trained elsewhere (e.g. on a GPU machine, ``--stop-after retrain``) may bring only its scores:
+    latency and FLOPs need only the architecture, and the scores then say ``weights_here: False`` (the
+    export refuses such a pair, naming the missing file). The pair is left on the CPU, in eval mode.
+    """
+    scores = read_json(row_dir / "scores.json")
+    weights = row_dir / "weights.pt"
+    if weights.is_file():
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        seg.load_state_dict(state["seg"]), qc.load_state_dict(state["qc"])
+    else:
+        log.info("%s: scores from an earlier run, weights not here (architecture only)", name)
+        scores["weights_here"] = False
+    seg.cpu().eval(), qc.cpu().eval()
+    distributed.finish_stage(f"loaded {row_dir.name}", seg, qc)  # under torchrun: every rank read the same pair
+    return scores
 
 
 def init_seed(seed: int) -> None:

@@ -68,13 +68,11 @@ def test_rank0_alone_writes_checkpoints_cards_onnx_and_report(runs):
 
 
 def test_a_second_run_resumes_on_both_ranks_and_rewrites_no_stage(runs):
-    out, (_, first, _), (_, second, written) = runs
+    out, _, (_, second, written) = runs
     assert second[0] == second[1]
-    # Finished searches are read back (no search stage runs again); finished trainings reload their
-    # checkpoints on every rank, to the very weights of the first run.
-    assert not [r for r in second[0] if r["tag"] == "joint search"]
-    first_fits = [r for r in first[0] if r["tag"].startswith("fit")]
-    second_fits = [r for r in second[0] if r["tag"].startswith("fit")]
-    assert second_fits and all(r in first_fits for r in second_fits)
+    # Finished searches and trainings are skipped (stages.json) and read back on every rank: nothing is
+    # searched or trained again, and the ranks agree on the weights they loaded.
+    assert not [r for r in second[0] if r["tag"] == "joint search" or r["tag"].startswith("fit")]
+    assert [r for r in second[0] if r["tag"].startswith("loaded")]
     assert written[1] == set()
     assert not any(Path(p).suffix == ".pt" for p in written[0])

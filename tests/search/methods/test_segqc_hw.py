@@ -1,4 +1,4 @@
-"""segqc-hw: presets, the loss of eq. 3, the S1/S2 protocol of the joint search, resume, and the smoke run."""
+"""segqc-hw: presets, the loss of eq. 3, the S1/S2 protocol of the joint search, resume, the stages, the smoke run."""
 
 from __future__ import annotations
 
@@ -206,13 +206,46 @@ def test_search_resumes_to_the_same_result(tmp_path: Path) -> None:
             assert torch.allclose(pa.float(), pc.float(), atol=1e-6), name
 
 
+def test_each_stage_depends_on_its_part_of_the_config_and_its_upstream() -> None:
+    """Another retraining schedule or one more sensitivity search leaves the searches' configs alone; a
+    changed search reaches the retraining of its pair; the data stage ignores training values."""
+    from search.methods.segqc_hw.experiment import RunPaths, SegQcExperiment, retrain_config, search_config
+
+    cfg = preset("smoke")
+    longer = replace(cfg, retrain=replace(cfg.retrain, seg_epochs=5))
+    more = replace(cfg, search=replace(cfg.search, sensitivity_lambda2=(0.01, 0.1)))
+    assert search_config(longer, 0.001, 0) == search_config(cfg, 0.001, 0) == search_config(more, 0.001, 0)
+    assert search_config(cfg, 0.001, 0) != search_config(cfg, 0.01, 0)
+    assert search_config(cfg, 0.001, 0) != search_config(cfg, 0.001, 1)
+    arch = search_config(cfg, 0.0, 0)
+    assert retrain_config(longer, arch) != retrain_config(cfg, arch)
+    warmer = replace(cfg, search=replace(cfg.search, warmup_epochs=3))
+    assert retrain_config(warmer, search_config(warmer, 0.0, 0)) != retrain_config(cfg, arch)
+
+    def data_config(c):
+        return SegQcExperiment(c, RunPaths(Path("run"), None, None)).data_stage().config
+
+    assert data_config(longer) == data_config(warmer) == data_config(cfg)
+    assert data_config(replace(cfg, data=replace(cfg.data, n_test=3))) != data_config(cfg)
+
+
+STAGES_OF_SMOKE = {"data", "latency-table", "search:nohw/seed0", "search:hw/seed0", "search:hw_lambda0.01/seed0",
+                   "retrain:searched_nohw_seed0", "retrain:searched_hw_seed0", "retrain:searched_hw_lambda0.01_seed0",
+                   "retrain:unet8", "retrain:unet16", "table-ii", "export", "report"}
+
+
+def _stage_record(out: Path) -> dict:
+    return json.loads((out / "stages.json").read_text())["stages"]
+
+
 @pytest.mark.slow
 def test_smoke_preset_end_to_end_then_resume(tmp_path: Path, monkeypatch) -> None:
     """Phantoms -> LUT -> two searches -> four retrained rows -> Table II -> report -> exported pair; a
-    second run resumes every finished stage instead of redoing it."""
+    second run skips every finished stage (``stages.json`` says so), and another retraining schedule
+    reruns the retraining and what reads it, not the searches."""
     from app.cards import load_card
     from search.core.genotypes import SegQcGenotype
-    from search.methods.segqc_hw.search import RunPaths, run_segqc_hw
+    from search.methods.segqc_hw.experiment import RunPaths, run_segqc_hw
 
     monkeypatch.setenv("CARDIAC_RT_CACHE", str(tmp_path / "phantoms"))
     cfg = preset("smoke")
@@ -228,6 +261,7 @@ def test_smoke_preset_end_to_end_then_resume(tmp_path: Path, monkeypatch) -> Non
         g = SegQcGenotype.from_dict(results["rows"][key]["genotype"])
         assert SegQcGenotype.from_json(g.to_json()) == g
         assert results["rows"][key]["search"]["lambda2"] == (0.0 if key == "searched_nohw" else cfg.search.lambda2)
+        assert isinstance(results["rows"][key]["search"]["convergence"]["converged"], bool)  # issue 16
     assert [t["target"] for t in results["targets"]][0].startswith("framework latency")
     # The sensitivity search (lambda2 = 0.01) is measured beside the rows but is not a Table II row.
     (key, sens), = results["sensitivity"].items()
@@ -246,12 +280,31 @@ def test_smoke_preset_end_to_end_then_resume(tmp_path: Path, monkeypatch) -> Non
     assert seg.pairs_with == qc.id and seg.method == qc.method == "segqc-hw"
     assert [i["name"] for i in qc.raw["inputs"]] == ["image", "probs", "uncertainty"]
     assert seg.raw["genotype"]["kind"] == "nasunet" and "qc_mae" in qc.metrics
-    # Resume: every stage is read back, nothing is trained again.
+    assert seg.raw["search"]["convergence"] == qc.raw["search"]["convergence"] and "## Did the searches converge?" in report
+    first = _stage_record(tmp_path / "run")
+    assert set(first) == STAGES_OF_SMOKE
+    assert {name: r["status"] for name, r in first.items()} == dict.fromkeys(STAGES_OF_SMOKE, "ran")
+    # Resume: every stage is skipped and read back, nothing is trained again.
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*.pt")}
     assert stamps
-    assert run_segqc_hw(cfg, RunPaths(out=tmp_path / "run", models=None, docs=None)).splitlines()[1:5] == \
-        summary.splitlines()[1:5]
+    assert run_segqc_hw(cfg, paths).splitlines()[1:5] == summary.splitlines()[1:5]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    second = _stage_record(tmp_path / "run")
+    for name in STAGES_OF_SMOKE:
+        assert second[name]["status"] == "skipped", (name, second[name]["reason"])
+        assert second[name]["reason"].endswith("config hash unchanged"), second[name]["reason"]
+    assert second["search:hw/seed0"]["reason"] == \
+        "skipped: result exists at search/hw/seed0/genotype.json, config hash unchanged"
+    # Another retraining schedule: the rows are retrained from scratch, then measured again only if
+    # their architectures changed (they did not), exported and reported again.
+    longer = replace(cfg, retrain=replace(cfg.retrain, seg_epochs=2))
+    run_segqc_hw(longer, paths)
+    third = _stage_record(tmp_path / "run")
+    reran = {name for name, r in third.items() if r["status"] == "ran"}
+    assert reran == {n for n in STAGES_OF_SMOKE if n.startswith("retrain:")} | {"export", "report"}
+    assert third["retrain:unet8"]["reason"].startswith("reran: result at rows/unet8/scores.json was made with "
+                                                       "config hash")
+    assert len(json.loads((tmp_path / "run" / "rows" / "unet8" / "scores.json").read_text())["losses"]["seg"]) == 2
 
 
 def test_targets_say_by_how_much_each_is_met_or_missed() -> None:
@@ -285,7 +338,7 @@ def test_targets_say_by_how_much_each_is_met_or_missed() -> None:
 
 
 def test_shipped_pair_is_the_hardware_aware_search_best_on_validation() -> None:
-    from search.methods.segqc_hw.search import shipped_key
+    from search.methods.segqc_hw.experiment import shipped_key
 
     def row(val_dice, val_mae, test_dice):
         return {"val": {"dice_mean": val_dice, "qc_mae": val_mae}, "test": {"dice_mean": test_dice}}

@@ -1,0 +1,378 @@
+"""One ``segqc-hw`` run as stages of ``search.train.stages``: data, latency table, searches, retraining, Table II, export, report.
+
+Every stage writes its result under the run folder and is skipped when that result is there and
+the part of the configuration it depends on is unchanged; ``<out>/stages.json`` records whether
+each ran or was skipped, and why. Training stages also resume mid-way from their checkpoints.
+
+    <out>/config.json               the configuration
+    <out>/data/                     ``data``: the S1 / S2 / test patients (cached)
+    <out>/latency/lut.json          ``latency-table``: every op of both supernets at the measurement
+                                    resolution, best of N on this CPU (only the missing keys)
+    <out>/search/<variant>/seed<k>/ ``search:<variant>/seed<k>``: the joint search with (``hw``,
+                                    ``hw_lambda<l>``) and without (``nohw``) the latency term;
+                                    ``genotype.json`` is the derived architecture
+    <out>/rows/<row>/               ``retrain:<row>``: each Table II row retrained from scratch in
+                                    the same harness and scored on validation and test patients
+                                    (the handcrafted U-net(8|16) + ResNet18 baselines included)
+    <out>/table.json                ``table-ii``: framework latency (seg + QC, one process,
+                                    interleaved) and FLOPs of every row
+    <models>/, report/export.json   ``export``: the hardware-aware pair with the best validation
+                                    score (the Table II one or a sensitivity search) with its cards
+    <out>/report/ (+ docs)          ``report``: Table II beside the paper's, targets, figures
+    <out>/stages.json               which stages ran or were skipped, why, and how long they took
+
+A stage's configuration holds its own values and those of the stages it reads from, so a changed
+value reruns only the stages downstream of it (e.g. other retraining epochs rerun the retraining,
+export and report, not the searches); its ``inputs`` (the genotype a row retrains, the scores and
+weights the export ships) rerun it when an upstream result changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from search import distributed
+from search.core.convergence import plot_traces, report_section
+from search.methods.segqc_hw.config import SegQcConfig
+from search.methods.segqc_hw.data import SPLITS, frame_dataset, load_protocol
+from search.methods.segqc_hw.latency_model import FrameworkLatency, framework_latency, lut_stage
+from search.methods.segqc_hw.latency_table import machine_line, measure_rows
+from search.methods.segqc_hw.report import ROW_NAMES, ROWS, row_name, sensitivity_key, write_report
+from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_score
+from search.methods.segqc_hw.search import (BASELINE_UNET_DEPTH, build_baseline, build_derived, qc_config, read_search,
+                                            search_stage, seg_config)
+from search.train.cine_rows import read_json, write_json
+from search.train.stages import Stage, StageRunner
+
+log = logging.getLogger(__name__)
+
+STOP_AFTER = ("search", "retrain", "all")
+BASELINES = ("unet8", "unet16")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run writes.
+
+    Attributes:
+        out: Run folder (checkpoints, caches, results, report).
+        models: Export folder for the winning pair, or None to skip the export.
+        docs: Folder the report is copied to (e.g. ``docs/segqc``), or None.
+    """
+
+    out: Path
+    models: Path | None
+    docs: Path | None
+
+
+@dataclass
+class Row:
+    """One retrained pair of Table II (the best search seed's, for a searched row).
+
+    Attributes:
+        key: Table II key (``searched_hw``, ``unet8``, ...).
+        scores: Validation and test scores (``rows/<row>/scores.json``).
+        pair: The trained seg logits net and QC net (CPU, eval mode).
+        folder: The row's folder under ``rows/``.
+        genotype_file: The search's ``genotype.json`` (None for a handcrafted row).
+        searched: The search's fields of the Table II row (genotype, record, seed, lambda2, LUT prediction).
+    """
+
+    key: str
+    scores: dict
+    pair: tuple[nn.Module, nn.Module]
+    folder: Path
+    genotype_file: Path | None = None
+    searched: dict | None = None
+
+
+def val_score(scores: dict) -> float:
+    """How a seed's retrained pair is ranked on validation: Dice minus QC MAE."""
+    return float(scores["val"]["dice_mean"] - scores["val"]["qc_mae"])
+
+
+def shipped_key(rows: dict[str, dict], sensitivity: dict[str, dict]) -> str:
+    """Which hardware-aware pair ships: the Table II one or a sensitivity search, best on validation.
+
+    The latency weight is a hyperparameter like the search seed, so it is chosen the same way
+    (``val_score`` on the validation patients of S2); the test patients play no part.
+    """
+    candidates = {"searched_hw": rows["searched_hw"], **sensitivity}
+    return max(candidates, key=lambda k: (val_score(candidates[k]), k == "searched_hw"))
+
+
+def searches(cfg: SegQcConfig) -> list[tuple[str, float, str]]:
+    """``(row key, lambda2, folder name)`` of every search: w/o hw, hw, then the sensitivity searches."""
+    out = [("searched_nohw", 0.0, "nohw"), ("searched_hw", cfg.search.lambda2, "hw")]
+    return out + [(sensitivity_key(lam), lam, f"hw_lambda{lam:g}") for lam in cfg.search.sensitivity_lambda2]
+
+
+# ------------------------------------------------------------------------------- stage configs
+def _part(cfg: SegQcConfig, name: str) -> Any:
+    return cfg.to_dict()[name]
+
+
+def search_config(cfg: SegQcConfig, lambda2: float, seed: int) -> dict:
+    """What one search depends on: data, space, search schedule, its latency weight and seed, the table."""
+    search = {k: v for k, v in _part(cfg, "search").items() if k not in ("seeds", "sensitivity_lambda2", "lambda2")}
+    m = cfg.measure
+    lut = {"resolution": m.resolution, "intra_op_threads": m.intra_op_threads, "lut_warmup": m.lut_warmup,
+           "lut_repeats": m.lut_repeats}
+    return {"data": _part(cfg, "data"), "space": _part(cfg, "space"), "search": search, "lambda2": lambda2,
+            "seed": seed, "lut": lut}
+
+
+def baseline_config(width: int) -> dict:
+    """What a handcrafted row's architecture depends on."""
+    return {"unet_width": width, "unet_depth": BASELINE_UNET_DEPTH}
+
+
+def retrain_config(cfg: SegQcConfig, architecture: dict) -> dict:
+    """What retraining a pair depends on: its architecture's config, the data, the schedule, the seed."""
+    return {"architecture": architecture, "data": _part(cfg, "data"), "retrain": _part(cfg, "retrain"),
+            "seed": cfg.seed}
+
+
+# ------------------------------------------------------------------------------------- stages
+class SegQcExperiment:
+    """The whole Table II experiment of the segqc-hw paper, as stages over one run folder.
+
+    Args:
+        cfg: The configuration.
+        paths: Where to write.
+        device: torch device of the searches and retrainings; evaluation, latency and export run on the CPU.
+    """
+
+    def __init__(self, cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu"):
+        self.cfg, self.paths, self.device = cfg, paths, device
+        self.out = paths.out
+        self.stages: StageRunner | None = None  # made in run(): under torchrun, after rank 0 wrote its records
+
+    def data_stage(self) -> Stage:
+        """The protocol's patients, cached under ``data/``."""
+        folder = self.out / "data"
+        load = partial(load_protocol, self.cfg.data, folder)
+        config = {k: v for k, v in _part(self.cfg, "data").items() if k not in ("augment", "resolution")}
+        outputs = (folder / "cases_key.json", *(folder / f"cases_{s}.npz" for s in SPLITS))
+        return Stage("data", run=load, load=load, outputs=outputs, config=config)
+
+    def joint_search_stage(self, lambda2: float, seed: int, variant: str, cases: dict,
+                           latency: FrameworkLatency) -> Stage:
+        """One joint search and its derived genotype."""
+        folder = self.out / "search" / variant / f"seed{seed}"
+        run = partial(search_stage, self.cfg, lambda2, seed, cases["s1"], cases["s2"], latency, folder, self.device)
+        return Stage(f"search:{variant}/seed{seed}", run=run, load=partial(read_search, folder),
+                     outputs=(folder / "genotype.json",), scratch=(folder / "search.pt", folder / "arch_trace.json"),
+                     config=search_config(self.cfg, lambda2, seed))
+
+    def row_stage(self, name: str, key: str, pair: tuple[nn.Module, nn.Module], data: PairData, architecture: dict,
+                  inputs: tuple[Path, ...] = ()) -> Stage:
+        """Retrain ``pair`` from scratch and score it (the result: its scores; the pair holds the weights)."""
+        folder = self.out / "rows" / key
+        seg, qc = pair
+        cfg = self.cfg
+        run = partial(train_and_score, name, seg, qc, data, cfg.retrain, cfg.data.augment, cfg.data.resolution,
+                      seed=cfg.seed, row_dir=folder, device=self.device)
+        return Stage(f"retrain:{key}", run=run, load=partial(load_scores, name, seg, qc, folder),
+                     outputs=(folder / "scores.json",), inputs=inputs,
+                     scratch=(folder / "seg.pt", folder / "qc.pt", folder / "weights.pt"),
+                     config=retrain_config(cfg, architecture))
+
+    # ---------------------------------------------------------------------------------- run
+    def run(self, stop_after: str = "all") -> str:
+        """Run every stage that is not done yet and return a short summary."""
+        if stop_after not in STOP_AFTER:
+            raise ValueError(f"stop_after must be one of {STOP_AFTER}, got {stop_after!r}")
+        cfg, out = self.cfg, self.out
+        torch.set_num_threads(cfg.threads)
+        out.mkdir(parents=True, exist_ok=True)
+        with distributed.main_first():  # under torchrun: rank 0 writes data and LUT, the others then read them
+            self.stages = StageRunner(out, cfg.to_dict(), progress=log.info)
+            if distributed.is_main():
+                write_json(out / "config.json", cfg.to_dict())
+            cases = self.stages.run(self.data_stage())
+            table = self.stages.run(lut_stage(cfg, out / "latency" / "lut.json", seg_config(cfg), qc_config(cfg)))
+            latency = framework_latency(cfg, table, seg_config(cfg), qc_config(cfg))
+        found = {key: [(s, self.stages.run(self.joint_search_stage(lam, s, variant, cases, latency)))
+                       for s in cfg.search.seeds] for key, lam, variant in searches(cfg)}
+        if stop_after == "search":
+            return f"segqc-hw ({cfg.preset}): searches done in {out / 'search'}"
+        data = PairData(seg_train=cases["s1"], qc_train=cases["s2_train"], val=cases["s2_val"], test=cases["test"])
+        rows = self.retrain_searched(found, data, latency) | self.retrain_baselines(data)
+        if stop_after == "retrain":
+            return f"segqc-hw ({cfg.preset}): searches and retraining done in {out}"
+        if not distributed.is_main():  # Table II timing, report and export: rank 0 alone
+            return f"segqc-hw ({cfg.preset}): rank {distributed.rank()} done; rank 0 measures, reports and exports"
+        return self.finish(rows, cases)
+
+    def retrain_searched(self, found: dict, data: PairData, latency: FrameworkLatency) -> dict[str, Row]:
+        """Retrain every search seed's pair; keep the seed best on validation per search."""
+        cfg, rows = self.cfg, {}
+        lambdas = {key: lam for key, lam, _ in searches(cfg)}
+        variants = {key: variant for key, _, variant in searches(cfg)}
+        for key, by_seed in found.items():
+            best = None
+            for s, (genotype, rec) in by_seed:
+                pair = build_derived(cfg, genotype, cfg.seed)
+                genotype_file = self.out / "search" / variants[key] / f"seed{s}" / "genotype.json"
+                stage = self.row_stage(f"{row_name(key)} (search seed {s})", f"{key}_seed{s}", pair, data,
+                                       search_config(cfg, lambdas[key], s), inputs=(genotype_file,))
+                scores = self.stages.run(stage)
+                if best is None or val_score(scores) > val_score(best.scores):
+                    searched = dict(search=rec, genotype=genotype.to_dict(), search_seed=s, lambda2=lambdas[key],
+                                 expected_latency_ms=latency.of_genotype(genotype))
+                    best = Row(key, scores, pair, self.out / "rows" / f"{key}_seed{s}", genotype_file, searched)
+            rows[key] = best
+        return rows
+
+    def retrain_baselines(self, data: PairData) -> dict[str, Row]:
+        """Retrain the handcrafted U-net(8|16) + ResNet18 rows."""
+        cfg, rows = self.cfg, {}
+        for width, key in zip(cfg.baseline_seg_filters, BASELINES):
+            pair = build_baseline(width, cfg.seed)
+            scores = self.stages.run(self.row_stage(ROW_NAMES[key], key, pair, data, baseline_config(width)))
+            rows[key] = Row(key, scores, pair, self.out / "rows" / key)
+        return rows
+
+    def finish(self, rows: dict[str, Row], cases: dict) -> str:
+        """Table II timing, export, report; the summary."""
+        costs = self.stages.run(self.measure_stage(rows, cases))
+        table = {k: dict(r.scores, **(r.searched or {}), cost=costs["rows"][k]) for k, r in rows.items()}
+        sensitivity = {k: table.pop(k) for k in list(table) if k not in ROWS}
+        exported: list[str] = []
+        if self.paths.models is not None:
+            exported = self.stages.run(self.export_stage(rows, table, sensitivity, cases, costs["machine"]))
+        export_record = self.out / "report" / "export.json"
+        results = {"config": self.cfg.to_dict(), "machine": costs["machine"], "rows": table,
+                   "sensitivity": sensitivity, "n_test_frames": table["searched_hw"]["test"]["n"],
+                   "n_patients": {part: len(cases[part]) for part in SPLITS},
+                   "export": read_json(export_record) if exported else None}
+        report = self.stages.run(self.report_stage(results, rows, exported))
+        return _summary(results, report, exported)
+
+    def measure_stage(self, rows: dict[str, Row], cases: dict) -> Stage:
+        """Every row (sensitivity searches included) timed in one process, interleaved, so that
+        background load hits them alike; another set of rows re-measures them all."""
+        cfg, path = self.cfg, self.out / "table.json"
+
+        def run() -> dict:
+            frame = _latency_frame(cases["test"], cfg.measure.resolution)
+            measured = measure_rows({k: r.pair for k, r in rows.items()}, frame, resolution=cfg.measure.resolution,
+                                    warmup=cfg.measure.warmup_runs, repeats=cfg.measure.timed_runs,
+                                    intra_op_threads=cfg.measure.intra_op_threads, seed=cfg.seed)
+            costs = {"machine": machine_line(cfg.measure.intra_op_threads),
+                     "rows": {k: v.to_dict() for k, v in measured.items()}}
+            write_json(path, costs)
+            return costs
+
+        architectures = {k: r.searched["search"]["genotype"] if r.searched else k for k, r in rows.items()}
+        config = {"measure": _part(cfg, "measure"), "space": _part(cfg, "space"), "rows": architectures,
+                  "baselines": list(cfg.baseline_seg_filters), "data": _part(cfg, "data")}
+        return Stage("table-ii", run=run, load=partial(read_json, path), outputs=(path,), config=config)
+
+    def export_stage(self, rows: dict[str, Row], table: dict, sensitivity: dict, cases: dict, machine: str) -> Stage:
+        """The hardware-aware pair best on validation, exported with its cards."""
+        from search.methods.segqc_hw.export import export_pair, model_ids
+
+        cfg, models, record = self.cfg, self.paths.models, self.out / "report" / "export.json"
+        key = shipped_key(table, sensitivity)
+        row = {**table, **sensitivity}[key]
+        run = partial(export_pair, cfg, rows[key].pair, row, cases, models, machine, record=record, row_key=key)
+        cards = [models / f"{model_id}.{ext}" for model_id in model_ids(cfg.preset) for ext in ("onnx", "json")]
+        weights = rows[key].folder / "weights.pt"
+        inputs = (self.out / "table.json", rows[key].folder / "scores.json", *((weights,) if weights.is_file() else ()))
+        config = {"shipped": key, "models_dir": str(models), "config": cfg.to_dict()}
+        return Stage("export", run=run, load=lambda: read_json(record)["shipped"], outputs=(record, *cards),
+                     inputs=inputs, config=config)
+
+    def report_stage(self, results: dict, rows: dict[str, Row], exported: list[str]) -> Stage:
+        """Figures, ``README.md``, ``results.json`` and ``frames.json`` under ``report/`` (copied to docs)."""
+        folder, docs = self.out / "report", self.paths.docs
+        everything = {**results["rows"], **results["sensitivity"]}
+
+        def run() -> Path:
+            figures = _figures(results, folder)
+            report = write_report(results, folder, figures)
+            searched = {row_name(k): r["search"] for k, r in everything.items() if "convergence" in (r.get("search") or {})}
+            if searched:  # issue 16: entropy of the architecture weights and the verdict of every search
+                with report.open("a") as fh:
+                    fh.write(report_section({k: v["convergence"] for k, v in searched.items()},
+                                            plot_traces({k: v["arch_trace"] for k, v in searched.items()}, folder)))
+            write_json(folder / "frames.json", {k: r["test"]["frames"] for k, r in everything.items()})
+            if docs is not None:
+                docs.mkdir(parents=True, exist_ok=True)
+                for f in folder.iterdir():
+                    shutil.copy2(f, docs / f.name)
+            return report
+
+        outputs = [folder / name for name in ("README.md", "results.json", "frames.json")]
+        outputs += [docs / name for name in ("README.md", "results.json")] if docs is not None else []
+        inputs = [self.out / "table.json", *(r.folder / "scores.json" for r in rows.values())]
+        inputs += [r.genotype_file for r in rows.values() if r.genotype_file is not None]
+        inputs += [folder / "export.json"] if exported else []
+        config = {"config": self.cfg.to_dict(), "docs": str(docs), "exported": exported}
+        return Stage("report", run=run, load=lambda: folder / "README.md", outputs=tuple(outputs),
+                     inputs=tuple(inputs), config=config)
+
+
+def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop_after: str = "all") -> str:
+    """Run every stage (skipping finished ones) and return a short summary.
+
+    Args:
+        cfg: The configuration.
+        paths: Where to write.
+        device: torch device of the searches and retrainings (``"cuda"`` on a GPU machine); the
+            evaluation, latency measurement and export always run on the CPU.
+        stop_after: ``"search"`` or ``"retrain"`` to stop after that stage (e.g. train on a GPU
+            machine, then measure Table II on the target CPU by running again there), or ``"all"``.
+    """
+    return SegQcExperiment(cfg, paths, device=device).run(stop_after)
+
+
+def _latency_frame(test_cases, resolution: int) -> np.ndarray:
+    """A real preprocessed test frame at the measurement resolution, ``(1, 3, R, R)``."""
+    ds = frame_dataset(test_cases[:1], resolution, None, seed=0)
+    return ds[0][0].numpy()[None]
+
+
+def _figures(results: dict, folder: Path) -> dict[str, str]:
+    from search.core.genotypes import SegQcGenotype
+    from search.methods.segqc_hw.plots import draw_genotype, scatter_predicted_vs_true
+
+    rows = results["rows"]
+    scatter = "qc_scatter.png"
+    panels = {ROW_NAMES[k]: rows[k]["test"]["frames"] for k in ROWS}
+    panels.update({row_name(k): r["test"]["frames"] for k, r in (results.get("sensitivity") or {}).items()})
+    scatter_predicted_vs_true(panels, folder / scatter,
+                              f"Predicted vs true Dice, test patients ({results['n_test_frames']} frames)")
+    figures = {"Predicted vs true Dice on the test patients": scatter}
+    searched = {k: rows[k] for k in ("searched_hw", "searched_nohw")}
+    searched.update(results.get("sensitivity") or {})
+    for key, row in searched.items():
+        name = f"cells_{key}.png"
+        draw_genotype(SegQcGenotype.from_dict(row["genotype"]), folder / name, f"Searched cells: {row_name(key)}")
+        figures[f"Searched cells, {row_name(key)}"] = name
+    return figures
+
+
+def _summary(results: dict, report: Path, exported: list[str]) -> str:
+    lines = [f"segqc-hw ({results['config']['preset']}): report {report}"]
+    for k in ROWS:
+        r = results["rows"][k]
+        lines.append(f"  {ROW_NAMES[k]:<34} Dice {r['test']['dice_mean']:.3f}  QC MAE {r['test']['qc_mae']:.3f}  "
+                     f"r {r['test']['qc_pearson']:.2f}  {r['cost']['latency_ms']:.1f} ms  {r['cost']['macs'] / 1e6:.0f} M MACs")
+    for k, r in (results.get("sensitivity") or {}).items():
+        lines.append(f"  {row_name(k):<34} Dice {r['test']['dice_mean']:.3f}  QC MAE {r['test']['qc_mae']:.3f}  "
+                     f"r {r['test']['qc_pearson']:.2f}  {r['cost']['latency_ms']:.1f} ms  {r['cost']['macs'] / 1e6:.0f} M MACs")
+    if exported:
+        lines.append("  exported: " + ", ".join(exported))
+    return "\n".join(lines)
