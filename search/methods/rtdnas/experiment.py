@@ -12,6 +12,8 @@ Stages (each writes its result under the run folder and is skipped when it is th
     <out>/rows/<key>/result.json      retrained networks (Table 1, sweep) and the cloud (short training)
     <out>/latency.json                every row timed with onnxruntime (interleaved groups)
     <out>/report/                     table1.md, table2.md, fig2.png, report.md (copied to docs_dir)
+    <out>/shipping.json               whether the winner was shipped into models_dir, and why
+    <out>/stages.json                 which stages ran or were skipped, why, and how long they took
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 import math
 import shutil
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +32,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from search import distributed
+from search.core.convergence import plot_traces, report_section
+from search.core.decode import top_n_paths
 from search.core.genotypes import MultiscaleGenotype
 from search.core.sampling import sample_random_genotype
 from search.latency.lut import LatencyTable
@@ -43,12 +48,10 @@ from search.train.cine_rows import CineRows, read_json, write_json
 from search.train.clips import clip_dataset
 from search.train.loop import seed_everything
 from search.train.row_networks import build_row_network
-from search.train.stages import Stopwatch, latency_table_stage
+from search.train.stages import Stage, StageRunner, Stopwatch, latency_table_stage
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-
-
 
 
 def meets(cfg: RtdnasConfig, stats: dict[str, Any]) -> bool:
@@ -62,9 +65,13 @@ def next_ub(cfg: RtdnasConfig, ub_ms: float, lut_ms: float, measured: dict[str, 
     """L_ub of the next round after a miss: ``min(L_ub, LUT ms) x (budget / measured) x margin``, floored.
 
     The ratio is the tighter of the latency and throughput shortfalls (both < 1 on a miss), so the next
-    search aims that much below what the checked network's lookup-table latency was.
+    search aims that much below what the checked network's lookup-table latency was. Latency is the
+    p95 of the one real-time rule (``app.realtime.REALTIME``).
     """
-    ratio = min(cfg.measure.realtime_latency_ms / measured["p50_ms"], measured["fps"] / cfg.measure.realtime_fps)
+    from app.realtime import REALTIME
+
+    p95 = measured.get("p95_ms", measured["p50_ms"])
+    ratio = min(REALTIME.p95_ms / p95, measured["fps"] / REALTIME.fps)
     return max(cfg.rounds.min_ub_ms, min(ub_ms, lut_ms) * ratio * cfg.rounds.shrink_margin)
 
 
@@ -89,34 +96,45 @@ class RtdnasExperiment:
 
     # ------------------------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
+        """Run every stage that has not finished yet; return the row and cloud results.
+
+        The stages go through ``search.train.stages.StageRunner``: ``<out>/stages.json`` records
+        whether each ran or was skipped, and why.
+        """
+        from search.methods.rtdnas.shipping import ship
+
         self.out.mkdir(parents=True, exist_ok=True)
+        stages = StageRunner(self.out, self.cfg.to_dict(), progress=self.say)
         with distributed.main_first():  # under torchrun: rank 0 writes config, LUT, data and split; the others read
             self._check_config()
             torch.set_num_threads(self.cfg.threads)
-            table = self.latency_table()
+            self.seed_latency_table()
+            table = stages.run(self.latency_table_stage())
             self.helper.split  # noqa: B018  (the phantom cache and the patient split, written here)
-        final = self.search_rounds(table)
-        derivation = distributed.main_only(self.derive, final, table)
-        rows = self.train_rows(derivation)
+        final = self.search_rounds(table, stages)
+        # derive() reads derivation.json back (adding a missing exhaustive optimum), so it is its own loader.
+        derive = partial(distributed.main_only, self.derive, final, table)
+        derivation = stages.run(Stage("derivation", run=derive, load=derive, outputs=(self.out / "derivation.json",)))
+        rows = self.train_rows(derivation, stages)
         if distributed.is_main():  # under torchrun the others only join the trainings below
-            self.measure(rows)
+            stages.run(self.measure_stage("latency:rows", rows))
             # Report and ship from the searched rows first (the cloud only adds Fig. 2's background), then again.
-            results = self.report(rows, {}, derivation)
+            results = stages.run(Stage("report:rows", run=partial(self.report, rows, {}, derivation)))
             if self.models_dir is not None:
-                from search.methods.rtdnas.shipping import ship
-
-                ship(self, results, derivation)
-        cloud = self.train_cloud()
+                stages.run(Stage("ship:rows", run=partial(ship, self, results, derivation)))
+        cloud = self.train_cloud(stages)
+        if distributed.is_main() and cloud:  # timed before the pick, which retrains the slowest meeting the budget
+            stages.run(self.measure_stage("latency:cloud", cloud))
         picks = distributed.main_only(self.pick_full_cloud, cloud)
-        cloud.update(self.train_full_cloud(cloud, picks))
+        full = self.train_full_cloud(cloud, picks, stages)
+        cloud.update(full)
         if not distributed.is_main():
             return {}
-        self.measure(cloud)
-        results = self.report(rows, cloud, derivation)
+        if full:
+            stages.run(self.measure_stage("latency:cloud_full", full))
+        results = stages.run(Stage("report", run=partial(self.report, rows, cloud, derivation)))
         if self.models_dir is not None:
-            from search.methods.rtdnas.shipping import ship
-
-            ship(self, results, derivation)
+            stages.run(Stage("ship", run=partial(ship, self, results, derivation)))
         return results
 
     def report(self, rows: dict[str, Any], cloud: dict[str, Any], derivation: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +143,12 @@ class RtdnasExperiment:
 
         results = self.results(rows, cloud)
         path = write_report(self.cfg, self.out, results, derivation, self.rounds_summary(), self.baselines())
+        rounds = {f"round {d['round']} (L_ub {d['ub_ms']:.1f} ms)": d for d in map(read_json, sorted(
+            (self.out / "rounds").glob("r*/result.json"), key=lambda p: int(p.parent.name[1:]))) if "convergence" in d}
+        if rounds:  # issue 16: the entropy of the architecture weights and the convergence verdict of every round
+            figures = plot_traces({name: d["arch_trace"] for name, d in rounds.items()}, path.parent)
+            with path.open("a") as fh:
+                fh.write(report_section({name: d["convergence"] for name, d in rounds.items()}, figures))
         if self.docs_dir is not None:
             self.docs_dir.mkdir(parents=True, exist_ok=True)
             for f in path.parent.iterdir():
@@ -140,31 +164,44 @@ class RtdnasExperiment:
         write_json(path, doc)
 
     # -------------------------------------------------------------------------- latency table
-    def latency_table(self) -> LatencyTable:
+    def seed_latency_table(self) -> None:
+        """Start the run's table from msnas-hw's of the same preset (same machine, runtime, keys) if there is none."""
         path = self.out / "latency_table.json"
         seed_table = None if self.msnas_dir is None else Path(self.msnas_dir) / "latency_table.json"
         if not path.is_file() and seed_table is not None and seed_table.is_file():
             shutil.copy2(seed_table, path)
             self.say(f"latency table: starting from {seed_table}")
+
+    def latency_table_stage(self) -> Stage:
+        """Profile every op the search can choose at the deployed clip (resumable, only the missing keys)."""
         settings = ProfileSettings(warmup=self.cfg.measure.warmup, repeats=max(5, self.cfg.measure.repeats),
                                    seed=self.cfg.seed)
-        return latency_table_stage(path, lambda: space.required_keys(self.cfg), settings, progress=self.say).run()
+        return latency_table_stage(self.out / "latency_table.json", lambda: space.required_keys(self.cfg), settings,
+                                   progress=self.say)
+
+    def latency_table(self) -> LatencyTable:
+        """The run's lookup table (seeded from msnas-hw's), profiled first where it lacks keys."""
+        self.seed_latency_table()
+        return self.latency_table_stage().run()
 
     # ------------------------------------------------------------------------------- rounds
-    def search_rounds(self, table: LatencyTable) -> dict[str, Any]:
-        """Search at L_ub; measure the GA network of ``check_paths``; lower L_ub and repeat if it misses."""
+    def search_rounds(self, table: LatencyTable, stages: StageRunner | None = None) -> dict[str, Any]:
+        """Search at L_ub; measure the GA network of ``check_paths``; lower L_ub and repeat if it misses.
+
+        Every round is a stage of ``stages`` (skipped when its result is there); None: run each round.
+        """
         cfg = self.cfg
         ub = cfg.search.latency_ub_ms
         doc = None
         for k in range(1, cfg.rounds.max_rounds + 1):
-            doc = self.search_round(k, ub, table)
+            doc = _staged(stages, self.round_stage(k, ub, table))
             if doc["check"]["meets"]:
-                self.say(f"round {k}: constraints met ({doc['check']['measured']['p50_ms']:.1f} ms, "
+                self.say(f"round {k}: constraints met (p95 {doc['check']['measured'].get('p95_ms', float('nan')):.1f} ms, "
                          f"{doc['check']['measured']['fps']:.1f} FPS) at L_ub {ub:.1f} ms")
                 break
             m = doc["check"]["measured"]
             new_ub = next_ub(cfg, ub, doc["check"]["lut_ms"], m)
-            self.say(f"round {k}: constraints MISSED ({m['p50_ms']:.1f} ms, {m['fps']:.1f} FPS at L_ub {ub:.1f} ms)"
+            self.say(f"round {k}: constraints MISSED (p95 {m.get('p95_ms', float('nan')):.1f} ms, {m['fps']:.1f} FPS at L_ub {ub:.1f} ms)"
                      + (f"; next L_ub {new_ub:.1f} ms" if k < cfg.rounds.max_rounds else "; no rounds left"))
             ub = new_ub
         return doc
@@ -179,11 +216,17 @@ class RtdnasExperiment:
                             "seconds": d["seconds"]})
         return out
 
+    def round_stage(self, k: int, ub: float, table: LatencyTable) -> Stage:
+        """Search round ``k`` at ``ub``: its result is read back when it is there; its checkpoint is scratch."""
+        folder = self.out / "rounds" / f"r{k}"
+        return Stage(f"search:round{k}", run=partial(self.search_round, k, ub, table),
+                     load=partial(read_json, folder / "result.json"), outputs=(folder / "result.json",),
+                     scratch=(folder / "checkpoint.pt",))
+
     def search_round(self, k: int, ub: float, table: LatencyTable) -> dict[str, Any]:
+        """Search at ``ub``, pick ``check_paths`` paths with the GA, time that network; write ``rounds/r<k>``."""
         folder = self.out / "rounds" / f"r{k}"
         path = folder / "result.json"
-        if path.is_file():
-            return read_json(path)
         cfg, helper = self.cfg, self.helper
         seed_everything(cfg.seed + 11 + k)
         supernet = space.build_supernet(cfg, seed=cfg.seed + 101)
@@ -211,6 +254,13 @@ class RtdnasExperiment:
         history = searcher.run(on_step=on_step)
         if not distributed.is_main():  # under torchrun rank 0 selects, measures and writes the round
             return distributed.share_from_main(None)
+
+        def argmax_choice() -> dict[str, Any]:  # what the arch weights pick: cells and top-weight check paths
+            return {"cells": {kk: c.to_dict() for kk, c in space.decode_cells(supernet).items()},
+                    "paths": [list(p.kinds) for p, _ in top_n_paths(space.beta_probs(supernet), cfg.rounds.check_paths)]}
+
+        convergence = searcher.trace.verdict(argmax_choice(), searcher.trace.initial_argmax(argmax_choice))
+        self.say(f"round {k}: " + convergence.summary())
         cells = space.decode_cells(supernet)
         beta = space.beta_probs(supernet)
         with torch.no_grad():
@@ -228,6 +278,7 @@ class RtdnasExperiment:
             "round": k, "ub_ms": ub, "final_l_t_ms": final_lt, "seconds": watch.elapsed(),
             "cells": {kk: c.to_dict() for kk, c in cells.items()}, "beta_probs": np.round(beta, 5).tolist(),
             "history": [r.__dict__ for r in history],
+            "convergence": convergence.to_json(), "arch_trace": searcher.trace.to_json(),
             "check": {"n_paths": n, "paths": [list(p.kinds) for p in ga.paths], "lut_ms": ga.latency_ms,
                       "measured": stats, "meets": meets(cfg, stats)},
         }
@@ -297,6 +348,10 @@ class RtdnasExperiment:
         return out
 
     # ---------------------------------------------------------------------------------- rows
+    def row_stage(self, key: str, train: Callable[[], dict[str, Any]]) -> Stage:
+        """Row ``key``: ``train`` reads its result back when it is there, so it is also the loader."""
+        return Stage(f"row:{key}", run=train, load=train, outputs=(self.out / "rows" / key / "result.json",))
+
     def _train(self, key: str, name: str, g: MultiscaleGenotype, retrain=None) -> dict[str, Any]:
         row = space.row(key, name, len(g.paths))
         self.helper.cfg = space.rows_view(self.cfg, (row,), retrain)
@@ -304,7 +359,7 @@ class RtdnasExperiment:
         res["genotype_paths"] = [list(p.kinds) for p in g.paths]
         return res
 
-    def train_rows(self, derivation: dict[str, Any]) -> dict[str, Any]:
+    def train_rows(self, derivation: dict[str, Any], stages: StageRunner | None = None) -> dict[str, Any]:
         """Retrain every Table 1 / sweep network from scratch (identical GA / top-weight nets trained once)."""
         gens = self.genotypes(derivation)
         wanted = [f"tw_n{n}" for n in self.cfg.table1_paths] + [f"ga_n{n}" for n in (*self.cfg.table1_paths, *self.cfg.sweep_paths)]
@@ -315,10 +370,11 @@ class RtdnasExperiment:
                 results[key] = {**results[twin], "key": key, "same_network_as": twin}
                 continue
             method = "top-weight" if key.startswith("tw_") else "GA"
-            results[key] = self._train(key, f"{method} (N_l={len(gens[key].paths)})", gens[key])
+            train = partial(self._train, key, f"{method} (N_l={len(gens[key].paths)})", gens[key])
+            results[key] = _staged(stages, self.row_stage(key, train))
         return results
 
-    def train_cloud(self) -> dict[str, Any]:
+    def train_cloud(self, stages: StageRunner | None = None) -> dict[str, Any]:
         """The Fig. 2 cloud: random architectures of the space, trained ``cloud.train_steps`` steps each.
 
         With ``train_steps == 0`` the cloud is latency-only: no training, no Dice (NaN); its result files
@@ -334,7 +390,9 @@ class RtdnasExperiment:
             g = sample_random_genotype("rtdnas", rng, n_layers=cfg.supernet.layers, n_scales=cfg.supernet.scales,
                                        n_paths=n, n_nodes=cfg.supernet.nodes)
             key, name = f"cloud_{i:02d}", f"random #{i} (N_l={n})"
-            out[key] = self._train(key, name, g, retrain) if cfg.cloud.train_steps > 0 else self._untrained(key, name, g)
+            train = (partial(self._train, key, name, g, retrain) if cfg.cloud.train_steps > 0
+                     else partial(self._untrained, key, name, g))
+            out[key] = _staged(stages, self.row_stage(key, train))
         return out
 
     def _untrained(self, key: str, name: str, g: MultiscaleGenotype) -> dict[str, Any]:
@@ -363,23 +421,37 @@ class RtdnasExperiment:
         self.say(f"cloud: {len(ok)} of {len(cloud)} random networks meet the budget; retraining {picks} fully")
         return picks
 
-    def train_full_cloud(self, cloud: dict[str, Any], picks: list[str]) -> dict[str, Any]:
+    def train_full_cloud(self, cloud: dict[str, Any], picks: list[str],
+                         stages: StageRunner | None = None) -> dict[str, Any]:
         """Retrain the picked cloud networks with the searched rows' schedule (keys ``<cloud key>_full``)."""
         out = {}
         for key in picks:
             g = MultiscaleGenotype.from_dict(cloud[key]["genotype"])
-            res = self._train(f"{key}_full", f"{cloud[key]['name']}, full training", g)
-            out[f"{key}_full"] = {**res, "full_training": True}
+            train = partial(self._train, f"{key}_full", f"{cloud[key]['name']}, full training", g)
+            out[f"{key}_full"] = {**_staged(stages, self.row_stage(f"{key}_full", train)), "full_training": True}
         return out
 
     # ------------------------------------------------------------------------------- latency
+    def measure_stage(self, name: str, rows: dict[str, Any]) -> Stage:
+        """Time ``rows`` into ``latency.json``.
+
+        The file is shared and grows (searched rows, then the cloud, then its full retrainings), so the
+        stage is done when the file holds every network of ``rows``, not when it exists; it is a cache
+        (``clear_stale=False``: a rerun must not drop the other stages' timings). ``measure`` times only
+        the missing networks and attaches every row's latency, so it is also the loader.
+        """
+        path = self.out / "latency.json"
+        measure = partial(self.measure, rows)
+        return Stage(name, run=measure, load=measure, outputs=(path,), clear_stale=False,
+                     done=lambda: path.is_file() and not _untimed(rows, read_json(path)))
+
     def measure(self, rows: dict[str, Any], group: int = 10) -> None:
         """Every trained row exported and timed with onnxruntime, round-robin in groups of ``group``."""
         path = self.out / "latency.json"
         doc = read_json(path) if path.is_file() else {}
         cfg = self.cfg
         shape = (1, 1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
-        todo = [k for k, r in rows.items() if k not in doc and "same_network_as" not in r]
+        todo = _untimed(rows, doc)
         if todo:
             self.say(f"latency: exporting and timing {len(todo)} networks at {'x'.join(map(str, shape[2:]))}")
         for start in range(0, len(todo), group):
@@ -420,3 +492,13 @@ class RtdnasExperiment:
             lat = (d.get("latency") or {}).get("trained")
             out[d["key"]] = {"name": d["name"], "dice": d["dice"], "latency": lat, "params": d.get("params")}
         return out
+
+
+def _staged(stages: StageRunner | None, stage: Stage) -> Any:
+    """``stage`` through ``stages`` (skipped when done, recorded), or simply run without a runner."""
+    return stages.run(stage) if stages is not None else stage.run()
+
+
+def _untimed(rows: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    """Keys of ``rows`` that ``latency.json`` (``doc``) lacks (a row sharing another's network is not timed)."""
+    return [k for k, r in rows.items() if k not in doc and "same_network_as" not in r]
