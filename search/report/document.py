@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from app.realtime import REALTIME
 from search.report.pareto import plot_pareto
 from search.report.sections import MACHINE, MethodSection, ParetoPoint, shown
 
@@ -118,7 +119,7 @@ def write_document(sections: Sequence[MethodSection], cards: CardsTable, out: Pa
     lines += ["", f"## Shipped models (`{shown(cards.folder)}`)", "",
               "Every card verified against its ONNX file (sha256, input shape). Echo rows are seg + QC back to back "
               "per frame; cine rows are one inference per arriving frame (a clip model re-runs on the sliding clip). "
-              "Meets = p95 <= 50 ms and >= 22 FPS for inference alone on the card's machine.", "",
+              f"Meets = {REALTIME.describe()} for inference alone on the card's machine.", "",
               cards.markdown, ""]
     for bad in cards.rejected:
         lines.append(f"- REJECTED: {bad}")

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from app.realtime import REALTIME
 from search.citations import RTDNAS
 from search.core.genotypes import MultiscaleGenotype
 from search.report.sections import (
@@ -71,7 +72,7 @@ def load_section(folder: Path, msnas_folder: Path | None) -> MethodSection:
         f"{cfg.data.clip_length}x{cfg.data.height}x{cfg.data.width} clip on a {MACHINE}; the paper's "
         "figures: the RT-DNAS paper (P100 GPU, ACDC).")
     if rounds:
-        section.blocks.append("#### Constraint rounds (50 ms / 22 FPS)\n\n" + method_report.rounds_markdown(rounds))
+        section.blocks.append(f"#### Constraint rounds ({REALTIME.describe()})\n\n" + method_report.rounds_markdown(rounds))
     section.blocks.append("#### Table 1: top-weight vs GA on the same searched cells, ours and the paper's\n\n"
                           + method_report.table1_markdown(cfg, rows))
     section.blocks.append("#### Table 2: ours and msnas-hw's baselines (same data, clips, machine)\n\n"

@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from app.realtime import REALTIME
 from search.methods.rtdnas.config import RtdnasConfig
 
 MACHINE = f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores (shared), onnxruntime CPU EP"
@@ -52,8 +53,6 @@ def _lat(r: Mapping[str, Any]) -> tuple[float, float]:
 
 def meets(cfg: RtdnasConfig, r: Mapping[str, Any]) -> bool:
     """The one real-time rule (``app.realtime.REALTIME``) on the row's p95 latency and FPS."""
-    from app.realtime import REALTIME
-
     lat = r.get("latency") or {}
     return REALTIME.meets(lat.get("p95_ms"), lat.get("fps"))
 
@@ -104,7 +103,7 @@ def table2_markdown(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mappi
     for b in baselines.values():
         entries.append((b["name"], b, "msnas-hw run"))
     entries.sort(key=lambda e: (not meets(cfg, e[1]), -(e[1].get("dice") or {}).get("mean", -1.0)))
-    lines = ["| network | RV | MYO | LV | average | LT p50 (ms) | TP (FPS) | meets 50 ms / 22 FPS | measured in |",
+    lines = ["| network | RV | MYO | LV | average | LT p50 (ms) | TP (FPS) | meets " + REALTIME.describe() + " | measured in |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r, where in entries:
         p50, fps = _lat(r)
@@ -237,7 +236,7 @@ table, eq. 3-5, softmax weights). Weights: SGD momentum {cfg.search.momentum}, l
 {cfg.search.weight_lr_min} cosine, wd {cfg.search.weight_decay}. Search: {cfg.search.warmup_steps} warm-up +
 {cfg.search.search_steps} alternating steps on proxy clips {cfg.search.proxy_clip}.
 
-## Constraint rounds (50 ms / 22 FPS, checked on the measured GA network with N_l = {cfg.rounds.check_paths})
+## Constraint rounds ({REALTIME.describe()}, checked on the measured GA network with N_l = {cfg.rounds.check_paths})
 
 {rounds_markdown(rounds)}
 

@@ -71,7 +71,7 @@ def ship(exp, results: dict[str, Any], derivation: dict[str, Any]) -> Path | Non
     decision: dict[str, Any] = {"ours": key, "ours_dice": rows[key]["dice"]["mean"] if key else None, "msnas_hw": theirs}
     if key is None:
         decision["shipped"] = False
-        decision["reason"] = "no rtdnas network meets 50 ms / 22 FPS on this CPU"
+        decision["reason"] = f"no rtdnas network meets {REALTIME.describe()} on this CPU"
     elif theirs is not None and theirs["meets"] and theirs["dice"] >= rows[key]["dice"]["mean"]:
         decision["shipped"] = False
         decision["reason"] = f"msnas-hw's {theirs['id']} has the higher Dice within the budget"
