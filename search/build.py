@@ -103,6 +103,11 @@ def _wrap(net: "nn.Module", interface: str) -> "nn.Module":
         from search.train.clips import ClipProbabilities
 
         return ClipProbabilities(net)
+    if interface == "streaming_probs":
+        from search.export.streaming import StreamingNetwork
+        from search.train.clips import ClipProbabilities
+
+        return StreamingNetwork(ClipProbabilities(net))
     return net
 
 

@@ -18,6 +18,16 @@ Conventions (chosen once, used everywhere):
 - Down ops (stride 2) give ``ceil(H / 2)``; up ops give exactly ``2 H``.
 - ``zero`` returns zeros of the output shape; estimators charge it 0 ms without a table lookup
   (:data:`FREE_OPS`), and decoders never select it.
+- Causal time (3D only, :func:`make_causal`, off by default): an op whose kernel spans time (``conv``,
+  ``dil_conv``, ``sep_conv``, the 3x3x3 pools, ``stem``, and their ``down_`` versions) pads time on the
+  past side only, so output frame t depends on input frames <= t: ``time_context`` = (k_t - 1) x
+  dilation past frames of zeros (convs), of -inf (max pool), or of frames that do not count (avg pool,
+  ``count_include_pad=False`` kept exact by a validity channel, see :class:`PoolOp`). Every other op
+  is per frame already (1x1 convs, ``upsample`` and ``pool2x`` never touch T, BatchNorm in eval).
+  The transposed ``up_*`` convs are not made causal (``set_causal`` raises): no causal space uses them.
+  A causal op can also run *streaming* (``search.export.streaming``): with ``stream_state`` set to
+  its last ``time_context`` input frames it prepends them instead of the padding, and leaves the new
+  state (its last ``time_context`` input frames, now including the new ones) in ``new_state``.
 """
 
 from __future__ import annotations
@@ -89,11 +99,54 @@ class CandidateOp(nn.Module):
         stride: 2 for down ops and ``pool2x`` (spatial H, W only in 3D), 1 otherwise (up ops too).
     """
 
+    time_pad_value: float = 0.0
+    """What the past is padded with in causal mode (zeros; -inf for max pools)."""
+
     def __init__(self, op_name: str, dims: int, c_in: int, c_out: int, stride: int = 1):
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"{op_name}: dims must be 2 or 3, got {dims}")
         self.op_name, self.dims, self.c_in, self.c_out, self.stride = op_name, dims, c_in, c_out, stride
+        self.causal = False
+        self.stream_state: torch.Tensor | None = None  # streaming: the op's last time_context input frames
+        self.new_state: torch.Tensor | None = None  # streaming: what stream_state becomes after this call
+
+    @property
+    def time_extent(self) -> int:
+        """Frames the op's kernel spans in time, dilation included (1: per frame)."""
+        return 1
+
+    @property
+    def time_context(self) -> int:
+        """Past input frames one causal output frame needs besides its own (0: the op is per frame)."""
+        return self.time_extent - 1 if self.dims == 3 else 0
+
+    @property
+    def state_channels(self) -> int:
+        """Channels of the op's streaming state (its input channels; avg pools add a validity channel)."""
+        return self.c_in
+
+    def set_causal(self, causal: bool = True) -> None:
+        """Switch causal time on or off (a no-op for ops that are per frame)."""
+        if self.time_context == 0:
+            return
+        self.causal = bool(causal)
+        self._set_time_padding(0 if causal else self.time_context // 2)
+
+    def _set_time_padding(self, pad: int) -> None:
+        """Set the time padding of the op's temporal layer (kernel-spanning ops override this)."""
+        raise NotImplementedError(f"{self.op_name}: no causal mode")
+
+    def _past(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with its past prepended along T: the streaming state, else ``time_context`` padded frames."""
+        n = self.time_context
+        if self.stream_state is not None:
+            if self.new_state is not None:
+                raise RuntimeError(f"{self.op_name}: a streaming op ran twice in one step (its state would be lost)")
+            x = torch.cat([self.stream_state, x], dim=2)
+            self.new_state = x[:, :, -n:]
+            return x
+        return F.pad(x, (0, 0, 0, 0, n, 0), value=self.time_pad_value)
 
     def latency_key(self, input_spatial_shape: Sequence[int]) -> OpKey:
         """Table key of this op fed a batch-1 input of spatial shape ``(H, W)`` or ``(T, H, W)``."""
@@ -117,9 +170,18 @@ class ConvUnit(CandidateOp):
         )
         layers = [conv, _bn(dims, c_out)] + ([nn.ReLU(inplace=False)] if relu else [])
         self.body = nn.Sequential(*layers)
+        self.kernel, self.dilation = kernel, dilation
+
+    @property
+    def time_extent(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    def _set_time_padding(self, pad: int) -> None:
+        conv = self.body[0]
+        conv.padding = (pad, *conv.padding[1:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        return self.body(self._past(x) if self.causal else x)
 
 
 class SepConv(CandidateOp):
@@ -135,8 +197,16 @@ class SepConv(CandidateOp):
             nn.ReLU(inplace=False),
         )
 
+    @property
+    def time_extent(self) -> int:
+        return 3
+
+    def _set_time_padding(self, pad: int) -> None:
+        conv = self.body[0]
+        conv.padding = (pad, *conv.padding[1:])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        return self.body(self._past(x) if self.causal else x)
 
 
 class UpConvUnit(CandidateOp):
@@ -161,15 +231,33 @@ class UpConvUnit(CandidateOp):
         layers += [_bn(dims, c_out), nn.ReLU(inplace=False)]
         self.body = nn.Sequential(*layers)
 
+    @property
+    def time_extent(self) -> int:
+        return 3
+
+    def set_causal(self, causal: bool = True) -> None:
+        if causal and self.dims == 3:
+            raise ValueError(f"{self.op_name}: the transposed up convs have no causal (streaming) mode")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
 
 class PoolOp(CandidateOp):
-    """3x3 max / average pool (padding 1, stride 1 or 2), then a 1x1 conv-BN-ReLU when C changes."""
+    """3x3 max / average pool (padding 1, stride 1 or 2), then a 1x1 conv-BN-ReLU when C changes.
+
+    Causal (3D): the max pool pads the past with -inf (what its own padding is). The average pool
+    (``count_include_pad=False``: a padded position does not count) carries a validity channel, 1 on
+    every real frame and 0 on padded (or initial-state) frames: the pool sums the frames and the
+    validity over the window (zero spatial padding, ``count_include_pad=True`` times the window size)
+    and divides one by the other, so a padded past frame counts as nothing, as in the symmetric pool.
+    Its streaming state is the input frames with that channel (``c_in + 1`` channels, zeros at start).
+    """
 
     def __init__(self, op_name, dims, c_in, c_out, stride=1, kind="max"):
         super().__init__(op_name, dims, c_in, c_out, stride)
+        self.kind = kind
+        self.time_pad_value = float("-inf") if kind == "max" else 0.0
         k, s = _spatial(dims, 3, 3), _spatial(dims, stride, 1)
         if kind == "max":
             self.pool = (nn.MaxPool2d if dims == 2 else nn.MaxPool3d)(k, stride=s, padding=1)
@@ -181,8 +269,27 @@ class PoolOp(CandidateOp):
                 _conv_cls(dims)(c_in, c_out, 1, bias=False), _bn(dims, c_out), nn.ReLU(inplace=False)
             )
 
+    @property
+    def time_extent(self) -> int:
+        return 3
+
+    @property
+    def state_channels(self) -> int:
+        return self.c_in + (1 if self.kind == "avg" else 0)
+
+    def _set_time_padding(self, pad: int) -> None:
+        self.pool.padding = (pad, 1, 1)
+
+    def _causal_pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "max":
+            return self.pool(self._past(x))
+        xv = self._past(torch.cat([x, torch.ones_like(x[:, :1])], dim=1))
+        sums = F.avg_pool3d(xv, self.pool.kernel_size, stride=self.pool.stride, padding=(0, 1, 1),
+                            count_include_pad=True)
+        return sums[:, :-1] / sums[:, -1:]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pool(x)
+        y = self._causal_pool(x) if self.causal else self.pool(x)
         return self.project(y) if self.project is not None else y
 
 
@@ -355,6 +462,18 @@ def build_op(name: str, dims: int, c_in: int, c_out: int, stride: int | None = N
     if op.stride != stride:  # ops whose stride is fixed by the name
         raise ValueError(f"op {name!r} has stride {op.stride}, not {stride}")
     return op
+
+
+def make_causal(module: nn.Module, causal: bool = True) -> nn.Module:
+    """Switch every op in ``module`` to causal time (or back); returns ``module``.
+
+    Raises:
+        ValueError: an op with no causal mode (the transposed ``up_*`` convs) in a 3D network.
+    """
+    for m in module.modules():
+        if isinstance(m, CandidateOp):
+            m.set_causal(causal)
+    return module
 
 
 def op_from_key(key: OpKey) -> CandidateOp:

@@ -7,12 +7,17 @@ A card's ``architecture`` is ``{"kind", "args", "genotype", "interface", "about"
   with its genotype), ``multiscale`` (the fused layer x scale nets of msnas-hw and rtdnas, with their
   genotype) and ``cine_qc`` (the cine QC network).
 * ``args`` are the builder's arguments, one frozen dataclass per kind below (every field explicit in
-  the card, so a card does not depend on a default that may change).
+  the card, so a card does not depend on a default that may change), except the flags a kind lists in
+  ``OPTIONAL_FLAGS``, written only when true (``multiscale``'s ``causal``: cards from before the flag
+  stay canonical, and a card without it is the symmetric network it always was).
 * ``genotype`` is the searched architecture as plain JSON (the card's top-level ``genotype``), or
   null for handcrafted networks; kinds that need one say so (``GENOTYPE``).
 * ``interface`` is the wrapper that gives the exported graph its outputs: ``probs_uncertainty``
   (softmax + normalised entropy, ``search.train.seg_outputs.SegmentationWithUncertainty``),
-  ``probs`` (softmax only, the cine clip models) or ``none`` (the network's own outputs: QC).
+  ``probs`` (softmax only, the cine clip models), ``streaming_probs`` (a causal clip model run one
+  frame at a time: ``(frame, state_0, ...) -> (probs, state_out_0, ...)``,
+  ``search.export.streaming.StreamingNetwork`` around ``probs``) or ``none`` (the network's own
+  outputs: QC).
 * ``about`` keeps descriptive facts that do not change the network (the paper row, how the paths
   were selected, ...).
 
@@ -29,7 +34,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
-INTERFACES = ("probs_uncertainty", "probs", "none")
+INTERFACES = ("probs_uncertainty", "probs", "streaming_probs", "none")
 
 
 class ArchitectureError(ValueError):
@@ -108,6 +113,7 @@ class MultiscaleArgs:
 
     KIND: ClassVar[str] = "multiscale"
     GENOTYPE: ClassVar[str | None] = "multiscale"
+    OPTIONAL_FLAGS: ClassVar[tuple[str, ...]] = ("causal",)
     in_channels: int
     num_classes: int
     base_channels: int
@@ -115,6 +121,7 @@ class MultiscaleArgs:
     n_scales: int
     n_nodes: int
     dims: int = 3
+    causal: bool = False  # causal time: streams one frame at a time (search.export.streaming)
 
     def check(self) -> None:
         _require(self.dims in (2, 3), f"dims must be 2 or 3, got {self.dims}")
@@ -144,7 +151,10 @@ def _require(ok: bool, problem: str) -> None:
 
 
 def _typed_value(name: str, annotation: str, value: Any) -> Any:
-    """``value`` checked against a field annotation (``int`` or ``tuple[int, ...]``)."""
+    """``value`` checked against a field annotation (``int``, ``bool`` or ``tuple[int, ...]``)."""
+    if annotation == "bool":
+        _require(isinstance(value, bool), f"argument {name!r} must be true or false, got {value!r}")
+        return value
     if annotation == "int":
         _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                  f"argument {name!r} must be a positive integer, got {value!r}")
@@ -214,7 +224,9 @@ class Architecture:
 
     def to_json(self) -> dict[str, Any]:
         """The card's ``architecture`` value (plain JSON, fixed key order)."""
-        args = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.args).items()}
+        flags = getattr(self.args, "OPTIONAL_FLAGS", ())
+        args = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.args).items()
+                if not (k in flags and v is False)}
         return {"kind": self.kind, "args": args, "genotype": self.genotype, "interface": self.interface,
                 "about": dict(self.about)}
 
@@ -240,6 +252,8 @@ def interface_for(output_names: Sequence[str]) -> str:
         return "probs_uncertainty"
     if names == ["probs"]:
         return "probs"
+    if len(names) > 1 and names[0] == "probs" and all(n.startswith("state_out_") for n in names[1:]):
+        return "streaming_probs"
     return "none"
 
 
@@ -275,7 +289,9 @@ def from_legacy(old: Mapping[str, Any], *, genotype: Mapping[str, Any] | None, i
         _require(len(n_nodes) == 1, f"multiscale: cells disagree on n_nodes ({sorted(n_nodes)})")
         args = {"in_channels": channels, "num_classes": n_classes, "base_channels": old["channels_scale0"],
                 "n_layers": old["layers"], "n_scales": old["scales"], "n_nodes": n_nodes.pop(), "dims": dims}
-        about = {k: v for k, v in old.items() if k not in ("channels_scale0", "layers", "scales")}
+        if old.get("causal"):
+            args["causal"] = True
+        about = {k: v for k, v in old.items() if k not in ("channels_scale0", "layers", "scales", "causal")}
         return Architecture(parse_args("multiscale", args), genotype, interface, about)
     raise ArchitectureError(f"cannot tell which network {dict(old)!r} describes; write a typed architecture "
                             "(search.export.architecture.Architecture)")

@@ -73,7 +73,8 @@ def contract(*, input_name: str, shape: Sequence[int], layout: str, normalisatio
         "spacing": SPACING_POLICY,
         "spacing_note": SPACING_NOTE,
         "normalisation": _normalisation(normalisation, over=("segmentation_input" if role == "qc" else
-                                                             "clip" if len(shape) == 5 else "frame")),
+                                                             "clip" if len(shape) == 5 and int(shape[2]) > 1
+                                                             else "frame")),
         "non_finite": "zero",
         "label_map": {str(k): v for k, v in sorted(classes.items(), key=lambda kv: int(kv[0]))},
         "image_source": "segmentation_input" if role == "qc" else "preprocess",

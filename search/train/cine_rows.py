@@ -57,10 +57,13 @@ class CineRows:
         docs_dir: Where the report and figures are copied (None: only under ``out``).
         models_dir: Where the shipped model goes (None: not shipped).
         progress: Called with one-line status messages (the CLI prints them).
+        causal: Retrain the searched rows with causal time, every clip z-scored per frame (what a
+            streaming model sees at deployment, ``search.export.streaming``), and evaluate them so.
     """
 
     def __init__(self, cfg: CineRowsConfig, out: Path, *, docs_dir: Path | None = None,
-                 models_dir: Path | None = None, progress: Progress | None = None):
+                 models_dir: Path | None = None, progress: Progress | None = None, causal: bool = False):
+        self.causal = causal
         self.cfg = cfg
         self.out = Path(out)
         self.docs_dir = docs_dir
@@ -121,8 +124,9 @@ class CineRows:
             return read_json(result_path)
         cfg = self.cfg
         seed_everything(cfg.seed + 1000 + cfg.rows.index(row))
-        net = build_row_network(cfg, row, genotype=genotype)
-        train_ds = clip_dataset(self._subset(self.split.train), cfg.data, train=True, seed=cfg.seed + 5)
+        net = build_row_network(cfg, row, genotype=genotype, causal=self.causal)
+        train_ds = clip_dataset(self._subset(self.split.train), cfg.data, train=True, seed=cfg.seed + 5,
+                                per_frame_norm=self.causal)
         per_epoch = max(1, min(cfg.retrain.eval_every, cfg.retrain.steps))
         tcfg = TrainConfig(epochs=max(1, cfg.retrain.steps // per_epoch), batch_size=cfg.retrain.batch_size,
                            lr=cfg.retrain.lr, weight_decay=cfg.retrain.weight_decay, seed=cfg.seed,
@@ -151,6 +155,8 @@ class CineRows:
             "params": int(sum(p.numel() for p in net.parameters())),
             "train_losses": losses, "train_seconds": seconds,
         }
+        if self.causal:
+            result["causal"] = True
         torch.save(net.state_dict(), folder / "weights.pt")
         write_json(result_path, result)
         return distributed.share_from_main(result)
@@ -160,7 +166,7 @@ class CineRows:
         predict = torch_seg_predictor(net)
         per_patient = {}
         for case in self._subset(self.split.test):
-            ds = clip_dataset([case], self.cfg.data, train=False, seed=0)
+            ds = clip_dataset([case], self.cfg.data, train=False, seed=0, per_frame_norm=self.causal)
             ev = evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS))
             per_patient[case.case_id] = {FOREGROUND[c]: v for c, v in ev.per_class.items()}
             per_patient[case.case_id]["mean"] = ev.mean

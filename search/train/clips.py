@@ -185,16 +185,17 @@ def card_data(cfg: DataConfig, split: PatientSplit, preset: str, cases: Sequence
 
 
 def clip_dataset(cases: Sequence[Case], cfg: DataConfig, *, train: bool, seed: int,
-                 clip: tuple[int, int, int] | None = None) -> CineClipDataset:
+                 clip: tuple[int, int, int] | None = None, per_frame_norm: bool = False) -> CineClipDataset:
     """Clips of ``cfg.clip_length`` frames at ``cfg.height x cfg.width`` (or ``clip = (T, H, W)``).
 
     Training: clips start every half clip (overlapping) and get a random affine (the same for all
     frames of a clip). Evaluation: non-overlapping clips covering every frame, no augmentation.
+    ``per_frame_norm``: z-score each frame on its own (streaming models see one frame at a time).
     """
     t, h, w = clip or (cfg.clip_length, cfg.height, cfg.width)
     stride = max(1, t // 2) if train else t
     return CineClipDataset(cases, clip_length=t, size=(h, w), stride=stride,
-                           augment=TRAIN_AUGMENTATION if train else None, seed=seed)
+                           augment=TRAIN_AUGMENTATION if train else None, seed=seed, per_frame_norm=per_frame_norm)
 
 
 class ClipProbabilities(nn.Module):

@@ -27,13 +27,15 @@ from search.train.cine_config import CineRowsConfig, RowSpec, SupernetConfig
 N_CLASSES = 4  # background, RV, MYO, LV (ACDC)
 
 
-def multiscale_config(sn: SupernetConfig, channels: int) -> MultiscaleConfig:
+def multiscale_config(sn: SupernetConfig, channels: int, *, causal: bool = False) -> MultiscaleConfig:
     """The core's grid configuration for ``channels`` at scale 0 (``edge_op`` relaxation, 3D, 1 -> 4)."""
     return MultiscaleConfig(in_channels=1, num_classes=N_CLASSES, base_channels=channels, n_layers=sn.layers,
-                            n_scales=sn.scales, n_nodes=sn.nodes, dims=3, relaxation="edge_op", pc_k=sn.pc_k)
+                            n_scales=sn.scales, n_nodes=sn.nodes, dims=3, relaxation="edge_op", pc_k=sn.pc_k,
+                            causal=causal)
 
 
-def build_derived(genotype: MultiscaleGenotype, channels: int, sn: SupernetConfig, *, seed: int = 0) -> nn.Module:
+def build_derived(genotype: MultiscaleGenotype, channels: int, sn: SupernetConfig, *, seed: int = 0,
+                  causal: bool = False) -> nn.Module:
     """The fused n-path network of a genotype: ``(N, 1, T, H, W) -> (N, 4, T, H, W)`` logits.
 
     Args:
@@ -41,8 +43,10 @@ def build_derived(genotype: MultiscaleGenotype, channels: int, sn: SupernetConfi
         channels: Channels at scale 0 (doubled per scale).
         sn: The grid (layers, scales, nodes, partial-channel k).
         seed: Seeds the initialisation.
+        causal: Causal time (frame t sees frames <= t): the network can be shipped streaming
+            (``search.export.streaming``).
     """
-    return FusedMultiscaleNet(genotype, multiscale_config(sn, channels), seed=seed)
+    return FusedMultiscaleNet(genotype, multiscale_config(sn, channels, causal=causal), seed=seed)
 
 
 def row_filters(cfg: CineRowsConfig, row: RowSpec, *, paper_size: bool) -> int:
@@ -65,7 +69,7 @@ def unet_config(cfg: CineRowsConfig, row: RowSpec, *, paper_size: bool) -> UNetC
 
 
 def build_row_network(cfg: CineRowsConfig, row: RowSpec, *, paper_size: bool = False,
-                      genotype: MultiscaleGenotype | None = None) -> nn.Module:
+                      genotype: MultiscaleGenotype | None = None, causal: bool = False) -> nn.Module:
     """A freshly initialised network of a row: ``(N, 1, T, H, W) -> (N, 4, T, H, W)`` logits.
 
     Args:
@@ -73,14 +77,17 @@ def build_row_network(cfg: CineRowsConfig, row: RowSpec, *, paper_size: bool = F
         row: The row.
         paper_size: The paper's widths instead of the trained (divided) widths.
         genotype: Searched architecture, required for ``msnas`` rows.
+        causal: ``msnas`` rows only: causal time, for a streaming model.
     """
+    if causal and row.kind != "msnas":
+        raise ValueError(f"row {row.name!r}: only the searched (msnas) rows have a causal form")
     if row.kind == "unet2d":
         return FrameWiseUNet(UNet(unet_config(cfg, row, paper_size=paper_size)))
     if row.kind == "unet3d":
         return UNet(unet_config(cfg, row, paper_size=paper_size))
     if genotype is None:
         raise ValueError(f"row {row.name!r} needs its searched genotype")
-    return build_derived(genotype, row_filters(cfg, row, paper_size=paper_size), cfg.supernet)
+    return build_derived(genotype, row_filters(cfg, row, paper_size=paper_size), cfg.supernet, causal=causal)
 
 
 def per_frame_network(net: nn.Module) -> nn.Module | None:

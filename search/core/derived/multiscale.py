@@ -13,7 +13,7 @@ from torch import nn
 
 from search.core.derived.cells import DerivedCell
 from search.core.genotypes import STEP_DELTA, MultiscaleGenotype
-from search.core.ops import build_op
+from search.core.ops import build_op, make_causal
 from search.core.supernets.base import check_divisible
 from search.core.supernets.multiscale import MultiscaleConfig, cell_name, output_head, scaling_preprocess
 
@@ -31,7 +31,7 @@ class FusedMultiscaleNet(nn.Module):
 
     Args:
         genotype: Cells and paths (``n_layers`` / ``n_scales`` must match ``config``).
-        config: Channels, classes, dims (``relaxation`` and ``pc_k`` are ignored: full channels).
+        config: Channels, classes, dims, causal time (``relaxation`` and ``pc_k`` are ignored: full channels).
         seed: Seeds the weight initialisation.
 
     Forward: ``x (N, C_in, T, H, W)`` (or 2D) -> logits ``(N, K, T, H, W)``.
@@ -61,6 +61,8 @@ class FusedMultiscaleNet(nn.Module):
             self.heads = nn.ModuleDict(
                 {str(s): output_head(cfg.dims, cfg.channels(s), cfg.num_classes, s) for s in self.final_scales}
             )
+        if cfg.causal:
+            make_causal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(tuple(x.shape[2:]), self.config.n_scales - 1, "FusedMultiscaleNet input")

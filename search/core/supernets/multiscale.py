@@ -31,7 +31,7 @@ from torch import nn
 from search.core.cells import Cell, CellArch, CellSpec
 from search.core.genotypes import MULTISCALE_CELL_TYPES, STEP_DELTA, STEP_KINDS
 from search.core.mixed import SOFTMAX, ArchWeighting
-from search.core.ops import build_op
+from search.core.ops import build_op, make_causal
 from search.core.supernets.base import Supernet, check_divisible, make_generator
 
 MULTISCALE_SPEC = CellSpec(1, ("msnas",), "msnas", n_nodes=3, output="concat")
@@ -51,6 +51,9 @@ class MultiscaleConfig:
         dims: 3 (T x H x W clips) or 2.
         relaxation: ``"edge_op"`` (MS-NAS) or ``"input_op_pair"`` (RT-DNAS).
         pc_k: Partial-channel factor (4 in both papers; 1 = off).
+        causal: Causal time (3D): every op that spans time pads only the past, so the output at
+            frame t depends on frames <= t and the network can run streaming, one frame at a time
+            (``search.core.ops.make_causal``, ``search.export.streaming``). Off: symmetric padding.
     """
 
     in_channels: int = 1
@@ -62,6 +65,7 @@ class MultiscaleConfig:
     dims: int = 3
     relaxation: str = "edge_op"
     pc_k: int = 4
+    causal: bool = False
 
     def channels(self, scale: int) -> int:
         return self.base_channels * 2**scale
@@ -143,6 +147,8 @@ class MultiscaleSupernet(Supernet):
             self.cells = nn.ModuleDict(cells)
             final = range(min(cfg.n_layers, cfg.n_scales - 1) + 1)
             self.heads = nn.ModuleList(output_head(cfg.dims, cfg.channels(s), cfg.num_classes, s) for s in final)
+        if cfg.causal:
+            make_causal(self)
         self.to(device)
 
     def beta_probs(self, weighting: ArchWeighting = SOFTMAX) -> torch.Tensor:
