@@ -11,9 +11,14 @@ Card fields (JSON): ``id``, ``modality`` (echo|cine), ``role`` (seg|qc), ``metho
 for baselines), ``metrics`` {dice {per_class, mean}, qc_mae, qc_pearson, latency_ms {p50, p95}, fps,
 hardware, runtime, flops, params}, ``data`` {source, split, seed}, ``onnx_sha256``, ``created``,
 and optionally ``pairs_with`` (a seg card names its QC model id), ``clip_length`` (cine: frames per
-inference, 1 for per-frame models), ``quantization`` (null or a description), ``notes``, and
+inference, 1 for per-frame models), ``echo_mode`` (echo only: ``"contrast"``, contrast echo with the
+myocardium labelled, or ``"bmode"``, B-mode echo labelled as CAMUS: 1 LV, 2 myocardium, 3 LA; an echo
+card without it is ``"contrast"``), ``quantization`` (null or a description), ``notes``, and
 ``meets_realtime`` (``app.realtime.REALTIME`` applied to the card's own ``metrics``, written by the
-search's card writer).
+search's card writer), and ``streaming`` (a causal cine model run one frame at a time with its past as
+explicit state tensors, ``search.export.streaming``; parsed and checked by :func:`parse_streaming`):
+``{"frame_input": "frame", "probs_output": "probs", "states": [{"input": "state_0", "output":
+"state_out_0", "shape": [1, C, k, H, W], "init": 0.0 | "-inf"}, ...]}``.
 Search-side fields the app does not read: ``architecture`` (typed, ``search.build_from_card`` rebuilds
 the network from it) and ``preprocessing`` (the contract ``app.engine.preprocess`` implements, in words).
 """
@@ -30,6 +35,8 @@ from typing import Any, Mapping
 from app.realtime import REALTIME, RealtimeRule
 
 REQUIRED_FIELDS = ("id", "modality", "role", "method", "input", "outputs", "classes", "metrics", "data", "onnx_sha256")
+ECHO_MODES = ("contrast", "bmode")  # the card field ``echo_mode`` (``app.data.echo_mode`` detects a recording's)
+DEFAULT_ECHO_MODE = "contrast"      # an echo card without ``echo_mode`` (every card shipped before the field)
 
 
 class ModelCardError(ValueError):
@@ -153,8 +160,21 @@ class ModelCard:
         return int(self.raw.get("clip_length", 1))
 
     @property
+    def echo_mode(self) -> str | None:
+        """Echo: the kind of echo the model was made for, ``"contrast"`` (the default) or ``"bmode"``; cine: None."""
+        if self.modality != "echo":
+            return None
+        return self.raw.get("echo_mode") or DEFAULT_ECHO_MODE
+
+    @property
     def pairs_with(self) -> str | None:
         return self.raw.get("pairs_with")
+
+    @property
+    def streaming(self) -> "StreamingSpec | None":
+        """The streaming contract of a causal model run frame by frame (None: a clip / per-frame model)."""
+        value = self.raw.get("streaming")
+        return None if value is None else parse_streaming(value, self.card_path)
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -211,6 +231,73 @@ def onnx_input_shape(onnx_path: Path, input_name: str) -> tuple[int | str, ...]:
     raise ModelCardError(onnx_path, f"has no input named {input_name!r} (inputs: {names})")
 
 
+@dataclass(frozen=True)
+class StreamState:
+    """One state tensor of a streaming model: fed as ``input``, returned updated as ``output``.
+
+    Attributes:
+        input: ONNX input name (``state_<i>``).
+        output: ONNX output name (``state_out_<i>``), fed back as ``input`` with the next frame.
+        shape: Static shape.
+        init: The value of every element before the first frame (0.0, or -inf for max pools).
+    """
+
+    input: str
+    output: str
+    shape: tuple[int, ...]
+    init: float
+
+
+@dataclass(frozen=True)
+class StreamingSpec:
+    """A card's ``streaming`` field: one call takes the new frame and the states, returns probs and new states.
+
+    Attributes:
+        frame_input: The input the new preprocessed frame goes to (the card's ``input``, ``(1, C, 1, H, W)``).
+        probs_output: The output with the new frame's probabilities ``(1, K, 1, H, W)``.
+        states: The states, in the graph's order.
+    """
+
+    frame_input: str
+    probs_output: str
+    states: tuple[StreamState, ...]
+
+
+def _stream_init(value: Any) -> float | None:
+    if isinstance(value, str) and value.strip().lower() in ("-inf", "-infinity"):
+        return -math.inf
+    return float(value) if _finite(value) else None
+
+
+def parse_streaming(value: Any, where: object = "card") -> StreamingSpec:
+    """The typed ``streaming`` field of a card; ``ModelCardError`` names what is wrong."""
+    if not isinstance(value, Mapping):
+        raise ModelCardError(where, f"streaming must be an object, got {type(value).__name__}")
+    frame_input, probs_output = value.get("frame_input"), value.get("probs_output", "probs")
+    if not isinstance(frame_input, str) or not frame_input or not isinstance(probs_output, str) or not probs_output:
+        raise ModelCardError(where, "streaming needs a frame_input name (and probs_output, if given, a name)")
+    states = value.get("states")
+    if not isinstance(states, list) or not states:
+        raise ModelCardError(where, "streaming.states must be a non-empty list")
+    parsed, names = [], {frame_input, probs_output}
+    for i, st in enumerate(states):
+        if not isinstance(st, Mapping):
+            raise ModelCardError(where, f"streaming.states[{i}] must be an object")
+        inp, out, shape, init = st.get("input"), st.get("output"), st.get("shape"), _stream_init(st.get("init"))
+        if not isinstance(inp, str) or not isinstance(out, str) or not inp or not out:
+            raise ModelCardError(where, f"streaming.states[{i}] needs input and output names")
+        if inp in names or out in names or inp == out:
+            raise ModelCardError(where, f"streaming.states[{i}]: names {inp!r} / {out!r} are used twice")
+        names |= {inp, out}
+        if not isinstance(shape, list) or not shape or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ModelCardError(where, f"streaming.states[{i}].shape must list positive integers, got {shape!r}")
+        if init is None:
+            raise ModelCardError(where, f"streaming.states[{i}].init must be a number or \"-inf\", got {st.get('init')!r}")
+        parsed.append(StreamState(inp, out, tuple(shape), init))
+    return StreamingSpec(frame_input, probs_output, tuple(parsed))
+
+
 def load_card(card_path: Path | str) -> ModelCard:
     """Parse a card JSON file and check its required fields (not the ONNX file: see ``verify``)."""
     card_path = Path(card_path)
@@ -229,6 +316,16 @@ def load_card(card_path: Path | str) -> ModelCard:
         raise ModelCardError(card_path, f"unknown modality {raw['modality']!r}")
     if raw["role"] not in ("seg", "qc"):
         raise ModelCardError(card_path, f"unknown role {raw['role']!r}")
+    mode = raw.get("echo_mode")
+    if mode is not None and raw["modality"] != "echo":
+        raise ModelCardError(card_path, f"echo_mode {mode!r} on a {raw['modality']} card (only echo cards have one)")
+    if mode is not None and mode not in ECHO_MODES:
+        raise ModelCardError(card_path, f"unknown echo_mode {mode!r} (use {' or '.join(ECHO_MODES)}; none means contrast)")
+    if raw.get("streaming") is not None:
+        spec = parse_streaming(raw["streaming"], card_path)
+        frame = raw["input"].get("name") if isinstance(raw["input"], Mapping) else None
+        if spec.frame_input != frame:
+            raise ModelCardError(card_path, f"streaming.frame_input {spec.frame_input!r} is not the card's input {frame!r}")
     return ModelCard(raw=raw, card_path=card_path, onnx_path=card_path.with_suffix(".onnx"))
 
 

@@ -30,7 +30,7 @@ from app.engine.models import default_models, find_model
 from app.engine.replay import StopRequest, machine_description, replay
 from app.engine.replay_output import (REPORT_SUFFIXES, OutputError, check_distinct, check_output_path,
                                       write_json_atomic)
-from app.engine.sources import open_source
+from app.engine.sources import echo_mode_of, open_source
 from app.engine.stats import trim_warmup
 from app.engine.types import FrameResult
 from app.metrics import dice_per_class, qc_calibration
@@ -279,8 +279,11 @@ def check_outputs(report: Path, html_out: Path | None, sources: list[str]) -> No
 
 def validate(sources: list[str], *, report: Path, model_id: str | None = None, html_out: Path | None = None,
              models_dir=None, fast: bool = False, max_frames: int | None = None,
-             stop: StopRequest | None = None) -> dict:
+             stop: StopRequest | None = None, echo_mode: str = "auto") -> dict:
     """Validate a model on labelled sources; writes the JSON report (and the HTML page) and returns it.
+
+    ``echo_mode`` (``auto``, ``contrast``, ``bmode``): each echo case runs the default pair of its
+    echo mode (detected once per case with ``auto``); each case records its ``echo_mode`` and ``models``.
 
     Raises:
         ValidateInputError, OutputError, ReplayArgumentError, DataError, ModelCardError: bad input,
@@ -299,7 +302,7 @@ def validate(sources: list[str], *, report: Path, model_id: str | None = None, h
             if stop.requested:
                 break
             case, frames = _run_case(spec, Path(tmp) / f"case{i}.json", model_id=model_id, models_dir=models_dir,
-                                     fast=fast, max_frames=max_frames, stop=stop)
+                                     fast=fast, max_frames=max_frames, stop=stop, echo_mode=echo_mode)
             cases.append(case)
             frames_by_case.append(frames)
     out = {
@@ -321,23 +324,28 @@ def validate(sources: list[str], *, report: Path, model_id: str | None = None, h
     return out
 
 
-def _run_case(spec: str, tmp_report: Path, *, model_id, models_dir, fast, max_frames, stop) -> tuple[dict, list[dict]]:
+def _run_case(spec: str, tmp_report: Path, *, model_id, models_dir, fast, max_frames, stop,
+              echo_mode: str = "auto") -> tuple[dict, list[dict]]:
     source = open_source(spec)
     try:
         spacing, modality = source.info.spacing_mm, source.info.modality
+        echo = echo_mode_of(source, echo_mode)  # decided once here; replay is told, not asked again
     finally:
         source.close()
     # the model replay will use (replay checks it and picks the QC pair itself)
-    seg = find_model(model_id, models_dir) if model_id is not None else default_models(modality or "echo", models_dir)[0]
+    seg = find_model(model_id, models_dir) if model_id is not None else default_models(
+        modality or "echo", models_dir, echo_mode=echo.mode if echo else None)[0]
     scorer = FrameScorer(tuple(c for c in seg.classes if c != 0), spacing)
     try:
         rep = replay(spec, report=tmp_report, model_id=model_id, fast=fast, models_dir=models_dir,
-                     max_frames=max_frames, stop=stop, on_result=scorer)
+                     max_frames=max_frames, stop=stop, on_result=scorer, echo_mode=echo or echo_mode)
     finally:
         frames = scorer.finish()
     names = {c: n for c, n in seg.classes.items() if c != 0}
     case = case_summary(rep, frames, names)
     case["spacing_mm"] = list(spacing) if spacing else None
+    case["models"] = rep["models"]
+    case["echo_mode"] = rep.get("echo_mode")
     case["_models"] = rep["models"]
     return case, frames
 

@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from app.engine.replay_cli import DEBUG_ENV, EXIT_BY_SIGNAL, _install_logging, _install_signals, _remove_logging
+from app.engine.replay_cli import (DEBUG_ENV, EXIT_BY_SIGNAL, _install_logging, _install_signals, _remove_logging,
+                                   add_echo_mode_option)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     pace.add_argument("--fast", dest="fast", action="store_true", help="every frame as fast as possible")
     pace.add_argument("--paced", dest="fast", action="store_false", help="paced at the source rate (the default)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="at most N frames of each source")
+    add_echo_mode_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +47,10 @@ def _summary(out: dict) -> list[str]:
     for case in out["cases"]:
         classes = ", ".join(f"{n} Dice {num(k['dice'])} HD95 {num(k['hd95_px'])} px" for n, k in case["classes"].items())
         lines.append(f"case     {case['name']}: {classes}")
+        echo = case.get("echo_mode")
+        if echo:
+            lines.append(f"         {echo['reason']}; models {case['models']['seg']}"
+                         + (f" ({echo['note']})" if echo.get("note") else ""))
     overall = out["overall"]
     qc, tl, lat = overall["qc_calibration"], overall["traffic_light"], overall["latency_ms"]
     lines += [f"qc       MAE {num(qc['mae'])}, Pearson {num(qc['pearson'])}; light right {num(tl['accuracy'])} "
@@ -66,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     previous = _install_signals(stop)
     try:
         out = validate(args.sources, report=args.report, model_id=args.model, html_out=args.html,
-                       models_dir=args.models_dir, fast=args.fast, max_frames=args.max_frames, stop=stop)
+                       models_dir=args.models_dir, fast=args.fast, max_frames=args.max_frames, stop=stop,
+                       echo_mode=getattr(args, "echo_mode", "auto"))
     except (DataError, ModelCardError, OutputError, ReplayArgumentError, ValidateInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.cards import ModelCard, ModelCardError, Timing, default_models_dir, load_card
+from app.cards import ECHO_MODES, ModelCard, ModelCardError, Timing, default_models_dir, load_card
+from app.data.echo_mode import MODE_NAMES
 from app.engine.benchmark import LocalFigures
 from app.engine.runtime import create_session, warm_up
 
@@ -143,9 +144,32 @@ def qc_for(seg: ModelCard, models_dir=None) -> ModelCard | None:
     return find_model(seg.pairs_with, models_dir)
 
 
-def default_models(modality: str, models_dir=None, local: LocalFigures | None = None
+def echo_mode_note(seg: ModelCard, echo_mode: str | None, models_dir=None, *, cards=None) -> str | None:
+    """What to tell the user when ``seg`` was not made for the recording's echo mode (None when it was).
+
+    Two cases: the models (``cards``, else those in ``models_dir``) hold no segmentation model of
+    that echo mode at all (the default fell back to the other kind), or they hold some and ``seg``
+    was asked for by id.
+    """
+    if echo_mode is None or seg.modality != "echo" or seg.echo_mode == echo_mode:
+        return None
+    want, have = MODE_NAMES[echo_mode], MODE_NAMES[seg.echo_mode]
+    cards = list_models("echo", models_dir) if cards is None else cards
+    fitting = [c.id for c in cards if c.modality == "echo" and c.role == "seg" and c.echo_mode == echo_mode]
+    if fitting:
+        return f"{seg.id} is a {have} model but this recording is {want} (its models: {', '.join(fitting)})"
+    qc = f" + {seg.pairs_with}" if seg.pairs_with else ""
+    return (f"no {want} model in models/ yet: running the {have} pair {seg.id}{qc} on this {want} recording "
+            f"instead (its masks may be poor)")
+
+
+def default_models(modality: str, models_dir=None, local: LocalFigures | None = None, echo_mode: str | None = None
                    ) -> tuple[ModelCard, ModelCard | None]:
     """The default segmentation model for a modality and its QC pair (None when it has none).
+
+    ``echo_mode`` (echo only, ``"contrast"`` or ``"bmode"``, see ``app.data.echo_mode``): only cards
+    made for that kind of echo (card ``echo_mode``, contrast when absent) are candidates; when the
+    folder has none, every echo card is, and one warning says so (``echo_mode_note``).
 
     Candidates: segmentation cards whose ONNX file is present and matches its hash (a broken one is
     warned about once and not chosen; when every one is broken, the best of them is returned and
@@ -166,6 +190,12 @@ def default_models(modality: str, models_dir=None, local: LocalFigures | None = 
     segs = [c for c in cards if c.modality == modality and c.role == "seg"]
     if not segs:
         raise ModelCardError(folder, f"no {modality} segmentation model in this folder (run `python -m search` to build them)")
+    fallback = False
+    if modality == "echo" and echo_mode is not None:
+        if echo_mode not in ECHO_MODES:
+            raise ValueError(f"unknown echo mode {echo_mode!r} (use {' or '.join(ECHO_MODES)})")
+        fitting = [c for c in segs if c.echo_mode == echo_mode]
+        segs, fallback = fitting or segs, not fitting
     problems = {c.id: _file_problem(c) for c in segs}
     usable = [c for c in segs if problems[c.id] is None]
     for card in segs if usable else ():  # none usable: the best is returned and its load says what is wrong
@@ -174,6 +204,8 @@ def default_models(modality: str, models_dir=None, local: LocalFigures | None = 
     local = local if local is not None else LocalFigures.load()
     by_id = {c.id: c for c in cards}
     seg = sorted(usable or segs, key=lambda c: _rank(c, by_id, local))[0]
+    if fallback:  # said once per folder and mode
+        _warn_once(folder / f".echo-mode-{echo_mode}", echo_mode_note(seg, echo_mode, folder) or "")
     return seg, qc_for(seg, folder)
 
 

@@ -10,6 +10,12 @@ Two worker threads with bounded hand-overs:
 worker keeps a slow ``on_result`` callback from delaying the next inference (until its queue of
 2 is full: then the inference worker waits, and newer frames replace the pending one). Every
 stage is timestamped with ``time.perf_counter_ns``; end-to-end latency is ``overlay - arrival``.
+
+Streaming cine models (card ``streaming``) must see every frame, in order, also the ones whose
+overlay is dropped: a frame replaced in the pending slot goes to a backlog instead of vanishing,
+and the inference worker first advances the model's state through the backlog (oldest first, a
+cheap call each: about 1/T of a clip), then segments the newest frame as usual. See
+``Pipeline._infer_loop`` for why the streaming calls run there and not in ``submit``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 import cv2
@@ -35,6 +42,8 @@ from app.realtime import REALTIME
 log = logging.getLogger(__name__)
 
 _STOP = object()
+STREAM_BACKLOG = 256
+"""Most frames a streaming model may fall behind; beyond it the oldest go and the state restarts (gap)."""
 
 
 class Pipeline:
@@ -67,8 +76,11 @@ class Pipeline:
         self._stats = StatsRecorder(deadline_ms=deadline_ms, window=window)
         self._cond = threading.Condition()
         self._pending: tuple[Frame, tuple | None] | None = None
+        # Streaming models: frames replaced in the pending slot, still to be fed to the state (oldest first).
+        self._backlog: deque[Frame] = deque(maxlen=STREAM_BACKLOG)
         self._in_flight = 0
         self._closed = False
+        self._reset_requested = False
         self._delivery: queue.Queue = queue.Queue(maxsize=2)
         self._workers = [
             threading.Thread(target=self._infer_loop, name="pipeline-infer", daemon=True),
@@ -87,8 +99,20 @@ class Pipeline:
             self._stats.frame_in()
             if self._pending is not None:
                 self._stats.frame_dropped()
+                if self._seg.is_streaming:  # its overlay is dropped, but the state must still see it
+                    self._backlog.append(self._pending[0])
             self._pending = (frame, clip)
             self._cond.notify_all()
+
+    def reset_stream(self) -> None:
+        """Streaming models: restart the state with the next frame (e.g. the caller changed the source).
+
+        Seeks, slice changes and a new source's frames (index not the previous + 1) are detected from
+        the frames themselves; this is for a change they cannot show.
+        """
+        with self._cond:
+            self._backlog.clear()
+            self._reset_requested = True
 
     def set_overlay(self, style: OverlayStyle) -> None:
         """Change the overlay style from the next composed frame on."""
@@ -162,6 +186,13 @@ class Pipeline:
                     return
 
     def _infer_loop(self) -> None:
+        # Streaming models run here, on the one inference worker, and not in ``submit``: ``submit`` runs
+        # on the source's (player's) thread and must never block it (a paced source keeps its own clock,
+        # a live one must not stall), and a second thread running onnxruntime at the same time would
+        # fight this worker for the 2 cores. The order is kept because ``submit`` is called in arrival
+        # order and puts each frame into the backlog / pending slot under ``_cond``; this worker takes
+        # the backlog and the newest frame together under the same lock and steps them oldest first;
+        # and it is the only thread that touches the state (``SegStage.advance``).
         while True:
             with self._cond:
                 while self._pending is None and not self._closed:
@@ -170,11 +201,24 @@ class Pipeline:
                     return
                 frame, clip = self._pending
                 self._pending = None
+                backlog = list(self._backlog)
+                self._backlog.clear()
+                if self._reset_requested:
+                    self._reset_requested = False
+                    self._seg.reset_stream()
                 self._in_flight += 1
                 self._cond.notify_all()
-            self._put(self._process(frame, clip))
+            self._put(self._process(frame, clip, backlog))
 
-    def _process(self, frame: Frame, clip: tuple | None) -> FrameResult:
+    def _catch_up(self, backlog: list[Frame]) -> None:
+        """Streaming models: feed the state the frames whose overlay was dropped (oldest first)."""
+        for old in backlog:
+            try:
+                self._seg.advance(old)
+            except Exception as exc:  # the state restarts at the next frame (the sequence is broken)
+                log.warning("frame %d: streaming step failed: %s", old.index, exc)
+
+    def _process(self, frame: Frame, clip: tuple | None, backlog: list[Frame] | None = None) -> FrameResult:
         """Every timed stage of one frame, on the inference worker (no thread hand-off inside)."""
         stamps = {"arrival": frame.t_arrival, "started": time.perf_counter_ns()}  # started: the worker took it
         seg: Segmentation | None = None
@@ -182,7 +226,9 @@ class Pipeline:
         try:
             x = self._seg.prepare(frame, clip)
             stamps["preprocessed"] = time.perf_counter_ns()
-            seg = self._seg.segment(x)
+            if backlog:  # streaming: the dropped frames' steps are inference time of this frame
+                self._catch_up(backlog)
+            seg = self._seg.segment(x, frame) if self._seg.is_streaming else self._seg.segment(x)
             stamps["segmented"] = time.perf_counter_ns()
             if self._qc is not None:
                 predicted = self._qc.run(seg)

@@ -32,13 +32,15 @@ from typing import Callable
 import numpy as np
 
 from app.cards import ModelCard, ModelCardError
-from app.engine.models import default_models, find_model, list_models, qc_for
+from app.data.echo_mode import CHOICES as ECHO_CHOICES
+from app.data.echo_mode import EchoMode
+from app.engine.models import default_models, echo_mode_note, find_model, list_models, qc_for
 from app.engine.pipeline import Pipeline
 from app.engine.player import Player
 from app.engine.replay_output import (CSV_COLUMNS, CSV_SUFFIXES, MASK_SUFFIXES, PLOT_SUFFIXES, REPORT_SUFFIXES,
                                       CsvRows, FrameRecord, MaskStream, OutputError, check_distinct,
                                       check_output_path, masks_volume, write_json_atomic, write_masks_nifti)
-from app.engine.sources import open_source
+from app.engine.sources import echo_mode_of, open_source
 from app.engine.stats import field_latency, trim_warmup
 from app.engine.types import FrameResult
 from app.metrics import qc_calibration
@@ -220,7 +222,8 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
            models_dir=None, masks_out: Path | None = None, csv_out: Path | None = None, slice_index=None,
            max_frames=None, deadline_ms: float = REALTIME.p95_ms, timeout_s: float | None = None,
            plot_out: Path | None = None, name: str | None = None, force: bool = False,
-           stop: StopRequest | None = None, on_result: Callable[[FrameResult], None] | None = None) -> dict:
+           stop: StopRequest | None = None, on_result: Callable[[FrameResult], None] | None = None,
+           echo_mode: str | EchoMode | None = "auto") -> dict:
     """Replay a source through the pipeline and write a JSON report.
 
     Args:
@@ -241,6 +244,11 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
             another modality than the source's.
         stop: Ends the replay early when requested (the report then says ``interrupted``).
         on_result: Also called with each ``FrameResult`` once it is recorded (e.g. ``app.validate``).
+        echo_mode: Echo sources: ``"auto"`` (default) detects contrast or B-mode echo once
+            (``app.engine.sources.echo_mode_of``), ``"contrast"`` / ``"bmode"`` says which, or an
+            ``EchoMode`` already decided (``app.validate``). The default model is one made for that
+            mode (``default_models``); the report's ``echo_mode`` records the mode, the reason and
+            any note (no model of that mode, or ``--model`` of the other mode).
 
     Returns:
         The report dict (also written to ``report``).
@@ -251,6 +259,8 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
     """
     check_request(source_spec, report=report, masks_out=masks_out, csv_out=csv_out, plot_out=plot_out,
                   max_frames=max_frames, deadline_ms=deadline_ms, timeout_s=timeout_s, name=name)
+    if not isinstance(echo_mode, EchoMode) and echo_mode not in ECHO_CHOICES + (None,):
+        raise ReplayArgumentError(f"--echo-mode must be one of {', '.join(ECHO_CHOICES)}, got {echo_mode!r}")
     spec = str(source_spec)
     seg = find_model(model_id, models_dir) if model_id is not None else None
     if seg is not None:
@@ -258,19 +268,36 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
     source = _open(spec, slice_index, force)
     try:
         modality = source.info.modality
+        echo = echo_mode if isinstance(echo_mode, EchoMode) else echo_mode_of(source, echo_mode)
         if seg is None:
-            seg, qc = default_models(modality or "echo", models_dir)
+            seg, qc = default_models(modality or "echo", models_dir, echo_mode=echo.mode if echo else None)
         else:
             check_model_use(seg, modality, models_dir, force=force)
             qc = qc_for(seg, models_dir)
         kind = source_kind(spec, source)
         label = name.strip() if name else f"{kind}-{source_id(spec)}"
-        run = _Run(source, seg, qc, label=label, kind=kind, scrub=_scrubber(spec, label), fast=fast,
+        scrub = _scrubber(spec, label)
+        echo_report = None
+        if echo is not None and (modality or "echo") == "echo":
+            note = echo_mode_note(seg, echo.mode, models_dir)
+            if note and model_id is not None:  # the default's fallback was warned about in default_models
+                log.warning("%s", note)
+            # the reason is the detector's own words and contrast attribute values, never a path: not scrubbed
+            # (scrubbing swaps a file's stem anywhere, e.g. "contrast" in "contrast.dcm")
+            echo_report = {"mode": echo.mode, "reason": echo.reason, "requested": _requested(echo_mode),
+                           "model_mode": seg.echo_mode, "note": note}
+        run = _Run(source, seg, qc, label=label, kind=kind, scrub=scrub, fast=fast,
                    deadline_ms=deadline_ms, max_frames=max_frames, stop=stop or StopRequest())
+        run.echo = echo_report
         run.extra_on_result = on_result
         return run.execute(Path(report), csv_out=csv_out, masks_out=masks_out, plot_out=plot_out, timeout_s=timeout_s)
     finally:
         source.close()
+
+
+def _requested(echo_mode) -> str:
+    """What the caller asked for: ``auto``, ``contrast`` or ``bmode`` (an ``EchoMode`` decided upstream: ``auto``)."""
+    return echo_mode if echo_mode in ECHO_CHOICES else "auto"
 
 
 class _Run:
@@ -292,6 +319,7 @@ class _Run:
         self.player: Player | None = None
         self.t_start = time.perf_counter_ns()
         self.extra_on_result: Callable[[FrameResult], None] | None = None
+        self.echo: dict | None = None  # the report's echo_mode entry (echo sources)
 
     # -- callbacks (pipeline delivery thread, player thread) -----------------------------------------
     def on_result(self, result: FrameResult) -> None:
@@ -425,6 +453,7 @@ class _Run:
         out = build_report(self.source, self.seg, self.qc, records, self.pipeline.stats(), fast=self.fast,
                            wall_s=(time.perf_counter_ns() - self.t_start) / 1e9, deadline_ms=self.deadline_ms,
                            name=self.label, kind=self.kind, scrub=self.scrub)
+        out["echo_mode"] = self.echo
         out["complete"] = complete
         if not complete:
             out["delivered"] = self.delivered
@@ -528,6 +557,16 @@ def _rate(frame_rate) -> str:
     return "live" if not frame_rate else f"{float(frame_rate):.1f} fps"
 
 
+def _echo_lines(echo: dict | None) -> list[str]:
+    """The report's echo mode for the terminal: the mode and why, and any note."""
+    if not echo:
+        return []
+    lines = [f"echo     {echo['reason']}"]
+    if echo.get("note"):
+        lines.append(f"note     {echo['note']}")
+    return lines
+
+
 def summary_lines(report: dict) -> list[str]:
     """A readable summary of a report for the terminal."""
     lat = report["latency_ms"]
@@ -540,6 +579,7 @@ def summary_lines(report: dict) -> list[str]:
         f"source   {report['source']['name']} ({report['source']['modality']}, "
         f"{_rate(report['source']['frame_rate'])}), {report['mode']}",
         f"models   seg {report['models']['seg']}, qc {report['models']['qc'] or '-'}",
+        *_echo_lines(report.get("echo_mode")),
         f"frames   {report['frames']} in, {report['processed']} processed, {report['dropped']} dropped, "
         f"{report['errors']} errors",
         f"latency  p50 {ms(lat['p50'])}  p90 {ms(lat.get('p90'))}  p95 {ms(lat['p95'])}  p99 {ms(lat['p99'])}  "

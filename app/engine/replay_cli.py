@@ -42,6 +42,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "never the file name)")
     parser.add_argument("--force", action="store_true",
                         help="open a source the modality check refuses and allow a model of another modality")
+    add_echo_mode_option(parser)
+
+
+def add_echo_mode_option(parser: argparse.ArgumentParser) -> None:
+    """``--echo-mode {auto,contrast,bmode}`` (replay and validate)."""
+    parser.add_argument("--echo-mode", choices=("auto", "contrast", "bmode"), default="auto",
+                        help="echo: contrast or B-mode echo, which picks the default model pair (default auto: "
+                             "from the file's contrast attributes, else from its pixels; the report says which and why)")
 
 
 class OneLineHandler(logging.Handler):
@@ -159,7 +167,8 @@ def _run(args: argparse.Namespace) -> int:
         report = replay(args.source, report=args.report, model_id=args.model, fast=args.fast,
                         models_dir=args.models_dir, masks_out=args.masks, csv_out=args.csv,
                         slice_index=args.slice, max_frames=args.max_frames, deadline_ms=args.deadline_ms,
-                        plot_out=args.plot, name=args.name, force=args.force, stop=stop)
+                        plot_out=args.plot, name=args.name, force=args.force, stop=stop,
+                        echo_mode=getattr(args, "echo_mode", "auto"))
     except (DataError, ModelCardError, OutputError, ReplayArgumentError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.cards import ModelCardError
 from app.engine.models import LoadedModel
 from app.engine.preprocess import preprocess
+from app.engine.streaming import StreamRunner
 from app.engine.types import Frame
 
 
@@ -47,25 +49,86 @@ class SegStage:
     The window is fed by ``observe`` for *every* arriving frame (also those the pipeline later
     drops), so a clip is always the source's last T frames of one slice. Until T frames exist the
     first frame is repeated; a change of slice (``frame.meta["slice"]``) restarts the window.
+
+    A streaming model (card ``streaming``) instead runs on every frame, one call each, carrying its
+    state (``app.engine.streaming.StreamRunner``): ``advance`` for a frame whose result nobody
+    needs (one the pipeline dropped), ``segment(x, frame)`` for the one it shows. The state must see
+    every frame of the slice in arrival order; it is reset (to the causal zero padding) when the
+    slice or the phantom case changes (``frame.meta["slice"]`` / ``["case"]``), when the frame index
+    is not the previous + 1 (a seek, a loop back to 0, a new source, frames lost), after a failed
+    step, and by ``reset_stream``.
     """
 
     def __init__(self, model: LoadedModel):
         self.model = model
         self.card = model.card
         shape = self.card.input_shape
-        self.clip_length = int(shape[2]) if len(shape) == 5 else 1
+        self.streaming = self.card.streaming
+        self.clip_length = int(shape[2]) if len(shape) == 5 and self.streaming is None else 1
         self._window: deque[np.ndarray] = deque(maxlen=self.clip_length)
         self._window_slice = None
         self.has_uncertainty = "uncertainty" in model.output_names
+        self._stream: StreamRunner | None = None
+        self._stream_at: tuple | None = None  # (index, slice, case) of the last frame the state saw
+        self.stream_resets = 0
+        if self.streaming is not None:
+            self._check_streaming(model)
+            self._stream = StreamRunner(model.run, self.streaming)
+
+    def _check_streaming(self, model: LoadedModel) -> None:
+        spec, card = self.streaming, self.card
+        shape = card.input_shape
+        if len(shape) != 5 or shape[2] != 1:
+            raise ModelCardError(card.card_path, f"a streaming model takes one frame (1, C, 1, H, W), "
+                                                 f"the card's input is {list(shape)}")
+        inputs = {i.name: i.shape for i in model.session.get_inputs()}
+        outputs = set(model.output_names)
+        for st in spec.states:
+            if st.input not in inputs or st.output not in outputs:
+                raise ModelCardError(card.onnx_path, f"streaming state {st.input!r} -> {st.output!r} is not in the "
+                                                     f"model (inputs {sorted(inputs)})")
+            got = inputs[st.input]
+            if len(got) != len(st.shape) or any(isinstance(a, int) and a != b for a, b in zip(got, st.shape)):
+                raise ModelCardError(card.onnx_path, f"streaming state {st.input!r} has shape {list(got)}, the card "
+                                                     f"says {list(st.shape)}")
+        if spec.probs_output not in outputs:
+            raise ModelCardError(card.onnx_path, f"streaming output {spec.probs_output!r} is not in the model")
+
+    @property
+    def is_streaming(self) -> bool:
+        return self._stream is not None
 
     @property
     def is_clip_model(self) -> bool:
-        return len(self.card.input_shape) == 5
+        return len(self.card.input_shape) == 5 and not self.is_streaming
+
+    def reset_stream(self) -> None:
+        """Forget the streaming state (a source change the frames cannot show); the next frame starts afresh."""
+        self._stream_at = None
+
+    def advance(self, frame: Frame, x: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Streaming models: feed ``frame`` (prepared as ``x`` if given) to the state; returns the model's outputs.
+
+        Call for every frame in arrival order, from one thread (the pipeline's inference worker).
+        """
+        if self._stream is None:
+            raise ValueError("advance is for streaming models")
+        at = (int(frame.index), frame.meta.get("slice"), frame.meta.get("case"))
+        last = self._stream_at
+        if last is None or at[1:] != last[1:] or at[0] != last[0] + 1:
+            if last is not None:
+                self.stream_resets += 1
+            self._stream.reset()
+        self._stream_at = None  # until the step succeeds: a failed step breaks the sequence
+        out = self._stream.step(self.prepare(frame, None) if x is None else x)
+        self._stream_at = at
+        return out
 
     def observe(self, frame: Frame) -> tuple[np.ndarray, ...] | None:
         """Add a frame to the window and return the clip's frames (oldest first), or None (per-frame model).
 
         Must be called in arrival order (the pipeline calls it from ``submit``). Cheap: stores references.
+        Streaming models keep no window (None): their state is advanced on the inference worker.
         """
         if not self.is_clip_model:
             return None
@@ -81,6 +144,8 @@ class SegStage:
 
     def prepare(self, frame: Frame, clip: tuple[np.ndarray, ...] | None) -> np.ndarray:
         """The model input for this frame (its clip for clip models), per the card's preprocessing."""
+        if self.is_streaming:  # a one-frame clip (1, C, 1, H, W), normalised over the frame
+            return preprocess(np.asarray(frame.image)[None], self.card)
         if self.is_clip_model:
             if clip is None:
                 raise ValueError("clip model needs the sliding window (call observe first)")
@@ -90,12 +155,21 @@ class SegStage:
             return preprocess(np.stack(clip), self.card)
         return preprocess(frame.image, self.card)
 
-    def segment(self, x: np.ndarray) -> Segmentation:
-        """Run the model on a prepared input; returns the newest frame's probabilities and uncertainty."""
-        out = self.model.run({self.card.input_name: x})
+    def segment(self, x: np.ndarray, frame: Frame | None = None) -> Segmentation:
+        """Run the model on a prepared input; returns the newest frame's probabilities and uncertainty.
+
+        Streaming models need the ``frame`` too (it advances their state, see ``advance``).
+        """
+        if self.is_streaming:
+            if frame is None:
+                raise ValueError("a streaming model needs the frame (its index and slice) to carry its state")
+            out = self.advance(frame, x)
+            out = {**out, "probs": out[self.streaming.probs_output]}
+        else:
+            out = self.model.run({self.card.input_name: x})
         probs = out["probs"]
         unc = out.get("uncertainty")
-        if self.is_clip_model:
+        if self.is_clip_model or self.is_streaming:
             if probs.ndim != 5:
                 raise ValueError(f"clip model returned probs of shape {probs.shape}, expected (1, C, T, H, W)")
             probs = probs[:, :, -1]

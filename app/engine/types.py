@@ -26,6 +26,10 @@ class SourceInfo:
         spacing_mm: Pixel spacing (row, col) when known.
         has_ground_truth: Whether frames carry ``ground_truth``.
         label_map: Label value -> class name for the ground truth.
+        echo_attributes: What the source knows about how an echo recording was acquired, read
+            once at open (``app.data.echo_mode``): DICOM contrast attributes (keyword -> text),
+            and/or ``echo_mode`` with ``echo_mode_basis`` when the source knows it by construction
+            (a phantom's variant, a B-mode dataset). Never patient identifiers.
     """
 
     name: str
@@ -36,6 +40,7 @@ class SourceInfo:
     spacing_mm: tuple[float, float] | None = None
     has_ground_truth: bool = False
     label_map: dict[int, str] = field(default_factory=dict)
+    echo_attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -27,8 +27,12 @@ class EnginePort:
         player: ``Player(source, sink, *, paced, speed, loop, on_end, on_error)``.
         pipeline: ``Pipeline(seg, qc, *, on_result, overlay, deadline_ms)``.
         list_models: ``list_models(modality, models_dir) -> list[ModelCard]``.
-        default_models: ``default_models(modality, models_dir) -> (seg, qc | None)``.
+        default_models: ``default_models(modality, models_dir[, echo_mode=...]) -> (seg, qc | None)``
+            (``echo_mode`` is passed only when an echo mode is known).
         demo_source_spec: ``() -> str``, the shipped demo recording.
+        echo_mode: ``echo_mode(source, "auto") -> EchoMode | None``: contrast or B-mode echo for an
+            opened source (``app.engine.sources.echo_mode_of``); None: the echo mode is not
+            detected (only the user's override in the Models panel sets one).
         missing: Why each part left None is missing (part name -> message), shown to the user.
     """
 
@@ -38,6 +42,7 @@ class EnginePort:
     list_models: Callable[..., Any] | None = None
     default_models: Callable[..., Any] | None = None
     demo_source_spec: Callable[[], str] | None = None
+    echo_mode: Callable[..., Any] | None = None
     missing: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -46,10 +51,10 @@ class EnginePort:
         from app.engine.models import default_models, list_models
         from app.engine.pipeline import Pipeline
         from app.engine.player import Player
-        from app.engine.sources import demo_source_spec, open_source
+        from app.engine.sources import demo_source_spec, echo_mode_of, open_source
 
         return cls(open_source=open_source, player=Player, pipeline=Pipeline, list_models=list_models,
-                   default_models=default_models, demo_source_spec=demo_source_spec)
+                   default_models=default_models, demo_source_spec=demo_source_spec, echo_mode=echo_mode_of)
 
 
 class FrameRelay:

@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.display_meter = DisplayMeter()
         self._last_frame_error_ns = 0
         self._first_frame_pending = True
+        self._echo_note_shown: str | None = None
         self.first_frame_painted_unix: float | None = None
         self._build_widgets()
         self._build_actions()
@@ -169,10 +170,12 @@ class MainWindow(QMainWindow):
         s.ended.connect(lambda: self.statusBar().showMessage("end of recording", 5000))
         s.error.connect(self.show_error)
         s.recording_changed.connect(self._on_recording_changed)
+        s.echo_mode_changed.connect(self._on_echo_mode_changed)
         self.transport.play_toggled.connect(s.toggle_play)
         self.transport.step_requested.connect(s.step)
         self.transport.seek_requested.connect(s.seek)
         self.model_picker.model_requested.connect(s.select_model)
+        self.model_picker.echo_mode_requested.connect(self.state.set_echo_mode_choice)
         self.image.painted.connect(self.display_meter.painted)
         self.state.overlay_changed.connect(self._on_overlay_changed)
         self.state.speed_changed.connect(self._update_source_rate)
@@ -287,6 +290,14 @@ class MainWindow(QMainWindow):
             self.quality_panel.show_no_qc("no QC model" if seg is not None else "no model")
         if seg is not None:
             self.statusBar().showMessage(f"model {seg.id} running", 5000)
+
+    def _on_echo_mode_changed(self, status) -> None:
+        """The Models panel shows the echo mode; a model that does not fit it is said in the status bar too."""
+        self.model_picker.show_echo_mode(status)
+        note = status.note if status is not None else None
+        if note and note != self._echo_note_shown:
+            self.statusBar().showMessage(note, 15000)
+        self._echo_note_shown = note
 
     # -- frames -------------------------------------------------------------------------------
     def _rgb_for(self, result) -> object:

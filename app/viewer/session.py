@@ -2,7 +2,8 @@
 
 It owns the engine objects and every thread hand-over; widgets only see its signals:
 
-* opening a source, loading a model and tearing old objects down run as ``Worker`` jobs (never
+* opening a source (and telling contrast from B-mode echo, once per recording), loading a model
+  and tearing old objects down run as ``Worker`` jobs (never
   on the GUI thread). Opens and model loads go through a one-thread pool, so they complete in the
   order they were asked for; tear-downs go through another pool so a live device that is slow
   to let go never delays the next open;
@@ -11,17 +12,22 @@ It owns the engine objects and every thread hand-over; widgets only see its sign
 * the pipeline's ``on_result`` (a worker thread) goes to the recorder and to the
   ``ResultBridge``, which delivers only the newest result to the GUI at a throttled rate.
   Results of a pipeline that has since been replaced are ignored (a generation number).
+
+Echo recordings are contrast or B-mode echo (``app.data.echo_mode``): the mode in effect is the
+user's override (``ViewerState.echo_mode_choice``) or else the one detected at open, and the default
+model pair is one made for it; changing the override re-selects the pair.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from PyQt6.QtCore import QObject, QThreadPool, QTimer, pyqtSignal
 
+from app.data.echo_mode import MODE_NAMES, EchoMode
 from app.engine.types import FrameResult
 from app.realtime import REALTIME
 from app.viewer.bridge import ResultBridge
@@ -29,7 +35,7 @@ from app.viewer.engine_port import EnginePort, FrameRelay
 from app.viewer.model_loading import LoadedModels, load_models
 from app.viewer.quality import QualityMonitor
 from app.viewer.recording import SessionRecorder, new_session_folder
-from app.viewer.state import ViewerState
+from app.viewer.state import ViewerState, choice_key
 from app.viewer.workers import Worker
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,29 @@ def describe_error(exc: BaseException) -> str:
     """One line for the status bar: the engine's errors already name the file and the problem."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+@dataclass(frozen=True)
+class EchoModeStatus:
+    """What the Models panel shows about contrast / B-mode echo.
+
+    Attributes:
+        choice: The user's ``auto`` / ``contrast`` / ``bmode``.
+        mode: The echo mode in effect (None: not an echo source, or not known).
+        reason: Why, in words.
+        detected: What detection found for this recording (None: not run).
+        model_mode: The echo mode of the running segmentation model (None: none running, or cine).
+        note: The running model was not made for ``mode`` (no model of that mode, or the user's pick).
+        applies: The source is echo (cine has no echo mode).
+    """
+
+    choice: str
+    mode: str | None
+    reason: str
+    detected: EchoMode | None
+    model_mode: str | None
+    note: str | None
+    applies: bool = True
 
 
 class SessionController(QObject):
@@ -55,6 +84,7 @@ class SessionController(QObject):
         ended(): a recording reached its end (without loop).
         error(str): something failed; the message names what and why.
         recording_changed(object): the session folder being recorded to, or None.
+        echo_mode_changed(EchoModeStatus): the echo mode in effect, its reason and the model's fit.
 
     Args:
         engine: The engine's factories (``EnginePort.real()`` or fakes).
@@ -75,6 +105,7 @@ class SessionController(QObject):
     ended = pyqtSignal()
     error = pyqtSignal(str)
     recording_changed = pyqtSignal(object)
+    echo_mode_changed = pyqtSignal(object)
     _player_ended = pyqtSignal(int)
     _player_failed = pyqtSignal(int, object)
 
@@ -97,6 +128,9 @@ class SessionController(QObject):
         self.seg_card = None
         self.qc_card = None
         self.cards: list = []
+        self.detected_echo: EchoMode | None = None  # this recording's, found when it was opened
+        self.echo_note: str | None = None  # the running model does not fit the echo mode
+        self._models_echo_mode: str | None = None  # the echo mode the running pipeline was chosen for
         self.recorder: SessionRecorder | None = None
         self.ended_at_end = False
         self.last_result: FrameResult | None = None
@@ -116,6 +150,7 @@ class SessionController(QObject):
         state.loop_changed.connect(lambda loop: self.player is not None and self.player.set_loop(loop))
         state.slice_changed.connect(self._on_slice)
         state.thresholds_changed.connect(self._on_thresholds)
+        state.echo_mode_choice_changed.connect(self._on_echo_choice)
 
     # -- jobs ---------------------------------------------------------------------------------
     def _run(self, pool: QThreadPool, fn: Callable, *args, on_done: Callable | None = None,
@@ -139,10 +174,24 @@ class SessionController(QObject):
             why = self.engine.missing.get("open_source") or self.engine.missing.get("player")
             self.source_failed.emit(f"cannot open {spec}: the engine's frame sources are not available ({why})")
             return
-        self._run(self._jobs, self.engine.open_source, spec, on_done=self._on_source_opened,
+        self._run(self._jobs, self._open_job, spec, on_done=self._on_source_opened,
                   on_error=lambda exc: self.source_failed.emit(describe_error(exc)))
 
-    def _on_source_opened(self, source) -> None:
+    def _open_job(self, spec: str) -> tuple[Any, EchoMode | None]:
+        """Worker thread: open the source and, for echo, tell contrast from B-mode (once per recording)."""
+        source = self.engine.open_source(spec)
+        detected = None
+        if self.engine.echo_mode is not None and source.info.modality in ("echo", None):
+            try:
+                detected = self.engine.echo_mode(source, "auto")
+            except Exception as exc:  # detection is a hint: the recording still plays, as contrast echo
+                why = describe_error(exc)
+                log.warning("%s: could not tell contrast from B-mode echo (%s)", source.info.name, why)
+                detected = EchoMode("contrast", f"{MODE_NAMES['contrast']} assumed: detection failed ({why})")
+        return source, detected
+
+    def _on_source_opened(self, opened) -> None:
+        source, detected = opened if isinstance(opened, tuple) else (opened, None)
         if self._closed:
             self._teardown_later(source=source)
             return
@@ -154,15 +203,20 @@ class SessionController(QObject):
         self.quality.reset()
         self.bridge.clear()
         modality = source.info.modality or self.state.modality
-        model_ready = self.seg_card is not None and self.seg_card.modality == modality
+        self.detected_echo = detected
+        echo = self.echo_mode(modality)
+        model_ready = (self.seg_card is not None and self.seg_card.modality == modality
+                       and (modality != "echo" or (echo.mode if echo else None) == self._models_echo_mode))
         if not model_ready:
             self._install_relay()
         self.state.set_modality(modality)
         self.state.set_slice(int(getattr(source, "slice_index", 0)))
         self._start_player(position=0)
         if self.recorder is not None:
-            self.recorder.log_event("source_opened", name=source.info.name, modality=modality)
+            self.recorder.log_event("source_opened", name=source.info.name, modality=modality,
+                                    echo_mode=echo.mode if echo else None)
         self.source_opened.emit(source.info)
+        self._emit_echo_status()
         if not model_ready:
             self.load_models(modality)
 
@@ -231,15 +285,19 @@ class SessionController(QObject):
             self.error.emit(f"no model: the engine's pipeline is not available ({why})")
             self.model_loaded.emit(None, None)
             return
-        model_id = model_id or self.state.model_choice(modality)
+        echo = self.echo_mode(modality)
+        echo_mode = echo.mode if echo is not None else None
+        model_id = model_id or self.state.model_choice(choice_key(modality, echo_mode))
         gen = self._next_generation()
-        self._run(self._jobs, self._load_models_job, modality, model_id, gen, on_done=self._on_models_loaded,
-                  on_error=self._on_models_failed)
+        self._run(self._jobs, self._load_models_job, modality, model_id, gen, echo_mode,
+                  on_done=self._on_models_loaded, on_error=self._on_models_failed)
 
-    def _load_models_job(self, modality: str, model_id: str | None, gen: int) -> LoadedModels:
+    def _load_models_job(self, modality: str, model_id: str | None, gen: int,
+                         echo_mode: str | None = None) -> LoadedModels:
         """Worker thread: find the cards and build the pipeline (verifies hashes, loads ONNX)."""
         loaded = load_models(self.engine, modality, model_id, self.models_dir, on_result=self._results_for(gen),
-                             overlay=self.state.overlay, deadline_ms=self.deadline_ms, generation=gen)
+                             overlay=self.state.overlay, deadline_ms=self.deadline_ms, generation=gen,
+                             echo_mode=echo_mode)
         if self._closed and loaded.pipeline is not None:  # the window closed meanwhile: nobody will install it
             loaded.pipeline.close()
             loaded.pipeline = None
@@ -249,6 +307,10 @@ class SessionController(QObject):
         current = (self.info.modality or self.state.modality) if self.info is not None else loaded.modality
         if self._closed or loaded.modality != current:  # the source changed modality meanwhile
             self._teardown_later(pipeline=loaded.pipeline)
+            return
+        echo = self.echo_mode(current)
+        if loaded.modality == "echo" and loaded.echo_mode != (echo.mode if echo else None) and self.info is not None:
+            self._teardown_later(pipeline=loaded.pipeline)  # chosen for an echo mode no longer in effect
             return
         self.cards = loaded.segs
         self.models_listed.emit(loaded.modality, loaded.segs)
@@ -260,13 +322,18 @@ class SessionController(QObject):
             return
         if loaded.note:
             self.error.emit(loaded.note)
+        if loaded.echo_note and loaded.echo_note != self.echo_note:
+            log.warning("%s", loaded.echo_note)
+        self._models_echo_mode, self.echo_note = loaded.echo_mode, loaded.echo_note
         self._install(loaded.pipeline, loaded.seg, loaded.qc, loaded.generation)
-        self.state.set_model_choice(loaded.modality, loaded.seg.id)
+        if loaded.echo_note is None or loaded.requested == loaded.seg.id:  # a fallback is not the user's pick
+            self.state.set_model_choice(choice_key(loaded.modality, loaded.echo_mode), loaded.seg.id)
+        self._emit_echo_status()
 
     def _on_models_failed(self, exc: object) -> None:
         self.error.emit(f"model not loaded: {describe_error(exc)}")
         if self.seg_card is not None:  # keep remembering the model that works
-            self.state.set_model_choice(self.seg_card.modality, self.seg_card.id)
+            self.state.set_model_choice(choice_key(self.seg_card.modality, self._models_echo_mode), self.seg_card.id)
         if self.pipeline is None:
             self._install_relay()
         self.model_loaded.emit(self.seg_card, self.qc_card)
@@ -311,8 +378,46 @@ class SessionController(QObject):
         """Switch the segmentation model live (playback goes on)."""
         if self.seg_card is not None and model_id == self.seg_card.id:
             return
-        self.state.set_model_choice(self.state.modality, model_id)
+        echo = self.echo_mode(self.state.modality)
+        self.state.set_model_choice(choice_key(self.state.modality, echo.mode if echo else None), model_id)
         self.load_models(self.state.modality, model_id)
+
+    # -- echo mode ----------------------------------------------------------------------------
+    def echo_mode(self, modality: str | None = None) -> EchoMode | None:
+        """The echo mode in effect: the user's override, else this recording's detected one (None: cine,
+        or an echo source whose mode nobody knows)."""
+        modality = modality or (self.info.modality if self.info is not None else None) or self.state.modality
+        if modality != "echo":
+            return None
+        choice = self.state.echo_mode_choice
+        if choice in MODE_NAMES:
+            found = f"; detected {MODE_NAMES[self.detected_echo.mode]}" if self.detected_echo is not None else ""
+            return EchoMode(choice, f"{MODE_NAMES[choice]}: chosen in the Models panel{found}")
+        return self.detected_echo
+
+    def echo_status(self) -> EchoModeStatus:
+        """What the Models panel shows about the echo mode."""
+        modality = (self.info.modality if self.info is not None else None) or self.state.modality
+        echo = self.echo_mode(modality)
+        seg = self.seg_card
+        return EchoModeStatus(
+            choice=self.state.echo_mode_choice, mode=echo.mode if echo else None,
+            reason=echo.reason if echo else "the echo mode of this recording is not known",
+            detected=self.detected_echo, model_mode=getattr(seg, "echo_mode", None) if seg is not None else None,
+            note=self.echo_note if seg is not None else None, applies=modality == "echo")
+
+    def _emit_echo_status(self) -> None:
+        self.echo_mode_changed.emit(self.echo_status())
+
+    def _on_echo_choice(self, choice: str) -> None:
+        """The user overrode the echo mode (or went back to auto): re-select the pair when the mode changed."""
+        modality = (self.info.modality if self.info is not None else None) or self.state.modality
+        echo = self.echo_mode(modality)
+        if self.recorder is not None:
+            self.recorder.log_event("echo_mode", choice=choice, mode=echo.mode if echo else None)
+        self._emit_echo_status()
+        if modality == "echo" and self.info is not None and (echo.mode if echo else None) != self._models_echo_mode:
+            self.load_models(modality)
 
     # -- playback -----------------------------------------------------------------------------
     @property
@@ -412,6 +517,7 @@ class SessionController(QObject):
         meta = {"source": self.info.name if self.info else None,
                 "modality": self.state.modality,
                 "model_id": self.seg_card.id if self.seg_card else None,
+                "echo_mode": self._models_echo_mode,
                 "qc_id": self.qc_card.id if self.qc_card else None,
                 "thresholds": asdict(self.state.thresholds)}
         self.recorder = SessionRecorder(new_session_folder(root), meta, thresholds=self.state.thresholds)

@@ -87,7 +87,7 @@ class ViewerSettings:
         state.set_speed(speed if 0 < speed < math.inf else 1.0)
         state.set_loop(_bool(s, "playback/loop", True))
         state.set_modality(str(s.value("models/modality", "echo")))
-        for modality in ("echo", "cine"):
+        for modality in ("echo", "echo-bmode", "cine"):  # state.choice_key: echo-bmode is B-mode echo's pick
             model_id = s.value(f"models/{modality}")
             if model_id:
                 state.set_model_choice(modality, str(model_id))

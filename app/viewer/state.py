@@ -15,6 +15,7 @@ from app.engine.overlay import OverlayStyle
 from app.viewer.quality import QualityThresholds
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, math.inf)  # inf: "max", as fast as the pipeline takes frames
+ECHO_MODE_CHOICES = ("auto", "contrast", "bmode")  # the Models panel's echo mode override
 
 
 class ViewerState(QObject):
@@ -23,7 +24,9 @@ class ViewerState(QObject):
     Signals:
         overlay_changed(OverlayStyle), thresholds_changed(QualityThresholds),
         speed_changed(float), loop_changed(bool), slice_changed(int), modality_changed(str),
-        model_choice_changed(str, str): modality, model id (the user's pick for that modality).
+        model_choice_changed(str, str): choice key (``choice_key``: the modality, ``echo-bmode`` for
+            B-mode echo), model id (the user's pick for it),
+        echo_mode_choice_changed(str): ``auto`` (detect per recording), ``contrast`` or ``bmode``.
     """
 
     overlay_changed = pyqtSignal(object)
@@ -33,6 +36,7 @@ class ViewerState(QObject):
     slice_changed = pyqtSignal(int)
     modality_changed = pyqtSignal(str)
     model_choice_changed = pyqtSignal(str, str)
+    echo_mode_choice_changed = pyqtSignal(str)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -43,6 +47,7 @@ class ViewerState(QObject):
         self._slice = 0
         self._modality = "echo"
         self._model_choice: dict[str, str] = {}
+        self._echo_mode_choice = "auto"
 
     # overlay -------------------------------------------------------------------------------
     @property
@@ -125,3 +130,22 @@ class ViewerState(QObject):
         if self._model_choice.get(modality) != model_id:
             self._model_choice[modality] = model_id
             self.model_choice_changed.emit(modality, model_id)
+
+    # echo mode --------------------------------------------------------------------------------
+    @property
+    def echo_mode_choice(self) -> str:
+        """``auto`` (each recording's detected mode), or the user's ``contrast`` / ``bmode`` override."""
+        return self._echo_mode_choice
+
+    def set_echo_mode_choice(self, choice: str) -> None:
+        if choice not in ECHO_MODE_CHOICES:
+            raise ValueError(f"echo mode must be one of {ECHO_MODE_CHOICES}, got {choice!r}")
+        if choice != self._echo_mode_choice:
+            self._echo_mode_choice = choice
+            self.echo_mode_choice_changed.emit(choice)
+
+
+def choice_key(modality: str, echo_mode: str | None = None) -> str:
+    """Where the user's model pick is kept: per modality, and for echo per echo mode (``echo`` holds the
+    contrast pick, as before there were B-mode models; ``echo-bmode`` the B-mode one)."""
+    return "echo-bmode" if modality == "echo" and echo_mode == "bmode" else modality

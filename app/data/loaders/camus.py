@@ -133,7 +133,8 @@ def load_camus_patient(folder: Path, view: str = "4CH") -> Case:
     fps = float(cfg["FrameRate"]) if "FrameRate" in cfg else ASSUMED_FRAME_RATE
     quality = cfg.get("ImageQuality")
     meta = {"view": view, "release": release, "image_quality": quality,
-            "ef": cfg.get("EF", cfg.get("LVef")), "frame_rate_assumed": "FrameRate" not in cfg}
+            "ef": cfg.get("EF", cfg.get("LVef")), "frame_rate_assumed": "FrameRate" not in cfg,
+            "echo_attributes": {"echo_mode": "bmode", "echo_mode_basis": "a CAMUS case (CAMUS is B-mode echo)"}}
     return Case(
         case_id=f"{name}_{view}", modality="echo", frames=frames, labels=labels, label_map=dict(CAMUS_LABELS),
         spacing_mm=spacing, frame_rate=fps, labelled_frames=tuple(labelled), ed=ed, es=es,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from app.data.case import ECHO_MYO_LABELS, Case, DataError
+from app.data.echo_mode import contrast_attributes
 from app.data.loaders.dicom_read import (DicomData, check_modality, decode_frame, dicom_frame_rate, header_errors,
                                          read_dicom)
 from app.data.loaders.nifti import check_labels, read_nifti
@@ -89,6 +90,8 @@ def load_dicom(path: Path, mask_path: Path | None = None, *, force: bool = False
         spacing = _spacing(ds, path)
         header = {"sop_class_uid": str(ds.get("SOPClassUID", "")),
                   "photometric": str(ds.get("PhotometricInterpretation", ""))}
+        if modality == "echo":  # contrast or B-mode (app.data.echo_mode): the contrast attributes it carries
+            header["echo_attributes"] = contrast_attributes(ds)
     pixels, partial = _decode_all(path, data)
     if partial:
         log.warning("%s: %s; keeping the frames before it", path, partial)

@@ -128,7 +128,9 @@ class EchoNetDataset:
         except ValueError:
             raise DataError(self.file_list_path, f"{name}: FPS is not a number: {row['FPS']!r}") from None
         fps = checked_fps(f"{self.file_list_path} ({name})", fps, f"FPS {describe(fps)}", ECHO_DEFAULT_FPS)
-        meta = {"split": row["Split"], "ef": float(row["EF"]) if row["EF"] else None, "video": video_path.name}
+        meta = {"split": row["Split"], "ef": float(row["EF"]) if row["EF"] else None, "video": video_path.name,
+                "echo_attributes": {"echo_mode": "bmode",
+                                    "echo_mode_basis": "an EchoNet-Dynamic video (EchoNet-Dynamic is B-mode echo)"}}
         return Case(
             case_id=name, modality="echo", frames=frames, labels=labels, label_map=dict(ECHONET_LABELS),
             spacing_mm=(float("nan"), float("nan")), frame_rate=fps, labelled_frames=tuple(sorted(areas)),

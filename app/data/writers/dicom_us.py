@@ -1,7 +1,10 @@
 """Echo case -> DICOM Ultrasound Multi-frame Image, labels in ``<stem>_mask.npz`` beside it.
 
 The file carries what a scanner's export carries for replay: ``FrameTime`` (ms), ``CineRate``, and
-one ``SequenceOfUltrasoundRegions`` item with the sector's bounds and ``PhysicalDeltaX/Y`` in cm.
+one ``SequenceOfUltrasoundRegions`` item with the sector's bounds and ``PhysicalDeltaX/Y`` in cm. A
+contrast phantom also carries the Contrast/Bolus Module (``ContrastBolusAgent``, ``ContrastBolusRoute``),
+as the US IODs require when contrast media was used, so readers (``app.data.echo_mode``) can tell
+contrast echo from B-mode without looking at the pixels; a B-mode phantom has no such module.
 Identity is anonymous by construction: ``PatientName = PHANTOM^<n>``, ``PatientID = PHANTOM-<n>``,
 empty birth date and sex; UIDs are derived from the case id, so rewriting a case gives the same
 file.
@@ -17,6 +20,7 @@ from app.data.case import Case
 from app.data.loaders.phantom_disk import save_case_npz
 
 FRAME_TIME_TAG = 0x00181063
+CONTRAST_AGENT = "microbubbles (phantom)"  # ContrastBolusAgent of contrast phantoms (LO, at most 64 characters)
 
 
 def _uid(*parts: str) -> str:
@@ -89,6 +93,9 @@ def write_echo_dicom(case: Case, path: Path, patient_number: int, *, deflate: bo
     ds.CineRate = int(round(case.frame_rate))
     ds.RecommendedDisplayFrameRate = int(round(case.frame_rate))
     ds.LossyImageCompression = "00"
+    if case.meta.get("variant") == "contrast":  # the Contrast/Bolus Module (PS3.3 C.7.6.4)
+        ds.ContrastBolusAgent = CONTRAST_AGENT
+        ds.ContrastBolusRoute = "IV"
 
     sector = case.meta.get("sector", {})
     region = Dataset()

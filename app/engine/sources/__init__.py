@@ -21,7 +21,8 @@ from app.engine.sources.base import ArraySource, EndOfRecording, FrameSource, Re
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FrameSource", "RecordingSource", "ArraySource", "EndOfRecording", "open_source", "demo_source_spec"]
+__all__ = ["FrameSource", "RecordingSource", "ArraySource", "EndOfRecording", "open_source", "demo_source_spec",
+           "echo_mode_of"]
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo"
 
@@ -38,6 +39,46 @@ def demo_source_spec() -> str:
             if hits:
                 return str(hits[0])
     return "phantom:echo"
+
+
+def echo_mode_of(source, requested: str | None = "auto"):
+    """Contrast or B-mode echo for an opened source: ``app.data.echo_mode.EchoMode`` (mode, reason).
+
+    ``requested`` ``"contrast"`` / ``"bmode"`` is taken as given; ``"auto"`` (or None) detects once
+    per source (the result is kept on the source): its ``info.echo_attributes`` first, else
+    ``IMAGE_FRAMES`` frames spread over it (``preview_frames``; a live source has none before it
+    plays, and is then assumed contrast, said so in the reason). A cine source has no echo mode: None.
+    """
+    from app.data.echo_mode import IMAGE_FRAMES, detect_echo_mode, resolve
+
+    if source.info.modality not in ("echo", None):
+        return None
+
+    def detect():
+        found = getattr(source, "_echo_mode_detected", None)
+        if found is None:
+            preview = getattr(source, "preview_frames", None)
+            try:
+                frames = preview(IMAGE_FRAMES) if preview is not None else []
+            except Exception as exc:  # a frame that cannot be read: decide without the pixels
+                log.warning("%s: could not read frames to tell contrast from B-mode (%s)", source.info.name, exc)
+                frames = []
+            attributes = dict(getattr(source.info, "echo_attributes", None) or {})
+            try:
+                found = detect_echo_mode(frames, attributes)
+            except Exception as exc:  # odd pixels must not stop a replay: decide on the attributes alone
+                log.warning("%s: could not look at the frames to tell contrast from B-mode (%s: %s)",
+                            source.info.name, type(exc).__name__, exc)
+                found = detect_echo_mode(None, attributes)
+            if not frames and not getattr(source.info, "echo_attributes", None) and source.info.n_frames is None:
+                found = type(found)(found.mode, f"{found.reason} (a live source: set the echo mode if it is B-mode)")
+            try:
+                source._echo_mode_detected = found
+            except AttributeError:  # a source that takes no attributes: detect again next time
+                pass
+        return found
+
+    return resolve(requested, detect)
 
 
 def _query(spec: str) -> tuple[str, dict[str, str]]:

@@ -56,6 +56,11 @@ class FrameSource(abc.ABC):
         """Release files/devices/sockets; idempotent."""
         return None
 
+    def preview_frames(self, n: int) -> list[np.ndarray]:
+        """Up to ``n`` images spread over the source, read without disturbing playback (for
+        ``app.engine.sources.echo_mode_of``). A live source has none before it plays: ``[]``."""
+        return []
+
     def __enter__(self) -> "FrameSource":
         return self
 
@@ -135,6 +140,17 @@ class RecordingSource(FrameSource):
 
     def close(self) -> None:
         self._closed = True
+
+    def preview_frames(self, n: int) -> list[np.ndarray]:
+        """Images of ``n`` frames spread over the recording (current slice); unreadable ones are skipped."""
+        total = self.info.n_frames or 0
+        out = []
+        for index in sorted({int(round(i)) for i in np.linspace(0, max(total - 1, 0), min(n, total))}):
+            try:
+                out.append(self.read_frame(index)[0])
+            except (EndOfRecording, DataError):
+                break
+        return out
 
 
 class ArraySource(RecordingSource):

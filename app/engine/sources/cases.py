@@ -28,13 +28,30 @@ def case_source(case: Case, name: str | None = None) -> ArraySource:
     info = SourceInfo(
         name=name or case.case_id, modality=case.modality, frame_rate=_rate(case),
         spacing_mm=tuple(float(s) for s in case.spacing_mm) if case.spacing_mm else None,
-        label_map={int(k): v for k, v in case.label_map.items()},
+        label_map={int(k): v for k, v in case.label_map.items()}, echo_attributes=echo_attributes_of(case),
     )
     labelled = tuple(case.labelled_frames) if case.labels is not None else None
     source = ArraySource(info, frames, case.labels, labelled, sliced=sliced)
     if sliced:
         source.set_slice(int(case.n_slices // 2))  # mid-ventricular by default: the most informative slice
     return source
+
+
+def echo_attributes_of(case: Case) -> dict[str, str]:
+    """What a case's loader knew about how the echo was acquired (``SourceInfo.echo_attributes``).
+
+    A loader's own ``meta["echo_attributes"]`` (DICOM contrast attributes, a B-mode dataset), else a
+    phantom's ``meta["variant"]``; nothing for cine.
+    """
+    if case.modality != "echo":
+        return {}
+    given = case.meta.get("echo_attributes")
+    if isinstance(given, dict) and given:
+        return {str(k): str(v) for k, v in given.items()}
+    variant = case.meta.get("variant")
+    if variant in ("contrast", "bmode"):
+        return {"echo_mode": variant, "echo_mode_basis": f"a {variant} phantom (its generator's variant)"}
+    return {}
 
 
 def _rate(case: Case) -> float:
@@ -86,9 +103,14 @@ class PhantomLiveSource(FrameSource):
             name=f"phantom {modality} seed {seed}", modality=modality, frame_rate=float(first.frame_rate),
             n_frames=None, n_slices=first.n_slices, spacing_mm=tuple(first.spacing_mm),
             has_ground_truth=first.labels is not None, label_map=dict(first.label_map),
+            echo_attributes=echo_attributes_of(first),
         )
         self._first = first
         self._thread: threading.Thread | None = None
+
+    def preview_frames(self, n: int) -> list[np.ndarray]:
+        """Frames of the first case (rendered already), spread over it; echo only."""
+        return case_preview(self._first, n)
 
     def _render_one(self) -> Case | Exception:
         index = self._next_case
@@ -160,3 +182,11 @@ def _default_renderer(modality: str, seed: int, n_frames: int | None) -> Callabl
         raise DataError(f"phantom:{modality}", f"phantom generator not available ({exc})") from None
     kwargs = {} if n_frames is None else {"n_frames": int(n_frames)}
     return lambda case_index: render(seed, case_index, **kwargs)
+
+
+def case_preview(case: Case, n: int) -> list[np.ndarray]:
+    """Up to ``n`` frames spread over an echo case (cine: none, the echo mode does not apply)."""
+    if case.modality != "echo" or case.n_frames == 0:
+        return []
+    picks = sorted({int(round(i)) for i in np.linspace(0, case.n_frames - 1, min(n, case.n_frames))})
+    return [np.ascontiguousarray(case.frames[i]) for i in picks]

@@ -5,7 +5,8 @@ pacing comes from FrameTime (ms) or CineRate / RecommendedDisplayFrameRate (impl
 replaced, with a warning); US opens as echo, a multi-frame MR as cine, other modalities only with
 ``force``; a truncated file plays its complete frames and then ends as ``PartialSource``; the ultrasound
 region from SequenceOfUltrasoundRegions crops away the scanner's text and rulers and gives the
-pixel spacing. Bad files give one ``DataError`` naming the file and the problem. Patient
+pixel spacing; an echo file's contrast attributes (``app.data.echo_mode.contrast_attributes``) go to
+``SourceInfo.echo_attributes``. Bad files give one ``DataError`` naming the file and the problem. Patient
 identifiers in the file are never read into ``SourceInfo`` or frame metadata.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from app.data.case import DataError
+from app.data.echo_mode import contrast_attributes
 from app.data.frame_rate import default_fps
 from app.data.loaders.dicom_read import (check_modality, decode_frame, dicom_frame_rate, header_errors, quiet_pydicom,
                                          read_dicom, short_reason)
@@ -108,6 +110,7 @@ class DicomSource(RecordingSource):
             box, spacing = _geometry(self.path, ds, rows, cols, crop)
             self._palette = str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR"
             fps, _ = dicom_frame_rate(ds, self.path, default_fps(modality))
+        echo_attributes = contrast_attributes(ds) if modality == "echo" else {}
         self._data = data
         n = data.n_frames
         self._box = box
@@ -120,7 +123,7 @@ class DicomSource(RecordingSource):
         super().__init__(SourceInfo(
             name=self.path.name, modality=modality, frame_rate=fps, n_frames=n,
             spacing_mm=spacing, has_ground_truth=labels is not None,
-            label_map=dict(label_map or {}),
+            label_map=dict(label_map or {}), echo_attributes=echo_attributes,
         ))
         self.read_frame(0)  # decode once now, so a broken file fails at open with its name
         if data.note:

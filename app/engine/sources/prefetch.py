@@ -33,6 +33,7 @@ import numpy as np
 
 from app.data.case import Case, DataError
 from app.engine.sources.base import FrameSource
+from app.engine.sources.cases import case_preview, echo_attributes_of
 from app.engine.types import Frame, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -195,12 +196,17 @@ class PrefetchedPhantomSource(FrameSource):
             name=f"phantom {modality} seed {seed}", modality=modality, frame_rate=float(first.frame_rate),
             n_frames=None, n_slices=first.n_slices, spacing_mm=tuple(first.spacing_mm),
             has_ground_truth=first.labels is not None, label_map=dict(first.label_map),
+            echo_attributes=echo_attributes_of(first),
         )
         self._first = first
         self._hold = bool(hold)
         self._slice: int | None = None
         self._closed = threading.Event()
         self.repeats = 0  # heartbeats replayed because the next case was not rendered in time
+
+    def preview_frames(self, n: int) -> list[np.ndarray]:
+        """Frames of the first case (rendered already), spread over it; echo only."""
+        return case_preview(self._first, n)
 
     @property
     def slice_index(self) -> int:

@@ -1,11 +1,19 @@
-"""Pick the segmentation model: every card of the modality with its method, Dice and latency."""
+"""Pick the segmentation model: every card of the modality with its method, Dice and latency.
+
+For echo the panel also says whether the recording is contrast or B-mode echo (detected, or the
+user's override, with the reason as a tooltip) and lets the user override it: auto / contrast / B-mode.
+A note says when the running model was not made for that echo mode.
+"""
 
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QTableWidget,
+                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 COLUMNS = ("model", "method", "Dice", "p50 ms", "FPS")
+ECHO_CHOICES = (("auto", "auto"), ("contrast", "contrast"), ("bmode", "B-mode"))  # (value, shown)
+MODE_TEXT = {"contrast": "contrast echo", "bmode": "B-mode echo"}
 
 
 def card_figures(card) -> tuple[str, str, str, str, str]:
@@ -26,9 +34,11 @@ class ModelPicker(QWidget):
 
     Signals:
         model_requested(str): a model id the user picked.
+        echo_mode_requested(str): the echo mode the user chose: ``auto``, ``contrast`` or ``bmode``.
     """
 
     model_requested = pyqtSignal(str)
+    echo_mode_requested = pyqtSignal(str)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -48,14 +58,37 @@ class ModelPicker(QWidget):
         self.detail = QLabel("no model loaded")
         self.detail.setWordWrap(True)
         self.detail.setStyleSheet("color: #bbb;")
+        self.echo_choice = QComboBox()
+        self.echo_choice.setObjectName("echoModeChoice")
+        for value, shown in ECHO_CHOICES:
+            self.echo_choice.addItem(shown, value)
+        self.echo_choice.setToolTip("contrast or B-mode echo: auto uses what the recording says or looks like")
+        self.echo_label = QLabel("")
+        self.echo_label.setObjectName("echoModeLabel")
+        self.echo_label.setWordWrap(True)
+        self.echo_note = QLabel("")
+        self.echo_note.setObjectName("echoModeNote")
+        self.echo_note.setWordWrap(True)
+        self.echo_note.setStyleSheet("color: #e0a030;")
+        self.echo_note.hide()
+        self.echo_row = QWidget()
+        row = QHBoxLayout(self.echo_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("Echo"))
+        row.addWidget(self.echo_choice)
+        row.addWidget(self.echo_label, 1)
+        self.echo_row.hide()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.title)
+        lay.addWidget(self.echo_row)
+        lay.addWidget(self.echo_note)
         lay.addWidget(self.table)
         lay.addWidget(self.detail)
         self._ids: list[str] = []
         self._updating = False
         self.table.itemSelectionChanged.connect(self._on_selection)
+        self.echo_choice.currentIndexChanged.connect(self._on_echo_choice)
 
     def set_models(self, modality: str, cards: list) -> None:
         self._updating = True
@@ -85,6 +118,37 @@ class ModelPicker(QWidget):
             self.detail.setText(f"running {seg.id} ({seg.method})\nQC: {qc.id if qc else 'none'}\n"
                                 f"card figures measured on {hw} {rt}".strip())
         self._updating = False
+
+    def show_echo_mode(self, status) -> None:
+        """Show the echo mode in effect (``session.EchoModeStatus``); hidden for cine."""
+        if status is None or not status.applies:
+            self.echo_row.hide()
+            self.echo_note.hide()
+            return
+        self.echo_row.show()
+        self.echo_choice.blockSignals(True)
+        self.echo_choice.setCurrentIndex(max(0, self.echo_choice.findData(status.choice)))
+        self.echo_choice.blockSignals(False)
+        if status.mode is None:
+            self.echo_label.setText("not detected")
+        else:
+            how = "detected" if status.choice == "auto" else "chosen"
+            if status.choice != "auto" and status.detected is not None:
+                how += f"; detected {MODE_TEXT[status.detected.mode]}"
+            self.echo_label.setText(f"{MODE_TEXT[status.mode]} ({how})")
+        self.echo_label.setToolTip(status.reason)
+        self.echo_note.setText(status.note or "")
+        self.echo_note.setVisible(bool(status.note))
+
+    def echo_mode_text(self) -> str:
+        """What the panel says about the echo mode (tests, screenshots)."""
+        return " ".join(t for t in (self.echo_label.text(), self.echo_note.text() if self.echo_note.isVisible() else "")
+                        if t)
+
+    def _on_echo_choice(self, index: int) -> None:
+        value = self.echo_choice.itemData(index)
+        if value:
+            self.echo_mode_requested.emit(str(value))
 
     def selected_id(self) -> str | None:
         rows = self.table.selectionModel().selectedRows()

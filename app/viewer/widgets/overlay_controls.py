@@ -10,6 +10,11 @@ from PyQt6.QtWidgets import (QButtonGroup, QColorDialog, QHBoxLayout, QLabel, QP
 from app.viewer.state import ViewerState
 
 
+def display_name(name: str) -> str:
+    """A class name as the legend shows it: short anatomical abbreviations in capitals (``lv`` -> ``LV``)."""
+    return name.upper() if len(name) <= 3 else name
+
+
 class OverlayControls(QWidget):
     """Binds to ``state.overlay`` both ways."""
 
@@ -42,6 +47,15 @@ class OverlayControls(QWidget):
         self.contour.toggled.connect(lambda on: on and state.set_overlay_mode("contour"))
         state.overlay_changed.connect(self._show)
 
+    def legend_entries(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """What the legend shows: each swatch's name and colour, left to right."""
+        out = []
+        for i in range(self.legend.count()):
+            swatch = self.legend.itemAt(i).widget()
+            if isinstance(swatch, QPushButton):
+                out.append((swatch.text(), tuple(swatch.property("rgb"))))
+        return out
+
     def set_classes(self, classes: dict[int, str]) -> None:
         """Class value -> name of the running model (background excluded from the legend)."""
         self._classes = {k: v for k, v in classes.items() if k != 0}
@@ -58,7 +72,8 @@ class OverlayControls(QWidget):
                 item.widget().deleteLater()
         for label, name in sorted(self._classes.items()):
             rgb = style.colors.get(label, (128, 128, 128))
-            swatch = QPushButton(name)
+            swatch = QPushButton(display_name(name))
+            swatch.setProperty("rgb", list(rgb))
             swatch.setToolTip(f"class {label}: click to change its colour")
             text = "black" if sum(rgb) > 380 else "white"
             swatch.setStyleSheet(f"background: rgb{tuple(rgb)}; color: {text}; padding: 2px 6px;")

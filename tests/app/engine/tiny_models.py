@@ -106,17 +106,27 @@ ECHO_CLASSES = {"0": "background", "1": "myocardium"}
 ACDC_CLASSES = {"0": "background", "1": "RV", "2": "MYO", "3": "LV"}
 
 
+BMODE_CLASSES = {"0": "background", "1": "lv", "2": "myocardium", "3": "la"}  # B-mode echo cards (CAMUS labels)
+
+
 def write_echo_models(folder: Path, size: int = 32, seg_id: str = "tiny-echo-seg", qc_id: str = "tiny-echo-qc",
-                      normalisation: dict | None = None, method: str = "baseline-tiny") -> tuple[Path, Path]:
-    """Echo seg + QC pair in ``folder``; returns their card paths."""
+                      normalisation: dict | None = None, method: str = "baseline-tiny",
+                      echo_mode: str | None = None) -> tuple[Path, Path]:
+    """Echo seg + QC pair in ``folder``; returns their card paths.
+
+    ``echo_mode="bmode"``: a 4-class B-mode pair (``BMODE_CLASSES``) with ``echo_mode`` on both cards;
+    ``"contrast"`` writes the field on a 2-class pair; None leaves it out (contrast by default).
+    """
     norm = normalisation or {"kind": "scale", "scale": 1 / 255}
     io = {"name": "image", "shape": [1, 3, size, size], "layout": "NCHW", "dtype": "float32", "normalisation": norm}
-    seg = _save(seg_model(size=size), folder, {
+    classes = BMODE_CLASSES if echo_mode == "bmode" else ECHO_CLASSES
+    extra = {"echo_mode": echo_mode} if echo_mode else {}
+    seg = _save(seg_model(size=size, classes=len(classes)), folder, {
         "id": seg_id, "modality": "echo", "role": "seg", "method": method, "input": io, "pairs_with": qc_id,
-        "outputs": [{"name": "probs"}, {"name": "uncertainty"}], "classes": ECHO_CLASSES, "clip_length": 1})
-    qc = _save(qc_model(size=size), folder, {
+        "outputs": [{"name": "probs"}, {"name": "uncertainty"}], "classes": classes, "clip_length": 1, **extra})
+    qc = _save(qc_model(size=size, classes=len(classes)), folder, {
         "id": qc_id, "modality": "echo", "role": "qc", "method": method, "input": io,
-        "outputs": [{"name": "dice"}], "classes": ECHO_CLASSES})
+        "outputs": [{"name": "dice"}], "classes": classes, **extra})
     return seg, qc
 
 

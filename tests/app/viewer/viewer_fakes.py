@@ -213,17 +213,23 @@ class FakePipeline:
         self._thread.join(2.0)
 
 
+BMODE_CLASSES = {"0": "background", "1": "lv", "2": "myocardium", "3": "la"}  # the B-mode cards' (CAMUS) labels
+
+
 def make_card(models_dir: Path, model_id: str, modality: str = "echo", role: str = "seg", method: str = "segqc-hw",
-              dice: float = 0.85, p50: float = 20.0, pairs_with: str | None = None) -> ModelCard:
+              dice: float = 0.85, p50: float = 20.0, pairs_with: str | None = None,
+              echo_mode: str | None = None) -> ModelCard:
     raw = {"id": model_id, "modality": modality, "role": role, "method": method,
            "input": {"name": "image", "shape": [1, 1, 64, 64]}, "outputs": [],
-           "classes": {"0": "background", "1": "myocardium"} if modality == "echo"
-           else {"0": "background", "1": "RV", "2": "MYO", "3": "LV"},
+           "classes": BMODE_CLASSES if echo_mode == "bmode" else {"0": "background", "1": "myocardium"}
+           if modality == "echo" else {"0": "background", "1": "RV", "2": "MYO", "3": "LV"},
            "metrics": {"dice": {"mean": dice}, "latency_ms": {"p50": p50, "p95": p50 * 1.2}, "fps": 1000 / p50,
                        "hardware": "test CPU", "runtime": "fake"},
            "data": {}, "onnx_sha256": "0" * 64}
     if pairs_with:
         raw["pairs_with"] = pairs_with
+    if echo_mode:
+        raw["echo_mode"] = echo_mode
     path = models_dir / f"{model_id}.json"
     return ModelCard(raw=raw, card_path=path, onnx_path=path.with_suffix(".onnx"))
 
@@ -238,11 +244,24 @@ def fake_cards(models_dir: Path) -> list[ModelCard]:
     ]
 
 
-class FakeEngine:
-    """Builds an ``EnginePort`` over the fakes; records what was asked for."""
+def bmode_cards(models_dir: Path) -> list[ModelCard]:
+    """A B-mode echo pair (the search's ``echo-bmode-segqc-hw-seg`` / ``-qc`` to come)."""
+    return [make_card(models_dir, "echo-bmode-seg", pairs_with="echo-bmode-qc", echo_mode="bmode"),
+            make_card(models_dir, "echo-bmode-qc", role="qc", echo_mode="bmode")]
 
-    def __init__(self, models_dir: Path, script: Script | None = None, paced: bool = False):
-        self.cards = fake_cards(models_dir)
+
+class FakeEngine:
+    """Builds an ``EnginePort`` over the fakes; records what was asked for.
+
+    ``bmode_models``: add a B-mode echo pair to the cards. ``detect_echo``: the port tells contrast
+    from B-mode by the spec (``bmode:N`` is a B-mode echo recording, other echo specs contrast).
+    """
+
+    def __init__(self, models_dir: Path, script: Script | None = None, paced: bool = False,
+                 bmode_models: bool = False, detect_echo: bool = False):
+        self.cards = fake_cards(models_dir) + (bmode_cards(models_dir) if bmode_models else [])
+        self.detect_echo = detect_echo
+        self.echo_asked: list[str] = []
         self.script = script or Script()
         self.paced = paced
         self.opened: list[str] = []
@@ -265,10 +284,21 @@ class FakeEngine:
     def list_models(self, modality=None, models_dir=None):
         return [c for c in self.cards if modality is None or c.modality == modality]
 
-    def default_models(self, modality, models_dir=None):
-        seg = next(c for c in self.cards if c.modality == modality and c.role == "seg")
+    def default_models(self, modality, models_dir=None, echo_mode=None):
+        segs = [c for c in self.cards if c.modality == modality and c.role == "seg"]
+        seg = next((c for c in segs if echo_mode is None or c.echo_mode == echo_mode), segs[0])
         qc = next((c for c in self.cards if c.id == seg.pairs_with), None)
         return seg, qc
+
+    def echo_mode(self, source, requested="auto"):
+        from app.data.echo_mode import EchoMode
+
+        self.echo_asked.append(source.info.name)
+        if source.info.modality != "echo":
+            return None
+        if source.info.name.startswith("bmode:"):
+            return EchoMode("bmode", "B-mode echo: the fake detector says so")
+        return EchoMode("contrast", "contrast echo: the fake detector says so")
 
     def player(self, source, sink, **kwargs):
         kwargs["paced"] = kwargs.get("paced", True) and self.paced
@@ -280,7 +310,8 @@ class FakeEngine:
     def port(self, **overrides) -> EnginePort:
         port = EnginePort(open_source=self.open_source, player=self.player, pipeline=self.pipeline,
                           list_models=self.list_models, default_models=self.default_models,
-                          demo_source_spec=lambda: "echo:60")
+                          demo_source_spec=lambda: "echo:60",
+                          echo_mode=self.echo_mode if self.detect_echo else None)
         for k, v in overrides.items():
             setattr(port, k, v)
         return port
