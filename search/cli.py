@@ -11,7 +11,7 @@ COMMANDS = (
     Subcommand("all", "search.chain.all_cli", "regenerate every shipped model (the default with no command)"),
     Subcommand("profile", "search.latency.profile_cli", "build the latency lookup table for this machine"),
     Subcommand("latency-check", "search.latency.check_cli", "check the lookup table against measured networks"),
-    Subcommand("segqc-hw", "search.methods.segqc_hw.cli", "joint segmentation + QC search for contrast echo"),
+    Subcommand("segqc-hw", "search.methods.segqc_hw.cli", "joint segmentation + QC search for contrast echo (or B-mode: --task bmode)"),
     Subcommand("msnas-hw", "search.methods.msnas_hw.cli", "3D multi-scale hardware-aware search for cine MR"),
     Subcommand("rtdnas", "search.methods.rtdnas.cli", "real-time constrained search with genetic path selection"),
     Subcommand("cine-qc", "search.methods.cine_qc.cli", "train and ship the per-frame QC of a shipped cine model"),

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 PROBS_DESC = "softmax class probabilities"
 UNC_DESC = "per-pixel entropy of the softmax / log(C), in [0, 1] (computed in-graph)"
+ECHO_MODE = "contrast"  # the echo baselines train on contrast echo (the phantom's default variant; the cards' echo_mode)
 
 
 def _samples(dataset: Dataset, n: int) -> list[np.ndarray]:
@@ -62,7 +63,7 @@ def ship_echo_pair(spec: BaselineSpec, pair: EchoPair, test: Dataset, calibratio
         inputs=[image],
         outputs=[TensorSpec("probs", (1, k, h, w), PROBS_DESC), TensorSpec("uncertainty", (1, 1, h, w), UNC_DESC)],
         classes=spec.classes, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
-        pairs_with=spec.qc_id, clip_length=1, architecture={"unet": _cfg(spec.unet)},
+        pairs_with=spec.qc_id, clip_length=1, architecture={"unet": _cfg(spec.unet)}, echo_mode=ECHO_MODE,
         notes=f"Handcrafted baseline of Table II of the segqc-hw paper ({SEGQC_HW.cite}; {spec.paper_row}), "
               "segmentation half.",
     )
@@ -88,7 +89,7 @@ def ship_echo_pair(spec: BaselineSpec, pair: EchoPair, test: Dataset, calibratio
                 TensorSpec("uncertainty", (1, 1, h, w), f"uncertainty map of {spec.seg_id}")],
         outputs=[TensorSpec("dice", (1, 1), "predicted Dice of the segmentation, in [0, 1]")],
         classes=spec.classes, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
-        clip_length=1, architecture={"resnet_qc": _cfg(spec.qc)},
+        clip_length=1, architecture={"resnet_qc": _cfg(spec.qc)}, echo_mode=ECHO_MODE,
         notes=f"Handcrafted baseline of Table II of the segqc-hw paper ({SEGQC_HW.cite}; {spec.paper_row}), QC half: "
               "trained on s2 patients "
               f"with {spec.seg_id} frozen, target = true Dice of its output.",

@@ -5,7 +5,8 @@ Stages, in order, each resumable (the stage's own checkpoints) and recorded in
 
 1. ``profile``: the latency lookup table for this CPU (only the missing entries are measured);
 2. ``baselines``: the handcrafted baselines the app ships for comparison;
-3. each search method's preset (``segqc-hw``, ``msnas-hw``, ``rtdnas``): search, derive, retrain,
+3. each search method's preset (``segqc-hw``, then ``segqc-hw-bmode``: the same method on B-mode
+   apical four-chamber echo, ``--task bmode``; ``msnas-hw``, ``rtdnas``): search, derive, retrain,
    export into the models folder;
 4. ``cine-qc``: the per-frame QC of the cine default model in the models folder, paired with it.
 
@@ -23,14 +24,16 @@ from __future__ import annotations
 import argparse
 import importlib
 
-STAGES = ("profile", "baselines", "segqc-hw", "msnas-hw", "rtdnas", "cine-qc")
+STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc")
 METHOD_MODULES = {
     "segqc-hw": "search.methods.segqc_hw.cli",
+    "segqc-hw-bmode": "search.methods.segqc_hw.cli",
     "msnas-hw": "search.methods.msnas_hw.cli",
     "rtdnas": "search.methods.rtdnas.cli",
     "cine-qc": "search.methods.cine_qc.cli",
 }
 MODELS_DIR_ARGS = ("models", "models_dir")
+STAGE_ARGS = {"segqc-hw-bmode": ["--task", "bmode"]}  # a stage that is a method run with other flags
 # The seed whose run the shipped model comes from, where it is not the preset's own. rtdnas default:
 # seed 0's short search collapsed to all-skip paths (Dice .674, below msnas-hw's .750); seed 1's did
 # not (.832), and that is the shipped cine-rtdnas-ga-n7 (docs/rtdnas/seed1). Picked on the test
@@ -57,13 +60,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def data_skip(stage: str, spec) -> str | None:
     """Why ``stage`` cannot train on the dataset of ``spec`` (None: it can, or it trains nothing)."""
     from app.data.case import DataError
-    from search.data import CINE_ACDC, ECHO_MYOCARDIUM, check_need, open_dataset
+    from search.data import CINE_ACDC, ECHO_CAMUS, ECHO_MYOCARDIUM, check_need, open_dataset
 
     if spec.is_phantom or stage in ("profile", "baselines"):
         return None
     if stage == "cine-qc":
         return "skipped (cine-qc trains on phantom cine only; no --data yet)"
-    need = ECHO_MYOCARDIUM if stage == "segqc-hw" else CINE_ACDC
+    need = {"segqc-hw": ECHO_MYOCARDIUM, "segqc-hw-bmode": ECHO_CAMUS}.get(stage, CINE_ACDC)
     try:
         check_need(open_dataset(spec), need, stage)
     except DataError as exc:
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             module = importlib.import_module("search.baselines.cli")
             argv = ["--preset", preset, "--out", str(models), "--work", str(work / "baselines")]
         else:
-            module, argv = importlib.import_module(METHOD_MODULES[stage]), ["--preset", preset]
+            module, argv = importlib.import_module(METHOD_MODULES[stage]), ["--preset", preset, *STAGE_ARGS.get(stage, [])]
             seed = SHIPPED_SEEDS.get((stage, preset))
             run_name = preset if seed is None else f"{preset}-seed{seed}"
             run_name += "" if spec.is_phantom else f"-{spec.kind}"  # a dataset's runs never mix with the phantom's
@@ -163,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"\n=== summary: {models} ({time.perf_counter() - t_all:.0f} s this run) ===")
     for stage in STAGES:
-        print(f"  {stage:<10} {statuses.get(stage, '')}")
+        print(f"  {stage:<14} {statuses.get(stage, '')}")
     cards, bad = [], []
     for card in discover(models):
         try:

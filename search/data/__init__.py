@@ -33,14 +33,14 @@ case ids are anonymous hashes, and ``card_info`` holds only hashes and counts.
 
 from search.data.index import CaseRef, DatasetIndex, anonymous_id, open_dataset
 from search.data.labels import canonical, remap_labels
-from search.data.protocols import (CINE_ACDC, ECHO_MYOCARDIUM, Member, Need, check_need, cine_parts, describe_split,
+from search.data.protocols import (CINE_ACDC, ECHO_CAMUS, ECHO_MYOCARDIUM, Member, Need, check_need, cine_parts, describe_split,
                                    keep_frames, load_for, members_of_cases, members_of_refs, protocol_cases, refs_for, segqc_parts,
                                    split_by_patient)
 from search.data.spec import (KINDS, PHANTOM, SPEC_HELP, DataSpec, DataSpecError, argparse_data_spec, case_list_sha256,
                               config_without_phantom, parse_data_spec)
 
 __all__ = [
-    "CINE_ACDC", "ECHO_MYOCARDIUM", "KINDS", "PHANTOM", "SPEC_HELP", "CaseRef", "DataSpec", "DataSpecError",
+    "CINE_ACDC", "ECHO_CAMUS", "ECHO_MYOCARDIUM", "KINDS", "PHANTOM", "SPEC_HELP", "CaseRef", "DataSpec", "DataSpecError",
     "DatasetIndex", "Member", "Need", "anonymous_id", "argparse_data_spec", "canonical", "case_list_sha256",
     "check_need", "cine_parts", "config_without_phantom", "describe_split", "keep_frames", "load_for", "members_of_cases",
     "members_of_refs", "open_dataset", "parse_data_spec", "protocol_cases", "refs_for", "remap_labels",

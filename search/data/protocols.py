@@ -2,8 +2,8 @@
 
 A :class:`Need` says what a method trains on: the modality, the classes (a target label map) and
 the least number of frames per case. :func:`check_need` stops with one ``DataError`` naming the
-folder when a dataset cannot give it (EchoNet's LV tracings for a myocardium-only method, echo for
-a cine method); :func:`load_for` reads cases and renumbers their labels to the method's map.
+folder when a dataset cannot give it (EchoNet's LV tracings for a myocardium or LV/MYO/LA method,
+echo for a cine method); :func:`load_for` reads cases and renumbers their labels to the method's map.
 
 Splits are by patient and deterministic for a seed (``app.data.splits.patient_split``), stratified
 by acquisition quality where every patient has a bin and there are enough of them. Where the
@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from app.data.case import ACDC_LABELS, ECHO_MYO_LABELS, Case, DataError
+from app.data.case import ACDC_LABELS, CAMUS_LABELS, ECHO_MYO_LABELS, Case, DataError
 from app.data.splits import patient_split
 from search.data.index import CaseRef, DatasetIndex
 from search.data.labels import class_names, missing_classes, remap_labels
@@ -48,6 +48,7 @@ class Need:
 
 
 ECHO_MYOCARDIUM = Need("echo", dict(ECHO_MYO_LABELS), 1, "echo frames with a myocardium (MYO) label")
+ECHO_CAMUS = Need("echo", dict(CAMUS_LABELS), 1, "B-mode echo frames with LV, MYO and LA labels (as CAMUS)")
 CINE_ACDC = Need("cine", dict(ACDC_LABELS), 2, "short-axis cine MR (2D+t slices) with RV, MYO and LV labels")
 
 _MODALITY_WORDS = {"echo": "echo (2D+t)", "cine": "cine MR (short-axis 3D+t)"}
@@ -267,6 +268,6 @@ def protocol_cases(index: DatasetIndex, need: Need, method: str,
     return out
 
 
-__all__ = ["CINE_ACDC", "ECHO_MYOCARDIUM", "Member", "Need", "check_need", "cine_parts", "class_names",
+__all__ = ["CINE_ACDC", "ECHO_CAMUS", "ECHO_MYOCARDIUM", "Member", "Need", "check_need", "cine_parts", "class_names",
            "describe_split", "keep_frames", "load_for", "members_of_cases", "members_of_refs", "protocol_cases", "refs_for",
            "segqc_parts", "split_by_patient"]

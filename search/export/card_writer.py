@@ -14,6 +14,9 @@ from app.realtime import REALTIME
 from search.export.architecture import Architecture, from_legacy
 from search.export.preprocessing import contract
 
+#: The kinds of echo a card can be for (the card's ``echo_mode``; the app's ``app.data.echo_mode.ECHO_MODES``).
+ECHO_MODES = ("contrast", "bmode")
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -55,6 +58,9 @@ class CardContent:
         convergence: The search's convergence verdict (``search.core.convergence.card_field``: converged,
             reasons), written as the card's ``search.convergence``; an unconverged search is also said first
             in the notes. None for handcrafted networks.
+        echo_mode: Echo cards: the kind of echo the model is for, ``"contrast"`` (contrast echocardiography)
+            or ``"bmode"`` (plain B-mode), written as the card's top-level ``echo_mode``; the app runs the
+            pair whose mode matches the recording. None: the field is left out (cine cards).
     """
 
     model_id: str
@@ -74,6 +80,14 @@ class CardContent:
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     convergence: dict[str, Any] | None = None
+    echo_mode: str | None = None
+
+    def __post_init__(self):
+        if self.echo_mode is not None:
+            if self.modality != "echo":
+                raise ValueError(f"{self.model_id}: echo_mode is for echo cards, this one is {self.modality}")
+            if self.echo_mode not in ECHO_MODES:
+                raise ValueError(f"{self.model_id}: echo_mode must be one of {ECHO_MODES}, got {self.echo_mode!r}")
 
 
 def _plain(value: Any) -> Any:
@@ -128,6 +142,8 @@ def build_card(content: CardContent, *, onnx_path: Path, metrics: dict[str, Any]
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "notes": content.notes,
     }
+    if content.echo_mode is not None:
+        card["echo_mode"] = content.echo_mode
     if content.pairs_with:
         card["pairs_with"] = content.pairs_with
     if content.clip_length is not None:

@@ -176,7 +176,8 @@ def _content(target: Target, new_id: str, data: dict[str, Any], extra: dict[str,
         outputs=[TensorSpec(t["name"], tuple(t["shape"]), t.get("description", "")) for t in raw["outputs"]],
         classes=target.classes, normalisation=dict(raw["input"]["normalisation"]), layout=raw["input"]["layout"],
         data=data, genotype=raw.get("genotype"), pairs_with=pairs_with, clip_length=raw.get("clip_length"),
-        architecture=raw["architecture"], notes=notes, extra=extra)
+        architecture=raw["architecture"], notes=notes, extra=extra,
+        echo_mode=raw.get("echo_mode") if raw["modality"] == "echo" else None)  # the kind of echo it was made for
 
 
 def _train(target: Target, train_ds: Dataset, val_ds: Dataset, cfg: FinetuneConfig,

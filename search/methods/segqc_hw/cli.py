@@ -1,6 +1,12 @@
-"""``python -m search segqc-hw``: joint segmentation + QC search for contrast echo.
+"""``python -m search segqc-hw``: joint segmentation + QC search for contrast echo (or B-mode: ``--task bmode``).
 
 The paper: Zeng et al. 2021, arXiv:2109.06909 (full reference in ``docs/references.md``).
+
+``--task contrast`` (default) is the paper's task: myocardium on contrast echo, run in
+``runs/segqc-hw/<preset>``, report in ``docs/segqc``, models ``echo-segqc-hw-{seg,qc}``. ``--task bmode``
+is standard B-mode apical four-chamber echo with 4 classes (background, LV, MYO, LA), run in
+``runs/segqc-hw-bmode/<preset>``, report in ``docs/segqc-bmode``, models ``echo-bmode-segqc-hw-{seg,qc}``:
+the two never overwrite each other.
 
 Searches (with and without the latency term), derives, retrains from scratch beside the handcrafted
 baselines, scores everything on held-out patients, measures Table II on this CPU, draws the report
@@ -12,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from search.methods.segqc_hw.tasks import TASKS
+
 PRESET_HELP = ("smoke: end to end in under a minute (tests); default: 2-core CPU, ~1 h on shared cores; "
                "paper: the paper's schedule (80 epochs, 5 seeds, 256x256), for a GPU")
 
@@ -22,6 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_method_arguments(parser, method="segqc-hw", preset_help=PRESET_HELP,
                          device_help="torch device for the searches and retraining (cpu, cuda); evaluation, "
                                      "latency and export always run on the CPU")
+    parser.add_argument("--task", choices=TASKS, default="contrast",
+                        help="contrast: contrast echo, myocardium (the paper's task); bmode: B-mode apical four-chamber "
+                             "echo, 4 classes (background, LV, MYO, LA) with --data phantom or camus:DIR, run in "
+                             "runs/segqc-hw-bmode/<preset>, report in docs/segqc-bmode, models echo-bmode-segqc-hw-* "
+                             "(default contrast)")
     parser.add_argument("--retrain-epochs", type=int, nargs=2, metavar=("SEG", "QC"), default=None,
                         help="override the preset's retraining epochs (e.g. a convergence check in another --out "
                              "that reuses a finished run's search/, data/ and latency/ folders)")
@@ -43,15 +56,15 @@ def run(args: argparse.Namespace) -> int:
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the ONNX exporter's stage-by-stage chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
-    cfg = preset(args.preset, seed=args.seed)
-    from search.data import ECHO_MYOCARDIUM
+    cfg = preset(args.preset, seed=args.seed, task=getattr(args, "task", "contrast"))
     from search.methods.common_cli import with_data
 
-    cfg = with_data(cfg, args, ECHO_MYOCARDIUM, "segqc-hw")  # --data: checked here, read by load_protocol
+    task = cfg.task
+    cfg = with_data(cfg, args, task.need, task.method_label)  # --data: checked here, read by load_protocol
     if args.retrain_epochs is not None:
         seg_epochs, qc_epochs = args.retrain_epochs
         cfg = replace(cfg, retrain=replace(cfg.retrain, seg_epochs=seg_epochs, qc_epochs=qc_epochs))
-    places = run_places(args, method="segqc-hw", docs_name="segqc")
+    places = run_places(args, method=task.run_method, docs_name=task.docs_name)
     paths = RunPaths(out=places.out, models=places.models_dir, docs=places.docs_dir)
     summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after)
     if distributed.is_main():

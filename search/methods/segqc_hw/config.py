@@ -64,6 +64,9 @@ class DataConfig:
         n_qc_val: Patients of S2 kept for validation during retraining (the rest of S2 trains QC).
         source: The ``--data`` spec (``search.data``): ``"phantom"`` or ``"KIND:DIR"``; with a dataset the
             counts above give the proportions of its patients.
+        task: ``"contrast"`` (contrast echo, myocardium: the paper's task) or ``"bmode"`` (B-mode apical
+            four-chamber echo, LV / MYO / LA: 4 classes); see ``search.methods.segqc_hw.tasks``. It
+            decides the phantom variant, the labels, the model ids and the run folders.
     """
 
     n_s1: int = 40
@@ -75,6 +78,12 @@ class DataConfig:
     n_qc_val: int = 20
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     source: str = "phantom"
+    task: str = "contrast"
+
+    def __post_init__(self):
+        from search.methods.segqc_hw.tasks import echo_task
+
+        echo_task(self.task)  # ValueError naming the tasks
 
 
 @dataclass(frozen=True)
@@ -205,19 +214,32 @@ class SegQcConfig:
     export: bool = True
     threads: int = 2
 
+    @property
+    def task(self):
+        """The echo task (``search.methods.segqc_hw.tasks.EchoTask``) of ``data.task``."""
+        from search.methods.segqc_hw.tasks import echo_task
+
+        return echo_task(self.data.task)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples become lists); ``data.source`` only when it is not the phantom."""
+        """Plain JSON-able dict (tuples become lists); ``data.source`` only when it is not the phantom and
+        ``data.task`` only when it is not contrast (so contrast configs, their hashes and run records stay
+        what they were before B-mode existed)."""
         from search.data import config_without_phantom
 
-        return config_without_phantom(asdict(self))
+        doc = config_without_phantom(asdict(self))
+        if doc["data"].get("task") == "contrast":
+            doc = {**doc, "data": {k: v for k, v in doc["data"].items() if k != "task"}}
+        return doc
 
 
-def preset(name: str, *, seed: int | None = None) -> SegQcConfig:
-    """Return the named preset, optionally with another master seed.
+def preset(name: str, *, seed: int | None = None, task: str = "contrast") -> SegQcConfig:
+    """Return the named preset, optionally with another master seed or for the B-mode task.
 
     Args:
         name: One of ``PRESETS``.
         seed: Overrides the master seed (and shifts the search seeds by the same amount).
+        task: ``"contrast"`` or ``"bmode"`` (``DataConfig.task``); the sizes are the same for both.
     """
     if name == "paper":
         cfg = SegQcConfig(preset="paper")
@@ -249,4 +271,6 @@ def preset(name: str, *, seed: int | None = None) -> SegQcConfig:
     if seed is not None and seed != cfg.seed:
         shift = seed - cfg.seed
         cfg = replace(cfg, seed=seed, search=replace(cfg.search, seeds=tuple(s + shift for s in cfg.search.seeds)))
+    if task != cfg.data.task:
+        cfg = replace(cfg, data=replace(cfg.data, task=task))
     return cfg

@@ -1,5 +1,9 @@
 """The patients of the segqc-hw protocol: S1 / S2 / test phantom echo cases, trimmed and cached.
 
+The task (``DataConfig.task``, ``search.methods.segqc_hw.tasks``) picks the phantom variant and the
+labels: contrast echo with the myocardium (the paper's), or B-mode apical four-chamber echo with the
+CAMUS classes 1 LV, 2 MYO, 3 LA.
+
 The segqc-hw paper's protocol: 100 patients, ~30 frames each, split by patient into S1 (40, trains the
 segmentation net), S2 (40, trains the QC net on segmentations of images the seg net never saw) and
 test (20, held out). Each case keeps only ``frames_per_case`` labelled frames spread over its cycle
@@ -9,7 +13,8 @@ are cached as ``.npz`` so a resumed run does not render the phantoms again. Imag
 
 With ``--data KIND:DIR`` (``DataConfig.source``) the patients come from a dataset folder instead
 (``dataset_protocol``, through ``search.data``): the same proportions, by patient, the dataset's
-official test set as test, labels renumbered to the myocardium.
+official test set as test, labels renumbered to the task's classes (the myocardium; or LV, MYO and LA,
+which EchoNet-Dynamic's LV tracings cannot give: one ``DataError``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from app.data.case import Case, DataError
 from search.methods.segqc_hw.config import AugmentConfig, DataConfig
+from search.methods.segqc_hw.tasks import echo_task
 from search.train.augment import AffineAugmentation
 from search.train.datasets import ECHO_NORMALISATION, EchoFrameDataset
 
@@ -56,13 +62,13 @@ def trim_case(case: Case, count: int) -> Case:
     """A copy of ``case`` holding only ``count`` labelled frames (all of them labelled).
 
     Raises:
-        DataError: the case is not an echo case with myocardium labels.
+        DataError: the case is not a labelled echo case.
     """
     where = case.source or case.case_id
     if case.modality != "echo":
-        raise DataError(where, f"segqc-hw trains on contrast echo, got a {case.modality} case")
+        raise DataError(where, f"segqc-hw trains on echo, got a {case.modality} case")
     if case.labels is None:
-        raise DataError(where, "segqc-hw needs labelled frames (myocardium), this case has none")
+        raise DataError(where, "segqc-hw needs labelled frames, this case has none")
     keep = pick_frames(case, count)
     return Case(case_id=case.case_id, modality="echo", frames=np.ascontiguousarray(case.frames[keep]),
                 labels=np.ascontiguousarray(case.labels[keep]), label_map=dict(case.label_map),
@@ -99,7 +105,7 @@ def _load(path: Path) -> list[Case]:
 
 
 def phantom_protocol(cfg: DataConfig) -> dict[str, list[Case]]:
-    """Render (or read from the shared phantom cache) the contrast-echo patients and split them.
+    """Render (or read from the shared phantom cache) the task's echo patients (contrast or B-mode) and split them.
 
     Patients are split by ``app.data.splits`` (stratified by acquisition-quality bin, so every part
     spans good, medium and poor acquisitions): S1 / S2 / test in the config's proportions (40 / 40 / 20
@@ -109,7 +115,12 @@ def phantom_protocol(cfg: DataConfig) -> dict[str, list[Case]]:
     from app.data.splits import patient_split, segqc_protocol
 
     n = cfg.n_s1 + cfg.n_s2 + cfg.n_test
-    cases = phantom_dataset("echo", n, seed=cfg.phantom_seed, n_frames=RENDER_FRAMES, variant="contrast")
+    task = echo_task(cfg.task)
+    cases = phantom_dataset("echo", n, seed=cfg.phantom_seed, n_frames=RENDER_FRAMES, variant=task.variant)
+    for case in cases[:1]:  # the variant's labels are the task's (contrast: myocardium; bmode: CAMUS)
+        if dict(case.label_map) != dict(task.classes):
+            raise DataError(case.source or case.case_id, f"phantom labels {case.label_map} are not the "
+                            f"{task.name} task's {dict(task.classes)}")
     by_id = {c.case_id: c for c in cases}
     # Stratify by quality bin only when every bin is large enough to be split in these proportions.
     strata = {c.case_id: c.quality_bin or "" for c in cases} if n >= MIN_STRATIFIED else None
@@ -125,7 +136,7 @@ def phantom_protocol(cfg: DataConfig) -> dict[str, list[Case]]:
     out = {"s1": parts["s1"], "s2_train": s2_parts["s2_train"], "s2_val": s2_parts["s2_val"], "test": parts["test"]}
     empty = [k for k, ids in out.items() if not ids]
     if empty:
-        raise DataError(f"phantom-echo seed {cfg.phantom_seed}", f"protocol parts {empty} got no patients from "
+        raise DataError(f"phantom-echo ({task.variant}) seed {cfg.phantom_seed}", f"protocol parts {empty} got no patients from "
                         f"{n} cases (s1 {cfg.n_s1}, s2 {cfg.n_s2} incl. {cfg.n_qc_val} validation, test {cfg.n_test})")
     return {k: [by_id[i] for i in ids] for k, ids in out.items()}
 
@@ -133,16 +144,19 @@ def phantom_protocol(cfg: DataConfig) -> dict[str, list[Case]]:
 def dataset_protocol(cfg: DataConfig) -> dict[str, list[Case]]:
     """The protocol on the dataset of ``cfg.source`` (``--data KIND:DIR``): S1 / S2 / test by patient
     in the proportions ``n_s1 : n_s2 : n_test`` (the dataset's official test set as test where it has
-    one), S2 into QC training and validation, seed ``phantom_seed``; labels renumbered to the
-    myocardium (CAMUS 2 MYO -> 1). Cases are trimmed as they are read, so memory stays bounded.
+    one), S2 into QC training and validation, seed ``phantom_seed``; labels renumbered to the task's
+    classes: the myocardium (CAMUS 2 MYO -> 1), or for B-mode all three CAMUS classes as they are.
+    Cases are trimmed as they are read, so memory stays bounded.
 
     Raises:
-        DataError: the dataset has no myocardium label (EchoNet's LV tracings) or is not echo.
+        DataError: the dataset lacks a class of the task (EchoNet's LV tracings have no MYO, nor LA) or
+            is not echo.
     """
-    from search.data import ECHO_MYOCARDIUM, open_dataset, parse_data_spec, protocol_cases, segqc_parts
+    from search.data import open_dataset, parse_data_spec, protocol_cases, segqc_parts
 
     spec = parse_data_spec(cfg.source)
-    parts = protocol_cases(open_dataset(spec), ECHO_MYOCARDIUM, "segqc-hw",
+    task = echo_task(cfg.task)
+    parts = protocol_cases(open_dataset(spec), task.need, task.method_label,
                            lambda members: segqc_parts(members, n_s1=cfg.n_s1, n_s2=cfg.n_s2, n_test=cfg.n_test,
                                                        n_qc_val=cfg.n_qc_val, seed=cfg.phantom_seed,
                                                        where=spec.root),
@@ -160,8 +174,9 @@ def card_data(cfg: DataConfig, cases: dict[str, list[Case]], preset: str) -> dic
     split = {"s1_seg_train": len(cases["s1"]), "s2_qc_train": len(cases["s2_train"]),
              "s2_validation": len(cases["s2_val"]), "test": len(cases["test"]),
              "frames_per_patient": cfg.frames_per_case}
+    task = echo_task(getattr(cfg, "task", "contrast"))
     if getattr(cfg, "source", "phantom") == "phantom":
-        return {"source": "phantom-echo (app.data.phantom.echo, contrast)", "seed": cfg.phantom_seed,
+        return {"source": f"phantom-echo (app.data.phantom.echo, {task.variant})", "seed": cfg.phantom_seed,
                 "split": split, "preset": preset}
     from search.data import describe_split, members_of_cases, parse_data_spec
 
@@ -170,7 +185,7 @@ def card_data(cfg: DataConfig, cases: dict[str, list[Case]], preset: str) -> dic
     words = describe_split(members, parts["test"], f"segqc-hw S1/S2/test ({cfg.n_s1}:{cfg.n_s2}:{cfg.n_test})",
                            cfg.phantom_seed)
     return parse_data_spec(cfg.source).card_info(parts, split=words, seed=cfg.phantom_seed, preset=preset,
-                                                 frames_per_patient=cfg.frames_per_case, labels="MYO -> 1")
+                                                 frames_per_patient=cfg.frames_per_case, labels=task.label_words)
 
 
 def load_protocol(cfg: DataConfig, cache_dir: Path, cases_for: CasesFor | None = None) -> dict[str, list[Case]]:
@@ -190,6 +205,8 @@ def load_protocol(cfg: DataConfig, cache_dir: Path, cases_for: CasesFor | None =
            "frames": cfg.frames_per_case, "seed": cfg.phantom_seed, "render_frames": RENDER_FRAMES}
     if getattr(cfg, "source", "phantom") != "phantom":  # the phantom's key stays as it was (its caches too)
         key["source"] = cfg.source
+    if getattr(cfg, "task", "contrast") != "contrast":  # so does the contrast task's
+        key["task"] = cfg.task
     stamp = cache_dir / "cases_key.json"
     paths = {s: cache_dir / f"cases_{s}.npz" for s in SPLITS}
     if stamp.is_file() and json.loads(stamp.read_text()) == key and all(p.is_file() for p in paths.values()):

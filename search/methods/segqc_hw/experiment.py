@@ -181,7 +181,7 @@ class SegQcExperiment:
         seg, qc = pair
         cfg = self.cfg
         run = partial(train_and_score, name, seg, qc, data, cfg.retrain, cfg.data.augment, cfg.data.resolution,
-                      seed=cfg.seed, row_dir=folder, device=self.device)
+                      seed=cfg.seed, row_dir=folder, device=self.device, n_classes=cfg.task.num_classes)
         return Stage(f"retrain:{key}", run=run, load=partial(load_scores, name, seg, qc, folder),
                      outputs=(folder / "scores.json",), inputs=inputs,
                      scratch=(folder / "seg.pt", folder / "qc.pt", folder / "weights.pt"),
@@ -205,13 +205,13 @@ class SegQcExperiment:
         found = {key: [(s, self.stages.run(self.joint_search_stage(lam, s, variant, cases, latency)))
                        for s in cfg.search.seeds] for key, lam, variant in searches(cfg)}
         if stop_after == "search":
-            return f"segqc-hw ({cfg.preset}): searches done in {out / 'search'}"
+            return f"{cfg.task.method_label} ({cfg.preset}): searches done in {out / 'search'}"
         data = PairData(seg_train=cases["s1"], qc_train=cases["s2_train"], val=cases["s2_val"], test=cases["test"])
         rows = self.retrain_searched(found, data, latency) | self.retrain_baselines(data)
         if stop_after == "retrain":
-            return f"segqc-hw ({cfg.preset}): searches and retraining done in {out}"
+            return f"{cfg.task.method_label} ({cfg.preset}): searches and retraining done in {out}"
         if not distributed.is_main():  # Table II timing, report and export: rank 0 alone
-            return f"segqc-hw ({cfg.preset}): rank {distributed.rank()} done; rank 0 measures, reports and exports"
+            return f"{cfg.task.method_label} ({cfg.preset}): rank {distributed.rank()} done; rank 0 measures, reports and exports"
         return self.finish(rows, cases)
 
     def retrain_searched(self, found: dict, data: PairData, latency: FrameworkLatency) -> dict[str, Row]:
@@ -238,7 +238,7 @@ class SegQcExperiment:
         """Retrain the handcrafted U-net(8|16) + ResNet18 rows."""
         cfg, rows = self.cfg, {}
         for width, key in zip(cfg.baseline_seg_filters, BASELINES):
-            pair = build_baseline(width, cfg.seed)
+            pair = build_baseline(width, cfg.seed, cfg.task.num_classes)
             scores = self.stages.run(self.row_stage(ROW_NAMES[key], key, pair, data, baseline_config(width)))
             rows[key] = Row(key, scores, pair, self.out / "rows" / key)
         return rows
@@ -287,7 +287,8 @@ class SegQcExperiment:
         key = shipped_key(table, sensitivity)
         row = {**table, **sensitivity}[key]
         run = partial(export_pair, cfg, rows[key].pair, row, cases, models, machine, record=record, row_key=key)
-        cards = [models / f"{model_id}.{ext}" for model_id in model_ids(cfg.preset) for ext in ("onnx", "json")]
+        cards = [models / f"{model_id}.{ext}" for model_id in model_ids(cfg.preset, cfg.data.task)
+                 for ext in ("onnx", "json")]
         weights = rows[key].folder / "weights.pt"
         inputs = (self.out / "table.json", rows[key].folder / "scores.json", *((weights,) if weights.is_file() else ()))
         config = {"shipped": key, "models_dir": str(models), "config": cfg.to_dict()}
@@ -365,7 +366,10 @@ def _figures(results: dict, folder: Path) -> dict[str, str]:
 
 
 def _summary(results: dict, report: Path, exported: list[str]) -> str:
-    lines = [f"segqc-hw ({results['config']['preset']}): report {report}"]
+    from search.methods.segqc_hw.tasks import echo_task
+
+    label = echo_task(results["config"]["data"].get("task", "contrast")).method_label
+    lines = [f"{label} ({results['config']['preset']}): report {report}"]
     for k in ROWS:
         r = results["rows"][k]
         lines.append(f"  {ROW_NAMES[k]:<34} Dice {r['test']['dice_mean']:.3f}  QC MAE {r['test']['qc_mae']:.3f}  "

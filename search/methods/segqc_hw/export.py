@@ -9,8 +9,11 @@ only where ``search.export.quantize.quantize_if_faster`` finds it faster on this
 Dice loss; the decision is written to the run's report folder either way.
 
 The ids follow ``<modality>-<method>-<role>`` (``echo-segqc-hw-seg``, ``echo-segqc-hw-qc``); the
-app picks the seg card as the echo default by its ``method`` (``app.engine.models.METHOD_PREFERENCE``
-lists ``segqc-hw`` first) and its QC model through ``pairs_with``.
+B-mode task (``--task bmode``, ``search.methods.segqc_hw.tasks``) ships ``echo-bmode-segqc-hw-seg`` /
+``-qc`` with 4 classes (0 background, 1 LV, 2 MYO, 3 LA). Both cards of a pair carry ``echo_mode``
+(``"contrast"`` or ``"bmode"``), which the app matches against the recording. The app picks the seg
+card as the echo default by its ``method`` (``app.engine.models.METHOD_PREFERENCE`` lists ``segqc-hw``
+first) and its QC model through ``pairs_with``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-from app.data.case import ECHO_MYO_LABELS, Case
+from app.data.case import Case
 from search.core.convergence import card_field, shipping_warning
 from search.export.card_writer import CardContent, TensorSpec
 from search.export.onnx_export import export_model
@@ -30,23 +33,21 @@ from search.export.predictors import onnx_qc_predictor, onnx_seg_predictor
 from search.export.quantize import quantize_if_faster
 from search.methods.segqc_hw.config import SegQcConfig
 from search.methods.segqc_hw.data import card_data, frame_dataset
+from search.methods.segqc_hw.tasks import echo_task
 from search.train.datasets import ECHO_NORMALISATION
-from search.train.evaluate import evaluate_qc
+from search.train.evaluate import evaluate_qc, evaluate_segmentation
 from search.train.seg_outputs import SegmentationWithUncertainty
 
 log = logging.getLogger(__name__)
 
-SEG_ID = "echo-segqc-hw-seg"
-QC_ID = "echo-segqc-hw-qc"
+SEG_ID, QC_ID = echo_task("contrast").model_ids("default")  # echo-segqc-hw-seg, echo-segqc-hw-qc
+BMODE_SEG_ID, BMODE_QC_ID = echo_task("bmode").model_ids("default")  # echo-bmode-segqc-hw-seg, -qc
 N_CALIBRATION = 32  # S1 training frames (no augmentation) calibrating the INT8 variant
-CLASSES = {int(k): v for k, v in ECHO_MYO_LABELS.items()}
 
 
-def model_ids(preset: str) -> tuple[str, str]:
-    """Ids of the shipped pair (the default preset ships the plain ids; others are suffixed)."""
-    if preset == "default":
-        return SEG_ID, QC_ID
-    return f"{SEG_ID}-{preset}", f"{QC_ID}-{preset}"
+def model_ids(preset: str, task: str = "contrast") -> tuple[str, str]:
+    """Ids of the shipped pair of ``task`` (the default preset ships the plain ids; others are suffixed)."""
+    return echo_task(task).model_ids(preset)
 
 
 def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, cases: dict[str, list[Case]],
@@ -68,17 +69,21 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
         raise FileNotFoundError("the hardware-aware pair was trained elsewhere and its weights.pt is not in the run "
                                 "folder; bring rows/searched_hw_seed*/weights.pt along to export it")
     seg.eval(), qc.eval()
-    seg_id, qc_id = model_ids(cfg.preset)
+    task = cfg.task
+    seg_id, qc_id = task.model_ids(cfg.preset)
+    classes = {int(k): v for k, v in task.classes.items()}
+    k = task.num_classes
     r = cfg.data.resolution
     test = frame_dataset(cases["test"], r, None, seed=0)
     data = card_data(cfg.data, cases, cfg.preset)  # the phantom's description, or the --data dataset's hashes
     cost = row["cost"]
     table_note = (f"In the Table II harness (seg + QC at {cfg.measure.resolution}x{cfg.measure.resolution}, {machine}): "
                   f"{cost['latency_ms']:.1f} ms, {cost['macs'] / 1e6:.0f} M MACs; test Dice "
-                  f"{row['test']['dice_mean']:.3f}, QC MAE {row['test']['qc_mae']:.3f}. See docs/segqc/README.md.")
+                  f"{row['test']['dice_mean']:.3f}, QC MAE {row['test']['qc_mae']:.3f}. See docs/{task.docs_name}/README.md.")
+    class_words = ", ".join(f"{v} {n}" for v, n in sorted(classes.items()))
     image = TensorSpec("image", (1, 3, r, r), "RGB frame scaled to [0, 1]")
-    probs = TensorSpec("probs", (1, 2, r, r), "softmax class probabilities (0 background, 1 myocardium)")
-    unc = TensorSpec("uncertainty", (1, 1, r, r), "per-pixel entropy of the softmax / log(2), in [0, 1] (in-graph)")
+    probs = TensorSpec("probs", (1, k, r, r), f"softmax class probabilities ({class_words})")
+    unc = TensorSpec("uncertainty", (1, 1, r, r), f"per-pixel entropy of the softmax / log({k}), in [0, 1] (in-graph)")
     genotype = row["genotype"]
     verdict = (row.get("search") or {}).get("convergence")  # issue 16: never shipped silently when unconverged
     warning = shipping_warning(verdict, seg_id)
@@ -87,20 +92,25 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
     convergence = card_field(verdict)
     seg_content = CardContent(
         model_id=seg_id, modality="echo", role="seg", method="segqc-hw", inputs=[image], outputs=[probs, unc],
-        classes=CLASSES, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
+        classes=classes, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data, echo_mode=task.name,
         genotype={"kind": "nasunet", **genotype["seg"]}, pairs_with=qc_id, clip_length=1, convergence=convergence,
         architecture={"nasunet": {"init_filters": cfg.space.seg_init_filters, "depth": cfg.space.seg_depth,
                                   "n_nodes": cfg.space.nodes}},
-        notes="Searched jointly with its QC model (segqc-hw, Zeng et al. 2021, arXiv:2109.06909; hardware-aware, "
+        notes=("" if task.name == "contrast" else f"{task.words[:1].upper() + task.words[1:]}. ") +
+              "Searched jointly with its QC model (segqc-hw, Zeng et al. 2021, arXiv:2109.06909; hardware-aware, "
               f"lambda2 = {row.get('lambda2', cfg.search.lambda2):g}; the hardware-aware search with the best validation "
               "score), retrained from scratch on S1. " + table_note)
     feeds = [{"image": test[i][0].numpy()[None]} for i in range(min(3, len(test)))]
 
     def seg_metrics(path: Path) -> dict[str, Any]:
-        cal = evaluate_qc(onnx_seg_predictor(path), lambda *_: 0.0, test, 2)
-        dice = float(sum(cal["true"]) / len(cal["true"]))
-        return {"dice": {"per_class": {"myocardium": round(dice, 4)}, "mean": round(dice, 4)},
-                "eval_frames": len(cal["true"])}
+        if k == 2:  # one foreground class: the mean of the frames' Dice (1 where neither side has any)
+            cal = evaluate_qc(onnx_seg_predictor(path), lambda *_: 0.0, test, 2)
+            dice = float(sum(cal["true"]) / len(cal["true"]))
+            return {"dice": {"per_class": {classes[1]: round(dice, 4)}, "mean": round(dice, 4)},
+                    "eval_frames": len(cal["true"])}
+        ev = evaluate_segmentation(onnx_seg_predictor(path), test, k)  # per class, mean over the classes
+        return {"dice": ev.to_card(classes), "eval_frames": len(ev.per_frame),
+                "dice_frame_mean": round(float(sum(ev.per_frame) / len(ev.per_frame)), 4)}
 
     seg_card = export_model(SegmentationWithUncertainty(seg), seg_content, models_dir, feeds, evaluate=seg_metrics)
     seg_predict = onnx_seg_predictor(seg_card.onnx_path)
@@ -110,22 +120,22 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
         qc_feeds.append({"image": f["image"], "probs": p, "uncertainty": u})
 
     def qc_metrics(path: Path) -> dict[str, Any]:
-        cal = evaluate_qc(seg_predict, onnx_qc_predictor(path), test, 2)
+        cal = evaluate_qc(seg_predict, onnx_qc_predictor(path), test, k)
         return {"qc_mae": round(float(cal["qc_mae"]), 4), "qc_pearson": round(float(cal["qc_pearson"]), 4),
                 "qc_frames": cal["n"], "scored_seg_model": seg_id,
                 "true_dice_range": [round(min(cal["true"]), 4), round(max(cal["true"]), 4)]}
 
     qc_content = CardContent(
         model_id=qc_id, modality="echo", role="qc", method="segqc-hw",
-        inputs=[image, TensorSpec("probs", (1, 2, r, r), f"probs of {seg_id}"),
+        inputs=[image, TensorSpec("probs", (1, k, r, r), f"probs of {seg_id}"),
                 TensorSpec("uncertainty", (1, 1, r, r), f"uncertainty of {seg_id}")],
         outputs=[TensorSpec("dice", (1,), "predicted Dice of the segmentation, in [0, 1]")],
-        classes=CLASSES, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data,
+        classes=classes, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data, echo_mode=task.name,
         genotype={"kind": "qc", **genotype["qc"]}, clip_length=1, convergence=convergence,
         architecture={"qcnet": {"init_filters": cfg.space.qc_init_filters, "n_stages": cfg.space.qc_stages,
                                 "n_nodes": cfg.space.nodes}},
-        notes=f"QC half of the segqc-hw pair: trained on S2 patients with {seg_id} frozen, target = true Dice "
-              "of its hard segmentation. " + table_note)
+        notes=f"QC half of the segqc-hw pair ({task.words}): trained on S2 patients with {seg_id} frozen, target = "
+              f"true Dice of its hard segmentation{' (mean over LV, MYO and LA)' if k > 2 else ''}. " + table_note)
     qc_card = export_model(qc, qc_content, models_dir, qc_feeds, evaluate=qc_metrics)
     shipped = [seg_id, qc_id]
     s1 = frame_dataset(cases["s1"], r, None, seed=0)

@@ -115,8 +115,10 @@ def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConf
     return {"seg": seg_losses, "qc": qc_losses}
 
 
-def score_pair(seg: nn.Module, qc: nn.Module, cases: Sequence[Case], resolution: int) -> dict:
+def score_pair(seg: nn.Module, qc: nn.Module, cases: Sequence[Case], resolution: int, n_classes: int = 2) -> dict:
     """Per-frame true and predicted Dice on ``cases`` (no augmentation), with summaries (nets moved to CPU).
+
+    A frame's true Dice is the mean over the foreground classes (``n_classes`` with background).
 
     Returns:
         ``{"dice_mean", "qc_mae", "qc_pearson", "n", "per_bin": {bin: {...}}, "frames": [...]}``,
@@ -124,7 +126,7 @@ def score_pair(seg: nn.Module, qc: nn.Module, cases: Sequence[Case], resolution:
     """
     seg.cpu(), qc.cpu()
     ds = frame_dataset(cases, resolution, None, seed=0)
-    result = evaluate_qc(torch_seg_predictor(seg), torch_qc_predictor(qc), ds, n_classes=2)
+    result = evaluate_qc(torch_seg_predictor(seg), torch_qc_predictor(qc), ds, n_classes=n_classes)
     frames = [dict(m, true=float(t), predicted=float(p))
               for m, t, p in zip(frame_meta(cases), result["true"], result["predicted"])]
     return summarise(frames)
@@ -146,18 +148,18 @@ def summarise(frames: list[dict]) -> dict:
 
 def train_and_score(name: str, seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConfig,
                     augment: AugmentConfig, resolution: int, *, seed: int, row_dir: Path,
-                    device: str | torch.device = "cpu") -> dict:
+                    device: str | torch.device = "cpu", n_classes: int = 2) -> dict:
     """Retrain a pair on ``device`` (resuming mid-way from ``row_dir/seg.pt`` and ``qc.pt``) and score it on
-    validation and test (on the CPU); writes ``row_dir/scores.json`` and ``weights.pt``. The pair is left
-    on the CPU, trained, in eval mode."""
+    validation and test (on the CPU) with ``n_classes`` classes; writes ``row_dir/scores.json`` and
+    ``weights.pt``. The pair is left on the CPU, trained, in eval mode."""
     row_dir.mkdir(parents=True, exist_ok=True)
     seg.to(device), qc.to(device)
     losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
     seg.cpu(), qc.cpu()
     if not distributed.is_main():  # under torchrun rank 0 scores and writes the row; the others get its scores
         return distributed.share_from_main(None)
-    scores = {"name": name, "losses": losses, "val": score_pair(seg, qc, data.val, resolution),
-              "test": score_pair(seg, qc, data.test, resolution)}
+    scores = {"name": name, "losses": losses, "val": score_pair(seg, qc, data.val, resolution, n_classes),
+              "test": score_pair(seg, qc, data.test, resolution, n_classes)}
     log.info("%s: val Dice %.3f MAE %.3f | test Dice %.3f MAE %.3f r %.2f", name, scores["val"]["dice_mean"],
              scores["val"]["qc_mae"], scores["test"]["dice_mean"], scores["test"]["qc_mae"], scores["test"]["qc_pearson"])
     torch.save({"seg": seg.state_dict(), "qc": qc.state_dict()}, row_dir / "weights.pt")

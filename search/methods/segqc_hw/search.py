@@ -38,11 +38,15 @@ BASELINE_UNET_DEPTH = 5  # the segqc-hw paper's U-net(IF) is (D5, IF): see searc
 
 
 def seg_config(cfg: SegQcConfig) -> NasUnetConfig:
-    return NasUnetConfig(init_filters=cfg.space.seg_init_filters, depth=cfg.space.seg_depth, n_nodes=cfg.space.nodes)
+    """The U of the config's space, with the task's classes (2 contrast, 4 B-mode)."""
+    return NasUnetConfig(num_classes=cfg.task.num_classes, init_filters=cfg.space.seg_init_filters,
+                         depth=cfg.space.seg_depth, n_nodes=cfg.space.nodes)
 
 
 def qc_config(cfg: SegQcConfig) -> QcNetConfig:
-    return QcNetConfig(init_filters=cfg.space.qc_init_filters, n_stages=cfg.space.qc_stages, n_nodes=cfg.space.nodes)
+    """The QC net of the config's space; its input holds the task's class probabilities."""
+    return QcNetConfig(num_classes=cfg.task.num_classes, init_filters=cfg.space.qc_init_filters,
+                       n_stages=cfg.space.qc_stages, n_nodes=cfg.space.nodes)
 
 
 def build_supernets(cfg: SegQcConfig, seed: int) -> tuple[SegLogits, QcOnParts]:
@@ -57,12 +61,13 @@ def build_derived(cfg: SegQcConfig, genotype: SegQcGenotype, seed: int) -> tuple
             QcOnParts(DerivedQcNet(genotype.qc, qc_config(cfg), seed=seed + 100)))
 
 
-def build_baseline(width: int, seed: int) -> tuple[nn.Module, nn.Module]:
-    """U-net(width) (D5) + ResNet18-style QC, seeded."""
+def build_baseline(width: int, seed: int, n_classes: int = 2) -> tuple[nn.Module, nn.Module]:
+    """U-net(width) (D5) + ResNet18-style QC for ``n_classes`` classes (background included), seeded."""
     torch.manual_seed(seed)
-    seg = UNet(UNetConfig(dims=2, in_channels=3, n_classes=2, depth=BASELINE_UNET_DEPTH, initial_filters=width))
+    seg = UNet(UNetConfig(dims=2, in_channels=3, n_classes=n_classes, depth=BASELINE_UNET_DEPTH,
+                          initial_filters=width))
     torch.manual_seed(seed + 100)
-    return seg, QcFlat(ResNetQc(ResNetQcConfig()))
+    return seg, QcFlat(ResNetQc(ResNetQcConfig(n_classes=n_classes)))
 
 
 def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: FrameworkLatency,

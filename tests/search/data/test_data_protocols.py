@@ -282,6 +282,21 @@ def test_segqc_card_data_names_the_dataset_without_ids(camus2023: Path, tmp_path
     assert members_of_cases(again["test"])[0].official == "test"
 
 
+def test_segqc_bmode_on_camus_keeps_all_three_labels(camus2023: Path, tmp_path: Path) -> None:
+    """``segqc-hw --task bmode --data camus:DIR``: LV, MYO and LA as they are (no myocardium-only reduction)."""
+    from app.data.case import CAMUS_LABELS
+    from search.methods.segqc_hw.config import preset
+    from search.methods.segqc_hw.data import card_data, load_protocol
+
+    cfg = replace(preset("smoke", task="bmode").data, source=parse_data_spec(f"camus:{camus2023}").text)
+    cases = load_protocol(cfg, tmp_path / "cache")
+    for case in (c for k in ("s1", "s2", "test") for c in cases[k]):
+        assert case.label_map == dict(CAMUS_LABELS) and set(np.unique(case.labels)) == {0, 1, 2, 3}
+    assert card_data(cfg, cases, "smoke")["labels"] == "LV 1, MYO 2, LA 3 (CAMUS)"
+    contrast = replace(cfg, task="contrast")
+    assert set(np.unique(load_protocol(contrast, tmp_path / "contrast")["test"][0].labels)) == {0, 1}  # MYO -> 1
+
+
 def test_cine_card_data_has_no_ids(acdc: Path) -> None:
     from search.train.cine_config import DataConfig
     from search.train.clips import PatientSplit, card_data, load_cases

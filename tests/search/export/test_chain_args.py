@@ -11,7 +11,8 @@ def _stage_argv(monkeypatch, tmp_path, **kw) -> dict[str, list[str]]:
     calls = {}
 
     def fake_run(module, argv, models_dir):
-        calls[module.__name__] = argv
+        task = argv[argv.index("--task") + 1] if "--task" in argv else None  # segqc-hw runs twice: contrast, bmode
+        calls[module.__name__ if task is None else f"{module.__name__} --task {task}"] = argv
         return 0
 
     monkeypatch.setattr(all_cli, "_run_module", fake_run)
@@ -34,6 +35,16 @@ def test_default_rtdnas_runs_the_shipped_seed_beside_msnas_hw(monkeypatch, tmp_p
 
 def test_runs_folder_is_passed_to_every_method(monkeypatch, tmp_path):
     calls = _stage_argv(monkeypatch, tmp_path, extra=["--preset", "smoke", "--runs", str(tmp_path / "runs")])
-    for module, method in (("segqc_hw", "segqc-hw"), ("msnas_hw", "msnas-hw"), ("rtdnas", "rtdnas")):
-        argv = calls[f"search.methods.{module}.cli"]
+    for key, method in (("segqc_hw.cli", "segqc-hw"), ("segqc_hw.cli --task bmode", "segqc-hw-bmode"),
+                        ("msnas_hw.cli", "msnas-hw"), ("rtdnas.cli", "rtdnas")):
+        argv = calls[f"search.methods.{key}"]
         assert argv[argv.index("--out") + 1] == str(tmp_path / "runs" / method / "smoke")
+
+
+def test_bmode_segqc_hw_stage_follows_the_contrast_one(monkeypatch, tmp_path):
+    """``python -m search``: segqc-hw on B-mode (``--task bmode``) right after contrast, in its own run folder."""
+    assert all_cli.STAGES.index("segqc-hw-bmode") == all_cli.STAGES.index("segqc-hw") + 1
+    calls = _stage_argv(monkeypatch, tmp_path)
+    contrast, bmode = calls["search.methods.segqc_hw.cli"], calls["search.methods.segqc_hw.cli --task bmode"]
+    assert "--task" not in contrast and bmode[:4] == ["--preset", "default", "--task", "bmode"]
+    assert "--out" not in bmode  # the method's own default: runs/segqc-hw-bmode/default, docs/segqc-bmode

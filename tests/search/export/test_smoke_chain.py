@@ -16,7 +16,7 @@ import pytest
 from app.cards import discover
 
 ROOT = Path(__file__).resolve().parents[3]
-STAGES = ("profile", "baselines", "segqc-hw", "msnas-hw", "rtdnas", "cine-qc")
+STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc")
 BASELINE_IDS = {"baseline-unet8-resnet18-seg", "baseline-unet8-resnet18-qc", "baseline-unet3d-d3-if16"}
 
 
@@ -46,6 +46,10 @@ def test_smoke_chain_exports_verified_cards_of_every_stage(chain):
     assert BASELINE_IDS <= set(cards)
     methods = {c.method for c in cards.values()}
     assert {"segqc-hw", "msnas-hw"} <= methods  # rtdnas ships only a network that beats msnas-hw's
+    # segqc-hw on both kinds of echo, each card saying which
+    assert cards["echo-segqc-hw-seg-smoke"].raw["echo_mode"] == "contrast"
+    assert cards["echo-bmode-segqc-hw-seg-smoke"].raw["echo_mode"] == "bmode"
+    assert cards["baseline-unet8-resnet18-seg"].raw["echo_mode"] == "contrast"
     assert (tmp / "runs" / "rtdnas" / "smoke" / "report" / "table1.md").is_file()
     seg, qc, cine = (cards[k] for k in ("baseline-unet8-resnet18-seg", "baseline-unet8-resnet18-qc", "baseline-unet3d-d3-if16"))
     assert seg.pairs_with == qc.id and seg.raw["genotype"] is None
@@ -79,7 +83,7 @@ def test_smoke_chain_resumes_without_redoing_a_stage(chain):
     assert again.stdout.count("done earlier") == len(STAGES)
     # the baselines' checkpoints are in the work folder, the methods' runs in the runs folder
     assert {p.name for p in (tmp / "work").rglob("*.pt")} == {"seg.pt", "qc.pt"}
-    assert {p.name for p in (tmp / "runs").iterdir()} == {"segqc-hw", "msnas-hw", "rtdnas", "cine-qc"}
+    assert {p.name for p in (tmp / "runs").iterdir()} == {"segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc"}
 
 
 @pytest.mark.slow

@@ -348,3 +348,170 @@ def test_shipped_pair_is_the_hardware_aware_search_best_on_validation() -> None:
     better_on_val = {"searched_hw_lambda0.01": row(0.62, 0.10, 0.50)}
     assert shipped_key(rows, better_on_val) == "searched_hw_lambda0.01"  # test Dice plays no part
     assert shipped_key(rows, {"searched_hw_lambda0.01": row(0.60, 0.10, 0.99)}) == "searched_hw"  # ties: Table II row
+
+
+# ---------------------------------------------------------------------------- B-mode task (issue 18)
+def test_bmode_task_has_four_classes_its_own_ids_and_folders_and_leaves_contrast_hashes_alone() -> None:
+    from search.methods.segqc_hw.experiment import RunPaths, SegQcExperiment, search_config
+    from search.methods.segqc_hw.search import qc_config, seg_config
+    from search.methods.segqc_hw.tasks import echo_task
+
+    contrast, bmode = preset("smoke"), preset("smoke", task="bmode")
+    assert "task" not in contrast.to_dict()["data"]  # contrast configs (their hashes, run records) as before
+    assert bmode.to_dict()["data"]["task"] == "bmode" and bmode.data.resolution == contrast.data.resolution
+    assert seg_config(bmode).num_classes == qc_config(bmode).num_classes == 4
+    assert qc_config(bmode).in_channels == 3 + 4 + 1 and seg_config(contrast).num_classes == 2
+    assert dict(bmode.task.classes) == {0: "background", 1: "LV", 2: "MYO", 3: "LA"}
+    assert search_config(bmode, 0.001, 0) != search_config(contrast, 0.001, 0)
+
+    def data_config(c):
+        return SegQcExperiment(c, RunPaths(Path("run"), None, None)).data_stage().config
+
+    assert data_config(bmode) != data_config(contrast)
+    b, c = echo_task("bmode"), echo_task("contrast")
+    assert b.model_ids("default") == ("echo-bmode-segqc-hw-seg", "echo-bmode-segqc-hw-qc")
+    assert c.model_ids("default") == ("echo-segqc-hw-seg", "echo-segqc-hw-qc")
+    assert (b.run_method, b.docs_name) != (c.run_method, c.docs_name)
+    with pytest.raises(ValueError, match="contrast, bmode"):
+        preset("smoke", task="cine")
+
+
+def test_bmode_default_run_folders_never_touch_the_contrast_run(tmp_path: Path) -> None:
+    import argparse
+
+    from search.methods.common_cli import run_places
+    from search.methods.segqc_hw import cli
+    from search.methods.segqc_hw.tasks import echo_task
+
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    places = {}
+    for task in ("contrast", "bmode"):
+        args = parser.parse_args(["--preset", "default", "--task", task])
+        t = echo_task(args.task)
+        places[task] = run_places(args, method=t.run_method, docs_name=t.docs_name, root=tmp_path)
+    assert places["contrast"].out == tmp_path / "runs" / "segqc-hw" / "default"
+    assert places["bmode"].out == tmp_path / "runs" / "segqc-hw-bmode" / "default"
+    assert places["bmode"].docs_dir == tmp_path / "docs" / "segqc-bmode" != places["contrast"].docs_dir
+    assert places["bmode"].models_dir == places["contrast"].models_dir == tmp_path / "models"  # other ids
+
+
+def test_bmode_qc_target_is_the_mean_dice_over_lv_myo_and_la() -> None:
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[0, :2], labels[0, 2:4], labels[0, 4:6] = 1, 2, 3
+    pred = labels.clone()
+    pred[0, 0] = 2  # LV: 8 of 16 right; MYO: 16 right + 8 wrong; LA exact
+    logits = torch.nn.functional.one_hot(pred, 4).movedim(-1, 1).float()
+    lv, myo, la = 2 * 8 / (8 + 16), 2 * 16 / (24 + 16), 1.0
+    assert float(dice_of_prediction(logits, labels)[0]) == pytest.approx((lv + myo + la) / 3)
+
+
+def test_echo_mode_is_written_for_echo_cards_only() -> None:
+    from search.export.card_writer import CardContent, TensorSpec
+
+    def content(modality, mode):
+        return CardContent("m", modality, "seg", "segqc-hw", [TensorSpec("image", (1, 3, 32, 32))], [],
+                           {0: "background", 1: "myocardium"}, {"kind": "scale", "scale": 255.0}, "NCHW", {},
+                           echo_mode=mode)
+
+    assert content("echo", "bmode").echo_mode == "bmode" and content("cine", None).echo_mode is None
+    with pytest.raises(ValueError, match="echo cards"):
+        content("cine", "contrast")
+    with pytest.raises(ValueError, match="echo_mode must be one of"):
+        content("echo", "doppler")
+
+
+def _segqc_cli(argv: list[str]) -> int:
+    import argparse
+
+    from search.methods.segqc_hw import cli
+
+    parser = argparse.ArgumentParser(prog="segqc-hw")
+    cli.configure(parser)
+    return cli.run(parser.parse_args(argv))
+
+
+@pytest.mark.slow
+def test_bmode_smoke_end_to_end_ships_a_four_class_pair(tmp_path: Path, monkeypatch) -> None:
+    """``--task bmode --preset smoke``: B-mode phantoms -> searches -> retraining -> Table II -> a 4-class
+    seg + QC pair in the models folder, cards marked ``echo_mode: bmode``, beside no contrast file."""
+    import onnxruntime as ort
+
+    from app.cards import load_card
+    from search.train.datasets import ECHO_NORMALISATION
+
+    monkeypatch.setenv("CARDIAC_RT_CACHE", str(tmp_path / "phantoms"))
+    models = tmp_path / "models"
+    assert _segqc_cli(["--preset", "smoke", "--task", "bmode", "--out", str(tmp_path / "run"),
+                       "--models-dir", str(models), "--docs-dir", str(tmp_path / "docs")]) == 0
+    shipped = {p.stem for p in models.glob("*.json")}
+    assert {"echo-bmode-segqc-hw-seg-smoke", "echo-bmode-segqc-hw-qc-smoke"} <= shipped
+    assert all(s.startswith("echo-bmode-segqc-hw-") for s in shipped)  # nothing of the contrast task
+    seg = load_card(models / "echo-bmode-segqc-hw-seg-smoke.json").verify()
+    qc = load_card(models / "echo-bmode-segqc-hw-qc-smoke.json").verify()
+    classes = {"0": "background", "1": "LV", "2": "MYO", "3": "LA"}
+    for card in (seg, qc):
+        assert card.raw["echo_mode"] == "bmode" and card.modality == "echo" and card.method == "segqc-hw"
+        assert card.raw["classes"] == classes and card.raw["preprocessing"]["label_map"] == classes
+        assert card.raw["data"]["source"] == "phantom-echo (app.data.phantom.echo, bmode)"
+    assert seg.pairs_with == qc.id
+    assert seg.raw["architecture"]["args"]["num_classes"] == qc.raw["architecture"]["args"]["num_classes"] == 4
+    assert set(seg.metrics["dice"]["per_class"]) == {"LV", "MYO", "LA"} and "qc_mae" in qc.metrics
+    r = preset("smoke").data.resolution
+    assert [o["shape"] for o in seg.raw["outputs"]] == [[1, 4, r, r], [1, 1, r, r]]
+    assert [i["shape"] for i in qc.raw["inputs"]] == [[1, 3, r, r], [1, 4, r, r], [1, 1, r, r]]
+    image = np.random.default_rng(0).random((1, 3, r, r), dtype=np.float32) * 255 / ECHO_NORMALISATION["scale"]
+    seg_s = ort.InferenceSession(str(seg.onnx_path), providers=["CPUExecutionProvider"])
+    probs, unc = seg_s.run(None, {"image": image})
+    assert probs.shape == (1, 4, r, r) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert unc.shape == (1, 1, r, r) and 0.0 <= unc.min() and unc.max() <= 1.0
+    qc_s = ort.InferenceSession(str(qc.onnx_path), providers=["CPUExecutionProvider"])
+    (dice,) = qc_s.run(None, {"image": image, "probs": probs, "uncertainty": unc})
+    assert 0.0 <= float(np.ravel(dice)[0]) <= 1.0
+    results = json.loads((tmp_path / "docs" / "results.json").read_text())
+    assert results["config"]["data"]["task"] == "bmode"
+    assert results["export"]["seg"]["id"] == seg.id and results["export"]["seg"]["sha256"] == seg.raw["onnx_sha256"]
+    report = (tmp_path / "docs" / "README.md").read_text()
+    assert report.startswith("# segqc-hw: joint segmentation + QC search for B-mode apical four-chamber echo")
+    for row in results["rows"].values():  # the QC target: per-frame mean Dice over LV, MYO and LA, in [0, 1]
+        assert 0.0 <= row["test"]["dice_mean"] <= 1.0
+
+
+def test_bmode_on_echonet_stops_with_one_clear_error(tmp_path: Path, capsys) -> None:
+    """EchoNet-Dynamic traces the LV only: the B-mode task (LV, MYO, LA) refuses it before any work."""
+    from dataclasses import replace as dc_replace
+
+    from app.data.case import DataError
+    from app.data.phantom_cli import write_phantom_dataset
+    from search.data import parse_data_spec
+    from search.methods.segqc_hw.data import load_protocol
+
+    root = tmp_path / "EchoNet"
+    write_phantom_dataset("echo", 4, root, seed=4, n_frames=4, size=48, fmt="echonet")
+    with pytest.raises(SystemExit) as stop:
+        _segqc_cli(["--preset", "smoke", "--task", "bmode", "--data", f"echonet:{root}", "--out", str(tmp_path / "run")])
+    message = str(stop.value)
+    assert message.startswith("segqc-hw --task bmode: --data echonet: ") and "\n" not in message
+    assert str(root) in message and "LV" in message and "MYO/LA" in message
+    assert not (tmp_path / "run").exists()  # stopped before the run folder was made
+    cfg = dc_replace(preset("smoke", task="bmode").data, source=parse_data_spec(f"echonet:{root}").text)
+    with pytest.raises(DataError, match="MYO/LA"):
+        load_protocol(cfg, tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("cases_*.npz"))
+
+
+def test_shipped_echo_cards_say_their_echo_mode() -> None:
+    """Every echo card in ``models/`` names the kind of echo it is for; cine cards have no such field."""
+    from app.cards import default_models_dir, discover
+    from search.export.card_writer import ECHO_MODES
+
+    cards = list(discover(default_models_dir()))
+    assert any(c.modality == "echo" for c in cards)
+    for card in cards:
+        if card.modality == "echo":
+            assert card.raw.get("echo_mode") in ECHO_MODES, card.id
+        else:
+            assert "echo_mode" not in card.raw, card.id
+    by_id = {c.id: c for c in cards}
+    if "echo-segqc-hw-seg" in by_id:
+        assert by_id["echo-segqc-hw-seg"].raw["echo_mode"] == "contrast"
