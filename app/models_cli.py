@@ -130,7 +130,7 @@ def _row(card, by_id, local) -> tuple[str, dict | None]:
 
 def _footnotes(defaults: set[str], used: list[dict], carded, rule: str) -> None:
     if defaults:
-        print(f"* the app's default for its modality: the best Dice that meets {rule} (with its QC partner) "
+        print(f"* the app's default for its modality (echo: one per echo mode, contrast and B-mode): the best Dice that meets {rule} (with its QC partner) "
               "among models whose file matches the card")
     print(f"RT: meets {rule} (seg rows: with their QC partner), by the figures of the latency column")
     if used:
@@ -160,9 +160,12 @@ def _default_ids(folder: Path, local) -> set[str]:
     from app.engine.models import default_models, list_models
 
     ids: set[str] = set()
-    for modality in sorted({c.modality for c in list_models(None, folder)}):
+    cards = list_models(None, folder)
+    wanted = [(m, None) for m in sorted({c.modality for c in cards})]
+    wanted += [("echo", mode) for mode in sorted({c.echo_mode for c in cards if c.modality == "echo" and c.role == "seg"})]
+    for modality, mode in wanted:  # echo: the default of each echo mode with models (contrast, B-mode)
         try:
-            seg, qc = default_models(modality, folder, local)
+            seg, qc = default_models(modality, folder, local, echo_mode=mode)
         except ModelCardError:
             continue
         ids |= {seg.id} | ({qc.id} if qc else set())

@@ -169,7 +169,8 @@ def default_models(modality: str, models_dir=None, local: LocalFigures | None = 
 
     ``echo_mode`` (echo only, ``"contrast"`` or ``"bmode"``, see ``app.data.echo_mode``): only cards
     made for that kind of echo (card ``echo_mode``, contrast when absent) are candidates; when the
-    folder has none, every echo card is, and one warning says so (``echo_mode_note``).
+    folder has none, every echo card is, and one warning says so (``echo_mode_note``). None (no
+    recording to judge): contrast cards where there are some, silently.
 
     Candidates: segmentation cards whose ONNX file is present and matches its hash (a broken one is
     warned about once and not chosen; when every one is broken, the best of them is returned and
@@ -191,7 +192,9 @@ def default_models(modality: str, models_dir=None, local: LocalFigures | None = 
     if not segs:
         raise ModelCardError(folder, f"no {modality} segmentation model in this folder (run `python -m search` to build them)")
     fallback = False
-    if modality == "echo" and echo_mode is not None:
+    if modality == "echo" and echo_mode is None:  # no recording to look at (model lists, live sources): contrast
+        segs = [c for c in segs if c.echo_mode == "contrast"] or segs
+    elif modality == "echo":
         if echo_mode not in ECHO_MODES:
             raise ValueError(f"unknown echo mode {echo_mode!r} (use {' or '.join(ECHO_MODES)})")
         fitting = [c for c in segs if c.echo_mode == echo_mode]

@@ -52,6 +52,7 @@ def shipped_with_bmode(tmp_path) -> Path:
         raw.update(id=f"echo-bmode-segqc-hw-{role}", echo_mode="bmode", classes=CAMUS_CLASSES)
         if role == "seg":
             raw["pairs_with"] = "echo-bmode-segqc-hw-qc"
+            raw["metrics"]["dice"]["mean"] = 0.95  # better on paper than the contrast pair: never its stand-in
         (folder / f"echo-bmode-segqc-hw-{role}.json").write_text(json.dumps(raw, indent=1))
     return folder
 
@@ -104,6 +105,8 @@ def test_default_models_prefer_the_recordings_echo_mode(shipped_with_bmode, capl
         assert seg.classes == {0: "background", 1: "lv", 2: "myocardium", 3: "la"}
         seg, qc = default_models("echo", shipped_with_bmode, echo_mode="contrast")
         assert (seg.id, qc.id) == ("echo-segqc-hw-seg", "echo-segqc-hw-qc")
+        # no recording to judge (model lists, live sources): the contrast pair, even when B-mode has more Dice
+        assert default_models("echo", shipped_with_bmode)[0].id == "echo-segqc-hw-seg"
     assert caplog.records == []  # each mode has its models: nothing to say
     with pytest.raises(ValueError, match="unknown echo mode 'doppler'"):
         default_models("echo", shipped_with_bmode, echo_mode="doppler")
