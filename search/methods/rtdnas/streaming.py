@@ -51,11 +51,13 @@ def _genotype_and_args(base: dict[str, Any]):
     return MultiscaleGenotype.from_dict(base["genotype"]), dict(arch["args"]), dict(arch.get("about") or {})
 
 
-def run_config(preset_name: str, seed: int | None, args: dict[str, Any]):
-    """The rtdnas preset (data, schedule) with the base card's grid and width."""
+def run_config(preset_name: str, seed: int | None, args: dict[str, Any], size: tuple[int, int] | None = None):
+    """The rtdnas preset (data, schedule) with the base card's grid and width (and ``size`` = (H, W) per frame)."""
     from search.methods.rtdnas.config import preset
 
     cfg = preset(preset_name, seed=seed)
+    if size is not None:  # e.g. the papers' 128x112: the phantom's own render size, no downsizing
+        cfg = replace(cfg, data=replace(cfg.data, height=int(size[0]), width=int(size[1])))
     sn = replace(cfg.supernet, layers=int(args["n_layers"]), scales=int(args["n_scales"]), nodes=int(args["n_nodes"]),
                  channels=int(args["base_channels"]) * cfg.width_divisor)
     cfg = replace(cfg, supernet=sn)
@@ -65,7 +67,8 @@ def run_config(preset_name: str, seed: int | None, args: dict[str, Any]):
 
 
 def retrain_and_ship(*, preset_name: str, seed: int | None, base_path: Path, out: Path, models_dir: Path | None,
-                     model_id: str | None = None, pairs_with: str | None = None, say=print) -> Path:
+                     model_id: str | None = None, pairs_with: str | None = None, size: tuple[int, int] | None = None,
+                     say=print) -> Path:
     """Train the base card's genotype causally on its preset's data and schedule; ship it streaming."""
     import numpy as np
     import torch
@@ -81,7 +84,7 @@ def retrain_and_ship(*, preset_name: str, seed: int | None, base_path: Path, out
 
     base = json.loads(Path(base_path).read_text())
     genotype, args, about = _genotype_and_args(base)
-    cfg = run_config(preset_name, seed, args)
+    cfg = run_config(preset_name, seed, args, size)
     torch.set_num_threads(cfg.threads)
     row = space.row(ROW_KEY, f"{about.get('row', base['id'])} causal (streaming)", len(genotype.paths))
     rows_cfg = space.rows_view(cfg, (row,))
@@ -166,6 +169,16 @@ def _clip_vs_stream(clip_net, t: int, h: int, w: int, streaming: dict[str, Any],
             "ratio_p50": round(s.p50_ms / c.p50_ms, 4), "threads": c.threads, "repeats": repeats}
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: use HxW, e.g. 128x112") from None
+    if h <= 0 or w <= 0 or h % 16 or w % 16:
+        raise argparse.ArgumentTypeError(f"size {text!r}: both sides must be positive multiples of 16")
+    return h, w
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default", choices=("smoke", "default", "paper"))
@@ -175,12 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=None, help="where to ship (default <out>/models)")
     parser.add_argument("--id", default=None, help="card id (default <base id>-stream)")
     parser.add_argument("--pairs-with", default=None, help="QC model id to pair the card with")
+    parser.add_argument("--size", type=_size, default=None, metavar="HxW",
+                        help="frame size the network is trained and shipped at (default: the preset's, 64x48)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     base = args.base if args.base.is_file() else REPO / "models" / args.base
     try:
         retrain_and_ship(preset_name=args.preset, seed=args.seed, base_path=base, out=args.out,
-                         models_dir=args.models_dir, model_id=args.id, pairs_with=args.pairs_with,
+                         models_dir=args.models_dir, model_id=args.id, pairs_with=args.pairs_with, size=args.size,
                          say=lambda m: print(f"[rtdnas-stream] {m}", flush=True))
     except (ValueError, FileNotFoundError) as exc:
         print(f"rtdnas-stream: {exc}", file=sys.stderr)
