@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from app.engine.models import default_models
 
     try:
-        seg_model = args.seg_model or default_models("cine", args.models_dir)[0].id
+        seg_model = args.seg_model or _clip_model(default_models("cine", args.models_dir)[0])
         cfg = preset(args.preset, seg_model=seg_model, seed=args.seed, epochs=args.epochs)
     except ModelCardError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -51,3 +51,10 @@ def run(args: argparse.Namespace) -> int:
                       "shipped": report.get("shipped", {}).get("id")}))
     print(f"report   {out / 'report.json'}")
     return 0
+
+
+def _clip_model(card) -> str:
+    """The clip model behind the cine default: a streaming default was retrained from one (``retrained_from``),
+    and the QC learns from the clip model's outputs, which the streaming card is then paired with."""
+    base = (card.raw.get("retrained_from") or {}).get("card") if card.streaming is not None else None
+    return base or card.id

@@ -16,7 +16,7 @@ import pytest
 from app.cards import discover
 
 ROOT = Path(__file__).resolve().parents[3]
-STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc")
+STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc", "rtdnas-stream")
 BASELINE_IDS = {"baseline-unet8-resnet18-seg", "baseline-unet8-resnet18-qc", "baseline-unet3d-d3-if16"}
 
 
@@ -73,6 +73,12 @@ def test_smoke_chain_exports_verified_cards_of_every_stage(chain):
     cine_qc = [c for c in cards.values() if c.modality == "cine" and c.role == "qc"]
     assert len(cine_qc) == 1 and cine_qc[0].method == "cine-qc"
     assert any(c.pairs_with == cine_qc[0].id for c in discover(tmp / "models") if c.role == "seg")
+    # rtdnas-stream: when rtdnas shipped a clip model, its causal retrain ships streaming, paired with the same QC
+    clip = [c for c in cards.values() if c.method == "rtdnas" and c.role == "seg" and "streaming" not in c.raw]
+    stream = [c for c in cards.values() if "streaming" in c.raw]
+    assert len(stream) == len(clip) <= 1
+    for c in stream:
+        assert c.raw["retrained_from"]["card"] == clip[0].id and c.pairs_with == clip[0].pairs_with
 
 
 @pytest.mark.slow
@@ -83,7 +89,8 @@ def test_smoke_chain_resumes_without_redoing_a_stage(chain):
     assert again.stdout.count("done earlier") == len(STAGES)
     # the baselines' checkpoints are in the work folder, the methods' runs in the runs folder
     assert {p.name for p in (tmp / "work").rglob("*.pt")} == {"seg.pt", "qc.pt"}
-    assert {p.name for p in (tmp / "runs").iterdir()} == {"segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc"}
+    runs = {"segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc"}
+    assert runs <= {p.name for p in (tmp / "runs").iterdir()} <= runs | {"rtdnas-stream"}
 
 
 @pytest.mark.slow
