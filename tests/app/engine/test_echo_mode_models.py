@@ -114,16 +114,23 @@ def test_default_models_prefer_the_recordings_echo_mode(shipped_with_bmode, capl
     assert default_models("cine", SHIPPED, echo_mode="bmode")[0].modality == "cine"
 
 
-def test_without_a_b_mode_model_the_contrast_pair_runs_with_one_warning(caplog) -> None:
+def test_without_a_b_mode_model_the_contrast_pair_runs_with_one_warning(tmp_path, caplog) -> None:
+    contrast_only = tmp_path / "models"  # the shipped contrast pair alone (models/ now holds a B-mode pair too)
+    contrast_only.mkdir()
+    for name in ("echo-segqc-hw-seg", "echo-segqc-hw-qc"):
+        for suffix in (".json", ".onnx"):
+            shutil.copy(SHIPPED / f"{name}{suffix}", contrast_only / f"{name}{suffix}")
     with caplog.at_level(logging.WARNING, logger="app.engine.models"):
         for _ in range(3):
-            seg, qc = default_models("echo", SHIPPED, echo_mode="bmode")
+            seg, qc = default_models("echo", contrast_only, echo_mode="bmode")
             assert (seg.id, qc.id) == ("echo-segqc-hw-seg", "echo-segqc-hw-qc")
     notes = [r.getMessage() for r in caplog.records]
     assert notes == ["no B-mode echo model in models/ yet: running the contrast echo pair echo-segqc-hw-seg + "
                      "echo-segqc-hw-qc on this B-mode echo recording instead (its masks may be poor)"]
-    assert echo_mode_note(seg, "bmode", SHIPPED) == notes[0]
-    assert echo_mode_note(seg, "contrast", SHIPPED) is None and echo_mode_note(seg, None, SHIPPED) is None
+    assert echo_mode_note(seg, "bmode", contrast_only) == notes[0]
+    assert echo_mode_note(seg, "contrast", contrast_only) is None and echo_mode_note(seg, None, contrast_only) is None
+    # with the shipped B-mode pair, a B-mode recording gets it
+    assert default_models("echo", SHIPPED, echo_mode="bmode")[0].id == "echo-bmode-segqc-hw-seg"
 
 
 def test_a_model_picked_by_id_against_the_mode_gets_a_note(shipped_with_bmode) -> None:
