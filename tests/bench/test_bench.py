@@ -5,28 +5,21 @@ Behaviour only (no wall-clock thresholds): a few frames per arm, one round, tiny
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.app.engine.tiny_models import write_cine_model, write_echo_models
+from tests.bench.bench_module import load_bench
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parents[2]
 MAX_FRAMES = 4
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("pipeline_bench", ROOT / "bench" / "pipeline_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("pipeline_bench")
 
 
 @pytest.fixture(scope="module")

@@ -6,26 +6,20 @@ card's figures and the fresh ones, and the bootstrap CI contains the fresh mean.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from tests.bench.bench_module import load_bench
+
 pytestmark = pytest.mark.timeout(180)
 
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = "echo-segqc-hw-seg"
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("fresh_draws", ROOT / "bench" / "fresh_draws.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("fresh_draws")
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,14 @@
 """bench/model_latency.py on the tiny engine models: structure and ratios (never wall-clock thresholds)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from tests.app.engine.tiny_models import write_cine_model, write_echo_models
-
-ROOT = Path(__file__).resolve().parents[2]  # bench/model_latency.py reuses search.latency.measure (torch)
+from tests.bench.bench_module import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("model_latency", ROOT / "bench" / "model_latency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("model_latency")
 
 
 def test_every_model_is_timed_and_compared_with_its_baseline(tmp_path):

@@ -1,19 +1,13 @@
 """bench/streaming_bench.py on a tiny causal network: structure and ratios (never wall-clock thresholds)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 from tests.app.engine.stream_models import TINY_GENOTYPE, tiny_architecture
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.bench_module import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("streaming_bench", ROOT / "bench" / "streaming_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("streaming_bench")
 
 
 def test_clip_and_stream_are_timed_interleaved_at_each_thread_count(tmp_path):

@@ -25,6 +25,13 @@ from app.data.loaders.nifti import write_nifti
 from app.data.writers.echonet import lv_volumes_ml
 
 
+def lv_summary(ed_labels: np.ndarray, es_labels: np.ndarray, spacing_mm) -> tuple[float, float, int]:
+    """``(EDV ml, ESV ml, EF %)`` of the LV (label 1) at ED and ES by area-length, as the CAMUS cfg files give them."""
+    row_col = (float(spacing_mm[0]), float(spacing_mm[1]))
+    edv, esv = lv_volumes_ml((ed_labels == 1).astype(np.uint8), (es_labels == 1).astype(np.uint8), row_col)
+    return edv, esv, round(100.0 * (edv - esv) / edv) if edv > 0 else 0
+
+
 def _grey(frames: np.ndarray) -> np.ndarray:
     if frames.ndim == 3:
         return frames.astype(np.uint8)
@@ -55,9 +62,7 @@ def write_camus_patient(case: Case, root: Path, patient_number: int) -> Path:
     for tag, k in (("ED", 0), ("ES", len(idx) - 1)):
         save(frames[k : k + 1], tag)
         save(labels[k : k + 1], f"{tag}_gt")
-    spacing = (float(case.spacing_mm[0]), float(case.spacing_mm[1]))
-    edv, esv = lv_volumes_ml((labels[0] == 1).astype(np.uint8), (labels[-1] == 1).astype(np.uint8), spacing)
-    ef = round(100.0 * (edv - esv) / edv) if edv > 0 else 0
+    _, _, ef = lv_summary(labels[0], labels[-1], case.spacing_mm)
     quality = (case.quality_bin or "medium").capitalize()
     (folder / "Info_4CH.cfg").write_text(
         f"ED: 1\nES: {len(idx)}\nNbFrame: {len(idx)}\nImageQuality: {quality}\nEF: {ef}\n"

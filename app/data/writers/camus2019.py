@@ -22,8 +22,7 @@ import numpy as np
 
 from app.data.case import Case
 from app.data.loaders.metaimage import write_metaimage
-from app.data.writers.camus import _grey
-from app.data.writers.echonet import lv_volumes_ml
+from app.data.writers.camus import _grey, lv_summary
 
 TEST_EVERY = 10  # every tenth patient is in testing/ (450 / 50 in the release)
 
@@ -56,9 +55,7 @@ def write_camus2019_patient(case: Case, root: Path, patient_number: int) -> Path
         save(frames[idx], tag)
         if part == "training":
             save(labels[idx], f"{tag}_gt")
-    row_col = (float(case.spacing_mm[0]), float(case.spacing_mm[1]))
-    edv, esv = lv_volumes_ml((labels[case.ed] == 1).astype(np.uint8), (labels[case.es] == 1).astype(np.uint8), row_col)
-    ef = round(100.0 * (edv - esv) / edv) if edv > 0 else 0
+    edv, esv, ef = lv_summary(labels[case.ed], labels[case.es], case.spacing_mm)
     quality = (case.quality_bin or "medium").capitalize()
     (folder / "Info_4CH.cfg").write_text(
         f"ED: {case.ed + 1}\nES: {case.es + 1}\nNbFrame: {case.n_frames}\nImageQuality: {quality}\n"

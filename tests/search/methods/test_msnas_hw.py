@@ -8,14 +8,13 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from search.methods.msnas_hw.config import DataConfig, MsnasHwConfig, SearchConfig, paper_rows, preset
 from search.methods.msnas_hw.data import PatientSplit
 from search.methods.msnas_hw.report import PAPER_TABLE2, check_targets, pareto, table2_markdown
 from search.methods.msnas_hw.report_text import arch_movement
 from search.methods.msnas_hw.search import ArchitectureSearch
+from tests.search.tiny_supernet import TinySupernet, tiny_loader
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -70,38 +69,12 @@ def test_patient_split_is_disjoint_deterministic_and_one_to_one():
 
 
 # ---------------------------------------------------------------------------------- search loop
-class TinySupernet(nn.Module):
-    """A 3D conv whose two candidate kernels are mixed by softmax(alpha); latency = w . [10, 1] ms."""
 
-    def __init__(self):
-        super().__init__()
-        self.ops = nn.ModuleList([nn.Conv3d(1, 4, 3, padding=1), nn.Conv3d(1, 4, 1)])
-        self.alpha = nn.Parameter(torch.zeros(2))
-
-    def forward(self, x):
-        w = torch.softmax(self.alpha, 0)
-        return w[0] * self.ops[0](x) + w[1] * self.ops[1](x)
-
-    def arch_parameters(self):
-        return [self.alpha]
-
-    def weight_parameters(self):
-        return list(self.ops.parameters())
-
-    def latency(self, generator):
-        return (torch.softmax(self.alpha, 0) * torch.tensor([10.0, 1.0])).sum()
-
-
-def _loader(seed):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(4, 1, 2, 8, 8, generator=g)
-    y = torch.randint(0, 4, (4, 2, 8, 8), generator=g)
-    return DataLoader(TensorDataset(x, y), batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
 
 def _search(net, tmp_path, warmup, steps, lam=1e-4, checkpoint=True):
     cfg = SearchConfig(warmup_steps=warmup, search_steps=steps, batch_size=2, latency_lambda=lam, arch_lr=0.05)
-    return ArchitectureSearch(net, net.latency, _loader(0), _loader(1), cfg, generator=torch.Generator().manual_seed(0),
+    return ArchitectureSearch(net, net.latency, tiny_loader(0), tiny_loader(1), cfg, generator=torch.Generator().manual_seed(0),
                               checkpoint=(tmp_path / "ck.pt") if checkpoint else None, checkpoint_every=1)
 
 

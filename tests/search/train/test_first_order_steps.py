@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from search.methods.rtdnas.config import RtSearchConfig
 from search.methods.rtdnas.search import RtdnasSearch
 from search.train.bilevel import frozen
+from tests.search.tiny_supernet import TinySupernet, tiny_loader
 
 
 def test_frozen_restores_exactly_what_it_froze_even_on_errors():
@@ -23,40 +23,14 @@ def test_frozen_restores_exactly_what_it_froze_even_on_errors():
     assert a.requires_grad and not b.requires_grad
 
 
-class TinySupernet(nn.Module):
-    """Two 3D conv candidates mixed by softmax(alpha); expected latency w . [10, 1] ms."""
 
-    def __init__(self):
-        super().__init__()
-        self.ops = nn.ModuleList([nn.Conv3d(1, 4, 3, padding=1), nn.Conv3d(1, 4, 1)])
-        self.alpha = nn.Parameter(torch.zeros(2))
-
-    def forward(self, x):
-        w = torch.softmax(self.alpha, 0)
-        return w[0] * self.ops[0](x) + w[1] * self.ops[1](x)
-
-    def arch_parameters(self):
-        return [self.alpha]
-
-    def weight_parameters(self):
-        return list(self.ops.parameters())
-
-    def latency(self):
-        return (torch.softmax(self.alpha, 0) * torch.tensor([10.0, 1.0])).sum()
-
-
-def _loader(seed: int) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(4, 1, 2, 8, 8, generator=g)
-    y = torch.randint(0, 4, (4, 2, 8, 8), generator=g)
-    return DataLoader(TensorDataset(x, y), batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
 
 def _arch_step_with(freeze: bool) -> tuple[torch.Tensor, int]:
     torch.manual_seed(0)
     net = TinySupernet()
     cfg = RtSearchConfig(warmup_steps=0, search_steps=1, batch_size=2, arch_lr=0.05)
-    search = RtdnasSearch(net, net.latency, _loader(0), _loader(1), cfg, ub_ms=4.0,
+    search = RtdnasSearch(net, net.latency, tiny_loader(0), tiny_loader(1), cfg, ub_ms=4.0,
                           generator=torch.Generator().manual_seed(0))
     weights_before = [p.detach().clone() for p in net.weight_parameters()]
     computed = []  # a tensor hook runs whenever autograd computes that weight's gradient
