@@ -3,7 +3,10 @@
 Each source runs through the real pipeline exactly as ``python -m app replay`` runs it
 (``app.engine.replay.replay``); a hook on each frame's result scores the mask against the
 source's ground truth: Dice and HD95 (95th percentile of the symmetric boundary distance, in
-pixels and, when the source gives its spacing, in mm) per class. The report adds the QC
+pixels and, when the source gives its spacing, in mm) per class. Classes are matched by name
+(``app.metrics.match_classes``: the model card's classes against the source's label map, e.g. a
+contrast model's myocardium against CAMUS label 2 MYO); a model class the ground truth lacks is
+listed under ``classes_not_scored``, never scored as Dice 0. The report adds the QC
 calibration (MAE, Pearson r of predicted vs true Dice), how often the viewer's traffic light is
 right, and latency percentiles and fps per case and over all cases. ``write_html`` draws a single
 self-contained page (PNG plots embedded as base64, drawn with Pillow).
@@ -33,7 +36,7 @@ from app.engine.replay_output import (REPORT_SUFFIXES, OutputError, check_distin
 from app.engine.sources import echo_mode_of, open_source
 from app.engine.stats import trim_warmup
 from app.engine.types import FrameResult
-from app.metrics import dice_per_class, qc_calibration
+from app.metrics import NOT_SCORED_REASON, ClassMatch, dice_per_class, match_classes, qc_calibration
 from app.realtime import REALTIME
 
 HTML_SUFFIXES = (".html", ".htm")
@@ -140,8 +143,9 @@ def level(dice: float) -> str:
 class FrameScorer:
     """Scores each frame's mask on a worker thread (keeps the pipeline's delivery thread free)."""
 
-    def __init__(self, classes: tuple[int, ...], spacing: tuple[float, float] | None):
-        self.classes, self.spacing = classes, spacing
+    def __init__(self, classes: ClassMatch, spacing: tuple[float, float] | None):
+        self.match, self.spacing = classes, spacing
+        self.classes = classes.scored
         self.frames: list[dict] = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="validate-scorer", daemon=True)
@@ -168,6 +172,7 @@ class FrameScorer:
     def _score(self, mask: np.ndarray, gt: np.ndarray) -> dict[int, dict]:
         if mask.shape != gt.shape:
             mask = cv2.resize(mask, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
+        gt = self.match.remap(gt)  # the model's numbering; classes it lacks are background
         dice = dice_per_class(mask, gt, self.classes)
         out = {}
         for c in self.classes:
@@ -192,14 +197,22 @@ def _percentiles(latency: np.ndarray) -> dict[str, float | None]:
     return {k: _num(float(np.percentile(latency, q)), 3) for k, q in (("p50", 50), ("p95", 95), ("p99", 99))}
 
 
-def case_summary(replay_report: dict, frames: list[dict], class_names: dict[int, str]) -> dict:
-    """One case: per-class Dice and HD95 (means over labelled frames), QC and latency."""
+def case_summary(replay_report: dict, frames: list[dict], class_names: dict[int, str],
+                 match: ClassMatch | None = None) -> dict:
+    """One case: per-class Dice and HD95 (means over labelled frames), QC and latency.
+
+    ``class_names``: the model's foreground classes; with ``match`` only those it scores get a
+    row (with the ground-truth label each was scored against), the rest go to ``classes_not_scored``.
+    """
     scored = [f for f in frames if "classes" in f]
     per_class = {}
     for c, name in class_names.items():
+        if match is not None and c not in match.ground_truth_label:
+            continue
         rows = [f["classes"][c] for f in scored]
         per_class[name] = {
             "label": c,
+            "ground_truth_label": match.ground_truth_label[c] if match is not None else c,
             "dice": _mean([r["dice"] for r in rows]),
             "hd95_px": _mean([r["hd95_px"] for r in rows]),
             "hd95_mm": _mean([r["hd95_mm"] for r in rows if r["hd95_mm"] is not None]),
@@ -215,6 +228,7 @@ def case_summary(replay_report: dict, frames: list[dict], class_names: dict[int,
         "processed": replay_report["processed"], "labelled_frames": len(scored), "errors": replay_report["errors"],
         "dice_mean": _mean([f["true_dice"] for f in scored]),
         "classes": per_class,
+        **({"classes_not_scored": list(match.not_scored.values())} if match is not None and match.not_scored else {}),
         "qc": {"mae": _num(cal["qc_mae"]), "pearson": _num(cal["qc_pearson"]), "n": cal["n"]},
         "latency_ms": {k: replay_report["latency_ms"].get(k) for k in ("p50", "p95", "p99")},
         "fps": replay_report["fps"],
@@ -316,6 +330,9 @@ def validate(sources: list[str], *, report: Path, model_id: str | None = None, h
     }
     for case in cases:
         case.pop("_models", None)
+    not_scored = not_scored_entry(cases)
+    if not_scored:
+        out["classes_not_scored"] = not_scored
     if stop.requested:
         out["interrupted_by"] = stop.reason
     write_json_atomic(Path(report), out)
@@ -324,25 +341,36 @@ def validate(sources: list[str], *, report: Path, model_id: str | None = None, h
     return out
 
 
+def not_scored_entry(cases: list[dict]) -> dict | None:
+    """The report's one note on the model classes some case's ground truth lacks (None: all scored)."""
+    names = [n for c in cases for n in c.get("classes_not_scored", ())]
+    if not names:
+        return None
+    return {"classes": list(dict.fromkeys(names)),
+            "cases": [c["name"] for c in cases if c.get("classes_not_scored")], "reason": NOT_SCORED_REASON}
+
+
 def _run_case(spec: str, tmp_report: Path, *, model_id, models_dir, fast, max_frames, stop,
               echo_mode: str = "auto") -> tuple[dict, list[dict]]:
     source = open_source(spec)
     try:
         spacing, modality = source.info.spacing_mm, source.info.modality
+        label_map = dict(source.info.label_map) if source.info.has_ground_truth else {}
         echo = echo_mode_of(source, echo_mode)  # decided once here; replay is told, not asked again
     finally:
         source.close()
     # the model replay will use (replay checks it and picks the QC pair itself)
     seg = find_model(model_id, models_dir) if model_id is not None else default_models(
         modality or "echo", models_dir, echo_mode=echo.mode if echo else None)[0]
-    scorer = FrameScorer(tuple(c for c in seg.classes if c != 0), spacing)
+    match = match_classes(seg.classes, label_map)  # the pipeline's true Dice matches the same way
+    scorer = FrameScorer(match, spacing)
     try:
         rep = replay(spec, report=tmp_report, model_id=model_id, fast=fast, models_dir=models_dir,
                      max_frames=max_frames, stop=stop, on_result=scorer, echo_mode=echo or echo_mode)
     finally:
         frames = scorer.finish()
     names = {c: n for c, n in seg.classes.items() if c != 0}
-    case = case_summary(rep, frames, names)
+    case = case_summary(rep, frames, names, match)
     case["spacing_mm"] = list(spacing) if spacing else None
     case["models"] = rep["models"]
     case["echo_mode"] = rep.get("echo_mode")
@@ -376,7 +404,7 @@ def _axes(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], ticks: list
 
 def dice_bar_chart(cases: list[dict]) -> Image.Image:
     """Grouped bars: mean Dice per case, one bar per class."""
-    names = list(cases[0]["classes"]) if cases else []
+    names = list(dict.fromkeys(n for case in cases for n in case["classes"]))  # cases may score different classes
     width = max(500, 90 + 40 * max(1, len(names)) * max(1, len(cases)) + 20 * len(cases))
     img = Image.new("RGB", (width, 380), "white")
     draw = ImageDraw.Draw(img)
@@ -388,7 +416,7 @@ def dice_bar_chart(cases: list[dict]) -> Image.Image:
     for i, case in enumerate(cases):
         x0 = box[0] + i * slot + 8
         for j, name in enumerate(names):
-            dice = case["classes"][name]["dice"]
+            dice = case["classes"].get(name, {}).get("dice")
             if dice is not None:
                 draw.rectangle((x0 + j * bar, box[3] - dice * (box[3] - box[1]), x0 + (j + 1) * bar - 2, box[3]),
                                fill=_PALETTE[j % len(_PALETTE)])
@@ -461,6 +489,9 @@ def render_html(out: dict, frames_by_case: list[list[dict]]) -> str:
     figures = "".join(f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"><figcaption>'
                       f"{html.escape(t)}</figcaption></figure>" for t, b in images)
     models = out.get("models") or {}
+    skipped = out.get("classes_not_scored")
+    note = (f"<p>Not scored: {html.escape(', '.join(skipped['classes']))} in {len(skipped['cases'])} case(s): "
+            f"{html.escape(skipped['reason'])}.</p>" if skipped else "")
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Validation report</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
@@ -478,6 +509,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:i
 {_table(['case', 'labelled frames', 'mean Dice', 'QC MAE', 'QC r', 'p50 ms', 'p95 ms', 'p99 ms', 'fps'], case_rows)}
 <h2>Classes</h2>
 {_table(['case', 'class', 'Dice', 'HD95 px', 'HD95 mm', 'frames'], rows)}
+{note}
 <h2>Plots</h2>
 {figures}
 </body></html>

@@ -51,6 +51,10 @@ def _summary(out: dict) -> list[str]:
         if echo:
             lines.append(f"         {echo['reason']}; models {case['models']['seg']}"
                          + (f" ({echo['note']})" if echo.get("note") else ""))
+    if out.get("classes_not_scored"):
+        skipped = out["classes_not_scored"]
+        lines.append(f"note     not scored: {', '.join(skipped['classes'])} (the ground truth of "
+                     f"{len(skipped['cases'])} case(s) has no class of that name; not counted as Dice 0)")
     overall = out["overall"]
     qc, tl, lat = overall["qc_calibration"], overall["traffic_light"], overall["latency_ms"]
     lines += [f"qc       MAE {num(qc['mae'])}, Pearson {num(qc['pearson'])}; light right {num(tl['accuracy'])} "

@@ -36,7 +36,7 @@ from app.engine.overlay import OverlayStyle, compose
 from app.engine.stages import QcStage, Segmentation, SegStage, mask_at
 from app.engine.stats import PipelineStats, StatsRecorder
 from app.engine.types import Frame, FrameResult
-from app.metrics import mean_dice
+from app.metrics import ClassMatch, match_classes
 from app.realtime import REALTIME
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class Pipeline:
         deadline_ms: End-to-end latency budget per frame (misses are counted).
         intra_op_threads: onnxruntime threads per operator (default: the runtime's choice).
         window: Frames in the rolling statistics window.
+        ground_truth_labels: The source's label map (``SourceInfo.label_map``): the true Dice then
+            scores the model's classes against the ground truth's by name (``app.metrics.match_classes``);
+            empty or None compares labels by number. ``set_ground_truth_labels`` changes it.
 
     Raises:
         ModelCardError: A model file missing or not matching its card.
@@ -65,12 +68,13 @@ class Pipeline:
     def __init__(self, seg: ModelCard, qc: ModelCard | None = None, *,
                  on_result: Callable[[FrameResult], None] | None = None,
                  overlay: OverlayStyle | None = None, deadline_ms: float = REALTIME.p95_ms,
-                 intra_op_threads: int | None = None, window: int = 300):
+                 intra_op_threads: int | None = None, window: int = 300,
+                 ground_truth_labels: dict[int, str] | None = None):
         self.seg_card = seg
         self.qc_card = qc
         self._seg = SegStage(load_model(seg, intra_op_threads=intra_op_threads))
         self._qc = QcStage(load_model(qc, intra_op_threads=intra_op_threads)) if qc is not None else None
-        self._foreground = tuple(c for c in seg.classes if c != 0)
+        self._classes: ClassMatch = match_classes(seg.classes, ground_truth_labels)
         self._on_result = on_result
         self._style = overlay or OverlayStyle()
         self._stats = StatsRecorder(deadline_ms=deadline_ms, window=window)
@@ -117,6 +121,15 @@ class Pipeline:
     def set_overlay(self, style: OverlayStyle) -> None:
         """Change the overlay style from the next composed frame on."""
         self._style = style
+
+    def set_ground_truth_labels(self, label_map: dict[int, str] | None) -> None:
+        """The ground truth's label map of the frames from now on (e.g. a new source); None: by number."""
+        self._classes = match_classes(self.seg_card.classes, label_map)  # one reference swap: thread-safe
+
+    @property
+    def class_match(self) -> ClassMatch:
+        """How the true Dice matches the model's classes to the ground truth's (scored, not scored)."""
+        return self._classes
 
     @property
     def overlay_style(self) -> OverlayStyle:
@@ -270,5 +283,5 @@ class Pipeline:
     def _true_dice(self, mask: np.ndarray, gt: np.ndarray) -> float | None:
         if gt.shape != mask.shape:
             mask = cv2.resize(mask, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
-        value = mean_dice(mask, gt, self._foreground)
+        value = self._classes.mean_dice(mask, gt)
         return None if np.isnan(value) else float(value)

@@ -43,7 +43,7 @@ from app.engine.replay_output import (CSV_COLUMNS, CSV_SUFFIXES, MASK_SUFFIXES, 
 from app.engine.sources import echo_mode_of, open_source
 from app.engine.stats import field_latency, trim_warmup
 from app.engine.types import FrameResult
-from app.metrics import qc_calibration
+from app.metrics import NOT_SCORED_REASON, match_classes, qc_calibration
 from app.realtime import REALTIME
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
            max_frames=None, deadline_ms: float = REALTIME.p95_ms, timeout_s: float | None = None,
            plot_out: Path | None = None, name: str | None = None, force: bool = False,
            stop: StopRequest | None = None, on_result: Callable[[FrameResult], None] | None = None,
-           echo_mode: str | EchoMode | None = "auto") -> dict:
+           echo_mode: str | EchoMode | None = "auto", intra_op_threads: int | None = None) -> dict:
     """Replay a source through the pipeline and write a JSON report.
 
     Args:
@@ -249,6 +249,11 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
             ``EchoMode`` already decided (``app.validate``). The default model is one made for that
             mode (``default_models``); the report's ``echo_mode`` records the mode, the reason and
             any note (no model of that mode, or ``--model`` of the other mode).
+        intra_op_threads: onnxruntime threads per operator (default: the runtime's choice).
+
+    With ground truth, the true Dice scores the model's classes against the ground truth's by name
+    (``app.metrics.match_classes``, the source's ``label_map``); the report lists the classes scored
+    and those the ground truth lacks (``classes_not_scored``).
 
     Returns:
         The report dict (also written to ``report``).
@@ -287,7 +292,8 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
             echo_report = {"mode": echo.mode, "reason": echo.reason, "requested": _requested(echo_mode),
                            "model_mode": seg.echo_mode, "note": note}
         run = _Run(source, seg, qc, label=label, kind=kind, scrub=scrub, fast=fast,
-                   deadline_ms=deadline_ms, max_frames=max_frames, stop=stop or StopRequest())
+                   deadline_ms=deadline_ms, max_frames=max_frames, stop=stop or StopRequest(),
+                   intra_op_threads=intra_op_threads)
         run.echo = echo_report
         run.extra_on_result = on_result
         return run.execute(Path(report), csv_out=csv_out, masks_out=masks_out, plot_out=plot_out, timeout_s=timeout_s)
@@ -304,8 +310,10 @@ class _Run:
     """One replay: the pipeline, the player, the writers and the periodic report."""
 
     def __init__(self, source, seg: ModelCard, qc: ModelCard | None, *, label: str, kind: str,
-                 scrub: Callable[[str], str], fast: bool, deadline_ms: float, max_frames, stop: StopRequest):
+                 scrub: Callable[[str], str], fast: bool, deadline_ms: float, max_frames, stop: StopRequest,
+                 intra_op_threads: int | None = None):
         self.source, self.seg, self.qc = source, seg, qc
+        self.intra_op_threads = intra_op_threads
         self.label, self.kind, self.scrub = label, kind, scrub
         self.fast, self.deadline_ms, self.max_frames, self.stop = fast, deadline_ms, max_frames, stop
         self.records: list[FrameRecord] = []
@@ -376,7 +384,10 @@ class _Run:
             self._write_failed(exc)
 
     def execute(self, report: Path, *, csv_out, masks_out, plot_out, timeout_s) -> dict:
-        self.pipeline = Pipeline(self.seg, self.qc, on_result=self.on_result, deadline_ms=self.deadline_ms)
+        info = self.source.info
+        self.pipeline = Pipeline(self.seg, self.qc, on_result=self.on_result, deadline_ms=self.deadline_ms,
+                                 intra_op_threads=self.intra_op_threads,
+                                 ground_truth_labels=info.label_map if info.has_ground_truth else None)
         try:
             self._open_writers(csv_out, masks_out)
         except OutputError:
@@ -509,6 +520,11 @@ def build_report(source, seg, qc, records: list[FrameRecord], stats, *, fast: bo
         "machine": machine_description(),
     }
     if info.has_ground_truth:
+        match = match_classes(seg.classes, info.label_map)
+        out["classes_scored"] = {seg.classes[c]: {"label": c, "ground_truth_label": g}
+                                 for c, g in match.ground_truth_label.items()}
+        if match.not_scored:
+            out["classes_not_scored"] = {"classes": list(match.not_scored.values()), "reason": NOT_SCORED_REASON}
         true = [r.true_dice for r in ok if r.true_dice is not None]
         out["dice_mean"] = _finite_or_none(float(np.mean(true))) if true else None
         out["n_labelled"] = len(true)
@@ -595,6 +611,9 @@ def summary_lines(report: dict) -> list[str]:
             return "n/a" if v is None else f"{v:.3f}"
         lines.append(f"truth    Dice {num(report['dice_mean'])} over {report['n_labelled']} frames; "
                      f"QC MAE {num(report['qc_mae'])}, Pearson {num(report['qc_pearson'])}")
+        if report.get("classes_not_scored"):
+            lines.append(f"         not scored: {', '.join(report['classes_not_scored']['classes'])} "
+                         "(the ground truth has no class of that name)")
     if report.get("interrupted"):
         lines.append(f"stopped  by {report.get('interrupted_by', 'SIGINT')}; the report covers the frames before it")
     if report.get("source_error"):

@@ -209,6 +209,7 @@ class SessionController(QObject):
                        and (modality != "echo" or (echo.mode if echo else None) == self._models_echo_mode))
         if not model_ready:
             self._install_relay()
+        self._share_ground_truth_labels()
         self.state.set_modality(modality)
         self.state.set_slice(int(getattr(source, "slice_index", 0)))
         self._start_player(position=0)
@@ -357,11 +358,21 @@ class SessionController(QObject):
 
         return on_result
 
+    def _share_ground_truth_labels(self) -> None:
+        """Tell the pipeline the source's label map: its true Dice matches classes by name (a contrast
+        model's myocardium is scored against CAMUS MYO, not LV). Pipelines without it compare numbers."""
+        setter = getattr(self.pipeline, "set_ground_truth_labels", None)
+        if setter is None or self.info is None:
+            return
+        labelled = getattr(self.info, "has_ground_truth", False)
+        setter(dict(getattr(self.info, "label_map", None) or {}) if labelled else None)
+
     def _install(self, pipeline, seg, qc, gen: int) -> None:
         old = self.pipeline
         self._generation = gen
         self.pipeline = pipeline
         self.seg_card, self.qc_card = seg, qc
+        self._share_ground_truth_labels()
         self.quality.reset()
         self.bridge.clear()
         if old is not None and old is not pipeline:

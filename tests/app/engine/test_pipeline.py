@@ -254,3 +254,22 @@ def test_default_cine_model_is_the_best_dice_within_the_budget(tmp_path):
     assert default_models("cine", tmp_path)[0].id == "fast-baseline"  # in budget beats accurate but slow
     (tmp_path / "fast-baseline.json").unlink()
     assert default_models("cine", tmp_path)[0].id == "slow-accurate"  # nothing fits: searched, best Dice
+
+
+def test_true_dice_matches_classes_by_name_with_the_source_label_map(models_dir):
+    """The myocardium-only tiny model's class 1 is scored against the label the ground truth calls MYO."""
+    seg, qc = default_models("echo", models_dir)
+    image, square = _bright_square()
+    camus = np.where(square == 1, 2, 0).astype(np.uint8)  # the square is CAMUS 2 MYO
+    camus[40:44, 2:6] = 1  # some LV elsewhere
+    out = Collector()
+    with Pipeline(seg, qc, on_result=out, ground_truth_labels={0: "background", 1: "LV", 2: "MYO", 3: "LA"}) as pipe:
+        assert pipe.class_match.ground_truth_label == {1: 2}
+        pipe.submit(_frame(0, image, camus))
+        assert pipe.drain(timeout=10)
+        pipe.set_ground_truth_labels(None)  # unknown label map: numbers again (1 = LV, a few pixels)
+        pipe.submit(_frame(1, image, camus))
+        assert pipe.drain(timeout=10)
+    by_name, by_number = out.results
+    assert by_name.true_dice == pytest.approx(1.0, abs=0.05)
+    assert by_number.true_dice < 0.1

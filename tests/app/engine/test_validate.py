@@ -86,3 +86,68 @@ def test_a_bad_report_path_exits_2_before_any_work(echo_folder, models_dir, tmp_
         code = main(["validate", str(echo_folder), "--report", str(bad), "--models-dir", str(models_dir)])
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.startswith("error:") and bad.name in err and len(err.splitlines()) == 1
+
+
+# -- classes matched by name, not by number ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def bmode_dicom(tmp_path_factory) -> Path:
+    """A B-mode phantom DICOM labelled as CAMUS (1 LV, 2 MYO, 3 LA) with its mask beside it."""
+    from app.data.phantom.echo import render_echo_case
+    from app.data.writers import write_echo_dicom
+
+    path = tmp_path_factory.mktemp("bmode") / "a4c.dcm"
+    return write_echo_dicom(render_echo_case(5, 0, n_frames=4, size=64, variant="bmode"), path, 1)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def test_a_myocardium_only_model_on_camus_labels_scores_myo_against_label_2(bmode_dicom, models_dir, tmp_path):
+    """The contrast pair (1 = myocardium) on a CAMUS-labelled recording: myocardium is scored against
+    CAMUS 2 MYO (not 1 LV), in the pipeline's true Dice, replay's report and validate's per-class Dice."""
+    from app.engine.replay import replay
+    from app.validate import validate
+
+    results = []
+    rep = replay(str(bmode_dicom), report=tmp_path / "r.json", fast=True, models_dir=models_dir,
+                 on_result=results.append, echo_mode="bmode")
+    assert rep["models"]["seg"] == "tiny-echo-seg"  # no B-mode pair here: the contrast pair runs
+    assert len(results) == 4 and set(np.unique(results[0].frame.ground_truth)) == {0, 1, 2, 3}  # CAMUS labels
+    expected = {}
+    for r in results:
+        pred = r.mask == 1
+        assert pred.any() and (pred != (r.frame.ground_truth == 1)).any()  # LV and MYO differ: the test can tell
+        expected[r.frame.index] = _dice(pred, r.frame.ground_truth == 2)
+        assert r.true_dice == pytest.approx(expected[r.frame.index], abs=1e-9)
+        assert r.true_dice != pytest.approx(_dice(pred, r.frame.ground_truth == 1), abs=1e-6)
+    out = validate([str(bmode_dicom)], report=tmp_path / "v.json", models_dir=models_dir, fast=True,
+                   echo_mode="bmode")
+    (case,) = out["cases"]
+    assert list(case["classes"]) == ["myocardium"] and "classes_not_scored" not in out
+    myo = case["classes"]["myocardium"]
+    assert myo["dice"] == pytest.approx(float(np.mean(list(expected.values()))), abs=1e-3)
+    assert case["dice_mean"] == pytest.approx(myo["dice"], abs=1e-3)
+    assert (myo["label"], myo["ground_truth_label"]) == (1, 2)
+    assert rep["classes_scored"] == {"myocardium": {"label": 1, "ground_truth_label": 2}}
+
+
+def test_classes_the_ground_truth_lacks_are_not_scored_not_dice_0(echo_folder, tmp_path, capsys):
+    """A B-mode pair (LV, MYO, LA) on a myocardium-only recording: only MYO is scored (against label 1);
+    LV and LA are listed once as not scored, with the reason, and appear in no Dice."""
+    from tests.app.engine.tiny_models import write_echo_models
+
+    models = tmp_path / "models"
+    write_echo_models(models, seg_id="tiny-bmode-seg", qc_id="tiny-bmode-qc", echo_mode="bmode")
+    report = tmp_path / "v.json"
+    code = main(["validate", str(echo_folder), "--report", str(report), "--fast", "--max-frames", "3",
+                 "--models-dir", str(models), "--model", "tiny-bmode-seg"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    out = json.loads(report.read_text())
+    for case in out["cases"]:
+        assert list(case["classes"]) == ["myocardium"] and case["classes_not_scored"] == ["lv", "la"]
+        assert (case["classes"]["myocardium"]["label"], case["classes"]["myocardium"]["ground_truth_label"]) == (2, 1)
+    assert out["classes_not_scored"]["classes"] == ["lv", "la"]
+    assert len(out["classes_not_scored"]["cases"]) == 2 and "not counted as Dice 0" in out["classes_not_scored"]["reason"]
+    assert "not scored: lv, la" in printed.out

@@ -87,3 +87,31 @@ def test_real_pipeline_model_switch_and_recording(qtbot, settings, tiny_models_d
     rows = list(csv.DictReader(open(recorder.folder / "frames.csv", newline="")))
     assert rows and any(r["model_id"] == "tiny-echo-base" for r in rows)
     assert any(r["predicted_dice"] for r in rows)
+
+
+def test_true_dice_matches_classes_by_name_with_each_source(qtbot, settings, tmp_path) -> None:
+    """The viewer tells the pipeline each source's label map: the contrast pair's myocardium (1) is
+    scored against CAMUS 2 MYO on a B-mode recording, and against 1 on a contrast one."""
+    from app.data.phantom.echo import render_echo_case
+    from app.data.writers import write_echo_dicom
+
+    folder = tmp_path / "models"
+    write_echo_models(folder)  # the contrast pair only: a B-mode recording falls back to it
+    bmode = write_echo_dicom(render_echo_case(5, 0, n_frames=4, size=64, variant="bmode"), tmp_path / "b.dcm", 1)
+    contrast = write_echo_dicom(render_echo_case(5, 1, n_frames=4, size=64), tmp_path / "c.dcm", 2)
+    win = _window(qtbot, settings, folder)
+    with qtbot.waitSignal(win.session.model_loaded, timeout=TIMEOUT):
+        win.session.open_source(str(bmode))
+    assert win.session.pipeline.class_match.ground_truth_label == {1: 2}
+    qtbot.waitUntil(lambda: win.session.last_result is not None and win.session.last_result.true_dice is not None,
+                    timeout=TIMEOUT)
+    with qtbot.waitSignal(win.session.model_loaded, timeout=TIMEOUT):  # another echo mode: the pair reloads
+        win.session.open_source(str(contrast))
+    assert win.session.pipeline.class_match.ground_truth_label == {1: 1}
+    kept = win.session.pipeline
+    unlabelled = write_echo_dicom(render_echo_case(5, 2, n_frames=4, size=64), tmp_path / "u.dcm", 3)
+    (tmp_path / "u_mask.npz").unlink()
+    with qtbot.waitSignal(win.session.source_opened, timeout=TIMEOUT):  # same echo mode: the pipeline stays
+        win.session.open_source(str(unlabelled))
+    assert win.session.pipeline is kept and not kept.class_match.by_name
+    win.close()
