@@ -133,13 +133,19 @@ def kendall_tau(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> 
     return float(kendalltau(p, m).statistic)
 
 
+def rmspe(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> float:
+    """Root mean squared percentage error, in percent (weighs the worst networks more than MdAPE)."""
+    return float(np.sqrt(np.mean(absolute_percentage_errors(predicted_ms, measured_ms) ** 2)))
+
+
 def figures(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> dict[str, float]:
-    """``{"n", "mdape_pct", "within_10pct", "kendall_tau", "mean_signed_pct"}`` for one predictor."""
+    """``{"n", "mdape_pct", "rmspe_pct", "within_10pct", "kendall_tau", "mean_signed_pct"}`` for one predictor."""
     p = np.asarray(predicted_ms, dtype=np.float64)
     m = np.asarray(measured_ms, dtype=np.float64)
     return {
         "n": int(p.size),
         "mdape_pct": median_ape(p, m),
+        "rmspe_pct": rmspe(p, m),
         "within_10pct": within(p, m, 10.0),
         "kendall_tau": kendall_tau(p, m),
         "mean_signed_pct": float(np.mean((p - m) / m * 100.0)),

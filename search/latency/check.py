@@ -50,7 +50,8 @@ class SampledNetwork:
         space: Search space name (``"segqc"``, ``"msnas"``, ``"rtdnas"``).
         index: Sample index within the space.
         module: The derived network (or seg + QC framework) as one module.
-        example_input: ``(1, C, H, W)`` or ``(1, C, T, H, W)`` input.
+        example_input: ``(1, C, H, W)`` or ``(1, C, T, H, W)`` input, or a tuple of inputs (a
+            streaming step: ``(frame (1, C, 1, H, W), *states)``, ``search.export.stream_latency``).
         keys: One ``OpKey`` per table op instance in the network (repeats kept, ``zero`` excluded).
         genotype: JSON-able description of the architecture, for the record.
     """
@@ -58,9 +59,14 @@ class SampledNetwork:
     space: str
     index: int
     module: nn.Module
-    example_input: torch.Tensor
+    example_input: torch.Tensor | tuple[torch.Tensor, ...]
     keys: list[OpKey]
     genotype: object = None
+
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        """The example inputs as a tuple (one tensor for a clip or image network)."""
+        x = self.example_input
+        return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
 #: ``(space, n, seed) -> SampledNetwork``s: the search-space side of the check.
@@ -154,8 +160,10 @@ def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, se
         models, shapes, nodes = {}, {}, {}
         for net in group:
             name = f"{net.space}/{net.index}"
-            models[name] = export_onnx_bytes(net.module, net.example_input)
-            shapes[name] = tuple(net.example_input.shape)
+            inputs = net.inputs()
+            models[name] = export_onnx_bytes(net.module, inputs)
+            shapes[name] = tuple(inputs[0].shape) if len(inputs) == 1 else {
+                f"input{j}": tuple(x.shape) for j, x in enumerate(inputs)}
             nodes[name] = count_onnx_nodes(models[name])
         slowest = max(max(table_prediction(table, net.keys)[0], 1e-3) for net in group)
         repeats = int(min(5 * settings.repeats, max(settings.repeats, np.ceil(settings.min_timed_ms / slowest))))

@@ -7,6 +7,6 @@ the core layer; the latency layer re-exports it under its historical name.
 
 from __future__ import annotations
 
-from search.core.keys import LatencyLookup, OpKey
+from search.core.keys import STREAM_SUFFIX, LatencyLookup, OpKey
 
-__all__ = ["LatencyLookup", "OpKey"]
+__all__ = ["STREAM_SUFFIX", "LatencyLookup", "OpKey"]

@@ -1,6 +1,11 @@
 """The latency lookup table: versioned JSON, canonical keys, hardware fingerprint.
 
 A missing key is an error that names it: a search must never silently assume an op is free.
+
+Two kinds of table, in two files: *clip* tables (an op on a whole input, e.g. a T-frame clip) and
+*per-frame* tables (``meta['per_frame']`` true; the streaming step of a causal op on one new frame,
+keys ending ``|stream``, ``python -m search profile --per-frame``). A table refuses the other kind's
+keys, so their entries never mix, and each carries its own session overhead and calibration.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from search.latency.keys import OpKey
+from search.latency.keys import STREAM_SUFFIX, OpKey
 
 FORMAT_VERSION = 1
 
@@ -23,9 +28,8 @@ class MissingLatencyKey(KeyError):
     def __init__(self, key: OpKey, table_path: str | None = None):
         self.key = key
         where = f" in {table_path}" if table_path else ""
-        super().__init__(
-            f"no latency entry for {key.canonical()}{where}; run `python -m search profile` to measure it"
-        )
+        command = "python -m search profile --per-frame" if key.stream else "python -m search profile"
+        super().__init__(f"no latency entry for {key.canonical()}{where}; run `{command}` to measure it")
 
 
 def hardware_fingerprint() -> dict[str, object]:
@@ -75,7 +79,26 @@ class LatencyTable:
         except KeyError:
             raise MissingLatencyKey(key, self.path) from None
 
+    @property
+    def per_frame(self) -> bool | None:
+        """True for a per-frame (streaming step) table, False for a clip table, None while undecided
+        (a new table: its first profiling run records the kind)."""
+        kind = self.meta.get("per_frame")
+        if kind is None and self.entries:  # a table from before the field: its keys tell
+            return any(k.endswith(STREAM_SUFFIX) for k in self.entries)
+        return None if kind is None else bool(kind)
+
     def set(self, key: OpKey, ms: float) -> None:
+        """Store ``ms`` for ``key``.
+
+        Raises:
+            ValueError: a per-frame key in a clip table, or a clip key in a per-frame table.
+        """
+        kind = self.per_frame
+        if kind is not None and kind != key.stream:
+            where = self.path or "this table"
+            raise ValueError(f"{where} is a {'per-frame' if kind else 'clip'} table; it cannot hold "
+                             f"{key.canonical()} (clip and per-frame entries never mix)")
         self.entries[key.canonical()] = float(ms)
 
     def calibration(self, space: str | None = None):

@@ -13,6 +13,14 @@ entries and a measured network is the job of the table's calibration (``search.l
 The profiler is cached and resumable: keys already in the table are skipped, and the table is saved
 after every group. It refuses to add entries measured under different conditions (runtime version,
 threads, CPU) to an existing table: mixing them would make the sums meaningless.
+
+Per-frame tables (``ProfileSettings(per_frame=True)``, issue 17): the keys are per-frame keys
+(``OpKey.per_frame``, ``|stream``) and the builder returns each op's *streaming step* with its
+inputs, one new frame plus its carried state (``search.export.stream_latency.step_module``, which
+runs the op through ``search.export.streaming.StreamingNetwork``, the shipped streaming code path).
+The latency layer cannot build that step itself (the streaming wrapper lives in the export layer),
+so a per-frame profiler must be given its builder. A per-frame run and a clip run never share a
+table: ``per_frame`` is one of the table's conditions.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import datetime as _dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, Union
 
 import onnxruntime as ort
 import torch
@@ -39,15 +47,17 @@ from search.latency.onnx_bytes import OPSET, export_onnx_bytes
 
 log = logging.getLogger(__name__)
 
-#: Builds the module for one key: ``(key) -> nn.Module`` taking ``(1, c_in, *shape)``.
-OpBuilder = Callable[[OpKey], nn.Module]
+#: Builds the module for one key: ``(key) -> nn.Module`` taking ``(1, c_in, *shape)``, or
+#: ``(key) -> (nn.Module, example inputs)`` for a module with more inputs (a streaming step: the
+#: frame, then its states).
+OpBuilder = Callable[[OpKey], Union[nn.Module, tuple[nn.Module, Sequence[torch.Tensor]]]]
 #: Progress callback: ``(n_done, n_total, key)`` after each measured key.
 Progress = Callable[[int, int, OpKey], None]
 
 #: Meta fields that must agree between an existing table and a new profiling run.
-CONDITION_FIELDS = ("runtime", "runtime_version", "provider", "threads", "allow_spinning")
+CONDITION_FIELDS = ("runtime", "runtime_version", "provider", "threads", "allow_spinning", "per_frame")
 #: Value a condition had in tables written before the field was recorded.
-CONDITION_DEFAULTS = {"allow_spinning": True}
+CONDITION_DEFAULTS = {"allow_spinning": True, "per_frame": False}
 
 
 class TableConditionsMismatch(ValueError):
@@ -64,6 +74,8 @@ class ProfileSettings:
         intra_op_threads: Session threads (``None``: the app's default).
         group_size: Ops timed round-robin together.
         seed: Seed of the interleaving order and of the ops' random weights.
+        per_frame: Time per-frame keys (each op's streaming step on one new frame plus its state)
+            into a per-frame table, instead of clip keys into a clip table.
     """
 
     warmup: int = 10
@@ -71,6 +83,13 @@ class ProfileSettings:
     intra_op_threads: int | None = None
     group_size: int = 8
     seed: int = 0
+    per_frame: bool = False
+
+
+CLIP_STATISTIC = "median ms of session.run on the op alone, minus meta.session_overhead_ms"
+PER_FRAME_STATISTIC = ("median ms of session.run on the op's streaming step alone (causal op, one new frame "
+                       "(1, C, 1, H, W) plus its carried state in, output and new state out), "
+                       "minus meta.session_overhead_ms")
 
 
 def table_conditions(settings: ProfileSettings) -> dict[str, object]:
@@ -84,7 +103,8 @@ def table_conditions(settings: ProfileSettings) -> dict[str, object]:
         "hardware": hardware_fingerprint(),
         "warmup": settings.warmup,
         "repeats": settings.repeats,
-        "statistic": "median ms of session.run on the op alone, minus meta.session_overhead_ms",
+        "per_frame": settings.per_frame,
+        "statistic": PER_FRAME_STATISTIC if settings.per_frame else CLIP_STATISTIC,
         "exporter": f"torch.onnx TorchScript exporter, opset {OPSET}, torch {torch.__version__}",
         "batch": 1,
     }
@@ -108,8 +128,16 @@ def check_conditions(table: LatencyTable, conditions: dict[str, object]) -> None
         raise TableConditionsMismatch(f"{where}: entries were measured on {old_cpu!r}, this machine is {new_cpu!r}")
 
 
-def default_builder() -> OpBuilder:
-    """``search.core.ops.build_op`` adapted to take an ``OpKey`` (imported on first use)."""
+def default_builder(per_frame: bool = False) -> OpBuilder:
+    """``search.core.ops.build_op`` adapted to take an ``OpKey`` (imported on first use).
+
+    Raises:
+        ValueError: ``per_frame``: streaming steps are built in the export layer; pass
+            ``search.export.stream_latency.step_module`` as the profiler's ``build``.
+    """
+    if per_frame:
+        raise ValueError("a per-frame profiler needs the streaming step builder: "
+                         "OpProfiler(..., build=search.export.stream_latency.step_module)")
     from search.latency.core_adapter import module_for_key
 
     return module_for_key
@@ -129,7 +157,9 @@ class OpProfiler:
     Args:
         table: The table to fill (entries already present are skipped).
         settings: Timing settings.
-        build: ``(key) -> nn.Module``; default ``search.core.ops.build_op`` via ``core_adapter``.
+        build: ``(key) -> nn.Module`` (or ``(module, example inputs)``); default
+            ``search.core.ops.build_op`` via ``core_adapter`` (clip tables only: a per-frame profiler
+            needs ``search.export.stream_latency.step_module``).
         save_to: Where to save after each group (resumable); ``None`` keeps the table in memory.
     """
 
@@ -145,7 +175,7 @@ class OpProfiler:
     @property
     def build(self) -> OpBuilder:
         if self._build is None:
-            self._build = default_builder()
+            self._build = default_builder(self.settings.per_frame)
         return self._build
 
     def missing(self, keys: Iterable[OpKey]) -> list[OpKey]:
@@ -153,8 +183,17 @@ class OpProfiler:
         return self.table.missing(keys)
 
     def profile(self, keys: Iterable[OpKey], *, progress: Progress | None = None) -> list[OpKey]:
-        """Measure every key the table lacks; return the keys measured (in measuring order)."""
+        """Measure every key the table lacks; return the keys measured (in measuring order).
+
+        Raises:
+            ValueError: a clip key in a per-frame run, or a per-frame key in a clip run.
+        """
         todo = self.missing(keys)
+        wrong = [k for k in todo if k.stream != self.settings.per_frame]
+        if wrong:
+            kind = "per-frame" if self.settings.per_frame else "clip"
+            raise ValueError(f"a {kind} profiling run got {len(wrong)} key(s) of the other kind, e.g. "
+                             f"{wrong[0].canonical()} (clip and per-frame entries never mix)")
         if not todo:
             log.info("latency table already holds all requested keys")
             return []
@@ -180,9 +219,14 @@ class OpProfiler:
         models, shapes = {}, {}
         for key in keys:
             name = key.canonical()
-            module = self.build(key)
+            built = self.build(key)
+            if isinstance(built, tuple):  # (module, inputs): a streaming step takes its states too
+                module, inputs = built[0], tuple(built[1])
+                models[name] = export_onnx_bytes(module, inputs)
+                shapes[name] = {f"input{i}": tuple(x.shape) for i, x in enumerate(inputs)}
+                continue
             x = torch.randn(1, key.c_in, *key.shape)
-            models[name] = export_onnx_bytes(module, x)
+            models[name] = export_onnx_bytes(built, x)
             shapes[name] = tuple(x.shape)
         stats = measure_interleaved(models, shapes, warmup=self.settings.warmup, repeats=self.settings.repeats,
                                     intra_op_threads=self.settings.intra_op_threads, seed=self.settings.seed)
@@ -210,7 +254,13 @@ def hardware_slug(threads: int | None = None) -> str:
     return f"{cpu}-{hw['logical_cores']}cpu-ort{ort.__version__}-t{effective_threads(threads)}"
 
 
-def default_table_path(threads: int | None = None, root: Path | str | None = None) -> Path:
-    """``models/latency/<hardware slug>.json`` under the repository (or ``root``)."""
+#: File-name suffix of a per-frame table beside its clip table.
+PER_FRAME_SUFFIX = "-stream"
+
+
+def default_table_path(threads: int | None = None, root: Path | str | None = None, *, per_frame: bool = False) -> Path:
+    """``models/latency/<hardware slug>.json`` under the repository (or ``root``); the per-frame
+    table is ``<hardware slug>-stream.json`` beside it."""
     base = Path(root) if root is not None else Path(__file__).resolve().parents[2]
-    return base / "models" / "latency" / f"{hardware_slug(threads)}.json"
+    suffix = PER_FRAME_SUFFIX if per_frame else ""
+    return base / "models" / "latency" / f"{hardware_slug(threads)}{suffix}.json"

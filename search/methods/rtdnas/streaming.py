@@ -23,6 +23,10 @@ The card's Dice is measured on the exported streaming file, every test clip stre
 initial state (a conservative figure: in the app the state runs on through the cycle, so a clip's
 first frames have their past), and its latency is per new frame. ``streaming_vs_clip`` records the
 same network timed as a 20-frame clip and per streamed frame, interleaved in one process.
+``per_frame_latency_table`` records, beside that measured per-frame median, what this machine's
+per-frame lookup table (``python -m search profile --per-frame``, ``search.export.stream_latency``)
+predicts for the network's streaming step, or why it cannot (no table, or keys it lacks, e.g. at a
+``--size`` the table was not profiled at).
 
 In ``python -m search`` this is the ``rtdnas-stream`` stage, after ``cine-qc``: the base is the
 models folder's rtdnas clip model (``--base`` unset: the one marked default, else the best Dice),
@@ -81,7 +85,8 @@ def retrain_and_ship(*, preset_name: str, seed: int | None, base_path: Path, out
     from app.data.case import ACDC_LABELS
     from search.export.architecture import Architecture, parse_args
     from search.export.streaming import StreamingNetwork, card_field, export_streaming_model, onnx_stream_predictor
-    from search.methods.rtdnas import space
+    from search.export.stream_latency import per_frame_record
+    from search.methods.rtdnas import latency_space, space
     from search.train.cine_rows import CineRows, write_json
     from search.train.clips import ClipProbabilities, card_data, clip_dataset
     from search.train.evaluate import evaluate_segmentation
@@ -138,15 +143,23 @@ def retrain_and_ship(*, preset_name: str, seed: int | None, base_path: Path, out
     ratio = _clip_vs_stream(clip_net, cfg.data.clip_length, h, w, streaming, repeats=max(10, cfg.measure.repeats))
     say(f"per new frame: streaming {ratio['stream_p50_ms']:.2f} ms vs clip {ratio['clip_p50_ms']:.2f} ms "
         f"({ratio['ratio_p50']:.3f}x)")
+    predicted = per_frame_record(clip_net, (1, 1, 1, h, w), space=latency_space.NAME,
+                                 measured_ms=ratio["stream_p50_ms"])
+    if predicted["predicted_ms"] is not None:
+        say(f"per new frame: predicted {predicted['predicted_ms']:.2f} ms by the per-frame table {predicted['table']} "
+            f"(calibration {predicted['calibration']}), measured {ratio['stream_p50_ms']:.2f} ms")
+    else:
+        say(f"per new frame: no table prediction ({predicted['note']})")
     card = export_streaming_model(
         clip_net, model_id=model_id, architecture=arch, classes=dict(ACDC_LABELS),
         data=card_data(cfg.data, split, cfg.preset, test_cases), clips=clips, out_dir=models_dir,
         genotype=genotype.to_dict(), notes=notes, pairs_with=pairs_with, evaluate=evaluate,
         latency_repeats=max(10, cfg.measure.repeats),
-        extra={"streaming_vs_clip": ratio, "retrained_from": {"card": base["id"], "causal": True,
-                                                              "normalisation": "zscore per frame"}})
+        extra={"streaming_vs_clip": ratio, "per_frame_latency_table": predicted,
+               "retrained_from": {"card": base["id"], "causal": True, "normalisation": "zscore per frame"}})
     write_json(out / "stream.json", {"model": str(card.onnx_path), "card": card.id, "row": result["dice"],
-                                     "streaming_vs_clip": ratio, "dice": card.metrics.get("dice")})
+                                     "streaming_vs_clip": ratio, "per_frame_latency_table": predicted,
+                                     "dice": card.metrics.get("dice")})
     say(f"shipped {card.onnx_path} (Dice {card.metrics['dice']['mean']:.3f}, "
         f"{card.metrics['latency_ms']['p50']:.2f} ms per frame)")
     return card.onnx_path
@@ -229,15 +242,19 @@ def run(args: argparse.Namespace) -> int:
         base = args.base if args.base.is_file() else models / args.base
     base_card = json.loads(base.read_text()) if base.is_file() else {}
     pairs_with = args.pairs_with
-    if pairs_with is None:  # the base's QC partner (cine-qc trains it on the clip model's newest-frame outputs)
-        pairs_with = base_card.get("pairs_with")
+    base_size = tuple((base_card.get("input") or {}).get("shape", [])[-2:])
+    resized = args.size is not None and tuple(args.size) != base_size
+    if pairs_with is None and not resized:  # the base's QC partner (cine-qc trains it on the clip model's outputs);
+        pairs_with = base_card.get("pairs_with")  # a QC of another frame size cannot score this one
+    model_id = args.id or (f"{base_card['id']}-stream-{args.size[0]}x{args.size[1]}" if resized and base_card.get("id")
+                           else None)
     seed = args.seed
     if seed is None and args.preset == "default":  # the shipped rtdnas default comes from seed 1 (search.chain)
         seed = 1
     out = args.out or Path("runs") / "rtdnas-stream" / args.preset
     try:
         card_path = retrain_and_ship(preset_name=args.preset, seed=seed, base_path=base, out=out,
-                                     models_dir=args.models_dir, model_id=args.id, pairs_with=pairs_with,
+                                     models_dir=args.models_dir, model_id=model_id, pairs_with=pairs_with,
                                      size=args.size, say=lambda m: print(f"[rtdnas-stream] {m}", flush=True))
     except (ValueError, FileNotFoundError) as exc:
         print(f"rtdnas-stream: {exc}", file=sys.stderr)

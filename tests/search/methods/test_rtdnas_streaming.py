@@ -68,3 +68,7 @@ def test_smoke_retrain_ships_a_streaming_card(tmp_path: Path):
     # the exported streaming file, fed each test clip from the initial state, is the causal clip model
     assert np.isclose(card.metrics["dice"]["mean"], row["dice"]["mean"], atol=1e-3)
     assert card.raw["streaming_vs_clip"]["ratio_p50"] > 0
+    # beside the measured per-frame time, the per-frame table's prediction (or why there is none)
+    table = card.raw["per_frame_latency_table"]
+    assert table["space"] == "rtdnas" and table["measured_p50_ms"] == card.raw["streaming_vs_clip"]["stream_p50_ms"]
+    assert table["predicted_ms"] is not None or table["note"]
