@@ -15,6 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     parser.add_argument("--no-ship", action="store_true", help="train and score only; export nothing")
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads (default 1)")
+    parser.add_argument("--challenge", action="store_true",
+                        help="score the current cine default on the same test patients and make --seg-model the "
+                             "default when it meets 50 ms / 22 FPS with its QC and its Dice is at least the default's")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = args.out or Path("runs") / "cine-qc" / cfg.preset
     try:
-        report = run_qc(cfg, out, models_dir=args.models_dir, ship=not args.no_ship, threads=args.threads)
+        report = run_qc(cfg, out, models_dir=args.models_dir, ship=not args.no_ship, threads=args.threads,
+                        challenge=getattr(args, "challenge", False))
     except ModelCardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -48,13 +52,21 @@ def run(args: argparse.Namespace) -> int:
     seg = report["seg_dice_test_patients"]
     print(json.dumps({"seg_model": report["seg_model"], "qc_mae": t["qc_mae"], "qc_pearson": t["qc_pearson"],
                       "test_patients": report["patients"]["test"], "seg_dice": seg["mean"], "seg_dice_ci95": seg["ci95"],
-                      "shipped": report.get("shipped", {}).get("id")}))
+                      "shipped": report.get("shipped", {}).get("id"), "challenge": report.get("challenge")}))
     print(f"report   {out / 'report.json'}")
     return 0
 
 
 def _clip_model(card) -> str:
-    """The clip model behind the cine default: a streaming default was retrained from one (``retrained_from``),
-    and the QC learns from the clip model's outputs, which the streaming card is then paired with."""
+    """The model the cine QC learns from: behind a streaming default retrained from a clip model of the same
+    frame size (``retrained_from``), that clip model (its QC then serves both); otherwise the default itself."""
     base = (card.raw.get("retrained_from") or {}).get("card") if card.streaming is not None else None
-    return base or card.id
+    if base is None:
+        return card.id
+    from app.engine.models import find_model
+
+    try:  # a streaming model at another frame size than its clip model gets a QC of its own
+        same_size = tuple(find_model(base, card.card_path.parent).input_shape[-2:]) == tuple(card.input_shape[-2:])
+    except Exception:
+        same_size = False
+    return base if same_size else card.id

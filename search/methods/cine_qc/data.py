@@ -2,7 +2,10 @@
 
 For every sampled frame ``t`` of slice ``z`` the clip is the cycle's last ``T`` frames ending at
 ``t`` (a looping cine after its first cycle, as the viewer and ``replay`` see it), run through the
-frozen segmentation model exactly as ``app.engine.stages.SegStage`` runs it; the sample keeps the
+frozen segmentation model exactly as ``app.engine.stages.SegStage`` runs it. A streaming model
+(card ``streaming``) is stepped through every frame of the slice in order, twice round the cycle
+from a reset state, and sampled on the second round (the same looping cine, its state carried as
+the pipeline carries it). The sample keeps the
 QC inputs (newest frame's model input, probabilities, uncertainty) and the target: the mean Dice
 over the foreground classes of the mask the app draws (``mask_at`` at the source resolution)
 against the phantom's labels, as ``app.engine.pipeline`` computes the true Dice.
@@ -25,6 +28,7 @@ from app.data.splits import patient_split
 from app.engine.models import load_model
 from app.engine.preprocess import preprocess
 from app.engine.stages import SegStage, mask_at
+from app.engine.types import Frame
 from app.metrics import mean_dice
 from search.methods.cine_qc.config import CineQcConfig
 
@@ -86,17 +90,31 @@ def case_samples(case: Case, stage: SegStage, cfg: CineQcConfig) -> dict[str, np
     foreground = tuple(c for c in card.classes if c != 0)
     slices = range(n_z) if cfg.slices is None else [z for z in cfg.slices if z < n_z]
     out: dict[str, list] = {"image": [], "probs": [], "uncertainty": [], "dice": []}
+
+    def keep(seg, t: int, z: int) -> None:
+        value = mean_dice(mask_at(seg.probs, height, width), labels[t, z], foreground)
+        if np.isnan(value):
+            return
+        out["image"].append(seg.qc_image[0].astype(np.float16))
+        out["probs"].append(seg.probs[0].astype(np.float16))
+        out["uncertainty"].append(seg.uncertainty[0].astype(np.float16))
+        out["dice"].append(np.float32(value))
+
     for z in slices:
+        if stage.is_streaming:
+            stage.reset_stream()
+            for k in range(2 * n_t):
+                t = k % n_t
+                frame = Frame(index=k, image=frames[t, z], t_arrival=0, meta={"slice": z, "case": case.case_id})
+                x = stage.prepare(frame, None)
+                if k < n_t or t % cfg.frame_stride:
+                    stage.advance(frame, x)
+                else:
+                    keep(stage.segment(x, frame), t, z)
+            continue
         for t in range(0, n_t, cfg.frame_stride):
             clip = frames[[(t - length + 1 + k) % n_t for k in range(length)], z]
-            seg = stage.segment(preprocess(clip, card))
-            value = mean_dice(mask_at(seg.probs, height, width), labels[t, z], foreground)
-            if np.isnan(value):
-                continue
-            out["image"].append(seg.qc_image[0].astype(np.float16))
-            out["probs"].append(seg.probs[0].astype(np.float16))
-            out["uncertainty"].append(seg.uncertainty[0].astype(np.float16))
-            out["dice"].append(np.float32(value))
+            keep(stage.segment(preprocess(clip, card)), t, z)
     return {k: np.stack(v) for k, v in out.items()}
 
 
@@ -105,8 +123,9 @@ def make_samples(cases: list[Case], seg_card: ModelCard, cfg: CineQcConfig, cach
     """Samples of ``cases`` through ``seg_card``'s model; per-patient results cached under ``cache``."""
     model = load_model(seg_card, intra_op_threads=threads)
     stage = SegStage(model)
-    if not stage.is_clip_model:
-        raise ValueError(f"{seg_card.id}: cine QC needs a clip model (input (1, 1, T, H, W)), got {seg_card.input_shape}")
+    if not (stage.is_clip_model or stage.is_streaming):
+        raise ValueError(f"{seg_card.id}: cine QC needs a clip or streaming model (input (1, 1, T, H, W)), "
+                         f"got {seg_card.input_shape}")
     parts, case_index, bins = [], [], []
     for i, case in enumerate(cases):
         path = None

@@ -18,7 +18,7 @@ from app.engine.models import find_model
 from search.methods.cine_qc.config import CineQcConfig
 from search.methods.cine_qc.data import Samples, make_samples, qc_cases, qc_split
 from search.methods.cine_qc.network import CineQcNet
-from search.methods.cine_qc.ship import data_field, export_qc, pair, qc_model_id
+from search.methods.cine_qc.ship import data_field, export_qc, pair, promote_default, qc_model_id
 from search.methods.cine_qc.train import fit, predict, scores
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,13 @@ def seg_dice_ci(s: Samples, n_boot: int = 2000, seed: int = 0) -> dict:
 
 
 def run(cfg: CineQcConfig, out: Path, *, models_dir: Path | None = None, ship: bool = True,
-        threads: int = 1) -> dict:
-    """Train, score and (with ``ship``) export the QC model of ``cfg.seg_model``; returns the report."""
+        threads: int = 1, challenge: bool = False) -> dict:
+    """Train, score and (with ``ship``) export the QC model of ``cfg.seg_model``; returns the report.
+
+    ``challenge``: also score the folder's current cine default on the same test patients, and after
+    shipping make ``cfg.seg_model`` the default when it meets the real-time rule and its Dice is at
+    least the incumbent's (``ship.promote_default``).
+    """
     t_start = time.perf_counter()
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,8 +53,12 @@ def run(cfg: CineQcConfig, out: Path, *, models_dir: Path | None = None, ship: b
     t_samples = time.perf_counter() - t_start
     n_classes = int(samples["train"].probs.shape[1])
     weights = out / "qc.pt"
-    if weights.exists():
-        saved = torch.load(weights, weights_only=False)
+    saved = torch.load(weights, weights_only=False) if weights.exists() else None
+    if saved is not None and saved.get("config", {}).get("seg_model") != cfg.seg_model:
+        log.warning("%s was trained for %s, not %s: training afresh", weights, saved.get("config", {}).get("seg_model"),
+                    cfg.seg_model)
+        saved = None
+    if saved is not None:
         net = CineQcNet(n_classes=n_classes, width=cfg.width)
         net.load_state_dict(saved["state_dict"])
         net.eval()
@@ -82,6 +91,19 @@ def run(cfg: CineQcConfig, out: Path, *, models_dir: Path | None = None, ship: b
                          notes=notes, width=cfg.width)
         pair(seg, qc_id, report["seg_dice_test_patients"])
         report["shipped"] = {"id": card.id, "metrics": card.metrics, "models_dir": str(dest)}
+        if challenge:
+            from app.engine.models import default_models
+
+            incumbent = default_models("cine", dest)[0]
+            if incumbent.id != seg.id:
+                theirs = seg_dice_ci(make_samples(split["test"], incumbent, cfg, cache=out / "samples", threads=threads))
+                promoted = promote_default(find_model(seg.id, dest), report["seg_dice_test_patients"], incumbent,
+                                           theirs, dest)
+                report["challenge"] = {"incumbent": incumbent.id, "incumbent_dice_test_patients": theirs,
+                                       "promoted": promoted}
+                log.info("challenge: %s %.3f vs incumbent %s %.3f on the same test patients: %s", seg.id,
+                         report["seg_dice_test_patients"]["mean"], incumbent.id, theirs["mean"],
+                         "now the cine default" if promoted else "the incumbent stays")
     report["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     return report

@@ -72,3 +72,39 @@ def data_field(cfg_json: dict, split: dict[str, list[str]]) -> dict:
             "split": {k: {"patients": len(v), "case_list_sha256": case_list_hash(v)} for k, v in split.items()},
             "slices": cfg_json["slices"] or "all", "frame_stride": cfg_json["frame_stride"],
             "preset": cfg_json["preset"]}
+
+
+def promote_default(seg: ModelCard, ours: dict, incumbent: ModelCard, theirs: dict, models_dir: Path) -> bool:
+    """Make ``seg`` the cine default when it beats the ``incumbent`` default on the same fresh patients.
+
+    ``ours`` and ``theirs`` are the two models' Dice on the cine-qc test patients (``seg_dice_ci``,
+    the app's mask at the source resolution, the same frames). ``seg`` must meet the real-time rule
+    on its card and have its QC partner. On success ``seg``'s card gets ``"default": true`` with a
+    ``default_reason``, and every other cine segmentation card in ``models_dir`` loses its flag (the
+    app's ranking would otherwise fall back to the cards' own Dice, measured at different sizes).
+    Returns whether ``seg`` was promoted.
+    """
+    from app.cards import discover
+
+    if seg.id == incumbent.id or not seg.raw.get("meets_realtime") or not seg.pairs_with:
+        return False
+    if ours["mean"] < theirs["mean"]:
+        return False
+    for card in discover(models_dir):
+        if card.modality != "cine" or card.role != "seg":
+            continue
+        path = Path(card.card_path)
+        raw = json.loads(path.read_text())
+        if card.id == seg.id:
+            raw["default"] = True
+            raw["default_reason"] = (
+                f"Dice {ours['mean']:.3f} (95% CI {ours['ci95'][0]:.3f}-{ours['ci95'][1]:.3f}) against the previous "
+                f"default {incumbent.id}'s {theirs['mean']:.3f} ({theirs['ci95'][0]:.3f}-{theirs['ci95'][1]:.3f}) on "
+                f"the same {ours['patients']} fresh phantom patients through the app's stages "
+                "(`python -m search cine-qc --challenge`)")
+        elif raw.pop("default", None) is None:
+            continue
+        else:
+            raw.pop("default_reason", None)
+        path.write_text(json.dumps(raw, indent=2, allow_nan=False) + "\n")
+    return True

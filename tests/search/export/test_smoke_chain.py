@@ -16,7 +16,8 @@ import pytest
 from app.cards import discover
 
 ROOT = Path(__file__).resolve().parents[3]
-STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc", "rtdnas-stream")
+STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc", "rtdnas-stream",
+          "rtdnas-stream-128x112", "cine-qc-128x112")
 BASELINE_IDS = {"baseline-unet8-resnet18-seg", "baseline-unet8-resnet18-qc", "baseline-unet3d-d3-if16"}
 
 
@@ -71,14 +72,21 @@ def test_smoke_chain_exports_verified_cards_of_every_stage(chain):
     assert (tmp / "models" / "latency").is_dir()  # its own latency table, not the repository's
     # the cine default model got its per-frame QC, paired through its card
     cine_qc = [c for c in cards.values() if c.modality == "cine" and c.role == "qc"]
-    assert len(cine_qc) == 1 and cine_qc[0].method == "cine-qc"
-    assert any(c.pairs_with == cine_qc[0].id for c in discover(tmp / "models") if c.role == "seg")
-    # rtdnas-stream: when rtdnas shipped a clip model, its causal retrain ships streaming, paired with the same QC
+    assert cine_qc and all(q.method == "cine-qc" for q in cine_qc)
+    segs = [c for c in discover(tmp / "models") if c.role == "seg"]
+    assert all(any(c.pairs_with == q.id for c in segs) for q in cine_qc)
+    # rtdnas-stream: when rtdnas shipped a clip model, its causal retrain ships streaming, paired with the same
+    # QC; at 128x112 it ships as <clip>-stream-128x112 with a QC of its own (cine-qc-128x112)
     clip = [c for c in cards.values() if c.method == "rtdnas" and c.role == "seg" and "streaming" not in c.raw]
     stream = [c for c in cards.values() if "streaming" in c.raw]
-    assert len(stream) == len(clip) <= 1
+    assert len(stream) == 2 * len(clip) <= 2
     for c in stream:
-        assert c.raw["retrained_from"]["card"] == clip[0].id and c.pairs_with == clip[0].pairs_with
+        assert c.raw["retrained_from"]["card"] == clip[0].id
+        if c.input_shape[-2:] == clip[0].input_shape[-2:]:
+            assert c.pairs_with == clip[0].pairs_with
+        else:
+            assert c.id == f"{clip[0].id}-stream-128x112" and tuple(c.input_shape[-2:]) == (128, 112)
+            assert c.pairs_with == f"{c.id}-qc-smoke" and tuple(cards[c.pairs_with].input_shape[-2:]) == (128, 112)
 
 
 @pytest.mark.slow
@@ -90,7 +98,8 @@ def test_smoke_chain_resumes_without_redoing_a_stage(chain):
     # the baselines' checkpoints are in the work folder, the methods' runs in the runs folder
     assert {p.name for p in (tmp / "work").rglob("*.pt")} == {"seg.pt", "qc.pt"}
     runs = {"segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc"}
-    assert runs <= {p.name for p in (tmp / "runs").iterdir()} <= runs | {"rtdnas-stream"}
+    assert runs <= {p.name for p in (tmp / "runs").iterdir()} <= runs | {"rtdnas-stream", "rtdnas-stream-128x112",
+                                                                         "cine-qc-128x112"}
 
 
 @pytest.mark.slow

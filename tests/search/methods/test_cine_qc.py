@@ -89,3 +89,68 @@ def test_seg_dice_interval_is_over_patients():
     ci = seg_dice_ci(s)
     assert ci["patients"] == 2 and ci["mean"] == pytest.approx(0.7)
     assert ci["ci95"][0] >= 0.5 and ci["ci95"][1] <= 0.9
+
+
+def test_streaming_model_samples_carry_state_round_the_looping_cycle():
+    """A streaming seg model is stepped frame by frame, twice round the cycle, and sampled on the second
+    round: each sample equals a fresh runner fed every frame since the reset, in order."""
+    from app.data.case import Case
+    from app.engine.types import Frame
+    from search.methods.cine_qc.data import case_samples
+
+    card = load_card(MODELS / "cine-rtdnas-ga-n7-stream.json")
+    rng = np.random.default_rng(1)
+    n_t, n_z = 5, 2
+    case = Case(case_id="p00", modality="cine", frames=rng.normal(100, 30, (n_t, n_z, 64, 48)).astype(np.float32),
+                labels=rng.integers(0, 4, (n_t, n_z, 64, 48)).astype(np.uint8),
+                label_map={0: "background", 1: "RV", 2: "MYO", 3: "LV"}, spacing_mm=(1.0, 1.0), frame_rate=25.0,
+                quality_bin="good")
+    cfg = preset("smoke", frame_stride=2, slices=(0, 1))
+    got = case_samples(case, SegStage(load_model(card)), cfg)
+    assert got["probs"].shape[0] == n_z * 3  # frames 0, 2, 4 of each slice
+    # Sample 1 is slice 0, frame 2 of the second round: 5 + 3 frames after the reset.
+    manual = SegStage(load_model(card))
+    seg = None
+    for k in range(n_t + 3):
+        seg = manual.segment(manual.prepare(Frame(index=k, image=case.frames[k % n_t, 0], t_arrival=0,
+                                                   meta={"slice": 0, "case": "p00"}), None),
+                             Frame(index=k, image=case.frames[k % n_t, 0], t_arrival=0, meta={"slice": 0, "case": "p00"}))
+    np.testing.assert_allclose(got["probs"][1].astype(np.float32), seg.probs[0], atol=2e-3)
+    # ... and differs from the same frame seen straight after a reset (the state matters).
+    cold = SegStage(load_model(card))
+    f = Frame(index=0, image=case.frames[2, 0], t_arrival=0, meta={"slice": 0, "case": "p00"})
+    assert not np.allclose(cold.segment(cold.prepare(f, None), f).probs[0], seg.probs[0], atol=2e-3)
+
+
+def _cine_cards(tmp_path, pairs_with="cine-rtdnas-ga-n7-stream-128x112-qc"):
+    out = tmp_path / "models"
+    out.mkdir()
+    for name in ("cine-rtdnas-ga-n7", "cine-rtdnas-ga-n7-stream", "cine-rtdnas-ga-n7-stream-128x112"):
+        card = json.loads((MODELS / f"{name}.json").read_text())
+        if name.endswith("128x112"):
+            card["pairs_with"] = pairs_with
+        (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return out
+
+
+@pytest.mark.parametrize("ours, meets, promoted", [(0.77, True, True), (0.70, True, False), (0.77, False, False)])
+def test_challenger_becomes_the_only_cine_default_when_it_beats_the_incumbent(tmp_path, ours, meets, promoted):
+    from search.methods.cine_qc.ship import promote_default
+
+    models = _cine_cards(tmp_path)
+    path = models / "cine-rtdnas-ga-n7-stream-128x112.json"
+    raw = json.loads(path.read_text())
+    raw["meets_realtime"] = meets
+    path.write_text(json.dumps(raw))
+    before = {p.name: p.read_text() for p in models.glob("*.json")}
+    seg, incumbent = load_card(path), load_card(models / "cine-rtdnas-ga-n7-stream.json")
+    got = promote_default(seg, {"mean": ours, "ci95": [ours - 0.03, ours + 0.03], "patients": 30}, incumbent,
+                          {"mean": 0.74, "ci95": [0.71, 0.77], "patients": 30}, models)
+    assert got is promoted
+    flags = {p.stem: json.loads(p.read_text()).get("default", False) for p in models.glob("*.json")}
+    if promoted:
+        assert flags == {"cine-rtdnas-ga-n7": False, "cine-rtdnas-ga-n7-stream": False,
+                         "cine-rtdnas-ga-n7-stream-128x112": True}
+        assert "0.740" in json.loads(path.read_text())["default_reason"]
+    else:
+        assert {p.name: p.read_text() for p in models.glob("*.json")} == before
