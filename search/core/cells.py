@@ -170,11 +170,14 @@ class Cell(nn.Module):
         self.edges = nn.ModuleList(edges)
         self.fuse = build_op("conv1x1", dims, spec.n_nodes * c, c) if spec.output == "concat" else None
 
-    def forward(self, inputs: Sequence[torch.Tensor], weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, inputs: Sequence[torch.Tensor], weights: Sequence[torch.Tensor],
+                single_path: bool = False) -> torch.Tensor:
+        """``single_path``: the weights are hard samples and each edge runs only its chosen op (GDAS)."""
         spec = self.spec
         states = [pre(x) for pre, x in zip(self.preprocess, inputs)]
         for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
-            states.append(sum(self.edges[e](states[spec.edges[e][0]], weights[e]) for e in spec.incoming(dst)))
+            states.append(sum(self.edges[e](states[spec.edges[e][0]], weights[e], single_path)
+                              for e in spec.incoming(dst)))
         nodes = states[spec.n_inputs:]
         if self.fuse is None:
             return sum(nodes)

@@ -19,13 +19,16 @@ from torch.nn.parallel import DistributedDataParallel
 from search.distributed.runtime import is_distributed, world_size
 
 
-def wrap(module: nn.Module, *, exclude: Iterable[nn.Parameter] = ()) -> nn.Module:
+def wrap(module: nn.Module, *, exclude: Iterable[nn.Parameter] = (), varying_graph: bool = False) -> nn.Module:
     """DistributedDataParallel over ``module``'s weights, or ``module`` itself on one process.
 
     Args:
         module: The network, already on its device (and loaded from a checkpoint if resuming).
         exclude: Parameters DDP must leave alone (architecture parameters): broadcast from rank 0
             once here, then kept equal by :func:`average_gradients` in their own step.
+        varying_graph: The set of weights a step uses changes from step to step (a single-path
+            sampled supernet, GDAS; every rank draws the same path): DDP looks for the unused
+            ones on every step instead of learning one fixed set.
 
     Returns:
         The module to call in weight steps (its ``.module`` is ``module``); optimisers, checkpoints
@@ -41,6 +44,8 @@ def wrap(module: nn.Module, *, exclude: Iterable[nn.Parameter] = ()) -> nn.Modul
     device_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     # static_graph: every weight step uses the same weights, whichever they are (a supernet may leave some
     # unused); DDP learns the set in the first step instead of searching the graph on every step.
+    if varying_graph:
+        return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)
     return DistributedDataParallel(module, device_ids=device_ids, static_graph=True)
 
 

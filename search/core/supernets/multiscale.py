@@ -168,7 +168,10 @@ class MultiscaleSupernet(Supernet):
                 for k, kind in enumerate(STEP_KINDS):
                     if not kind_available(kind, s, cfg.n_scales):
                         continue
-                    out = h if kind == "skip" else self.cells[cell_name(layer, s, kind)]([h], weights[kind])
+                    if kind == "skip":
+                        out = h
+                    else:  # a single-path weighting (GDAS) runs one sampled op per cell edge
+                        out = self.cells[cell_name(layer, s, kind)]([h], weights[kind], weighting.single_path)
                     dst = s + STEP_DELTA[kind]
                     term = p[layer, s, k] * out
                     nxt[dst] = term if dst not in nxt else nxt[dst] + term

@@ -122,10 +122,12 @@ class NasUnetSupernet(Supernet):
         self.to(device)
 
     def forward(self, x: torch.Tensor, weighting: ArchWeighting = SOFTMAX) -> tuple[torch.Tensor, torch.Tensor]:
+        """``weighting`` turns the logits into edge weights, once per cell type (all cells of a type share the
+        draw); a single-path weighting (``ArchWeighting.gdas``) runs one sampled op per edge."""
         check_divisible(tuple(x.shape[2:]), self.config.depth, "NasUnetSupernet input")
         weights = {kind: arch.edge_weights(weighting) for kind, arch in self.cell_arch.items()}
         feats = [self.stem(x)]
         for cell, (kind, _, _, pp, skip) in zip(self.cells, unet_plan(self.config.depth)):
             inputs = [feats[pp], feats[-1]] + ([feats[skip]] if kind == "up" else [])
-            feats.append(cell(inputs, weights[kind]))
+            feats.append(cell(inputs, weights[kind], weighting.single_path))
         return self.head(feats[-1])

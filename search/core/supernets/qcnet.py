@@ -78,8 +78,8 @@ class QcBlock(nn.Module):
         super().__init__()
         self.cell, self.residual = cell, residual
 
-    def forward(self, x: torch.Tensor, weights) -> torch.Tensor:
-        return self.cell([x], weights) + self.residual(x)
+    def forward(self, x: torch.Tensor, weights, single_path: bool = False) -> torch.Tensor:
+        return self.cell([x], weights, single_path) + self.residual(x)
 
 
 class QcSupernet(Supernet):
@@ -115,9 +115,10 @@ class QcSupernet(Supernet):
         self.to(device)
 
     def forward(self, x: torch.Tensor, weighting: ArchWeighting = SOFTMAX) -> torch.Tensor:
+        """``weighting`` as in ``NasUnetSupernet.forward`` (single-path weightings run one op per edge)."""
         check_divisible(tuple(x.shape[2:]), self.config.n_stages, "QcSupernet input")
         weights = {kind: arch.edge_weights(weighting) for kind, arch in self.cell_arch.items()}
         h = self.stem(x)
         for block in self.blocks:
-            h = block(h, weights[block.cell.cell_type])
+            h = block(h, weights[block.cell.cell_type], weighting.single_path)
         return self.head(h)

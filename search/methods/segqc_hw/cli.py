@@ -38,6 +38,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrain-epochs", type=int, nargs=2, metavar=("SEG", "QC"), default=None,
                         help="override the preset's retraining epochs (e.g. a convergence check in another --out "
                              "that reuses a finished run's search/, data/ and latency/ folders)")
+    parser.add_argument("--sampler", choices=("darts", "gdas"), default=None,
+                        help="how a search step weighs each edge's candidates: darts runs all of them (softmax mixture, "
+                             "the paper), gdas runs one drawn by a hard straight-through Gumbel-softmax sample (GDAS; "
+                             "much cheaper steps) (default: the preset's: gdas for default, darts for smoke and paper)")
+    parser.add_argument("--gdas-tau", type=float, nargs=2, metavar=("START", "END"), default=None,
+                        help="GDAS temperature, annealed linearly over the architecture steps (default 10 0.1)")
+    parser.add_argument("--search-epochs", type=int, nargs=2, metavar=("WARMUP", "ALTERNATE"), default=None,
+                        help="override the preset's search schedule: weight-only warm-up epochs, then alternating "
+                             "(weight step, architecture step) epochs")
     parser.add_argument("--stop-after", choices=("search", "retrain", "all"), default="all",
                         help="stop after this stage (train on a GPU machine, then run again on the target CPU "
                              "to measure Table II and export)")
@@ -64,6 +73,14 @@ def run(args: argparse.Namespace) -> int:
     if args.retrain_epochs is not None:
         seg_epochs, qc_epochs = args.retrain_epochs
         cfg = replace(cfg, retrain=replace(cfg.retrain, seg_epochs=seg_epochs, qc_epochs=qc_epochs))
+    search = cfg.search
+    if getattr(args, "sampler", None) is not None:
+        search = replace(search, sampler=args.sampler)
+    if getattr(args, "gdas_tau", None) is not None:
+        search = replace(search, gdas_tau=tuple(args.gdas_tau))
+    if getattr(args, "search_epochs", None) is not None:
+        search = replace(search, warmup_epochs=args.search_epochs[0], alternate_epochs=args.search_epochs[1])
+    cfg = replace(cfg, search=search)
     places = run_places(args, method=task.run_method, docs_name=task.docs_name)
     paths = RunPaths(out=places.out, models=places.models_dir, docs=places.docs_dir)
     summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after)

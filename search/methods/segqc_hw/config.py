@@ -19,6 +19,11 @@ Why the default preset looks the way it does (2 CPU cores, shared with other job
       ten times fewer architecture steps, the architecture learning rate is ten times DARTS' (3e-3)
       so the alphas can move about as far as in the paper's schedule (Adam steps are ~lr each).
     * Retraining: 14 seg epochs on S1 and 8 QC epochs on S2 (train part) with the seg net frozen.
+    * GDAS single-path sampling (``SearchConfig.sampler = "gdas"``, issue 16): the last B-mode search with
+      the DARTS mixture took 84 architecture steps and its alphas' entropy fell 0.6 %; one sampled
+      candidate per edge instead of all of them makes every step (weight and architecture) cheaper,
+      so the same time buys more steps (``bench/search_step_bench.py`` measures the ratio;
+      ``--sampler darts`` restores the mixture for comparison).
     * One extra hardware-aware search with lambda2 = 0.01 (ten times the paper's), reported beside
       Table II: with a tenth of the paper's architecture steps, the paper's weight barely moves the
       expected latency (28.1 -> 27.9 ms over the alternating epochs of the first default run).
@@ -120,7 +125,16 @@ class SearchConfig:
         arch_weight_decay: Weight decay of the architecture parameters (DARTS: 1e-3).
         lambda1: Weight of the QC mean-squared error (paper: 1).
         lambda2: Weight of the expected latency in ms (paper: 0.001; 0 = no latency term).
-        gumbel_tau: Gumbel-softmax temperature for the latency expectation.
+        gumbel_tau: Gumbel-softmax temperature for the latency expectation (either sampler).
+        sampler: How the forward passes of the search weigh each edge's candidates (issue 16).
+            ``"darts"``: every candidate runs, summed with ``softmax(alpha)`` (DARTS / the paper; the
+            cost of a step grows with the number of candidates). ``"gdas"``: per edge one candidate
+            drawn by a hard Gumbel-softmax sample runs, straight-through so the alphas still get a
+            gradient (GDAS, Dong & Yang 2019), in every step of the search (weight steps, architecture
+            steps, the S2 QC steps). The latency term is the same Gumbel-softmax expectation as with
+            ``"darts"``; the derived genotype is the argmax of the alphas either way.
+        gdas_tau: ``(start, end)`` temperature of the GDAS samples, annealed linearly over the
+            architecture steps (GDAS: 10 -> 0.1). Unused with ``"darts"``.
         seg_dice_weight: Soft-Dice term added to eq. 3's segmentation CE. 0 in the ``paper`` preset
             (eq. 3 exactly). 1 in the short presets: the myocardium is ~3% of the pixels and with a
             few epochs plain CE collapses to background (measured, default preset: after 2 warm-up
@@ -146,6 +160,15 @@ class SearchConfig:
     seg_dice_weight: float = 0.0
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     sensitivity_lambda2: tuple[float, ...] = ()
+    sampler: str = "darts"
+    gdas_tau: tuple[float, float] = (10.0, 0.1)
+
+    def __post_init__(self):
+        from search.core.mixed import SAMPLERS, TauSchedule
+
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown search sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        TauSchedule(*self.gdas_tau)  # ValueError on a temperature <= 0
 
 
 @dataclass(frozen=True)
@@ -224,12 +247,15 @@ class SegQcConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists); ``data.source`` only when it is not the phantom and
         ``data.task`` only when it is not contrast (so contrast configs, their hashes and run records stay
-        what they were before B-mode existed)."""
+        what they were before B-mode existed); ``search.sampler`` and ``search.gdas_tau`` only with the GDAS
+        sampler (so DARTS configs keep the hashes they had before the sampler existed)."""
         from search.data import config_without_phantom
 
         doc = config_without_phantom(asdict(self))
         if doc["data"].get("task") == "contrast":
             doc = {**doc, "data": {k: v for k, v in doc["data"].items() if k != "task"}}
+        if doc["search"].get("sampler") == "darts":
+            doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k not in ("sampler", "gdas_tau")}}
         return doc
 
 
@@ -249,7 +275,7 @@ def preset(name: str, *, seed: int | None = None, task: str = "contrast") -> Seg
             data=DataConfig(frames_per_case=4, resolution=96, n_qc_val=10),
             space=SpaceConfig(seg_depth=4, qc_stages=4),
             search=SearchConfig(warmup_epochs=2, alternate_epochs=4, batch_size=8, arch_lr=3e-3, seg_dice_weight=1.0,
-                                seeds=(0,), sensitivity_lambda2=(0.01,)),
+                                seeds=(0,), sensitivity_lambda2=(0.01,), sampler="gdas"),
             retrain=RetrainConfig(seg_epochs=14, qc_epochs=8, batch_size=8),
             measure=MeasureConfig(resolution=256, warmup_runs=5, timed_runs=60, lut_warmup=5, lut_repeats=30),
             threads=1,

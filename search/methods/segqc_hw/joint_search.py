@@ -11,9 +11,16 @@ One epoch walks S1 and S2 batches in pairs:
 3. S2 batch (the same one), weight step of the QC net only, seg frozen (eval mode, no gradient):
    the QC net learns on segmentations of unseen images, as the paper requires.
 
+Which candidates a forward pass runs is ``cfg.sampler`` (issue 16). ``"darts"``: all of them, summed with
+``softmax(alpha)`` (the paper). ``"gdas"``: one per edge, drawn afresh in every forward pass of every step
+(the three above, warm-up included) by a hard straight-through Gumbel-softmax sample
+(``search.core.mixed.ArchWeighting.gdas``), its temperature annealed linearly from ``cfg.gdas_tau[0]``
+to ``cfg.gdas_tau[1]`` over the architecture steps. The latency term is the same Gumbel-softmax
+expectation under both samplers.
+
 A checkpoint after every epoch (weights, alphas, both optimisers' states, the augmentation
-generators, the history) makes the stage resumable; batch order depends on ``(seed, epoch)`` only,
-so a resumed run sees the same batches as an uninterrupted one.
+generators, the Gumbel generators, the history) makes the stage resumable; batch order depends on
+``(seed, epoch)`` only, so a resumed run sees the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch
 from torch import nn
 
 from search import distributed
+from search.core.mixed import ArchWeighting, TauSchedule
 from search.methods.segqc_hw.config import SearchConfig
 from search.methods.segqc_hw.data import loader
 from search.methods.segqc_hw.framework import framework_loss, run_framework
@@ -72,12 +80,19 @@ def arch_entropy(nets: tuple[nn.Module, ...]) -> float:
     return float(torch.cat(values).mean()) if values else float("nan")
 
 
-def _pairs(first: Iterator, second: Iterator) -> Iterator[tuple]:
+def _pairs(first: Iterator, second: Iterator) -> list[tuple]:
     """Zip two loaders, restarting the shorter one so every batch of the longer is used."""
     a, b = list(first), list(second)
-    n = max(len(a), len(b))
-    for i in range(n):
-        yield a[i % len(a)], b[i % len(b)]
+    return [(a[i % len(a)], b[i % len(b)]) for i in range(max(len(a), len(b)))]
+
+
+def _set_weighting(nets: tuple[nn.Module, ...], weighting: ArchWeighting | None) -> None:
+    """Hand ``weighting`` to the supernet wrappers (``networks.SegLogits`` / ``QcOnParts``); None: their default."""
+    for net in nets:
+        if not hasattr(net, "weighting"):
+            raise ValueError(f"the GDAS sampler needs supernet wrappers with a `weighting` attribute; "
+                             f"{type(net).__name__} has none")
+        net.weighting = weighting
 
 
 def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn, s1: EchoFrameDataset,
@@ -105,6 +120,9 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
     opt_arch = torch.optim.Adam(_alphas(seg) + _alphas(qc), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
                                 weight_decay=cfg.arch_weight_decay)
     gumbel = torch.Generator().manual_seed(seed * 7919 + 1)
+    gdas = cfg.sampler == "gdas"
+    paths = torch.Generator().manual_seed(seed * 7919 + 2)  # GDAS path samples (never drawn with "darts")
+    tau = TauSchedule(*cfg.gdas_tau)
     state = SearchState()
     total_epochs = cfg.warmup_epochs + cfg.alternate_epochs
     if checkpoint is not None and checkpoint.is_file():
@@ -115,13 +133,15 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         opt_qc.load_state_dict(saved["opt_qc"])
         opt_arch.load_state_dict(saved["opt_arch"])
         gumbel.set_state(saved["gumbel"])
+        if "paths" in saved:
+            paths.set_state(saved["paths"])
         s1.rng.bit_generator.state = saved["s1_rng"]
         s2.rng.bit_generator.state = saved["s2_rng"]
         state = SearchState(epoch=int(saved["epoch"]), history=list(saved["history"]))
         log.info("search: resumed %s at epoch %d/%d", checkpoint, state.epoch, total_epochs)
     # Under torchrun: weight steps through DDP (alphas left out), alphas averaged in their own step.
-    seg_ddp = distributed.wrap(seg, exclude=_alphas(seg))
-    qc_ddp = distributed.wrap(qc, exclude=_alphas(qc))
+    seg_ddp = distributed.wrap(seg, exclude=_alphas(seg), varying_graph=gdas)
+    qc_ddp = distributed.wrap(qc, exclude=_alphas(qc), varying_graph=gdas)
     weights = _weights(seg) + _weights(qc)
     for epoch in range(state.epoch, total_epochs):
         searching = epoch >= cfg.warmup_epochs
@@ -129,8 +149,14 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         steps = arch_steps = 0
         batches = _pairs(iter(distributed.shard_loader(loader(s1, cfg.batch_size, seed * 1000 + epoch))),
                          iter(distributed.shard_loader(loader(s2, cfg.batch_size, seed * 1000 + epoch + 500))))
-        for (x1, y1), (x2, y2) in batches:
+        total_arch = cfg.alternate_epochs * len(batches)
+        tau_now = tau.start
+        for i, ((x1, y1), (x2, y2)) in enumerate(batches):
             x1, y1, x2, y2 = (t.to(device, non_blocking=True) for t in (x1, y1, x2, y2))
+            if gdas:  # one sampled path per forward pass from here on; tau from the architecture step's index
+                arch_index = (epoch - cfg.warmup_epochs) * len(batches) + i if searching else 0
+                tau_now = tau.at(arch_index, total_arch)
+                _set_weighting((seg, qc), ArchWeighting.gdas(paths, tau_now))
             # 1. S1: weights of both networks.
             seg.train(), qc.train()
             out = run_framework(seg_ddp, qc_ddp, x1, y1, detach_qc_input=detach_qc_input)
@@ -175,23 +201,28 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
             "arch_loss": sums["arch_loss"] / arch_steps if arch_steps else math.nan,
             "expected_latency_ms": lat_ms, "arch_entropy": arch_entropy((seg, qc)),
         }
+        if gdas:
+            record["gdas_tau"] = tau_now  # the temperature of the epoch's last step
         state.history.append(record)
         state.epoch = epoch + 1
         log.info("search epoch %d/%d %s: CE %.4f, MSE(S1) %.4f, MSE(S2) %.4f, E[lat] %.2f ms, H(alpha) %.3f",
                  epoch + 1, total_epochs, record["phase"], record["ce"], record["mse_s1"], record["mse_s2"],
                  lat_ms, record["arch_entropy"])
         if checkpoint is not None and distributed.is_main():
-            _save(checkpoint, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, s1, s2, state)
+            _save(checkpoint, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, paths, s1, s2, state)
+    if gdas:  # the wrappers are back to their default weighting (the softmax mixture)
+        _set_weighting((seg, qc), None)
     distributed.finish_stage("joint search", seg, qc)
     seg.eval(), qc.eval()
     return state
 
 
-def _save(path: Path, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, s1, s2, state: SearchState) -> None:
+def _save(path: Path, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, paths, s1, s2, state: SearchState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"seg": seg.state_dict(), "qc": qc.state_dict(), "opt_seg": opt_seg.state_dict(),
                 "opt_qc": opt_qc.state_dict(), "opt_arch": opt_arch.state_dict(), "gumbel": gumbel.get_state(),
+                "paths": paths.get_state(),
                 "s1_rng": s1.rng.bit_generator.state, "s2_rng": s2.rng.bit_generator.state,
                 "epoch": state.epoch, "history": state.history}, tmp)
     tmp.replace(path)

@@ -10,12 +10,18 @@ input; the baselines return logits and take the three tensors. These thin wrappe
 (and pass the supernets' ``arch_parameters`` / ``weight_parameters`` through). The uncertainty the QC
 sees is always ``search.train.seg_outputs.probs_and_uncertainty``'s normalised entropy, the one the
 exported segmentation model computes in its graph.
+
+A supernet wrapper's ``weighting`` (None: the supernet's own default, the softmax mixture) is what its
+forward passes hand the supernet; the joint search sets it to a single-path sampler
+(``ArchWeighting.gdas``) with ``SearchConfig.sampler == "gdas"``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from search.core.mixed import ArchWeighting
 
 
 class SegLogits(nn.Module):
@@ -24,9 +30,10 @@ class SegLogits(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        self.weighting: ArchWeighting | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.net(images)
+        out = self.net(images) if self.weighting is None else self.net(images, self.weighting)
         return out[0] if isinstance(out, (tuple, list)) else out
 
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -45,9 +52,11 @@ class QcOnParts(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        self.weighting: ArchWeighting | None = None
 
     def forward(self, image: torch.Tensor, probs: torch.Tensor, uncertainty: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([image, probs, uncertainty], dim=1)).reshape(-1)
+        x = torch.cat([image, probs, uncertainty], dim=1)
+        return (self.net(x) if self.weighting is None else self.net(x, self.weighting)).reshape(-1)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.net.arch_parameters())

@@ -209,7 +209,8 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
         f"Preset `{cfg['preset']}`, master seed {cfg['seed']}: phantom {kind}, "
         f"{_split(results)}, "
         f"{cfg['data']['frames_per_case']} frames each, trained at {cfg['data']['resolution']}x{cfg['data']['resolution']}; "
-        f"search {cfg['search']['warmup_epochs']} warm-up + {cfg['search']['alternate_epochs']} alternating epochs, "
+        f"search {cfg['search']['warmup_epochs']} warm-up + {cfg['search']['alternate_epochs']} alternating epochs"
+        f"{_sampler_text(cfg['search'])}, "
         f"seeds {cfg['search']['seeds']}; retraining {cfg['retrain']['seg_epochs']} seg + {cfg['retrain']['qc_epochs']} QC epochs.",
         "",
         f"Dice, QC MAE and Pearson: {results['n_test_frames']} frames of the held-out test patients. Latency: "
@@ -256,6 +257,16 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
     path = folder / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _sampler_text(search: dict) -> str:
+    """How the search's forward passes weighed the candidates; nothing for DARTS (the paper's mixture, whose
+    configs do not name a sampler)."""
+    if search.get("sampler", "darts") != "gdas":
+        return ""
+    start, end = search["gdas_tau"]
+    return (f" (GDAS: one candidate per edge, a hard straight-through Gumbel-softmax sample, tau {start:g} -> {end:g}; "
+            "the latency term is the Gumbel-softmax expectation; genotype = argmax of the alphas)")
 
 
 def _strip_frames(results: dict) -> dict:

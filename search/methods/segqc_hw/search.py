@@ -101,7 +101,8 @@ def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: F
     convergence = trace.verdict(genotype, initial)
     log.info("search lambda2=%g seed %d: %s", lambda2, seed, convergence.summary())
     with torch.no_grad():
-        rec = {"genotype": genotype.to_json(), "lambda2": lambda2, "seed": seed, "history": state.history,
+        rec = {"genotype": genotype.to_json(), "lambda2": lambda2, "seed": seed, "sampler": search_cfg.sampler,
+               "history": state.history,
                "expected_latency_ms_final": float(lat_fn(None, None)),
                "alphas": {n: p.detach().tolist() for n, p in list(seg.net.named_arch_parameters())
                           + list(qc.net.named_arch_parameters())},
