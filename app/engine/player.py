@@ -12,7 +12,8 @@ import threading
 import time
 from typing import Callable
 
-from app.engine.sources.base import FrameSource
+from app.data.case import DataError
+from app.engine.sources.base import FrameSource, PartialSource
 from app.engine.types import Frame
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,13 @@ class Player:
             if self._on_end is not None:
                 self._on_end()
         except Exception as exc:  # sources raise DataError for bad input, stalls and disconnects
-            log.warning("source %s failed: %s", self.source.info.name, exc)
+            if isinstance(exc, PartialSource):
+                # the source warned once when it found what is missing ("truncated: N of M frames
+                # readable; playing those"): ending there is that same problem, not a second one
+                log.info("%s", exc)
+            elif isinstance(exc, DataError):  # its message names the file
+                log.warning("source failed: %s", exc)
+            else:
+                log.warning("source %s failed: %s", self.source.info.name, exc)
             if self._on_error is not None:
                 self._on_error(exc)

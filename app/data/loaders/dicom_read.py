@@ -8,7 +8,8 @@ Shared by the data loader (``load_dicom``) and the replay source (``DicomSource`
   the file is truncated (``note`` then says ``truncated: N of M frames readable``), and a warning
   when ``NumberOfFrames`` is smaller than what the pixel data holds;
 - ``decode_frame``: one frame, or ``DataError("<file>: frame N: could not be decoded (<reason>)")``;
-- ``check_modality``: US is echo, a multi-frame MR is cine, anything else is refused unless forced;
+- ``check_modality``: US is echo, a multi-frame MR is cine, anything else is refused unless forced,
+  and so is a file whose content contradicts its Modality tag (``modality_contradiction``);
 - ``dicom_frame_rate``: FrameTime / FrameTimeVector / CineRate / RecommendedDisplayFrameRate,
   implausible values replaced (one warning naming the file, the value found and the one used).
 """
@@ -354,12 +355,81 @@ def decode_frame(data: DicomData, index: int, path: Path | str) -> np.ndarray:
         raise DataError(path, f"frame {index}: could not be decoded ({short_reason(exc)})") from None
 
 
+# SOP classes (the kind of image object, fixed when the scanner wrote it) that contradict the Modality tag.
+_US_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.3.1": "Ultrasound Multi-frame Image Storage",
+                   "1.2.840.10008.5.1.4.1.1.6.1": "Ultrasound Image Storage",
+                   "1.2.840.10008.5.1.4.1.1.6.2": "Enhanced US Volume Storage",
+                   "1.2.840.10008.5.1.4.1.1.3": "Ultrasound Multi-frame Image Storage (retired)",
+                   "1.2.840.10008.5.1.4.1.1.6": "Ultrasound Image Storage (retired)"}
+_MR_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.4": "MR Image Storage",
+                   "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
+                   "1.2.840.10008.5.1.4.1.1.4.3": "Enhanced MR Color Image Storage",
+                   "1.2.840.10008.5.1.4.1.1.4.4": "Legacy Converted Enhanced MR Image Storage"}
+_MR_COLOUR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.4.3"
+_COLOUR_PHOTOMETRIC = ("RGB", "YBR", "PALETTE COLOR")
+# Attributes only an MR acquisition has (MR Image module): an ultrasound file carries none of them.
+_MR_ATTRIBUTES = ("MagneticFieldStrength", "RepetitionTime", "EchoTime", "ScanningSequence")
+
+
+def _sop_class(ds) -> str:
+    """The SOP class UID from the dataset, else from the file meta (never raises)."""
+    for source in (ds, getattr(ds, "file_meta", None)):
+        try:
+            value = source.get("SOPClassUID" if source is ds else "MediaStorageSOPClassUID") if source else None
+        except Exception:  # a broken element: no evidence
+            value = None
+        if value:
+            return str(value).strip()
+    return ""
+
+
+def modality_contradiction(ds, code: str) -> str | None:
+    """What in the file contradicts its Modality tag ``code`` (``"MR"`` or ``"US"``), or None.
+
+    An ultrasound recording whose Modality was rewritten to MR still has an ultrasound SOP class, an
+    ultrasound region sequence and colour pixels (MR images are greyscale); an MR image labelled US
+    still has an MR SOP class and MR acquisition attributes (field strength, TR, TE).
+    """
+    try:
+        sop = _sop_class(ds)
+        found = []
+        if code == "MR":
+            if sop in _US_SOP_CLASSES:
+                found.append(f"SOP class {_US_SOP_CLASSES[sop]}")
+            if ds.get("SequenceOfUltrasoundRegions"):
+                found.append("an ultrasound region sequence")
+            photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+            if photometric.startswith(_COLOUR_PHOTOMETRIC) and sop != _MR_COLOUR_SOP_CLASS:
+                found.append(f"colour pixels ({photometric}; MR images are greyscale)")
+        elif code == "US":
+            if sop in _MR_SOP_CLASSES:
+                found.append(f"SOP class {_MR_SOP_CLASSES[sop]}")
+            present = [name for name in _MR_ATTRIBUTES if str(ds.get(name, "") or "").strip()]
+            if present:
+                found.append(f"MR acquisition attributes ({', '.join(present)})")
+    except Exception:  # a corrupt header: the other checks report it; no evidence here
+        return None
+    return ", ".join(found) or None
+
+
 def check_modality(path: Path | str, ds, n_frames: int, *, force: bool = False) -> str | None:
     """``"echo"`` for US, ``"cine"`` for a multi-frame MR; anything else ``DataError`` unless ``force``.
 
-    With ``force`` the file is opened anyway (one warning): an MR as cine, anything else as None.
+    A file whose content contradicts its Modality tag (``modality_contradiction``: an ultrasound
+    loop relabelled MR, an MR series relabelled US) is refused too, naming the evidence. With
+    ``force`` the file is opened anyway as its tag says (one warning): US as echo, an MR as cine,
+    anything else as None.
     """
     code = str(ds.get("Modality", "") or "").strip().upper()
+    declared = {"US": "echo", "MR": "cine"}.get(code)
+    contradiction = modality_contradiction(ds, code) if declared else None
+    if contradiction:
+        actual, models = ("ultrasound", "echo") if code == "MR" else ("MR", "cine")
+        problem = (f"declares modality {code} but its content is {actual}: {contradiction}; "
+                   f"set its Modality (0008,0060) to {'US' if code == 'MR' else 'MR'} for the {models} models")
+        if not force:
+            raise DataError(path, f"{problem}, or --force plays it as {code}")
+        log.warning("%s: %s; playing it as %s anyway (--force)", path, problem, code)
     if code == "US":
         return "echo"
     if code == "MR" and n_frames > 1:

@@ -2,8 +2,8 @@
 
 Handles JPEG baseline (Pillow), RLE, uncompressed; palette colour and YBR are converted to RGB;
 pacing comes from FrameTime (ms) or CineRate / RecommendedDisplayFrameRate (implausible values are
-replaced, with a warning); US opens as echo, a multi-frame MR as cine, other modalities only with
-``force``; a truncated file plays its complete frames and then ends as ``PartialSource``; the ultrasound
+replaced, with a warning); US opens as echo, a multi-frame MR as cine, other modalities, and a file
+whose content contradicts its Modality tag (an echo loop relabelled MR), only with ``force``; a truncated file plays its complete frames and then ends as ``PartialSource``; the ultrasound
 region from SequenceOfUltrasoundRegions crops away the scanner's text and rulers and gives the
 pixel spacing; an echo file's contrast attributes (``app.data.echo_mode.contrast_attributes``) go to
 ``SourceInfo.echo_attributes``. Bad files give one ``DataError`` naming the file and the problem. Patient

@@ -78,14 +78,33 @@ class VideoFileSource(RecordingSource):
             if index == 0 and self._first is not None:
                 bgr = self._first
             else:
-                if index != self._decoder_at:
+                seeked = index != self._decoder_at
+                if seeked:
                     self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
                 ok, bgr = self._cap.read()
+                readable = index
+                if (not ok or bgr is None) and seeked:
+                    # Seeking is approximate in some containers and lands past the end of a cut
+                    # file: decode from the start to tell a frame that is there from one that is not,
+                    # and how many frames are readable (the same count playback in order finds).
+                    ok, bgr, readable = self._decode_from_start(index)
                 if not ok or bgr is None:
-                    self._ended_early(index)
+                    self._decoder_at = -1  # the decoder is past its end: the next read seeks
+                    self._ended_early(readable)
                     raise EndOfRecording
                 self._decoder_at = index + 1
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+
+    def _decode_from_start(self, index: int) -> tuple[bool, np.ndarray | None, int]:
+        """Reopen and decode frames ``0..index`` in order: ``(ok, frame index, frames readable)``;
+        when not ok, the frames readable are those before the first that failed."""
+        self._cap.release()
+        self._cap = _open_file(self.path)
+        for done in range(index):
+            if not self._cap.grab():
+                return False, None, done
+        ok, bgr = self._cap.read()
+        return bool(ok) and bgr is not None, bgr, index
 
     def _count_frames(self) -> int:
         count = 1

@@ -315,6 +315,85 @@ def test_source_failing_part_way_exits_1(models_dir, tmp_path, monkeypatch, caps
     assert report["complete"] is True and report["processed"] == 2 and "interrupted" not in report
 
 
+
+def _cut_files(tmp_path: Path) -> dict[str, tuple[Path, int]]:
+    """A DICOM and an AVI cut part-way, with the number of frames that remain readable."""
+    import cv2
+
+    from app.engine.sources import open_source
+
+    dicom = tmp_path / "cut.dcm"
+    data = Path(ECHO).read_bytes()  # US, JPEG baseline, 30 frames
+    dicom.write_bytes(data[: len(data) // 2])
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    video = tmp_path / "cut.avi"
+    video.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    out = {}
+    for kind, path in (("dicom", dicom), ("video", video)):
+        with open_source(str(path)) as source:
+            out[kind] = (path, sum(1 for _ in _until_partial(source)))
+    return out
+
+
+def _until_partial(source):
+    from app.engine.sources.base import PartialSource
+
+    try:
+        yield from source
+    except PartialSource:
+        return
+
+
+@pytest.mark.parametrize("kind", ["dicom", "video"])
+def test_truncated_file_exit_code_depends_on_whether_max_frames_reaches_the_cut(kind, models_dir, tmp_path, capsys):
+    """Issue 19 fuzz finding: exit 0 is right only when the frames asked for end before the cut;
+    reaching it is a source that failed part-way (exit 1), said in one warning line, not two."""
+    path, readable = _cut_files(tmp_path)[kind]
+    assert 5 <= readable < 30
+    capsys.readouterr()
+    for max_frames, code in ((readable - 2, 0), (readable, 0), (readable + 1, 1), (None, 1)):
+        report = tmp_path / f"r{max_frames}.json"
+        argv = [str(path), "--report", str(report), "--models-dir", str(models_dir), "--fast",
+                "--echo-mode", "contrast"]  # the tiny models are a contrast pair: no note on B-mode frames
+        argv += [] if max_frames is None else ["--max-frames", str(max_frames)]
+        assert cli(argv) == code, (max_frames, capsys.readouterr().err)
+        # one warning when the cut is reached; before it, the same warning if the source found the cut
+        # when it opened (a DICOM's pixel data is measured then; a video is found cut only when read)
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == (1 if code == 1 or kind == "dicom" else 0), err
+        assert all(line.startswith("warning: ") and f"truncated: {readable} of 30 frames readable" in line
+                   for line in err), err
+        data = json.loads(report.read_text())
+        assert data["processed"] == min(max_frames or readable, readable) and data["complete"] is True
+        if code == 1:
+            assert data["source_error"].endswith(f"truncated: {readable} of 30 frames readable")
+        else:
+            assert "source_error" not in data
+
+
+def test_ultrasound_relabelled_mr_exits_2_with_one_line_and_writes_nothing(models_dir, tmp_path, capsys):
+    import pydicom
+
+    ds = pydicom.dcmread(ECHO)
+    ds.Modality = "MR"
+    path = tmp_path / "relabelled.dcm"
+    ds.save_as(path)
+    argv = [str(path), "--report", str(tmp_path / "r.json"), "--models-dir", str(models_dir), "--fast",
+            "--max-frames", "2"]
+    assert cli(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "relabelled.dcm: declares modality MR but its content is ultrasound" in line and "--force" in line
+    assert not (tmp_path / "r.json").exists()
+    assert cli([*argv, "--force"]) == 0  # as MR, through the cine model, with one warning
+    assert json.loads((tmp_path / "r.json").read_text())["models"]["seg"] == "tiny-cine-seg"
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("warning: ") and "(--force)" in err[0], err
+
 # -- 7. latency as the field reports it ---------------------------------------------------------------
 def test_field_latency_leaves_out_warmup_and_tail_of_long_runs():
     from app.engine.stats import field_latency

@@ -273,6 +273,28 @@ def test_video_cut_in_half_is_partial(tmp_path, caplog):
         assert len(list(source)) == 30 and source.partial is None
 
 
+
+def test_video_cut_counts_the_same_frames_after_a_seek_as_in_order(tmp_path, caplog):
+    """Previews seek (the echo-mode check reads frames spread over the file); a seek past the cut
+    used to mark the file truncated at the seek target (17 of 30), playback then found 16."""
+    whole = _avi(tmp_path / "whole.avi", n=30)
+    cut = tmp_path / "half.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING), open_source(str(cut)) as source:
+        source.preview_frames(8)
+        counted = source.info.n_frames
+        assert source.partial == f"truncated: {counted} of 30 frames readable"
+        frames = []
+        with pytest.raises(PartialSource, match=f"truncated: {counted} of 30 frames readable"):
+            for frame in source:
+                frames.append(frame)
+    assert len(frames) == counted and 5 <= counted < 30
+    lines = [m for m in _warnings(caplog) if "truncated" in m]
+    assert len(lines) == 1, lines
+    with open_source(str(whole)) as source:  # an intact file: a seek lands where it should
+        source.preview_frames(8)
+        assert source.info.n_frames == 30 and source.partial is None and len(list(source)) == 30
+
 # -- 6. empty source --------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec", ["", "   "])
 def test_empty_source_is_refused(spec):
@@ -308,6 +330,49 @@ def test_multi_frame_mr_is_cine_and_ultrasound_is_echo():
     with open_source(YBR) as source:
         assert source.info.modality == "echo"
 
+
+
+def _relabelled(tmp_path: Path, base: str, modality: str, name: str) -> Path:
+    ds = pydicom.dcmread(base)
+    ds.Modality = modality
+    path = tmp_path / name
+    ds.save_as(path)
+    return path
+
+
+def test_ultrasound_relabelled_mr_is_refused_naming_the_evidence_unless_forced(tmp_path, caplog):
+    """Issue 19 fuzz finding: an echo loop whose Modality says MR went through the cine models silently."""
+    path = _relabelled(tmp_path, YBR, "MR", "relabelled.dcm")
+    with pytest.raises(DataError) as err:
+        open_source(str(path))
+    text = str(err.value)
+    assert "\n" not in text and "relabelled.dcm" in text and "declares modality MR" in text
+    for evidence in ("Ultrasound Multi-frame Image Storage", "ultrasound region sequence", "YBR_FULL_422"):
+        assert evidence in text
+    assert "Modality (0008,0060) to US" in text and "--force" in text
+    with caplog.at_level(logging.WARNING), open_source(str(path), force=True) as source:
+        assert source.info.modality == "cine" and source.info.n_frames == 30  # as its tag says
+    lines = [m for m in _warnings(caplog) if "declares modality MR" in m]
+    assert len(lines) == 1 and "anyway (--force)" in lines[0]
+
+
+def test_mr_relabelled_us_is_refused_naming_the_evidence(tmp_path):
+    path = _relabelled(tmp_path, get_testdata_file("emri_small.dcm"), "US", "mr_as_us.dcm")
+    with pytest.raises(DataError, match=r"mr_as_us.dcm: declares modality US but its content is MR: "
+                                        r"SOP class Enhanced MR Image Storage"):
+        open_source(str(path))
+
+
+@pytest.mark.parametrize("name", ["examples_ybr_color.dcm", "color3d_jpeg_baseline.dcm", "US1_UNCR.dcm",
+                                  "emri_small.dcm"])
+def test_files_whose_content_fits_their_modality_open_without_a_word(name, caplog):
+    from app.data.loaders.dicom_read import modality_contradiction
+
+    ds = pydicom.dcmread(get_testdata_file(name), stop_before_pixels=True)
+    assert modality_contradiction(ds, ds.Modality) is None
+    with caplog.at_level(logging.WARNING), open_source(get_testdata_file(name)) as source:
+        assert source.info.modality in ("echo", "cine")
+    assert not [m for m in _warnings(caplog) if "declares modality" in m]
 
 # -- 7. OpenIGTLink servers that misbehave ------------------------------------------------------------
 class _OneShotServer:
