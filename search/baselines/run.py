@@ -91,6 +91,15 @@ def run_echo(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
     return BaselineResult(spec.name, cards, decision.reason if decision else None)
 
 
+def cine_test_dataset(spec: BaselineSpec, preset: BaselinePreset, cases: list[Case]) -> CineClipDataset:
+    """The clips a cine baseline's card Dice is measured on: ``cases``' clips, at most
+    ``preset.max_test_clips`` of them, evenly strided (``search.report.newest_frame`` rebuilds it from a card)."""
+    test = CineClipDataset(cases, preset.clip_length, preset.cine_input, per_frame_norm=spec.per_frame)
+    if len(test) > preset.max_test_clips:
+        test.index = test.index[:: max(1, len(test.index) // preset.max_test_clips)][: preset.max_test_clips]
+    return test
+
+
 def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir: Path,
              progress: Callable | None = None, data: DataSpec | None = None) -> BaselineResult:
     if data is None or data.is_phantom:
@@ -103,9 +112,7 @@ def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
     T = preset.clip_length
     train = CineClipDataset(split["train"], T, preset.cine_input, stride=max(1, T // 2), augment=default_augmentation(),
                             seed=preset.seed, per_frame_norm=spec.per_frame)
-    test = CineClipDataset(split["test"], T, preset.cine_input, per_frame_norm=spec.per_frame)
-    if len(test) > preset.max_test_clips:
-        test.index = test.index[:: max(1, len(test.index) // preset.max_test_clips)][: preset.max_test_clips]
+    test = cine_test_dataset(spec, preset, split["test"])
     unet, _ = train_cine(spec, train, preset.cine_train, work_dir / spec.name, progress)
     calibration = CineClipDataset(split["train"], T, preset.cine_input, per_frame_norm=spec.per_frame)
     cards, decision = ship_cine(spec, unet, test, calibration, out_dir, _data_info("cine", preset, split, data),

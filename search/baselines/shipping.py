@@ -20,7 +20,7 @@ from search.export.onnx_export import export_model
 from search.export.predictors import onnx_framewise_seg_predictor, onnx_qc_predictor, onnx_seg_predictor
 from search.export.quantize import QuantizationDecision, quantize_if_faster
 from search.train.datasets import CINE_NORMALISATION, ECHO_NORMALISATION
-from search.train.evaluate import evaluate_qc, evaluate_segmentation
+from search.train.evaluate import evaluate_qc, evaluate_segmentation, newest_frame_card
 from search.train.seg_outputs import SegmentationWithUncertainty
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,16 @@ def _samples(dataset: Dataset, n: int) -> list[np.ndarray]:
     return [dataset[i][0].numpy()[None] for i in range(min(n, len(dataset)))]
 
 
-def _seg_metrics(predict, dataset: Dataset, spec: BaselineSpec) -> dict[str, Any]:
+def _seg_metrics(predict, dataset: Dataset, spec: BaselineSpec, *, newest_frame: bool = False) -> dict[str, Any]:
+    """Dice over every labelled frame of every clip; with ``newest_frame`` (clip models) also
+    ``dice_newest_frame``, the Dice of what the app shows: the newest frame of its sliding window
+    (``search.train.evaluate.evaluate_newest_frame``). A clip network can be much worse at the last
+    position of its clip than on average, and the app shows only that position."""
     ev = evaluate_segmentation(predict, dataset, len(spec.classes))
-    return {"dice": ev.to_card(spec.classes), "eval_frames": len(ev.per_frame)}
+    out = {"dice": ev.to_card(spec.classes), "eval_frames": len(ev.per_frame)}
+    if newest_frame:
+        out["dice_newest_frame"] = newest_frame_card(predict, [dataset], spec.classes)
+    return out
 
 
 def ship_echo_pair(spec: BaselineSpec, pair: EchoPair, test: Dataset, calibration: Dataset, out_dir: Path,
@@ -123,6 +130,7 @@ def ship_cine(spec: BaselineSpec, unet: UNet, test: Dataset, calibration: Datase
         outputs = [TensorSpec("probs", (1, k, t, h, w), PROBS_DESC), TensorSpec("uncertainty", (1, 1, t, h, w), UNC_DESC)]
         feeds = [{"clip": x} for x in _samples(test, 2)]
         predictor, layout, card_clip = onnx_seg_predictor, "NCTHW", t
+    clip_model = not spec.per_frame
     content = CardContent(
         model_id=spec.seg_id, modality="cine", role="seg", method="baseline-unet3d" if spec.unet.dims == 3 else "baseline-unet2d",
         inputs=inputs, outputs=outputs, classes=spec.classes, normalisation=dict(CINE_NORMALISATION), layout=layout,
@@ -132,13 +140,15 @@ def ship_cine(spec: BaselineSpec, unet: UNet, test: Dataset, calibration: Datase
               f"the test clips ({clip_length}-frame clips).",
     )
     card = export_model(SegmentationWithUncertainty(unet), content, out_dir, feeds,
-                        evaluate=lambda p: _seg_metrics(predictor(p), test, spec), latency_repeats=latency_repeats)
+                        evaluate=lambda p: _seg_metrics(predictor(p), test, spec, newest_frame=clip_model),
+                        latency_repeats=latency_repeats)
     cards, decision = [card], None
     if quantize:
         cal_src = _samples(calibration, 8)
         calib = ([{"image": np.ascontiguousarray(x[:, :, i])} for x in cal_src for i in range(0, t, max(1, t // 4))]
                  if spec.per_frame else [{"clip": x} for x in cal_src])
-        decision = quantize_if_faster(card, calib, lambda p: _seg_metrics(predictor(p), test, spec), feeds[0],
+        decision = quantize_if_faster(card, calib, lambda p: _seg_metrics(predictor(p), test, spec,
+                                                                        newest_frame=clip_model), feeds[0],
                                       repeats=max(5, latency_repeats // 5))
         if decision.shipped is not None:
             cards.append(decision.shipped)

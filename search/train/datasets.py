@@ -147,9 +147,26 @@ class CineClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         ci, z, _ = self.index[i]
+        return self.window(ci, z, self.frame_indices(i), augment=self.augment is not None)
+
+    def slices(self) -> list[tuple[int, int]]:
+        """The ``(case, slice)`` pairs the clips come from, in index order (each once)."""
+        return list(dict.fromkeys((ci, z) for ci, z, _ in self.index))
+
+    def labelled_frames(self, ci: int) -> list[int]:
+        """Indices along T of the frames of case ``ci`` that have ground truth."""
+        case = self.cases[ci]
+        return sorted(set(case.labelled_frames or range(case.n_frames)))
+
+    def window(self, ci: int, z: int, ts, *, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample of frames ``ts`` (indices along T, ``clip_length`` of them, repeats allowed) of
+        slice ``z`` of case ``ci``, prepared as every clip of this dataset (``augment``: with a random
+        affine from the dataset's generator)."""
         case = self.cases[ci]
         h, w = self.size
-        ts = self.frame_indices(i)
+        ts = np.asarray(ts)
+        if len(ts) != self.clip_length:
+            raise ValueError(f"a window has {self.clip_length} frames, got {len(ts)}")
         raw_spec = {"input": {"shape": [1, 1, self.clip_length, h, w], "normalisation": {}}}
         clip = preprocess(case.frames[ts, z], raw_spec)[0]  # (1, T, H, W)
         labels = resize_labels(case.labels[ts, z], h, w)  # uint8
@@ -157,7 +174,7 @@ class CineClipDataset(Dataset):
         for k, t in enumerate(ts):
             if int(t) not in labelled:
                 labels[k] = IGNORE_INDEX
-        if self.augment is not None:
+        if augment and self.augment is not None:
             matrix = self.augment.sample(h, w, self.rng)
             clip = warp_planes(clip, matrix, labels=False)
             labels = warp_planes(labels, matrix, labels=True)

@@ -8,7 +8,7 @@ ONNX model at export time (the card's figures are the ONNX model's own).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -98,6 +98,65 @@ def evaluate_segmentation(predict: SegPredictor, dataset: Dataset, n_classes: in
     per_class = {c: (sums[c] / counts[c] if counts[c] else float("nan")) for c in classes}
     defined = [v for v in per_class.values() if not np.isnan(v)]
     return SegEvaluation(per_class, float(np.mean(defined)) if defined else float("nan"), per_frame)
+
+
+def app_window(t: int, clip_length: int) -> np.ndarray:
+    """Frames of one slice in the app's clip when frame ``t`` arrives, oldest first.
+
+    What ``app.engine.stages.SegStage.observe`` holds: the slice's last ``clip_length`` frames, the
+    first frame repeated until that many exist. The app shows the model's output at the clip's last
+    position, the newest frame ``t`` (``SegStage.segment``).
+    """
+    return np.maximum(np.arange(t - clip_length + 1, t + 1), 0)
+
+
+def evaluate_newest_frame(predict: SegPredictor, dataset: Dataset, n_classes: int) -> SegEvaluation:
+    """Dice of a clip model as the app shows it: the newest frame of its sliding window.
+
+    ``evaluate_segmentation`` scores every position of every clip; the app runs a clip model on the
+    causal window ending at the arriving frame (``app_window``) and keeps only the last position, so
+    a network that is worse at the end of a clip than on average is worse in the app than on its
+    card. Here every labelled frame ``t`` of every slice ``dataset``'s clips come from
+    (``CineClipDataset.slices``) is scored at the last position of its app window, prepared as the
+    dataset prepares its clips; per class, mean over frames where the class is defined.
+    """
+    classes = list(range(1, n_classes))
+    sums = {c: 0.0 for c in classes}
+    counts = {c: 0 for c in classes}
+    per_frame: list[float] = []
+    for ci, z in dataset.slices():
+        for t in dataset.labelled_frames(ci):
+            x, y = dataset.window(ci, z, app_window(t, dataset.clip_length))
+            probs, _ = predict(x.numpy()[None])
+            pred = probs[0, :, -1].argmax(axis=0).astype(np.uint8)
+            gt = y.numpy()[-1]
+            for c, v in dice_per_class(pred, gt, classes).items():
+                if not np.isnan(v):
+                    sums[c] += v
+                    counts[c] += 1
+            per_frame.append(frame_dice(gt, pred, classes))
+    per_class = {c: (sums[c] / counts[c] if counts[c] else float("nan")) for c in classes}
+    defined = [v for v in per_class.values() if not np.isnan(v)]
+    return SegEvaluation(per_class, float(np.mean(defined)) if defined else float("nan"), per_frame)
+
+
+NEWEST_FRAME_NOTE = ("each labelled frame as the newest frame of the app's sliding window (the slice's last T "
+                     "frames, the first frame repeated until T exist; the output's last position), at the model grid")
+
+
+def newest_frame_card(predict: SegPredictor, datasets: Sequence[Dataset], classes: Mapping[int, str]) -> dict:
+    """A cine clip card's ``metrics.dice_newest_frame``: ``evaluate_newest_frame`` on each dataset, per
+    class the mean over the datasets (one per test patient for the searched cine cards, as their
+    ``metrics.dice``; one for the baselines, whose ``metrics.dice`` pools frames), on the slices the
+    card's ``metrics.dice`` was measured on.
+    """
+    n = len(classes)
+    evs = [evaluate_newest_frame(predict, ds, n) for ds in datasets]
+    per_class = {classes[c]: round(float(np.nanmean([e.per_class[c] for e in evs])), 4) for c in range(1, n)}
+    n_slices = sum(len(ds.slices()) for ds in datasets)
+    return {"per_class": per_class, "mean": round(float(np.nanmean(list(per_class.values()))), 4),
+            "frames": sum(len(e.per_frame) for e in evs),
+            "evaluated_on": f"the {n_slices} test slices of metrics.dice, {NEWEST_FRAME_NOTE}"}
 
 
 def evaluate_qc(seg: SegPredictor, qc: QcPredictor, dataset: Dataset, n_classes: int) -> dict[str, object]:

@@ -30,7 +30,7 @@ from search.export.onnx_export import export_model
 from search.methods.msnas_hw.config import MsnasHwConfig, RowSpec
 from search.train.clips import ClipProbabilities, card_data, clip_dataset, onnx_clip_predictor
 from search.train.datasets import CINE_NORMALISATION
-from search.train.evaluate import evaluate_segmentation
+from search.train.evaluate import evaluate_segmentation, newest_frame_card
 
 __all__ = ["ClipProbabilities", "choose_row", "export_row", "meets_budget"]
 
@@ -82,7 +82,8 @@ def export_row(cfg: MsnasHwConfig, row: RowSpec, net: nn.Module, genotype: Multi
         per_patient = [evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS)) for ds in datasets]
         per_class = {ACDC_LABELS[c]: float(np.nanmean([e.per_class[c] for e in per_patient])) for c in (1, 2, 3)}
         return {"dice": {"per_class": per_class, "mean": float(np.mean(list(per_class.values()))),
-                         "evaluated_on": f"{len(test_cases)} held-out phantom patients, every frame of every clip"}}
+                         "evaluated_on": f"{len(test_cases)} held-out phantom patients, every frame of every clip"},
+                "dice_newest_frame": newest_frame_card(predict, datasets, ACDC_LABELS)}
 
     content = CardContent(
         model_id=model_id, modality="cine", role="seg", method="msnas-hw",

@@ -28,7 +28,7 @@ from search.export.onnx_export import export_model
 from search.methods.rtdnas import space
 from search.train.clips import ClipProbabilities, card_data, clip_dataset, onnx_clip_predictor
 from search.train.datasets import CINE_NORMALISATION
-from search.train.evaluate import evaluate_segmentation
+from search.train.evaluate import evaluate_segmentation, newest_frame_card
 from search.train.row_networks import build_row_network
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ def export_winner(exp, key: str, result: dict[str, Any], reason: str, *,
         per = [evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS)) for ds in datasets]
         per_class = {ACDC_LABELS[c]: float(np.nanmean([e.per_class[c] for e in per])) for c in (1, 2, 3)}
         return {"dice": {"per_class": per_class, "mean": float(np.mean(list(per_class.values()))),
-                         "evaluated_on": f"{len(test_cases)} held-out phantom patients, every frame of every clip"}}
+                         "evaluated_on": f"{len(test_cases)} held-out phantom patients, every frame of every clip"},
+                "dice_newest_frame": newest_frame_card(predict, datasets, ACDC_LABELS)}
 
     lat = result["latency"]
     content = CardContent(
