@@ -47,6 +47,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search-epochs", type=int, nargs=2, metavar=("WARMUP", "ALTERNATE"), default=None,
                         help="override the preset's search schedule: weight-only warm-up epochs, then alternating "
                              "(weight step, architecture step) epochs")
+    parser.add_argument("--arch-lr", type=float, default=None, metavar="LR",
+                        help="Adam learning rate of the architecture parameters (default: the preset's)")
     parser.add_argument("--stop-after", choices=("search", "retrain", "all"), default="all",
                         help="stop after this stage (train on a GPU machine, then run again on the target CPU "
                              "to measure Table II and export)")
@@ -78,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         search = replace(search, sampler=args.sampler)
     if getattr(args, "gdas_tau", None) is not None:
         search = replace(search, gdas_tau=tuple(args.gdas_tau))
+    if getattr(args, "arch_lr", None) is not None:
+        search = replace(search, arch_lr=args.arch_lr)
     if getattr(args, "search_epochs", None) is not None:
         search = replace(search, warmup_epochs=args.search_epochs[0], alternate_epochs=args.search_epochs[1])
     cfg = replace(cfg, search=search)
