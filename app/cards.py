@@ -9,7 +9,9 @@ Card fields (JSON): ``id``, ``modality`` (echo|cine), ``role`` (seg|qc), ``metho
 (segqc-hw|msnas-hw|rtdnas|baseline-...), ``input`` {name, shape, layout, dtype, normalisation},
 ``outputs`` [{name, shape, description}], ``classes`` {"0": "background", ...}, ``genotype`` (null
 for baselines), ``metrics`` {dice {per_class, mean}, qc_mae, qc_pearson, latency_ms {p50, p95}, fps,
-hardware, runtime, flops, params}, ``data`` {source, split, seed}, ``onnx_sha256``, ``created``,
+hardware, runtime, flops, params, and for clip models ``dice_newest_frame`` {per_class, mean}: the Dice
+of the newest position of the app's window, the one the app shows (``ModelCard.app_dice``)}, ``data``
+{source, split, seed}, ``onnx_sha256``, ``created``,
 and optionally ``pairs_with`` (a seg card names its QC model id), ``clip_length`` (cine: frames per
 inference, 1 for per-frame models), ``echo_mode`` (echo only: ``"contrast"``, contrast echo with the
 myocardium labelled, or ``"bmode"``, B-mode echo labelled as CAMUS: 1 LV, 2 myocardium, 3 LA; an echo
@@ -33,6 +35,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from app.realtime import REALTIME, RealtimeRule
+
+# The mark and the words beside a clip model's Dice where it is ``metrics.dice_newest_frame`` (``ModelCard.app_dice``).
+NEWEST_FRAME_MARK = "n"
+NEWEST_FRAME_NOTE = "clip models: Dice of the newest frame, as the app shows it"
 
 REQUIRED_FIELDS = ("id", "modality", "role", "method", "input", "outputs", "classes", "metrics", "data", "onnx_sha256")
 ECHO_MODES = ("contrast", "bmode")  # the card field ``echo_mode`` (``app.data.echo_mode`` detects a recording's)
@@ -114,6 +120,12 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def metric_mean(value: Any) -> float | None:
+    """``value["mean"]`` as a float when ``value`` is a metric object with a finite mean, else None."""
+    mean = value.get("mean") if isinstance(value, Mapping) else None
+    return float(mean) if _finite(mean) else None
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """A parsed model card plus the paths of its files."""
@@ -179,6 +191,37 @@ class ModelCard:
     @property
     def metrics(self) -> dict[str, Any]:
         return dict(self.raw.get("metrics", {}))
+
+    @property
+    def is_clip_model(self) -> bool:
+        """Whether the app runs this model on a window of several frames: input ``(1, C, T, H, W)`` with
+        T > 1 and no ``streaming`` (the rule of ``app.engine.stages.SegStage``)."""
+        shape = self.raw["input"].get("shape") if isinstance(self.raw.get("input"), Mapping) else None
+        return (isinstance(shape, list) and len(shape) == 5 and isinstance(shape[2], int) and shape[2] > 1
+                and self.raw.get("streaming") is None)
+
+    @property
+    def newest_frame_dice(self) -> float | None:
+        """A clip model's ``metrics.dice_newest_frame.mean``; None for other models or a card without it.
+
+        A clip model (``is_clip_model``) is run by the app on the window ending at each arriving frame
+        and shows only the window's newest position, whereas its card's ``metrics.dice`` averages every
+        position of its test clips.
+        """
+        if not self.is_clip_model:
+            return None
+        return metric_mean(self.metrics.get("dice_newest_frame"))
+
+    @property
+    def app_dice(self) -> float | None:
+        """The mean Dice that compares models, as the app shows them: the one rule for every table and choice.
+
+        ``newest_frame_dice`` where the card has it (a clip model), else ``metrics.dice.mean``
+        (per-frame and streaming models: that is already the Dice of each newest frame); None
+        without either.
+        """
+        newest = self.newest_frame_dice
+        return newest if newest is not None else metric_mean(self.metrics.get("dice"))
 
     @property
     def timing(self) -> Timing | None:

@@ -107,31 +107,44 @@ def _table(folder: Path, paths: list[Path], cards, problems: dict[str, str], mod
         mark = "*" if card.id in defaults and status == "ok" else " "
         print(f"{mark} {card.id:<{w}} {card.modality:<5} {card.role:<4} {card.method:<18} {row}  "
               f"{'card' if entry is None else 'here':<7}  {status}")
-    _footnotes(defaults, used, carded, REALTIME.describe())
+    newest = [c for c in cards if c.newest_frame_dice is not None and (not modality or c.modality == modality)]
+    _footnotes(defaults, used, carded, REALTIME.describe(), newest)
     if problems:
         print(f"{len(problems)} model(s) with problems", file=sys.stderr)
     return 1 if problems else 0
 
 
 def _row(card, by_id, local) -> tuple[str, dict | None]:
-    """The figures columns of one card (a seg card with a QC partner: RT judged on the pair) and their entry."""
+    """The figures columns of one card (a seg card with a QC partner: RT judged on the pair) and their entry.
+
+    Dice is ``ModelCard.app_dice``: a clip model's Dice of the newest frame (marked ``NEWEST_FRAME_MARK``)
+    where its card has it, else the card's mean Dice.
+    """
+    from app.cards import NEWEST_FRAME_MARK
     from app.engine.models import timing_of
 
     metrics = card.metrics
-    dice = (metrics.get("dice") or {}).get("mean") if isinstance(metrics.get("dice"), dict) else None
+    dice = card.app_dice
+    mark = NEWEST_FRAME_MARK if card.newest_frame_dice is not None else ""
     timing, entry = timing_of(card, None, local)
     pair = by_id.get(card.pairs_with) if card.role == "seg" and card.pairs_with else None
     judged = timing_of(card, pair, local)[0] if pair is not None else timing
     rt = "-" if judged is None else ("yes" if judged.meets() else "no")
     p50, p95, fps = (None, None, None) if timing is None else (timing.p50_ms, timing.p95_ms, timing.fps)
-    return (f"{_fmt(dice):>6} {_fmt(metrics.get('qc_mae')):>7} {_fmt(p50, '.1f'):>7} {_fmt(p95, '.1f'):>7} "
+    return (f"{_fmt(dice):>6}{mark or ' '}{_fmt(metrics.get('qc_mae')):>7} {_fmt(p50, '.1f'):>7} {_fmt(p95, '.1f'):>7} "
             f"{_fmt(fps, '.1f'):>7} {rt:<3}"), entry
 
 
-def _footnotes(defaults: set[str], used: list[dict], carded, rule: str) -> None:
+def _footnotes(defaults: set[str], used: list[dict], carded, rule: str, newest=()) -> None:
+    from app.cards import NEWEST_FRAME_MARK, NEWEST_FRAME_NOTE, metric_mean
+
     if defaults:
         print(f"* the app's default for its modality (echo: one per echo mode, contrast and B-mode): the best Dice that meets {rule} (with its QC partner) "
               "among models whose file matches the card")
+    if newest:
+        every = ", ".join(f"{c.id} {_fmt(metric_mean(c.metrics.get('dice')))}" for c in newest)
+        print(f"Dice {NEWEST_FRAME_MARK}: {NEWEST_FRAME_NOTE} (card metrics.dice_newest_frame; averaged over every "
+              f"clip position, metrics.dice, the card says {every}); other rows: the card's metrics.dice")
     print(f"RT: meets {rule} (seg rows: with their QC partner), by the figures of the latency column")
     if used:
         print(f"latency here: {_here(used)}")

@@ -9,8 +9,9 @@ forced), writes them as labelled recordings the app reads (echo: DICOM US multi-
 segmentation model over them with ``app.validate.validate`` (what ``python -m app validate --model ID
 --fast`` runs: the real pipeline, with the model's QC partner, scored by the app's own code).
 
-Per model it reports the card's Dice (``metrics.dice.mean`` and ``metrics.dice_fresh_patients`` when
-the card has it), the fresh Dice (mean over patients) with a seeded bootstrap 95% CI over patients,
+Per model it reports the card's Dice (``metrics.dice.mean``, and beside it ``metrics.dice_newest_frame``
+for a clip model, the Dice of the newest frame of the app's window, which is the one the app shows, and
+``metrics.dice_fresh_patients`` when the card has them), the fresh Dice (mean over patients) with a seeded bootstrap 95% CI over patients,
 the Dice per quality bin, the QC MAE / Pearson r of the QC partner beside its card, and a verdict:
 ``holds`` when the card's Dice lies inside the fresh CI or below it (fresh patients do better), else
 ``card optimistic by X`` (X = card minus fresh mean).
@@ -25,6 +26,11 @@ and the report says which slices each model saw. INT8 duplicates of a model are 
     python bench/fresh_draws.py --patients 30 --models cine-rtdnas-ga-n7 --out /tmp/fresh
 
 Writes ``fresh_draws.json`` and ``fresh_draws.md`` to ``--out`` (default ``docs/bench``).
+``--from-json`` writes them again from an earlier run's JSON without running anything: card figures
+the run predates (``CARD_FIELDS``) are filled in from the current cards when the card is still the one
+that run checked (same ``metrics.dice.mean``), and the report says so.
+
+    python bench/fresh_draws.py --from-json docs/bench/fresh_draws.json   # re-render docs/bench/fresh_draws.md
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ RENDER = {"echo": {"n_frames": 30, "size": 256}, "cine": {"n_frames": 20, "n_sli
 SLOW_MS = 150.0          # a cine model whose card p50 is at least this runs fewer slices
 SLOW_CINE_SLICES = 2
 BOOTSTRAP = 2000
+# Figures of a model's card a report holds (``card`` of each model) that an older run may lack.
+CARD_FIELDS = ("dice_newest_frame",)
 
 
 # -- which models, which seeds ----------------------------------------------------------------------
@@ -338,11 +346,13 @@ def summarise(card, qc_card, manifest: dict, slices: list[int] | None, out: dict
     metrics = card.metrics
     card_dice = (metrics.get("dice") or {}).get("mean")
     card_fresh = metrics.get("dice_fresh_patients")
+    newest = _r(card.newest_frame_dice) if card.newest_frame_dice is not None else None
     return {
         "id": card.id, "modality": card.modality, "method": card.method, "int8": _is_int8(card),
         "qc_model": qc_card.id if qc_card is not None else None,
         "slices": slices,
         "card": {"dice": _r(card_dice) if card_dice is not None else None,
+                 "dice_newest_frame": newest,
                  "evaluated_on": card_evaluated_on(card),
                  "dice_fresh_patients": card_fresh},
         "fresh": {"dice": mean, "ci95": ci, "patients": len(dice),
@@ -355,6 +365,7 @@ def summarise(card, qc_card, manifest: dict, slices: list[int] | None, out: dict
         "verdict": verdict(card_dice, mean, ci),
         "verdict_dice_fresh_patients": verdict(card_fresh.get("mean"), mean, ci)
         if isinstance(card_fresh, dict) else None,
+        "verdict_dice_newest_frame": verdict(newest, mean, ci) if newest is not None else None,
         "patients": patients,
     }
 
@@ -529,24 +540,37 @@ def markdown(result: dict) -> str:
         "Verdict: *holds* when the card's Dice lies inside the fresh CI (or below it), else *card optimistic by X*, "
         "X = card minus fresh mean.",
         "",
+        "Column *card newest-frame Dice* (clip models only: cine models that take a 20-frame clip): the card's "
+        "`metrics.dice_newest_frame`, the Dice of the newest position of the window the app runs the model on, "
+        "the one the app shows, on the card's own test patients at the model's grid; *card Dice* "
+        "(`metrics.dice`) averages every position of the test clips. In parentheses, the verdict against it. "
+        "Streaming and per-frame models have no such figure: their card Dice is already that of each newest frame.",
+        "",
         "Column *app on card's patients*: the same model run the same way on the held-out patients its card "
         "lists (its training seed), so *card - that* is what the app's scoring (mask at the source resolution, "
         "every frame through the real pipeline) already costs on the card's own patients, and *that - fresh* "
         "is what new patients add.",
         "",
-        "| model | modality | slices | card Dice | card fresh-patients Dice | app on card's patients | "
-        "fresh Dice [95% CI] | patients (frames) | poor / medium / good | QC: card MAE, r | QC: fresh MAE [CI], r "
-        "| verdict | time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | modality | slices | card Dice | card newest-frame Dice | card fresh-patients Dice | "
+        "app on card's patients | fresh Dice [95% CI] | patients (frames) | poor / medium / good | QC: card MAE, r "
+        "| QC: fresh MAE [CI], r | verdict | time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    filled = result.get("card_fields_filled")
+    if filled:
+        lines[3:3] = ["", f"Re-rendered {filled['date']} from this run's JSON (`--from-json`): "
+                        + ", ".join(f"`{f}`" for f in filled["fields"]) + " taken from the current cards of "
+                        + ", ".join(filled["models"]) + f" ({filled['why']})."]
     for m in result["models"]:
         if "error" in m:
-            lines.append(f"| {m['id']} | {m['modality']} | - | - | - | - | error: {m['error']} | - | - | - | - | error "
-                         f"| {m['elapsed_s']} s |")
+            lines.append(f"| {m['id']} | {m['modality']} | - | - | - | - | - | error: {m['error']} | - | - | - | - "
+                         f"| error | {m['elapsed_s']} s |")
             continue
         c, f, qc = m["card"], m["fresh"], m["qc"]
         cf = c.get("dice_fresh_patients")
         cf_text = f"{cf['mean']:.3f} {_ci(cf.get('ci95'))} ({m['verdict_dice_fresh_patients']})" if cf else "-"
+        nf = c.get("dice_newest_frame")
+        nf_text = "-" if nf is None else f"{nf:.3f} ({m.get('verdict_dice_newest_frame') or 'n/a'})"
         bins = " / ".join(_f(f["per_bin"][b]["dice"]) + f" (n={f['per_bin'][b]['patients']})"
                           for b in ("poor", "medium", "good"))
         qc_card = f"{_f(qc['card_mae'])}, {_f(qc['card_pearson'])}" if qc else "-"
@@ -556,7 +580,8 @@ def markdown(result: dict) -> str:
         cp = m.get("card_patients")
         cp_text = "-" if not cp else f"error: {cp['error']}" if "error" in cp else \
             f"{_f(cp['dice'])} (n={len(cp['case_ids'])}, seed {cp['seed']})"
-        lines.append(f"| {m['id']} | {m['modality']} | {sl} | {_f(c['dice'])} | {cf_text} | {cp_text} | {_f(f['dice'])} "
+        lines.append(f"| {m['id']} | {m['modality']} | {sl} | {_f(c['dice'])} | {nf_text} | {cf_text} | {cp_text} "
+                     f"| {_f(f['dice'])} "
                      f"{_ci(f['ci95'])} | {f['patients']} ({f['labelled_frames']}) | {bins} | {qc_card} | {qc_fresh} "
                      f"| {m['verdict']} | {m['elapsed_s']:.0f} s |")
     cine = [m for m in result["models"] if m.get("fresh") and m["fresh"].get("per_slice")]
@@ -582,12 +607,62 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def fill_card_fields(result: dict, models_dir=None, *, date: str | None = None) -> list[str]:
+    """Add the ``CARD_FIELDS`` an older run's report lacks from the current cards; returns the ids filled.
+
+    Only where the card is still the one the run checked (its ``metrics.dice.mean`` rounds to the
+    report's card Dice); the verdict against the figure is added with it (from the run's fresh
+    Dice and CI). The report records what was filled, when, and why (``card_fields_filled``).
+    """
+    from app.cards import ModelCardError
+    from app.engine.models import find_model
+
+    filled = []
+    for m in result["models"]:
+        c, fresh = m.get("card"), m.get("fresh")
+        if not c or not fresh or all(f in c for f in CARD_FIELDS):
+            continue
+        try:
+            card = find_model(m["id"], models_dir)
+        except ModelCardError:
+            continue
+        dice = (card.metrics.get("dice") or {}).get("mean")
+        if dice is None or c.get("dice") is None or _r(dice) != c["dice"]:
+            continue  # another card now: its figures would not describe the model this run checked
+        newest = _r(card.newest_frame_dice) if card.newest_frame_dice is not None else None
+        c["dice_newest_frame"] = newest
+        m["verdict_dice_newest_frame"] = verdict(newest, fresh["dice"], fresh["ci95"]) if newest is not None else None
+        if newest is not None:
+            filled.append(m["id"])
+    if filled:
+        result["card_fields_filled"] = {
+            "date": date or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "fields": list(CARD_FIELDS), "models": filled,
+            "why": "the run predates the field; the cards' metrics.dice is unchanged since"}
+    return filled
+
+
 def write_report(result: dict, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / "fresh_draws.json", out / "fresh_draws.md"
     js.write_text(json.dumps(result, indent=1) + "\n")
     md.write_text(markdown(result))
     return js, md
+
+
+def render_from_json(path: Path, out: Path, models_dir=None) -> int:
+    """``--from-json``: re-render a saved run (see ``fill_card_fields``); 2 when the file is unreadable."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    filled = fill_card_fields(result, models_dir)
+    js, md = write_report(result, out)
+    print(f"filled {', '.join(CARD_FIELDS)} of {', '.join(filled)} from their cards" if filled
+          else "no card figures to fill")
+    print(f"wrote {js} and {md}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -611,7 +686,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the run on each card's own held-out patients")
     ap.add_argument("--recordings", type=Path, help="keep the recordings and validate reports here (default: a "
                                                     "temporary folder)")
+    ap.add_argument("--from-json", type=Path, metavar="JSON",
+                    help="run nothing: write fresh_draws.{json,md} again from an earlier run's fresh_draws.json, "
+                         "with the card figures it predates filled in from the current cards")
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        return render_from_json(args.from_json, args.out, args.models_dir)
     for name in ("patients", "echo_frames", "cine_frames", "cine_slices", "slow_cine_slices", "bootstrap"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -117,15 +117,14 @@ def meets_budget(seg: ModelCard, qc: ModelCard | None = None, local: LocalFigure
 def _rank(card: ModelCard, by_id: dict[str, ModelCard], local: LocalFigures | None = None) -> tuple:
     method = card.method
     preference = METHOD_PREFERENCE.index(method) if method in METHOD_PREFERENCE else len(METHOD_PREFERENCE)
-    dice = card.metrics.get("dice", {}) or {}
-    mean = dice.get("mean") if isinstance(dice, dict) else None
+    mean = card.app_dice  # a clip model: the Dice of the newest frame, the one the app shows
     qc = by_id.get(card.pairs_with) if card.pairs_with else None
     fits = meets_budget(card, qc, local)
     searched = method in METHOD_PREFERENCE
     # Meeting the rule comes before the card's own "default": true, so a model that this machine's
     # figures say is too slow here gives way to one that is fast enough.
     return (qc is not None and _file_problem(qc) is not None, not fits, not bool(card.raw.get("default", False)),
-            not searched, -(float(mean) if mean is not None else -1.0), preference, card.id)
+            not searched, -(mean if mean is not None else -1.0), preference, card.id)
 
 
 def _file_problem(card: ModelCard) -> str | None:
@@ -179,7 +178,8 @@ def default_models(modality: str, models_dir=None, local: LocalFigures | None = 
     (``meets_budget``, the QC partner's time included) by this machine's benchmark figures where
     there are some (``local``, default: this machine's cache file), else by their cards; then a card
     marked ``"default": true``; then the papers' searched methods before handcrafted baselines; then
-    the higher mean Dice on its card.
+    the higher mean Dice on its card (``ModelCard.app_dice``: for a clip model the Dice of the newest
+    frame, the one the app shows, where its card has it).
 
     Raises:
         ModelCardError: When there is no segmentation model for ``modality`` (or no such folder).

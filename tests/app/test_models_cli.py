@@ -133,3 +133,27 @@ def test_replay_warns_once_when_the_default_card_is_invalid(two_pairs, cache, tm
     assert len(lines) == 1 and "not valid JSON" in lines[0], proc.stderr
     assert "not shown" not in proc.stderr  # no repeats held back either
     assert json.loads((tmp_path / "r.json").read_text())["processed"] == 2
+
+
+def test_clip_models_show_and_are_starred_by_the_dice_of_the_newest_frame(tmp_path, cache, capsys):
+    from app.cards import NEWEST_FRAME_MARK, NEWEST_FRAME_NOTE
+    from tests.app.engine.tiny_models import write_cine_model
+
+    folder = tmp_path / "models"
+    for model_id, dice, newest in (("aa-clip-collapses", 0.83, 0.37), ("zz-clip-steady", 0.75, 0.72)):
+        path = write_cine_model(folder, model_id=model_id)
+        raw = json.loads(path.read_text())
+        raw["metrics"].update(dice={"mean": dice}, dice_newest_frame={"mean": newest})
+        path.write_text(json.dumps(raw, indent=1))
+    write_echo_models(folder, seg_id="echo-seg", qc_id="echo-qc", method="segqc-hw")
+    assert main(["models", "--models-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert {"zz-clip-steady", "echo-seg", "echo-qc"} == _starred(out)
+    assert f"0.370{NEWEST_FRAME_MARK}" in _row(out, "aa-clip-collapses").split()
+    assert f"0.720{NEWEST_FRAME_MARK}" in _row(out, "zz-clip-steady").split()
+    assert "0.500" in _row(out, "echo-seg").split()  # a per-frame model: its card's Dice, unmarked
+    note = next(line for line in out.splitlines() if line.startswith(f"Dice {NEWEST_FRAME_MARK}:"))
+    assert NEWEST_FRAME_NOTE in note and "aa-clip-collapses 0.830" in note
+    # a table without clip models has no such note
+    assert main(["models", "--models-dir", str(folder), "--modality", "echo"]) == 0
+    assert NEWEST_FRAME_NOTE not in capsys.readouterr().out

@@ -82,3 +82,52 @@ def test_helpers(bench):
 def test_refuses_a_training_seed(bench, tmp_path):
     assert bench.main(["--patients", "1", "--seed", "2020", "--models", MODEL, "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "fresh_draws.json").exists()
+
+
+def _saved_run(card_dice: float) -> dict:
+    """A report as an earlier run wrote it (before ``dice_newest_frame``): one cine clip model."""
+    per_bin = {b: {"patients": 1, "dice": 0.35, "qc_mae": None} for b in ("poor", "medium", "good")}
+    machine = {"cpu": "test CPU", "description": "test", "load_avg": [0.1, 0.1, 0.1], "uptime": None}
+    return {
+        "title": "t", "date": "2026-01-01T00:00:00+00:00", "machine": {"before": machine, "after": machine},
+        "seed": 160006, "training_seeds": {"0": "x"}, "skipped": [], "elapsed_s": 60.0,
+        "settings": {"patients_per_modality": 3, "quality_quotas": {"poor": 1, "medium": 1, "good": 1},
+                     "echo_frames": 30, "cine_frames": 20, "bootstrap": {"resamples": 200, "seed": 0},
+                     "cine_rendered_slices": 8, "cine_slices": list(range(8)), "slow_ms": 150.0,
+                     "slow_cine_slices": [2, 5]},
+        "models": [{"id": "tiny-clip", "modality": "cine", "slices": [2, 5], "qc": None, "elapsed_s": 10.0,
+                    "card": {"dice": card_dice, "evaluated_on": "x", "dice_fresh_patients": None},
+                    "fresh": {"dice": 0.342, "ci95": [0.266, 0.419], "patients": 3, "labelled_frames": 120,
+                              "per_bin": per_bin, "per_class": {"LV": 0.2}, "per_slice": {"2": 0.36, "5": 0.32}},
+                    "card_patients": {"seed": 0, "case_ids": ["a", "b"], "dice": 0.411},
+                    "verdict": "card optimistic by 0.288", "verdict_dice_fresh_patients": None}],
+    }
+
+
+def test_from_json_adds_the_newest_frame_dice_of_clip_cards(bench, tmp_path, capsys):
+    from tests.app.engine.tiny_models import write_cine_model
+
+    models = tmp_path / "models"
+    path = write_cine_model(models, length=20, model_id="tiny-clip")
+    raw = json.loads(path.read_text())
+    raw["metrics"].update(dice={"mean": 0.6304}, dice_newest_frame={"mean": 0.3681})
+    path.write_text(json.dumps(raw))
+    saved = tmp_path / "old.json"
+    saved.write_text(json.dumps(_saved_run(0.6304)))
+    out = tmp_path / "out"
+    assert bench.main(["--from-json", str(saved), "--out", str(out), "--models-dir", str(models)]) == 0
+    result = json.loads((out / "fresh_draws.json").read_text())
+    (model,) = result["models"]
+    assert model["card"]["dice_newest_frame"] == 0.3681 and model["verdict_dice_newest_frame"] == "holds"
+    assert result["card_fields_filled"]["models"] == ["tiny-clip"]
+    md = (out / "fresh_draws.md").read_text()
+    assert "| card Dice | card newest-frame Dice |" in md
+    assert ("| tiny-clip | cine | 2,5 | 0.630 | 0.368 (holds) | - | 0.411 (n=2, seed 0) | 0.342 [0.266, 0.419] |"
+            in md)
+    assert "`--from-json`" in md and md == bench.markdown(result)
+    # a card that changed since the run (another Dice) is not taken for the one the run checked
+    saved.write_text(json.dumps(_saved_run(0.7)))
+    assert bench.main(["--from-json", str(saved), "--out", str(out), "--models-dir", str(models)]) == 0
+    result = json.loads((out / "fresh_draws.json").read_text())
+    assert "dice_newest_frame" not in result["models"][0]["card"] and "card_fields_filled" not in result
+    assert "| tiny-clip | cine | 2,5 | 0.700 | - |" in (out / "fresh_draws.md").read_text()

@@ -11,22 +11,39 @@ from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QTableWidget,
                              QTableWidgetItem, QVBoxLayout, QWidget)
 
+from app.cards import NEWEST_FRAME_MARK, NEWEST_FRAME_NOTE, metric_mean
+
 COLUMNS = ("model", "method", "Dice", "p50 ms", "FPS")
+DICE_COLUMN = COLUMNS.index("Dice")
 ECHO_CHOICES = (("auto", "auto"), ("contrast", "contrast"), ("bmode", "B-mode"))  # (value, shown)
 MODE_TEXT = {"contrast": "contrast echo", "bmode": "B-mode echo"}
 
 
 def card_figures(card) -> tuple[str, str, str, str, str]:
-    """The row a card gets: id, method, mean Dice, latency p50, FPS (``-`` where the card has none)."""
+    """The row a card gets: id, method, mean Dice, latency p50, FPS (``-`` where the card has none).
+
+    Dice is ``ModelCard.app_dice``: for a clip model the Dice of the newest frame, the one the app
+    shows, marked ``NEWEST_FRAME_MARK`` (``dice_tooltip`` says so), where its card has it.
+    """
     m = card.metrics
-    dice = (m.get("dice") or {}).get("mean")
+    dice = card.app_dice
+    mark = NEWEST_FRAME_MARK if card.newest_frame_dice is not None else ""
     p50 = (m.get("latency_ms") or {}).get("p50")
     fps = m.get("fps")
 
     def num(v, fmt):
         return format(float(v), fmt) if isinstance(v, (int, float)) else "-"
 
-    return card.id, card.method, num(dice, ".3f"), num(p50, ".1f"), num(fps, ".0f")
+    return card.id, card.method, num(dice, ".3f") + mark, num(p50, ".1f"), num(fps, ".0f")
+
+
+def dice_tooltip(card) -> str:
+    """What a card's Dice cell means (empty for a model whose figure is its card's ``metrics.dice``)."""
+    if card.newest_frame_dice is None:
+        return ""
+    every = metric_mean(card.metrics.get("dice"))
+    also = f"; averaged over every clip position the card says {every:.3f}" if every is not None else ""
+    return f"{NEWEST_FRAME_MARK}: {NEWEST_FRAME_NOTE} (card metrics.dice_newest_frame{also})"
 
 
 class ModelPicker(QWidget):
@@ -100,6 +117,8 @@ class ModelPicker(QWidget):
                 item = QTableWidgetItem(text)
                 if col >= 2:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if col == DICE_COLUMN and dice_tooltip(card):
+                    item.setToolTip(dice_tooltip(card))
                 self.table.setItem(row, col, item)
         self._updating = False
 

@@ -161,3 +161,27 @@ def test_a_card_marked_default_gives_way_when_this_machine_says_it_is_too_slow(t
     assert default_models("echo", two_pairs)[0].id == "zz-echo-seg"
     _inject(two_pairs, "zz-echo-seg", "zz-echo-qc", [60.0] * 20)
     assert default_models("echo", two_pairs)[0].id == "aa-echo-seg"
+
+
+def _clip_models(folder: Path) -> Path:
+    """Two cine clip models: one whose card's Dice over every clip position is higher but whose
+    newest-frame Dice (what the app shows) is far lower than the other's."""
+    from tests.app.engine.tiny_models import write_cine_model
+
+    for model_id, dice, newest in (("aa-clip-collapses", 0.83, 0.37), ("zz-clip-steady", 0.75, 0.72)):
+        path = write_cine_model(folder, model_id=model_id)
+        raw = json.loads(path.read_text())
+        raw["metrics"].update(dice={"mean": dice}, dice_newest_frame={"mean": newest})
+        path.write_text(json.dumps(raw, indent=1))
+    return folder
+
+
+def test_clip_models_are_ranked_by_the_dice_of_the_newest_frame(tmp_path, cache):
+    folder = _clip_models(tmp_path / "models")
+    assert default_models("cine", folder)[0].id == "zz-clip-steady"
+    # a card without the newest-frame figure is compared by its Dice over every clip position, as before
+    path = folder / "aa-clip-collapses.json"
+    raw = json.loads(path.read_text())
+    del raw["metrics"]["dice_newest_frame"]
+    path.write_text(json.dumps(raw, indent=1))
+    assert default_models("cine", folder)[0].id == "aa-clip-collapses"

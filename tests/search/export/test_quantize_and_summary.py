@@ -105,3 +105,21 @@ def test_summary_markdown_has_one_row_per_seg_model_with_its_machine(tmp_path):
     assert lines[2] == ("| seg + qc | echo | 0.800 | 0.050 | 45.0 | 60.0 | 22.2 | no | "
                         "Test CPU, 2 logical cores, x86_64; onnxruntime 1.0 CPU, 2 threads |")
     assert summary_markdown([]) == "(no segmentation models)"
+
+
+def test_summary_uses_the_newest_frame_dice_of_clip_models_and_says_so(tmp_path):
+    from app.cards import NEWEST_FRAME_MARK, NEWEST_FRAME_NOTE
+
+    clip = _card(tmp_path, "unet3d", "seg", 1000.0, 1200.0, dice=0.630, modality="cine")
+    clip.raw.update(clip_length=20, input={"name": "clip", "shape": [1, 1, 20, 128, 112]})
+    clip.raw["metrics"]["dice_newest_frame"] = {"mean": 0.368}
+    stream = _card(tmp_path, "stream", "seg", 5.0, 6.0, dice=0.833, modality="cine")
+    rows = {r.model: r for r in summary_rows([clip, stream])}
+    assert rows["unet3d"].dice == 0.368 and rows["unet3d"].newest_frame and rows["unet3d"].dice_all_positions == 0.630
+    assert rows["stream"].dice == 0.833 and not rows["stream"].newest_frame
+    md = summary_markdown([clip, stream])
+    assert f"| unet3d | cine | 0.368{NEWEST_FRAME_MARK} |" in md and "| stream | cine | 0.833 |" in md
+    assert NEWEST_FRAME_NOTE in md.splitlines()[-1] and "unet3d 0.630" in md.splitlines()[-1]
+    text = format_summary([clip, stream])
+    assert f"0.368{NEWEST_FRAME_MARK}" in text and NEWEST_FRAME_NOTE in text.splitlines()[-1]
+    assert NEWEST_FRAME_NOTE not in format_summary([stream]) + summary_markdown([stream])
