@@ -50,19 +50,26 @@ class ValidateInputError(ValueError):
 
 
 # -- sources ----------------------------------------------------------------------------------------
+def _is_patient_folder(path: Path) -> bool:
+    """An ACDC (``Info.cfg``) or CAMUS (``Info_4CH.cfg`` / ``*_4CH_ED.*``) patient folder: one recording."""
+    from app.data.loaders.camus import is_camus_patient
+
+    return path.is_dir() and ((path / "Info.cfg").is_file() or is_camus_patient(path))
+
+
 def _is_recording(path: Path) -> bool:
     name = path.name.lower()
     if path.is_dir():
-        return (path / "Info.cfg").is_file()
+        return _is_patient_folder(path)
     return name.endswith(_RECORDING_SUFFIXES) and not name.endswith("_mask.npz")
 
 
 def expand_sources(specs: list[str]) -> list[str]:
-    """A folder that is not itself a recording (an ACDC patient folder is) becomes its recordings."""
+    """A folder that is not itself a recording (an ACDC or CAMUS patient folder is) becomes its recordings."""
     out: list[str] = []
     for spec in specs:
         path = Path(spec)
-        if not spec.startswith(_SCHEMES) and path.is_dir() and not (path / "Info.cfg").is_file():
+        if not spec.startswith(_SCHEMES) and path.is_dir() and not _is_patient_folder(path):
             inner = sorted(str(p) for p in path.iterdir() if _is_recording(p))
             out.extend(inner or [spec])
         else:

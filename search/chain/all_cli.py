@@ -164,8 +164,10 @@ def run(args: argparse.Namespace) -> int:
             seed = SHIPPED_SEEDS.get((stage, preset))
             run_name = preset if seed is None else f"{preset}-seed{seed}"
             run_name += "" if spec.is_phantom else f"-{spec.kind}"  # a dataset's runs never mix with the phantom's
-            if seed is not None:  # its report beside the preset seed's (docs/rtdnas/seed1)
-                argv += ["--seed", str(seed), "--docs-dir", str(Path("docs") / stage / f"seed{seed}")]
+            if seed is not None:  # its report beside the preset seed's (docs/rtdnas/seed1); a dataset's run never
+                argv += ["--seed", str(seed)]  # writes into docs/ (its report stays in its run folder)
+                if spec.is_phantom:
+                    argv += ["--docs-dir", str(Path("docs") / stage / f"seed{seed}")]
             if args.runs or seed is not None or stage in OWN_RUN_FOLDER:
                 argv += ["--out", str(Path(args.runs or "runs") / stage / run_name)]
                 if stage == "rtdnas":  # its Table 2 baselines and LUT seed: msnas-hw's run of the same preset

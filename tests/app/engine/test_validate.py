@@ -151,3 +151,15 @@ def test_classes_the_ground_truth_lacks_are_not_scored_not_dice_0(echo_folder, t
     assert out["classes_not_scored"]["classes"] == ["lv", "la"]
     assert len(out["classes_not_scored"]["cases"]) == 2 and "not counted as Dice 0" in out["classes_not_scored"]["reason"]
     assert "not scored: lv, la" in printed.out
+
+
+def test_a_camus_patient_folder_is_one_recording_and_its_dataset_folder_expands(tmp_path):
+    """A CAMUS patient folder (``Info_4CH.cfg``, ``*_4CH_*.nii.gz``) is one labelled case, not its NIfTI files."""
+    root = tmp_path / "camus"
+    for name in ("patient0001", "patient0002"):
+        (root / name).mkdir(parents=True)
+        (root / name / "Info_4CH.cfg").write_text("ED: 1\nES: 2\n")
+        (root / name / f"{name}_4CH_ED.nii.gz").write_bytes(b"")
+    patients = [str(root / "patient0001"), str(root / "patient0002")]
+    assert expand_sources([patients[0]]) == [patients[0]]
+    assert expand_sources([str(root)]) == patients

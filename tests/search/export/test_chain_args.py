@@ -48,3 +48,12 @@ def test_bmode_segqc_hw_stage_follows_the_contrast_one(monkeypatch, tmp_path):
     contrast, bmode = calls["search.methods.segqc_hw.cli"], calls["search.methods.segqc_hw.cli --task bmode"]
     assert "--task" not in contrast and bmode[:4] == ["--preset", "default", "--task", "bmode"]
     assert "--out" not in bmode  # the method's own default: runs/segqc-hw-bmode/default, docs/segqc-bmode
+
+
+def test_a_dataset_run_never_writes_into_docs(monkeypatch, tmp_path):
+    """``--data KIND:DIR``: the shipped seed's run (rtdnas default) keeps its report in its run folder, not docs/."""
+    monkeypatch.setattr(all_cli, "data_skip", lambda stage, spec: None)
+    (tmp_path / "acdc").mkdir()
+    calls = _stage_argv(monkeypatch, tmp_path, extra=["--data", f"acdc:{tmp_path / 'acdc'}"])
+    rt = calls["search.methods.rtdnas.cli"]
+    assert "--docs-dir" not in rt and rt[rt.index("--out") + 1].endswith("rtdnas/default-seed1-acdc")
