@@ -11,7 +11,17 @@ calibration (MAE, Pearson r of predicted vs true Dice), how often the viewer's t
 right, and latency percentiles and fps per case and over all cases. ``write_html`` draws a single
 self-contained page (PNG plots embedded as base64, drawn with Pillow).
 
-Cases are named as replay names sources (kind and a hash of the path), never by file name.
+Sources are recordings and folders (as ``replay`` opens them) or labelled datasets given as
+``KIND:DIR`` (``camus``, ``acdc``, ``echonet``, ``dicom``, ``nifti``: the specs ``python -m search
+--data`` trains on, indexed by ``app.data.dataset_index`` with the same official splits). Each
+dataset case is read once (its loader gives the frames, the ground truth, the labelled frames and
+the dataset's label map) and replayed as a ``case_source``; ``part="test"`` keeps only the
+dataset's official test part. EchoNet is scored on its traced (ED and ES) frames only: frames
+without ground truth are run and timed, never scored.
+
+Cases are named as replay names sources (kind and a hash of the path; a dataset case by its
+anonymous id, the dataset kind and a hash of its file name, as training cards count them), never
+by file name.
 """
 
 from __future__ import annotations
@@ -23,12 +33,16 @@ import math
 import queue
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from app.data.case import DataError
+from app.data.data_spec import DataSpecError, case_list_sha256, looks_like_data_spec, parse_data_spec
+from app.data.dataset_index import PARTS, CaseRef, cases_of_part, open_dataset
 from app.engine.models import default_models, find_model
 from app.engine.replay import StopRequest, machine_description, replay
 from app.engine.replay_output import (REPORT_SUFFIXES, OutputError, check_distinct, check_output_path,
@@ -49,6 +63,25 @@ class ValidateInputError(ValueError):
     """A source validate cannot use (missing, or without ground truth)."""
 
 
+@dataclass(frozen=True)
+class DatasetCase:
+    """One labelled case of a ``KIND:DIR`` dataset, not read yet.
+
+    Attributes:
+        ref: The case in the dataset's index (anonymous id, official part, its reader).
+        kind: The dataset kind (``camus``, ...), the case's kind in the report.
+        root: The dataset folder (left out of the report's messages).
+    """
+
+    ref: CaseRef
+    kind: str
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.ref.case_id
+
+
 # -- sources ----------------------------------------------------------------------------------------
 def _is_patient_folder(path: Path) -> bool:
     """An ACDC (``Info.cfg``) or CAMUS (``Info_4CH.cfg`` / ``*_4CH_ED.*``) patient folder: one recording."""
@@ -61,7 +94,22 @@ def _is_recording(path: Path) -> bool:
     name = path.name.lower()
     if path.is_dir():
         return _is_patient_folder(path)
+    if name.endswith(("_gt.nii", "_gt.nii.gz")):  # the labels of <stem>.nii.gz, not a recording
+        return False
+    if name.endswith((".dcm", ".dicom")) and _is_dicom_seg_file(path):  # the labels of another DICOM
+        return False
     return name.endswith(_RECORDING_SUFFIXES) and not name.endswith("_mask.npz")
+
+
+def _is_dicom_seg_file(path: Path) -> bool:
+    try:
+        import pydicom
+
+        from app.data.loaders.dicom_seg import is_dicom_seg
+
+        return is_dicom_seg(pydicom.dcmread(str(path), stop_before_pixels=True))
+    except Exception:  # not readable as DICOM here: opening it later says what is wrong
+        return False
 
 
 def expand_sources(specs: list[str]) -> list[str]:
@@ -75,6 +123,66 @@ def expand_sources(specs: list[str]) -> list[str]:
         else:
             out.append(spec)
     return out
+
+
+def dataset_cases(spec_text: str, part: str = "all") -> tuple[list[DatasetCase], dict]:
+    """The cases of a ``KIND:DIR`` dataset in ``part`` and the report's entry on them.
+
+    Returns:
+        The cases (in the index's order) and ``{"source", "dataset", "part", "official_split",
+        "cases", "case_list_sha256", "unlabelled_left_out"}``: the kind, counts and the hash of the
+        sorted anonymous case ids (the hash a card's ``data.part_sha256`` gives for the same
+        cases), never a folder or a file name.
+
+    Raises:
+        ValidateInputError: a bad spec, a folder with no labelled case of its kind, or ``part="test"``
+            of a dataset without a labelled official test part (one line, saying what to do instead).
+    """
+    try:
+        spec = parse_data_spec(spec_text, option="SOURCE")
+        index = open_dataset(spec, warn_unlabelled=False)  # the report and the summary count them
+    except DataSpecError as exc:
+        raise ValidateInputError(str(exc)) from None
+    except DataError as exc:
+        raise ValidateInputError(f"SOURCE {spec_text.strip()}: {exc.problem}") from None
+    try:
+        refs = cases_of_part(index, part)
+    except DataError as exc:
+        raise ValidateInputError(f"SOURCE {spec_text.strip()}: {exc.problem}; use --part all, or move the held-out "
+                                 "cases into a folder of their own and validate that folder") from None
+    entry = {"source": spec.kind, "dataset": spec.dataset_name, "part": part, "official_split": index.official,
+             "cases": len(refs), "case_list_sha256": case_list_sha256([r.case_id for r in refs]),
+             "unlabelled_left_out": index.unlabelled}
+    return [DatasetCase(r, spec.kind, spec.root) for r in refs], entry
+
+
+def resolve_inputs(sources: list[str], part: str = "all") -> tuple[list[str | DatasetCase], list[dict]]:
+    """Every case to validate: recordings (``expand_sources``) and the cases of ``KIND:DIR`` datasets.
+
+    Returns:
+        The cases in the order given (a recording as its spec, a dataset case as a ``DatasetCase``)
+        and one report entry per dataset (``dataset_cases``).
+
+    Raises:
+        ValidateInputError: an unknown part, ``part="test"`` with a recording or folder (only a
+            dataset has an official test part), or a dataset ``dataset_cases`` refuses.
+    """
+    if part not in PARTS:
+        raise ValidateInputError(f"--part must be one of {', '.join(PARTS)}, got {part!r}")
+    items: list[str | DatasetCase] = []
+    data: list[dict] = []
+    for spec in sources:
+        if looks_like_data_spec(spec):
+            cases, entry = dataset_cases(spec, part)
+            items.extend(cases)
+            data.append(entry)
+        elif part != "all":
+            shown = spec if spec.startswith(_SCHEMES) else Path(spec).name
+            raise ValidateInputError(f"{shown}: --part {part} picks a dataset's official {part} part; give the dataset "
+                                     "as KIND:DIR (camus:, acdc:, echonet:), or validate these recordings with --part all")
+        else:
+            items.extend(expand_sources([spec]))
+    return items, data
 
 
 def check_labelled(spec: str) -> None:
@@ -93,7 +201,9 @@ def check_labelled(spec: str) -> None:
     if not labelled:
         shown = spec if spec.startswith(_SCHEMES) else Path(spec).name
         raise ValidateInputError(f"{shown}: this source has no ground truth; validate needs labels "
-                                 "(a <stem>_mask.npz beside a DICOM, an ACDC folder, a phantom case); use replay")
+                                 "(a <stem>_mask.npz beside a DICOM, an ACDC or CAMUS folder, a phantom case), or a "
+                                 "dataset as KIND:DIR (a DICOM SEG: dicom:DIR; NIfTI _gt pairs: nifti:DIR; EchoNet: "
+                                 "echonet:DIR); use replay")
 
 
 # -- boundary distance ------------------------------------------------------------------------------
@@ -300,11 +410,14 @@ def check_outputs(report: Path, html_out: Path | None, sources: list[str]) -> No
 
 def validate(sources: list[str], *, report: Path, model_id: str | None = None, html_out: Path | None = None,
              models_dir=None, fast: bool = False, max_frames: int | None = None,
-             stop: StopRequest | None = None, echo_mode: str = "auto") -> dict:
+             stop: StopRequest | None = None, echo_mode: str = "auto", part: str = "all") -> dict:
     """Validate a model on labelled sources; writes the JSON report (and the HTML page) and returns it.
 
+    ``sources``: recordings, folders of recordings, and datasets as ``KIND:DIR`` (every labelled case,
+    or with ``part="test"`` the dataset's official test part; the report's ``data`` says which).
     ``echo_mode`` (``auto``, ``contrast``, ``bmode``): each echo case runs the default pair of its
     echo mode (detected once per case with ``auto``); each case records its ``echo_mode`` and ``models``.
+    A dataset case that cannot be read is reported with its ``source_error`` and the others still run.
 
     Raises:
         ValidateInputError, OutputError, ReplayArgumentError, DataError, ModelCardError: bad input,
@@ -313,23 +426,30 @@ def validate(sources: list[str], *, report: Path, model_id: str | None = None, h
     if not sources:
         raise ValidateInputError("give at least one SOURCE")
     check_outputs(Path(report), html_out, sources)
-    specs = expand_sources([str(s) for s in sources])
+    specs, data = resolve_inputs([str(s) for s in sources], part)
     for spec in specs:
-        check_labelled(spec)
+        if isinstance(spec, str):
+            check_labelled(spec)
     stop = stop or StopRequest()
     cases, frames_by_case = [], []
+    options = {"model_id": model_id, "models_dir": models_dir, "fast": fast, "max_frames": max_frames, "stop": stop,
+               "echo_mode": echo_mode}
     with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
         for i, spec in enumerate(specs):
             if stop.requested:
                 break
-            case, frames = _run_case(spec, Path(tmp) / f"case{i}.json", model_id=model_id, models_dir=models_dir,
-                                     fast=fast, max_frames=max_frames, stop=stop, echo_mode=echo_mode)
+            tmp_report = Path(tmp) / f"case{i}.json"
+            if isinstance(spec, DatasetCase):
+                case, frames = _run_dataset_case(spec, tmp_report, **options)
+            else:
+                case, frames = _run_case(spec, tmp_report, **options)
             cases.append(case)
             frames_by_case.append(frames)
     out = {
-        "models": cases[0].pop("_models") if cases else None,
+        "models": next((c["_models"] for c in cases if c.get("_models")), None),
         "mode": "fast" if fast else "paced",
         "max_frames": max_frames,
+        **({"data": data} if data else {}),
         "cases": cases,
         "overall": aggregate(cases, frames_by_case),
         "machine": machine_description(),
@@ -357,11 +477,44 @@ def not_scored_entry(cases: list[dict]) -> dict | None:
             "cases": [c["name"] for c in cases if c.get("classes_not_scored")], "reason": NOT_SCORED_REASON}
 
 
-def _run_case(spec: str, tmp_report: Path, *, model_id, models_dir, fast, max_frames, stop,
-              echo_mode: str = "auto") -> tuple[dict, list[dict]]:
-    source = open_source(spec)
+def _run_dataset_case(item: DatasetCase, tmp_report: Path, **options) -> tuple[dict, list[dict]]:
+    """Read one dataset case and replay it as a ``case_source`` (a case that cannot be read: a failed entry)."""
+    from app.engine.sources.cases import case_source
+
     try:
-        spacing, modality = source.info.spacing_mm, source.info.modality
+        case = item.ref.load()
+    except (DataError, OSError) as exc:
+        return _unread_case(item, exc), []
+    return _run_case(str(item.ref.path), tmp_report, opener=lambda: case_source(case, name=item.name),
+                     name=item.name, kind=item.kind, **options)
+
+
+def _unread_case(item: DatasetCase, exc: Exception) -> dict:
+    """The report entry of a dataset case whose files could not be read (no file or folder named)."""
+    from app.engine.replay import _scrubber
+
+    message = _scrubber(str(item.ref.path), item.name)(str(exc)).replace(str(item.root), "<dataset>")
+    return {"name": item.name, "kind": item.kind, "modality": item.ref.modality, "frames": 0, "processed": 0,
+            "labelled_frames": 0, "errors": 0, "dice_mean": None, "classes": {},
+            "qc": {"mae": None, "pearson": None, "n": 0}, "latency_ms": {"p50": None, "p95": None, "p99": None},
+            "fps": 0.0, "complete": False, "source_error": f"could not be read: {message}",
+            "spacing_mm": None, "models": None, "echo_mode": None}
+
+
+def _spacing(source) -> tuple[float, float] | None:
+    """The source's pixel spacing in mm when it has a real one (EchoNet gives none: NaN)."""
+    spacing = source.info.spacing_mm
+    if not spacing or not all(math.isfinite(float(v)) and float(v) > 0 for v in spacing):
+        return None
+    return (float(spacing[0]), float(spacing[1]))
+
+
+def _run_case(spec: str, tmp_report: Path, *, model_id, models_dir, fast, max_frames, stop,
+              echo_mode: str = "auto", opener=None, name: str | None = None,
+              kind: str | None = None) -> tuple[dict, list[dict]]:
+    source = opener() if opener is not None else open_source(spec)
+    try:
+        spacing, modality = _spacing(source), source.info.modality
         label_map = dict(source.info.label_map) if source.info.has_ground_truth else {}
         echo = echo_mode_of(source, echo_mode)  # decided once here; replay is told, not asked again
     finally:
@@ -373,7 +526,8 @@ def _run_case(spec: str, tmp_report: Path, *, model_id, models_dir, fast, max_fr
     scorer = FrameScorer(match, spacing)
     try:
         rep = replay(spec, report=tmp_report, model_id=model_id, fast=fast, models_dir=models_dir,
-                     max_frames=max_frames, stop=stop, on_result=scorer, echo_mode=echo or echo_mode)
+                     max_frames=max_frames, stop=stop, on_result=scorer, echo_mode=echo or echo_mode,
+                     opener=opener, name=name, kind=kind)
     finally:
         frames = scorer.finish()
     names = {c: n for c, n in seg.classes.items() if c != 0}
@@ -496,6 +650,9 @@ def render_html(out: dict, frames_by_case: list[list[dict]]) -> str:
     figures = "".join(f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"><figcaption>'
                       f"{html.escape(t)}</figcaption></figure>" for t, b in images)
     models = out.get("models") or {}
+    data = "".join(f"<p>Data: {html.escape(d['dataset'])}, part {html.escape(d['part'])}, {d['cases']} labelled cases "
+                   f"({html.escape(d['official_split'] or 'no official split')}; case list sha256 "
+                   f"{html.escape(d['case_list_sha256'][:16])}...).</p>" for d in out.get("data", ()))
     skipped = out.get("classes_not_scored")
     note = (f"<p>Not scored: {html.escape(', '.join(skipped['classes']))} in {len(skipped['cases'])} case(s): "
             f"{html.escape(skipped['reason'])}.</p>" if skipped else "")
@@ -507,6 +664,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:i
 <h1>Validation report</h1>
 <p>Model {_cell(models.get('seg'))}, QC {_cell(models.get('qc'))}; {len(cases)} cases, {_cell(out['mode'])} mode;
 {_cell(out['machine'])}.</p>
+{data}
 <h2>Overall</h2>
 {_table(['mean Dice', 'QC MAE', 'QC Pearson r', 'light right', 'green right', 'red right', 'p50 ms', 'p95 ms',
          'p99 ms', 'fps'],
@@ -528,4 +686,5 @@ def write_html(path: Path, out: dict, frames_by_case: list[list[dict]]) -> Path:
     return path
 
 
-__all__ = ["validate", "hd95", "expand_sources", "check_labelled", "ValidateInputError", "OutputError", "write_html"]
+__all__ = ["validate", "hd95", "expand_sources", "resolve_inputs", "dataset_cases", "check_labelled", "DatasetCase",
+           "ValidateInputError", "OutputError", "write_html"]

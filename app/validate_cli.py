@@ -1,5 +1,9 @@
 """``python -m app validate SOURCE... --report FILE.json``: validate a model on labelled recordings.
 
+SOURCE is a labelled recording, a folder of them, or a dataset as ``KIND:DIR`` (``camus``, ``acdc``,
+``echonet``, ``dicom``, ``nifti``, the ``--data`` specs of ``python -m search``); ``--part test``
+keeps only each dataset's official test part.
+
 Exit status as ``replay``: 0 done; 1 a source failed part-way or an output could not be written;
 2 bad input (one line ``error: ...``, nothing run), including a source without ground truth;
 130 / 143 stopped by SIGINT / SIGTERM (the report covers the cases run so far).
@@ -18,8 +22,13 @@ from app.engine.replay_cli import (DEBUG_ENV, EXIT_BY_SIGNAL, _install_logging, 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sources", nargs="+", metavar="SOURCE",
-                        help="labelled recordings: a phantom case, phantom:echo?seed=..&case=.., an ACDC folder, "
-                             "a DICOM with <stem>_mask.npz beside it, or a folder of such recordings")
+                        help="labelled recordings: a phantom case, phantom:echo?seed=..&case=.., an ACDC or CAMUS "
+                             "patient folder, a DICOM with <stem>_mask.npz beside it, a folder of such recordings; "
+                             "or a labelled dataset as KIND:DIR with KIND one of camus, acdc, echonet, dicom "
+                             "(with <stem>_mask.npz or a DICOM SEG beside each file), nifti (<stem> + <stem>_gt pairs)")
+    parser.add_argument("--part", choices=("all", "test"), default="all",
+                        help="of a KIND:DIR dataset: every labelled case (all, the default) or its official test part "
+                             "(test: CAMUS database_split/subgroup_testing.txt, ACDC testing/, EchoNet Split TEST)")
     parser.add_argument("--report", required=True, type=Path, metavar="FILE.json", help="where to write the JSON report")
     parser.add_argument("--model", metavar="ID", help="segmentation model id (default: the modality's default)")
     parser.add_argument("--html", type=Path, metavar="FILE.html", help="also write a self-contained HTML page with plots")
@@ -44,9 +53,16 @@ def _summary(out: dict) -> list[str]:
         return "n/a" if v is None else f"{v:.3f}"
 
     lines = []
+    for data in out.get("data", ()):
+        split = f"official split: {data['official_split']}" if data["official_split"] else "no official split"
+        left = f"; {data['unlabelled_left_out']} without ground truth left out" if data["unlabelled_left_out"] else ""
+        n = data["cases"]
+        lines.append(f"data     {data['dataset']}, part {data['part']}: {n} labelled case{'' if n == 1 else 's'} "
+                     f"({split}{left})")
     for case in out["cases"]:
         classes = ", ".join(f"{n} Dice {num(k['dice'])} HD95 {num(k['hd95_px'])} px" for n, k in case["classes"].items())
-        lines.append(f"case     {case['name']}: {classes}")
+        lines.append(f"case     {case['name']}: {classes}" if classes or not case.get("source_error")
+                     else f"case     {case['name']}: {case['source_error']}")
         echo = case.get("echo_mode")
         if echo:
             lines.append(f"         {echo['reason']}; models {case['models']['seg']}"
@@ -77,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         out = validate(args.sources, report=args.report, model_id=args.model, html_out=args.html,
                        models_dir=args.models_dir, fast=args.fast, max_frames=args.max_frames, stop=stop,
-                       echo_mode=getattr(args, "echo_mode", "auto"))
+                       echo_mode=getattr(args, "echo_mode", "auto"), part=getattr(args, "part", "all"))
     except (DataError, ModelCardError, OutputError, ReplayArgumentError, ValidateInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

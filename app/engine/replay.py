@@ -223,7 +223,8 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
            max_frames=None, deadline_ms: float = REALTIME.p95_ms, timeout_s: float | None = None,
            plot_out: Path | None = None, name: str | None = None, force: bool = False,
            stop: StopRequest | None = None, on_result: Callable[[FrameResult], None] | None = None,
-           echo_mode: str | EchoMode | None = "auto", intra_op_threads: int | None = None) -> dict:
+           echo_mode: str | EchoMode | None = "auto", intra_op_threads: int | None = None,
+           opener: Callable[[], object] | None = None, kind: str | None = None) -> dict:
     """Replay a source through the pipeline and write a JSON report.
 
     Args:
@@ -250,6 +251,10 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
             mode (``default_models``); the report's ``echo_mode`` records the mode, the reason and
             any note (no model of that mode, or ``--model`` of the other mode).
         intra_op_threads: onnxruntime threads per operator (default: the runtime's choice).
+        opener: Opens the source instead of ``open_source(source_spec)`` (``app.validate``'s dataset
+            cases: a case already read, as ``case_source``); ``source_spec`` is then the case's file
+            or folder, whose name the report's messages leave out.
+        kind: The source's kind in the report (default: from the source and ``source_spec``).
 
     With ground truth, the true Dice scores the model's classes against the ground truth's by name
     (``app.metrics.match_classes``, the source's ``label_map``); the report lists the classes scored
@@ -270,7 +275,7 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
     seg = find_model(model_id, models_dir) if model_id is not None else None
     if seg is not None:
         check_model_use(seg, None, models_dir)
-    source = _open(spec, slice_index, force)
+    source = opener() if opener is not None else _open(spec, slice_index, force)
     try:
         modality = source.info.modality
         echo = echo_mode if isinstance(echo_mode, EchoMode) else echo_mode_of(source, echo_mode)
@@ -279,7 +284,7 @@ def replay(source_spec: str, *, report: Path, model_id: str | None = None, fast:
         else:
             check_model_use(seg, modality, models_dir, force=force)
             qc = qc_for(seg, models_dir)
-        kind = source_kind(spec, source)
+        kind = kind or source_kind(spec, source)
         label = name.strip() if name else f"{kind}-{source_id(spec)}"
         scrub = _scrubber(spec, label)
         echo_report = None

@@ -1,6 +1,9 @@
 """Training data for every stage that trains: ``--data SPEC``, datasets on disk, method protocols.
 
-Torch-free and below ``search.train`` in the layers (it reads cases through ``app.data``). Specs::
+Torch-free and below ``search.train`` in the layers (it reads cases through ``app.data``). The spec
+parser (``app.data.data_spec``) and the dataset index with the official splits
+(``app.data.dataset_index``) are the app's, shared with ``python -m app validate KIND:DIR``; the
+label renumbering and the methods' protocols are here. Specs::
 
     phantom          the phantom generator (default; exactly the behaviour before --data existed)
     camus:DIR        CAMUS, 2019 MetaImage (training/, testing/) or 2023 NIfTI (database_nifti/,
