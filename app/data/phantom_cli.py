@@ -1,11 +1,14 @@
 """``python -m app phantom``: write a phantom dataset to disk in real formats.
 
 Echo cases become DICOM US multi-frame files (``echo_0000.dcm`` + ``echo_0000_mask.npz``), cine
-cases ACDC patient folders (``patient001/`` ...). ``--format`` picks another dataset's exact layout
-for echo: ``camus`` (CAMUS 2023 NIfTI patient folders), ``camus2019`` (its 2019 MetaImage release,
-``training/`` + ``testing/``) or ``echonet`` (EchoNet-Dynamic AVIs + CSVs),
-both B-mode with CAMUS labels. A ``manifest.json`` lists every case with its quality, ED/ES and
-frame rate (no patient identity anywhere).
+cases ACDC patient folders in ``training/`` and ``testing/`` (``training/patient001/`` ...).
+``--format`` picks another dataset's exact layout for echo: ``camus`` (CAMUS 2023 NIfTI patient
+folders with ``database_split/subgroup_{training,validation,testing}.txt``), ``camus2019`` (its 2019
+MetaImage release, ``training/`` + ``testing/``) or ``echonet`` (EchoNet-Dynamic AVIs + CSVs with the
+``Split`` column), all B-mode with CAMUS labels. Like the real datasets, every format but ``dicom``
+has an official split; ``camus`` and ``acdc`` hold out the last ~20% of the patients as the test set
+(``app.data.writers.official_split``). A ``manifest.json`` lists every case with its quality, ED/ES,
+frame rate and official part (no patient identity anywhere).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames", type=int, default=None, help="frames per case (default: 30 echo, 20 cine)")
     parser.add_argument("--format", choices=("dicom", "acdc", "camus", "camus2019", "echonet"), default=None,
-                        help="layout: echo dicom (default), camus (2023 NIfTI), camus2019 (MetaImage, "
-                             "training/ + testing/) or echonet; cine acdc (default)")
+                        help="layout: echo dicom (default), camus (2023 NIfTI, database_split/), camus2019 "
+                             "(MetaImage, training/ + testing/) or echonet; cine acdc (default: training/ + "
+                             "testing/). camus and acdc hold out the last ~20%% of the patients as the official test set")
     parser.add_argument("--variant", choices=("contrast", "bmode"), default=None,
                         help="echo only (default: contrast for dicom; camus and echonet are always bmode)")
     parser.add_argument("--size", type=int, default=None, help="echo display size in pixels (default 256, echonet 112)")
@@ -75,12 +79,15 @@ def write_phantom_dataset(modality: str, n_cases: int, out: Path, *, seed: int =
                           quality: float | None = None, fmt: str | None = None) -> dict:
     """Render and write ``n_cases`` phantom cases under ``out``; returns the manifest written there.
 
-    ``fmt``: ``dicom`` (echo default), ``camus``, ``echonet`` (echo, B-mode) or ``acdc`` (cine).
+    ``fmt``: ``dicom`` (echo default), ``camus``, ``camus2019``, ``echonet`` (echo, B-mode) or ``acdc``
+    (cine, in ``training/`` and ``testing/``); ``camus`` also writes ``database_split/``.
     """
     import json
 
     from app.data.phantom import GENERATOR_VERSION
     from app.data.writers import write_acdc_patient, write_echo_dicom
+    from app.data.writers.acdc import acdc_folder
+    from app.data.writers.official_split import official_part
 
     if modality not in FORMATS:
         raise ValueError(f"unknown modality {modality!r}")
@@ -91,6 +98,7 @@ def write_phantom_dataset(modality: str, n_cases: int, out: Path, *, seed: int =
     out.mkdir(parents=True, exist_ok=True)
     entries, echonet_cases = [], []
     for i in range(n_cases):
+        part = None  # the case's official part, where the format has one
         if modality == "echo":
             from app.data.phantom.echo import render_echo_case
 
@@ -101,31 +109,43 @@ def write_phantom_dataset(modality: str, n_cases: int, out: Path, *, seed: int =
                 from app.data.writers.camus import write_camus_patient
 
                 path = write_camus_patient(case, out, i + 1)
+                part = official_part(i + 1, n_cases, with_val=True)
             elif fmt == "camus2019":
                 from app.data.writers.camus2019 import write_camus2019_patient
 
+                from app.data.writers.camus2019 import camus2019_part
+
                 path = write_camus2019_patient(case, out, i + 1)
+                part = "test" if camus2019_part(i + 1) == "testing" else "train"
             elif fmt == "echonet":
-                from app.data.writers.echonet import echonet_name
+                from app.data.writers.echonet import echonet_name, echonet_split
 
                 echonet_cases.append(case)
                 path = out / "Videos" / f"{echonet_name(case)}.avi"
+                part = echonet_split(case).lower()
             else:
                 path = write_echo_dicom(case, out / f"echo_{i:04d}.dcm", i + 1)
         elif modality == "cine":
             from app.data.phantom.cine import render_cine_case
 
             case = render_cine_case(seed, i, n_frames=n_frames or 20, n_slices=n_slices, quality=quality)
-            path = write_acdc_patient(case, out, i + 1)
+            path = write_acdc_patient(case, acdc_folder(out, i + 1, n_cases), i + 1)
+            part = official_part(i + 1, n_cases)
         else:
             raise ValueError(f"unknown modality {modality!r}")
         entries.append({"path": path.name, "case_id": case.case_id, "quality": case.quality,
                         "quality_bin": case.quality_bin, "ed": case.ed, "es": case.es,
                         "frame_rate": case.frame_rate, "n_frames": case.n_frames})
+        if part is not None:
+            entries[-1]["official_split"] = part
     if echonet_cases:
         from app.data.writers.echonet import write_echonet_dataset
 
         write_echonet_dataset(echonet_cases, out)
+    if fmt == "camus":
+        from app.data.writers.camus import write_camus_split
+
+        write_camus_split(out, n_cases)
     manifest = {"generator": f"cardiac-rt phantom v{GENERATOR_VERSION}", "modality": modality, "seed": seed,
                 "format": fmt, "variant": variant if modality == "echo" else None, "cases": entries}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))

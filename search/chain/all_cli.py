@@ -21,8 +21,10 @@ latency, FPS, and whether it meets 50 ms / 22 FPS.
 
 ``--data KIND:DIR`` (``search.data``) trains every stage on a dataset folder: it is passed to the
 baselines and to each method whose needs the dataset meets; the others are skipped with the reason
-(e.g. cine methods on CAMUS). Stages recorded as done on other data rerun. Work and models default
-to ``runs/all/<preset>-<kind>`` and its ``models/``, so the shipped models are left alone.
+(e.g. cine methods on CAMUS, and the contrast-echo ``segqc-hw`` on the B-mode datasets CAMUS and
+EchoNet-Dynamic). Stages recorded as done on other data rerun; ``stages.json`` records the
+data as ``search.privacy.recorded_source`` (the kind and a hash of the folder, never its name). Work and
+models default to ``runs/all/<preset>-<kind>`` and its ``models/``, so the shipped models are left alone.
 """
 
 from __future__ import annotations
@@ -79,6 +81,14 @@ def data_skip(stage: str, spec) -> str | None:
         return None
     if stage.startswith(("cine-qc", "rtdnas-stream")):
         return f"skipped ({stage} trains on phantom cine only; no --data yet)"
+    if stage == "segqc-hw":  # contrast echo: never on a B-mode dataset (its model would say echo_mode contrast)
+        from search.methods.segqc_hw.tasks import contrast_refusal
+
+        why = contrast_refusal(spec.kind)
+        if why:
+            bmode = data_skip("segqc-hw-bmode", spec) is None
+            return f"skipped ({why}: the contrast-echo stage does not train on it" + (
+                "; segqc-hw-bmode does)" if bmode else ")")
     need = {"segqc-hw": ECHO_MYOCARDIUM, "segqc-hw-bmode": ECHO_CAMUS}.get(stage, CINE_ACDC)
     try:
         check_need(open_dataset(spec), need, stage)
@@ -135,8 +145,17 @@ def run(args: argparse.Namespace) -> int:
         work / "models" if preset == "smoke" or not spec.is_phantom else default_models_dir())
     work.mkdir(parents=True, exist_ok=True)
     models.mkdir(parents=True, exist_ok=True)
+    from search.privacy import recorded_source
+
     record_path = work / "stages.json"
     record = json.loads(record_path.read_text()) if record_path.exists() and not args.redo else {}
+    named = [d for d in record.values() if isinstance(d, dict) and d.get("data", "phantom") != recorded_source(
+        d.get("data", "phantom"))]
+    for done in named:  # a record made before folders were hashed: the same data, now unnamed
+        done["data"] = recorded_source(done["data"])
+    if named:
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+    data_record = recorded_source(spec.text)
     statuses: dict[str, str] = {}
     t_all = time.perf_counter()
 
@@ -145,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             statuses[stage] = "skipped (--skip)"
             continue
         done = record.get(stage, {})
-        if done.get("status") == "done" and done.get("data", "phantom") == spec.text:
+        if done.get("status") == "done" and done.get("data", "phantom") == data_record:
             statuses[stage] = f"done earlier ({record[stage]['seconds']:.0f} s), skipped; --redo reruns it"
             continue
         why_not = data_skip(stage, spec)
@@ -176,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         if stage == "cine-qc-128x112":  # the QC of the 128x112 streaming model the stage before shipped
             seg_id = _stream_id(models, preset, "128x112")
             if seg_id is None:  # as rtdnas-stream with no clip model: done, nothing to do
-                record[stage] = {"status": "done", "seconds": 0.0, **({} if spec.is_phantom else {"data": spec.text})}
+                record[stage] = {"status": "done", "seconds": 0.0, **({} if spec.is_phantom else {"data": data_record})}
                 statuses[stage] = "done: nothing to do (no 128x112 streaming rtdnas model in the models folder)"
                 record_path.write_text(json.dumps(record, indent=2) + "\n")
                 continue
@@ -194,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         if rc == 0:
             record[stage] = {"status": "done", "seconds": round(seconds, 1)}
             if not spec.is_phantom:  # phantom records stay as they were
-                record[stage]["data"] = spec.text
+                record[stage]["data"] = data_record
             statuses[stage] = f"done in {seconds:.0f} s"
         else:
             statuses.setdefault(stage, f"FAILED (exit {rc}) after {seconds:.0f} s")

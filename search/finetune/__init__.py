@@ -14,6 +14,10 @@ the folded convolution right, and batch statistics would break it; with a real `
 statistics of the original training set, which a few small batches of new data cannot estimate
 better. So before the first step the network computes exactly what the shipped ONNX file computes.
 
+A streaming model (``streaming`` in its card) is fine-tuned as the causal clip network it runs, on
+clips z-scored per frame, and exported again in streaming form (``search.export.streaming``, parity
+on streamed frames); see ``search.finetune.run``.
+
 Modules: ``target`` (which model, and the clear errors), ``data`` (phantom or ``--data KIND:DIR``,
 split by patient into train / val / test), ``run`` (train, evaluate before and after, export),
 ``cli`` (the command line).

@@ -15,6 +15,13 @@
 5. echo seg models: the QC partner is not retrained; it is copied beside the new model unchanged
    (so ``pairs_with`` resolves in the export folder) and its calibration on the fine-tuned
    segmentation is measured and written into the card (``metrics.qc_partner``).
+
+A streaming model (``streaming`` in its card) trains as the causal clip network it is: clips of its
+clip card's length, every frame z-scored on its own (what the app feeds it one frame at a time); Dice
+before and after is measured on the streaming ONNX files, every test clip streamed from the initial
+state (as ``search.methods.rtdnas.streaming`` measures it), and it is exported in streaming form
+through ``search.export.streaming.export_streaming_model`` (the one export path, with the parity
+check on streamed frames and their states).
 """
 
 from __future__ import annotations
@@ -118,15 +125,20 @@ def _datasets(target: Target, parts: dict[str, list], seed: int) -> tuple[Datase
             return EchoFrameDataset(cases, size=shape[-2:], channels=shape[1], augment=AUGMENT if train else None,
                                     seed=seed)
     else:
-        t = shape[2]
+        t = target.train_clip_length
+        per_frame = target.streaming is not None  # the app z-scores each frame a streaming model gets
 
         def make(cases, train):
             return CineClipDataset(cases, clip_length=t, size=shape[-2:], stride=max(1, t // 2) if train else t,
-                                   augment=AUGMENT if train else None, seed=seed)
+                                   augment=AUGMENT if train else None, seed=seed, per_frame_norm=per_frame)
     return make(parts["train"], True), make(parts["val"], False), make(parts["test"], False)
 
 
 def _onnx_predictor(target: Target, path: Path):
+    if target.streaming:  # every clip streamed frame by frame from the initial state
+        from search.export.streaming import onnx_stream_predictor
+
+        return onnx_stream_predictor(path, target.streaming)
     if target.modality == "echo":
         from search.export.predictors import onnx_seg_predictor
 
@@ -167,8 +179,18 @@ def _qc_mae(target: Target, seg_onnx: Path, qc_onnx: Path, dataset: Dataset) -> 
     return round(float(out["qc_mae"]), 4)
 
 
+def echo_mode_after(target: Target, spec: DataSpec) -> str | None:
+    """The new card's ``echo_mode``: the model's own, except ``bmode`` once it has trained on a B-mode
+    dataset (CAMUS, EchoNet: ``search.methods.segqc_hw.tasks.BMODE_DATASETS``). Cine: None."""
+    if target.modality != "echo":
+        return None
+    from search.methods.segqc_hw.tasks import BMODE_DATASETS
+
+    return "bmode" if spec.kind in BMODE_DATASETS else target.raw.get("echo_mode")
+
+
 def _content(target: Target, new_id: str, data: dict[str, Any], extra: dict[str, Any], notes: str,
-             pairs_with: str | None) -> CardContent:
+             pairs_with: str | None, echo_mode: str | None = None) -> CardContent:
     raw = target.raw
     return CardContent(
         model_id=new_id, modality=raw["modality"], role="seg", method=raw["method"],
@@ -177,7 +199,24 @@ def _content(target: Target, new_id: str, data: dict[str, Any], extra: dict[str,
         classes=target.classes, normalisation=dict(raw["input"]["normalisation"]), layout=raw["input"]["layout"],
         data=data, genotype=raw.get("genotype"), pairs_with=pairs_with, clip_length=raw.get("clip_length"),
         architecture=raw["architecture"], notes=notes, extra=extra,
-        echo_mode=raw.get("echo_mode") if raw["modality"] == "echo" else None)  # the kind of echo it was made for
+        echo_mode=echo_mode if raw["modality"] == "echo" else None)  # the kind of echo it is now for
+
+
+def _export_streaming(target: Target, new_id: str, data: dict[str, Any], extra: dict[str, Any], notes: str,
+                      out_dir: Path, clips: list, evaluate: Callable[[Path], dict[str, Any]]) -> ModelCard:
+    """Export the fine-tuned causal clip network in streaming form (``export_streaming_model``: parity
+    on streamed frames); the card keeps the base card's ``retrained_from`` (its clip card), and its
+    ``streaming`` field is made afresh (the same states: the architecture is unchanged)."""
+    from search.export.architecture import Architecture
+    from search.export.streaming import export_streaming_model
+
+    raw = target.raw
+    keep = {k: raw[k] for k in ("retrained_from",) if k in raw}
+    return export_streaming_model(
+        target.clip_module, model_id=new_id, architecture=Architecture.from_json(raw["architecture"]),
+        classes=target.classes, data=data, clips=clips, out_dir=out_dir, genotype=raw.get("genotype"),
+        method=raw["method"], notes=notes, pairs_with=target.pairs_with, evaluate=evaluate,
+        extra={**keep, **extra})
 
 
 def _train(target: Target, train_ds: Dataset, val_ds: Dataset, cfg: FinetuneConfig,
@@ -262,7 +301,8 @@ def finetune(model_id: str, spec: DataSpec, out_dir: Path | str, cfg: FinetuneCo
         metrics: dict[str, Any] = {
             "dice": _card_dice(after["dice"], target), "dice_before": _card_dice(before, target),
             "evaluated_on": f"{len(parts['test'])} held-out patients (the test part), every labelled "
-                            f"{'frame' if target.modality == 'echo' else 'frame of every clip'}",
+                            f"{'frame' if target.modality == 'echo' else 'frame of every clip'}"
+                            + (", each clip streamed from the initial state" if target.streaming else ""),
         }
         if qc_onnx is not None and qc_before is not None:
             metrics["qc_partner"] = {"id": target.pairs_with, "mae_before": qc_before,
@@ -270,17 +310,27 @@ def finetune(model_id: str, spec: DataSpec, out_dir: Path | str, cfg: FinetuneCo
                                      "note": "QC partner not retrained; MAE of its predicted Dice on the test part"}
         return metrics
 
-    feeds = [{target.raw["inputs"][0]["name"]: test_ds[i][0].numpy()[None]}
-             for i in range(min(PARITY_SAMPLES, len(test_ds)))]
+    samples = [test_ds[i][0].numpy()[None] for i in range(min(PARITY_SAMPLES, len(test_ds)))]
     extra = {"finetuned_from": {"id": model_id, "sha256": target.onnx_sha256},
              "finetune": {"epochs": cfg.epochs, "patience": cfg.patience, "lr": cfg.lr,
                           "weights_from": target.weights_source, "batchnorm": BATCHNORM_POLICY, **record}}
     notes = (f"Fine-tuned from {model_id} (python -m search finetune, {record['epochs_run']} epoch(s), best "
              f"validation epoch {record['best_epoch']}) on {data['dataset']}. Architecture unchanged.")
+    if target.streaming:
+        notes += (f" Streaming: the causal clip network trained on {target.train_clip_length}-frame clips z-scored "
+                  "per frame; Dice on the streaming file, every test clip streamed from the initial state.")
     if target.pairs_with:
         notes += f" QC partner {target.pairs_with} kept unchanged (not retrained on the fine-tuned outputs)."
-    card = export_model(target.module, _content(target, new_id, data, extra, notes, target.pairs_with), out_dir,
-                        feeds, evaluate=evaluate)
+    if target.streaming:
+        card = _export_streaming(target, new_id, data, extra, notes, out_dir, samples, evaluate)
+    else:
+        feeds = [{target.raw["inputs"][0]["name"]: x} for x in samples]
+        echo_mode = echo_mode_after(target, spec)
+        if echo_mode and echo_mode != target.raw.get("echo_mode"):
+            notes += (f" Made for {target.raw.get('echo_mode')} echo, fine-tuned on {data['dataset']} ({echo_mode}): "
+                      f"echo_mode {echo_mode}.")
+        card = export_model(target.module, _content(target, new_id, data, extra, notes, target.pairs_with, echo_mode),
+                            out_dir, feeds, evaluate=evaluate)
     say(f"{new_id}: test Dice {before.mean:.3f} -> {after['dice'].mean:.3f}; wrote {card.onnx_path}")
     return FinetuneResult(card=card, dice_before=before.mean, dice_after=after["dice"].mean,
                           epochs_run=record["epochs_run"], best_epoch=record["best_epoch"],

@@ -3,6 +3,11 @@
 ``load_target`` reads ``<models_dir>/<id>.json``, refuses what cannot be fine-tuned (an unknown id, an
 INT8 model, a QC model, a card without a rebuildable architecture) with one :class:`FinetuneError`
 naming the model and what to do instead, and rebuilds the network with its own weights.
+
+A streaming model (the card's ``streaming`` field, ``search.export.streaming``) is a causal clip
+network run one frame at a time; what trains is that causal clip network (``Target.net``), on clips
+z-scored per frame as the app feeds it, ``clip_length`` frames long (its ``retrained_from`` clip
+card's, else ``STREAM_CLIP_LENGTH``); it is exported again in streaming form.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ from search.export.architecture import ArchitectureError
 
 #: Exported interfaces ``build_from_card`` wraps around a logits network (``module.net``).
 SEG_INTERFACES = ("probs_uncertainty", "probs")
+#: A streaming model: ``StreamingNetwork(ClipProbabilities(logits network))`` (``module.net.net``).
+STREAMING_INTERFACE = "streaming_probs"
+#: Clip length a streaming model trains on when its ``retrained_from`` clip card is not beside it
+#: (the rtdnas clip models' window).
+STREAM_CLIP_LENGTH = 20
 
 
 class FinetuneError(ValueError):
@@ -38,6 +48,8 @@ class Target:
         net: The logits network inside ``module`` (what trains).
         onnx_sha256: Hash of the shipped ONNX file (the new card's ``finetuned_from``).
         weights_source: ``"state dict <file>"`` or ``"recovered from the ONNX initializers (BN folded)"``.
+        train_clip_length: Cine: frames per training clip (a clip model's ``clip_length``; a streaming
+            model's clip card's). Echo: 1.
     """
 
     model_id: str
@@ -47,6 +59,17 @@ class Target:
     net: nn.Module
     onnx_sha256: str
     weights_source: str
+    train_clip_length: int = 1
+
+    @property
+    def streaming(self) -> dict[str, Any] | None:
+        """The card's ``streaming`` field (a model run one frame at a time), or None."""
+        return self.raw.get("streaming")
+
+    @property
+    def clip_module(self) -> nn.Module:
+        """Streaming models: the causal clip network with its probabilities (what is exported in streaming form)."""
+        return self.module.net if self.streaming else self.module
 
     @property
     def modality(self) -> str:
@@ -94,6 +117,8 @@ def _refuse(raw: dict[str, Any], card_path: Path, models_dir: Path) -> None:
         hint = f"fine-tune {seg[0]}" if seg else "fine-tune a segmentation model"
         raise FinetuneError(f"{card_path}: {model_id} is a {raw.get('role')} model; {hint} (its QC partner is kept)")
     interface = (raw.get("architecture") or {}).get("interface")
+    if interface == STREAMING_INTERFACE and raw.get("streaming"):
+        return
     if interface not in SEG_INTERFACES:
         raise FinetuneError(f"{card_path}: {model_id} has no rebuildable segmentation architecture "
                             f"(interface {interface!r}); only models with a typed architecture can be fine-tuned")
@@ -123,5 +148,24 @@ def load_target(model_id: str, models_dir: Path | str = "models") -> Target:
         raise FinetuneError(f"{card_path}: cannot rebuild {model_id} with its weights ({exc})") from None
     pt = card_path.with_name(((raw.get("export") or {}).get("weights") or {}).get("file") or f"{model_id}.pt")
     source = f"state dict {pt.name}" if pt.is_file() else "recovered from the ONNX initializers (BatchNorm folded)"
-    return Target(model_id=str(raw["id"]), card_path=card_path, raw=raw, module=module, net=module.net,
-                  onnx_sha256=sha256_of(card_path.with_suffix(".onnx")), weights_source=source)
+    streaming = bool(raw.get("streaming"))
+    net = module.net.net if streaming else module.net  # StreamingNetwork(ClipProbabilities(net))
+    return Target(model_id=str(raw["id"]), card_path=card_path, raw=raw, module=module, net=net,
+                  onnx_sha256=sha256_of(card_path.with_suffix(".onnx")), weights_source=source,
+                  train_clip_length=_clip_length(raw, models_dir))
+
+
+def _clip_length(raw: dict[str, Any], models_dir: Path) -> int:
+    """Frames per training clip: echo 1; a clip model's own; a streaming model's clip card's (else 20)."""
+    if raw.get("modality") != "cine":
+        return 1
+    if not raw.get("streaming"):
+        return int(raw["inputs"][0]["shape"][2])
+    base = (raw.get("retrained_from") or {}).get("card")
+    path = models_dir / f"{base}.json" if base else None
+    if path is not None and path.is_file():
+        try:
+            return int(json.loads(path.read_text()).get("clip_length") or STREAM_CLIP_LENGTH)
+        except (OSError, ValueError, TypeError):
+            pass
+    return STREAM_CLIP_LENGTH

@@ -244,7 +244,8 @@ class CineRowsConfig:
         return next(s for s in self.searches if s.key == row.search)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict; ``data.source`` only when it is not the phantom (phantom configs are unchanged)."""
-        from search.data import config_without_phantom
+        """Plain dict; ``data.source`` only when it is not the phantom (phantom configs are unchanged), and
+        then as ``search.privacy.recorded_source`` (kind and a hash of the folder: run folders never name it)."""
+        from search.privacy import recorded_config
 
-        return config_without_phantom(asdict(self))
+        return recorded_config(asdict(self))

@@ -74,13 +74,17 @@ class CineRows:
 
     def _check_config(self) -> None:
         """Write ``config.json``, or refuse a run folder made with another configuration."""
+        from search.privacy import same_config
+
         path = self.out / "config.json"
         doc = self.cfg.to_dict()
         if path.is_file():
             old = read_json(path)
-            if json.loads(json.dumps(doc)) != old:
+            if not same_config(old, json.loads(json.dumps(doc))):
                 raise ValueError(f"{path}: this run folder was made with another configuration; "
                                  "use a new --out or delete the folder")
+            if old != json.loads(json.dumps(doc)):  # made before dataset folders were hashed: drop the folder
+                write_json(path, doc)
         else:
             write_json(path, doc)
 

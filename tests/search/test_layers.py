@@ -21,8 +21,9 @@ SEARCH = Path(__file__).resolve().parents[2] / "search"
 LAYERS: dict[str, tuple[str, ...]] = {
     # the reference networks of the baselines are plain nn.Modules the methods build on
     "core": ("search.core", "search.citations", "search.baselines.unet", "search.baselines.resnet_qc"),
-    # training data (--data specs, dataset folders, method protocols): torch-free, below train
-    "data": ("search.data",),
+    # training data (--data specs, dataset folders, method protocols; what run folders record of them):
+    # torch-free, below train
+    "data": ("search.data", "search.privacy"),
     "latency": ("search.latency",),
     "train": ("search.train", "search.distributed"),
     "export": ("search.export",),

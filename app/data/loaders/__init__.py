@@ -9,7 +9,8 @@
 - an EchoNet-Dynamic ``.avi`` inside ``Videos/`` of a folder with ``FileList.csv``: ``echonet``.
 
 ``load_dataset(path)`` opens every case of a dataset folder (ACDC ``training/``, a CAMUS root, an
-EchoNet root, a folder written by ``python -m app phantom``).
+EchoNet root, a folder written by ``python -m app phantom``); a root holding ``training/`` and
+``testing/`` (ACDC, CAMUS 2019, the ``acdc`` phantom) gives the patients of both, in name order.
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ def load_dataset(path: Path | str) -> list[Case]:
     if (path / "FileList.csv").exists():
         return echonet.load_echonet(path)
     patients = sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("patient"))
+    if not patients:  # the official split's folders (ACDC, CAMUS 2019): their patients, by name
+        patients = sorted((p for sub in ("training", "testing") if (path / sub).is_dir()
+                           for p in (path / sub).iterdir() if p.is_dir() and p.name.startswith("patient")),
+                          key=lambda p: p.name)
     if patients:
         if acdc.is_acdc_patient(patients[0]):
             return [acdc.load_acdc_patient(p) for p in patients]

@@ -4,6 +4,10 @@ Arrays are written ``(X, Y, Z, T)`` with ``X`` = the case's rows, as ``app.data.
 reads them; intensities as int16 as ACDC ships them; the time step (ms) goes into the 4D header.
 Height and Weight in ``Info.cfg`` are fixed placeholders (the phantom has no body size). When every
 frame is labelled, ``<name>_4d_gt.nii.gz`` (our extension, ignored by ACDC tools) holds them all.
+
+A whole dataset goes, as ACDC ships it, into ``training/`` and ``testing/`` (:func:`acdc_folder`): the
+last ~20% of the patient numbers are the test set (``app.data.writers.official_split``). ACDC's own
+test patients carry labels at ED and ES, and so do these.
 """
 
 from __future__ import annotations
@@ -14,9 +18,18 @@ import numpy as np
 
 from app.data.case import Case
 from app.data.loaders.nifti import write_nifti
+from app.data.writers.official_split import official_part
+
+#: Official part -> the folder ACDC keeps it in.
+ACDC_FOLDERS = {"train": "training", "test": "testing"}
 
 # Phantom patient kinds -> ACDC groups.
 ACDC_GROUPS = {"normal": "NOR", "dcm": "DCM", "hcm": "HCM", "minf": "MINF", "arv": "RV"}
+
+
+def acdc_folder(root: Path, patient_number: int, n_patients: int) -> Path:
+    """Where patient ``patient_number`` of ``n_patients`` goes: ``root/training`` or ``root/testing``."""
+    return Path(root) / ACDC_FOLDERS[official_part(patient_number, n_patients)]
 
 
 def write_acdc_patient(case: Case, root: Path, patient_number: int) -> Path:

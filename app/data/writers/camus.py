@@ -11,6 +11,15 @@ uint8, labels uint8 0 bg, 1 LV, 2 MYO, 3 LA, as ``app.data.loaders.camus`` reads
 renders only the apical 4-chamber view, so no ``_2CH`` files are written. Sex and Age are left out
 (the phantom has no demographics); EF is the single-plane area-length estimate. When the phantom's
 ES comes before its ED, the half sequence is the ES..ED (filling) frames in reverse order.
+
+The official split, as the release ships it (:func:`write_camus_split`)::
+
+    database_split/subgroup_training.txt     one patient folder name per line
+    database_split/subgroup_validation.txt
+    database_split/subgroup_testing.txt      the last ~20% of the patients (``app.data.writers.official_split``)
+
+The release keeps the patient folders in ``database_nifti/`` beside ``database_split/``; the writer
+puts them directly in the dataset folder, beside ``database_split/`` (the readers accept both).
 """
 
 from __future__ import annotations
@@ -23,6 +32,11 @@ import numpy as np
 from app.data.case import Case
 from app.data.loaders.nifti import write_nifti
 from app.data.writers.echonet import lv_volumes_ml
+from app.data.writers.official_split import official_part
+
+SPLIT_FOLDER = "database_split"
+#: Official part -> its file in ``database_split/`` (as CAMUS 2023 names them).
+SPLIT_FILES = {"train": "subgroup_training.txt", "val": "subgroup_validation.txt", "test": "subgroup_testing.txt"}
 
 
 def lv_summary(ed_labels: np.ndarray, es_labels: np.ndarray, spacing_mm) -> tuple[float, float, int]:
@@ -47,7 +61,7 @@ def write_camus_patient(case: Case, root: Path, patient_number: int) -> Path:
     """Write echo ``case`` (CAMUS labels, ED and ES set) as ``root/patientNNNN/``; returns that folder."""
     if case.modality != "echo" or case.labels is None or case.ed is None or case.es is None:
         raise ValueError(f"{case.case_id}: CAMUS needs an echo case with labels, ED and ES")
-    name = f"patient{patient_number:04d}"
+    name = patient_name(patient_number)
     folder = Path(root) / name
     folder.mkdir(parents=True, exist_ok=True)
     idx = half_sequence_indices(case.ed, case.es)
@@ -67,4 +81,25 @@ def write_camus_patient(case: Case, root: Path, patient_number: int) -> Path:
     (folder / "Info_4CH.cfg").write_text(
         f"ED: 1\nES: {len(idx)}\nNbFrame: {len(idx)}\nImageQuality: {quality}\nEF: {ef}\n"
         f"FrameRate: {case.frame_rate:.1f}\n")
+    return folder
+
+
+def patient_name(patient_number: int) -> str:
+    """``patientNNNN``: the CAMUS folder name of a patient number."""
+    return f"patient{patient_number:04d}"
+
+
+def write_camus_split(root: Path, n_patients: int) -> Path:
+    """Write ``root/database_split/subgroup_*.txt`` for patients 1..``n_patients``; returns the folder.
+
+    Training, validation and testing as ``app.data.writers.official_split.official_part`` (the last ~20%
+    test, ~10% validation before them); every file is written, an empty part as an empty file.
+    """
+    folder = Path(root) / SPLIT_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    names: dict[str, list[str]] = {part: [] for part in SPLIT_FILES}
+    for number in range(1, n_patients + 1):
+        names[official_part(number, n_patients, with_val=True)].append(patient_name(number))
+    for part, file in SPLIT_FILES.items():
+        (folder / file).write_text("".join(f"{name}\n" for name in names[part]))
     return folder

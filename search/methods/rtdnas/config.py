@@ -152,10 +152,11 @@ class RtdnasConfig:
         return max(self.supernet.pc_k, self.supernet.channels // self.width_divisor)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict; ``data.source`` only when it is not the phantom (phantom configs are unchanged)."""
-        from search.data import config_without_phantom
+        """Plain dict; ``data.source`` only when it is not the phantom (phantom configs are unchanged), and
+        then as ``search.privacy.recorded_source`` (kind and a hash of the folder: run folders never name it)."""
+        from search.privacy import recorded_config
 
-        return config_without_phantom(asdict(self))
+        return recorded_config(asdict(self))
 
 
 def preset(name: str, *, seed: int | None = None) -> RtdnasConfig:

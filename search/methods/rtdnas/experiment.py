@@ -157,11 +157,13 @@ class RtdnasExperiment:
         return results
 
     def _check_config(self) -> None:
+        from search.privacy import same_config
+
         path = self.out / "config.json"
         doc = json.loads(json.dumps(self.cfg.to_dict()))
-        if path.is_file() and read_json(path) != doc:
+        if path.is_file() and not same_config(read_json(path), doc):
             raise ValueError(f"{path}: this run folder was made with another configuration; use a new --out")
-        write_json(path, doc)
+        write_json(path, doc)  # a run made before dataset folders were hashed: rewritten without the folder
 
     # -------------------------------------------------------------------------- latency table
     def seed_latency_table(self) -> None:

@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                          device_help="torch device for the searches and retraining (cpu, cuda); evaluation, "
                                      "latency and export always run on the CPU")
     parser.add_argument("--task", choices=TASKS, default="contrast",
-                        help="contrast: contrast echo, myocardium (the paper's task); bmode: B-mode apical four-chamber "
+                        help="contrast: contrast echo, myocardium (the paper's task; not on the B-mode datasets CAMUS "
+                             "and EchoNet); bmode: B-mode apical four-chamber "
                              "echo, 4 classes (background, LV, MYO, LA) with --data phantom or camus:DIR, run in "
                              "runs/segqc-hw-bmode/<preset>, report in docs/segqc-bmode, models echo-bmode-segqc-hw-* "
                              "(default contrast)")
@@ -70,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = preset(args.preset, seed=args.seed, task=getattr(args, "task", "contrast"))
     from search.methods.common_cli import with_data
 
+    from search.methods.common_cli import data_spec
+    from search.methods.segqc_hw.tasks import data_refusal
+
     task = cfg.task
+    refusal = data_refusal(task.name, data_spec(args).kind)  # B-mode datasets never train the contrast task
+    if refusal:
+        raise SystemExit(f"{task.method_label}: --data {data_spec(args).kind}: {refusal}")
     cfg = with_data(cfg, args, task.need, task.method_label)  # --data: checked here, read by load_protocol
     if args.retrain_epochs is not None:
         seg_epochs, qc_epochs = args.retrain_epochs

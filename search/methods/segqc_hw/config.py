@@ -248,10 +248,12 @@ class SegQcConfig:
         """Plain JSON-able dict (tuples become lists); ``data.source`` only when it is not the phantom and
         ``data.task`` only when it is not contrast (so contrast configs, their hashes and run records stay
         what they were before B-mode existed); ``search.sampler`` and ``search.gdas_tau`` only with the GDAS
-        sampler (so DARTS configs keep the hashes they had before the sampler existed)."""
-        from search.data import config_without_phantom
+        sampler (so DARTS configs keep the hashes they had before the sampler existed). A dataset's
+        ``data.source`` is ``search.privacy.recorded_source`` (kind and a hash of the folder: run folders
+        never name it)."""
+        from search.privacy import recorded_config
 
-        doc = config_without_phantom(asdict(self))
+        doc = recorded_config(asdict(self))
         if doc["data"].get("task") == "contrast":
             doc = {**doc, "data": {k: v for k, v in doc["data"].items() if k != "task"}}
         if doc["search"].get("sampler") == "darts":

@@ -11,6 +11,11 @@ test (20, held out). Each case keeps only ``frames_per_case`` labelled frames sp
 are cached as ``.npz`` so a resumed run does not render the phantoms again. Images are prepared by
 ``search.train.datasets.EchoFrameDataset`` (deployment preprocessing, random affine augmentation).
 
+The cache never names a dataset file: a dataset case is stored with its anonymous id, patient and
+official part only (its ``source``, the file it was read from, is left out: file names can carry
+patient ids), and ``cases_key.json`` holds the spec as ``search.privacy.recorded_source`` (the kind
+and a hash of the folder).
+
 With ``--data KIND:DIR`` (``DataConfig.source``) the patients come from a dataset folder instead
 (``dataset_protocol``, through ``search.data``): the same proportions, by patient, the dataset's
 official test set as test, labels renumbered to the task's classes (the myocardium; or LV, MYO and LA,
@@ -41,6 +46,12 @@ MIN_STRATIFIED = 30  # patients needed before the split is stratified by quality
 RENDER_FRAMES = 30  # frames rendered per patient (the paper samples ~30 per sequence)
 CasesFor = Callable[[DataConfig], dict[str, list[Case]]]
 SPLIT_META = ("patient", "official_split")  # what a trimmed dataset case keeps of its meta (anonymous)
+GENERATED_SOURCES = ("phantom-", "synthetic-")  # generated cases' sources (``phantom-echo-<variant>``): no file
+
+
+def stored_source(case: Case) -> str | None:
+    """What the cache keeps of ``case.source``: a generator's name; never a dataset's file path."""
+    return case.source if (case.source or "").startswith(GENERATED_SOURCES) else None
 
 
 def input_spec(resolution: int) -> dict:
@@ -83,7 +94,7 @@ def _save(cases: Sequence[Case], path: Path) -> None:
     for i, c in enumerate(cases):
         arrays[f"frames_{i}"] = c.frames
         arrays[f"labels_{i}"] = c.labels
-        meta.append({"case_id": c.case_id, "quality": c.quality, "quality_bin": c.quality_bin, "source": c.source,
+        meta.append({"case_id": c.case_id, "quality": c.quality, "quality_bin": c.quality_bin, "source": stored_source(c),
                      "spacing_mm": list(c.spacing_mm), "frame_rate": c.frame_rate,
                      "label_map": {str(k): v for k, v in c.label_map.items()}})
         if c.meta:  # a dataset case's anonymous patient and official part (phantom cases have none)
@@ -204,7 +215,9 @@ def load_protocol(cfg: DataConfig, cache_dir: Path, cases_for: CasesFor | None =
     key = {"n_s1": cfg.n_s1, "n_s2": cfg.n_s2, "n_test": cfg.n_test, "n_qc_val": cfg.n_qc_val,
            "frames": cfg.frames_per_case, "seed": cfg.phantom_seed, "render_frames": RENDER_FRAMES}
     if getattr(cfg, "source", "phantom") != "phantom":  # the phantom's key stays as it was (its caches too)
-        key["source"] = cfg.source
+        from search.privacy import recorded_source
+
+        key["source"] = recorded_source(cfg.source)  # the kind and a hash of the folder, never its name
     if getattr(cfg, "task", "contrast") != "contrast":  # so does the contrast task's
         key["task"] = cfg.task
     stamp = cache_dir / "cases_key.json"

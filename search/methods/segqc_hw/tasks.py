@@ -21,6 +21,10 @@ from app.data.case import CAMUS_LABELS, ECHO_MYO_LABELS
 
 TASKS = ("contrast", "bmode")
 DEFAULT_TASK = "contrast"
+#: ``--data`` kinds that hold plain B-mode echo only, never contrast echo (kind -> dataset name). The
+#: contrast task does not train on them (a contrast model taught on B-mode would still say
+#: ``echo_mode: contrast``); a ``dicom:`` or ``nifti:`` folder may hold contrast recordings and is allowed.
+BMODE_DATASETS: Mapping[str, str] = {"camus": "CAMUS", "echonet": "EchoNet-Dynamic"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,29 @@ _TASKS = {
     "bmode": EchoTask("bmode", "bmode", dict(CAMUS_LABELS), "B-mode apical four-chamber echo (LV, MYO, LA)",
                       "echo-bmode", "segqc-hw-bmode", "segqc-bmode", "LV 1, MYO 2, LA 3 (CAMUS)"),
 }
+
+
+def contrast_refusal(kind: str) -> str | None:
+    """Why the contrast task cannot train on a ``--data`` dataset of ``kind`` (None: it can)."""
+    name = BMODE_DATASETS.get(kind)
+    return None if name is None else f"{name} is B-mode echo, not contrast echo"
+
+
+def data_refusal(task: str, kind: str) -> str | None:
+    """The one line ``segqc-hw --task <task> --data <kind>:DIR`` stops with before any work (None: go on).
+
+    The contrast task (the default) refuses the B-mode datasets and says to add ``--task bmode``, or,
+    for EchoNet-Dynamic (LV tracings only), that neither task can train on it.
+    """
+    if task != "contrast":
+        return None
+    why = contrast_refusal(kind)
+    if why is None:
+        return None
+    if kind == "echonet":
+        return (f"{why}, so the contrast task (myocardium) cannot train on it; --task bmode needs LV, MYO and LA "
+                "labels, which its LV tracings do not give")
+    return f"{why}: add --task bmode to train the B-mode task (LV, MYO, LA) on it"
 
 
 def echo_task(name: str) -> EchoTask:

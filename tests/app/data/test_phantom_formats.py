@@ -25,8 +25,9 @@ def _phantom(tmp_path: Path, fmt: str, *extra: str) -> Path:
 
 def test_camus_layout_reads_back(tmp_path: Path) -> None:
     out = _phantom(tmp_path, "camus", "--size", "64")
-    names = sorted(p.name for p in out.iterdir() if p.is_dir())
+    names = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith("patient"))
     assert names == ["patient0001", "patient0002", "patient0003"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["database_split", *names]
     files = sorted(p.name for p in (out / "patient0002").iterdir())
     assert files == ["Info_4CH.cfg"] + sorted(f"patient0002_4CH_{s}.nii.gz" for s in (
         "ED", "ED_gt", "ES", "ES_gt", "half_sequence", "half_sequence_gt"))
@@ -100,3 +101,36 @@ def test_half_sequence_runs_ed_to_es() -> None:
 
     assert half_sequence_indices(2, 5) == [2, 3, 4, 5]
     assert half_sequence_indices(7, 4) == [7, 6, 5, 4]  # ES before ED: the filling frames, reversed
+
+
+def test_camus_and_acdc_phantoms_ship_an_official_split(tmp_path: Path) -> None:
+    """As CAMUS 2023 (``database_split/subgroup_*.txt``) and ACDC (``training/`` + ``testing/``) do: the
+    last ~20% of the patients are the test set, the same for every run; the loaders still read them all."""
+    from app.data.writers.official_split import official_part, part_sizes
+
+    assert part_sizes(10, with_val=True) == {"train": 7, "val": 1, "test": 2}
+    assert part_sizes(5, with_val=False) == {"train": 4, "val": 0, "test": 1}
+    assert part_sizes(1, with_val=True) == {"train": 1, "val": 0, "test": 0}
+    assert [official_part(i, 10, with_val=True) for i in range(1, 11)] == ["train"] * 7 + ["val"] + ["test"] * 2
+    out = tmp_path / "camus"
+    assert app_main(["phantom", "--modality", "echo", "--cases", "10", "--out", str(out), "--format", "camus",
+                     "--frames", "4", "--size", "32"]) == 0
+    split = out / "database_split"
+    files = {f: (split / f).read_text().split() for f in
+             ("subgroup_training.txt", "subgroup_validation.txt", "subgroup_testing.txt")}
+    assert files == {"subgroup_training.txt": [f"patient{i:04d}" for i in range(1, 8)],
+                     "subgroup_validation.txt": ["patient0008"],
+                     "subgroup_testing.txt": ["patient0009", "patient0010"]}
+    assert (split / "subgroup_testing.txt").read_text() == "patient0009\npatient0010\n"  # one name per line
+    assert len(load_camus(out)) == 10
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [c["official_split"] for c in manifest["cases"]] == ["train"] * 7 + ["val"] + ["test"] * 2
+
+    cine = tmp_path / "acdc"
+    assert app_main(["phantom", "--modality", "cine", "--cases", "5", "--out", str(cine), "--frames", "3",
+                     "--slices", "2"]) == 0
+    assert sorted(p.name for p in cine.iterdir() if p.is_dir()) == ["testing", "training"]
+    assert sorted(p.name for p in (cine / "training").iterdir()) == [f"patient{i:03d}" for i in range(1, 5)]
+    assert sorted(p.name for p in (cine / "testing").iterdir()) == ["patient005"]
+    assert [c.case_id for c in load_dataset(cine)] == [f"patient{i:03d}" for i in range(1, 6)]
+    assert load_case(cine / "testing" / "patient005").labels is not None  # labelled at ED and ES, as ACDC

@@ -77,12 +77,13 @@ def test_method_configs_hash_the_data_only_when_it_is_not_the_phantom() -> None:
     from search.methods.msnas_hw.config import preset as msnas_preset
     from search.methods.rtdnas.config import preset as rtdnas_preset
     from search.methods.segqc_hw.config import preset as segqc_preset
+    from search.privacy import recorded_source
 
     for preset in (segqc_preset, msnas_preset, rtdnas_preset):
         cfg = preset("smoke")
         assert "source" not in cfg.to_dict()["data"]
         moved = replace(cfg, data=replace(cfg.data, source="acdc:/data/ACDC"))
-        assert moved.to_dict()["data"]["source"] == "acdc:/data/ACDC"
+        assert moved.to_dict()["data"]["source"] == recorded_source("acdc:/data/ACDC")  # kind + folder hash
 
 
 def test_card_info_holds_hashes_and_counts_only(tmp_path: Path) -> None:

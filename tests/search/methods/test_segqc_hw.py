@@ -500,6 +500,32 @@ def test_bmode_on_echonet_stops_with_one_clear_error(tmp_path: Path, capsys) -> 
     assert not list((tmp_path / "cache").glob("cases_*.npz"))
 
 
+def test_contrast_task_on_a_bmode_dataset_says_add_task_bmode(tmp_path: Path) -> None:
+    """CAMUS and EchoNet are B-mode: ``segqc-hw --data camus:DIR`` (contrast, the default) stops with one line
+    naming ``--task bmode`` before any work; ``python -m search --data camus:DIR`` skips the contrast stage
+    with the reason and runs the B-mode one. DICOM and NIfTI folders may hold contrast echo: allowed."""
+    from app.data.phantom_cli import write_phantom_dataset
+    from search.chain.all_cli import data_skip
+    from search.data import parse_data_spec
+    from search.methods.segqc_hw.tasks import data_refusal
+
+    root = tmp_path / "CAMUS"
+    write_phantom_dataset("echo", 3, root, seed=4, n_frames=4, size=48, fmt="camus")
+    with pytest.raises(SystemExit) as stop:
+        _segqc_cli(["--preset", "smoke", "--data", f"camus:{root}", "--out", str(tmp_path / "run")])
+    message = str(stop.value)
+    assert message.startswith("segqc-hw: --data camus: CAMUS is B-mode echo") and "\n" not in message
+    assert "add --task bmode" in message and not (tmp_path / "run").exists()
+    spec = parse_data_spec(f"camus:{root}")
+    skip = data_skip("segqc-hw", spec)
+    assert skip and skip.startswith("skipped (CAMUS is B-mode echo") and "segqc-hw-bmode does" in skip
+    assert data_skip("segqc-hw-bmode", spec) is None
+    echonet = data_refusal("contrast", "echonet")
+    assert echonet and "EchoNet-Dynamic is B-mode echo" in echonet and "--task bmode needs LV, MYO and LA" in echonet
+    assert data_refusal("contrast", "dicom") is None and data_refusal("contrast", "nifti") is None
+    assert data_refusal("bmode", "camus") is None and data_refusal("contrast", "phantom") is None
+
+
 def test_shipped_echo_cards_say_their_echo_mode() -> None:
     """Every echo card in ``models/`` names the kind of echo it is for; cine cards have no such field."""
     from app.cards import default_models_dir, discover

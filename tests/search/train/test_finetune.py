@@ -51,6 +51,40 @@ def test_every_supported_model_starts_from_its_onnx(model):
     np.testing.assert_allclose(probs, shipped, atol=1e-4)
 
 
+@pytest.mark.parametrize("model", ["cine-rtdnas-ga-n7-stream", "cine-rtdnas-ga-n7-stream-128x112"])
+def test_a_streaming_model_trains_as_its_causal_clip_network(model):
+    """A streaming card is fine-tunable: what trains is its causal clip network, on clips of its clip
+    card's length z-scored per frame, and before any step it computes what the streaming ONNX file
+    computes, every clip streamed from the initial state."""
+    from search.export.streaming import onnx_stream_predictor
+    from search.finetune.target import STREAMING_INTERFACE
+
+    target = load_target(model, MODELS)
+    assert target.streaming and target.raw["architecture"]["interface"] == STREAMING_INTERFACE
+    assert target.train_clip_length == json.loads((MODELS / "cine-rtdnas-ga-n7.json").read_text())["clip_length"]
+    h, w = target.input_shape[-2:]
+    x = np.random.default_rng(0).standard_normal((1, 1, 4, h, w)).astype(np.float32)
+    streamed, _ = onnx_stream_predictor(target.onnx_path, target.streaming)(x)
+    with torch.no_grad():
+        probs = torch.softmax(_FrozenBatchNorm(target.net).train()(torch.from_numpy(x)), dim=1).numpy()
+    np.testing.assert_allclose(probs, streamed, atol=1e-4)
+    train, _, test = _datasets(target, split_cases(parse_data_spec("phantom"), target,
+                                                   DataOptions(phantom_cases=5, seed=0)), seed=0)
+    clip = test[0][0].numpy()
+    assert clip.shape == (1, target.train_clip_length, h, w) and train.per_frame_norm
+    np.testing.assert_allclose(clip.mean(axis=(2, 3)), 0.0, atol=1e-4)  # every frame z-scored on its own
+
+
+def test_a_contrast_model_fine_tuned_on_a_bmode_dataset_is_for_bmode(tmp_path):
+    from search.finetune.run import echo_mode_after
+
+    target = load_target(ECHO, MODELS)
+    assert target.raw["echo_mode"] == "contrast"
+    assert echo_mode_after(target, parse_data_spec(f"camus:{tmp_path}")) == "bmode"
+    assert echo_mode_after(target, parse_data_spec("phantom")) == "contrast"
+    assert echo_mode_after(target, parse_data_spec(f"dicom:{tmp_path}")) == "contrast"  # may be contrast recordings
+
+
 def test_no_better_validation_keeps_the_starting_weights():
     target = load_target(ECHO, MODELS)
     parts = split_cases(parse_data_spec("phantom"), target, TINY)
@@ -96,6 +130,7 @@ def test_one_epoch_on_phantoms_exports_a_card_the_app_loads(tmp_path):
     assert 0.0 <= raw["metrics"]["dice_before"]["mean"] <= 1.0 and 0.0 <= raw["metrics"]["dice"]["mean"] <= 1.0
     assert raw["metrics"]["dice"]["mean"] == pytest.approx(result.dice_after, abs=1e-4)
     assert raw["data"]["dataset"] == "phantom" and sum(raw["data"]["counts"].values()) == TINY.phantom_cases
+    assert raw["echo_mode"] == "contrast"  # contrast phantoms for the contrast model: still for contrast echo
     assert "phantom-echo" not in json.dumps(raw["data"])  # hashes and counts, no case ids
     assert raw["export"]["parity"]["max_abs_diff"] <= 1e-4 and (out / f"{card.id}.pt").is_file()
     # the QC partner sits beside it, unchanged, so the pair loads from the export folder
@@ -117,7 +152,27 @@ def test_cli_fine_tunes_on_a_camus_layout_folder(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     raw = json.loads((tmp_path / "models" / "echo-camus-ft.json").read_text())
     assert raw["data"]["dataset"] == "CAMUS" and raw["finetuned_from"]["id"] == ECHO
+    assert raw["echo_mode"] == "bmode"  # the contrast model, now trained on B-mode CAMUS
     assert str(tmp_path) not in json.dumps(raw)  # no folder or file name in the card
+
+
+@pytest.mark.slow
+def test_one_epoch_of_a_streaming_model_exports_a_streaming_card(tmp_path):
+    """Fine-tuned streaming models go out through the streaming export path (parity on streamed frames)."""
+    model = "cine-rtdnas-ga-n7-stream"
+    out = tmp_path / "models"
+    result = finetune(model, parse_data_spec("phantom"), out,
+                      FinetuneConfig(epochs=1, data=DataOptions(phantom_cases=5, seed=0)), models_dir=MODELS,
+                      say=lambda _: None)
+    card = load_card(result.card.card_path).verify()
+    raw, base = card.raw, json.loads((MODELS / f"{model}.json").read_text())
+    assert raw["finetuned_from"] == {"id": model, "sha256": sha256_of(MODELS / f"{model}.onnx")}
+    assert raw["architecture"] == base["architecture"] and raw["streaming"] == base["streaming"]
+    assert raw["retrained_from"] == base["retrained_from"] and raw["clip_length"] == 1
+    assert raw["export"]["parity"]["max_abs_diff"] <= 1e-4 and (out / f"{card.id}.pt").is_file()
+    assert raw["metrics"]["dice"]["mean"] == pytest.approx(result.dice_after, abs=1e-4)
+    assert "streamed" in raw["metrics"]["evaluated_on"]
+    assert raw["pairs_with"] == base["pairs_with"] and (out / f"{base['pairs_with']}.json").is_file()
 
 
 def test_cli_errors_are_one_line(capsys):
