@@ -137,7 +137,9 @@ def run_places(args: argparse.Namespace, *, method: str, docs_name: str, root: P
         root: The repository root the defaults are under.
     """
     spec = data_spec(args)
-    out = Path(args.out) if args.out else root / "runs" / method / run_name(args)
+    # absolute, so a relative --out means the same folder to the stage harness (which joins relative
+    # outputs onto the run folder) as to the method that builds paths under it
+    out = Path(args.out).resolve() if args.out else root / "runs" / method / run_name(args)
     full = args.preset != "smoke" and spec.is_phantom  # only phantom runs replace the shipped models and docs
     models = None if args.no_ship else (Path(args.models_dir) if args.models_dir else
                                         (root / "models" if full else out / "models"))
