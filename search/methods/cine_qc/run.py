@@ -95,7 +95,9 @@ def run(cfg: CineQcConfig, out: Path, *, models_dir: Path | None = None, ship: b
             from app.engine.models import default_models
 
             incumbent = default_models("cine", dest)[0]
-            if incumbent.id != seg.id:
+            if incumbent.id == seg.id:
+                report["challenge"] = {"incumbent": seg.id, "promoted": False, "note": "already the cine default"}
+            else:
                 theirs = seg_dice_ci(make_samples(split["test"], incumbent, cfg, cache=out / "samples", threads=threads))
                 promoted = promote_default(find_model(seg.id, dest), report["seg_dice_test_patients"], incumbent,
                                            theirs, dest)
