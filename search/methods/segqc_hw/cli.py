@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=("darts", "gdas"), default=None,
                         help="how a search step weighs each edge's candidates: darts runs all of them (softmax mixture, "
                              "the paper), gdas runs one drawn by a hard straight-through Gumbel-softmax sample (GDAS; "
-                             "much cheaper steps) (default: the preset's: gdas for default, darts for smoke and paper)")
+                             "much cheaper steps) (default: the preset's, darts)")
     parser.add_argument("--gdas-tau", type=float, nargs=2, metavar=("START", "END"), default=None,
                         help="GDAS temperature, annealed linearly over the architecture steps (default 10 0.1)")
     parser.add_argument("--search-epochs", type=int, nargs=2, metavar=("WARMUP", "ALTERNATE"), default=None,

@@ -43,8 +43,9 @@ SEGQC_DICE = {"unet8": 0.611, "unet16": 0.644, "searched_nohw": 0.633, "searched
 SEGQC_LATENCY = {"unet8": 41.5, "unet16": 77.25, "searched_nohw": 30.5, "searched_hw": 21.75}
 
 
-def segqc_run(folder: Path, preset: str = "smoke") -> Path:
-    """``<folder>/report/{results.json, README.md, qc_scatter.png}`` written by segqc-hw's ``write_report``."""
+def segqc_run(folder: Path, preset: str = "smoke", sampler: str | None = None) -> Path:
+    """``<folder>/report/{results.json, README.md, qc_scatter.png}`` written by segqc-hw's ``write_report``
+    (``sampler``: the search sampler the config names, default the preset's)."""
     from search.methods.segqc_hw.config import preset as segqc_preset
     from search.methods.segqc_hw.report import write_report
 
@@ -63,7 +64,12 @@ def segqc_run(folder: Path, preset: str = "smoke") -> Path:
                              genotype={"seg": "cells"}, expected_latency_ms=18.0)
     sensitivity = {"searched_hw_lambda0.01": dict(rows["searched_hw"], lambda2=0.01,
                                                   cost=dict(rows["searched_hw"]["cost"], latency_ms=15.5))}
-    results = {"config": segqc_preset(preset).to_dict(), "machine": "test machine", "rows": rows, "n_test_frames": 12,
+    from dataclasses import replace
+
+    cfg = segqc_preset(preset)
+    if sampler is not None:
+        cfg = replace(cfg, search=replace(cfg.search, sampler=sampler))
+    results = {"config": cfg.to_dict(), "machine": "test machine", "rows": rows, "n_test_frames": 12,
                "sensitivity": sensitivity}
     report = folder / "report"
     write_report(results, report, {"Predicted vs true Dice": "qc_scatter.png"})
