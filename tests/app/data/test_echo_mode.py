@@ -159,7 +159,7 @@ def test_case_files_and_datasets_say_what_they_are(tmp_path: Path) -> None:
     with open_source(str(npz)) as source:
         assert echo_mode_of(source) == EchoMode("bmode", "B-mode echo: a bmode phantom (its generator's variant)")
     write_phantom_dataset("echo", 1, tmp_path / "camus", seed=0, n_frames=6, fmt="camus")
-    patient = next(p for p in (tmp_path / "camus").iterdir() if p.is_dir())
+    patient = next(p for p in sorted((tmp_path / "camus").iterdir()) if p.is_dir() and p.name.startswith("patient"))
     with open_source(str(patient)) as source:
         assert echo_mode_of(source) == EchoMode("bmode", "B-mode echo: a CAMUS case (CAMUS is B-mode echo)")
     with open_source("phantom:echo?frames=6") as source:  # the live phantom: contrast, from its first case

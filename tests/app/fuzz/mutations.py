@@ -151,7 +151,7 @@ def build_bases(folder: Path, root: Path) -> dict[str, Path]:
 
     phantom("echo", "--frames", "24", "--size", "64")
     phantom("cine", "--frames", "8", "--slices", "2")
-    cine = next(p for p in (folder / "cine").iterdir() if p.is_dir())
+    cine = next((folder / "cine").rglob("Info.cfg")).parent  # a patient folder (under ACDC's training/)
     bases = {
         "echo": next((folder / "echo").glob("*.dcm")),
         "cine": cine,
