@@ -15,6 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", metavar="NAME", default=None,
                         help="baselines to run (default: the preset's); see search/baselines/registry.py")
     parser.add_argument("--no-quantize", action="store_true", help="do not try INT8 variants")
+    parser.add_argument("--epochs", type=int, nargs=2, metavar=("SEG", "QC"), default=None,
+                        help="override the preset's echo training epochs (segmentation, QC), e.g. to train a "
+                             "baseline to convergence (use another --work: checkpoints keep their schedule)")
     from search.methods.common_cli import add_data_argument
 
     add_data_argument(parser)  # with a dataset: out defaults to <work>/models, work to runs/baselines/<preset>-<kind>
@@ -39,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     if args.no_quantize:
         preset = dataclasses.replace(preset, quantize=False)
+    if getattr(args, "epochs", None) is not None:
+        seg_epochs, qc_epochs = args.epochs
+        preset = dataclasses.replace(preset, seg_train=dataclasses.replace(preset.seg_train, epochs=seg_epochs),
+                                     qc_train=dataclasses.replace(preset.qc_train, epochs=qc_epochs))
     data = data_spec(args)
     work = Path(args.work) if args.work else Path("runs") / "baselines" / (
         preset.name if data.is_phantom else f"{preset.name}-{data.kind}")

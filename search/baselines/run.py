@@ -69,6 +69,12 @@ def dataset_split(data: DataSpec, need: Need, method: str, fractions: dict[str, 
                           lambda members: split_by_patient(members, fractions, seed, where=data.root), transform)
 
 
+def training_curves(pair) -> dict:
+    """The learning curves a card carries: mean training loss per epoch of each network."""
+    return {"seg_epochs": len(pair.seg_losses), "seg_loss": [round(float(v), 4) for v in pair.seg_losses],
+            "qc_epochs": len(pair.qc_losses), "qc_loss": [round(float(v), 5) for v in pair.qc_losses]}
+
+
 def run_echo(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir: Path,
              progress: Callable | None = None, data: DataSpec | None = None) -> BaselineResult:
     if data is None or data.is_phantom:
@@ -86,7 +92,8 @@ def run_echo(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
     test = EchoFrameDataset(split["test"], size)
     pair = train_echo_pair(spec, s1, s2, preset.seg_train, preset.qc_train, work_dir / spec.name, progress)
     calibration = EchoFrameDataset(split["s1"], size, frame_step=max(1, preset.echo_frame_step * 2))
-    cards, decision = ship_echo_pair(spec, pair, test, calibration, out_dir, _data_info("echo", preset, split, data),
+    info = {**_data_info("echo", preset, split, data), "training": training_curves(pair)}
+    cards, decision = ship_echo_pair(spec, pair, test, calibration, out_dir, info,
                                      quantize=preset.quantize, latency_repeats=preset.latency_repeats)
     return BaselineResult(spec.name, cards, decision.reason if decision else None)
 

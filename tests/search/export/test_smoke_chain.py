@@ -60,6 +60,8 @@ def test_smoke_chain_exports_verified_cards_of_every_stage(chain):
     searched = [c for c in cards.values() if c.method in ("segqc-hw", "msnas-hw", "rtdnas") and c.role == "seg"]
     assert searched and all(c.raw["genotype"] for c in searched)
     # split by patient: no patient in two parts, and the card records it
+    training = seg.raw["data"]["training"]  # the learning curves of both networks
+    assert training["seg_epochs"] == len(training["seg_loss"]) >= 1 and training["qc_epochs"] == len(training["qc_loss"])
     split = seg.raw["data"]["split"]
     ids = [i for part in split.values() for i in part]
     assert len(ids) == len(set(ids)) and set(split) == {"s1", "s2", "test"}
