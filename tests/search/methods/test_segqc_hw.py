@@ -14,6 +14,7 @@ from torch import nn
 from search.methods.segqc_hw.config import PRESETS, preset
 from search.methods.segqc_hw.framework import framework_loss, run_framework
 from search.train.losses import dice_of_prediction
+from tests.search.methods.synthetic_echo import synthetic_echo_cases
 
 
 class TinySeg(nn.Module):
@@ -107,30 +108,12 @@ def test_loss_is_ce_plus_lambda1_mse_plus_lambda2_latency() -> None:
     assert seg.conv.weight.grad is None or seg.conv.weight.grad.abs().sum() == 0
 
 
-def _synthetic_cases(n: int, seed: int, size: int = 16, frames: int = 2):
-    """Tiny labelled echo cases (a bright ring = myocardium) without rendering phantoms."""
-    from app.data.case import ECHO_MYO_LABELS, Case
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    cases = []
-    for i in range(n):
-        r = np.hypot(yy - size / 2 + rng.integers(-2, 3), xx - size / 2)
-        labels = ((r > size / 5) & (r < size / 3)).astype(np.uint8)
-        frames_ = np.clip(labels[None, ..., None] * 150 + rng.normal(60, 40, (frames, size, size, 3)), 0, 255)
-        cases.append(Case(case_id=f"syn{i}", modality="echo", frames=frames_.astype(np.uint8),
-                          labels=np.repeat(labels[None], frames, 0), label_map=dict(ECHO_MYO_LABELS),
-                          spacing_mm=(1.0, 1.0), frame_rate=30.0, labelled_frames=tuple(range(frames)),
-                          quality=float(i) / max(1, n - 1), quality_bin=("poor", "medium", "good")[i % 3]))
-    return cases
-
-
 def _search_inputs(seed: int = 0):
     from search.methods.segqc_hw.config import AugmentConfig
     from search.methods.segqc_hw.data import frame_dataset
 
-    s1 = frame_dataset(_synthetic_cases(3, 1), 16, AugmentConfig(), seed=seed + 1)
-    s2 = frame_dataset(_synthetic_cases(3, 2), 16, AugmentConfig(), seed=seed + 2)
+    s1 = frame_dataset(synthetic_echo_cases(3, 1), 16, AugmentConfig(), seed=seed + 1)
+    s2 = frame_dataset(synthetic_echo_cases(3, 2), 16, AugmentConfig(), seed=seed + 2)
     return s1, s2
 
 

@@ -8,11 +8,11 @@ import zlib
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from search.methods.segqc_hw.config import preset
+from tests.search.methods.synthetic_echo import synthetic_echo_cases
 
 
 class _Table:
@@ -20,24 +20,6 @@ class _Table:
 
     def get(self, key) -> float:
         return 0.1 + (zlib.crc32(key.canonical().encode()) % 1000) / 1000.0
-
-
-def _cases(n: int, seed: int, size: int = 32, frames: int = 2):
-    """Tiny labelled echo cases (a bright ring = myocardium) without rendering phantoms."""
-    from app.data.case import ECHO_MYO_LABELS, Case
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    cases = []
-    for i in range(n):
-        r = np.hypot(yy - size / 2 + rng.integers(-2, 3), xx - size / 2)
-        labels = ((r > size / 5) & (r < size / 3)).astype(np.uint8)
-        img = np.clip(labels[None, ..., None] * 150 + rng.normal(60, 40, (frames, size, size, 3)), 0, 255)
-        cases.append(Case(case_id=f"syn{i}", modality="echo", frames=img.astype(np.uint8),
-                          labels=np.repeat(labels[None], frames, 0), label_map=dict(ECHO_MYO_LABELS),
-                          spacing_mm=(1.0, 1.0), frame_rate=30.0, labelled_frames=tuple(range(frames)),
-                          quality=float(i) / max(1, n - 1), quality_bin=("poor", "medium", "good")[i % 3]))
-    return cases
 
 
 def _gdas_smoke(**search):
@@ -92,7 +74,8 @@ def _search(cfg, folder: Path):
     from search.methods.segqc_hw.search import qc_config, search_stage, seg_config
 
     latency = FrameworkLatency(_Table(), 32, seg_config(cfg), qc_config(cfg))
-    return search_stage(cfg, 0.01, 0, _cases(3, 1), _cases(3, 2), latency, folder)
+    return search_stage(cfg, 0.01, 0, synthetic_echo_cases(3, 1, size=32), synthetic_echo_cases(3, 2, size=32),
+                        latency, folder)
 
 
 @pytest.mark.slow
@@ -158,8 +141,8 @@ def test_gdas_search_resumes_to_the_same_alphas(tmp_path):
     def fresh():
         seg, qc = build_supernets(cfg, 0)
         lat = FrameworkLatency(_Table(), 32, seg_config(cfg), qc_config(cfg)).bind(seg.net, qc.net)
-        s1 = frame_dataset(_cases(3, 1), 32, cfg.data.augment, seed=3)
-        s2 = frame_dataset(_cases(3, 2), 32, cfg.data.augment, seed=4)
+        s1 = frame_dataset(synthetic_echo_cases(3, 1, size=32), 32, cfg.data.augment, seed=3)
+        s2 = frame_dataset(synthetic_echo_cases(3, 2, size=32), 32, cfg.data.augment, seed=4)
         return seg, qc, lat, s1, s2
 
     seg_a, qc_a, lat, s1, s2 = fresh()
