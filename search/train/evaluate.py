@@ -8,7 +8,7 @@ ONNX model at export time (the card's figures are the ONNX model's own).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -79,25 +79,34 @@ def frame_dice(gt: np.ndarray, pred: np.ndarray, classes: list[int]) -> float:
     return float(np.mean(scores)) if scores else 1.0
 
 
-def evaluate_segmentation(predict: SegPredictor, dataset: Dataset, n_classes: int) -> SegEvaluation:
-    """Dice per foreground class over every labelled frame of ``dataset`` (one sample at a time)."""
+def _score_frames(frames: Iterable[tuple[np.ndarray, np.ndarray]], n_classes: int) -> SegEvaluation:
+    """Dice per foreground class over ``(gt, pred)`` frames: per class, the mean over the frames where
+    it is defined; the mean Dice is over the classes defined anywhere."""
     classes = list(range(1, n_classes))
     sums = {c: 0.0 for c in classes}
     counts = {c: 0 for c in classes}
     per_frame: list[float] = []
-    for i in range(len(dataset)):
-        x, y = dataset[i]
-        probs, _ = predict(x.numpy()[None])
-        pred = probs[0].argmax(axis=0).astype(np.uint8)
-        for gt, pr in _frames(y.numpy(), pred):
-            for c, v in dice_per_class(pr, gt, classes).items():
-                if not np.isnan(v):
-                    sums[c] += v
-                    counts[c] += 1
-            per_frame.append(frame_dice(gt, pr, classes))
+    for gt, pred in frames:
+        for c, v in dice_per_class(pred, gt, classes).items():
+            if not np.isnan(v):
+                sums[c] += v
+                counts[c] += 1
+        per_frame.append(frame_dice(gt, pred, classes))
     per_class = {c: (sums[c] / counts[c] if counts[c] else float("nan")) for c in classes}
     defined = [v for v in per_class.values() if not np.isnan(v)]
     return SegEvaluation(per_class, float(np.mean(defined)) if defined else float("nan"), per_frame)
+
+
+def evaluate_segmentation(predict: SegPredictor, dataset: Dataset, n_classes: int) -> SegEvaluation:
+    """Dice per foreground class over every labelled frame of ``dataset`` (one sample at a time)."""
+
+    def frames():
+        for i in range(len(dataset)):
+            x, y = dataset[i]
+            probs, _ = predict(x.numpy()[None])
+            yield from _frames(y.numpy(), probs[0].argmax(axis=0).astype(np.uint8))
+
+    return _score_frames(frames(), n_classes)
 
 
 def app_window(t: int, clip_length: int) -> np.ndarray:
@@ -120,24 +129,14 @@ def evaluate_newest_frame(predict: SegPredictor, dataset: Dataset, n_classes: in
     (``CineClipDataset.slices``) is scored at the last position of its app window, prepared as the
     dataset prepares its clips; per class, mean over frames where the class is defined.
     """
-    classes = list(range(1, n_classes))
-    sums = {c: 0.0 for c in classes}
-    counts = {c: 0 for c in classes}
-    per_frame: list[float] = []
-    for ci, z in dataset.slices():
-        for t in dataset.labelled_frames(ci):
-            x, y = dataset.window(ci, z, app_window(t, dataset.clip_length))
-            probs, _ = predict(x.numpy()[None])
-            pred = probs[0, :, -1].argmax(axis=0).astype(np.uint8)
-            gt = y.numpy()[-1]
-            for c, v in dice_per_class(pred, gt, classes).items():
-                if not np.isnan(v):
-                    sums[c] += v
-                    counts[c] += 1
-            per_frame.append(frame_dice(gt, pred, classes))
-    per_class = {c: (sums[c] / counts[c] if counts[c] else float("nan")) for c in classes}
-    defined = [v for v in per_class.values() if not np.isnan(v)]
-    return SegEvaluation(per_class, float(np.mean(defined)) if defined else float("nan"), per_frame)
+    def frames():
+        for ci, z in dataset.slices():
+            for t in dataset.labelled_frames(ci):
+                x, y = dataset.window(ci, z, app_window(t, dataset.clip_length))
+                probs, _ = predict(x.numpy()[None])
+                yield y.numpy()[-1], probs[0, :, -1].argmax(axis=0).astype(np.uint8)
+
+    return _score_frames(frames(), n_classes)
 
 
 NEWEST_FRAME_NOTE = ("each labelled frame as the newest frame of the app's sliding window (the slice's last T "
