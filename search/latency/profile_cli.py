@@ -18,6 +18,7 @@ import logging
 
 from search.methods.spaces import SPACE_NAMES as SPACES
 from search.methods.spaces import register_all
+from search.methods.common_cli import frame_size_type
 
 PRESETS = ("smoke", "default", "paper")
 
@@ -45,15 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(e.g. 128x112 with --preset default for a model shipped with rtdnas.streaming --size)")
 
 
-def frame_size(text: str) -> tuple[int, int]:
-    """``"128x112"`` -> ``(128, 112)``; both sides positive multiples of 8 (the spaces' 4 scales)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: use HxW, e.g. 128x112") from None
-    if h <= 0 or w <= 0 or h % 8 or w % 8:
-        raise argparse.ArgumentTypeError(f"size {text!r}: both sides must be positive multiples of 8")
-    return h, w
+frame_size = frame_size_type(8)  # ``"128x112"`` -> ``(128, 112)``: the spaces' 4 scales need multiples of 8
 
 
 def parse_spaces(text: str | None, *, per_frame: bool = False, preset: str = "smoke") -> list[str]:

@@ -126,6 +126,22 @@ class RunPlaces:
     docs_dir: Path | None
 
 
+def frame_size_type(multiple: int):
+    """An argparse type for ``HxW`` (``"128x112"`` -> ``(128, 112)``), both sides positive multiples of
+    ``multiple`` (the number of 2x downsamplings the networks make, as a power of two)."""
+
+    def parse(text: str) -> tuple[int, int]:
+        try:
+            h, w = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"size {text!r}: use HxW, e.g. 128x112") from None
+        if h <= 0 or w <= 0 or h % multiple or w % multiple:
+            raise argparse.ArgumentTypeError(f"size {text!r}: both sides must be positive multiples of {multiple}")
+        return h, w
+
+    return parse
+
+
 def run_places(args: argparse.Namespace, *, method: str, docs_name: str, root: Path = REPO) -> RunPlaces:
     """The run folder, models folder and docs folder of parsed common flags, defaults applied.
 

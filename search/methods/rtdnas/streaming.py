@@ -46,6 +46,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from search.methods.common_cli import frame_size_type
+
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_BASE = REPO / "models" / "cine-rtdnas-ga-n7.json"
 ROW_KEY = "stream"
@@ -187,16 +189,6 @@ def _clip_vs_stream(clip_net, t: int, h: int, w: int, streaming: dict[str, Any],
             "ratio_p50": round(s.p50_ms / c.p50_ms, 4), "threads": c.threads, "repeats": repeats}
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: use HxW, e.g. 128x112") from None
-    if h <= 0 or w <= 0 or h % 16 or w % 16:
-        raise argparse.ArgumentTypeError(f"size {text!r}: both sides must be positive multiples of 16")
-    return h, w
-
-
 def pick_base(models_dir: Path, preset_name: str) -> Path | None:
     """The rtdnas clip (not streaming) seg card of ``models_dir`` for ``preset_name``: marked default, else best Dice."""
     cards = []
@@ -223,7 +215,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, default=None, help="where to ship (default <out>/models)")
     parser.add_argument("--id", default=None, help="card id (default <base id>-stream)")
     parser.add_argument("--pairs-with", default=None, help="QC model id to pair the card with (default: the base card's QC partner)")
-    parser.add_argument("--size", type=_size, default=None, metavar="HxW",
+    parser.add_argument("--size", type=frame_size_type(16), default=None, metavar="HxW",
                         help="frame size the network is trained and shipped at (default: the preset's, 64x48)")
 
 
