@@ -148,20 +148,14 @@ def sample_stream_networks(space: str, preset: str, n: int, seed: int,
                            size: Sequence[int] | None = None) -> Iterator[SampledNetwork]:
     """``n`` random networks of ``space``, causal and wrapped for streaming, with their per-frame keys.
 
-    The architectures and weights are those ``search.latency.core_adapter.sample_networks`` gives the
-    clip check for the same ``seed``; each is made causal and wrapped in ``StreamingNetwork``. The
+    The architectures and weights are those the clip check samples for the same ``seed``
+    (``search.latency.core_adapter.sampled_modules``); each is made causal and wrapped in ``StreamingNetwork``. The
     example input is ``(frame, *states)`` (random states), frames of ``size`` (H, W) when given.
     """
-    import numpy as np
+    from search.latency.core_adapter import sampled_modules
 
-    from search.latency.spaces import get_space
-
-    entry = get_space(space)
-    rng = np.random.default_rng([seed, entry.stream])
     gen = torch.Generator().manual_seed(seed)
-    for i in range(n):
-        genotype = entry.random_genotype(preset, rng)
-        module, shape = entry.build_network(preset, genotype, seed + i)
+    for i, genotype, module, shape in sampled_modules(space, preset, n, seed):
         frame_shape = frame_shape_of(shape, size)
         stream = StreamingNetwork(make_causal(module).eval()).eval()
         keys = stream_keys(stream, frame_shape)

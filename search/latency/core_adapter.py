@@ -10,7 +10,7 @@ Call ``search.methods.spaces.register_all()`` (the CLIs do) before asking for a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from torch import nn
 
@@ -103,22 +103,30 @@ def build_network(space: str, preset: str, genotype, seed: int = 0) -> tuple[nn.
     return get_space(space).build_network(preset, genotype, seed)
 
 
-def sample_networks(space: str, preset: str, n: int, seed: int) -> Iterator["SampledNetwork"]:
-    """``n`` random discrete networks of ``space`` under ``preset``, built, with their op instances.
+def sampled_modules(space: str, preset: str, n: int, seed: int) -> Iterator[tuple[int, Any, nn.Module, tuple[int, ...]]]:
+    """``(i, genotype, network, input shape without batch)`` of ``n`` random discrete networks of ``space``.
 
     Deterministic in ``seed`` and the space's stream (architectures from ``np.random.default_rng``,
-    weights from torch seeds).
+    weights from torch seeds): the clip check and the per-frame check sample the same networks.
     """
     import numpy as np
+
+    entry = get_space(space)
+    rng = np.random.default_rng([seed, entry.stream])
+    for i in range(n):
+        genotype = entry.random_genotype(preset, rng)
+        module, shape = entry.build_network(preset, genotype, seed + i)
+        yield i, genotype, module, shape
+
+
+def sample_networks(space: str, preset: str, n: int, seed: int) -> Iterator["SampledNetwork"]:
+    """``n`` random discrete networks of ``space`` under ``preset`` (``sampled_modules``), built, with
+    their op instances and a random input drawn from a torch generator seeded with ``seed``."""
     import torch
 
     from search.latency.check import SampledNetwork
 
-    entry = get_space(space)
-    rng = np.random.default_rng([seed, entry.stream])
     gen = torch.Generator().manual_seed(seed)
-    for i in range(n):
-        genotype = entry.random_genotype(preset, rng)
-        module, shape = entry.build_network(preset, genotype, seed + i)
+    for i, genotype, module, shape in sampled_modules(space, preset, n, seed):
         x = torch.randn((1, *shape), generator=gen)
         yield SampledNetwork(space, i, module.eval(), x, op_instances(module, x), genotype=genotype.to_dict())
