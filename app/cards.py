@@ -195,7 +195,7 @@ class ModelCard:
     @property
     def is_clip_model(self) -> bool:
         """Whether the app runs this model on a window of several frames: input ``(1, C, T, H, W)`` with
-        T > 1 and no ``streaming`` (the rule of ``app.engine.stages.SegStage``)."""
+        T > 1 and no ``streaming`` (``app.engine.stages.SegStage`` then keeps a T-frame sliding window)."""
         shape = self.raw["input"].get("shape") if isinstance(self.raw.get("input"), Mapping) else None
         return (isinstance(shape, list) and len(shape) == 5 and isinstance(shape[2], int) and shape[2] > 1
                 and self.raw.get("streaming") is None)

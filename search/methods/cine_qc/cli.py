@@ -63,10 +63,11 @@ def _clip_model(card) -> str:
     base = (card.raw.get("retrained_from") or {}).get("card") if card.streaming is not None else None
     if base is None:
         return card.id
+    from app.cards import ModelCardError
     from app.engine.models import find_model
 
     try:  # a streaming model at another frame size than its clip model gets a QC of its own
         same_size = tuple(find_model(base, card.card_path.parent).input_shape[-2:]) == tuple(card.input_shape[-2:])
-    except Exception:
+    except ModelCardError:  # its clip model is not in the folder
         same_size = False
     return base if same_size else card.id
