@@ -109,8 +109,7 @@ class ClassMatch:
 
     def mean_dice(self, pred: np.ndarray, gt: np.ndarray) -> float:
         """Mean Dice over the scored classes present in either map (NaN when none is, or none is scored)."""
-        scores = [v for v in self.dice(pred, gt).values() if not np.isnan(v)]
-        return float(np.mean(scores)) if scores else float("nan")
+        return mean_dice(pred, self.remap(gt), self.scored)
 
 
 def match_classes(model_classes: dict[int, str], ground_truth_labels: dict[int, str] | None) -> ClassMatch:
