@@ -50,6 +50,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(weight step, architecture step) epochs")
     parser.add_argument("--arch-lr", type=float, default=None, metavar="LR",
                         help="Adam learning rate of the architecture parameters (default: the preset's)")
+    parser.add_argument("--weight-lr", type=float, default=None, metavar="LR",
+                        help="Adam learning rate of the supernets' weights during the search (default: the preset's)")
+    parser.add_argument("--warmup-until-dice", type=float, nargs=2, metavar=("DICE", "MAX_EPOCHS"), default=None,
+                        help="go on warming up past the preset's warm-up epochs until the supernet's mean Dice on its "
+                             "training batches reaches DICE, at most MAX_EPOCHS warm-up epochs in all (the architecture "
+                             "steps of a supernet that still predicts background follow noise); 0 0: a fixed warm-up")
     parser.add_argument("--stop-after", choices=("search", "retrain", "all"), default="all",
                         help="stop after this stage (train on a GPU machine, then run again on the target CPU "
                              "to measure Table II and export)")
@@ -89,8 +95,19 @@ def run(args: argparse.Namespace) -> int:
         search = replace(search, gdas_tau=tuple(args.gdas_tau))
     if getattr(args, "arch_lr", None) is not None:
         search = replace(search, arch_lr=args.arch_lr)
+    if getattr(args, "weight_lr", None) is not None:
+        search = replace(search, weight_lr=args.weight_lr)
     if getattr(args, "search_epochs", None) is not None:
         search = replace(search, warmup_epochs=args.search_epochs[0], alternate_epochs=args.search_epochs[1])
+    if getattr(args, "warmup_until_dice", None) is not None:
+        dice, max_epochs = args.warmup_until_dice
+        if max_epochs != int(max_epochs):
+            raise SystemExit(f"{task.method_label}: --warmup-until-dice: MAX_EPOCHS must be a whole number, "
+                             f"got {max_epochs:g}")
+        try:
+            search = replace(search, warmup_min_dice=dice, warmup_max_epochs=int(max_epochs))
+        except ValueError as err:
+            raise SystemExit(f"{task.method_label}: --warmup-until-dice: {err}") from None
     cfg = replace(cfg, search=search)
     places = run_places(args, method=task.run_method, docs_name=task.docs_name)
     paths = RunPaths(out=places.out, models=places.models_dir, docs=places.docs_dir)

@@ -143,6 +143,13 @@ class SearchConfig:
             few epochs plain CE collapses to background (measured, default preset: after 2 warm-up
             epochs CE 0.12 with every frame's predicted and true Dice 0, so the QC target is constant
             and the architecture gradient carries no segmentation signal).
+        warmup_min_dice: The warm-up goes on past ``warmup_epochs`` until the supernet's mean Dice on
+            its S1 training batches (the epoch's mean of the QC target) reaches this, at most
+            ``warmup_max_epochs`` warm-up epochs in all (issue 16: with the default preset's 2 warm-up
+            epochs the B-mode supernet still predicted background everywhere, Dice 0 on every frame, so
+            the QC target was constant and the architecture steps followed noise). 0 = a fixed warm-up.
+        warmup_max_epochs: Cap on the warm-up epochs when ``warmup_min_dice`` > 0 (a supernet that never
+            gets there is searched anyway and its record says so: ``warmup_reached_dice`` false).
         seeds: Search seeds; the derived pair with the best validation score is kept (paper: 5).
         sensitivity_lambda2: Extra hardware-aware searches with these latency weights, derived,
             retrained, scored and measured like the Table II rows and reported beside them (not a
@@ -165,9 +172,17 @@ class SearchConfig:
     sensitivity_lambda2: tuple[float, ...] = ()
     sampler: str = "darts"
     gdas_tau: tuple[float, float] = (10.0, 0.1)
+    warmup_min_dice: float = 0.0
+    warmup_max_epochs: int = 0
 
     def __post_init__(self):
         from search.core.mixed import SAMPLERS, TauSchedule
+
+        if not 0.0 <= self.warmup_min_dice < 1.0:
+            raise ValueError(f"warmup_min_dice must lie in [0, 1), got {self.warmup_min_dice}")
+        if self.warmup_min_dice and self.warmup_max_epochs < self.warmup_epochs:
+            raise ValueError(f"warmup_max_epochs ({self.warmup_max_epochs}) must be at least warmup_epochs "
+                             f"({self.warmup_epochs}) when warmup_min_dice is set")
 
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown search sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -251,7 +266,8 @@ class SegQcConfig:
         """Plain JSON-able dict (tuples become lists); ``data.source`` only when it is not the phantom and
         ``data.task`` only when it is not contrast (so contrast configs, their hashes and run records stay
         what they were before B-mode existed); ``search.sampler`` and ``search.gdas_tau`` only with the GDAS
-        sampler (so DARTS configs keep the hashes they had before the sampler existed). A dataset's
+        sampler (so DARTS configs keep the hashes they had before the sampler existed), and the warm-up's Dice
+        rule only when it is on (``warmup_min_dice`` > 0), for the same reason. A dataset's
         ``data.source`` is ``search.privacy.recorded_source`` (kind and a hash of the folder: run folders
         never name it)."""
         from search.privacy import recorded_config
@@ -261,6 +277,9 @@ class SegQcConfig:
             doc = {**doc, "data": {k: v for k, v in doc["data"].items() if k != "task"}}
         if doc["search"].get("sampler") == "darts":
             doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k not in ("sampler", "gdas_tau")}}
+        if not doc["search"].get("warmup_min_dice"):
+            doc = {**doc, "search": {k: v for k, v in doc["search"].items()
+                                     if k not in ("warmup_min_dice", "warmup_max_epochs")}}
         return doc
 
 

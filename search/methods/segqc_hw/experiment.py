@@ -51,7 +51,7 @@ from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_sco
 from search.methods.segqc_hw.search import (BASELINE_UNET_DEPTH, build_baseline, build_derived, qc_config, read_search,
                                             search_stage, seg_config)
 from search.train.cine_rows import read_json, write_json
-from search.train.stages import Stage, StageRunner
+from search.train.stages import Stage, StageRunner, config_hash
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +169,17 @@ class SegQcExperiment:
                            latency: FrameworkLatency) -> Stage:
         """One joint search and its derived genotype."""
         folder = self.out / "search" / variant / f"seed{seed}"
-        run = partial(search_stage, self.cfg, lambda2, seed, cases["s1"], cases["s2"], latency, folder, self.device)
+        run = partial(search_stage, self.cfg, lambda2, seed, cases["s1"], cases["s2"], latency, folder, self.device,
+                      warmup_checkpoint=self.warmup_checkpoint(seed))
         return Stage(f"search:{variant}/seed{seed}", run=run, load=partial(read_search, folder),
                      outputs=(folder / "genotype.json",), scratch=(folder / "search.pt", folder / "arch_trace.json"),
                      config=search_config(self.cfg, lambda2, seed))
+
+    def warmup_checkpoint(self, seed: int) -> Path:
+        """Where the searches of ``seed`` share their warm-up: named by what it depends on (all of a search's
+        config but ``lambda2``), so a changed config never starts from a stale warm-up."""
+        key = config_hash({k: v for k, v in search_config(self.cfg, 0.0, seed).items() if k != "lambda2"})
+        return self.out / "search" / "warmup" / f"seed{seed}-{key}.pt"
 
     def row_stage(self, name: str, key: str, pair: tuple[nn.Module, nn.Module], data: PairData, architecture: dict,
                   inputs: tuple[Path, ...] = ()) -> Stage:

@@ -1,6 +1,6 @@
 """The joint first-order search of the segqc-hw paper over the segmentation and QC supernets.
 
-One epoch walks S1 and S2 batches in pairs:
+One epoch walks S1 and S2 batches in pairs (a warm-up epoch does steps 1 and 3 only):
 
 1. S1 batch, weight step: seg and QC weights, ``CE + lambda1 * MSE`` (the latency term of eq. 3
    has no weight gradient).
@@ -17,6 +17,18 @@ Which candidates a forward pass runs is ``cfg.sampler`` (issue 16). ``"darts"``:
 (``search.core.mixed.ArchWeighting.gdas``), its temperature annealed linearly from ``cfg.gdas_tau[0]``
 to ``cfg.gdas_tau[1]`` over the architecture steps. The latency term is the same Gumbel-softmax
 expectation under both samplers.
+
+The warm-up lasts ``cfg.warmup_epochs``, or, with ``cfg.warmup_min_dice`` > 0, until the supernet's
+mean Dice on its S1 batches (the QC target, averaged over the epoch) reaches that value, at most
+``cfg.warmup_max_epochs`` epochs (issue 16: a supernet that still predicts background everywhere gives
+the architecture steps a constant QC target and a CE that any path lowers alike, so they follow noise).
+Which phase comes next is decided from the history alone, so a resumed search picks up where it stopped.
+
+The warm-up never reads ``lambda2`` (weight steps carry no latency term), so the searches of one run that
+differ only in it (w/o hw, hw, the sensitivity searches) share it: with ``warmup_checkpoint`` the state at
+the end of the warm-up is written there, and a search that has no checkpoint of its own starts from it
+instead of warming up again (the same weights, optimiser states and generators: what it would have
+computed itself).
 
 A checkpoint after every epoch (weights, alphas, both optimisers' states, the augmentation
 generators, the Gumbel generators, the history) makes the stage resumable; batch order depends on
@@ -55,11 +67,39 @@ class SearchState:
 
     Attributes:
         epoch: Epochs finished.
-        history: One dict per epoch: mean CE, MSE, expected latency (ms), arch entropy, phase.
+        history: One dict per epoch: phase, mean CE, MSE, the supernet's mean Dice on its S1 batches,
+            expected latency (ms), arch entropy.
     """
 
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
+
+    @property
+    def warmup_epochs(self) -> int:
+        """Warm-up epochs run so far."""
+        return sum(1 for h in self.history if h["phase"] == "warmup")
+
+    def warmup_record(self, cfg: SearchConfig) -> dict:
+        """How the warm-up went: epochs run, the Dice rule, the last warm-up epoch's Dice and whether it was met."""
+        warm = [h for h in self.history if h["phase"] == "warmup"]
+        last = warm[-1].get("dice_s1") if warm else None
+        return {"epochs": len(warm), "min_dice": cfg.warmup_min_dice, "max_epochs": cfg.warmup_max_epochs,
+                "dice_s1_last": last,
+                "reached_dice": bool(last is not None and last >= cfg.warmup_min_dice) if cfg.warmup_min_dice
+                else None}
+
+
+def next_phase(history: list[dict], cfg: SearchConfig) -> str | None:
+    """``"warmup"``, ``"alternate"`` or None (the search is done) for the epoch after ``history``."""
+    warm = sum(1 for h in history if h["phase"] == "warmup")
+    alternate = len(history) - warm
+    if alternate == 0:
+        if warm < cfg.warmup_epochs:
+            return "warmup"
+        if cfg.warmup_min_dice and warm < cfg.warmup_max_epochs and history:
+            if history[-1].get("dice_s1", math.inf) < cfg.warmup_min_dice:  # a record without it: go on
+                return "warmup"
+    return "alternate" if alternate < cfg.alternate_epochs else None
 
 
 def _weights(net: nn.Module) -> list[nn.Parameter]:
@@ -98,7 +138,8 @@ def _set_weighting(nets: tuple[nn.Module, ...], weighting: ArchWeighting | None)
 def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn, s1: EchoFrameDataset,
                      s2: EchoFrameDataset, cfg: SearchConfig, *, seed: int, checkpoint: Path | None = None,
                      detach_qc_input: bool = False, device: str | torch.device = "cpu",
-                     on_arch_step: Callable[[], None] | None = None) -> SearchState:
+                     on_arch_step: Callable[[], None] | None = None,
+                     warmup_checkpoint: Path | None = None) -> SearchState:
     """Search both supernets jointly; resumes from ``checkpoint`` when it exists.
 
     Args:
@@ -114,6 +155,8 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         detach_qc_input: Keep the QC error from reaching the segmentation net.
         device: Where the supernets live (batches are moved there; ``"cuda"`` on a GPU machine).
         on_arch_step: Called after every architecture step (the convergence trace, issue 16).
+        warmup_checkpoint: The state at the end of the warm-up, shared by searches that differ only in
+            ``lambda2``: read when ``checkpoint`` does not exist yet, written when the warm-up ends.
     """
     opt_seg = torch.optim.Adam(_weights(seg), lr=cfg.weight_lr, weight_decay=cfg.weight_decay)
     opt_qc = torch.optim.Adam(_weights(qc), lr=cfg.weight_lr, weight_decay=cfg.weight_decay)
@@ -124,9 +167,12 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
     paths = torch.Generator().manual_seed(seed * 7919 + 2)  # GDAS path samples (never drawn with "darts")
     tau = TauSchedule(*cfg.gdas_tau)
     state = SearchState()
-    total_epochs = cfg.warmup_epochs + cfg.alternate_epochs
-    if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    planned = cfg.warmup_epochs + cfg.alternate_epochs  # for the log; the Dice rule may add warm-up epochs
+    start = checkpoint if checkpoint is not None and checkpoint.is_file() else None
+    if start is None and warmup_checkpoint is not None and warmup_checkpoint.is_file():
+        start = warmup_checkpoint
+    if start is not None:
+        saved = torch.load(start, map_location="cpu", weights_only=False)
         seg.load_state_dict(saved["seg"])
         qc.load_state_dict(saved["qc"])
         opt_seg.load_state_dict(saved["opt_seg"])
@@ -138,14 +184,17 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         s1.rng.bit_generator.state = saved["s1_rng"]
         s2.rng.bit_generator.state = saved["s2_rng"]
         state = SearchState(epoch=int(saved["epoch"]), history=list(saved["history"]))
-        log.info("search: resumed %s at epoch %d/%d", checkpoint, state.epoch, total_epochs)
+        log.info("search: resumed %s at epoch %d (%d planned)%s", start, state.epoch, planned,
+                 " (the warm-up shared with the run's other searches)" if start == warmup_checkpoint else "")
     # Under torchrun: weight steps through DDP (alphas left out), alphas averaged in their own step.
     seg_ddp = distributed.wrap(seg, exclude=_alphas(seg), varying_graph=gdas)
     qc_ddp = distributed.wrap(qc, exclude=_alphas(qc), varying_graph=gdas)
     weights = _weights(seg) + _weights(qc)
-    for epoch in range(state.epoch, total_epochs):
-        searching = epoch >= cfg.warmup_epochs
-        sums = {"ce": 0.0, "mse": 0.0, "qc_mse_s2": 0.0, "arch_loss": 0.0}
+    while (phase := next_phase(state.history, cfg)) is not None:
+        epoch = state.epoch
+        searching = phase == "alternate"
+        warmed = state.warmup_epochs  # warm-up epochs before this one (the architecture steps start after them)
+        sums = {"ce": 0.0, "mse": 0.0, "qc_mse_s2": 0.0, "arch_loss": 0.0, "dice_s1": 0.0}
         steps = arch_steps = 0
         batches = _pairs(iter(distributed.shard_loader(loader(s1, cfg.batch_size, seed * 1000 + epoch))),
                          iter(distributed.shard_loader(loader(s2, cfg.batch_size, seed * 1000 + epoch + 500))))
@@ -154,7 +203,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         for i, ((x1, y1), (x2, y2)) in enumerate(batches):
             x1, y1, x2, y2 = (t.to(device, non_blocking=True) for t in (x1, y1, x2, y2))
             if gdas:  # one sampled path per forward pass from here on; tau from the architecture step's index
-                arch_index = (epoch - cfg.warmup_epochs) * len(batches) + i if searching else 0
+                arch_index = (epoch - warmed) * len(batches) + i if searching else 0
                 tau_now = tau.at(arch_index, total_arch)
                 _set_weighting((seg, qc), ArchWeighting.gdas(paths, tau_now))
             # 1. S1: weights of both networks.
@@ -167,6 +216,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
             opt_seg.step(), opt_qc.step()
             sums["ce"] += terms.ce
             sums["mse"] += terms.mse
+            sums["dice_s1"] += float(out.true_dice.mean())
             steps += 1
             # 2. S2: architecture of both networks (after the warm-up).
             if searching:
@@ -195,8 +245,10 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         with torch.no_grad():
             lat_ms = float(expected_latency(None, None))
         record = {
-            "epoch": epoch + 1, "phase": "alternate" if searching else "warmup",
+            "epoch": epoch + 1, "phase": phase,
             "ce": sums["ce"] / max(1, steps), "mse_s1": sums["mse"] / max(1, steps),
+            # every rank decides the next phase from it: the mean over ranks, the same on each
+            "dice_s1": distributed.mean_over_ranks(sums["dice_s1"] / max(1, steps)),
             "mse_s2": sums["qc_mse_s2"] / max(1, steps),
             "arch_loss": sums["arch_loss"] / arch_steps if arch_steps else math.nan,
             "expected_latency_ms": lat_ms, "arch_entropy": arch_entropy((seg, qc)),
@@ -205,11 +257,14 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
             record["gdas_tau"] = tau_now  # the temperature of the epoch's last step
         state.history.append(record)
         state.epoch = epoch + 1
-        log.info("search epoch %d/%d %s: CE %.4f, MSE(S1) %.4f, MSE(S2) %.4f, E[lat] %.2f ms, H(alpha) %.3f",
-                 epoch + 1, total_epochs, record["phase"], record["ce"], record["mse_s1"], record["mse_s2"],
-                 lat_ms, record["arch_entropy"])
+        log.info("search epoch %d (%d planned) %s: CE %.4f, Dice(S1) %.3f, MSE(S1) %.4f, MSE(S2) %.4f, "
+                 "E[lat] %.2f ms, H(alpha) %.3f", epoch + 1, planned, phase, record["ce"], record["dice_s1"],
+                 record["mse_s1"], record["mse_s2"], lat_ms, record["arch_entropy"])
         if checkpoint is not None and distributed.is_main():
             _save(checkpoint, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, paths, s1, s2, state)
+        if (warmup_checkpoint is not None and phase == "warmup" and next_phase(state.history, cfg) != "warmup"
+                and distributed.is_main()):
+            _save(warmup_checkpoint, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, paths, s1, s2, state)
     if gdas:  # the wrappers are back to their default weighting (the softmax mixture)
         _set_weighting((seg, qc), None)
     distributed.finish_stage("joint search", seg, qc)

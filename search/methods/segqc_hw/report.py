@@ -118,14 +118,23 @@ def bins_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _warmup_text(search: dict) -> str:
+    """The warm-up in words: fixed epochs, or epochs until the supernet's Dice reaches the rule's."""
+    if search.get("warmup_min_dice"):
+        return (f"{search['warmup_epochs']}-{search['warmup_max_epochs']} warm-up epochs (until the supernet's "
+                f"Dice on S1 reaches {search['warmup_min_dice']:g})")
+    return f"{search['warmup_epochs']} warm-up"
+
+
 def search_markdown(results: dict) -> str:
     """Expected latency (LUT, softmax over alphas) and losses at the end of each search epoch."""
-    lines = ["| search | epoch | phase | CE (S1) | QC MSE (S2) | E[latency] (ms, LUT) | H(alpha) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| search | epoch | phase | CE (S1) | supernet Dice (S1) | QC MSE (S2) | E[latency] (ms, LUT) | H(alpha) |",
+             "|---|---|---|---|---|---|---|---|"]
     for key in ("searched_nohw", "searched_hw"):
         for h in results["rows"][key]["search"]["history"]:
-            lines.append(f"| {ROW_NAMES[key]} | {h['epoch']} | {h['phase']} | {_f(h['ce'])} | {_f(h['mse_s2'], 4)} "
-                         f"| {_f(h['expected_latency_ms'], 2)} | {_f(h['arch_entropy'], 3)} |")
+            dice = _f(h["dice_s1"]) if "dice_s1" in h else "-"  # records from before the warm-up's Dice rule
+            lines.append(f"| {ROW_NAMES[key]} | {h['epoch']} | {h['phase']} | {_f(h['ce'])} | {dice} "
+                         f"| {_f(h['mse_s2'], 4)} | {_f(h['expected_latency_ms'], 2)} | {_f(h['arch_entropy'], 3)} |")
     return "\n".join(lines)
 
 
@@ -209,7 +218,7 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
         f"Preset `{cfg['preset']}`, master seed {cfg['seed']}: phantom {kind}, "
         f"{_split(results)}, "
         f"{cfg['data']['frames_per_case']} frames each, trained at {cfg['data']['resolution']}x{cfg['data']['resolution']}; "
-        f"search {cfg['search']['warmup_epochs']} warm-up + {cfg['search']['alternate_epochs']} alternating epochs"
+        f"search {_warmup_text(cfg['search'])} + {cfg['search']['alternate_epochs']} alternating epochs"
         f"{_sampler_text(cfg['search'])}, "
         f"seeds {cfg['search']['seeds']}; retraining {cfg['retrain']['seg_epochs']} seg + {cfg['retrain']['qc_epochs']} QC epochs.",
         "",

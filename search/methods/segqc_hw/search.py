@@ -71,9 +71,10 @@ def build_baseline(width: int, seed: int, n_classes: int = 2) -> tuple[nn.Module
 
 
 def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: FrameworkLatency,
-                 folder: Path, device: str = "cpu") -> tuple[SegQcGenotype, dict]:
+                 folder: Path, device: str = "cpu", warmup_checkpoint: Path | None = None) -> tuple[SegQcGenotype, dict]:
     """One joint search (resumes mid-way from ``folder/search.pt``); writes ``folder/genotype.json`` and
-    returns the derived genotype and the search record."""
+    returns the derived genotype and the search record. ``warmup_checkpoint``: the warm-up shared by the
+    run's searches that differ only in ``lambda2`` (``run_joint_search``)."""
     done = folder / "genotype.json"
     seg, qc = build_supernets(cfg, seed)
     seg.to(device), qc.to(device)
@@ -95,14 +96,14 @@ def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: F
             write_json(trace_path, trace.to_json())
 
     state = run_joint_search(seg, qc, lat_fn, s1_ds, s2_ds, search_cfg, seed=seed, checkpoint=folder / "search.pt",
-                             device=device, on_arch_step=on_arch_step)
+                             device=device, on_arch_step=on_arch_step, warmup_checkpoint=warmup_checkpoint)
     genotype = SegQcGenotype(decode_nasunet(seg.net), decode_qc(qc.net))
     initial = trace.initial_argmax(lambda: SegQcGenotype(decode_nasunet(seg.net), decode_qc(qc.net)))
     convergence = trace.verdict(genotype, initial)
     log.info("search lambda2=%g seed %d: %s", lambda2, seed, convergence.summary())
     with torch.no_grad():
         rec = {"genotype": genotype.to_json(), "lambda2": lambda2, "seed": seed, "sampler": search_cfg.sampler,
-               "history": state.history,
+               "history": state.history, "warmup": state.warmup_record(search_cfg),
                "expected_latency_ms_final": float(lat_fn(None, None)),
                "alphas": {n: p.detach().tolist() for n, p in list(seg.net.named_arch_parameters())
                           + list(qc.net.named_arch_parameters())},
