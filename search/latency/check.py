@@ -11,7 +11,13 @@ Three predictors are reported, honestly separated:
 - ``calibrated_fit``: the affine calibration (``search.latency.calibration``) on the half of the
   networks it was fitted on;
 - ``calibrated_held_out``: the same calibration on the other half, which it never saw. The
-  targets (MdAPE <= 10 %, tau >= 0.8) are judged on this one.
+  targets (MdAPE <= 10 %, tau >= 0.8) are judged on this one; nn-Meter's goal, at least 90 % of
+  the networks within +-10 %, is reported beside them (it does not change the pass / fail rule).
+
+Shipped networks (``SampledNetwork.model_id`` set: a model card's network rebuilt from its
+architecture, ``search.export.shipped_latency``) are timed in the same rounds as their space's
+random networks and predicted with the calibration of those random networks; they are never fitted
+on, and their figures are reported apart (:func:`shipped_figures`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ log = logging.getLogger(__name__)
 
 TARGET_MDAPE_PCT = 10.0
 TARGET_KENDALL_TAU = 0.8
+#: nn-Meter's accuracy goal: this share of the networks predicted within +-10 % (reported, not a pass rule).
+GOAL_WITHIN_10PCT = 0.9
 
 
 @dataclass
@@ -53,7 +61,10 @@ class SampledNetwork:
         example_input: ``(1, C, H, W)`` or ``(1, C, T, H, W)`` input, or a tuple of inputs (a
             streaming step: ``(frame (1, C, 1, H, W), *states)``, ``search.export.stream_latency``).
         keys: One ``OpKey`` per table op instance in the network (repeats kept, ``zero`` excluded).
-        genotype: JSON-able description of the architecture, for the record.
+        genotype: JSON-able description of the architecture, for the record (a shipped network:
+            card id -> genotype of every card it runs, the segmentation card first).
+        model_id: Id of the shipped model card the network was rebuilt from; ``None`` for a random
+            sample. Shipped networks are never fitted on.
     """
 
     space: str
@@ -62,6 +73,7 @@ class SampledNetwork:
     example_input: torch.Tensor | tuple[torch.Tensor, ...]
     keys: list[OpKey]
     genotype: object = None
+    model_id: str | None = None
 
     def inputs(self) -> tuple[torch.Tensor, ...]:
         """The example inputs as a tuple (one tensor for a clip or image network)."""
@@ -75,7 +87,11 @@ NetworkSampler = Callable[[str, int, int], Iterable[SampledNetwork]]
 
 @dataclass
 class NetworkRecord:
-    """Prediction and measurement of one sampled network (what the JSON report lists)."""
+    """Prediction and measurement of one sampled (or shipped) network (what the JSON report lists).
+
+    ``split`` is ``"fit"`` or ``"held_out"`` for a random network, ``"shipped"`` for a shipped one
+    (``model_id`` set), whose ``predicted_ms`` comes from its space's calibration, never fitted on it.
+    """
 
     space: str
     index: int
@@ -89,6 +105,8 @@ class NetworkRecord:
     genotype: object = None
     sum_by_op: dict[str, float] = field(default_factory=dict)
     count_by_op: dict[str, int] = field(default_factory=dict)
+    model_id: str | None = None
+    input_shape: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -123,7 +141,11 @@ class CheckSettings:
 
 @dataclass
 class CheckResult:
-    """Figures per space (and over all spaces) plus the fitted calibrations and the records."""
+    """Figures per space (and over all spaces) plus the fitted calibrations and the records.
+
+    ``records`` holds every record, shipped ones included; ``spaces`` and ``calibrations`` come from
+    the random ones only.
+    """
 
     spaces: dict[str, dict[str, object]] = field(default_factory=dict)
     calibrations: dict[str, NetworkCalibration] = field(default_factory=dict)
@@ -149,17 +171,19 @@ def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, se
     """Export and time networks in interleaved groups; pair each with its table prediction.
 
     Args:
-        networks: The sampled networks, timed ``settings.group_size`` at a time, round-robin.
+        networks: The sampled networks, timed ``settings.group_size`` at a time, round-robin. A
+            shipped network (``model_id`` set) is timed in the group of the random networks listed
+            just before it, without counting towards its size: put a space's shipped networks after
+            its random ones and they share their rounds (and the random groups stay as without them).
         table: Must hold every key of every network (``MissingLatencyKey`` names the first missing).
         settings: Warm-up, repeats, threads, seed.
         progress: Called after each group with ``(n_done, n_total, records so far)``.
     """
     records: list[NetworkRecord] = []
-    for start in range(0, len(networks), settings.group_size):
-        group = networks[start:start + settings.group_size]
+    for start, group in _timing_groups(networks, settings.group_size):
         models, shapes, nodes = {}, {}, {}
         for net in group:
-            name = f"{net.space}/{net.index}"
+            name = _timing_name(net)
             inputs = net.inputs()
             models[name] = export_onnx_bytes(net.module, inputs)
             shapes[name] = tuple(inputs[0].shape) if len(inputs) == 1 else {
@@ -170,7 +194,7 @@ def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, se
         stats = measure_interleaved(models, shapes, warmup=settings.warmup, repeats=repeats,
                                     intra_op_threads=settings.intra_op_threads, seed=settings.seed + start)
         for net in group:
-            name = f"{net.space}/{net.index}"
+            name = _timing_name(net)
             sum_ms, n_ops = table_prediction(table, net.keys)
             by_op: dict[str, float] = {}
             count: dict[str, int] = {}
@@ -180,10 +204,33 @@ def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, se
             records.append(NetworkRecord(space=net.space, index=net.index, n_ops=n_ops, sum_ms=sum_ms,
                                          measured_p50_ms=stats[name].p50_ms, measured_p95_ms=stats[name].p95_ms,
                                          onnx_nodes=nodes[name], genotype=net.genotype, sum_by_op=by_op,
-                                         count_by_op=count))
+                                         count_by_op=count, model_id=net.model_id,
+                                         input_shape=[int(d) for d in net.inputs()[0].shape]))
         if progress is not None:
             progress(len(records), len(networks), records)
     return records
+
+
+def _timing_name(net: SampledNetwork) -> str:
+    return f"{net.space}/{net.model_id}" if net.model_id is not None else f"{net.space}/{net.index}"
+
+
+def _timing_groups(networks: Sequence[SampledNetwork], group_size: int) -> list[tuple[int, list[SampledNetwork]]]:
+    """``(index of the group's first random network, networks)`` per timing group: ``group_size``
+    random networks each, a shipped network joining the group of the random networks before it."""
+    groups: list[tuple[int, list[SampledNetwork]]] = []
+    n_random = 0  # random networks seen so far
+    in_last = 0  # random networks in the last group
+    for net in networks:
+        shipped = net.model_id is not None
+        if not groups or (not shipped and in_last == group_size):
+            groups.append((n_random, []))
+            in_last = 0
+        groups[-1][1].append(net)
+        if not shipped:
+            n_random += 1
+            in_last += 1
+    return groups
 
 
 def evaluate(records: Sequence[NetworkRecord], settings: CheckSettings) -> CheckResult:
@@ -191,11 +238,15 @@ def evaluate(records: Sequence[NetworkRecord], settings: CheckSettings) -> Check
 
     Each space gets its own calibration (its stem, head and glue are its own); ``"global"`` is
     fitted on the fit halves of all spaces together and reported over all held-out networks.
+    Shipped records (``model_id`` set) are left out of every fit and every space figure; each gets
+    ``split = "shipped"`` and its space's calibrated prediction (:func:`shipped_figures` reports them).
     """
     result = CheckResult(records=list(records))
     by_space: dict[str, list[NetworkRecord]] = {}
+    shipped = [r for r in records if r.model_id is not None]
     for r in records:
-        by_space.setdefault(r.space, []).append(r)
+        if r.model_id is None:
+            by_space.setdefault(r.space, []).append(r)
     fit_all: list[NetworkRecord] = []
     for space, recs in sorted(by_space.items()):
         fit_idx, held_idx = split_indices(len(recs), seed=settings.seed, fit_fraction=settings.fit_fraction)
@@ -213,8 +264,61 @@ def evaluate(records: Sequence[NetworkRecord], settings: CheckSettings) -> Check
     if len(by_space) > 1:
         cal = _fit(fit_all)
         result.calibrations[GLOBAL] = cal
-        result.spaces[GLOBAL] = _space_figures(list(records), cal)
+        result.spaces[GLOBAL] = _space_figures([r for recs in by_space.values() for r in recs], cal)
+    for r in shipped:
+        r.split = "shipped"
+        cal = result.calibrations.get(r.space)
+        r.predicted_ms = float(cal.predict(r.sum_ms, r.n_ops)) if cal is not None else float("nan")
     return result
+
+
+def shipped_figures(records: Sequence[NetworkRecord]) -> dict[str, object]:
+    """The shipped networks' figures: each one's measured and predicted ms, and the share within +-10 %.
+
+    Args:
+        records: Records as ``evaluate`` left them; only shipped ones (``model_id`` set) are read,
+            their ``predicted_ms`` being their space's calibration fitted on its random networks.
+
+    Returns:
+        ``{"networks": [...], "n", "within_10pct": {"raw", "calibrated"}, "goal_within_10pct_met",
+        "by_space": {space: {"n", "within_10pct": {...}}}}``; shares are None when there is none.
+    """
+    shipped = [r for r in records if r.model_id is not None]
+
+    def error(pred: float, measured: float) -> float:
+        return (pred - measured) / measured * 100.0
+
+    def shares(recs: Sequence[NetworkRecord]) -> dict[str, float | None]:
+        if not recs:
+            return {"raw": None, "calibrated": None}
+        raw = [abs(error(r.sum_ms, r.measured_p50_ms)) <= 10.0 for r in recs]
+        cal = [abs(error(r.predicted_ms, r.measured_p50_ms)) <= 10.0 for r in recs]
+        return {"raw": float(np.mean(raw)), "calibrated": float(np.mean(cal))}
+
+    networks = [{
+        "id": r.model_id,
+        "space": r.space,
+        "cards": list(r.genotype) if isinstance(r.genotype, dict) else [r.model_id],
+        "input_shape": list(r.input_shape),
+        "n_ops": r.n_ops,
+        "measured_ms": r.measured_p50_ms,
+        "predicted_ms_raw": r.sum_ms,
+        "predicted_ms_calibrated": r.predicted_ms,
+        "error_pct_raw": error(r.sum_ms, r.measured_p50_ms),
+        "error_pct_calibrated": error(r.predicted_ms, r.measured_p50_ms),
+    } for r in shipped]
+    overall = shares(shipped)
+    by_space: dict[str, list[NetworkRecord]] = {}
+    for r in shipped:
+        by_space.setdefault(r.space, []).append(r)
+    return {
+        "networks": networks,
+        "n": len(shipped),
+        "within_10pct": overall,
+        "goal_within_10pct_met": None if overall["calibrated"] is None
+        else bool(overall["calibrated"] >= GOAL_WITHIN_10PCT),
+        "by_space": {space: {"n": len(recs), "within_10pct": shares(recs)} for space, recs in sorted(by_space.items())},
+    }
 
 
 def _fit(records: Sequence[NetworkRecord]) -> NetworkCalibration:
@@ -233,15 +337,19 @@ def _space_figures(records: Sequence[NetworkRecord], cal: NetworkCalibration) ->
     fit = np.array([r.split == "fit" for r in records])
     held = ~fit
     held_figs = figures(pred[held], measured[held])
+    raw_figs = figures(raw, measured)
     return {
         "networks": len(records),
         "measured_ms": {"min": float(measured.min()), "median": float(np.median(measured)), "max": float(measured.max())},
-        "raw": figures(raw, measured),
+        "raw": raw_figs,
         "calibrated_fit": figures(pred[fit], measured[fit]),
         "calibrated_held_out": held_figs,
         "calibration": cal.to_dict(),
         "meets_targets": bool(held_figs["mdape_pct"] <= TARGET_MDAPE_PCT
                               and held_figs["kendall_tau"] >= TARGET_KENDALL_TAU),
+        "within_10pct_goal": {"min_share": GOAL_WITHIN_10PCT,
+                              "raw": bool(raw_figs["within_10pct"] >= GOAL_WITHIN_10PCT),
+                              "calibrated_held_out": bool(held_figs["within_10pct"] >= GOAL_WITHIN_10PCT)},
     }
 
 

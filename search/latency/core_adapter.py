@@ -10,7 +10,7 @@ Call ``search.methods.spaces.register_all()`` (the CLIs do) before asking for a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from torch import nn
 
@@ -103,11 +103,35 @@ def build_network(space: str, preset: str, genotype, seed: int = 0) -> tuple[nn.
     return get_space(space).build_network(preset, genotype, seed)
 
 
-def sampled_modules(space: str, preset: str, n: int, seed: int) -> Iterator[tuple[int, Any, nn.Module, tuple[int, ...]]]:
+def input_shape_at(shape: Sequence[int], size: Sequence[int] | None = None) -> tuple[int, ...]:
+    """A space's input shape without batch, ``(C, H, W)`` or ``(C, T, H, W)``, at another ``size``.
+
+    Args:
+        shape: The space's input shape under a preset.
+        size: ``(H, W)`` for an image space, ``(T, H, W)`` for a clip space (the networks are fully
+            convolutional: at another size they run the same ops on other shapes); ``None`` keeps
+            the preset's.
+
+    Raises:
+        ValueError: ``size`` has the wrong number of dimensions or a non-positive one.
+    """
+    shape = tuple(int(s) for s in shape)
+    if size is None:
+        return shape
+    dims = tuple(int(s) for s in size)
+    if len(dims) != len(shape) - 1 or any(d < 1 for d in dims):
+        wanted = "(T, H, W)" if len(shape) == 4 else "(H, W)"
+        raise ValueError(f"size {list(dims)} does not fit input shape {list(shape)}: need {wanted}, positive")
+    return (shape[0], *dims)
+
+
+def sampled_modules(space: str, preset: str, n: int, seed: int, size: Sequence[int] | None = None
+                    ) -> Iterator[tuple[int, Any, nn.Module, tuple[int, ...]]]:
     """``(i, genotype, network, input shape without batch)`` of ``n`` random discrete networks of ``space``.
 
     Deterministic in ``seed`` and the space's stream (architectures from ``np.random.default_rng``,
-    weights from torch seeds): the clip check and the per-frame check sample the same networks.
+    weights from torch seeds): the clip check and the per-frame check sample the same networks, and
+    so does a check at another ``size`` (``input_shape_at``: only the input shape changes).
     """
     import numpy as np
 
@@ -116,17 +140,19 @@ def sampled_modules(space: str, preset: str, n: int, seed: int) -> Iterator[tupl
     for i in range(n):
         genotype = entry.random_genotype(preset, rng)
         module, shape = entry.build_network(preset, genotype, seed + i)
-        yield i, genotype, module, shape
+        yield i, genotype, module, input_shape_at(shape, size)
 
 
-def sample_networks(space: str, preset: str, n: int, seed: int) -> Iterator["SampledNetwork"]:
+def sample_networks(space: str, preset: str, n: int, seed: int, size: Sequence[int] | None = None
+                    ) -> Iterator["SampledNetwork"]:
     """``n`` random discrete networks of ``space`` under ``preset`` (``sampled_modules``), built, with
-    their op instances and a random input drawn from a torch generator seeded with ``seed``."""
+    their op instances and a random input drawn from a torch generator seeded with ``seed``; inputs of
+    ``size`` (``(H, W)`` or ``(T, H, W)``, ``input_shape_at``) instead of the preset's when given."""
     import torch
 
     from search.latency.check import SampledNetwork
 
     gen = torch.Generator().manual_seed(seed)
-    for i, genotype, module, shape in sampled_modules(space, preset, n, seed):
+    for i, genotype, module, shape in sampled_modules(space, preset, n, seed, size):
         x = torch.randn((1, *shape), generator=gen)
         yield SampledNetwork(space, i, module.eval(), x, op_instances(module, x), genotype=genotype.to_dict())

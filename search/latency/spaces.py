@@ -31,6 +31,8 @@ class SearchSpace:
             derived network of a genotype as deployed.
         stream: Index of the space's random stream in ``latency-check`` (fixed per space, so adding a
             space does not change the networks sampled for the others).
+        card_methods: The ``method`` of the model cards whose networks come from this space
+            (``latency-check --deployment / --shipped`` read the shipped cards by it).
     """
 
     name: str
@@ -38,6 +40,7 @@ class SearchSpace:
     random_genotype: Callable[[str, Any], Any]
     build_network: Callable[[str, Any, int], tuple[Any, tuple[int, ...]]]
     stream: int
+    card_methods: tuple[str, ...] = ()
 
 
 _SPACES: dict[str, SearchSpace] = {}
@@ -46,20 +49,21 @@ _SPACES: dict[str, SearchSpace] = {}
 def register_space(name: str, *, supernets: Callable[[str], list[SupernetConfig]],
                    random_genotype: Callable[[str, Any], Any],
                    build_network: Callable[[str, Any, int], tuple[Any, tuple[int, ...]]],
-                   stream: int | None = None) -> SearchSpace:
+                   stream: int | None = None, card_methods: tuple[str, ...] = ()) -> SearchSpace:
     """Add (or replace) the space ``name`` in the table; returns its entry.
 
     Args:
         name: Space name.
         supernets, random_genotype, build_network: See :class:`SearchSpace`.
         stream: Random stream of the space (default: its existing one, else the next free index).
+        card_methods: The card ``method`` of the models searched in this space (see :class:`SearchSpace`).
     """
     if not name or "," in name:
         raise ValueError(f"a search space name must be non-empty and without commas, got {name!r}")
     if stream is None:
         old = _SPACES.get(name)
         stream = old.stream if old is not None else max((s.stream for s in _SPACES.values()), default=-1) + 1
-    entry = SearchSpace(name, supernets, random_genotype, build_network, stream)
+    entry = SearchSpace(name, supernets, random_genotype, build_network, stream, tuple(card_methods))
     _SPACES[name] = entry
     return entry
 

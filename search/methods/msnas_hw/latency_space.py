@@ -51,4 +51,5 @@ def build_network(preset: str, genotype, seed: int = 0):
 
 def register() -> None:
     """Put the msnas space in the latency tools' table."""
-    register_space(NAME, supernets=supernets, random_genotype=random_genotype, build_network=build_network, stream=1)
+    register_space(NAME, supernets=supernets, random_genotype=random_genotype, build_network=build_network, stream=1,
+                   card_methods=("msnas-hw",))

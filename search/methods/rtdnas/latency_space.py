@@ -49,4 +49,5 @@ def build_network(preset: str, genotype, seed: int = 0):
 
 def register() -> None:
     """Put the rtdnas space in the latency tools' table."""
-    register_space(NAME, supernets=supernets, random_genotype=random_genotype, build_network=build_network, stream=2)
+    register_space(NAME, supernets=supernets, random_genotype=random_genotype, build_network=build_network, stream=2,
+                   card_methods=("rtdnas",))

@@ -54,4 +54,5 @@ def build_network(preset: str, genotype, seed: int = 0):
 
 def register() -> None:
     """Put the segqc space in the latency tools' table."""
-    register_space(NAME, supernets=supernets, random_genotype=random_genotype, build_network=build_network, stream=0)
+    register_space(NAME, supernets=supernets, random_genotype=random_genotype, build_network=build_network, stream=0,
+                   card_methods=("segqc-hw",))
