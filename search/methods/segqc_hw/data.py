@@ -224,7 +224,7 @@ def load_protocol(cfg: DataConfig, cache_dir: Path, cases_for: CasesFor | None =
     paths = {s: cache_dir / f"cases_{s}.npz" for s in SPLITS}
     if stamp.is_file() and json.loads(stamp.read_text()) == key and all(p.is_file() for p in paths.values()):
         log.info("data: cached cases in %s", cache_dir)
-        out = {s: _load(p) for s, p in paths.items()}
+        out = read_cached(cache_dir)
     else:
         full = cases_for(cfg)
         out = {}
@@ -237,6 +237,16 @@ def load_protocol(cfg: DataConfig, cache_dir: Path, cases_for: CasesFor | None =
         stamp.write_text(json.dumps(key))
     out["s2"] = out["s2_train"] + out["s2_val"]
     return out
+
+
+def read_cached(cache_dir: Path) -> dict[str, list[Case]]:
+    """The parts in ``SPLITS`` as a run cached them in ``cache_dir`` (its ``data/``), read as they are: no key
+    check, nothing rendered or opened (e.g. a bench retraining a finished run's networks on its patients).
+
+    Raises:
+        FileNotFoundError: a part's ``cases_<part>.npz`` is not there.
+    """
+    return {s: _load(cache_dir / f"cases_{s}.npz") for s in SPLITS}
 
 
 def frame_dataset(cases: Sequence[Case], resolution: int, augment: AugmentConfig | None, seed: int) -> EchoFrameDataset:

@@ -86,6 +86,19 @@ def _qc_loss(model: QcOnFrozenSeg, batch) -> torch.Tensor:
     return F.mse_loss(predicted, target)
 
 
+def train_seg(seg: nn.Module, cases: Sequence[Case], cfg: RetrainConfig, augment: AugmentConfig, resolution: int, *,
+              seed: int, checkpoint: Path) -> list[float]:
+    """The first stage alone: ``seg`` trained in place on ``cases`` (resumable from ``checkpoint``), left in
+    eval mode; returns its per-epoch losses."""
+    seg_ds = frame_dataset(cases, resolution, augment, seed=seed * 10 + 1)
+    losses = fit(seg, _seg_loss, seg_ds,
+                 TrainConfig(epochs=cfg.seg_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                             weight_decay=cfg.weight_decay, seed=seed * 10 + 1),
+                 checkpoint=checkpoint)
+    seg.eval()
+    return losses
+
+
 @dataclass
 class PairData:
     """Patients of one retraining: seg training, QC training, validation, test."""
@@ -99,12 +112,7 @@ class PairData:
 def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConfig, augment: AugmentConfig,
                  resolution: int, *, seed: int, checkpoint_dir: Path) -> dict[str, list[float]]:
     """Train ``seg`` then ``qc`` in place (resumable); returns the per-epoch losses of both stages."""
-    seg_ds = frame_dataset(data.seg_train, resolution, augment, seed=seed * 10 + 1)
-    seg_losses = fit(seg, _seg_loss, seg_ds,
-                     TrainConfig(epochs=cfg.seg_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                 weight_decay=cfg.weight_decay, seed=seed * 10 + 1),
-                     checkpoint=checkpoint_dir / "seg.pt")
-    seg.eval()
+    seg_losses = train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "seg.pt")
     qc_ds = frame_dataset(data.qc_train, resolution, augment, seed=seed * 10 + 2)
     stage = QcOnFrozenSeg(seg, qc)
     qc_losses = fit(stage, _qc_loss, qc_ds,
@@ -115,18 +123,21 @@ def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConf
     return {"seg": seg_losses, "qc": qc_losses}
 
 
-def score_pair(seg: nn.Module, qc: nn.Module, cases: Sequence[Case], resolution: int, n_classes: int = 2) -> dict:
+def score_pair(seg: nn.Module, qc: nn.Module | None, cases: Sequence[Case], resolution: int, n_classes: int = 2) -> dict:
     """Per-frame true and predicted Dice on ``cases`` (no augmentation), with summaries (nets moved to CPU).
 
-    A frame's true Dice is the mean over the foreground classes (``n_classes`` with background).
+    A frame's true Dice is the mean over the foreground classes (``n_classes`` with background). Without a
+    QC net (``qc`` None: the segmentation net scored alone) every predicted Dice is NaN, and so are the QC
+    MAE and Pearson (``n``, the QC-scored frames, is then 0; ``frames`` still holds every frame).
 
     Returns:
         ``{"dice_mean", "qc_mae", "qc_pearson", "n", "per_bin": {bin: {...}}, "frames": [...]}``,
         each frame ``{"patient", "quality", "quality_bin", "true", "predicted"}``.
     """
-    seg.cpu(), qc.cpu()
+    seg.cpu()
+    qc_predict = torch_qc_predictor(qc.cpu()) if qc is not None else (lambda *_: float("nan"))
     ds = frame_dataset(cases, resolution, None, seed=0)
-    result = evaluate_qc(torch_seg_predictor(seg), torch_qc_predictor(qc), ds, n_classes=n_classes)
+    result = evaluate_qc(torch_seg_predictor(seg), qc_predict, ds, n_classes=n_classes)
     frames = [dict(m, true=float(t), predicted=float(p))
               for m, t, p in zip(frame_meta(cases), result["true"], result["predicted"])]
     return summarise(frames)
@@ -146,44 +157,53 @@ def summarise(frames: list[dict]) -> dict:
     return out
 
 
-def train_and_score(name: str, seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConfig,
+def train_and_score(name: str, seg: nn.Module, qc: nn.Module | None, data: PairData, cfg: RetrainConfig,
                     augment: AugmentConfig, resolution: int, *, seed: int, row_dir: Path,
                     device: str | torch.device = "cpu", n_classes: int = 2) -> dict:
     """Retrain a pair on ``device`` (resuming mid-way from ``row_dir/seg.pt`` and ``qc.pt``) and score it on
     validation and test (on the CPU) with ``n_classes`` classes; writes ``row_dir/scores.json`` and
-    ``weights.pt``. The pair is left on the CPU, trained, in eval mode."""
+    ``weights.pt``. The pair is left on the CPU, trained, in eval mode. With ``qc`` None the segmentation
+    net is trained and scored alone (its QC fields NaN, see ``score_pair``; ``weights.pt`` holds ``qc: None``)."""
     row_dir.mkdir(parents=True, exist_ok=True)
-    seg.to(device), qc.to(device)
-    losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
-    seg.cpu(), qc.cpu()
+    seg.to(device)
+    if qc is None:
+        losses = {"seg": train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=row_dir / "seg.pt")}
+    else:
+        qc.to(device)
+        losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
+        qc.cpu()
+    seg.cpu()
     if not distributed.is_main():  # under torchrun rank 0 scores and writes the row; the others get its scores
         return distributed.share_from_main(None)
     scores = {"name": name, "losses": losses, "val": score_pair(seg, qc, data.val, resolution, n_classes),
               "test": score_pair(seg, qc, data.test, resolution, n_classes)}
     log.info("%s: val Dice %.3f MAE %.3f | test Dice %.3f MAE %.3f r %.2f", name, scores["val"]["dice_mean"],
              scores["val"]["qc_mae"], scores["test"]["dice_mean"], scores["test"]["qc_mae"], scores["test"]["qc_pearson"])
-    torch.save({"seg": seg.state_dict(), "qc": qc.state_dict()}, row_dir / "weights.pt")
+    torch.save({"seg": seg.state_dict(), "qc": qc.state_dict() if qc is not None else None}, row_dir / "weights.pt")
     write_json(row_dir / "scores.json", scores)
     return distributed.share_from_main(scores)
 
 
-def load_scores(name: str, seg: nn.Module, qc: nn.Module, row_dir: Path) -> dict:
+def load_scores(name: str, seg: nn.Module, qc: nn.Module | None, row_dir: Path) -> dict:
     """A finished row read back: its ``scores.json``, and its trained weights loaded into ``seg`` and ``qc``.
 
     A row trained elsewhere (e.g. on a GPU machine, ``--stop-after retrain``) may bring only its scores:
     latency and FLOPs need only the architecture, and the scores then say ``weights_here: False`` (the
     export refuses such a pair, naming the missing file). The pair is left on the CPU, in eval mode.
+    ``qc`` None: a segmentation net trained alone (``train_and_score`` without a QC net).
     """
     scores = read_json(row_dir / "scores.json")
     weights = row_dir / "weights.pt"
     if weights.is_file():
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        seg.load_state_dict(state["seg"]), qc.load_state_dict(state["qc"])
+        seg.load_state_dict(state["seg"])
+        if qc is not None:
+            qc.load_state_dict(state["qc"])
     else:
         log.info("%s: scores from an earlier run, weights not here (architecture only)", name)
         scores["weights_here"] = False
-    seg.cpu().eval(), qc.cpu().eval()
-    distributed.finish_stage(f"loaded {row_dir.name}", seg, qc)  # under torchrun: every rank read the same pair
+    nets = [n.cpu().eval() for n in (seg, qc) if n is not None]
+    distributed.finish_stage(f"loaded {row_dir.name}", *nets)  # under torchrun: every rank read the same pair
     return scores
 
 

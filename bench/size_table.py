@@ -1,0 +1,306 @@
+"""Dice vs latency of the segqc-hw segmentation networks at matched input sizes (issue 16, item 3).
+
+Input size is a choice like width: a network is only compared with others at the same input size. For
+one finished ``segqc-hw`` run folder this bench retrains from scratch, at each size of ``--sizes``, the
+run's searched networks (the ``genotype.json`` of each ``--variants`` search and seed) and the
+handcrafted U-net(8) and U-net(16), all in the method's own harness (``retrain.train_and_score``: same
+schedule, seed, augmentation and S1 patients, read from the run's ``data/`` cache), and scores Dice on the
+run's held-out test patients at that size. Then, per size, every network is exported to ONNX (the
+shipped seg model: probs + uncertainty) and timed interleaved in one process
+(``search.latency.measure.measure_interleaved``: the app's session settings, ``--threads`` intra-op
+threads, batch 1, a real preprocessed test frame). ``--with-qc`` trains and scores each network's QC net
+too (the run's QC epochs) and times the seg + QC pair as Table II does (``latency_table.measure_rows``).
+
+Each trained network is cached under ``--work`` (default ``<run>/size_table/<size>/<key>/``: seg.pt per
+epoch, weights.pt, scores.json; ``<work>/stages.json`` says what ran or was skipped and how long it took),
+so an interrupted bench continues where it stopped; the timing is redone on every call::
+
+    python bench/size_table.py --run runs/segqc-hw-bmode/gdas-warm
+    python bench/size_table.py --run runs/segqc-hw/default --sizes 64 96 128 --with-qc
+    python bench/size_table.py --from-json docs/bench/size_table_bmode.json   # re-render the .md
+
+Writes ``--out`` (default ``docs/bench/size_table_<task>.json``) and the markdown table beside it (.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as ``python bench/size_table.py``
+    sys.path.insert(0, str(ROOT))
+
+REFERENCE = "unet16"  # latency ratios are to U-net(16) at the same size
+
+
+@dataclass(frozen=True)
+class Network:
+    """One network of the table: ``build()`` gives a fresh, seeded (seg logits net, QC net)."""
+
+    key: str
+    label: str
+    build: Callable[[], tuple[Any, Any]]
+    architecture: dict
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def networks(run: Path, cfg, variants: list[str]) -> list[Network]:
+    """The run's searched networks (every seed of each variant) and the U-net baselines."""
+    from search.methods.segqc_hw.experiment import BASELINES, baseline_config
+    from search.methods.segqc_hw.search import build_baseline, build_derived, read_search
+
+    out, missing = [], []
+    for variant in variants:
+        for seed in cfg.search.seeds:
+            folder = run / "search" / variant / f"seed{seed}"
+            if not (folder / "genotype.json").is_file():
+                missing.append(str(folder / "genotype.json"))
+                continue
+            genotype, rec = read_search(folder)
+            out.append(Network(f"searched_{variant}_seed{seed}",
+                               f"searched {variant} (lambda2 = {rec['lambda2']:g}, seed {seed})",
+                               partial(build_derived, cfg, genotype, cfg.seed),
+                               {"genotype": genotype.to_dict(), "space": asdict(cfg.space)}))
+    if missing:
+        raise SystemExit(f"{run}: no finished search at {', '.join(missing)} (pick others with --variants)")
+    for width, key in zip(cfg.baseline_seg_filters, BASELINES):
+        out.append(Network(key, f"U-net({width})", partial(build_baseline, width, cfg.seed, cfg.task.num_classes),
+                           baseline_config(width)))
+    return out
+
+
+def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs: int, with_qc: bool, work: Path,
+              device: str) -> dict[int, dict[str, dict]]:
+    """Every network trained (or read back from ``work``) and scored at every size: size -> key -> entry."""
+    from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_score
+    from search.train.stages import Stage, StageRunner
+
+    data = PairData(seg_train=cases["s1"], qc_train=cases["s2_train"], val=cases["s2_val"], test=cases["test"])
+    retrain = replace(cfg.retrain, seg_epochs=epochs)
+    data_cfg = {k: v for k, v in cfg.to_dict()["data"].items() if k != "resolution"}
+    runner = StageRunner(work, {}, progress=lambda line: print(f"  {line}", flush=True))
+    done: dict[int, dict[str, dict]] = {}
+    total, i = len(sizes) * len(nets), 0
+    for size in sizes:
+        done[size] = {}
+        for net in nets:
+            i += 1
+            seg, qc = net.build()
+            qc = qc if with_qc else None
+            folder = work / str(size) / net.key
+            name = f"{net.label} @ {size}"
+            print(f"[{i}/{total}] size {size}: {net.label}", flush=True)
+            stage = Stage(f"{size}/{net.key}",
+                          run=partial(train_and_score, name, seg, qc, data, retrain, cfg.data.augment, size,
+                                      seed=cfg.seed, row_dir=folder, device=device, n_classes=cfg.task.num_classes),
+                          load=partial(load_scores, name, seg, qc, folder),
+                          outputs=(folder / "scores.json", folder / "weights.pt"),
+                          scratch=(folder / "seg.pt", folder / "qc.pt"),
+                          config={"architecture": net.architecture, "size": size, "data": data_cfg, "seed": cfg.seed,
+                                  "retrain": {**asdict(retrain), "qc_epochs": retrain.qc_epochs if with_qc else None}})
+            scores = runner.run(stage)
+            record = runner.records[stage.name]
+            seconds = record.get("seconds")
+            how = "read back, trained" if record["status"] == "skipped" else "trained"
+            print(f"    test Dice {scores['test']['dice_mean']:.3f} (val {scores['val']['dice_mean']:.3f}), "
+                  f"{how} in {seconds if seconds is not None else '?'} s", flush=True)
+            done[size][net.key] = {"seg": seg, "qc": qc, "scores": scores, "train_seconds": seconds}
+    return done
+
+
+def time_size(trained: dict[str, dict], test_cases, size: int, *, threads: int, warmup: int, repeats: int,
+              seed: int, with_qc: bool) -> dict:
+    """Latency (and MACs) of every network of one size, interleaved in one process."""
+    import torch
+
+    from search.export.flops import count_flops, count_params
+    from search.latency.measure import measure_interleaved
+    from search.latency.onnx_bytes import export_onnx_bytes
+    from search.methods.segqc_hw.experiment import _latency_frame
+    from search.methods.segqc_hw.latency_table import measure_rows
+    from search.train.seg_outputs import SegmentationWithUncertainty
+
+    frame = _latency_frame(test_cases, size)
+    image = torch.from_numpy(frame)
+    shipped = {k: SegmentationWithUncertainty(t["seg"]).eval() for k, t in trained.items()}
+    models = {k: export_onnx_bytes(m, image) for k, m in shipped.items()}
+    before, started = load_average(), now()
+    stats = measure_interleaved(models, {k: {"input0": frame} for k in models}, warmup=warmup, repeats=repeats,
+                                intra_op_threads=threads, seed=seed)
+    pairs = (measure_rows({k: (t["seg"], t["qc"]) for k, t in trained.items()}, frame, resolution=size, warmup=warmup,
+                          repeats=repeats, intra_op_threads=threads, seed=seed) if with_qc else {})
+    out = {"loadavg_before": before, "loadavg_after": load_average(), "started": started, "finished": now(),
+           "networks": {}}
+    for key, t in trained.items():
+        test = t["scores"]["test"]
+        entry = {"dice_test": test["dice_mean"], "dice_test_std": test["dice_std"],
+                 "dice_val": t["scores"]["val"]["dice_mean"], "n_test_frames": len(test["frames"]),
+                 "latency": stats[key].to_dict(), "macs": count_flops(shipped[key], [image]) // 2,
+                 "params": count_params(t["seg"]), "train_seconds": t["train_seconds"]}
+        if with_qc:
+            entry["qc"] = {"qc_mae_test": test["qc_mae"], "qc_pearson_test": test["qc_pearson"],
+                           "pair": pairs[key].to_dict()}
+        out["networks"][key] = entry
+    ref = out["networks"][REFERENCE]["latency"]["p50_ms"]
+    points = {k: (e["dice_test"], e["latency"]["p50_ms"]) for k, e in out["networks"].items()}
+    for key, e in out["networks"].items():
+        e["ratio_to_unet16"] = e["latency"]["p50_ms"] / ref
+        e["pareto"] = pareto(points[key], [p for k, p in points.items() if k != key])
+        print(f"  {size}: {key:<28} Dice {e['dice_test']:.3f}  p50 {e['latency']['p50_ms']:.2f} ms  "
+              f"x{e['ratio_to_unet16']:.2f} U-net(16){'  Pareto' if e['pareto'] else ''}", flush=True)
+    return out
+
+
+def pareto(point: tuple[float, float], others: list[tuple[float, float]]) -> bool:
+    """Whether ``(dice, latency)`` is dominated by none of ``others`` (as accurate and as fast, better in one)."""
+    dice, lat = point
+    return not any(d >= dice and t <= lat and (d > dice or t < lat) for d, t in others)
+
+
+def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: int | None, with_qc: bool,
+        threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
+        device: str = "cpu") -> dict:
+    """Train (or read back), score and time every network at every size; the JSON document."""
+    import onnxruntime as ort
+    import torch
+
+    from search.latency.lut import hardware_fingerprint
+    from search.methods.segqc_hw.config import SegQcConfig
+    from search.methods.segqc_hw.data import read_cached
+    from search.methods.segqc_hw.latency_table import machine_line
+    from search.report.sections import config_from_dict, read_json
+
+    started, load_start = now(), load_average()
+    torch.set_num_threads(torch_threads)
+    cfg = config_from_dict(SegQcConfig, read_json(run_dir / "config.json"))
+    variants = variants or ["hw", "nohw"]
+    epochs = epochs or cfg.retrain.seg_epochs
+    warmup = cfg.measure.warmup_runs if warmup is None else warmup
+    repeats = repeats or cfg.measure.timed_runs
+    work = work or run_dir / "size_table"
+    nets = networks(run_dir, cfg, variants)
+    print(f"{run_dir} ({cfg.data.task}): {len(nets)} networks x sizes {sizes}, {epochs} seg epochs"
+          f"{f' + {cfg.retrain.qc_epochs} QC epochs' if with_qc else ''}, seed {cfg.seed}, work {work}", flush=True)
+    cases = read_cached(run_dir / "data")
+    trained = train_all(cfg, nets, cases, sizes, epochs=epochs, with_qc=with_qc, work=work, device=device)
+    by_size = {}
+    for size in sizes:
+        print(f"timing size {size}: {len(nets)} networks interleaved, {repeats} rounds, {threads} threads", flush=True)
+        by_size[str(size)] = time_size(trained[size], cases["test"], size, threads=threads, warmup=warmup, repeats=repeats,
+                                       seed=cfg.seed, with_qc=with_qc)
+    return {
+        "run": str(run_dir), "task": cfg.data.task, "preset": cfg.preset, "sizes": sizes, "reference": REFERENCE,
+        "networks": {n.key: n.label for n in nets}, "by_size": by_size,
+        "settings": {"seed": cfg.seed, "seg_epochs": epochs, "qc_epochs": cfg.retrain.qc_epochs if with_qc else None,
+                     "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
+                     "variants": variants, "search_seeds": list(cfg.search.seeds), "device": device,
+                     "torch_threads": torch_threads, "ort_threads": threads, "warmup": warmup, "repeats": repeats,
+                     "n_train_patients": len(cases["s1"]), "n_test_patients": len(cases["test"]),
+                     "work": str(work)},
+        "machine": {**hardware_fingerprint(), "line": machine_line(threads), "onnxruntime": ort.__version__,
+                    "torch": torch.__version__},
+        "loadavg_start": load_start, "loadavg_end": load_average(), "started": started, "finished": now(),
+    }
+
+
+def markdown(result: dict) -> str:
+    """The table: one row per network, per size Dice (test), p50 ms, ratio to U-net(16), Pareto mark."""
+    s, m = result["settings"], result["machine"]
+    sizes = [str(x) for x in result["sizes"]]
+    qc_epochs = f", {s['qc_epochs']} QC epochs" if s["with_qc"] else ""
+    n_frames = result["by_size"][sizes[0]]["networks"][result["reference"]]["n_test_frames"]
+    lines = [f"# Dice vs latency at matched input size: segqc-hw, {result['task']}", "",
+             f"Run `{result['run']}` ({result['preset']} preset). Every network retrained from scratch at each input "
+             f"size with the same schedule ({s['seg_epochs']} seg epochs"
+             f"{qc_epochs}, batch {s['batch_size']}, seed "
+             f"{s['seed']}, the run's {s['n_train_patients']} S1 patients); Dice (mean over the foreground classes per "
+             f"frame, labels resampled to that size) on the run's {s['n_test_patients']} held-out test patients "
+             f"({n_frames} frames). Latency: the segmentation model as shipped (probs + uncertainty), onnxruntime "
+             f"{m['onnxruntime']}, {s['ort_threads']} intra-op threads, batch 1, all networks of one size interleaved "
+             f"in one process ({s['repeats']} rounds, median). x U-net(16): latency over U-net(16)'s at the same size. "
+             "Pareto: no other network of that size is at least as accurate and at least as fast (better in one). "
+             "Compare networks within a size only.", "",
+             f"Machine: {m['cpu']} ({m['logical_cores']} logical cores), torch {m['torch']} ({s['torch_threads']} "
+             f"threads for training). Load average {result['loadavg_start']} at the start, {result['loadavg_end']} "
+             f"at the end; {result['started']} to {result['finished']}.", ""]
+    head = ["Network"] + [f"{c} @{x}" for x in sizes for c in ("Dice", "p50 ms", "x U-net(16)", "Pareto")]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label in result["networks"].items():
+        cells = [label]
+        for x in sizes:
+            e = result["by_size"][x]["networks"][key]
+            cells += [f"{e['dice_test']:.3f}", f"{e['latency']['p50_ms']:.2f}", f"{e['ratio_to_unet16']:.2f}",
+                      "yes" if e["pareto"] else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Timing load average per size (before -> after): " + "; ".join(
+        f"{x}: {result['by_size'][x]['loadavg_before']} -> {result['by_size'][x]['loadavg_after']}" for x in sizes)]
+    if s["with_qc"]:
+        head = ["Network"] + [f"{c} @{x}" for x in sizes for c in ("QC MAE", "seg+QC p50 ms")]
+        lines += ["", "With each network's QC net (trained with the seg net frozen; the pair timed as in Table II):", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for key, label in result["networks"].items():
+            cells = [label]
+            for x in sizes:
+                q = result["by_size"][x]["networks"][key]["qc"]
+                cells += [f"{q['qc_mae_test']:.3f}", f"{q['pair']['latency_ms']:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, help="a finished segqc-hw run folder (config.json, data/, search/)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
+    ap.add_argument("--variants", nargs="+", default=None, help="searches under <run>/search/ (default: hw nohw)")
+    ap.add_argument("--epochs", type=int, default=None, help="seg epochs (default: the run's retrain seg_epochs)")
+    ap.add_argument("--with-qc", action="store_true", help="also train, score and time the QC nets")
+    ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    ap.add_argument("--torch-threads", type=int, default=2, help="torch threads for training and scoring")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed runs per network (default: the run's)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default: the run's timed_runs)")
+    ap.add_argument("--work", type=Path, default=None, help="cache of trained networks (default: <run>/size_table)")
+    ap.add_argument("--device", default="cpu", help="torch device for training (scoring and timing: CPU)")
+    ap.add_argument("--out", type=Path, default=None, help="default: docs/bench/size_table_<task>.json")
+    ap.add_argument("--from-json", type=Path, default=None, help="re-render the markdown of a written JSON")
+    args = ap.parse_args(argv)
+    if args.from_json is not None:
+        result = json.loads(args.from_json.read_text())
+        out = args.out or args.from_json
+    else:
+        if args.run is None:
+            ap.error("--run is required (or --from-json)")
+        logging.basicConfig(level=logging.INFO, format="    %(message)s")
+        result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
+                     threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
+                     work=args.work, device=args.device)
+        out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    text = markdown(result)
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""bench/size_table.py on a tiny synthetic segqc-hw run: structure, ratios and resume (never wall-clock thresholds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bench.bench_module import load_bench
+from tests.search.methods.synthetic_echo import synthetic_echo_cases
+
+NETWORKS = {"searched_hw_seed0", "searched_nohw_seed0", "unet8", "unet16"}
+
+
+def tiny_run(folder: Path) -> Path:
+    """A finished-looking smoke run: config.json, data/ cache of synthetic patients, two genotype.json."""
+    from search.core.decode import decode_nasunet, decode_qc
+    from search.core.genotypes import SegQcGenotype
+    from search.methods.segqc_hw.config import preset
+    from search.methods.segqc_hw.data import load_protocol
+    from search.methods.segqc_hw.search import build_supernets
+    from search.train.cine_rows import write_json
+
+    cfg = preset("smoke")
+    write_json(folder / "config.json", cfg.to_dict())
+    parts = {"s1": synthetic_echo_cases(2, 1), "s2_train": synthetic_echo_cases(2, 2),
+             "s2_val": synthetic_echo_cases(1, 3), "test": synthetic_echo_cases(2, 4)}
+    load_protocol(cfg.data, folder / "data", cases_for=lambda _: parts)
+    for i, (variant, lam) in enumerate((("hw", 0.001), ("nohw", 0.0))):
+        seg, qc = build_supernets(cfg, i)
+        genotype = SegQcGenotype(decode_nasunet(seg.net), decode_qc(qc.net))
+        write_json(folder / "search" / variant / "seed0" / "genotype.json", {"genotype": genotype.to_json(), "lambda2": lam})
+    return folder
+
+
+def test_every_network_at_every_size_then_resume_skips_training(tmp_path: Path) -> None:
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    out = tmp_path / "size_table.json"
+    argv = ["--run", str(run), "--sizes", "32", "64", "--epochs", "1", "--repeats", "1", "--warmup", "0",
+            "--threads", "1", "--torch-threads", "1", "--out", str(out)]
+    assert bench.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert set(result["networks"]) == NETWORKS and result["sizes"] == [32, 64]
+    for size in ("32", "64"):
+        rows = result["by_size"][size]["networks"]
+        assert set(rows) == NETWORKS
+        assert rows["unet16"]["ratio_to_unet16"] == pytest.approx(1.0)
+        assert any(r["pareto"] for r in rows.values())
+        for key, r in rows.items():
+            assert 0.0 <= r["dice_test"] <= 1.0 and r["n_test_frames"] == 2 * 2, key
+            assert r["latency"]["p50_ms"] > 0 and r["latency"]["threads"] == 1 and r["latency"]["repeats"] == 1
+            assert r["macs"] > 0 and "qc" not in r
+        assert len(result["by_size"][size]["loadavg_before"]) == 3
+    assert result["by_size"]["64"]["networks"]["unet16"]["macs"] > 3 * result["by_size"]["32"]["networks"]["unet16"]["macs"]
+    assert result["settings"]["seg_epochs"] == 1 and result["machine"]["torch"] and result["machine"]["onnxruntime"]
+    text = out.with_suffix(".md").read_text()
+    assert "Dice @32" in text and "x U-net(16) @64" in text and "| U-net(16) |" in text
+
+    stages = json.loads((run / "size_table" / "stages.json").read_text())["stages"]
+    assert set(stages) == {f"{s}/{k}" for s in (32, 64) for k in NETWORKS}
+    assert {r["status"] for r in stages.values()} == {"ran"}
+    weights = run / "size_table" / "64" / "unet8" / "weights.pt"
+    stamp = weights.stat().st_mtime_ns
+    assert bench.main(argv) == 0  # resumed: every network read back from the work folder, only timed again
+    stages = json.loads((run / "size_table" / "stages.json").read_text())["stages"]
+    assert {r["status"] for r in stages.values()} == {"skipped"}
+    assert weights.stat().st_mtime_ns == stamp
+    again = json.loads(out.read_text())
+    assert again["by_size"]["64"]["networks"]["unet8"]["dice_test"] == result["by_size"]["64"]["networks"]["unet8"]["dice_test"]
+
+
+def test_pareto_mark() -> None:
+    pareto = load_bench("size_table").pareto
+    assert pareto((0.8, 10.0), [(0.7, 12.0), (0.9, 20.0)])
+    assert not pareto((0.8, 10.0), [(0.8, 9.0)])
+    assert pareto((0.8, 10.0), [(0.8, 10.0)])  # a tie dominates nothing
+
+
+def test_with_qc_scores_and_times_the_pairs(tmp_path: Path) -> None:
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    out = tmp_path / "qc.json"
+    assert bench.main(["--run", str(run), "--sizes", "32", "--epochs", "1", "--repeats", "1", "--warmup", "0",
+                       "--threads", "1", "--torch-threads", "1", "--with-qc", "--variants", "hw", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["by_size"]["32"]["networks"]
+    assert set(rows) == {"searched_hw_seed0", "unet8", "unet16"} and result["settings"]["qc_epochs"] == 1
+    for r in rows.values():
+        assert r["qc"]["qc_mae_test"] >= 0 and r["qc"]["pair"]["latency_ms"] > 0
+    assert "seg+QC p50 ms @32" in out.with_suffix(".md").read_text()
