@@ -153,13 +153,13 @@ def run_places(args: argparse.Namespace, *, method: str, docs_name: str, root: P
         root: The repository root the defaults are under.
     """
     spec = data_spec(args)
-    # absolute, so a relative --out means the same folder to the stage harness (which joins relative
-    # outputs onto the run folder) as to the method that builds paths under it
+    # absolute, so a relative --out (--models-dir, --docs-dir) means the same folder to the stage harness
+    # (which joins relative outputs onto the run folder) as to the method that builds paths under it
     out = Path(args.out).resolve() if args.out else root / "runs" / method / run_name(args)
     full = args.preset != "smoke" and spec.is_phantom  # only phantom runs replace the shipped models and docs
-    models = None if args.no_ship else (Path(args.models_dir) if args.models_dir else
+    models = None if args.no_ship else (Path(args.models_dir).resolve() if args.models_dir else
                                         (root / "models" if full else out / "models"))
-    docs = Path(args.docs_dir) if args.docs_dir else (root / "docs" / docs_name if full else None)
+    docs = Path(args.docs_dir).resolve() if args.docs_dir else (root / "docs" / docs_name if full else None)
     return RunPlaces(out, models, docs)
 
 

@@ -52,6 +52,10 @@ def test_run_places_defaults(tmp_path) -> None:
     off = common_cli.run_places(parser.parse_args(["--no-ship", "--out", "o"]), method="toy", docs_name="t",
                                 root=tmp_path)
     assert off.models_dir is None and off.out == Path("o").resolve()  # absolute: the stage harness joins onto it
+    # so are --models-dir and --docs-dir: a report copied to a relative docs folder is where the harness checks it
+    rel = common_cli.run_places(parser.parse_args(["--out", "o", "--models-dir", "m", "--docs-dir", "d"]),
+                                method="toy", docs_name="t", root=tmp_path)
+    assert rel == common_cli.RunPlaces(Path("o").resolve(), Path("m").resolve(), Path("d").resolve())
 
 
 @pytest.mark.parametrize("name", ["msnas-hw", "rtdnas"])
