@@ -176,6 +176,14 @@ def pareto(point: tuple[float, float], others: list[tuple[float, float]]) -> boo
     return not any(d >= dice and t <= lat and (d > dice or t < lat) for d, t in others)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (what the committed table names)."""
+    try:
+        return str(path.relative_to(ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: int | None, with_qc: bool,
         threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
         device: str = "cpu") -> dict:
@@ -196,7 +204,9 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     epochs = epochs or cfg.retrain.seg_epochs
     warmup = cfg.measure.warmup_runs if warmup is None else warmup
     repeats = repeats or cfg.measure.timed_runs
-    work = work or run_dir / "size_table"
+    # absolute: the stage harness joins relative outputs onto its own folder
+    run_dir = Path(run_dir).resolve()
+    work = Path(work).resolve() if work else run_dir / "size_table"
     nets = networks(run_dir, cfg, variants)
     print(f"{run_dir} ({cfg.data.task}): {len(nets)} networks x sizes {sizes}, {epochs} seg epochs"
           f"{f' + {cfg.retrain.qc_epochs} QC epochs' if with_qc else ''}, seed {cfg.seed}, work {work}", flush=True)
@@ -208,14 +218,14 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         by_size[str(size)] = time_size(trained[size], cases["test"], size, threads=threads, warmup=warmup, repeats=repeats,
                                        seed=cfg.seed, with_qc=with_qc)
     return {
-        "run": str(run_dir), "task": cfg.data.task, "preset": cfg.preset, "sizes": sizes, "reference": REFERENCE,
+        "run": _shown(run_dir), "task": cfg.data.task, "preset": cfg.preset, "sizes": sizes, "reference": REFERENCE,
         "networks": {n.key: n.label for n in nets}, "by_size": by_size,
         "settings": {"seed": cfg.seed, "seg_epochs": epochs, "qc_epochs": cfg.retrain.qc_epochs if with_qc else None,
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
                      "variants": variants, "search_seeds": list(cfg.search.seeds), "device": device,
                      "torch_threads": torch_threads, "ort_threads": threads, "warmup": warmup, "repeats": repeats,
                      "n_train_patients": len(cases["s1"]), "n_test_patients": len(cases["test"]),
-                     "work": str(work)},
+                     "work": _shown(work)},
         "machine": {**hardware_fingerprint(), "line": machine_line(threads), "onnxruntime": ort.__version__,
                     "torch": torch.__version__},
         "loadavg_start": load_start, "loadavg_end": load_average(), "started": started, "finished": now(),

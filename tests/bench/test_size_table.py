@@ -78,11 +78,12 @@ def test_pareto_mark() -> None:
     assert pareto((0.8, 10.0), [(0.8, 10.0)])  # a tie dominates nothing
 
 
-def test_with_qc_scores_and_times_the_pairs(tmp_path: Path) -> None:
+def test_with_qc_scores_and_times_the_pairs(tmp_path: Path, monkeypatch) -> None:
     bench = load_bench("size_table")
-    run = tiny_run(tmp_path / "run")
+    tiny_run(tmp_path / "run")
     out = tmp_path / "qc.json"
-    assert bench.main(["--run", str(run), "--sizes", "32", "--epochs", "1", "--repeats", "1", "--warmup", "0",
+    monkeypatch.chdir(tmp_path)  # a relative --run, as typed at a shell (the stage harness needs it absolute)
+    assert bench.main(["--run", "run", "--sizes", "32", "--epochs", "1", "--repeats", "1", "--warmup", "0",
                        "--threads", "1", "--torch-threads", "1", "--with-qc", "--variants", "hw", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     rows = result["by_size"]["32"]["networks"]
