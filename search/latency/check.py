@@ -15,7 +15,7 @@ Three predictors are reported, honestly separated:
   the networks within +-10 %, is reported beside them (it does not change the pass / fail rule).
 
 Shipped networks (``SampledNetwork.model_id`` set: a model card's network rebuilt from its
-architecture, ``search.export.shipped_latency``) are timed in the same rounds as their space's
+architecture, ``search.report.shipped_latency``) are timed in the same rounds as their space's
 random networks and predicted with the calibration of those random networks; they are never fitted
 on, and their figures are reported apart (:func:`shipped_figures`).
 """

@@ -12,7 +12,7 @@ built causal and run as one streaming step (one new frame plus its state,
 per-frame entries; the calibration goes into the per-frame table.
 
 ``--deployment`` and ``--shipped`` (issue 16, item 4: validate the predictor where it is used) read the
-shipped model cards (``--models-dir``, ``search.export.shipped_latency``). ``--deployment`` samples each
+shipped model cards (``--models-dir``, ``search.report.shipped_latency``). ``--deployment`` samples each
 space's random networks at the input size its shipped models run at in the app instead of the
 preset's; ``--shipped`` also rebuilds every shipped searched network of the checked spaces from its
 card, times it in the same rounds as its space's random networks, and reports it apart (``shipped``:
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     cards = _shipped_cards(getattr(args, "models_dir", None)) if deployment or shipped else []
     deployments = {}
     if deployment:
-        from search.export.shipped_latency import deployment_for
+        from search.report.shipped_latency import deployment_for
 
         try:
             deployments = {space: deployment_for(space, cards) for space in spaces}
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     shipped_nets, shipped_skipped = [], []
     if shipped:
-        from search.export.shipped_latency import shipped_networks
+        from search.report.shipped_latency import shipped_networks
 
         shipped_nets, shipped_skipped = shipped_networks(spaces, cards, seed=args.seed)
         for skip in shipped_skipped:

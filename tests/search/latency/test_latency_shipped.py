@@ -112,7 +112,7 @@ def _fake_clock(models, shapes=None, *, warmup, repeats, intra_op_threads=None, 
 def _table(tmp_path: Path, models_dir: Path) -> Path:
     """A table with every key the tiny spaces and the shipped pair need (so --no-profile holds)."""
     from app.cards import discover
-    from search.export.shipped_latency import shipped_networks
+    from search.report.shipped_latency import shipped_networks
 
     nets, _ = shipped_networks(["segqc", "msnas"], discover(models_dir))
     keys = {k for net in nets for k in net.keys}
@@ -203,7 +203,7 @@ def test_unrebuildable_cards_are_skipped_with_the_reason(check_setup, capsys) ->
 
 def test_streaming_and_int8_cards_are_named_when_their_space_is_checked(tmp_path) -> None:
     from app.cards import discover
-    from search.export.shipped_latency import deployment_for, shipped_networks
+    from search.report.shipped_latency import deployment_for, shipped_networks
 
     models = _models_dir(tmp_path)
     raw = json.loads((models / "echo-toy-seg.json").read_text())

@@ -19,8 +19,8 @@ shipped networks themselves. Both come from the model cards in ``models/``:
   genotype: their ops are not table entries), streaming and INT8 models, other spaces, cards whose
   architecture cannot be rebuilt.
 
-It lives in the export layer because the card builder does; the latency CLI takes the cards'
-sizes and networks from here.
+It lives in the report layer, beside the card builder it uses (``search.build``); the latency CLI
+takes the cards' sizes and networks from here.
 """
 
 from __future__ import annotations
