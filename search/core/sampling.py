@@ -54,22 +54,29 @@ def random_cell(spec: CellSpec, rng: np.random.Generator, edges_per_node: int | 
     return CellGenotype(spec.n_inputs, spec.n_nodes, tuple(edges), spec.output)
 
 
-def random_path(n_layers: int, n_scales: int, rng: np.random.Generator) -> PathGenotype:
-    """A random walk from (0, 0): at every vertex a uniform choice among the edges leaving it."""
+def random_path(n_layers: int, n_scales: int, rng: np.random.Generator, skip_prob: float | None = None) -> PathGenotype:
+    """A random walk from (0, 0): at every vertex a uniform choice among the edges leaving it; with
+    ``skip_prob``, a ``skip`` step (no cell) with that probability and a uniform choice among the others
+    otherwise (sparse paths, like those the searches keep: see ``sample_random_genotype``)."""
     kinds, scale = [], 0
     for _ in range(n_layers):
         options = [k for k in STEP_KINDS if kind_available(k, scale, n_scales)]
-        kind = options[int(rng.integers(len(options)))]
+        if skip_prob is not None and "skip" in options:
+            others = [k for k in options if k != "skip"]
+            kind = "skip" if (not others or rng.random() < skip_prob) else others[int(rng.integers(len(others)))]
+        else:
+            kind = options[int(rng.integers(len(options)))]
         kinds.append(kind)
         scale += STEP_DELTA[kind]
     return PathGenotype(tuple(kinds))
 
 
-def random_paths(n: int, n_layers: int, n_scales: int, rng: np.random.Generator) -> tuple[PathGenotype, ...]:
+def random_paths(n: int, n_layers: int, n_scales: int, rng: np.random.Generator,
+                 skip_prob: float | None = None) -> tuple[PathGenotype, ...]:
     """``n`` distinct random paths (bounded retries: raises if the grid cannot supply them)."""
     paths: list[PathGenotype] = []
     for _ in range(100 * n):
-        p = random_path(n_layers, n_scales, rng)
+        p = random_path(n_layers, n_scales, rng, skip_prob)
         if p not in paths:
             paths.append(p)
             if len(paths) == n:
@@ -84,6 +91,7 @@ def sample_random_genotype(
     n_scales: int = 4,
     n_paths: int | None = None,
     n_nodes: int = 3,
+    skip_prob: float | None = None,
 ):
     """One random discrete architecture of ``space`` (see the module docstring).
 
@@ -92,6 +100,10 @@ def sample_random_genotype(
         rng: The only source of randomness.
         n_layers, n_scales, n_paths: Multi-scale grid and path count (defaults per space).
         n_nodes: M.
+        skip_prob: Multi-scale spaces: each path step is a ``skip`` with this probability (None: uniform
+            among the available steps, as the module docstring says). The searches ship sparse paths
+            (mostly skips), far cheaper than uniform walks; ``latency-check --sparse-share`` samples some
+            networks this way so the calibration is fitted where the searches land. Ignored for segqc.
 
     Returns:
         :class:`SegQcGenotype` or :class:`MultiscaleGenotype`.
@@ -111,4 +123,5 @@ def sample_random_genotype(
     spec = dataclasses.replace(MULTISCALE_SPEC, n_nodes=n_nodes)
     cells = {k: random_cell(spec, rng, edges_per_node=1) for k in MULTISCALE_CELL_TYPES}
     relaxation = "edge_op" if space == "msnas" else "input_op_pair"
-    return MultiscaleGenotype(cells, random_paths(n_paths, n_layers, n_scales, rng), n_layers, n_scales, relaxation)
+    paths = random_paths(n_paths, n_layers, n_scales, rng, skip_prob)
+    return MultiscaleGenotype(cells, paths, n_layers, n_scales, relaxation)

@@ -125,34 +125,51 @@ def input_shape_at(shape: Sequence[int], size: Sequence[int] | None = None) -> t
     return (shape[0], *dims)
 
 
-def sampled_modules(space: str, preset: str, n: int, seed: int, size: Sequence[int] | None = None
-                    ) -> Iterator[tuple[int, Any, nn.Module, tuple[int, ...]]]:
+#: Skip probability range of a sparse sample (``sampled_modules(sparse_share=...)``): the shipped cine
+#: networks keep 6-9 skips in 10 steps per path.
+SPARSE_SKIP_PROB = (0.5, 0.95)
+
+
+def sampled_modules(space: str, preset: str, n: int, seed: int, size: Sequence[int] | None = None,
+                    sparse_share: float = 0.0) -> Iterator[tuple[int, Any, nn.Module, tuple[int, ...]]]:
     """``(i, genotype, network, input shape without batch)`` of ``n`` random discrete networks of ``space``.
 
     Deterministic in ``seed`` and the space's stream (architectures from ``np.random.default_rng``,
     weights from torch seeds): the clip check and the per-frame check sample the same networks, and
     so does a check at another ``size`` (``input_shape_at``: only the input shape changes).
+    ``sparse_share``: each network is, with this probability, drawn with sparse paths (a skip
+    probability uniform in ``SPARSE_SKIP_PROB``, ``sampling.sample_random_genotype``): the searches ship
+    such networks, cheaper than any uniform walk, and a calibration fitted without them extrapolates.
+    0 draws exactly the networks it drew before the option existed.
     """
     import numpy as np
 
+    if not 0.0 <= sparse_share <= 1.0:
+        raise ValueError(f"sparse_share must lie in [0, 1], got {sparse_share}")
     entry = get_space(space)
     rng = np.random.default_rng([seed, entry.stream])
     for i in range(n):
-        genotype = entry.random_genotype(preset, rng)
+        skip_prob = None
+        if sparse_share and rng.random() < sparse_share:
+            skip_prob = float(rng.uniform(*SPARSE_SKIP_PROB))
+        # a space registered without sparse sampling is only asked for it when a sparse draw needs it
+        genotype = (entry.random_genotype(preset, rng) if skip_prob is None
+                    else entry.random_genotype(preset, rng, skip_prob=skip_prob))
         module, shape = entry.build_network(preset, genotype, seed + i)
         yield i, genotype, module, input_shape_at(shape, size)
 
 
-def sample_networks(space: str, preset: str, n: int, seed: int, size: Sequence[int] | None = None
-                    ) -> Iterator["SampledNetwork"]:
-    """``n`` random discrete networks of ``space`` under ``preset`` (``sampled_modules``), built, with
-    their op instances and a random input drawn from a torch generator seeded with ``seed``; inputs of
-    ``size`` (``(H, W)`` or ``(T, H, W)``, ``input_shape_at``) instead of the preset's when given."""
+def sample_networks(space: str, preset: str, n: int, seed: int, size: Sequence[int] | None = None,
+                    sparse_share: float = 0.0) -> Iterator["SampledNetwork"]:
+    """``n`` random discrete networks of ``space`` under ``preset`` (``sampled_modules``, ``sparse_share`` as
+    there), built, with their op instances and a random input drawn from a torch generator seeded with
+    ``seed``; inputs of ``size`` (``(H, W)`` or ``(T, H, W)``, ``input_shape_at``) instead of the preset's
+    when given."""
     import torch
 
     from search.latency.check import SampledNetwork
 
     gen = torch.Generator().manual_seed(seed)
-    for i, genotype, module, shape in sampled_modules(space, preset, n, seed, size):
+    for i, genotype, module, shape in sampled_modules(space, preset, n, seed, size, sparse_share):
         x = torch.randn((1, *shape), generator=gen)
         yield SampledNetwork(space, i, module.eval(), x, op_instances(module, x), genotype=genotype.to_dict())

@@ -25,7 +25,7 @@ class SearchSpace:
         name: Space name on the command line (``segqc``, ``msnas``, ...).
         supernets: ``preset -> [(supernet factory, input shape without batch), ...]``: every
             supernet the method builds under the preset.
-        random_genotype: ``(preset, numpy Generator) -> genotype``: a random discrete architecture
+        random_genotype: ``(preset, numpy Generator[, skip_prob]) -> genotype``: a random discrete architecture
             shaped like the preset's supernet (it has ``to_dict()``).
         build_network: ``(preset, genotype, seed) -> (nn.Module, input shape without batch)``: the
             derived network of a genotype as deployed.

@@ -33,12 +33,13 @@ def supernets(preset: str):
     return [(lambda: MultiscaleSupernet(ms), shape)]
 
 
-def random_genotype(preset: str, rng):
+def random_genotype(preset: str, rng, skip_prob: float | None = None):
     """A random ``MultiscaleGenotype`` (1-4 paths) on the preset's grid."""
     from search.core.sampling import sample_random_genotype
 
     ms, _ = multiscale_config(preset)
-    return sample_random_genotype(NAME, rng, n_layers=ms.n_layers, n_scales=ms.n_scales, n_nodes=ms.n_nodes)
+    return sample_random_genotype(NAME, rng, n_layers=ms.n_layers, n_scales=ms.n_scales, n_nodes=ms.n_nodes,
+                                 skip_prob=skip_prob)
 
 
 def build_network(preset: str, genotype, seed: int = 0):

@@ -35,8 +35,8 @@ def supernets(preset: str):
     return [(build, shape) for build, shape, _ in _parts(preset)]
 
 
-def random_genotype(preset: str, rng):
-    """A random ``SegQcGenotype`` with the preset's node count."""
+def random_genotype(preset: str, rng, skip_prob: float | None = None):
+    """A random ``SegQcGenotype`` with the preset's node count (``skip_prob``: no paths here, ignored)."""
     from search.core.sampling import sample_random_genotype
 
     return sample_random_genotype(NAME, rng, n_nodes=_parts(preset)[0][2].n_nodes)

@@ -72,3 +72,23 @@ def test_a_registered_space_is_what_the_profiler_reads() -> None:
 def test_space_names_must_be_usable_on_the_command_line() -> None:
     with pytest.raises(ValueError, match="without commas"):
         spaces.register_space("a,b", supernets=list, random_genotype=list, build_network=list)
+
+
+def test_sparse_share_draws_sparse_paths_and_zero_keeps_the_old_networks():
+    from search.core.genotypes import MultiscaleGenotype
+    from search.latency.core_adapter import sampled_modules
+
+    def skips(share):
+        out = []
+        for _, genotype, _, _ in sampled_modules("rtdnas", "smoke", 12, 0, sparse_share=share):
+            assert isinstance(genotype, MultiscaleGenotype)
+            steps = [k for p in genotype.paths for k in p.kinds]
+            out.append((genotype.to_dict(), sum(k == "skip" for k in steps) / len(steps)))
+        return out
+
+    plain, again, sparse = skips(0.0), skips(0.0), skips(1.0)
+    assert [g for g, _ in plain] == [g for g, _ in again]  # deterministic
+    # every network sparse: far more skips than uniform walks (~1/4 to 1/3 of the steps)
+    assert sum(f for _, f in sparse) / len(sparse) > 0.5 > sum(f for _, f in plain) / len(plain)
+    with pytest.raises(ValueError, match="sparse_share"):
+        next(sampled_modules("rtdnas", "smoke", 1, 0, sparse_share=1.5))
