@@ -36,6 +36,7 @@ from search.latency.calibration import (
     figures,
     fit_calibration,
     split_indices,
+    within,
 )
 from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable
@@ -291,9 +292,9 @@ def shipped_figures(records: Sequence[NetworkRecord]) -> dict[str, object]:
     def shares(recs: Sequence[NetworkRecord]) -> dict[str, float | None]:
         if not recs:
             return {"raw": None, "calibrated": None}
-        raw = [abs(error(r.sum_ms, r.measured_p50_ms)) <= 10.0 for r in recs]
-        cal = [abs(error(r.predicted_ms, r.measured_p50_ms)) <= 10.0 for r in recs]
-        return {"raw": float(np.mean(raw)), "calibrated": float(np.mean(cal))}
+        measured = [r.measured_p50_ms for r in recs]
+        return {"raw": within([r.sum_ms for r in recs], measured, 10.0),
+                "calibrated": within([r.predicted_ms for r in recs], measured, 10.0)}
 
     networks = [{
         "id": r.model_id,
