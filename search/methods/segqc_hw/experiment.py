@@ -121,6 +121,11 @@ def _part(cfg: SegQcConfig, name: str) -> Any:
     return cfg.to_dict()[name]
 
 
+#: Search settings the warm-up never reads (the architecture steps' schedule, optimiser and latency sample):
+#: searches that differ only in them (and in lambda2) share one warm-up.
+WARMUP_UNUSED = ("alternate_epochs", "arch_lr", "arch_betas", "arch_weight_decay", "gumbel_tau")
+
+
 def search_config(cfg: SegQcConfig, lambda2: float, seed: int) -> dict:
     """What one search depends on: data, space, search schedule, its latency weight and seed, the table."""
     search = {k: v for k, v in _part(cfg, "search").items() if k not in ("seeds", "sensitivity_lambda2", "lambda2")}
@@ -176,9 +181,13 @@ class SegQcExperiment:
                      config=search_config(self.cfg, lambda2, seed))
 
     def warmup_checkpoint(self, seed: int) -> Path:
-        """Where the searches of ``seed`` share their warm-up: named by what it depends on (all of a search's
-        config but ``lambda2``), so a changed config never starts from a stale warm-up."""
-        key = config_hash({k: v for k, v in search_config(self.cfg, 0.0, seed).items() if k != "lambda2"})
+        """Where the searches of ``seed`` share their warm-up: named by what it depends on (a search's config
+        without ``lambda2`` and the settings that act only after the warm-up, ``WARMUP_UNUSED``), so a changed
+        config never starts from a stale warm-up, and a longer or faster architecture phase reuses it."""
+        config = search_config(self.cfg, 0.0, seed)
+        config = {**{k: v for k, v in config.items() if k != "lambda2"},
+                  "search": {k: v for k, v in config["search"].items() if k not in WARMUP_UNUSED}}
+        key = config_hash(config)
         return self.out / "search" / "warmup" / f"seed{seed}-{key}.pt"
 
     def row_stage(self, name: str, key: str, pair: tuple[nn.Module, nn.Module], data: PairData, architecture: dict,

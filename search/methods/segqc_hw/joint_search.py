@@ -24,8 +24,9 @@ mean Dice on its S1 batches (the QC target, averaged over the epoch) reaches tha
 the architecture steps a constant QC target and a CE that any path lowers alike, so they follow noise).
 Which phase comes next is decided from the history alone, so a resumed search picks up where it stopped.
 
-The warm-up never reads ``lambda2`` (weight steps carry no latency term), so the searches of one run that
-differ only in it (w/o hw, hw, the sensitivity searches) share it: with ``warmup_checkpoint`` the state at
+The warm-up never reads ``lambda2`` (weight steps carry no latency term) nor the architecture phase's length,
+optimiser and latency temperature, so the searches of one run that differ only in those (w/o hw, hw, the
+sensitivity searches, a longer or faster architecture phase) share it: with ``warmup_checkpoint`` the state at
 the end of the warm-up is written there, and a search that has no checkpoint of its own starts from it
 instead of warming up again (the same weights, optimiser states and generators: what it would have
 computed itself).
@@ -178,6 +179,8 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         opt_seg.load_state_dict(saved["opt_seg"])
         opt_qc.load_state_dict(saved["opt_qc"])
         opt_arch.load_state_dict(saved["opt_arch"])
+        for group in opt_arch.param_groups:  # this search's settings (a shared warm-up may carry another's)
+            group.update(lr=cfg.arch_lr, betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay)
         gumbel.set_state(saved["gumbel"])
         if "paths" in saved:
             paths.set_state(saved["paths"])

@@ -127,23 +127,42 @@ def test_searches_differing_only_in_lambda2_share_the_warm_up_exactly(tmp_path):
 
     cfg = _cfg(warmup_epochs=2, alternate_epochs=1, sampler="gdas", arch_lr=0.05)
 
-    def search(lambda2, folder, shared):
+    def search(folder, shared, **arch_phase):
         seg, qc = build_supernets(cfg, 0)
         lat = FrameworkLatency(_Table(), 32, seg_config(cfg), qc_config(cfg)).bind(seg.net, qc.net)
         s1 = frame_dataset(synthetic_echo_cases(3, 1, size=32), 32, cfg.data.augment, seed=3)
         s2 = frame_dataset(synthetic_echo_cases(3, 2, size=32), 32, cfg.data.augment, seed=4)
-        state = run_joint_search(seg, qc, lat, s1, s2, replace(cfg.search, lambda2=lambda2), seed=0,
+        state = run_joint_search(seg, qc, lat, s1, s2, replace(cfg.search, **arch_phase), seed=0,
                                  checkpoint=folder / "search.pt", warmup_checkpoint=shared)
         return seg, qc, state
 
     shared = tmp_path / "warmup" / "seed0.pt"
-    search(0.0, tmp_path / "nohw", shared)  # warms up and leaves the warm-up behind
+    search(tmp_path / "nohw", shared, lambda2=0.0)  # warms up and leaves the warm-up behind
     assert shared.is_file()
     warm = torch.load(shared, weights_only=False)
     assert [h["phase"] for h in warm["history"]] == ["warmup", "warmup"]
-    seg_b, qc_b, state_b = search(0.05, tmp_path / "hw", shared)  # starts from it
-    seg_c, qc_c, state_c = search(0.05, tmp_path / "hw_alone", None)  # warms up itself
-    assert [h["phase"] for h in state_b.history] == ["warmup", "warmup", "alternate"]
+    # another latency weight, a longer and faster architecture phase: the warm-up is the same
+    other = dict(lambda2=0.05, arch_lr=0.2, arch_betas=(0.9, 0.99), alternate_epochs=2)
+    seg_b, qc_b, state_b = search(tmp_path / "hw", shared, **other)  # starts from it
+    seg_c, qc_c, state_c = search(tmp_path / "hw_alone", None, **other)  # warms up itself
+    assert [h["phase"] for h in state_b.history] == ["warmup", "warmup", "alternate", "alternate"]
     for b, c in ((seg_b, seg_c), (qc_b, qc_c)):
         for (name, pb), pc in zip(b.state_dict().items(), c.state_dict().values()):
             assert torch.equal(pb, pc), name
+
+
+def test_the_shared_warm_up_is_named_by_what_the_warm_up_reads():
+    from pathlib import Path
+
+    from search.methods.segqc_hw.experiment import RunPaths, SegQcExperiment
+
+    def path(**search):
+        return SegQcExperiment(_cfg(**search), RunPaths(Path("run"), None, None)).warmup_checkpoint(0)
+
+    base = path()
+    assert base.parent == Path("run") / "search" / "warmup" and base.name.startswith("seed0-")
+    for post in (dict(lambda2=0.5), dict(arch_lr=0.3), dict(alternate_epochs=99), dict(arch_betas=(0.9, 0.9)),
+                 dict(arch_weight_decay=0.5), dict(gumbel_tau=3.0)):
+        assert path(**post) == base, post  # read only after the warm-up
+    for pre in (dict(weight_lr=0.5), dict(warmup_epochs=9), dict(batch_size=3), dict(sampler="gdas")):
+        assert path(**pre) != base, pre  # the warm-up depends on them
