@@ -168,7 +168,10 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
     paths = torch.Generator().manual_seed(seed * 7919 + 2)  # GDAS path samples (never drawn with "darts")
     tau = TauSchedule(*cfg.gdas_tau)
     state = SearchState()
-    planned = cfg.warmup_epochs + cfg.alternate_epochs  # for the log; the Dice rule may add warm-up epochs
+    def planned() -> int:  # for the log: once the warm-up is over, its actual length (the Dice rule may extend it)
+        warm = max(cfg.warmup_epochs, state.warmup_epochs)
+        return warm + cfg.alternate_epochs
+
     start = checkpoint if checkpoint is not None and checkpoint.is_file() else None
     if start is None and warmup_checkpoint is not None and warmup_checkpoint.is_file():
         start = warmup_checkpoint
@@ -187,7 +190,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         s1.rng.bit_generator.state = saved["s1_rng"]
         s2.rng.bit_generator.state = saved["s2_rng"]
         state = SearchState(epoch=int(saved["epoch"]), history=list(saved["history"]))
-        log.info("search: resumed %s at epoch %d (%d planned)%s", start, state.epoch, planned,
+        log.info("search: resumed %s at epoch %d (%d planned)%s", start, state.epoch, planned(),
                  " (the warm-up shared with the run's other searches)" if start == warmup_checkpoint else "")
     # Under torchrun: weight steps through DDP (alphas left out), alphas averaged in their own step.
     seg_ddp = distributed.wrap(seg, exclude=_alphas(seg), varying_graph=gdas)
@@ -261,7 +264,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         state.history.append(record)
         state.epoch = epoch + 1
         log.info("search epoch %d (%d planned) %s: CE %.4f, Dice(S1) %.3f, MSE(S1) %.4f, MSE(S2) %.4f, "
-                 "E[lat] %.2f ms, H(alpha) %.3f", epoch + 1, planned, phase, record["ce"], record["dice_s1"],
+                 "E[lat] %.2f ms, H(alpha) %.3f", epoch + 1, planned(), phase, record["ce"], record["dice_s1"],
                  record["mse_s1"], record["mse_s2"], lat_ms, record["arch_entropy"])
         if checkpoint is not None and distributed.is_main():
             _save(checkpoint, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, paths, s1, s2, state)
