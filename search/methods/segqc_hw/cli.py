@@ -50,6 +50,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(weight step, architecture step) epochs")
     parser.add_argument("--arch-lr", type=float, default=None, metavar="LR",
                         help="Adam learning rate of the architecture parameters (default: the preset's)")
+    parser.add_argument("--arch-weight-decay", type=float, default=None, metavar="WD",
+                        help="Adam (L2) weight decay of the architecture parameters (default: the preset's, DARTS' "
+                             "1e-3). Adam normalises the decayed gradient, so an alpha stops where WD x alpha equals "
+                             "its mean task gradient: with the ~1e-3 gradients of these searches, 1e-3 holds every "
+                             "alpha below ~0.7; 0 lets the search decide")
     parser.add_argument("--weight-lr", type=float, default=None, metavar="LR",
                         help="Adam learning rate of the supernets' weights during the search (default: the preset's)")
     parser.add_argument("--warmup-until-dice", type=float, nargs=2, metavar=("DICE", "MAX_EPOCHS"), default=None,
@@ -95,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         search = replace(search, gdas_tau=tuple(args.gdas_tau))
     if getattr(args, "arch_lr", None) is not None:
         search = replace(search, arch_lr=args.arch_lr)
+    if getattr(args, "arch_weight_decay", None) is not None:
+        if args.arch_weight_decay < 0:
+            raise SystemExit(f"{task.method_label}: --arch-weight-decay must be >= 0, got {args.arch_weight_decay:g}")
+        search = replace(search, arch_weight_decay=args.arch_weight_decay)
     if getattr(args, "weight_lr", None) is not None:
         search = replace(search, weight_lr=args.weight_lr)
     if getattr(args, "search_epochs", None) is not None:

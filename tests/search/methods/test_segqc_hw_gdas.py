@@ -59,14 +59,19 @@ def test_cli_sampler_tau_and_search_epochs_reach_the_config(monkeypatch, tmp_pat
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     args = parser.parse_args(["--preset", "default", "--sampler", "darts", "--gdas-tau", "5", "0.5",
-                              "--search-epochs", "1", "12", "--arch-lr", "0.01", "--out", str(tmp_path / "run"),
-                              "--no-ship"])
+                              "--search-epochs", "1", "12", "--arch-lr", "0.01", "--arch-weight-decay", "0",
+                              "--out", str(tmp_path / "run"), "--no-ship"])
     assert cli.run(args) == 0
     s = seen["cfg"].search
     assert (s.sampler, s.gdas_tau, s.warmup_epochs, s.alternate_epochs, s.arch_lr) == ("darts", (5.0, 0.5), 1, 12, 0.01)
+    assert s.arch_weight_decay == 0.0
     args = parser.parse_args(["--preset", "default", "--out", str(tmp_path / "run"), "--no-ship"])
     cli.run(args)
     assert seen["cfg"].search.sampler == "darts" and seen["cfg"].search.alternate_epochs == 4
+    assert seen["cfg"].search.arch_weight_decay == 1e-3  # the preset's (DARTS')
+    with pytest.raises(SystemExit, match="--arch-weight-decay must be >= 0"):
+        cli.run(parser.parse_args(["--preset", "default", "--arch-weight-decay", "-1", "--out", str(tmp_path / "r"),
+                                   "--no-ship"]))
 
 
 def _search(cfg, folder: Path):
