@@ -64,6 +64,9 @@ def load_section(candidates: Sequence[Path], preset: str) -> MethodSection:
     if sensitivity and hasattr(method_report, "sensitivity_markdown"):
         section.blocks.append("#### Latency weight sensitivity (not in the paper; same harness and process)\n\n"
                               + method_report.sensitivity_markdown(results))
+    if results.get("controls") and hasattr(method_report, "random_control_markdown"):
+        section.blocks.append("#### Searched vs a random genotype of the same predicted latency (same harness and "
+                              "process)\n\n" + method_report.random_control_markdown(results))
     if results.get("export") and hasattr(method_report, "export_markdown"):
         section.blocks.append("#### Shipped pair\n\n" + method_report.export_markdown(results["export"]))
     name = getattr(method_report, "row_name", lambda key: method_report.ROW_NAMES.get(key, key))

@@ -11,9 +11,12 @@ each ran or was skipped, and why. Training stages also resume mid-way from their
     <out>/search/<variant>/seed<k>/ ``search:<variant>/seed<k>``: the joint search with (``hw``,
                                     ``hw_lambda<l>``) and without (``nohw``) the latency term;
                                     ``genotype.json`` is the derived architecture
+    <out>/search/random/<row>.json  ``random:<row>``: the random control of each search, a random
+                                    genotype of the same predicted latency (``random_control``)
     <out>/rows/<row>/               ``retrain:<row>``: each Table II row retrained from scratch in
                                     the same harness and scored on validation and test patients
-                                    (the handcrafted U-net(8|16) + ResNet18 baselines included)
+                                    (the handcrafted U-net(8|16) + ResNet18 baselines and the
+                                    random controls, ``random_<search row>``, included)
     <out>/table.json                ``table-ii``: framework latency (seg + QC, one process,
                                     interleaved) and FLOPs of every row
     <models>/, report/export.json   ``export``: the hardware-aware pair with the best validation
@@ -34,7 +37,7 @@ import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -42,11 +45,15 @@ from torch import nn
 
 from search import distributed
 from search.core.convergence import plot_traces, report_section
+from search.core.genotypes import SegQcGenotype
 from search.methods.segqc_hw.config import SegQcConfig
 from search.methods.segqc_hw.data import SPLITS, frame_dataset, load_protocol
 from search.methods.segqc_hw.latency_model import FrameworkLatency, framework_latency, lut_stage
 from search.methods.segqc_hw.latency_table import machine_line, measure_rows
-from search.methods.segqc_hw.report import ROW_NAMES, ROWS, row_name, sensitivity_key, write_report
+from search.methods.segqc_hw.random_control import (N_CANDIDATES, Candidate, closest, control_record, random_candidates,
+                                                    read_control, write_control)
+from search.methods.segqc_hw.report import (CONTROL_PREFIX, ROW_NAMES, ROWS, control_key, random_control_verdict,
+                                            row_name, sensitivity_key, write_report)
 from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_score
 from search.methods.segqc_hw.search import (BASELINE_UNET_DEPTH, build_baseline, build_derived, qc_config, read_search,
                                             search_stage, seg_config)
@@ -83,8 +90,11 @@ class Row:
         scores: Validation and test scores (``rows/<row>/scores.json``).
         pair: The trained seg logits net and QC net (CPU, eval mode).
         folder: The row's folder under ``rows/``.
-        genotype_file: The search's ``genotype.json`` (None for a handcrafted row).
+        genotype_file: The search's ``genotype.json``, a random control's ``search/random/<search>.json`` (None
+            for a handcrafted row).
         searched: The search's fields of the Table II row (genotype, record, seed, lambda2, LUT prediction).
+        control: A random control's fields (``random_control.control_record``: genotype, the search it
+            controls, target and predicted ms, sampling seed and candidates); None for every other row.
     """
 
     key: str
@@ -93,6 +103,7 @@ class Row:
     folder: Path
     genotype_file: Path | None = None
     searched: dict | None = None
+    control: dict | None = None
 
 
 def val_score(scores: dict) -> float:
@@ -129,11 +140,23 @@ WARMUP_UNUSED = ("alternate_epochs", "arch_lr", "arch_betas", "arch_weight_decay
 def search_config(cfg: SegQcConfig, lambda2: float, seed: int) -> dict:
     """What one search depends on: data, space, search schedule, its latency weight and seed, the table."""
     search = {k: v for k, v in _part(cfg, "search").items() if k not in ("seeds", "sensitivity_lambda2", "lambda2")}
-    m = cfg.measure
-    lut = {"resolution": m.resolution, "intra_op_threads": m.intra_op_threads, "lut_warmup": m.lut_warmup,
-           "lut_repeats": m.lut_repeats}
     return {"data": _part(cfg, "data"), "space": _part(cfg, "space"), "search": search, "lambda2": lambda2,
-            "seed": seed, "lut": lut}
+            "seed": seed, "lut": _lut_part(cfg)}
+
+
+def _lut_part(cfg: SegQcConfig) -> dict:
+    """What the lookup table's entries depend on (the latency term of a search, a random control's pricing)."""
+    m = cfg.measure
+    return {"resolution": m.resolution, "intra_op_threads": m.intra_op_threads, "lut_warmup": m.lut_warmup,
+            "lut_repeats": m.lut_repeats}
+
+
+def control_config(cfg: SegQcConfig, of: str, target_ms: float) -> dict:
+    """What a search's random control depends on: the space, its pricing, the target, how candidates are drawn.
+
+    The sampling seed is the master seed: one pool of candidates per run (``random_control``)."""
+    return {"random_control_of": of, "target_ms": target_ms, "sampling_seed": cfg.seed, "n_candidates": N_CANDIDATES,
+            "space": _part(cfg, "space"), "num_classes": cfg.task.num_classes, "lut": _lut_part(cfg)}
 
 
 def baseline_config(width: int) -> dict:
@@ -223,7 +246,8 @@ class SegQcExperiment:
         if stop_after == "search":
             return f"{cfg.task.method_label} ({cfg.preset}): searches done in {out / 'search'}"
         data = PairData(seg_train=cases["s1"], qc_train=cases["s2_train"], val=cases["s2_val"], test=cases["test"])
-        rows = self.retrain_searched(found, data, latency) | self.retrain_baselines(data)
+        searched = self.retrain_searched(found, data, latency)
+        rows = searched | self.retrain_controls(searched, data, latency) | self.retrain_baselines(data)
         if stop_after == "retrain":
             return f"{cfg.task.method_label} ({cfg.preset}): searches and retraining done in {out}"
         if not distributed.is_main():  # Table II timing, report and export: rank 0 alone
@@ -250,6 +274,44 @@ class SegQcExperiment:
             rows[key] = best
         return rows
 
+    def control_stage(self, key: str, target_ms: float, pool: Callable[[], list[Candidate]]) -> Stage:
+        """The random genotype of the pool (``pool()``, drawn only when a control has to be chosen) predicted
+        closest to ``target_ms``, the search ``key``'s prediction; its record goes to ``search/random/<key>.json``."""
+        path = self.out / "search" / "random" / f"{key}.json"
+        config = control_config(self.cfg, key, target_ms)
+
+        def run() -> tuple[SegQcGenotype, dict]:
+            record = control_record(key, closest(pool(), target_ms), target_ms, config["sampling_seed"],
+                                    config["n_candidates"])
+            if distributed.is_main():  # under torchrun every rank draws the same pool; rank 0 writes it
+                write_control(path, record)
+            return SegQcGenotype.from_dict(record["genotype"]), record
+
+        return Stage(f"random:{key}", run=run, load=partial(read_control, path), outputs=(path,), config=config)
+
+    def retrain_controls(self, searched: dict[str, Row], data: PairData, latency: FrameworkLatency) -> dict[str, Row]:
+        """Per search, a random genotype of its predicted latency, retrained exactly as the searched rows
+        (``random_control``): the control its derived pair has to beat. Not a Table II row, not a
+        sensitivity search, never shipped (``finish`` keeps them apart)."""
+        cfg, rows = self.cfg, {}
+        drawn: list[list[Candidate]] = []
+
+        def pool() -> list[Candidate]:  # drawn once per run, and only if some control is not chosen yet
+            if not drawn:
+                drawn.append(random_candidates(cfg, latency, cfg.seed, N_CANDIDATES))
+            return drawn[0]
+
+        for key, row in searched.items():
+            target = row.searched["expected_latency_ms"]
+            stage = self.control_stage(key, target, pool)
+            genotype, record = self.stages.run(stage)
+            ckey, path = control_key(key), stage.outputs[0]
+            pair = build_derived(cfg, genotype, cfg.seed)
+            architecture = {**record, "space": _part(cfg, "space")}
+            scores = self.stages.run(self.row_stage(row_name(ckey), ckey, pair, data, architecture, inputs=(path,)))
+            rows[ckey] = Row(ckey, scores, pair, self.out / "rows" / ckey, path, control=record)
+        return rows
+
     def retrain_baselines(self, data: PairData) -> dict[str, Row]:
         """Retrain the handcrafted U-net(8|16) + ResNet18 rows."""
         cfg, rows = self.cfg, {}
@@ -262,22 +324,26 @@ class SegQcExperiment:
     def finish(self, rows: dict[str, Row], cases: dict) -> str:
         """Table II timing, export, report; the summary."""
         costs = self.stages.run(self.measure_stage(rows, cases))
-        table = {k: dict(r.scores, **(r.searched or {}), cost=costs["rows"][k]) for k, r in rows.items()}
+        table = {k: dict(r.scores, **(r.searched or r.control or {}), cost=costs["rows"][k]) for k, r in rows.items()}
+        controls = {k: table.pop(k) for k in list(table) if k.startswith(CONTROL_PREFIX)}
         sensitivity = {k: table.pop(k) for k in list(table) if k not in ROWS}
+        for k, control in controls.items():  # the second verdict on each search, beside its convergence
+            searched = {**table, **sensitivity}[control["random_control_of"]]
+            searched["random_control"] = random_control_verdict(k, searched, control)
         exported: list[str] = []
         if self.paths.models is not None:
             exported = self.stages.run(self.export_stage(rows, table, sensitivity, cases, costs["machine"]))
         export_record = self.out / "report" / "export.json"
         results = {"config": self.cfg.to_dict(), "machine": costs["machine"], "rows": table,
-                   "sensitivity": sensitivity, "n_test_frames": table["searched_hw"]["test"]["n"],
+                   "sensitivity": sensitivity, "controls": controls, "n_test_frames": table["searched_hw"]["test"]["n"],
                    "n_patients": {part: len(cases[part]) for part in SPLITS},
                    "export": read_json(export_record) if exported else None}
         report = self.stages.run(self.report_stage(results, rows, exported))
         return _summary(results, report, exported)
 
     def measure_stage(self, rows: dict[str, Row], cases: dict) -> Stage:
-        """Every row (sensitivity searches included) timed in one process, interleaved, so that
-        background load hits them alike; another set of rows re-measures them all."""
+        """Every row (sensitivity searches and random controls included) timed in one process, interleaved,
+        so that background load hits them alike; another set of rows re-measures them all."""
         cfg, path = self.cfg, self.out / "table.json"
 
         def run() -> dict:
@@ -290,7 +356,8 @@ class SegQcExperiment:
             write_json(path, costs)
             return costs
 
-        architectures = {k: r.searched["search"]["genotype"] if r.searched else k for k, r in rows.items()}
+        architectures = {k: r.searched["search"]["genotype"] if r.searched else r.control["genotype"] if r.control else k
+                         for k, r in rows.items()}
         config = {"measure": _part(cfg, "measure"), "space": _part(cfg, "space"), "rows": architectures,
                   "baselines": list(cfg.baseline_seg_filters), "data": _part(cfg, "data")}
         return Stage("table-ii", run=run, load=partial(read_json, path), outputs=(path,), config=config)
@@ -315,6 +382,7 @@ class SegQcExperiment:
         """Figures, ``README.md``, ``results.json`` and ``frames.json`` under ``report/`` (copied to docs)."""
         folder, docs = self.out / "report", self.paths.docs
         everything = {**results["rows"], **results["sensitivity"]}
+        controls = results.get("controls") or {}
 
         def run() -> Path:
             figures = _figures(results, folder)
@@ -324,7 +392,7 @@ class SegQcExperiment:
                 with report.open("a") as fh:
                     fh.write(report_section({k: v["convergence"] for k, v in searched.items()},
                                             plot_traces({k: v["arch_trace"] for k, v in searched.items()}, folder)))
-            write_json(folder / "frames.json", {k: r["test"]["frames"] for k, r in everything.items()})
+            write_json(folder / "frames.json", {k: r["test"]["frames"] for k, r in {**everything, **controls}.items()})
             if docs is not None:
                 docs.mkdir(parents=True, exist_ok=True)
                 for f in folder.iterdir():
@@ -362,7 +430,6 @@ def _latency_frame(test_cases, resolution: int) -> np.ndarray:
 
 
 def _figures(results: dict, folder: Path) -> dict[str, str]:
-    from search.core.genotypes import SegQcGenotype
     from search.methods.segqc_hw.plots import draw_genotype, scatter_predicted_vs_true
 
     rows = results["rows"]
@@ -393,6 +460,10 @@ def _summary(results: dict, report: Path, exported: list[str]) -> str:
     for k, r in (results.get("sensitivity") or {}).items():
         lines.append(f"  {row_name(k):<34} Dice {r['test']['dice_mean']:.3f}  QC MAE {r['test']['qc_mae']:.3f}  "
                      f"r {r['test']['qc_pearson']:.2f}  {r['cost']['latency_ms']:.1f} ms  {r['cost']['macs'] / 1e6:.0f} M MACs")
+    for k, r in (results.get("controls") or {}).items():
+        verdict = {**results["rows"], **(results.get("sensitivity") or {})}[r["random_control_of"]]["random_control"]
+        lines.append(f"  {row_name(k)}: Dice {r['test']['dice_mean']:.3f}  {r['cost']['latency_ms']:.1f} ms; the search "
+                     f"{'beats' if verdict['beats'] else 'does NOT beat'} it (Dice {verdict['margin']:+.3f})")
     if exported:
         lines.append("  exported: " + ", ".join(exported))
     return "\n".join(lines)

@@ -30,6 +30,8 @@ PAPER_TABLE_II = {
     "searched_hw": {"dice": 0.832, "qc_mae": 0.049, "latency_ms": 49, "flops_m": 373},
 }
 SENSITIVITY_PREFIX = "searched_hw_lambda"
+#: Result keys of the random controls (``random_<search key>``, ``search.methods.segqc_hw.random_control``).
+CONTROL_PREFIX = "random_"
 
 
 def sensitivity_key(lambda2: float) -> str:
@@ -37,8 +39,15 @@ def sensitivity_key(lambda2: float) -> str:
     return f"{SENSITIVITY_PREFIX}{lambda2:g}"
 
 
+def control_key(search_key: str) -> str:
+    """Result key of the random control of the search ``search_key`` (e.g. ``random_searched_hw``)."""
+    return f"{CONTROL_PREFIX}{search_key}"
+
+
 def row_name(key: str) -> str:
-    """Display name of a Table II row or of a sensitivity search."""
+    """Display name of a Table II row, of a sensitivity search or of a search's random control."""
+    if key.startswith(CONTROL_PREFIX):
+        return f"random genotype at the predicted latency of {row_name(key.removeprefix(CONTROL_PREFIX))}"
     if key.startswith(SENSITIVITY_PREFIX):
         return f"hardware-aware (lambda2 = {key.removeprefix(SENSITIVITY_PREFIX)}, sensitivity)"
     return ROW_NAMES[key]
@@ -170,6 +179,50 @@ def sensitivity_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def random_control_verdict(key: str, searched: dict, control: dict) -> dict:
+    """The second verdict on a search (the first: ``search.core.convergence``): does its retrained pair beat
+    a random genotype of the same predicted latency, retrained in the same harness, on test Dice? ``key``: the
+    control's result key, ``searched`` and ``control``: the two result rows (scores, cost, LUT prediction).
+
+    ``margin`` is searched minus random test Dice; ``beats`` is ``margin > 0`` (False when either Dice is NaN).
+    ``predicted_ms`` and ``measured_ms`` (Table II median) are the control's; the searched pair's sit in its row.
+    """
+    margin = float(searched["test"]["dice_mean"] - control["test"]["dice_mean"])
+    return {"control": key, "beats": bool(margin > 0), "margin": margin,
+            "dice": control["test"]["dice_mean"], "searched_dice": searched["test"]["dice_mean"],
+            "target_ms": control.get("target_ms"), "predicted_ms": control.get("expected_latency_ms"),
+            "measured_ms": control["cost"]["latency_ms"], "measured_min_ms": control["cost"].get("latency_min_ms"),
+            "sampling_seed": control.get("sampling_seed"), "n_candidates": control.get("n_candidates")}
+
+
+def _verdict_text(verdict: dict) -> str:
+    margin = verdict["margin"]
+    if not math.isfinite(margin):
+        return "n/a (a Dice is NaN)"
+    if verdict["beats"]:
+        return f"beats its random control (by {margin:.3f} Dice)"
+    if margin == 0:
+        return "does NOT beat its random control (the same Dice)"
+    return f"does NOT beat its random control ({-margin:.3f} Dice below it)"
+
+
+def random_control_markdown(results: dict) -> str:
+    """Every search beside its random control: test Dice, predicted (LUT) and measured (median) ms, the verdict."""
+    lines = ["| search | Dice (test) | random control's Dice | predicted ms (search / random) "
+             "| measured median ms (search / random) | verdict |", "|---|---|---|---|---|---|"]
+    searched = {**results["rows"], **(results.get("sensitivity") or {})}
+    for key, control in (results.get("controls") or {}).items():
+        of = control.get("random_control_of", key.removeprefix(CONTROL_PREFIX))
+        r = searched.get(of)
+        if r is None:
+            continue
+        v = r.get("random_control") or random_control_verdict(key, r, control)
+        lines.append(f"| {row_name(of)} | {_f(r['test']['dice_mean'])} | {_f(v['dice'])} "
+                     f"| {_f(r.get('expected_latency_ms'), 2)} / {_f(v['predicted_ms'], 2)} "
+                     f"| {_f(r['cost']['latency_ms'], 1)} / {_f(v['measured_ms'], 1)} | {_verdict_text(v)} |")
+    return "\n".join(lines)
+
+
 def export_markdown(record: dict | None) -> str:
     """What was shipped into ``models/`` (ids, hashes, measured card metrics, the INT8 decision)."""
     if not record:
@@ -254,6 +307,17 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
         lines += ["## Latency weight sensitivity (not in the paper)", "",
                   "The same search with a larger latency weight, derived, retrained and measured in the same "
                   "harness and process as Table II:", "", sensitivity_markdown(results), ""]
+    if results.get("controls"):
+        lines += ["## Searched vs a random genotype of the same predicted latency", "",
+                  "A search whose architecture weights converged may still have learnt nothing about the task (with "
+                  "the latency term the weights can drift to the cheap ops alone). The control: a random genotype of "
+                  "the same space whose lookup-table prediction is closest to the searched pair's (the closest of "
+                  f"{_control_draws(results)} drawn with one seed), retrained from scratch in the same harness (same "
+                  "patients, schedule and seed) and timed in the same Table II process. A search that does not beat "
+                  "its control found a latency, not an architecture.", "", random_control_markdown(results), ""]
+        for key, control in results["controls"].items():
+            lines += [f"{row_name(key)} (sampling seed {control.get('sampling_seed')}):", "", "```json",
+                      json.dumps(control["genotype"]), "```", ""]
     lines += ["## Figures", ""]
     for caption, name in figures.items():
         lines.append(f"![{caption}]({name})")
@@ -278,10 +342,16 @@ def _sampler_text(search: dict) -> str:
             "the latency term is the Gumbel-softmax expectation; genotype = argmax of the alphas)")
 
 
+def _control_draws(results: dict) -> str:
+    """How many candidates the controls were chosen from (one pool per run: one number)."""
+    return " / ".join(sorted({str(c.get("n_candidates")) for c in results["controls"].values()}))
+
+
 def _strip_frames(results: dict) -> dict:
     """results without the per-frame lists (they go to ``frames.json``), for a readable JSON."""
     out = json.loads(json.dumps(results, allow_nan=True))
-    for r in list(out["rows"].values()) + list((out.get("sensitivity") or {}).values()):
+    parts = ("rows", "sensitivity", "controls")
+    for r in [r for part in parts for r in (out.get(part) or {}).values()]:
         for split in ("val", "test"):
             if split in r:
                 r[split].pop("frames", None)

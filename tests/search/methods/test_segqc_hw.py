@@ -212,8 +212,10 @@ def test_each_stage_depends_on_its_part_of_the_config_and_its_upstream() -> None
     assert data_config(replace(cfg, data=replace(cfg.data, n_test=3))) != data_config(cfg)
 
 
+SEARCHES_OF_SMOKE = ("searched_nohw", "searched_hw", "searched_hw_lambda0.01")
 STAGES_OF_SMOKE = {"data", "latency-table", "search:nohw/seed0", "search:hw/seed0", "search:hw_lambda0.01/seed0",
                    "retrain:searched_nohw_seed0", "retrain:searched_hw_seed0", "retrain:searched_hw_lambda0.01_seed0",
+                   *(f"random:{k}" for k in SEARCHES_OF_SMOKE), *(f"retrain:random_{k}" for k in SEARCHES_OF_SMOKE),
                    "retrain:unet8", "retrain:unet16", "table-ii", "export", "report"}
 
 
@@ -264,6 +266,19 @@ def test_smoke_preset_end_to_end_then_resume(tmp_path: Path, monkeypatch) -> Non
     assert [i["name"] for i in qc.raw["inputs"]] == ["image", "probs", "uncertainty"]
     assert seg.raw["genotype"]["kind"] == "nasunet" and "qc_mae" in qc.metrics
     assert seg.raw["search"]["convergence"] == qc.raw["search"]["convergence"] and "## Did the searches converge?" in report
+    # Every search's random control: retrained and timed beside it, neither a row nor a sensitivity search.
+    assert set(results["controls"]) == {f"random_{k}" for k in SEARCHES_OF_SMOKE}
+    control = results["controls"]["random_searched_hw"]
+    assert control["random_control_of"] == "searched_hw" and 0.0 <= control["test"]["dice_mean"] <= 1.0
+    assert control["cost"]["latency_ms"] > 0 and "frames" not in control["test"]
+    assert control["target_ms"] == results["rows"]["searched_hw"]["expected_latency_ms"]
+    verdict = results["rows"]["searched_hw"]["random_control"]
+    assert verdict["control"] == "random_searched_hw" and isinstance(verdict["beats"], bool)
+    assert verdict["margin"] == pytest.approx(results["rows"]["searched_hw"]["test"]["dice_mean"] - verdict["dice"])
+    assert "random_control" in results["sensitivity"]["searched_hw_lambda0.01"]
+    assert "## Searched vs a random genotype of the same predicted latency" in report
+    recorded = json.loads((tmp_path / "run" / "search" / "random" / "searched_hw.json").read_text())
+    assert SegQcGenotype.from_dict(recorded["genotype"]) == SegQcGenotype.from_dict(control["genotype"])
     first = _stage_record(tmp_path / "run")
     assert set(first) == STAGES_OF_SMOKE
     assert {name: r["status"] for name, r in first.items()} == dict.fromkeys(STAGES_OF_SMOKE, "ran")

@@ -1,0 +1,92 @@
+"""The control of every segqc-hw search: a random genotype of the same predicted latency, retrained in the same harness.
+
+Why: ``search.core.convergence`` judges whether a search's architecture weights moved (entropy drop,
+derived genotype != argmax at initialisation). Moving is not learning the task: with the latency
+term the alphas can drift towards the cheap ops alone, and the entropy falls all the same. The
+honest test of a search is whether its derived pair beats what the space gives for free at the same
+cost: a random genotype of the space whose lookup-table prediction is the searched pair's, retrained
+from scratch with the same patients, schedule and seed (``SegQcExperiment.retrain_controls``). A
+search that does not beat its control found a latency, not an architecture.
+
+Sampling: ``search.core.sampling.sample_random_genotype("segqc")``, the sampler the latency check
+uses: every edge a uniformly random non-zero op, an edge with ``zero`` in its op set dropped with
+probability 1 / K, every node keeping at least one edge. That is the set of genotypes the search's
+decoder (``search.core.decode``, argmax structure) can return, with the node count of the run's
+space; the depth and widths are the run's (``build_derived``), as for the searched rows.
+
+Matching: ``n_candidates`` genotypes drawn from one seeded generator, each priced by the lookup table
+(``FrameworkLatency.of_genotype``, the prediction the searched rows report as ``expected_latency_ms``);
+the candidate closest to the target wins, ties to the first drawn. A run draws every control from
+the same pool (one sampling seed), so its controls differ only by their targets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from search.core.genotypes import SegQcGenotype
+from search.core.sampling import sample_random_genotype
+from search.methods.segqc_hw.config import SegQcConfig
+from search.train.cine_rows import read_json, write_json
+
+#: Candidates drawn per run: lookup-table predictions only (a trace of each pair at the measurement resolution).
+N_CANDIDATES = 200
+
+Candidate = tuple[SegQcGenotype, float]
+
+
+class GenotypeLatency(Protocol):
+    """What prices a candidate (``FrameworkLatency`` does): the lookup table's prediction in ms."""
+
+    def of_genotype(self, genotype: SegQcGenotype) -> float: ...
+
+
+def random_genotype(cfg: SegQcConfig, rng: np.random.Generator) -> SegQcGenotype:
+    """One random genotype of the run's search space (see the module docstring); ``rng`` is the only randomness."""
+    return sample_random_genotype("segqc", rng, n_nodes=cfg.space.nodes)
+
+
+def random_candidates(cfg: SegQcConfig, latency: GenotypeLatency, seed: int,
+                      n_candidates: int = N_CANDIDATES) -> list[Candidate]:
+    """``n_candidates`` random genotypes drawn in order from ``default_rng(seed)``, each with its predicted ms."""
+    if n_candidates < 1:
+        raise ValueError(f"n_candidates must be at least 1, got {n_candidates}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_candidates):
+        genotype = random_genotype(cfg, rng)
+        out.append((genotype, float(latency.of_genotype(genotype))))
+    return out
+
+
+def closest(candidates: Sequence[Candidate], target_ms: float) -> Candidate:
+    """The candidate whose predicted ms is closest to ``target_ms``; ties go to the first drawn."""
+    return min(candidates, key=lambda c: abs(c[1] - target_ms))  # min keeps the first of equal keys
+
+
+def matched_random_genotype(cfg: SegQcConfig, latency: GenotypeLatency, target_ms: float, seed: int,
+                            n_candidates: int = N_CANDIDATES) -> Candidate:
+    """The random genotype (of ``n_candidates`` drawn with ``seed``) predicted closest to ``target_ms``, and its ms."""
+    return closest(random_candidates(cfg, latency, seed, n_candidates), target_ms)
+
+
+def control_record(of: str, candidate: Candidate, target_ms: float, seed: int, n_candidates: int) -> dict[str, Any]:
+    """What ``search/random/<search>.json`` holds: the genotype, the search it controls, target and predicted ms,
+    how it was drawn. ``expected_latency_ms`` is named as the searched rows' LUT prediction, so the two compare."""
+    genotype, predicted = candidate
+    return {"random_control_of": of, "genotype": genotype.to_dict(), "target_ms": float(target_ms),
+            "expected_latency_ms": float(predicted), "sampling_seed": seed, "n_candidates": n_candidates}
+
+
+def write_control(path: Path, record: dict[str, Any]) -> None:
+    """Write a control's record (``control_record``) to ``path``."""
+    write_json(path, record)
+
+
+def read_control(path: Path) -> tuple[SegQcGenotype, dict[str, Any]]:
+    """A control's genotype and record, read back from ``write_control``'s file."""
+    record = read_json(path)
+    return SegQcGenotype.from_dict(record["genotype"]), record

@@ -1,0 +1,189 @@
+"""segqc-hw's random control: the seeded sampler, the latency matching, the stage configs, the report's table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from search.core.cells import CellSpec
+from search.core.decode import decode_cell
+from search.core.genotypes import CellGenotype, SegQcGenotype
+from search.core.supernets.nasunet import DOWN_SPEC, UP_SPEC
+from search.core.supernets.qcnet import CONTRACTING_SPEC, NONSCALING_SPEC
+from search.methods.segqc_hw.config import preset
+from search.methods.segqc_hw.random_control import (closest, matched_random_genotype, random_candidates,
+                                                    random_genotype)
+
+
+def _alphas_for(spec: CellSpec, cell: CellGenotype) -> list[np.ndarray]:
+    """Op logits under which the decoder keeps exactly ``cell``'s edges and ops: a kept edge's op wins its
+    softmax, a dropped edge's ``zero`` wins."""
+    kept = {(e.src, e.dst): e.op for e in cell.edges}
+    alphas = []
+    for e, (src, dst, _) in enumerate(spec.edges):
+        ops = spec.edge_ops(e)
+        a = np.zeros(len(ops))
+        a[ops.index(kept.get((src, dst), "zero"))] = 10.0
+        alphas.append(a)
+    return alphas
+
+
+def _cells(cfg, genotype: SegQcGenotype):
+    specs = (dataclasses.replace(s, n_nodes=cfg.space.nodes) for s in (DOWN_SPEC, UP_SPEC, CONTRACTING_SPEC, NONSCALING_SPEC))
+    return zip(specs, (genotype.seg.down, genotype.seg.up, genotype.qc.contracting, genotype.qc.nonscaling))
+
+
+def test_the_sampler_is_deterministic_for_a_seed_and_draws_from_the_decoders_space() -> None:
+    """Same seed, same genotypes; every draw is a genotype the search's decoder (argmax structure) can return."""
+    cfg = preset("smoke")
+    first = [random_genotype(cfg, rng) for rng in [np.random.default_rng(7)] for _ in range(30)]
+    again = [random_genotype(cfg, rng) for rng in [np.random.default_rng(7)] for _ in range(30)]
+    other = [random_genotype(cfg, rng) for rng in [np.random.default_rng(8)] for _ in range(30)]
+    assert first == again and first != other
+    assert len({g.to_json() for g in first}) > 20  # a spread, not one architecture
+    for genotype in first:
+        assert SegQcGenotype.from_json(genotype.to_json()) == genotype
+        for spec, cell in _cells(cfg, genotype):
+            assert decode_cell(spec, "op", _alphas_for(spec, cell)) == cell
+
+
+def test_random_genotypes_build_and_run_as_a_seg_and_qc_pair() -> None:
+    from search.methods.segqc_hw.search import build_derived
+    from search.train.seg_outputs import probs_and_uncertainty
+
+    cfg = preset("smoke")
+    rng = np.random.default_rng(0)
+    x = torch.rand(2, 3, 32, 32)
+    for _ in range(2):
+        seg, qc = build_derived(cfg, random_genotype(cfg, rng), seed=0)
+        seg.eval(), qc.eval()
+        with torch.no_grad():
+            logits = seg(x)
+            probs, uncertainty = probs_and_uncertainty(logits)
+            dice = qc(x, probs, uncertainty)
+        assert logits.shape == (2, cfg.task.num_classes, 32, 32) and dice.shape == (2,)
+        assert torch.isfinite(logits).all() and torch.isfinite(dice).all()
+
+
+class EdgeCount:
+    """A fake latency model: a genotype's ms is its number of edges (so candidates tie often)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def of_genotype(self, genotype: SegQcGenotype) -> float:
+        self.calls += 1
+        cells = (genotype.seg.down, genotype.seg.up, genotype.qc.contracting, genotype.qc.nonscaling)
+        return float(sum(len(c.edges) for c in cells))
+
+
+def test_matching_returns_the_closest_prediction_the_first_drawn_on_ties_deterministically() -> None:
+    cfg = preset("smoke")
+    pool = random_candidates(cfg, EdgeCount(), seed=3, n_candidates=60)
+    assert len(pool) == 60 and len({ms for _, ms in pool}) > 2
+    for target in (0.0, 14.2, 17.5, 100.0):
+        genotype, ms = matched_random_genotype(cfg, EdgeCount(), target, seed=3, n_candidates=60)
+        best = min(abs(m - target) for _, m in pool)
+        assert abs(ms - target) == best
+        first = next(i for i, (_, m) in enumerate(pool) if abs(m - target) == best)
+        assert genotype == pool[first][0]
+        assert (genotype, ms) == matched_random_genotype(cfg, EdgeCount(), target, seed=3, n_candidates=60)
+    fake = EdgeCount()
+    matched_random_genotype(cfg, fake, 10.0, seed=0, n_candidates=5)
+    assert fake.calls == 5  # prediction only, one per candidate
+    a, b = SegQcGenotype.from_json(pool[0][0].to_json()), pool[1][0]
+    assert closest([(a, 9.0), (b, 11.0)], 10.0)[0] == a  # equal distance: the first drawn
+    with pytest.raises(ValueError, match="n_candidates"):
+        random_candidates(cfg, EdgeCount(), seed=0, n_candidates=0)
+
+
+def test_matching_with_the_lookup_table_model_itself() -> None:
+    """``FrameworkLatency.of_genotype`` (the searched rows' ``expected_latency_ms``) prices the candidates."""
+    from search.methods.segqc_hw.latency_model import FrameworkLatency
+    from search.methods.segqc_hw.search import qc_config, seg_config
+
+    class Table:  # every op: its channels times its pixels, so bigger ops cost more
+        def get(self, key):
+            return key.c_in * key.c_out * float(np.prod(key.shape)) / max(key.stride, 1) ** 2 * 1e-6
+
+    cfg = preset("smoke")
+    latency = FrameworkLatency(Table(), 32, seg_config(cfg), qc_config(cfg))
+    pool = random_candidates(cfg, latency, seed=1, n_candidates=8)
+    assert len({round(ms, 9) for _, ms in pool}) > 1
+    target = float(np.median([ms for _, ms in pool]))
+    genotype, ms = matched_random_genotype(cfg, latency, target, seed=1, n_candidates=8)
+    assert ms == latency.of_genotype(genotype) and abs(ms - target) == min(abs(m - target) for _, m in pool)
+
+
+def test_control_stages_leave_every_existing_config_alone() -> None:
+    """The controls are new stages: the searches, the searched and baseline retrainings keep their configs (a
+    running experiment resumes without redoing them); a control depends on its target and the sampling seed."""
+    from search.methods.segqc_hw.experiment import baseline_config, control_config, retrain_config, search_config
+    from search.train.stages import config_hash
+
+    default = preset("default")  # the hashes its stages were recorded with before the controls existed
+    assert [config_hash(search_config(default, lam, 0)) for lam in (0.0, 0.001, 0.01)] == \
+        ["33936025844d2499", "437c4fb19ca89086", "17a979d70e9c8579"]
+    assert config_hash(retrain_config(default, search_config(default, 0.001, 0))) == "c0c516a3f9f8e75c"
+    assert config_hash(retrain_config(default, baseline_config(16))) == "3e9ce680218ed38f"
+    cfg = preset("smoke")
+    base = control_config(cfg, "searched_hw", 12.5)
+    assert base["sampling_seed"] == cfg.seed and base["n_candidates"] == 200
+    assert control_config(cfg, "searched_hw", 12.75) != base
+    assert control_config(dataclasses.replace(cfg, seed=1), "searched_hw", 12.5) != base
+
+
+def _with_controls(results: dict) -> dict:
+    """``results`` with a random control of each Table II search: one the search beats, one it does not."""
+    from search.methods.segqc_hw.report import random_control_verdict
+
+    rows = results["rows"]
+    controls = {}
+    for key, dice in (("searched_hw", 0.600), ("searched_nohw", 0.650)):
+        controls[f"random_{key}"] = {
+            "test": dict(rows[key]["test"], dice_mean=dice), "cost": dict(rows[key]["cost"], latency_ms=19.0),
+            "random_control_of": key, "genotype": {"seg": "random cells"}, "target_ms": 18.0,
+            "expected_latency_ms": 18.25, "sampling_seed": 0, "n_candidates": 200}
+        rows[key]["random_control"] = random_control_verdict(f"random_{key}", rows[key], controls[f"random_{key}"])
+    return dict(results, controls=controls)
+
+
+def test_the_report_renders_with_and_without_controls(tmp_path: Path) -> None:
+    from search.methods.segqc_hw.report import write_report
+    from search.report.segqc import load_section
+    from tests.search.report.stored_runs import segqc_run
+
+    path = segqc_run(tmp_path / "old")  # a results.json from before the controls
+    older = json.loads(path.read_text())
+    assert "controls" not in older
+    readme = write_report(older, tmp_path / "again", {}).read_text()
+    assert "## Table II" in readme and "random genotype" not in readme
+    assert not any("random genotype" in b for b in load_section([path.parent], "smoke").blocks)
+
+    results = _with_controls(older)
+    hw = results["rows"]["searched_hw"]["random_control"]
+    assert hw["beats"] and hw["margin"] == pytest.approx(0.622 - 0.600) and hw["predicted_ms"] == 18.25
+    nohw = results["rows"]["searched_nohw"]["random_control"]
+    assert not nohw["beats"] and nohw["margin"] == pytest.approx(0.633 - 0.650)
+    folder = tmp_path / "new"
+    readme = write_report(results, folder, {}).read_text()
+    assert "## Searched vs a random genotype of the same predicted latency" in readme
+    assert "| hardware-aware (lambda2 = 0.001) | 0.622 | 0.600 | 18.00 / 18.25 | 21.8 / 19.0 " \
+           "| beats its random control (by 0.022 Dice) |" in readme
+    assert "does NOT beat its random control (0.017 Dice below it)" in readme
+    assert "closest of 200 drawn with one seed" in readme
+    assert "## Table II" in readme and "## Latency weight sensitivity" in readme  # the other sections stay
+    stored = json.loads((folder / "results.json").read_text())
+    assert stored["rows"]["searched_hw"]["random_control"]["beats"] is True
+    assert set(stored["controls"]) == {"random_searched_hw", "random_searched_nohw"}
+    assert "frames" not in stored["controls"]["random_searched_hw"]["test"]
+    # Table II, its targets and the sensitivity table never show a control.
+    assert "random genotype" not in readme.split("## Searched vs")[0]
+    section = load_section([folder], "smoke")
+    assert any("beats its random control" in b for b in section.blocks)
+    assert not any("random" in p.label for p in section.points)
