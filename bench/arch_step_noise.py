@@ -11,7 +11,11 @@ reports, per architecture parameter:
 
 and, over ``--batches`` S2 batches at the checkpoint's weights, the architecture gradient of the search
 loss (lambda2 = 0) under both samplers: mean |g| and ``|mean g| / mean |g|`` (1: every batch agrees on
-each gradient's sign and size; near 0: they cancel). Figures of issue 16's README section "A warm-up until
+each gradient's sign and size; near 0: they cancel), and where the search's weight decay stops the alphas
+(``decay_equilibrium``): Adam adds ``wd * alpha`` to the gradient (coupled L2) and normalises the sum, so an
+alpha whose mean gradient is ``gbar`` stops moving at ``|alpha| = gbar / wd``, however many steps it takes
+and whatever its learning rate; with gradients of ~1e-3 and DARTS' wd = 1e-3 that is below 1 (issue 16:
+why the B-mode searches' entropy hardly fell). Figures of issue 16's README section "A warm-up until
 the supernet segments" (B-mode GDAS run ``runs/segqc-hw-bmode/gdas-warm``)::
 
     python bench/arch_step_noise.py --run runs/segqc-hw-bmode/gdas-warm --variant nohw
@@ -45,6 +49,18 @@ def adam_figures(saved: dict) -> list[dict]:
         out.append({"index": int(index), "steps": int(steps), "adam_update_over_lr": float(update),
                     "random_walk_bound": math.sqrt(steps) * group["lr"], "straight_line_bound": steps * group["lr"]})
     return out
+
+
+def decay_equilibrium(mean_abs_grad: float, agreement: float, weight_decay: float) -> dict:
+    """Where Adam's coupled L2 decay stops an alpha: ``|alpha| = mean gradient / wd``.
+
+    ``cap``: if every batch pushed one way with the mean |g| (``mean_abs_grad / wd``); ``mean``: with the
+    batches' agreement (``mean_abs_grad * agreement / wd``, the mean gradient's size). None without decay.
+    """
+    if weight_decay <= 0:
+        return {"weight_decay": weight_decay, "cap": None, "mean": None}
+    return {"weight_decay": weight_decay, "cap": mean_abs_grad / weight_decay,
+            "mean": mean_abs_grad * agreement / weight_decay}
 
 
 def gradient_agreement(seg, qc, cases, cfg, batches: int, seed: int) -> dict:
@@ -109,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
            "epoch": int(saved["epoch"]), "alpha_abs_max": alphas, "adam": adam_figures(saved),
            "gradient": gradient_agreement(seg, qc, read_cached(run / "data")["s2_train"], cfg, args.batches,
                                           args.seed + 7)}
+    decay = float(saved["opt_arch"]["param_groups"][0]["weight_decay"])
+    doc["decay_equilibrium"] = {sampler: decay_equilibrium(g["mean_abs_grad"], g["agreement"], decay)
+                                for sampler, g in doc["gradient"].items()}
     print(json.dumps(doc, indent=1))
     return 0
 

@@ -27,3 +27,19 @@ def test_adam_update_and_bounds_from_the_saved_moments() -> None:
     v = state["exp_avg_sq"] / (1 - 0.999 ** 100)
     assert fig["adam_update_over_lr"] == pytest.approx(float((m / (v.sqrt() + 1e-8)).abs().mean()))
     assert float(alpha.detach().abs().max()) < 0.05 < fig["adam_update_over_lr"] * 0.01 * 100  # moved far less than it stepped
+
+
+def test_adam_with_coupled_decay_stops_an_alpha_where_decay_cancels_its_gradient() -> None:
+    """The mechanism behind ``decay_equilibrium``: a constant gradient g, L2 decay wd, Adam: alpha -> g / wd."""
+    bench = load_bench("arch_step_noise")
+    g, wd = 1e-3, 1e-3
+    alpha = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([alpha], lr=0.03, betas=(0.5, 0.999), weight_decay=wd)
+    for _ in range(3000):  # the loss pushes alpha down by g per unit; decay pulls it back to 0
+        alpha.grad = torch.full_like(alpha, -g)
+        opt.step()
+    eq = bench.decay_equilibrium(g, 1.0, wd)
+    assert eq["cap"] == pytest.approx(1.0) and eq["mean"] == pytest.approx(1.0)
+    assert float(alpha.detach()) == pytest.approx(eq["cap"], abs=0.05)  # 3000 steps x lr 0.03 = 90 allowed, 1 reached
+    assert bench.decay_equilibrium(g, 0.5, wd)["mean"] == pytest.approx(0.5)
+    assert bench.decay_equilibrium(g, 0.5, 0.0) == {"weight_decay": 0.0, "cap": None, "mean": None}
