@@ -9,12 +9,13 @@ See ``search.methods.msnas_hw.config`` for why the presets look the way they do.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Sequence, TypeVar
 
 from app.realtime import REALTIME
 
 ROW_KINDS = ("unet2d", "unet3d", "msnas")
+_Config = TypeVar("_Config", bound="CineRowsConfig")
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,26 @@ class RetrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     eval_every: int = 60
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Steps between checkpoints (one loss point of the learning curve each)."""
+        return max(1, min(self.eval_every, self.steps))
+
+    @property
+    def epochs(self) -> int:
+        """Checkpoints of the schedule: ``epochs * steps_per_epoch`` steps are trained (``steps`` rounded down)."""
+        return max(1, self.steps // self.steps_per_epoch)
+
+    def with_steps(self, steps: int) -> RetrainConfig:
+        """This schedule with ``steps`` optimiser steps; ``eval_every`` kept unless it exceeds ``steps``.
+
+        Raises:
+            ValueError: ``steps`` < 1.
+        """
+        if steps < 1:
+            raise ValueError(f"retrain steps must be >= 1, got {steps}")
+        return replace(self, steps=steps, eval_every=min(self.eval_every, steps))
 
 
 @dataclass(frozen=True)
@@ -242,6 +263,22 @@ class CineRowsConfig:
 
     def search_for(self, row: RowSpec) -> SearchRun:
         return next(s for s in self.searches if s.key == row.search)
+
+    def rows_named(self, keys: Sequence[str]) -> tuple[RowSpec, ...]:
+        """The rows of ``keys`` (in the given order, each once).
+
+        Raises:
+            ValueError: one line naming the unknown keys and the table's keys.
+        """
+        by_key = {r.key: r for r in self.rows}
+        unknown = [k for k in keys if k not in by_key]
+        if unknown:
+            raise ValueError(f"unknown row {', '.join(map(repr, unknown))}; the rows are {', '.join(by_key)}")
+        return tuple(by_key[k] for k in dict.fromkeys(keys))
+
+    def with_retrain_steps(self: _Config, steps: int) -> _Config:
+        """This configuration with ``steps`` retraining steps per row (``RetrainConfig.with_steps``)."""
+        return replace(self, retrain=self.retrain.with_steps(steps))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict; ``data.source`` only when it is not the phantom (phantom configs are unchanged), and

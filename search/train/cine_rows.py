@@ -121,7 +121,12 @@ class CineRows:
         return self.out / "rows" / row.key
 
     def train_row(self, row: RowSpec, genotype: MultiscaleGenotype | None) -> dict[str, Any]:
-        """Retrain one row from scratch on all training patients and evaluate it on the test patients."""
+        """Retrain one row from scratch on all training patients and evaluate it on the test patients.
+
+        The row's ``result.json`` and its checkpoint ``train.pt`` are reused as they are: the schedule
+        (``cfg.retrain``) is part of the run's ``config.json``, and a run refuses a folder made with another
+        configuration (``_check_config``; rtdnas checks its own), so they were trained with this schedule.
+        """
         folder = self._row_dir(row)
         result_path = folder / "result.json"
         if result_path.is_file():
@@ -131,10 +136,9 @@ class CineRows:
         net = build_row_network(cfg, row, genotype=genotype, causal=self.causal)
         train_ds = clip_dataset(self._subset(self.split.train), cfg.data, train=True, seed=cfg.seed + 5,
                                 per_frame_norm=self.causal)
-        per_epoch = max(1, min(cfg.retrain.eval_every, cfg.retrain.steps))
-        tcfg = TrainConfig(epochs=max(1, cfg.retrain.steps // per_epoch), batch_size=cfg.retrain.batch_size,
+        tcfg = TrainConfig(epochs=cfg.retrain.epochs, batch_size=cfg.retrain.batch_size,
                            lr=cfg.retrain.lr, weight_decay=cfg.retrain.weight_decay, seed=cfg.seed,
-                           steps_per_epoch=per_epoch)
+                           steps_per_epoch=cfg.retrain.steps_per_epoch)
         watch = Stopwatch()
 
         def loss_fn(model, batch):

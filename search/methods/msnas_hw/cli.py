@@ -3,6 +3,8 @@
 The paper: Zeng et al., ICCAD 2020, arXiv:2008.07071 (full reference in ``docs/references.md``).
 
 Resumable: run the same command again after an interruption and it continues where it stopped.
+``--rows KEY ...`` trains only those rows (and their searches), ``--retrain-steps N`` retrains longer:
+e.g. the handcrafted baselines to convergence, in their own ``--out``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,27 @@ import argparse
 PRESET_HELP = "smoke: < 1 min, tiny; default: a quiet 2-core CPU in ~1 h; paper: the paper's schedule (GPU)"
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be >= 1")
+    return value
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     from search.methods.common_cli import add_method_arguments
+    from search.methods.msnas_hw.config import paper_rows
 
     add_method_arguments(parser, method="msnas-hw", preset_help=PRESET_HELP,
                          device_help="torch device; msnas-hw searches and trains on the CPU only")
+    parser.add_argument("--rows", nargs="+", metavar="KEY", default=None,
+                        help="train and evaluate only these Table 2 rows (" + ", ".join(r.key for r in paper_rows())
+                        + ") and the searches they decode from (none for the U-nets), and write <out>/rows.md and "
+                        "rows.json (per-class Dice, schedule, learning curve); Table 2's latency, the report and "
+                        "shipping are not run (they need every row)")
+    parser.add_argument("--retrain-steps", dest="retrain_steps", type=_positive_int, default=None, metavar="N",
+                        help="optimiser steps per retrained row (default: the preset's); part of the run's "
+                        "configuration, so give it its own --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +50,14 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
+    if args.retrain_steps is not None:
+        cfg = cfg.with_retrain_steps(args.retrain_steps)
+    if args.rows:
+        try:
+            cfg.rows_named(args.rows)  # before any data: one line naming the valid keys
+        except ValueError as exc:
+            print(f"msnas-hw: --rows: {exc}", file=sys.stderr)
+            return 2
     from search.data import CINE_ACDC
     from search.methods.common_cli import with_data
 
@@ -45,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
 
     say(f"preset {cfg.preset}, seed {cfg.seed}, run folder {out}")
     try:
-        MsnasHwExperiment(cfg, out, docs_dir=docs_dir, models_dir=models_dir, progress=say).run()
+        experiment = MsnasHwExperiment(cfg, out, docs_dir=docs_dir, models_dir=models_dir, progress=say)
+        if args.rows:
+            experiment.run_rows(args.rows)
+        else:
+            experiment.run()
     except (ValueError, FileNotFoundError) as exc:
         print(f"msnas-hw: {exc}", file=sys.stderr)
         return 1

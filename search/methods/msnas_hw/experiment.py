@@ -12,6 +12,10 @@ from their own checkpoints mid-way):
     <out>/latency.json            every row timed with onnxruntime, interleaved, one process
     <out>/report/                 table2.md, report.md, figures (copied to ``docs_dir``)
     <out>/stages.json             which stages ran or were skipped, why, and how long they took
+    <out>/rows.md, rows.json      ``run_rows`` (``--rows``) only: the chosen rows' Dice, schedule, learning curves
+
+``run_rows`` runs only the stages some rows need (their searches, their retraining): the same stages,
+so a full run in the same folder later resumes from them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import shutil
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -37,9 +41,10 @@ from search.latency.measure import measure_interleaved
 from search.latency.onnx_bytes import export_onnx_bytes
 from search.latency.profiler import ProfileSettings
 from search.methods.msnas_hw import report, space
-from search.methods.msnas_hw.config import SearchRun
+from search.methods.msnas_hw.config import RowSpec, SearchRun
 from search.methods.msnas_hw.drawing import draw_genotype
 from search.methods.msnas_hw.networks import build_row_network, per_frame_network
+from search.methods.msnas_hw.rows_summary import write_rows_summary
 from search.methods.msnas_hw.search import convergence_report, search_convergence
 from search.train.bilevel import ArchitectureSearch, StepRecord
 from search.train.cine_rows import CineRows, read_json, write_json
@@ -72,24 +77,9 @@ class MsnasHwExperiment(CineRows):
         The stages go through ``search.train.stages.StageRunner``: ``<out>/stages.json`` records
         whether each ran or was skipped, and why.
         """
-        self.out.mkdir(parents=True, exist_ok=True)
-        stages = StageRunner(self.out, self.cfg.to_dict(), progress=self.say)
-        with distributed.main_first():  # under torchrun: rank 0 writes config, data, split and LUT; the others read
-            self._check_config()
-            torch.set_num_threads(self.cfg.threads)
-            table = stages.run(self.latency_table_stage())
-            self.split  # noqa: B018  (the phantom cache and the patient split, written here)
-        genotypes: dict[str, dict[int, MultiscaleGenotype]] = {}
-        for run in self.cfg.searches:
-            search = partial(self.search, run, table)
-            genotypes[run.key] = stages.run(Stage(f"search:{run.key}", run=search, load=search,
-                                                  outputs=(self.out / "searches" / run.key / "result.json",)))
-        results = {}
-        for row in self.cfg.rows:
-            genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
-            train = partial(self.train_row, row, genotype)
-            results[row.key] = stages.run(Stage(f"row:{row.key}", run=train, load=train,
-                                                outputs=(self._row_dir(row) / "result.json",)))
+        stages, table = self._start(need_table=True)
+        genotypes = self._run_searches(stages, table, self.cfg.searches)
+        results = self._train_rows(stages, genotypes, self.cfg.rows)
         if not distributed.is_main():  # latency, report and shipping: rank 0 alone
             return results
         # measure() and variants() skip their timing when their file is there and (measure) merge the
@@ -102,6 +92,61 @@ class MsnasHwExperiment(CineRows):
         stages.run(Stage("report", run=partial(self.write_report, results, genotypes)))
         if self.models_dir is not None:
             stages.run(Stage("ship", run=partial(self.ship, results, genotypes)))
+        return results
+
+    def run_rows(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Only what the rows ``keys`` need: data, their searches (and then the latency table), their
+        retraining and evaluation; then ``<out>/rows.md`` and ``rows.json`` (per-class Dice, schedule,
+        learning curve). No Table 2 latency, report or shipping: those need every row. The stages are
+        those of :meth:`run`, so a later full run in the same folder resumes from them.
+
+        Raises:
+            ValueError: an unknown row key (the message names the table's keys).
+        """
+        rows = self.cfg.rows_named(keys)
+        needed = {r.search for r in rows if r.kind == "msnas"}
+        runs = tuple(s for s in self.cfg.searches if s.key in needed)
+        self.say(f"rows {', '.join(r.key for r in rows)}: {self.cfg.retrain.steps} retrain steps each, "
+                 f"searches: {', '.join(s.key for s in runs) or 'none'} (no Table 2 latency, report or shipping)")
+        stages, table = self._start(need_table=bool(runs))
+        genotypes = self._run_searches(stages, table, runs)
+        results = self._train_rows(stages, genotypes, rows)
+        if distributed.is_main():
+            path = write_rows_summary(self.out, self.cfg, rows, results, test_patients=self.split.test)
+            self.say(f"rows: {path}")
+        return results
+
+    def _start(self, *, need_table: bool) -> tuple[StageRunner, LatencyTable | None]:
+        """The stage runner over the run folder, after the config check, the data, the split and (if
+        ``need_table``) the latency table."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        stages = StageRunner(self.out, self.cfg.to_dict(), progress=self.say)
+        with distributed.main_first():  # under torchrun: rank 0 writes config, data, split and LUT; the others read
+            self._check_config()
+            torch.set_num_threads(self.cfg.threads)
+            table = stages.run(self.latency_table_stage()) if need_table else None
+            self.split  # noqa: B018  (the phantom cache and the patient split, written here)
+        return stages, table
+
+    def _run_searches(self, stages: StageRunner, table: LatencyTable | None,
+                      runs: Sequence[SearchRun]) -> dict[str, dict[int, MultiscaleGenotype]]:
+        """Search key -> n -> decoded genotype, each search a resumable stage."""
+        genotypes: dict[str, dict[int, MultiscaleGenotype]] = {}
+        for run in runs:
+            search = partial(self.search, run, table)
+            genotypes[run.key] = stages.run(Stage(f"search:{run.key}", run=search, load=search,
+                                                  outputs=(self.out / "searches" / run.key / "result.json",)))
+        return genotypes
+
+    def _train_rows(self, stages: StageRunner, genotypes: dict[str, dict[int, MultiscaleGenotype]],
+                    rows: Sequence[RowSpec]) -> dict[str, Any]:
+        """Row key -> result, each row's retraining and evaluation a resumable stage."""
+        results = {}
+        for row in rows:
+            genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
+            train = partial(self.train_row, row, genotype)
+            results[row.key] = stages.run(Stage(f"row:{row.key}", run=train, load=train,
+                                                outputs=(self._row_dir(row) / "result.json",)))
         return results
 
     # ---------------------------------------------------------------------------- latency table

@@ -193,11 +193,11 @@ def test_shipping_prefers_budget_then_fastest_useful():
 
 
 # ------------------------------------------------------------------------------------- end to end
-@pytest.mark.slow
 def _reject_nan(constant):
     raise AssertionError(f"results.json holds {constant}; it must be strict JSON")
 
 
+@pytest.mark.slow
 def test_smoke_preset_end_to_end_and_resume(tmp_path):
     from app.cards import load_card
     from search.cli import main
