@@ -50,8 +50,8 @@ from search.methods.segqc_hw.config import SegQcConfig
 from search.methods.segqc_hw.data import SPLITS, frame_dataset, load_protocol
 from search.methods.segqc_hw.latency_model import FrameworkLatency, framework_latency, lut_stage
 from search.methods.segqc_hw.latency_table import machine_line, measure_rows
-from search.methods.segqc_hw.random_control import (N_CANDIDATES, Candidate, closest, control_record, random_candidates,
-                                                    read_control, write_control)
+from search.methods.segqc_hw.random_control import (N_CANDIDATES, REFINE_STEPS, Candidate, closest, control_record,
+                                                    random_candidates, read_control, refine_to_target, write_control)
 from search.methods.segqc_hw.report import (CONTROL_PREFIX, ROW_NAMES, ROWS, control_key, random_control_verdict,
                                             row_name, sensitivity_key, write_report)
 from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_score
@@ -156,7 +156,8 @@ def control_config(cfg: SegQcConfig, of: str, target_ms: float) -> dict:
 
     The sampling seed is the master seed: one pool of candidates per run (``random_control``)."""
     return {"random_control_of": of, "target_ms": target_ms, "sampling_seed": cfg.seed, "n_candidates": N_CANDIDATES,
-            "space": _part(cfg, "space"), "num_classes": cfg.task.num_classes, "lut": _lut_part(cfg)}
+            "refine_steps": REFINE_STEPS, "space": _part(cfg, "space"), "num_classes": cfg.task.num_classes,
+            "lut": _lut_part(cfg)}
 
 
 def baseline_config(width: int) -> dict:
@@ -274,15 +275,20 @@ class SegQcExperiment:
             rows[key] = best
         return rows
 
-    def control_stage(self, key: str, target_ms: float, pool: Callable[[], list[Candidate]]) -> Stage:
+    def control_stage(self, key: str, target_ms: float, pool: Callable[[], list[Candidate]],
+                      latency: FrameworkLatency) -> Stage:
         """The random genotype of the pool (``pool()``, drawn only when a control has to be chosen) predicted
-        closest to ``target_ms``, the search ``key``'s prediction; its record goes to ``search/random/<key>.json``."""
+        closest to ``target_ms``, the search ``key``'s prediction, then brought nearer to it by the cost-only
+        ``refine_to_target``; its record goes to ``search/random/<key>.json``."""
         path = self.out / "search" / "random" / f"{key}.json"
         config = control_config(self.cfg, key, target_ms)
 
         def run() -> tuple[SegQcGenotype, dict]:
-            record = control_record(key, closest(pool(), target_ms), target_ms, config["sampling_seed"],
-                                    config["n_candidates"])
+            start = closest(pool(), target_ms)
+            refined = refine_to_target(start, self.cfg, latency, target_ms, config["sampling_seed"],
+                                       config["refine_steps"])
+            record = {**control_record(key, refined, target_ms, config["sampling_seed"], config["n_candidates"]),
+                      "closest_draw_ms": start[1], "refine_steps": config["refine_steps"]}
             if distributed.is_main():  # under torchrun every rank draws the same pool; rank 0 writes it
                 write_control(path, record)
             return SegQcGenotype.from_dict(record["genotype"]), record
@@ -303,7 +309,7 @@ class SegQcExperiment:
 
         for key, row in searched.items():
             target = row.searched["expected_latency_ms"]
-            stage = self.control_stage(key, target, pool)
+            stage = self.control_stage(key, target, pool, latency)
             genotype, record = self.stages.run(stage)
             ckey, path = control_key(key), stage.outputs[0]
             pair = build_derived(cfg, genotype, cfg.seed)

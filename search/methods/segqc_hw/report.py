@@ -192,7 +192,9 @@ def random_control_verdict(key: str, searched: dict, control: dict) -> dict:
             "dice": control["test"]["dice_mean"], "searched_dice": searched["test"]["dice_mean"],
             "target_ms": control.get("target_ms"), "predicted_ms": control.get("expected_latency_ms"),
             "measured_ms": control["cost"]["latency_ms"], "measured_min_ms": control["cost"].get("latency_min_ms"),
-            "sampling_seed": control.get("sampling_seed"), "n_candidates": control.get("n_candidates")}
+            "sampling_seed": control.get("sampling_seed"), "n_candidates": control.get("n_candidates"),
+            "matched": control.get("matched"), "closest_draw_ms": control.get("closest_draw_ms"),
+            "refine_steps": control.get("refine_steps")}
 
 
 def _verdict_text(verdict: dict) -> str:
@@ -200,10 +202,15 @@ def _verdict_text(verdict: dict) -> str:
     if not math.isfinite(margin):
         return "n/a (a Dice is NaN)"
     if verdict["beats"]:
-        return f"beats its random control (by {margin:.3f} Dice)"
-    if margin == 0:
-        return "does NOT beat its random control (the same Dice)"
-    return f"does NOT beat its random control ({-margin:.3f} Dice below it)"
+        text = f"beats its random control (by {margin:.3f} Dice)"
+    elif margin == 0:
+        text = "does NOT beat its random control (the same Dice)"
+    else:
+        text = f"does NOT beat its random control ({-margin:.3f} Dice below it)"
+    if verdict.get("matched") is False:  # an older record has no such field: say nothing
+        text += (f"; the control is NOT cost-matched (predicted {_f(verdict['predicted_ms'], 1)} ms against the "
+                 f"search's {_f(verdict['target_ms'], 1)} ms)")
+    return text
 
 
 def random_control_markdown(results: dict) -> str:
@@ -312,7 +319,9 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
                   "A search whose architecture weights converged may still have learnt nothing about the task (with "
                   "the latency term the weights can drift to the cheap ops alone). The control: a random genotype of "
                   "the same space whose lookup-table prediction is closest to the searched pair's (the closest of "
-                  f"{_control_draws(results)} drawn with one seed), retrained from scratch in the same harness (same "
+                  f"{_control_draws(results)} drawn with one seed, then cells swapped for random ones while that "
+                  "brings its prediction nearer: a cost-only search that never reads the task; matched: within 5%), "
+                  "retrained from scratch in the same harness (same "
                   "patients, schedule and seed) and timed in the same Table II process. A search that does not beat "
                   "its control found a latency, not an architecture.", "", random_control_markdown(results), ""]
         for key, control in results["controls"].items():

@@ -102,6 +102,31 @@ def test_matching_returns_the_closest_prediction_the_first_drawn_on_ties_determi
         random_candidates(cfg, EdgeCount(), seed=0, n_candidates=0)
 
 
+def test_a_target_below_every_draw_is_reached_by_cost_only_cell_swaps() -> None:
+    """The hardware-aware searches land below the cheapest uniform draw: the refinement swaps random cells in
+    while the prediction comes nearer, never moving away from the target, deterministically for a seed."""
+    from search.methods.segqc_hw.random_control import MATCH_TOLERANCE, control_record, refine_to_target, swap_one_cell
+
+    cfg = preset("smoke")
+    fake = EdgeCount()
+    pool = random_candidates(cfg, fake, seed=3, n_candidates=20)
+    start = closest(pool, 0.0)  # fewest edges of the pool
+    target = start[1] - 3.0  # below every draw
+    refined = refine_to_target(start, cfg, fake, target, seed=3, steps=200)
+    assert abs(refined[1] - target) < abs(start[1] - target)
+    assert refined[1] == fake.of_genotype(refined[0])
+    assert refined == refine_to_target(start, cfg, EdgeCount(), target, seed=3, steps=200)
+    assert refine_to_target(start, cfg, EdgeCount(), start[1], seed=3, steps=200) == start  # on target: no swap
+    rng = np.random.default_rng(0)
+    swapped = swap_one_cell(start[0], cfg, rng)
+    cells = lambda g: (g.seg.down, g.seg.up, g.qc.contracting, g.qc.nonscaling)  # noqa: E731
+    assert sum(a != b for a, b in zip(cells(swapped), cells(start[0]))) <= 1  # one cell at most changed
+    record = control_record("searched_hw", refined, target, 3, 20)
+    assert record["matched"] == (abs(refined[1] - target) <= MATCH_TOLERANCE * target)
+    assert control_record("searched_hw", (start[0], 10.0), 10.4, 3, 20)["matched"] is True
+    assert control_record("searched_hw", (start[0], 10.0), 12.0, 3, 20)["matched"] is False
+
+
 def test_matching_with_the_lookup_table_model_itself() -> None:
     """``FrameworkLatency.of_genotype`` (the searched rows' ``expected_latency_ms``) prices the candidates."""
     from search.methods.segqc_hw.latency_model import FrameworkLatency
