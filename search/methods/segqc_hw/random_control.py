@@ -21,7 +21,7 @@ the same pool (one sampling seed), so its controls differ only by their targets.
 search lands below the cheapest of 200 uniform draws (the B-mode GDAS run: 20.1 ms predicted against
 30.8 ms for the closest draw), so the closest draw is then refined by a cost-only random search
 (:func:`refine_to_target`, ``refine_steps``): one of the pair's four cells swapped for a freshly drawn
-random cell, kept when the prediction comes closer to the target. It reads only the lookup table, never
+random cell, or one edge's op redrawn, kept when the prediction comes closer to the target. It reads only the lookup table, never
 the task: the control stays a random architecture, only its cost is matched.
 """
 
@@ -35,13 +35,15 @@ import numpy as np
 
 from search.core.genotypes import SegQcGenotype
 from search.core.sampling import sample_random_genotype
+from search.core.supernets.nasunet import DOWN_SPEC, UP_SPEC
+from search.core.supernets.qcnet import CONTRACTING_SPEC, NONSCALING_SPEC
 from search.methods.segqc_hw.config import SegQcConfig
 from search.train.cine_rows import read_json, write_json
 
 #: Candidates drawn per run: lookup-table predictions only (a trace of each pair at the measurement resolution).
 N_CANDIDATES = 200
-#: Cell swaps of the cost-only refinement per control (``refine_to_target``; ~0.2 s each at 96x96 on 2 cores).
-REFINE_STEPS = 150
+#: Changes tried by the cost-only refinement per control (``refine_to_target``; ~0.2 s each at 96x96 on 2 cores).
+REFINE_STEPS = 300
 #: A control is called matched when its prediction lies within this share of the target.
 MATCH_TOLERANCE = 0.05
 
@@ -95,17 +97,37 @@ def swap_one_cell(genotype: SegQcGenotype, cfg: SegQcConfig, rng: np.random.Gene
     return replace(genotype, qc=replace(genotype.qc, **{field: getattr(fresh.qc, field)}))
 
 
+_CELLS = (("seg", "down", DOWN_SPEC), ("seg", "up", UP_SPEC), ("qc", "contracting", CONTRACTING_SPEC),
+          ("qc", "nonscaling", NONSCALING_SPEC))
+
+
+def change_one_op(genotype: SegQcGenotype, cfg: SegQcConfig, rng: np.random.Generator) -> SegQcGenotype:
+    """``genotype`` with the op of one kept edge (of one of its four cells, both chosen by ``rng``) replaced by
+    a uniformly drawn op of that edge's op set (never ``zero``): a finer step than ``swap_one_cell``."""
+    part, field, spec = _CELLS[int(rng.integers(4))]
+    spec = replace(spec, n_nodes=cfg.space.nodes)
+    cell = getattr(getattr(genotype, part), field)
+    edge = cell.edges[int(rng.integers(len(cell.edges)))]
+    index = next(e for e, (src, dst, _) in enumerate(spec.edges) if (src, dst) == (edge.src, edge.dst))
+    ops = [op for op in spec.edge_ops(index) if op != "zero"]
+    new = replace(edge, op=ops[int(rng.integers(len(ops)))])
+    cell = replace(cell, edges=tuple(new if e is edge else e for e in cell.edges))
+    return replace(genotype, **{part: replace(getattr(genotype, part), **{field: cell})})
+
+
 def refine_to_target(start: Candidate, cfg: SegQcConfig, latency: GenotypeLatency, target_ms: float, seed: int,
                      steps: int = REFINE_STEPS) -> Candidate:
-    """A cost-only random search from ``start``: ``steps`` cell swaps (``swap_one_cell``), each kept when its
-    lookup-table prediction lies closer to ``target_ms``. Task-blind: the result is as random an architecture
-    as ``start``, at a better matched cost. Stops early once within 1% of the target."""
+    """A cost-only random search from ``start``: ``steps`` random changes, each a cell swap (``swap_one_cell``:
+    structure and ops) or an op change (``change_one_op``) with equal odds, kept when its lookup-table
+    prediction lies closer to ``target_ms``. Task-blind: the result is as random an architecture as
+    ``start``, at a better matched cost. Stops early once within 1% of the target."""
     rng = np.random.default_rng([seed, 1])
     best = start
     for _ in range(steps):
         if abs(best[1] - target_ms) <= 0.01 * abs(target_ms):
             break
-        proposal = swap_one_cell(best[0], cfg, rng)
+        change = swap_one_cell if rng.random() < 0.5 else change_one_op
+        proposal = change(best[0], cfg, rng)
         ms = float(latency.of_genotype(proposal))
         if abs(ms - target_ms) < abs(best[1] - target_ms):
             best = (proposal, ms)

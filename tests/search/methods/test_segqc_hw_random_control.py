@@ -121,6 +121,13 @@ def test_a_target_below_every_draw_is_reached_by_cost_only_cell_swaps() -> None:
     swapped = swap_one_cell(start[0], cfg, rng)
     cells = lambda g: (g.seg.down, g.seg.up, g.qc.contracting, g.qc.nonscaling)  # noqa: E731
     assert sum(a != b for a, b in zip(cells(swapped), cells(start[0]))) <= 1  # one cell at most changed
+    from search.methods.segqc_hw.random_control import change_one_op
+
+    changed = change_one_op(start[0], cfg, rng)
+    diff = [(a, b) for a, b in zip(cells(changed), cells(start[0])) if a != b]
+    assert len(diff) <= 1 and all(len(a.edges) == len(b.edges) for a, b in diff)  # one edge's op at most
+    for spec, cell in _cells(cfg, changed):
+        assert decode_cell(spec, "op", _alphas_for(spec, cell)) == cell  # still a genotype of the space
     record = control_record("searched_hw", refined, target, 3, 20)
     assert record["matched"] == (abs(refined[1] - target) <= MATCH_TOLERANCE * target)
     assert control_record("searched_hw", (start[0], 10.0), 10.4, 3, 20)["matched"] is True
