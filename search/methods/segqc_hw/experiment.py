@@ -53,7 +53,7 @@ from search.methods.segqc_hw.latency_table import machine_line, measure_rows
 from search.methods.segqc_hw.random_control import (N_CANDIDATES, REFINE_STEPS, Candidate, closest, control_record,
                                                     random_candidates, read_control, refine_to_target, write_control)
 from search.methods.segqc_hw.report import (CONTROL_PREFIX, ROW_NAMES, ROWS, control_key, random_control_verdict,
-                                            row_name, sensitivity_key, write_report)
+                                            row_name, sensitivity_key, verdict_text, write_report)
 from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_score
 from search.methods.segqc_hw.search import (BASELINE_UNET_DEPTH, build_baseline, build_derived, qc_config, read_search,
                                             search_stage, seg_config)
@@ -469,7 +469,7 @@ def _summary(results: dict, report: Path, exported: list[str]) -> str:
     for k, r in (results.get("controls") or {}).items():
         verdict = {**results["rows"], **(results.get("sensitivity") or {})}[r["random_control_of"]]["random_control"]
         lines.append(f"  {row_name(k)}: Dice {r['test']['dice_mean']:.3f}  {r['cost']['latency_ms']:.1f} ms; the search "
-                     f"{'beats' if verdict['beats'] else 'does NOT beat'} it (Dice {verdict['margin']:+.3f})")
+                     f"{verdict_text(verdict)}")
     if exported:
         lines.append("  exported: " + ", ".join(exported))
     return "\n".join(lines)

@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROWS = ("unet8", "unet16", "searched_nohw", "searched_hw")
 ROW_NAMES = {
     "unet8": "U-net(8)+ResNet18",
@@ -179,16 +181,45 @@ def sensitivity_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def patient_difference(searched_test: dict, control_test: dict, *, n_boot: int = 2000, seed: int = 0) -> dict | None:
+    """Searched minus control test Dice, paired by patient: the mean over patients of the difference of their
+    per-patient mean (frame) Dice, with a 95% percentile bootstrap interval resampling patients (seeded).
+    None when the frames are missing or fewer than 2 patients are scored by both (then there is no interval)."""
+    def per_patient(test: dict) -> dict:
+        by: dict = {}
+        for f in test.get("frames") or []:
+            if f.get("true") is not None and math.isfinite(f["true"]):
+                by.setdefault(f["patient"], []).append(float(f["true"]))
+        return {k: sum(v) / len(v) for k, v in by.items()}
+
+    a, b = per_patient(searched_test), per_patient(control_test)
+    patients = sorted(set(a) & set(b), key=str)
+    if len(patients) < 2:
+        return None
+    d = np.array([a[k] - b[k] for k in patients])
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"patients": len(patients), "mean": float(d.mean()), "ci95": [float(lo), float(hi)], "n_boot": n_boot}
+
+
 def random_control_verdict(key: str, searched: dict, control: dict) -> dict:
     """The second verdict on a search (the first: ``search.core.convergence``): does its retrained pair beat
     a random genotype of the same predicted latency, retrained in the same harness, on test Dice? ``key``: the
     control's result key, ``searched`` and ``control``: the two result rows (scores, cost, LUT prediction).
 
-    ``margin`` is searched minus random test Dice; ``beats`` is ``margin > 0`` (False when either Dice is NaN).
+    ``margin`` is searched minus random test Dice (frame means); ``difference`` the same paired by patient with
+    its 95% bootstrap interval (``patient_difference``); ``beats`` is ``margin > 0`` and, when there is an
+    interval, its lower end above 0 (one seed of each on 20-odd patients: a margin inside the patients' noise
+    decides nothing); ``clear``: the interval excludes 0 (or there is none). False when either Dice is NaN.
     ``predicted_ms`` and ``measured_ms`` (Table II median) are the control's; the searched pair's sit in its row.
     """
     margin = float(searched["test"]["dice_mean"] - control["test"]["dice_mean"])
-    return {"control": key, "beats": bool(margin > 0), "margin": margin,
+    difference = patient_difference(searched["test"], control["test"])
+    ci = difference["ci95"] if difference else None
+    beats = bool(margin > 0 and (ci is None or ci[0] > 0))
+    return {"control": key, "beats": beats, "margin": margin, "difference": difference,
+            "clear": bool(ci is None or ci[0] > 0 or ci[1] < 0),
             "dice": control["test"]["dice_mean"], "searched_dice": searched["test"]["dice_mean"],
             "target_ms": control.get("target_ms"), "predicted_ms": control.get("expected_latency_ms"),
             "measured_ms": control["cost"]["latency_ms"], "measured_min_ms": control["cost"].get("latency_min_ms"),
@@ -197,16 +228,20 @@ def random_control_verdict(key: str, searched: dict, control: dict) -> dict:
             "refine_steps": control.get("refine_steps")}
 
 
-def _verdict_text(verdict: dict) -> str:
+def verdict_text(verdict: dict) -> str:
     margin = verdict["margin"]
     if not math.isfinite(margin):
         return "n/a (a Dice is NaN)"
+    diff = verdict.get("difference")
+    ci = f"; 95% CI over {diff['patients']} patients [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else ""
     if verdict["beats"]:
-        text = f"beats its random control (by {margin:.3f} Dice)"
+        text = f"beats its random control (by {margin:.3f} Dice{ci})"
+    elif diff and not verdict.get("clear", True):
+        text = f"shows no clear difference from its random control ({margin:+.3f} Dice{ci} spans 0)"
     elif margin == 0:
         text = "does NOT beat its random control (the same Dice)"
     else:
-        text = f"does NOT beat its random control ({-margin:.3f} Dice below it)"
+        text = f"does NOT beat its random control ({-margin:.3f} Dice below it{ci})"
     if verdict.get("matched") is False:  # an older record has no such field: say nothing
         text += (f"; the control is NOT cost-matched (predicted {_f(verdict['predicted_ms'], 1)} ms against the "
                  f"search's {_f(verdict['target_ms'], 1)} ms)")
@@ -226,7 +261,7 @@ def random_control_markdown(results: dict) -> str:
         v = r.get("random_control") or random_control_verdict(key, r, control)
         lines.append(f"| {row_name(of)} | {_f(r['test']['dice_mean'])} | {_f(v['dice'])} "
                      f"| {_f(r.get('expected_latency_ms'), 2)} / {_f(v['predicted_ms'], 2)} "
-                     f"| {_f(r['cost']['latency_ms'], 1)} / {_f(v['measured_ms'], 1)} | {_verdict_text(v)} |")
+                     f"| {_f(r['cost']['latency_ms'], 1)} / {_f(v['measured_ms'], 1)} | {verdict_text(v)} |")
     return "\n".join(lines)
 
 

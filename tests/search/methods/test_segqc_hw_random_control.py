@@ -177,8 +177,14 @@ def _with_controls(results: dict) -> dict:
     rows = results["rows"]
     controls = {}
     for key, dice in (("searched_hw", 0.600), ("searched_nohw", 0.650)):
+        mean = rows[key]["test"]["dice_mean"]  # 5 patients x 2 frames around the row's mean (results.json keeps none)
+        rows[key]["test"]["frames"] = [{"patient": i, "true": mean + (i - 2) * 0.01 + (j - 0.5) * 0.002}
+                                       for i in range(5) for j in range(2)]
+        shift = dice - mean  # every frame moved alike: a difference every patient shows
+        frames = [dict(f, true=f["true"] + shift) for f in rows[key]["test"]["frames"]]
         controls[f"random_{key}"] = {
-            "test": dict(rows[key]["test"], dice_mean=dice), "cost": dict(rows[key]["cost"], latency_ms=19.0),
+            "test": dict(rows[key]["test"], dice_mean=dice, frames=frames),
+            "cost": dict(rows[key]["cost"], latency_ms=19.0),
             "random_control_of": key, "genotype": {"seg": "random cells"}, "target_ms": 18.0,
             "expected_latency_ms": 18.25, "sampling_seed": 0, "n_candidates": 200}
         rows[key]["random_control"] = random_control_verdict(f"random_{key}", rows[key], controls[f"random_{key}"])
@@ -206,8 +212,8 @@ def test_the_report_renders_with_and_without_controls(tmp_path: Path) -> None:
     readme = write_report(results, folder, {}).read_text()
     assert "## Searched vs a random genotype of the same predicted latency" in readme
     assert "| hardware-aware (lambda2 = 0.001) | 0.622 | 0.600 | 18.00 / 18.25 | 21.8 / 19.0 " \
-           "| beats its random control (by 0.022 Dice) |" in readme
-    assert "does NOT beat its random control (0.017 Dice below it)" in readme
+           "| beats its random control (by 0.022 Dice; 95% CI over 5 patients [+0.022, +0.022]) |" in readme
+    assert "does NOT beat its random control (0.017 Dice below it; 95% CI over 5 patients [-0.017, -0.017])" in readme
     assert "closest of 200 drawn with one seed" in readme
     assert "## Table II" in readme and "## Latency weight sensitivity" in readme  # the other sections stay
     stored = json.loads((folder / "results.json").read_text())
@@ -219,3 +225,28 @@ def test_the_report_renders_with_and_without_controls(tmp_path: Path) -> None:
     section = load_section([folder], "smoke")
     assert any("beats its random control" in b for b in section.blocks)
     assert not any("random" in p.label for p in section.points)
+
+
+def test_a_margin_inside_the_patients_noise_beats_nothing() -> None:
+    """The paired bootstrap over patients: a Dice gain some patients show and others reverse is no verdict."""
+    from search.methods.segqc_hw.report import patient_difference, random_control_verdict, verdict_text
+
+    def test(dice_by_patient):
+        frames = [{"patient": i, "true": d} for i, d in enumerate(dice_by_patient)]
+        return {"dice_mean": float(np.mean(dice_by_patient)), "frames": frames}
+
+    searched = {"test": test([0.8, 0.5, 0.9, 0.4, 0.7, 0.6])}
+    noisy = {"test": test([0.6, 0.7, 0.7, 0.6, 0.5, 0.8]), "cost": {"latency_ms": 10.0}}  # the same mean, mixed signs
+    diff = patient_difference(searched["test"], noisy["test"])
+    assert diff["patients"] == 6 and diff["mean"] == pytest.approx(0.0)
+    assert diff["ci95"][0] < 0 < diff["ci95"][1]
+    assert diff == patient_difference(searched["test"], noisy["test"])  # seeded
+    v = random_control_verdict("random_searched_hw", searched, noisy)
+    assert not v["beats"] and not v["clear"] and "shows no clear difference" in verdict_text(v)
+    worse = {"test": test([d - 0.1 for d in [0.8, 0.5, 0.9, 0.4, 0.7, 0.6]]), "cost": {"latency_ms": 10.0}}
+    v = random_control_verdict("random_searched_hw", searched, worse)
+    assert v["beats"] and v["clear"] and v["difference"]["ci95"][0] == pytest.approx(0.1)
+    # no frames (or one patient): no interval, the plain margin decides as before
+    bare = {"test": {"dice_mean": 0.5}, "cost": {"latency_ms": 10.0}}
+    v = random_control_verdict("random_searched_hw", {"test": {"dice_mean": 0.6}}, bare)
+    assert v["difference"] is None and v["beats"] and v["clear"]
