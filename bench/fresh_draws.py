@@ -41,7 +41,6 @@ import datetime as dt
 import json
 import math
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -371,18 +370,11 @@ def summarise(card, qc_card, manifest: dict, slices: list[int] | None, out: dict
 
 
 # -- the run ----------------------------------------------------------------------------------------
-def _uptime() -> str | None:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _machine() -> dict:
-    from app.engine.benchmark import cpu_name, machine_state
+    from app.engine.benchmark import cpu_name, machine_state, uptime_text
     from app.engine.replay import machine_description
 
-    return {"description": machine_description(), "cpu": cpu_name(), **machine_state(), "uptime": _uptime()}
+    return {"description": machine_description(), "cpu": cpu_name(), **machine_state(), "uptime": uptime_text()}
 
 
 def run(*, patients: int = 20, seed: int = FRESH_SEED, model_ids: list[str] | None = None, models_dir=None,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,15 +32,9 @@ def baseline_of(card, cards) -> str | None:
     return max(candidates, key=lambda c: ((c.metrics.get("dice") or {}).get("mean") or 0.0, c.id)).id
 
 
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def run(models_dir: Path, threads: list[int], rounds: int, seed: int) -> dict:
     from app.cards import discover
+    from app.engine.benchmark import load_average
     from search.latency.measure import measure_interleaved
 
     cards = [c.verify() for c in discover(models_dir)]

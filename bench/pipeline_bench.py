@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -47,6 +46,7 @@ import numpy as np
 
 from app.cards import ModelCardError
 from app.data.case import DataError
+from app.engine.benchmark import load_average
 from app.engine.models import default_models, list_models, qc_for
 from app.engine.overlay import OverlayStyle, compose
 from app.engine.pipeline import Pipeline
@@ -79,11 +79,6 @@ def default_sources() -> dict[str, list[str]]:
     echo.append(get_testdata_file("color3d_jpeg_baseline.dcm"))
     cine_demo = DEMO_DIR / "cine_sax" / "patient001"
     return {"echo": echo, "cine": [str(cine_demo) if cine_demo.is_dir() else "phantom:cine"]}
-
-
-def load_average() -> list[float]:
-    """1, 5 and 15-minute load averages of the machine."""
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def rss_mb() -> float:

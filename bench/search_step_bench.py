@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import zlib
@@ -57,20 +56,6 @@ class SyntheticTable:
 
     def get(self, key) -> float:
         return 0.1 + (zlib.crc32(key.canonical().encode()) % 1000) / 1000.0
-
-
-def _uptime() -> str | None:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
 
 
 def machine() -> dict:
@@ -158,6 +143,7 @@ def _batches(n: int, batch: int, resolution: int, n_classes: int, seed: int):
 def run(*, threads: int = 2, rounds: int = 5, steps: int = 3, preset_name: str = "default", task: str = "contrast",
         resolution: int | None = None, batch: int | None = None, seed: int = 0, log=print) -> dict:
     """Time both samplers' steps, interleaved; returns the JSON report (see the module docstring)."""
+    from app.engine.benchmark import load_average, uptime_text
     from search.methods.segqc_hw.config import preset
 
     torch.set_num_threads(threads)
@@ -165,7 +151,7 @@ def run(*, threads: int = 2, rounds: int = 5, steps: int = 3, preset_name: str =
     cfg = replace(cfg, data=replace(cfg.data, resolution=resolution or cfg.data.resolution),
                   search=replace(cfg.search, batch_size=batch or cfg.search.batch_size))
     r, b = cfg.data.resolution, cfg.search.batch_size
-    before = {"uptime": _uptime(), "load_avg": _load()}
+    before = {"uptime": uptime_text(), "load_avg": load_average()}
     batches = _batches(2, b, r, cfg.task.num_classes, seed)
     arms = {name: Arm(name, replace(cfg, search=replace(cfg.search, sampler=name)), seed, batches) for name in SAMPLERS}
     times: dict[str, dict[str, list[float]]] = {name: {k: [] for k in STEPS} for name in SAMPLERS}
@@ -185,7 +171,7 @@ def run(*, threads: int = 2, rounds: int = 5, steps: int = 3, preset_name: str =
         if rnd:
             log(f"round {rnd}/{rounds}: " + ", ".join(
                 f"{n} {k} {np.median(times[n][k]):.3f} s" for n in SAMPLERS for k in STEPS))
-    after = {"uptime": _uptime(), "load_avg": _load()}
+    after = {"uptime": uptime_text(), "load_avg": load_average()}
     per: dict[str, dict] = {}
     for name in SAMPLERS:
         arm = {}

@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -143,20 +142,6 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def uptime() -> str | None:
-    """What ``uptime`` prints (load averages included), or None where it cannot run."""
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def load_average() -> list[float] | None:
-    from app.engine.benchmark import machine_state
-
-    return machine_state()["load_avg"]
-
-
 # -- what is timed ----------------------------------------------------------------------------------
 def _calibration_used(meta: Mapping[str, Any], space: str) -> str:
     """Which stored calibration ``LatencyTable.calibration(space)`` falls back to: the space, global or identity."""
@@ -244,6 +229,8 @@ def time_rounds(names: Sequence[str], run_one: Callable[[str], float], *, rounds
     """
     if rounds < 1:
         raise ValueError(f"need at least one round, got {rounds}")
+    from app.engine.benchmark import load_average
+
     rng = np.random.default_rng(seed)
     medians: dict[str, list[float]] = {n: [] for n in names}
     records = []
@@ -269,6 +256,7 @@ def run(models_dir: Path, calibration: Path | None, *, rounds: int, warmup: int,
     import torch
 
     from app.cards import discover
+    from app.engine.benchmark import load_average, uptime_text
     from search.latency.lut import LatencyTable, hardware_fingerprint
     from search.latency.measure import deployed_session, make_feeds, measure_session, runtime_name
     from search.latency.onnx_bytes import count_onnx_nodes, export_onnx_bytes
@@ -279,7 +267,7 @@ def run(models_dir: Path, calibration: Path | None, *, rounds: int, warmup: int,
     if rounds < 1 or runs < 1 or warmup < 0 or threads < 1:
         raise SystemExit(f"need --rounds >= 1, --runs >= 1, --warmup >= 0, --threads >= 1; got {rounds}, {runs}, "
                          f"{warmup}, {threads}")
-    started, uptime_start, load_start = now(), uptime(), load_average()
+    started, uptime_start, load_start = now(), uptime_text(), load_average()
     torch_threads = 1
     torch.set_num_threads(torch_threads)  # as latency-check: building and exporting only
     spaces = list(register_all())
@@ -363,7 +351,7 @@ def run(models_dir: Path, calibration: Path | None, *, rounds: int, warmup: int,
         "skipped": not_timed(skipped, [c.id for c in base_cards], base_left_out),
         "rounds": timed["rounds"],
         "machine": {**fingerprint, "runtime": runtime_name(), "torch": torch.__version__},
-        "started": started, "finished": now(), "uptime_start": uptime_start, "uptime_end": uptime(),
+        "started": started, "finished": now(), "uptime_start": uptime_start, "uptime_end": uptime_text(),
         "load_avg_start": load_start, "load_avg_end": load_average(),
     }
 

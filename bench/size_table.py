@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -54,13 +53,6 @@ class Network:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def networks(run: Path, cfg, variants: list[str]) -> list[Network]:
@@ -132,6 +124,7 @@ def time_size(trained: dict[str, dict], test_cases, size: int, *, threads: int, 
     """Latency (and MACs) of every network of one size, interleaved in one process."""
     import torch
 
+    from app.engine.benchmark import load_average
     from search.export.flops import count_flops, count_params
     from search.latency.measure import measure_interleaved
     from search.latency.onnx_bytes import export_onnx_bytes
@@ -191,6 +184,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     import onnxruntime as ort
     import torch
 
+    from app.engine.benchmark import load_average
     from search.latency.lut import hardware_fingerprint
     from search.methods.segqc_hw.config import SegQcConfig
     from search.methods.segqc_hw.data import read_cached

@@ -33,13 +33,6 @@ DEFAULT_CARD = ROOT / "models" / "cine-rtdnas-ga-n7.json"
 TARGET_RATIO = 0.15
 
 
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def build_models(card_path: Path, seed: int = 0) -> dict:
     """``{"clip": bytes, "stream": bytes, "streaming": card field, "shape": (T, H, W)}``, random weights, causal."""
     import torch
@@ -73,6 +66,7 @@ def run(card_path: Path = DEFAULT_CARD, *, threads: tuple[int, ...] = (1, 2), ro
         seed: int = 0, shipped: bool = True) -> dict:
     """Time clip vs streaming at each thread count, interleaved; returns figures and ratios."""
     from app.cards import parse_streaming
+    from app.engine.benchmark import load_average
     from app.engine.runtime import create_session
     from app.engine.streaming import StreamRunner
 

@@ -85,17 +85,32 @@ def default_cache_file() -> Path:
     return cache_dir() / "benchmarks" / f"{machine_slug()}.json"
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages now, rounded to 0.01 (None where the platform does not say)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def uptime_text() -> str | None:
+    """What ``uptime`` prints (load averages included), for reports written beside figures; None where it
+    cannot run."""
+    import subprocess
+
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine_state() -> dict[str, Any]:
     """Uptime (s) and 1/5/15-minute load averages now (None where the platform does not say)."""
     try:
         uptime = float(Path("/proc/uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         uptime = None
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except (OSError, AttributeError):
-        load = None
-    return {"uptime_s": uptime, "load_avg": load}
+    return {"uptime_s": uptime, "load_avg": load_average()}
 
 
 def entry_key(seg: ModelCard, qc: ModelCard | None = None, *, threads: int | None = None,

@@ -121,19 +121,14 @@ def _card(folder: Path, card_id: str, *, role: str, architecture: dict, inputs: 
 
 def _models_dir(tmp_path: Path) -> Path:
     """A segqc-hw seg + QC pair (smoke widths, 32x32) and a tiny handcrafted cine baseline with its ONNX file."""
-    from search.export.architecture import Architecture, parse_args
-    from search.latency import core_adapter
     from search.methods.spaces import register_all
     from tests.app.engine.tiny_models import write_cine_model
+    from tests.search.latency.toy_cards import toy_segqc_pair
 
     register_all()
     folder = tmp_path / "models"
     folder.mkdir()
-    genotype = core_adapter.random_genotype("segqc", "smoke", np.random.default_rng(3))
-    seg = Architecture(parse_args("nasunet", {"in_channels": 3, "num_classes": 2, "init_filters": 4, "depth": 2,
-                                              "n_nodes": 3, "dims": 2}), genotype.seg.to_dict(), "probs_uncertainty")
-    qc = Architecture(parse_args("qcnet", {"image_channels": 3, "num_classes": 2, "init_filters": 8, "n_stages": 2,
-                                           "n_nodes": 3, "dims": 2}), genotype.qc.to_dict(), "none")
+    seg, qc = toy_segqc_pair()
     _card(folder, "echo-toy-seg", role="seg", architecture=seg.to_json(), inputs=["image"],
           outputs=["probs", "uncertainty"], pairs_with="echo-toy-qc")
     _card(folder, "echo-toy-qc", role="qc", architecture=qc.to_json(), inputs=["image", "probs", "uncertainty"],

@@ -11,7 +11,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -23,6 +22,7 @@ from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable
 from search.latency.measure import stats_from_samples
 from search.methods.spaces import register_all
+from tests.search.latency.toy_cards import toy_segqc_pair
 
 register_all()
 
@@ -49,11 +49,7 @@ def _models_dir(tmp_path: Path) -> Path:
     handcrafted U-net baseline and a streaming rtdnas card."""
     folder = tmp_path / "models"
     folder.mkdir()
-    genotype = core_adapter.random_genotype("segqc", "smoke", np.random.default_rng(3))
-    seg = Architecture(parse_args("nasunet", {"in_channels": 3, "num_classes": 2, "init_filters": 4, "depth": 2,
-                                              "n_nodes": 3, "dims": 2}), genotype.seg.to_dict(), "probs_uncertainty")
-    qc = Architecture(parse_args("qcnet", {"image_channels": 3, "num_classes": 2, "init_filters": 8, "n_stages": 2,
-                                           "n_nodes": 3, "dims": 2}), genotype.qc.to_dict(), "none")
+    seg, qc = toy_segqc_pair()
     shape = [1, 3, SIZE, SIZE]
     _card(folder, "echo-toy-seg", role="seg", method="segqc-hw", shape=shape, architecture=seg.to_json(),
           inputs=["image"], outputs=["probs", "uncertainty"], pairs_with="echo-toy-qc")
