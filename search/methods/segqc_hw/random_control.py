@@ -85,20 +85,22 @@ def matched_random_genotype(cfg: SegQcConfig, latency: GenotypeLatency, target_m
     return closest(random_candidates(cfg, latency, seed, n_candidates), target_ms)
 
 
+#: The pair's four cells: (part of ``SegQcGenotype``, field of that part, the cell's spec).
+_CELLS = (("seg", "down", DOWN_SPEC), ("seg", "up", UP_SPEC), ("qc", "contracting", CONTRACTING_SPEC),
+          ("qc", "nonscaling", NONSCALING_SPEC))
+
+
+def _with_cell(genotype: SegQcGenotype, part: str, field: str, cell) -> SegQcGenotype:
+    """``genotype`` with its cell ``part.field`` replaced by ``cell``."""
+    return replace(genotype, **{part: replace(getattr(genotype, part), **{field: cell})})
+
+
 def swap_one_cell(genotype: SegQcGenotype, cfg: SegQcConfig, rng: np.random.Generator) -> SegQcGenotype:
     """``genotype`` with one of its four cells (down, up, contracting, non-scaling; chosen by ``rng``) replaced
     by the same cell of a fresh random genotype."""
     fresh = random_genotype(cfg, rng)
-    which = int(rng.integers(4))
-    if which < 2:
-        field = ("down", "up")[which]
-        return replace(genotype, seg=replace(genotype.seg, **{field: getattr(fresh.seg, field)}))
-    field = ("contracting", "nonscaling")[which - 2]
-    return replace(genotype, qc=replace(genotype.qc, **{field: getattr(fresh.qc, field)}))
-
-
-_CELLS = (("seg", "down", DOWN_SPEC), ("seg", "up", UP_SPEC), ("qc", "contracting", CONTRACTING_SPEC),
-          ("qc", "nonscaling", NONSCALING_SPEC))
+    part, field, _ = _CELLS[int(rng.integers(4))]
+    return _with_cell(genotype, part, field, getattr(getattr(fresh, part), field))
 
 
 def change_one_op(genotype: SegQcGenotype, cfg: SegQcConfig, rng: np.random.Generator) -> SegQcGenotype:
@@ -111,8 +113,7 @@ def change_one_op(genotype: SegQcGenotype, cfg: SegQcConfig, rng: np.random.Gene
     index = next(e for e, (src, dst, _) in enumerate(spec.edges) if (src, dst) == (edge.src, edge.dst))
     ops = [op for op in spec.edge_ops(index) if op != "zero"]
     new = replace(edge, op=ops[int(rng.integers(len(ops)))])
-    cell = replace(cell, edges=tuple(new if e is edge else e for e in cell.edges))
-    return replace(genotype, **{part: replace(getattr(genotype, part), **{field: cell})})
+    return _with_cell(genotype, part, field, replace(cell, edges=tuple(new if e is edge else e for e in cell.edges)))
 
 
 def refine_to_target(start: Candidate, cfg: SegQcConfig, latency: GenotypeLatency, target_ms: float, seed: int,
