@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from search.core.ops import CandidateOp, build_op
+from search.core.ops import CandidateOp, edge_op
 from search.core.keys import OpKey
 
 WEIGHTING_MODES = ("softmax", "gumbel")
@@ -163,7 +163,7 @@ class MixedOp(nn.Module):
                     f"partial channels (k={pc_k}) need a shape-preserving edge with C divisible by k; "
                     f"got {c_in}->{c_out}, scaling ops {scaling}"
                 )
-        self.ops = nn.ModuleList(build_op(n, dims, c_in // pc_k, c_out // pc_k) for n in self.op_names)
+        self.ops = nn.ModuleList(edge_op(n, self.op_names, dims, c_in // pc_k, c_out // pc_k) for n in self.op_names)
         for op in self.ops:
             op.in_mixed_op = True  # tells latency_sites to use this MixedOp's deployed keys instead
 

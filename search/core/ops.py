@@ -46,6 +46,10 @@ SEGQC_UP: tuple[str, ...] = ("up_conv", "up_dil_conv", "up_sep_conv")
 """segqc-hw: ops on the edges leaving the (lower-resolution) inputs of an Up cell."""
 SEGQC_NORMAL: tuple[str, ...] = ("conv", "dil_conv", "sep_conv", "identity", "zero")
 """segqc-hw: ops between intermediate nodes (and on Non-scaling cell input edges)."""
+SEGQC_DOWN_OR_ZERO: tuple[str, ...] = SEGQC_DOWN + ("zero",)
+"""segqc-hw with droppable cell inputs (``NasUnetConfig.droppable_inputs``): a Down-cell input edge may be dropped."""
+SEGQC_UP_OR_ZERO: tuple[str, ...] = SEGQC_UP + ("zero",)
+"""segqc-hw with droppable cell inputs: an Up-cell input edge from a lower-resolution input may be dropped."""
 MSNAS_OPS: tuple[str, ...] = ("conv", "dil_conv", "sep_conv", "max_pool", "identity", "zero")
 """msnas-hw / rtdnas Table 1."""
 
@@ -53,6 +57,8 @@ OP_SETS: dict[str, tuple[str, ...]] = {
     "segqc_down": SEGQC_DOWN,
     "segqc_up": SEGQC_UP,
     "segqc_normal": SEGQC_NORMAL,
+    "segqc_down_or_zero": SEGQC_DOWN_OR_ZERO,
+    "segqc_up_or_zero": SEGQC_UP_OR_ZERO,
     "msnas": MSNAS_OPS,
 }
 """Named op sets; genotypes and cell specs refer to op sets by these names."""
@@ -306,14 +312,18 @@ class IdentityOp(CandidateOp):
 
 
 class ZeroOp(CandidateOp):
-    """No connection: zeros of the output shape ``(N, c_out, *S')`` (S' halved in H, W at stride 2)."""
+    """No connection: zeros of the output shape ``(N, c_out, *S')`` (S' halved in H, W at stride 2, doubled in
+    H, W when ``upsampling``: the zero candidate beside ``up_*`` ops, see :func:`edge_op`)."""
 
     def __init__(self, op_name, dims, c_in, c_out, stride=1):
         super().__init__(op_name, dims, c_in, c_out, stride)
+        self.upsampling = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 2:
             x = x[..., ::2, ::2]
+        elif self.upsampling:
+            x = x[:, :1].repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
         if self.c_out == self.c_in:
             return x.mul(0.0)
         # stay in the autograd graph (a mixed op's sum must have a grad_fn even if all else is zero)
@@ -436,6 +446,19 @@ _OPS: dict[str, tuple[Callable[..., CandidateOp], tuple[int, ...]]] = {
 
 OP_NAMES: tuple[str, ...] = tuple(_OPS)
 """Every op name the table can build (searched primitives and fixed ops)."""
+
+
+def edge_op(name: str, op_set: Sequence[str], dims: int, c_in: int, c_out: int) -> CandidateOp:
+    """Candidate ``name`` of an edge whose candidates are ``op_set``: ``build_op``, except that ``zero`` takes the
+    scaling of the set's other ops (stride 2 beside ``down_*`` ops, x2 beside ``up_*`` ops) so that every
+    candidate of the edge gives the same output shape."""
+    if name != "zero":
+        return build_op(name, dims, c_in, c_out)
+    others = [n for n in op_set if n != "zero"]
+    down = bool(others) and all(n.startswith("down_") for n in others)
+    op = build_op("zero", dims, c_in, c_out, stride=2 if down else 1)
+    op.upsampling = bool(others) and all(n.startswith("up_") for n in others)
+    return op
 
 
 def build_op(name: str, dims: int, c_in: int, c_out: int, stride: int | None = None) -> CandidateOp:

@@ -31,7 +31,7 @@ from search.core.genotypes import (
     SegQcGenotype,
 )
 from search.core.supernets.multiscale import MULTISCALE_SPEC, kind_available
-from search.core.supernets.nasunet import DOWN_SPEC, UP_SPEC
+from search.core.supernets.nasunet import cell_specs
 from search.core.supernets.qcnet import CONTRACTING_SPEC, NONSCALING_SPEC
 
 SPACES = ("segqc", "msnas", "rtdnas")
@@ -92,6 +92,7 @@ def sample_random_genotype(
     n_paths: int | None = None,
     n_nodes: int = 3,
     skip_prob: float | None = None,
+    droppable_inputs: bool = False,
 ):
     """One random discrete architecture of ``space`` (see the module docstring).
 
@@ -104,14 +105,14 @@ def sample_random_genotype(
             among the available steps, as the module docstring says). The searches ship sparse paths
             (mostly skips), far cheaper than uniform walks; ``latency-check --sparse-share`` samples some
             networks this way so the calibration is fitted where the searches land. Ignored for segqc.
+        droppable_inputs: segqc: the seg cells' input edges may be dropped too (``nasunet.cell_specs``).
 
     Returns:
         :class:`SegQcGenotype` or :class:`MultiscaleGenotype`.
     """
     if space == "segqc":
-        down, up, con, non = (
-            dataclasses.replace(s, n_nodes=n_nodes) for s in (DOWN_SPEC, UP_SPEC, CONTRACTING_SPEC, NONSCALING_SPEC)
-        )
+        down, up = cell_specs(n_nodes, droppable_inputs)
+        con, non = (dataclasses.replace(s, n_nodes=n_nodes) for s in (CONTRACTING_SPEC, NONSCALING_SPEC))
         return SegQcGenotype(
             NasUnetGenotype(random_cell(down, rng), random_cell(up, rng)),
             QcGenotype(random_cell(con, rng), random_cell(non, rng)),

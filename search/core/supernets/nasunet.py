@@ -14,6 +14,14 @@ edges use the ``segqc_down`` set (stride 2); Up-cell edges from prev-prev and pr
 the ``segqc_normal`` set (a scaling op would miss the resolution); this is our reading of "an Up
 cell also receives the skip". Edges between intermediate nodes use ``segqc_normal``. Cell output =
 sum of its M intermediate nodes. One Down and one Up cell structure (alpha) is shared by all cells.
+
+Droppable inputs (``NasUnetConfig.droppable_inputs``, off in the paper's space): the input edges of
+both cell types may also be ``zero``, so a derived cell may read only its previous cell (an Up cell
+also its skip), and the fixed alignment of an input no kept edge reads is not built. The paper's
+space always reads both previous cells through scaling ops, so no plain U-net is a point of it;
+with droppable inputs, 2 nodes and 8 initial filters a residual U-net(8) is (``unet_like_genotype``):
+a Down cell ``n0 = down_conv(prev)``, ``n1 = conv(n0)``, out ``n0 + n1``; an Up cell
+``n0 = up_conv(prev) + identity(skip)``, ``n1 = conv(n0)``, out ``n0 + n1``.
 """
 
 from __future__ import annotations
@@ -25,12 +33,33 @@ import torch
 from torch import nn
 
 from search.core.cells import Cell, CellArch, CellSpec
+from search.core.genotypes import CellEdge, CellGenotype, NasUnetGenotype
 from search.core.mixed import SOFTMAX, ArchWeighting
 from search.core.ops import build_op
 from search.core.supernets.base import Supernet, align, check_divisible, make_generator
 
 DOWN_SPEC = CellSpec(2, ("segqc_down", "segqc_down"), "segqc_normal", output="sum")
 UP_SPEC = CellSpec(3, ("segqc_up", "segqc_up", "segqc_normal"), "segqc_normal", output="sum")
+
+
+def cell_specs(n_nodes: int = 3, droppable_inputs: bool = False) -> tuple[CellSpec, CellSpec]:
+    """The Down and Up cell specs of the space: ``DOWN_SPEC`` / ``UP_SPEC`` with ``n_nodes`` nodes, their
+    scaling input edges also offering ``zero`` when ``droppable_inputs`` (the Up cell's skip edge already does)."""
+    down = dataclasses.replace(DOWN_SPEC, n_nodes=n_nodes)
+    up = dataclasses.replace(UP_SPEC, n_nodes=n_nodes)
+    if droppable_inputs:
+        down = dataclasses.replace(down, input_op_sets=("segqc_down_or_zero",) * 2)
+        up = dataclasses.replace(up, input_op_sets=("segqc_up_or_zero", "segqc_up_or_zero", "segqc_normal"))
+    return down, up
+
+
+def unet_like_genotype() -> NasUnetGenotype:
+    """The residual U-net of the droppable-inputs space with 2 nodes (see the module docstring): each cell reads
+    only its previous cell (inputs: 0 prev-prev, 1 prev, 2 skip; nodes 2 and 3 in the Down cell, 3 and 4 in
+    the Up cell), a stride-2 conv down, a transposed conv up, an additive skip, one more conv per cell."""
+    down = CellGenotype(2, 2, (CellEdge(1, 2, "down_conv"), CellEdge(2, 3, "conv")), "sum")
+    up = CellGenotype(3, 2, (CellEdge(1, 3, "up_conv"), CellEdge(2, 3, "identity"), CellEdge(3, 4, "conv")), "sum")
+    return NasUnetGenotype(down, up)
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,9 @@ class NasUnetConfig:
         n_nodes: M intermediate nodes per cell.
         dims: 2 (echo frames) or 3.
         relaxation: Cell relaxation (``"op"`` for NAS-Unet; see ``cells.RELAXATIONS``).
+        droppable_inputs: Cell input edges may also be ``zero`` (``cell_specs``); the supernet's
+            alphas then hold the extra candidate (derived networks need nothing: a genotype says
+            which inputs it reads).
     """
 
     in_channels: int = 3
@@ -54,6 +86,7 @@ class NasUnetConfig:
     n_nodes: int = 3
     dims: int = 2
     relaxation: str = "op"
+    droppable_inputs: bool = False
 
     def channels(self, scale: int) -> int:
         return self.init_filters * 2**scale
@@ -100,8 +133,7 @@ class NasUnetSupernet(Supernet):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = make_generator(seed)
-            down_spec = dataclasses.replace(DOWN_SPEC, n_nodes=cfg.n_nodes)
-            up_spec = dataclasses.replace(UP_SPEC, n_nodes=cfg.n_nodes)
+            down_spec, up_spec = cell_specs(cfg.n_nodes, cfg.droppable_inputs)
             self.cell_arch = nn.ModuleDict(
                 {"down": CellArch(down_spec, cfg.relaxation, gen), "up": CellArch(up_spec, cfg.relaxation, gen)}
             )

@@ -61,6 +61,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="go on warming up past the preset's warm-up epochs until the supernet's mean Dice on its "
                              "training batches reaches DICE, at most MAX_EPOCHS warm-up epochs in all (the architecture "
                              "steps of a supernet that still predicts background follow noise); 0 0: a fixed warm-up")
+    parser.add_argument("--seg-init-filters", type=int, default=None, metavar="N",
+                        help="width of the segmentation space: channels after its stem (default: the preset's, the "
+                             "paper's 4); the handcrafted U-net(8) starts at 8")
+    parser.add_argument("--nodes", type=int, default=None, metavar="M",
+                        help="intermediate nodes per cell, seg and QC (default: the preset's, the paper's 3)")
+    parser.add_argument("--droppable-inputs", action="store_true",
+                        help="let the segmentation cells' input edges be dropped too (zero is a candidate): each cell "
+                             "may read only its previous cell, so with --nodes 2 --seg-init-filters 8 a residual "
+                             "U-net(8) is a point of the space (not in the paper)")
+    parser.add_argument("--lambda2", type=float, default=None, metavar="L",
+                        help="latency weight of the hardware-aware search (default: the preset's, the paper's 0.001)")
+    parser.add_argument("--sensitivity-lambda2", type=float, nargs="*", default=None, metavar="L",
+                        help="latency weights of the extra hardware-aware searches reported beside Table II (default: "
+                             "the preset's, 0.01); none: no extra search")
     parser.add_argument("--stop-after", choices=("search", "retrain", "all"), default="all",
                         help="stop after this stage (train on a GPU machine, then run again on the target CPU "
                              "to measure Table II and export)")
@@ -117,7 +131,22 @@ def run(args: argparse.Namespace) -> int:
             search = replace(search, warmup_min_dice=dice, warmup_max_epochs=int(max_epochs))
         except ValueError as err:
             raise SystemExit(f"{task.method_label}: --warmup-until-dice: {err}") from None
-    cfg = replace(cfg, search=search)
+    if getattr(args, "lambda2", None) is not None:
+        search = replace(search, lambda2=args.lambda2)
+    if getattr(args, "sensitivity_lambda2", None) is not None:
+        search = replace(search, sensitivity_lambda2=tuple(args.sensitivity_lambda2))
+    if any(lam < 0 for lam in (search.lambda2, *search.sensitivity_lambda2)):
+        raise SystemExit(f"{task.method_label}: latency weights must be >= 0")
+    space = cfg.space
+    for flag, name in (("seg_init_filters", "seg_init_filters"), ("nodes", "nodes")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            if value < 1:
+                raise SystemExit(f"{task.method_label}: --{flag.replace('_', '-')} must be at least 1, got {value}")
+            space = replace(space, **{name: value})
+    if getattr(args, "droppable_inputs", False):
+        space = replace(space, droppable_inputs=True)
+    cfg = replace(cfg, search=search, space=space)
     places = run_places(args, method=task.run_method, docs_name=task.docs_name)
     paths = RunPaths(out=places.out, models=places.models_dir, docs=places.docs_dir)
     summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after)

@@ -104,6 +104,9 @@ class SpaceConfig:
         qc_init_filters: Channels after the QC stem (paper: 8).
         qc_stages: Number of (Contracting, Non-scaling) cell pairs in the QC net.
         nodes: Intermediate nodes per cell (paper: 3).
+        droppable_inputs: The segmentation cells' input edges may also be ``zero`` (not in the paper; see
+            ``search.core.supernets.nasunet``): with 2 nodes and 8 initial filters a residual U-net(8) is then a
+            point of the space, so a search can find the handcrafted baseline or something cheaper.
     """
 
     seg_init_filters: int = 4
@@ -111,6 +114,7 @@ class SpaceConfig:
     qc_init_filters: int = 8
     qc_stages: int = 4
     nodes: int = 3
+    droppable_inputs: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,7 +271,8 @@ class SegQcConfig:
         ``data.task`` only when it is not contrast (so contrast configs, their hashes and run records stay
         what they were before B-mode existed); ``search.sampler`` and ``search.gdas_tau`` only with the GDAS
         sampler (so DARTS configs keep the hashes they had before the sampler existed), and the warm-up's Dice
-        rule only when it is on (``warmup_min_dice`` > 0), for the same reason. A dataset's
+        rule only when it is on (``warmup_min_dice`` > 0), and ``space.droppable_inputs`` only when on, for the
+        same reason. A dataset's
         ``data.source`` is ``search.privacy.recorded_source`` (kind and a hash of the folder: run folders
         never name it)."""
         from search.privacy import recorded_config
@@ -280,6 +285,8 @@ class SegQcConfig:
         if not doc["search"].get("warmup_min_dice"):
             doc = {**doc, "search": {k: v for k, v in doc["search"].items()
                                      if k not in ("warmup_min_dice", "warmup_max_epochs")}}
+        if not doc["space"].get("droppable_inputs"):
+            doc = {**doc, "space": {k: v for k, v in doc["space"].items() if k != "droppable_inputs"}}
         return doc
 
 

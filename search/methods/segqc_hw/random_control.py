@@ -35,7 +35,7 @@ import numpy as np
 
 from search.core.genotypes import SegQcGenotype
 from search.core.sampling import sample_random_genotype
-from search.core.supernets.nasunet import DOWN_SPEC, UP_SPEC
+from search.core.supernets.nasunet import cell_specs
 from search.core.supernets.qcnet import CONTRACTING_SPEC, NONSCALING_SPEC
 from search.methods.segqc_hw.config import SegQcConfig
 from search.train.cine_rows import read_json, write_json
@@ -58,7 +58,7 @@ class GenotypeLatency(Protocol):
 
 def random_genotype(cfg: SegQcConfig, rng: np.random.Generator) -> SegQcGenotype:
     """One random genotype of the run's search space (see the module docstring); ``rng`` is the only randomness."""
-    return sample_random_genotype("segqc", rng, n_nodes=cfg.space.nodes)
+    return sample_random_genotype("segqc", rng, n_nodes=cfg.space.nodes, droppable_inputs=cfg.space.droppable_inputs)
 
 
 def random_candidates(cfg: SegQcConfig, latency: GenotypeLatency, seed: int,
@@ -85,9 +85,11 @@ def matched_random_genotype(cfg: SegQcConfig, latency: GenotypeLatency, target_m
     return closest(random_candidates(cfg, latency, seed, n_candidates), target_ms)
 
 
-#: The pair's four cells: (part of ``SegQcGenotype``, field of that part, the cell's spec).
-_CELLS = (("seg", "down", DOWN_SPEC), ("seg", "up", UP_SPEC), ("qc", "contracting", CONTRACTING_SPEC),
-          ("qc", "nonscaling", NONSCALING_SPEC))
+def _cells(cfg: SegQcConfig) -> tuple[tuple[str, str, Any], ...]:
+    """The pair's four cells in the run's space: (part of ``SegQcGenotype``, field of that part, the cell's spec)."""
+    down, up = cell_specs(cfg.space.nodes, cfg.space.droppable_inputs)
+    return (("seg", "down", down), ("seg", "up", up), ("qc", "contracting", replace(CONTRACTING_SPEC, n_nodes=cfg.space.nodes)),
+            ("qc", "nonscaling", replace(NONSCALING_SPEC, n_nodes=cfg.space.nodes)))
 
 
 def _with_cell(genotype: SegQcGenotype, part: str, field: str, cell) -> SegQcGenotype:
@@ -99,15 +101,14 @@ def swap_one_cell(genotype: SegQcGenotype, cfg: SegQcConfig, rng: np.random.Gene
     """``genotype`` with one of its four cells (down, up, contracting, non-scaling; chosen by ``rng``) replaced
     by the same cell of a fresh random genotype."""
     fresh = random_genotype(cfg, rng)
-    part, field, _ = _CELLS[int(rng.integers(4))]
+    part, field, _ = _cells(cfg)[int(rng.integers(4))]
     return _with_cell(genotype, part, field, getattr(getattr(fresh, part), field))
 
 
 def change_one_op(genotype: SegQcGenotype, cfg: SegQcConfig, rng: np.random.Generator) -> SegQcGenotype:
     """``genotype`` with the op of one kept edge (of one of its four cells, both chosen by ``rng``) replaced by
     a uniformly drawn op of that edge's op set (never ``zero``): a finer step than ``swap_one_cell``."""
-    part, field, spec = _CELLS[int(rng.integers(4))]
-    spec = replace(spec, n_nodes=cfg.space.nodes)
+    part, field, spec = _cells(cfg)[int(rng.integers(4))]
     cell = getattr(getattr(genotype, part), field)
     edge = cell.edges[int(rng.integers(len(cell.edges)))]
     index = next(e for e, (src, dst, _) in enumerate(spec.edges) if (src, dst) == (edge.src, edge.dst))

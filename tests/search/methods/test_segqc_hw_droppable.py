@@ -1,0 +1,172 @@
+"""segqc-hw with droppable cell inputs (issue 16): a residual U-net is a point of the space, the paper's space
+is untouched, the supernet, the decoder, the random control and the CLI all see the same space."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from search.core.decode import decode_cell, decode_nasunet
+from search.core.derived.nasunet import DerivedNasUnet
+from search.core.mixed import ArchWeighting
+from search.core.supernets.nasunet import (DOWN_SPEC, UP_SPEC, NasUnetConfig, NasUnetSupernet, cell_specs,
+                                           unet_like_genotype)
+from search.methods.segqc_hw.config import preset
+from tests.search.methods.test_segqc_hw_random_control import _alphas_for
+
+
+def _droppable(cfg=None, nodes: int = 2):
+    cfg = cfg or preset("smoke")
+    return replace(cfg, space=replace(cfg.space, nodes=nodes, droppable_inputs=True))
+
+
+def test_cell_specs_add_zero_to_the_scaling_input_edges_only():
+    assert cell_specs(3, False) == (DOWN_SPEC, UP_SPEC)  # the paper's space, as before
+    down, up = cell_specs(2, True)
+    assert (down.n_nodes, up.n_nodes) == (2, 2)
+    for spec in (down, up):
+        for e, (src, _, op_set) in enumerate(spec.edges):
+            paper = (DOWN_SPEC if spec is down else UP_SPEC).edges[e][2] if e < len(DOWN_SPEC.edges) else None
+            if src < spec.n_inputs and op_set != "segqc_normal":
+                assert spec.edge_ops(e)[-1] == "zero" and paper is not None and paper != op_set
+            else:  # inner edges and the Up cell's skip edge keep their set (which already holds zero)
+                assert "zero" in spec.edge_ops(e)
+    assert "zero" not in DOWN_SPEC.edge_ops(0) and "zero" not in UP_SPEC.edge_ops(0)
+
+
+def test_a_residual_unet_is_a_point_of_the_droppable_space_and_not_of_the_papers():
+    unet = unet_like_genotype()
+    down, up = cell_specs(2, True)
+    for spec, cell in ((down, unet.down), (up, unet.up)):
+        assert decode_cell(spec, "op", _alphas_for(spec, cell)) == cell  # the decoder returns it
+    # in the paper's space every Down cell reads its prev-prev input: no plain U-net is reachable
+    paper_down, _ = cell_specs(2, False)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        alphas = [rng.normal(size=len(paper_down.edge_ops(e))) * 3 for e in range(len(paper_down.edges))]
+        assert any(edge.src == 0 for edge in decode_cell(paper_down, "op", alphas).edges)
+
+
+def test_the_unet_like_network_reads_only_its_previous_cells_and_runs():
+    cfg = NasUnetConfig(num_classes=4, init_filters=8, depth=4, n_nodes=2, droppable_inputs=True)
+    net = DerivedNasUnet(unet_like_genotype(), cfg, seed=0).eval()
+    for cell in net.cells:  # the prev-prev alignment is not built: no kept edge reads it
+        assert isinstance(cell.preprocess[0], torch.nn.Identity)
+        assert [op.op_name for op in cell.ops] in (["down_conv", "conv"], ["up_conv", "identity", "conv"])
+    with torch.no_grad():
+        logits, uncertainty = net(torch.rand(2, 3, 64, 64))
+    assert logits.shape == (2, 4, 64, 64) and uncertainty.shape == (2, 1, 64, 64)
+    # the same genotype in the paper-space config builds the same network (a genotype says what it reads)
+    paper_cfg = dataclasses.replace(cfg, droppable_inputs=False)
+    same = DerivedNasUnet(unet_like_genotype(), paper_cfg, seed=0)
+    assert [type(m) for m in same.modules()] == [type(m) for m in net.modules()]
+
+
+def test_the_droppable_supernet_searches_the_extra_candidate_and_decodes_dropped_inputs():
+    cfg = NasUnetConfig(num_classes=2, init_filters=4, depth=2, n_nodes=2, droppable_inputs=True)
+    net = NasUnetSupernet(cfg, seed=0)
+    names = {n for n, _ in net.cell_arch.named_parameters()}
+    assert {"down.alpha_segqc_down_or_zero", "up.alpha_segqc_up_or_zero", "up.alpha_segqc_normal"} <= names
+    assert net.cell_arch["down"].alpha_segqc_down_or_zero.shape[1] == 6  # 5 down ops + zero
+    x = torch.rand(2, 3, 32, 32)
+    logits, _ = net(x)
+    assert logits.shape == (2, 2, 32, 32)
+    logits, _ = net(x, ArchWeighting.gdas(torch.Generator().manual_seed(0), 1.0))
+    assert torch.isfinite(logits).all()
+    with torch.no_grad():  # zero wins the prev-prev edges: the decoded cells do not read input 0
+        arch = net.cell_arch["down"]
+        for e, (src, _, _) in enumerate(arch.spec.edges):
+            if src == 0:
+                arch.alpha_segqc_down_or_zero[arch._rows[e][1], -1] = 5.0
+    assert all(edge.src != 0 for edge in decode_nasunet(net).down.edges)
+    # the paper's supernet is unchanged: same parameter names and values for the same seed
+    paper = NasUnetSupernet(dataclasses.replace(cfg, droppable_inputs=False, n_nodes=3), seed=0)
+    assert {n for n, _ in paper.cell_arch.named_parameters()} == {
+        "down.alpha_segqc_down", "down.alpha_segqc_normal", "up.alpha_segqc_up", "up.alpha_segqc_normal"}
+
+
+def test_random_control_draws_from_the_droppable_space():
+    from search.methods.segqc_hw.random_control import change_one_op, random_genotype, swap_one_cell
+
+    cfg = _droppable()
+    down, up = cell_specs(2, True)
+    rng = np.random.default_rng(1)
+    draws = [random_genotype(cfg, rng) for _ in range(40)]
+    for genotype in draws:
+        for spec, cell in ((down, genotype.seg.down), (up, genotype.seg.up)):
+            assert decode_cell(spec, "op", _alphas_for(spec, cell)) == cell
+    assert any(sum(e.src == 0 for e in g.seg.down.edges) < 2 for g in draws)  # some nodes drop their prev-prev
+    changed = change_one_op(swap_one_cell(draws[0], cfg, rng), cfg, rng)
+    for spec, cell in ((down, changed.seg.down), (up, changed.seg.up)):
+        assert decode_cell(spec, "op", _alphas_for(spec, cell)) == cell
+    # the paper's space draws exactly what it drew before the option existed
+    paper = preset("smoke")
+    from search.core.sampling import sample_random_genotype
+
+    assert random_genotype(paper, np.random.default_rng(5)) == sample_random_genotype(
+        "segqc", np.random.default_rng(5), n_nodes=paper.space.nodes)
+
+
+class _Table:
+    """Every latency key costs a deterministic 0.1 .. 1.1 ms (hash of its canonical form)."""
+
+    def get(self, key) -> float:
+        return 0.1 + (zlib.crc32(key.canonical().encode()) % 1000) / 1000.0
+
+    @staticmethod
+    def get_min() -> float:
+        return 0.1
+
+
+def test_config_hashes_stay_and_the_lookup_table_prices_a_dropped_input_at_nothing():
+    from search.methods.segqc_hw.experiment import search_config
+    from search.methods.segqc_hw.latency_model import FrameworkLatency
+    from search.methods.segqc_hw.search import qc_config, seg_config
+
+    cfg = preset("smoke")
+    assert "droppable_inputs" not in cfg.to_dict()["space"]  # hashes of existing runs unchanged
+    drop = _droppable(cfg, nodes=cfg.space.nodes)
+    assert drop.to_dict()["space"]["droppable_inputs"] is True
+    assert search_config(drop, 0.001, 0) != search_config(cfg, 0.001, 0)
+    assert seg_config(drop).droppable_inputs and not seg_config(cfg).droppable_inputs
+    latency = FrameworkLatency(_Table(), 32, seg_config(drop), qc_config(drop))
+    from search.core.genotypes import CellEdge
+    from search.methods.segqc_hw.random_control import random_genotype
+
+    genotype = random_genotype(drop, np.random.default_rng(0))
+    unet = dataclasses.replace(genotype, seg=unet_like_genotype())
+    down = unet.seg.down
+    reads_pp = dataclasses.replace(unet, seg=dataclasses.replace(unet.seg, down=dataclasses.replace(
+        down, edges=(CellEdge(0, 2, "down_conv"), *down.edges))))
+    # the prev-prev edge costs its op and the alignment of its input; dropped, both are gone
+    assert latency.of_genotype(reads_pp) > latency.of_genotype(unet) + _Table().get_min()
+
+
+def test_cli_space_and_lambda_flags_reach_the_config(monkeypatch, tmp_path: Path):
+    from search.methods.segqc_hw import cli
+
+    seen = {}
+    monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
+                        lambda cfg, paths, device, stop_after: seen.setdefault("cfg", cfg) and "ok")
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    out = ["--out", str(tmp_path / "run"), "--no-ship"]
+    cli.run(parser.parse_args(["--preset", "default", "--seg-init-filters", "8", "--nodes", "2", "--droppable-inputs",
+                               "--lambda2", "0.005", "--sensitivity-lambda2", *out]))
+    cfg = seen.pop("cfg")
+    assert (cfg.space.seg_init_filters, cfg.space.nodes, cfg.space.droppable_inputs) == (8, 2, True)
+    assert cfg.search.lambda2 == 0.005 and cfg.search.sensitivity_lambda2 == ()
+    cli.run(parser.parse_args(["--preset", "default", *out]))
+    cfg = seen.pop("cfg")
+    assert cfg.space == preset("default").space and cfg.search == preset("default").search
+    with pytest.raises(SystemExit, match="--nodes must be at least 1"):
+        cli.run(parser.parse_args(["--preset", "default", "--nodes", "0", *out]))
+    with pytest.raises(SystemExit, match="latency weights must be >= 0"):
+        cli.run(parser.parse_args(["--preset", "default", "--sensitivity-lambda2", "0.01", "-1", *out]))
