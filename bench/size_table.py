@@ -55,11 +55,19 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def networks(run: Path, cfg, variants: list[str]) -> list[Network]:
-    """The run's searched networks (every seed of each variant) and the U-net baselines."""
+def networks(run: Path, cfg, variants: list[str], controls: bool = False) -> list[Network]:
+    """The run's searched networks (every seed of each variant), with ``controls`` the random control of each
+    (``<run>/search/random/<row>.json``), the handcrafted U-net point of the run's space when it has one
+    (droppable inputs, 2 nodes: ``nasunet.unet_like_genotype``, paired with the baselines' ResNet18 QC), and the
+    U-net baselines."""
+    from search.core.derived.nasunet import DerivedNasUnet
+    from search.core.supernets.nasunet import unet_like_genotype
     from search.methods.segqc_hw.experiment import BASELINES, baseline_config
-    from search.methods.segqc_hw.search import build_baseline, build_derived, read_search
+    from search.methods.segqc_hw.networks import SegLogits
+    from search.methods.segqc_hw.random_control import read_control
+    from search.methods.segqc_hw.search import build_baseline, build_derived, read_search, seg_config
 
+    space = cfg.to_dict()["space"]  # as the run records it (options at their default are left out)
     out, missing = [], []
     for variant in variants:
         for seed in cfg.search.seeds:
@@ -71,9 +79,28 @@ def networks(run: Path, cfg, variants: list[str]) -> list[Network]:
             out.append(Network(f"searched_{variant}_seed{seed}",
                                f"searched {variant} (lambda2 = {rec['lambda2']:g}, seed {seed})",
                                partial(build_derived, cfg, genotype, cfg.seed),
-                               {"genotype": genotype.to_dict(), "space": asdict(cfg.space)}))
+                               {"genotype": genotype.to_dict(), "space": space}))
     if missing:
         raise SystemExit(f"{run}: no finished search at {', '.join(missing)} (pick others with --variants)")
+    if controls:
+        files = sorted((run / "search" / "random").glob("*.json"))
+        if not files:
+            raise SystemExit(f"{run}: --controls: no random control under {run / 'search' / 'random'}")
+        for path in files:
+            genotype, rec = read_control(path)
+            out.append(Network(f"random_{path.stem}",
+                               f"random control of {path.stem} ({rec['expected_latency_ms']:.1f} ms predicted)",
+                               partial(build_derived, cfg, genotype, cfg.seed),
+                               {"genotype": genotype.to_dict(), "space": space}))
+    if cfg.space.droppable_inputs and cfg.space.nodes == 2:
+        def build_space_unet():
+            seg = SegLogits(DerivedNasUnet(unet_like_genotype(), seg_config(cfg), seed=cfg.seed))
+            _, qc = build_baseline(cfg.space.seg_init_filters, cfg.seed, cfg.task.num_classes)
+            return seg, qc
+
+        out.append(Network("space_unet", f"U-net point of the space (IF{cfg.space.seg_init_filters}) + ResNet18 QC",
+                           build_space_unet, {"seg_genotype": unet_like_genotype().to_dict(), "space": space,
+                                              "qc": "resnet18"}))
     for width, key in zip(cfg.baseline_seg_filters, BASELINES):
         out.append(Network(key, f"U-net({width})", partial(build_baseline, width, cfg.seed, cfg.task.num_classes),
                            baseline_config(width)))
@@ -179,7 +206,7 @@ def _shown(path: Path) -> str:
 
 def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: int | None, with_qc: bool,
         threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
-        device: str = "cpu") -> dict:
+        device: str = "cpu", controls: bool = False) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
@@ -201,7 +228,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     # absolute: the stage harness joins relative outputs onto its own folder
     run_dir = Path(run_dir).resolve()
     work = Path(work).resolve() if work else run_dir / "size_table"
-    nets = networks(run_dir, cfg, variants)
+    nets = networks(run_dir, cfg, variants, controls)
     print(f"{run_dir} ({cfg.data.task}): {len(nets)} networks x sizes {sizes}, {epochs} seg epochs"
           f"{f' + {cfg.retrain.qc_epochs} QC epochs' if with_qc else ''}, seed {cfg.seed}, work {work}", flush=True)
     cases = read_cached(run_dir / "data")
@@ -216,7 +243,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         "networks": {n.key: n.label for n in nets}, "by_size": by_size,
         "settings": {"seed": cfg.seed, "seg_epochs": epochs, "qc_epochs": cfg.retrain.qc_epochs if with_qc else None,
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
-                     "variants": variants, "search_seeds": list(cfg.search.seeds), "device": device,
+                     "variants": variants, "controls": controls, "search_seeds": list(cfg.search.seeds), "device": device,
                      "torch_threads": torch_threads, "ort_threads": threads, "warmup": warmup, "repeats": repeats,
                      "n_train_patients": len(cases["s1"]), "n_test_patients": len(cases["test"]),
                      "work": _shown(work)},
@@ -277,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=None, help="searches under <run>/search/ (default: hw nohw)")
     ap.add_argument("--epochs", type=int, default=None, help="seg epochs (default: the run's retrain seg_epochs)")
     ap.add_argument("--with-qc", action="store_true", help="also train, score and time the QC nets")
+    ap.add_argument("--controls", action="store_true",
+                    help="also the run's random controls (<run>/search/random/*.json), each a random genotype of the "
+                         "space at its search's predicted latency")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--torch-threads", type=int, default=2, help="torch threads for training and scoring")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs per network (default: the run's)")
@@ -295,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="    %(message)s")
         result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
-                     work=args.work, device=args.device)
+                     work=args.work, device=args.device, controls=args.controls)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

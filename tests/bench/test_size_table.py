@@ -91,3 +91,39 @@ def test_with_qc_scores_and_times_the_pairs(tmp_path: Path, monkeypatch) -> None
     for r in rows.values():
         assert r["qc"]["qc_mae_test"] >= 0 and r["qc"]["pair"]["latency_ms"] > 0
     assert "seg+QC p50 ms @32" in out.with_suffix(".md").read_text()
+
+
+def test_controls_and_the_spaces_unet_point_join_the_table_when_the_run_has_them(tmp_path: Path) -> None:
+    """``--controls`` adds each ``search/random/<row>.json``; a droppable-inputs run with 2 nodes adds the U-net point
+    of its space (its seg net reads only the previous cells), paired with the baselines' ResNet18 QC."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    from search.methods.segqc_hw.config import preset
+    from search.methods.segqc_hw.random_control import control_record, random_genotype, write_control
+    from search.train.cine_rows import write_json
+
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    cfg = preset("smoke")
+    assert {n.key for n in bench.networks(run, cfg, ["hw", "nohw"])} == NETWORKS
+    with pytest.raises(SystemExit, match="no random control"):
+        bench.networks(run, cfg, ["hw"], controls=True)
+    genotype = random_genotype(cfg, np.random.default_rng(0))
+    write_control(run / "search" / "random" / "searched_hw.json", control_record("searched_hw", (genotype, 3.2), 3.0, 0, 5))
+    nets = {n.key: n for n in bench.networks(run, cfg, ["hw"], controls=True)}
+    assert set(nets) == {"searched_hw_seed0", "random_searched_hw", "unet8", "unet16"}
+    assert "3.2 ms predicted" in nets["random_searched_hw"].label
+    seg, _ = nets["random_searched_hw"].build()
+    assert seg.net.genotype == genotype.seg
+    drop = replace(cfg, space=replace(cfg.space, nodes=2, droppable_inputs=True))
+    write_json(run / "config.json", drop.to_dict())
+    nets = {n.key: n for n in bench.networks(run, drop, [], controls=False)}
+    assert set(nets) == {"space_unet", "unet8", "unet16"}
+    seg, qc = nets["space_unet"].build()
+    assert [type(c.preprocess[0]).__name__ for c in seg.net.cells] == ["Identity"] * len(seg.net.cells)
+    assert type(qc) is type(nets["unet8"].build()[1])
+    with torch.no_grad():
+        assert seg.eval()(torch.rand(1, 3, 32, 32)).shape == (1, cfg.task.num_classes, 32, 32)
