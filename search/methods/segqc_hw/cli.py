@@ -75,6 +75,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sensitivity-lambda2", type=float, nargs="*", default=None, metavar="L",
                         help="latency weights of the extra hardware-aware searches reported beside Table II (default: "
                              "the preset's, 0.01); none: no extra search")
+    parser.add_argument("--search-seeds", type=int, nargs="+", default=None, metavar="S",
+                        help="seeds of every search (default: the preset's, 0); each seed's pair is retrained, Table II "
+                             "shows the one best on validation and the report lists them all with their Dice spread")
     parser.add_argument("--stop-after", choices=("search", "retrain", "all"), default="all",
                         help="stop after this stage (train on a GPU machine, then run again on the target CPU "
                              "to measure Table II and export)")
@@ -135,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
         search = replace(search, lambda2=args.lambda2)
     if getattr(args, "sensitivity_lambda2", None) is not None:
         search = replace(search, sensitivity_lambda2=tuple(args.sensitivity_lambda2))
+    if getattr(args, "search_seeds", None) is not None:
+        if len(set(args.search_seeds)) != len(args.search_seeds):
+            raise SystemExit(f"{task.method_label}: --search-seeds: each seed once, got {args.search_seeds}")
+        search = replace(search, seeds=tuple(args.search_seeds))
     if any(lam < 0 for lam in (search.lambda2, *search.sensitivity_lambda2)):
         raise SystemExit(f"{task.method_label}: latency weights must be >= 0")
     space = cfg.space

@@ -111,6 +111,15 @@ def val_score(scores: dict) -> float:
     return float(scores["val"]["dice_mean"] - scores["val"]["qc_mae"])
 
 
+def seed_summary(seed: int, scores: dict, record: dict, predicted_ms: float) -> dict:
+    """One search seed's line of the seed spread: its retrained pair's test and validation scores, the search's
+    convergence verdict and the lookup table's prediction for its derived pair."""
+    convergence = record.get("convergence") or {}
+    return {"seed": seed, "dice_test": float(scores["test"]["dice_mean"]), "qc_mae_test": float(scores["test"]["qc_mae"]),
+            "val_score": val_score(scores), "expected_latency_ms": float(predicted_ms),
+            "converged": convergence.get("converged"), "entropy_drop": convergence.get("mean_relative_drop")}
+
+
 def shipped_key(rows: dict[str, dict], sensitivity: dict[str, dict]) -> str:
     """Which hardware-aware pair ships: the Table II one or a sensitivity search, best on validation.
 
@@ -261,17 +270,19 @@ class SegQcExperiment:
         lambdas = {key: lam for key, lam, _ in searches(cfg)}
         variants = {key: variant for key, _, variant in searches(cfg)}
         for key, by_seed in found.items():
-            best = None
+            best, per_seed = None, []
             for s, (genotype, rec) in by_seed:
                 pair = build_derived(cfg, genotype, cfg.seed)
                 genotype_file = self.out / "search" / variants[key] / f"seed{s}" / "genotype.json"
                 stage = self.row_stage(f"{row_name(key)} (search seed {s})", f"{key}_seed{s}", pair, data,
                                        search_config(cfg, lambdas[key], s), inputs=(genotype_file,))
                 scores = self.stages.run(stage)
+                per_seed.append(seed_summary(s, scores, rec, latency.of_genotype(genotype)))
                 if best is None or val_score(scores) > val_score(best.scores):
                     searched = dict(search=rec, genotype=genotype.to_dict(), search_seed=s, lambda2=lambdas[key],
                                  expected_latency_ms=latency.of_genotype(genotype))
                     best = Row(key, scores, pair, self.out / "rows" / f"{key}_seed{s}", genotype_file, searched)
+            best.searched["seeds"] = per_seed
             rows[key] = best
         return rows
 

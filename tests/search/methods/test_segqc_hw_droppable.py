@@ -159,8 +159,9 @@ def test_cli_space_and_lambda_flags_reach_the_config(monkeypatch, tmp_path: Path
     cli.configure(parser)
     out = ["--out", str(tmp_path / "run"), "--no-ship"]
     cli.run(parser.parse_args(["--preset", "default", "--seg-init-filters", "8", "--nodes", "2", "--droppable-inputs",
-                               "--lambda2", "0.005", "--sensitivity-lambda2", *out]))
+                               "--lambda2", "0.005", "--search-seeds", "0", "1", "2", "--sensitivity-lambda2", *out]))
     cfg = seen.pop("cfg")
+    assert cfg.search.seeds == (0, 1, 2)
     assert (cfg.space.seg_init_filters, cfg.space.nodes, cfg.space.droppable_inputs) == (8, 2, True)
     assert cfg.search.lambda2 == 0.005 and cfg.search.sensitivity_lambda2 == ()
     cli.run(parser.parse_args(["--preset", "default", *out]))
@@ -168,5 +169,26 @@ def test_cli_space_and_lambda_flags_reach_the_config(monkeypatch, tmp_path: Path
     assert cfg.space == preset("default").space and cfg.search == preset("default").search
     with pytest.raises(SystemExit, match="--nodes must be at least 1"):
         cli.run(parser.parse_args(["--preset", "default", "--nodes", "0", *out]))
+    with pytest.raises(SystemExit, match="each seed once"):
+        cli.run(parser.parse_args(["--preset", "default", "--search-seeds", "1", "1", *out]))
     with pytest.raises(SystemExit, match="latency weights must be >= 0"):
         cli.run(parser.parse_args(["--preset", "default", "--sensitivity-lambda2", "0.01", "-1", *out]))
+
+
+def test_the_seed_spread_lists_every_seed_and_marks_the_one_shown():
+    from search.methods.segqc_hw.experiment import seed_summary
+    from search.methods.segqc_hw.report import seeds_markdown
+
+    def scores(test, val, mae=0.05):
+        return {"test": {"dice_mean": test, "qc_mae": mae}, "val": {"dice_mean": val, "qc_mae": mae}}
+
+    record = {"convergence": {"converged": True, "mean_relative_drop": 0.5}}
+    seeds = [seed_summary(0, scores(0.80, 0.70), record, 20.0), seed_summary(1, scores(0.74, 0.75), {}, 18.0)]
+    assert seeds[0]["val_score"] == pytest.approx(0.65) and seeds[1]["converged"] is None
+    results = {"rows": {"searched_nohw": {"seeds": seeds, "search_seed": 1}, "searched_hw": {"seeds": seeds[:1]}}}
+    text = seeds_markdown(results)
+    lines = [line for line in text.splitlines() if "lambda2 = 0)" in line]
+    assert len(lines) == 3 and "| 0 | yes | 50% | 20.0 | 0.650 | 0.800 |" in lines[0]
+    assert lines[1].endswith("| yes |") and "| n/a | n/a |" in lines[1]
+    assert "| spread | | | | | 0.060 |" in lines[2]
+    assert seeds_markdown({"rows": {"searched_hw": {"seeds": seeds[:1]}}}) == ""  # one seed: no section
