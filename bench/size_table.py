@@ -94,12 +94,12 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False) -> lis
                                {"genotype": genotype.to_dict(), "space": space}))
     if cfg.space.droppable_inputs and cfg.space.nodes == 2:
         def build_space_unet():
-            seg = SegLogits(DerivedNasUnet(unet_like_genotype(), seg_config(cfg), seed=cfg.seed))
+            seg = SegLogits(DerivedNasUnet(unet_like_genotype(cfg.space.keep_prev), seg_config(cfg), seed=cfg.seed))
             _, qc = build_baseline(cfg.space.seg_init_filters, cfg.seed, cfg.task.num_classes)
             return seg, qc
 
         out.append(Network("space_unet", f"U-net point of the space (IF{cfg.space.seg_init_filters}) + ResNet18 QC",
-                           build_space_unet, {"seg_genotype": unet_like_genotype().to_dict(), "space": space,
+                           build_space_unet, {"seg_genotype": unet_like_genotype(cfg.space.keep_prev).to_dict(), "space": space,
                                               "qc": "resnet18"}))
     for width, key in zip(cfg.baseline_seg_filters, BASELINES):
         out.append(Network(key, f"U-net({width})", partial(build_baseline, width, cfg.seed, cfg.task.num_classes),

@@ -93,6 +93,7 @@ def sample_random_genotype(
     n_nodes: int = 3,
     skip_prob: float | None = None,
     droppable_inputs: bool = False,
+    keep_prev: bool = False,
 ):
     """One random discrete architecture of ``space`` (see the module docstring).
 
@@ -105,13 +106,14 @@ def sample_random_genotype(
             among the available steps, as the module docstring says). The searches ship sparse paths
             (mostly skips), far cheaper than uniform walks; ``latency-check --sparse-share`` samples some
             networks this way so the calibration is fitted where the searches land. Ignored for segqc.
-        droppable_inputs: segqc: the seg cells' input edges may be dropped too (``nasunet.cell_specs``).
+        droppable_inputs, keep_prev: segqc: the seg cells' input edges may be dropped too, those of the previous
+            cell not with ``keep_prev`` (``nasunet.cell_specs``).
 
     Returns:
         :class:`SegQcGenotype` or :class:`MultiscaleGenotype`.
     """
     if space == "segqc":
-        down, up = cell_specs(n_nodes, droppable_inputs)
+        down, up = cell_specs(n_nodes, droppable_inputs, keep_prev)
         con, non = (dataclasses.replace(s, n_nodes=n_nodes) for s in (CONTRACTING_SPEC, NONSCALING_SPEC))
         return SegQcGenotype(
             NasUnetGenotype(random_cell(down, rng), random_cell(up, rng)),

@@ -22,6 +22,12 @@ space always reads both previous cells through scaling ops, so no plain U-net is
 with droppable inputs, 2 nodes and 8 initial filters a residual U-net(8) is (``unet_like_genotype``):
 a Down cell ``n0 = down_conv(prev)``, ``n1 = conv(n0)``, out ``n0 + n1``; an Up cell
 ``n0 = up_conv(prev) + identity(skip)``, ``n1 = conv(n0)``, out ``n0 + n1``.
+
+That space also holds degenerate networks: an Up cell that reads only its skip leaves the whole lower
+U dead (the first hardware-aware search in it found one: stem + 1x1 head, Dice .14). ``keep_prev``
+keeps the previous cell's edges non-droppable (only the prev-prev input may be dropped): every node
+reads the level below (Down) or above (Up), as a U-net does; its U-net point has one more scaling
+edge per second node (``unet_like_genotype(keep_prev=True)``).
 """
 
 from __future__ import annotations
@@ -42,24 +48,30 @@ DOWN_SPEC = CellSpec(2, ("segqc_down", "segqc_down"), "segqc_normal", output="su
 UP_SPEC = CellSpec(3, ("segqc_up", "segqc_up", "segqc_normal"), "segqc_normal", output="sum")
 
 
-def cell_specs(n_nodes: int = 3, droppable_inputs: bool = False) -> tuple[CellSpec, CellSpec]:
+def cell_specs(n_nodes: int = 3, droppable_inputs: bool = False, keep_prev: bool = False) -> tuple[CellSpec, CellSpec]:
     """The Down and Up cell specs of the space: ``DOWN_SPEC`` / ``UP_SPEC`` with ``n_nodes`` nodes, their
-    scaling input edges also offering ``zero`` when ``droppable_inputs`` (the Up cell's skip edge already does)."""
+    scaling input edges also offering ``zero`` when ``droppable_inputs`` (the Up cell's skip edge already does),
+    those of the previous cell (input 1) not when ``keep_prev``."""
     down = dataclasses.replace(DOWN_SPEC, n_nodes=n_nodes)
     up = dataclasses.replace(UP_SPEC, n_nodes=n_nodes)
     if droppable_inputs:
-        down = dataclasses.replace(down, input_op_sets=("segqc_down_or_zero",) * 2)
-        up = dataclasses.replace(up, input_op_sets=("segqc_up_or_zero", "segqc_up_or_zero", "segqc_normal"))
+        prev_down, prev_up = ("segqc_down", "segqc_up") if keep_prev else ("segqc_down_or_zero", "segqc_up_or_zero")
+        down = dataclasses.replace(down, input_op_sets=("segqc_down_or_zero", prev_down))
+        up = dataclasses.replace(up, input_op_sets=("segqc_up_or_zero", prev_up, "segqc_normal"))
     return down, up
 
 
-def unet_like_genotype() -> NasUnetGenotype:
+def unet_like_genotype(keep_prev: bool = False) -> NasUnetGenotype:
     """The residual U-net of the droppable-inputs space with 2 nodes (see the module docstring): each cell reads
     only its previous cell (inputs: 0 prev-prev, 1 prev, 2 skip; nodes 2 and 3 in the Down cell, 3 and 4 in
-    the Up cell), a stride-2 conv down, a transposed conv up, an additive skip, one more conv per cell."""
-    down = CellGenotype(2, 2, (CellEdge(1, 2, "down_conv"), CellEdge(2, 3, "conv")), "sum")
-    up = CellGenotype(3, 2, (CellEdge(1, 3, "up_conv"), CellEdge(2, 3, "identity"), CellEdge(3, 4, "conv")), "sum")
-    return NasUnetGenotype(down, up)
+    the Up cell), a stride-2 conv down, a transposed conv up, an additive skip, one more conv per cell. With
+    ``keep_prev`` the second node also reads the previous cell (a second stride-2 / transposed conv beside it)."""
+    down = [CellEdge(1, 2, "down_conv"), CellEdge(2, 3, "conv")]
+    up = [CellEdge(1, 3, "up_conv"), CellEdge(2, 3, "identity"), CellEdge(3, 4, "conv")]
+    if keep_prev:
+        down.insert(1, CellEdge(1, 3, "down_conv"))
+        up.insert(2, CellEdge(1, 4, "up_conv"))
+    return NasUnetGenotype(CellGenotype(2, 2, tuple(down), "sum"), CellGenotype(3, 2, tuple(up), "sum"))
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,7 @@ class NasUnetConfig:
         droppable_inputs: Cell input edges may also be ``zero`` (``cell_specs``); the supernet's
             alphas then hold the extra candidate (derived networks need nothing: a genotype says
             which inputs it reads).
+        keep_prev: With ``droppable_inputs``, the previous cell's edges stay non-droppable (``cell_specs``).
     """
 
     in_channels: int = 3
@@ -87,6 +100,7 @@ class NasUnetConfig:
     dims: int = 2
     relaxation: str = "op"
     droppable_inputs: bool = False
+    keep_prev: bool = False
 
     def channels(self, scale: int) -> int:
         return self.init_filters * 2**scale
@@ -133,7 +147,7 @@ class NasUnetSupernet(Supernet):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = make_generator(seed)
-            down_spec, up_spec = cell_specs(cfg.n_nodes, cfg.droppable_inputs)
+            down_spec, up_spec = cell_specs(cfg.n_nodes, cfg.droppable_inputs, cfg.keep_prev)
             self.cell_arch = nn.ModuleDict(
                 {"down": CellArch(down_spec, cfg.relaxation, gen), "up": CellArch(up_spec, cfg.relaxation, gen)}
             )

@@ -66,10 +66,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "paper's 4); the handcrafted U-net(8) starts at 8")
     parser.add_argument("--nodes", type=int, default=None, metavar="M",
                         help="intermediate nodes per cell, seg and QC (default: the preset's, the paper's 3)")
-    parser.add_argument("--droppable-inputs", action="store_true",
-                        help="let the segmentation cells' input edges be dropped too (zero is a candidate): each cell "
-                             "may read only its previous cell, so with --nodes 2 --seg-init-filters 8 a residual "
-                             "U-net(8) is a point of the space (not in the paper)")
+    parser.add_argument("--droppable-inputs", nargs="?", const="all", choices=("all", "prev-prev"), default=None,
+                        help="let the segmentation cells' input edges be dropped too (zero is a candidate; not in the "
+                             "paper): all (the default of the flag): each cell may read only its previous cell, so "
+                             "with --nodes 2 --seg-init-filters 8 a residual U-net(8) is a point of the space, but an "
+                             "Up cell may also read only its skip and leave the lower U dead; prev-prev: only the "
+                             "prev-prev input may be dropped, every cell reads the level next to it")
     parser.add_argument("--lambda2", type=float, default=None, metavar="L",
                         help="latency weight of the hardware-aware search (default: the preset's, the paper's 0.001)")
     parser.add_argument("--sensitivity-lambda2", type=float, nargs="*", default=None, metavar="L",
@@ -151,8 +153,8 @@ def run(args: argparse.Namespace) -> int:
             if value < 1:
                 raise SystemExit(f"{task.method_label}: --{flag.replace('_', '-')} must be at least 1, got {value}")
             space = replace(space, **{name: value})
-    if getattr(args, "droppable_inputs", False):
-        space = replace(space, droppable_inputs=True)
+    if getattr(args, "droppable_inputs", None):
+        space = replace(space, droppable_inputs=True, keep_prev=args.droppable_inputs == "prev-prev")
     cfg = replace(cfg, search=search, space=space)
     places = run_places(args, method=task.run_method, docs_name=task.docs_name)
     paths = RunPaths(out=places.out, models=places.models_dir, docs=places.docs_dir)

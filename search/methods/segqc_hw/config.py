@@ -107,6 +107,8 @@ class SpaceConfig:
         droppable_inputs: The segmentation cells' input edges may also be ``zero`` (not in the paper; see
             ``search.core.supernets.nasunet``): with 2 nodes and 8 initial filters a residual U-net(8) is then a
             point of the space, so a search can find the handcrafted baseline or something cheaper.
+        keep_prev: With ``droppable_inputs``, only the prev-prev input may be dropped: every cell reads the level
+            next to it (``--droppable-inputs prev-prev``; without it an Up cell may read only its skip).
     """
 
     seg_init_filters: int = 4
@@ -115,6 +117,7 @@ class SpaceConfig:
     qc_stages: int = 4
     nodes: int = 3
     droppable_inputs: bool = False
+    keep_prev: bool = False
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,7 @@ class SegQcConfig:
         ``data.task`` only when it is not contrast (so contrast configs, their hashes and run records stay
         what they were before B-mode existed); ``search.sampler`` and ``search.gdas_tau`` only with the GDAS
         sampler (so DARTS configs keep the hashes they had before the sampler existed), and the warm-up's Dice
-        rule only when it is on (``warmup_min_dice`` > 0), and ``space.droppable_inputs`` only when on, for the
+        rule only when it is on (``warmup_min_dice`` > 0), and ``space.droppable_inputs`` / ``keep_prev`` only when on, for the
         same reason. A dataset's
         ``data.source`` is ``search.privacy.recorded_source`` (kind and a hash of the folder: run folders
         never name it)."""
@@ -285,8 +288,8 @@ class SegQcConfig:
         if not doc["search"].get("warmup_min_dice"):
             doc = {**doc, "search": {k: v for k, v in doc["search"].items()
                                      if k not in ("warmup_min_dice", "warmup_max_epochs")}}
-        if not doc["space"].get("droppable_inputs"):
-            doc = {**doc, "space": {k: v for k, v in doc["space"].items() if k != "droppable_inputs"}}
+        doc = {**doc, "space": {k: v for k, v in doc["space"].items()
+                                if k not in ("droppable_inputs", "keep_prev") or v}}
         return doc
 
 

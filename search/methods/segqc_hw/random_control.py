@@ -58,7 +58,8 @@ class GenotypeLatency(Protocol):
 
 def random_genotype(cfg: SegQcConfig, rng: np.random.Generator) -> SegQcGenotype:
     """One random genotype of the run's search space (see the module docstring); ``rng`` is the only randomness."""
-    return sample_random_genotype("segqc", rng, n_nodes=cfg.space.nodes, droppable_inputs=cfg.space.droppable_inputs)
+    return sample_random_genotype("segqc", rng, n_nodes=cfg.space.nodes, droppable_inputs=cfg.space.droppable_inputs,
+                                  keep_prev=cfg.space.keep_prev)
 
 
 def random_candidates(cfg: SegQcConfig, latency: GenotypeLatency, seed: int,
@@ -87,7 +88,7 @@ def matched_random_genotype(cfg: SegQcConfig, latency: GenotypeLatency, target_m
 
 def _cells(cfg: SegQcConfig) -> tuple[tuple[str, str, Any], ...]:
     """The pair's four cells in the run's space: (part of ``SegQcGenotype``, field of that part, the cell's spec)."""
-    down, up = cell_specs(cfg.space.nodes, cfg.space.droppable_inputs)
+    down, up = cell_specs(cfg.space.nodes, cfg.space.droppable_inputs, cfg.space.keep_prev)
     return (("seg", "down", down), ("seg", "up", up), ("qc", "contracting", replace(CONTRACTING_SPEC, n_nodes=cfg.space.nodes)),
             ("qc", "nonscaling", replace(NONSCALING_SPEC, n_nodes=cfg.space.nodes)))
 

@@ -192,3 +192,44 @@ def test_the_seed_spread_lists_every_seed_and_marks_the_one_shown():
     assert lines[1].endswith("| yes |") and "| n/a | n/a |" in lines[1]
     assert "| spread | | | | | 0.060 |" in lines[2]
     assert seeds_markdown({"rows": {"searched_hw": {"seeds": seeds[:1]}}}) == ""  # one seed: no section
+
+
+def test_keep_prev_drops_only_the_prev_prev_input_so_every_node_reads_the_next_level():
+    from search.methods.segqc_hw.random_control import random_genotype
+
+    down, up = cell_specs(2, True, keep_prev=True)
+    assert down.input_op_sets == ("segqc_down_or_zero", "segqc_down")
+    assert up.input_op_sets == ("segqc_up_or_zero", "segqc_up", "segqc_normal")
+    kept = unet_like_genotype(keep_prev=True)
+    for spec, cell in ((down, kept.down), (up, kept.up)):
+        assert decode_cell(spec, "op", _alphas_for(spec, cell)) == cell
+    # the residual U-net whose second node reads only the first is not a point of it: prev's edges always stay
+    plain = unet_like_genotype()
+    prev_to_second = next(e for e, (src, dst, _) in enumerate(down.edges) if (src, dst) == (1, 3))
+    assert "zero" not in down.edge_ops(prev_to_second) and not any((e.src, e.dst) == (1, 3) for e in plain.down.edges)
+    cfg = replace(_droppable(), space=replace(_droppable().space, keep_prev=True))
+    assert cfg.to_dict()["space"]["keep_prev"] is True and "keep_prev" not in _droppable().to_dict()["space"]
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        g = random_genotype(cfg, rng)
+        for cell in (g.seg.down, g.seg.up):
+            nodes = range(cell.n_inputs, cell.n_inputs + cell.n_nodes)
+            assert all(any(e.src == 1 and e.dst == n for e in cell.edges) for n in nodes)
+    net = NasUnetSupernet(NasUnetConfig(init_filters=4, depth=2, n_nodes=2, droppable_inputs=True, keep_prev=True))
+    assert net.cell_arch["down"].alpha_segqc_down.shape[0] == 2  # the two prev edges, no zero candidate
+    assert net(torch.rand(1, 3, 32, 32))[0].shape == (1, 2, 32, 32)
+
+
+def test_cli_droppable_inputs_takes_which(monkeypatch, tmp_path: Path):
+    from search.methods.segqc_hw import cli
+
+    seen = {}
+    monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
+                        lambda cfg, paths, device, stop_after: seen.setdefault("cfg", cfg) and "ok")
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    out = ["--out", str(tmp_path / "run"), "--no-ship"]
+    cli.run(parser.parse_args(["--preset", "default", "--droppable-inputs", "prev-prev", *out]))
+    assert (seen["cfg"].space.droppable_inputs, seen.pop("cfg").space.keep_prev) == (True, True)
+    cli.run(parser.parse_args(["--preset", "default", "--droppable-inputs", *out]))
+    assert (seen["cfg"].space.droppable_inputs, seen.pop("cfg").space.keep_prev) == (True, False)
