@@ -43,11 +43,11 @@ REFERENCE = "unet16"  # latency ratios are to U-net(16) at the same size
 
 @dataclass(frozen=True)
 class Network:
-    """One network of the table: ``build()`` gives a fresh, seeded (seg logits net, QC net)."""
+    """One network of the table: ``build(seed)`` gives a fresh (seg logits net, QC net) initialised from ``seed``."""
 
     key: str
     label: str
-    build: Callable[[], tuple[Any, Any]]
+    build: Callable[[int], tuple[Any, Any]]
     architecture: dict
 
 
@@ -78,7 +78,7 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False) -> lis
             genotype, rec = read_search(folder)
             out.append(Network(f"searched_{variant}_seed{seed}",
                                f"searched {variant} (lambda2 = {rec['lambda2']:g}, seed {seed})",
-                               partial(build_derived, cfg, genotype, cfg.seed),
+                               partial(build_derived, cfg, genotype),
                                {"genotype": genotype.to_dict(), "space": space}))
     if missing:
         raise SystemExit(f"{run}: no finished search at {', '.join(missing)} (pick others with --variants)")
@@ -90,26 +90,37 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False) -> lis
             genotype, rec = read_control(path)
             out.append(Network(f"random_{path.stem}",
                                f"random control of {path.stem} ({rec['expected_latency_ms']:.1f} ms predicted)",
-                               partial(build_derived, cfg, genotype, cfg.seed),
+                               partial(build_derived, cfg, genotype),
                                {"genotype": genotype.to_dict(), "space": space}))
     if cfg.space.droppable_inputs and cfg.space.nodes == 2:
-        def build_space_unet():
-            seg = SegLogits(DerivedNasUnet(unet_like_genotype(cfg.space.keep_prev), seg_config(cfg), seed=cfg.seed))
-            _, qc = build_baseline(cfg.space.seg_init_filters, cfg.seed, cfg.task.num_classes)
+        def build_space_unet(seed: int):
+            seg = SegLogits(DerivedNasUnet(unet_like_genotype(cfg.space.keep_prev), seg_config(cfg), seed=seed))
+            _, qc = build_baseline(cfg.space.seg_init_filters, seed, cfg.task.num_classes)
             return seg, qc
 
         out.append(Network("space_unet", f"U-net point of the space (IF{cfg.space.seg_init_filters}) + ResNet18 QC",
                            build_space_unet, {"seg_genotype": unet_like_genotype(cfg.space.keep_prev).to_dict(), "space": space,
                                               "qc": "resnet18"}))
     for width, key in zip(cfg.baseline_seg_filters, BASELINES):
-        out.append(Network(key, f"U-net({width})", partial(build_baseline, width, cfg.seed, cfg.task.num_classes),
+        out.append(Network(key, f"U-net({width})", partial(_baseline, width, cfg.task.num_classes),
                            baseline_config(width)))
     return out
 
 
+def _baseline(width: int, n_classes: int, seed: int):
+    from search.methods.segqc_hw.search import build_baseline
+
+    return build_baseline(width, seed, n_classes)
+
+
 def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs: int, with_qc: bool, work: Path,
-              device: str) -> dict[int, dict[str, dict]]:
-    """Every network trained (or read back from ``work``) and scored at every size: size -> key -> entry."""
+              device: str, seeds: list[int] | None = None) -> dict[int, dict[str, dict]]:
+    """Every network trained (or read back from ``work``) and scored at every size: size -> key -> entry.
+
+    ``seeds`` (default: the run's master seed): each network is trained once per seed (initialisation, data order
+    and augmentation); the entry holds the first seed's trained nets (the ones timed) and ``replicates``, every
+    seed's scores. The run's seed keeps the folder and stage name it always had (``<size>/<key>``), another
+    seed s gets ``<size>/<key>-seed<s>``."""
     from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_score
     from search.train.stages import Stage, StageRunner
 
@@ -117,38 +128,47 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
     retrain = replace(cfg.retrain, seg_epochs=epochs)
     data_cfg = {k: v for k, v in cfg.to_dict()["data"].items() if k != "resolution"}
     runner = StageRunner(work, {}, progress=lambda line: print(f"  {line}", flush=True))
+    seeds = seeds or [cfg.seed]
     done: dict[int, dict[str, dict]] = {}
-    total, i = len(sizes) * len(nets), 0
+    total, i = len(sizes) * len(nets) * len(seeds), 0
     for size in sizes:
         done[size] = {}
         for net in nets:
-            i += 1
-            seg, qc = net.build()
-            qc = qc if with_qc else None
-            folder = work / str(size) / net.key
-            name = f"{net.label} @ {size}"
-            print(f"[{i}/{total}] size {size}: {net.label}", flush=True)
-            stage = Stage(f"{size}/{net.key}",
-                          run=partial(train_and_score, name, seg, qc, data, retrain, cfg.data.augment, size,
-                                      seed=cfg.seed, row_dir=folder, device=device, n_classes=cfg.task.num_classes),
-                          load=partial(load_scores, name, seg, qc, folder),
-                          outputs=(folder / "scores.json", folder / "weights.pt"),
-                          scratch=(folder / "seg.pt", folder / "qc.pt"),
-                          config={"architecture": net.architecture, "size": size, "data": data_cfg, "seed": cfg.seed,
-                                  "retrain": {**asdict(retrain), "qc_epochs": retrain.qc_epochs if with_qc else None}})
-            scores = runner.run(stage)
-            record = runner.records[stage.name]
-            seconds = record.get("seconds")
-            how = "read back, trained" if record["status"] == "skipped" else "trained"
-            print(f"    test Dice {scores['test']['dice_mean']:.3f} (val {scores['val']['dice_mean']:.3f}), "
-                  f"{how} in {seconds if seconds is not None else '?'} s", flush=True)
-            done[size][net.key] = {"seg": seg, "qc": qc, "scores": scores, "train_seconds": seconds}
+            for seed in seeds:
+                i += 1
+                seg, qc = net.build(seed)
+                qc = qc if with_qc else None
+                tag = "" if seed == cfg.seed else f"-seed{seed}"
+                folder = work / str(size) / f"{net.key}{tag}"
+                name = f"{net.label} @ {size}{f' (seed {seed})' if tag else ''}"
+                print(f"[{i}/{total}] size {size}: {name}", flush=True)
+                stage = Stage(f"{size}/{net.key}{tag}",
+                              run=partial(train_and_score, name, seg, qc, data, retrain, cfg.data.augment, size,
+                                          seed=seed, row_dir=folder, device=device, n_classes=cfg.task.num_classes),
+                              load=partial(load_scores, name, seg, qc, folder),
+                              outputs=(folder / "scores.json", folder / "weights.pt"),
+                              scratch=(folder / "seg.pt", folder / "qc.pt"),
+                              config={"architecture": net.architecture, "size": size, "data": data_cfg, "seed": seed,
+                                      "retrain": {**asdict(retrain), "qc_epochs": retrain.qc_epochs if with_qc else None}})
+                scores = runner.run(stage)
+                record = runner.records[stage.name]
+                seconds = record.get("seconds")
+                how = "read back, trained" if record["status"] == "skipped" else "trained"
+                print(f"    test Dice {scores['test']['dice_mean']:.3f} (val {scores['val']['dice_mean']:.3f}), "
+                      f"{how} in {seconds if seconds is not None else '?'} s", flush=True)
+                entry = done[size].setdefault(net.key, {"seg": seg, "qc": qc, "scores": scores, "train_seconds": seconds,
+                                                        "replicates": {}})
+                entry["replicates"][seed] = {"dice_test": scores["test"]["dice_mean"],
+                                             "dice_val": scores["val"]["dice_mean"],
+                                             "qc_mae_test": scores["test"]["qc_mae"] if with_qc else None}
     return done
 
 
 def time_size(trained: dict[str, dict], test_cases, size: int, *, threads: int, warmup: int, repeats: int,
               seed: int, with_qc: bool) -> dict:
-    """Latency (and MACs) of every network of one size, interleaved in one process."""
+    """Latency (and MACs) of every network of one size, interleaved in one process; with several training seeds
+    each network's Dice over them (``seeds``, mean and sd), and Pareto judged on the mean."""
+    import numpy as np
     import torch
 
     from app.engine.benchmark import load_average
@@ -176,12 +196,17 @@ def time_size(trained: dict[str, dict], test_cases, size: int, *, threads: int, 
                  "dice_val": t["scores"]["val"]["dice_mean"], "n_test_frames": len(test["frames"]),
                  "latency": stats[key].to_dict(), "macs": count_flops(shipped[key], [image]) // 2,
                  "params": count_params(t["seg"]), "train_seconds": t["train_seconds"]}
+        replicates = t.get("replicates") or {}
+        if len(replicates) > 1:  # training seeds: the spread a single retraining hides
+            dice = np.array([r["dice_test"] for r in replicates.values()])
+            entry["seeds"] = {str(s): r for s, r in replicates.items()}
+            entry["dice_test_mean"], entry["dice_test_sd"] = float(dice.mean()), float(dice.std(ddof=1))
         if with_qc:
             entry["qc"] = {"qc_mae_test": test["qc_mae"], "qc_pearson_test": test["qc_pearson"],
                            "pair": pairs[key].to_dict()}
         out["networks"][key] = entry
     ref = out["networks"][REFERENCE]["latency"]["p50_ms"]
-    points = {k: (e["dice_test"], e["latency"]["p50_ms"]) for k, e in out["networks"].items()}
+    points = {k: (e.get("dice_test_mean", e["dice_test"]), e["latency"]["p50_ms"]) for k, e in out["networks"].items()}
     for key, e in out["networks"].items():
         e["ratio_to_unet16"] = e["latency"]["p50_ms"] / ref
         e["pareto"] = pareto(points[key], [p for k, p in points.items() if k != key])
@@ -206,7 +231,7 @@ def _shown(path: Path) -> str:
 
 def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: int | None, with_qc: bool,
         threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
-        device: str = "cpu", controls: bool = False) -> dict:
+        device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
@@ -232,7 +257,9 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     print(f"{run_dir} ({cfg.data.task}): {len(nets)} networks x sizes {sizes}, {epochs} seg epochs"
           f"{f' + {cfg.retrain.qc_epochs} QC epochs' if with_qc else ''}, seed {cfg.seed}, work {work}", flush=True)
     cases = read_cached(run_dir / "data")
-    trained = train_all(cfg, nets, cases, sizes, epochs=epochs, with_qc=with_qc, work=work, device=device)
+    train_seeds = train_seeds or [cfg.seed]
+    trained = train_all(cfg, nets, cases, sizes, epochs=epochs, with_qc=with_qc, work=work, device=device,
+                        seeds=train_seeds)
     by_size = {}
     for size in sizes:
         print(f"timing size {size}: {len(nets)} networks interleaved, {repeats} rounds, {threads} threads", flush=True)
@@ -243,7 +270,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         "networks": {n.key: n.label for n in nets}, "by_size": by_size,
         "settings": {"seed": cfg.seed, "seg_epochs": epochs, "qc_epochs": cfg.retrain.qc_epochs if with_qc else None,
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
-                     "variants": variants, "controls": controls, "search_seeds": list(cfg.search.seeds), "device": device,
+                     "variants": variants, "controls": controls, "train_seeds": train_seeds, "search_seeds": list(cfg.search.seeds), "device": device,
                      "torch_threads": torch_threads, "ort_threads": threads, "warmup": warmup, "repeats": repeats,
                      "n_train_patients": len(cases["s1"]), "n_test_patients": len(cases["test"]),
                      "work": _shown(work)},
@@ -282,6 +309,20 @@ def markdown(result: dict) -> str:
             cells += [f"{e['dice_test']:.3f}", f"{e['latency']['p50_ms']:.2f}", f"{e['ratio_to_unet16']:.2f}",
                       "yes" if e["pareto"] else ""]
         lines.append("| " + " | ".join(cells) + " |")
+    seeds = s.get("train_seeds") or [s["seed"]]
+    if len(seeds) > 1:
+        head = ["Network"] + [f"Dice @{x}: mean ± sd (min-max)" for x in sizes]
+        lines += ["", f"Dice over {len(seeds)} training seeds {seeds} (initialisation, data order, augmentation; same "
+                      "architecture, patients and schedule); the tables above show seed "
+                      f"{seeds[0]}'s networks, and Pareto is judged on these means:", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for key, label in result["networks"].items():
+            cells = [label]
+            for x in sizes:
+                e = result["by_size"][x]["networks"][key]
+                dice = [r["dice_test"] for r in e["seeds"].values()]
+                cells.append(f"{e['dice_test_mean']:.3f} ± {e['dice_test_sd']:.3f} ({min(dice):.3f}-{max(dice):.3f})")
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Timing load average per size (before -> after): " + "; ".join(
         f"{x}: {result['by_size'][x]['loadavg_before']} -> {result['by_size'][x]['loadavg_after']}" for x in sizes)]
     if s["with_qc"]:
@@ -307,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--controls", action="store_true",
                     help="also the run's random controls (<run>/search/random/*.json), each a random genotype of the "
                          "space at its search's predicted latency")
+    ap.add_argument("--train-seeds", type=int, nargs="+", default=None, metavar="S",
+                    help="train every network once per seed (default: the run's master seed) and report the Dice "
+                         "spread over them; the first seed's networks are the ones timed")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--torch-threads", type=int, default=2, help="torch threads for training and scoring")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs per network (default: the run's)")
@@ -325,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="    %(message)s")
         result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
-                     work=args.work, device=args.device, controls=args.controls)
+                     work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

@@ -116,14 +116,39 @@ def test_controls_and_the_spaces_unet_point_join_the_table_when_the_run_has_them
     nets = {n.key: n for n in bench.networks(run, cfg, ["hw"], controls=True)}
     assert set(nets) == {"searched_hw_seed0", "random_searched_hw", "unet8", "unet16"}
     assert "3.2 ms predicted" in nets["random_searched_hw"].label
-    seg, _ = nets["random_searched_hw"].build()
+    seg, _ = nets["random_searched_hw"].build(0)
     assert seg.net.genotype == genotype.seg
     drop = replace(cfg, space=replace(cfg.space, nodes=2, droppable_inputs=True))
     write_json(run / "config.json", drop.to_dict())
     nets = {n.key: n for n in bench.networks(run, drop, [], controls=False)}
     assert set(nets) == {"space_unet", "unet8", "unet16"}
-    seg, qc = nets["space_unet"].build()
+    seg, qc = nets["space_unet"].build(0)
     assert [type(c.preprocess[0]).__name__ for c in seg.net.cells] == ["Identity"] * len(seg.net.cells)
-    assert type(qc) is type(nets["unet8"].build()[1])
+    assert type(qc) is type(nets["unet8"].build(0)[1])
     with torch.no_grad():
         assert seg.eval()(torch.rand(1, 3, 32, 32)).shape == (1, cfg.task.num_classes, 32, 32)
+
+
+def test_training_seeds_give_each_network_a_spread_and_keep_the_run_seeds_cache(tmp_path: Path) -> None:
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    out = tmp_path / "seeds.json"
+    argv = ["--run", str(run), "--sizes", "32", "--epochs", "1", "--repeats", "1", "--warmup", "0", "--threads", "1",
+            "--torch-threads", "1", "--variants", "hw", "--out", str(out)]
+    assert bench.main(argv + ["--train-seeds", "0", "5"]) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["train_seeds"] == [0, 5]
+    rows = result["by_size"]["32"]["networks"]
+    for key, e in rows.items():
+        assert set(e["seeds"]) == {"0", "5"} and e["seeds"]["0"]["dice_test"] == pytest.approx(e["dice_test"]), key
+        dice = [r["dice_test"] for r in e["seeds"].values()]
+        assert e["dice_test_mean"] == pytest.approx(sum(dice) / 2) and e["dice_test_sd"] >= 0
+    assert (run / "size_table" / "32" / "unet8" / "scores.json").is_file()  # the run's seed: the folder it always had
+    assert (run / "size_table" / "32" / "unet8-seed5" / "scores.json").is_file()
+    assert "Dice over 2 training seeds [0, 5]" in out.with_suffix(".md").read_text()
+    # one seed again: everything read back, no spread section
+    assert bench.main(argv) == 0
+    again = json.loads(out.read_text())
+    assert "seeds" not in again["by_size"]["32"]["networks"]["unet8"]
+    assert again["by_size"]["32"]["networks"]["unet8"]["dice_test"] == pytest.approx(rows["unet8"]["dice_test"])
+    assert "training seeds" not in out.with_suffix(".md").read_text()
