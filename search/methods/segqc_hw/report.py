@@ -363,7 +363,10 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
                   "brings its prediction nearer: a cost-only search that never reads the task; matched: within 5%), "
                   "retrained from scratch in the same harness (same "
                   "patients, schedule and seed) and timed in the same Table II process. A search that does not beat "
-                  "its control found a latency, not an architecture.", "", random_control_markdown(results), ""]
+                  "its control found a latency, not an architecture. The interval is over test patients for one training "
+                  "of each network: it leaves out how much the same architecture varies between training seeds "
+                  "(`bench/size_table.py --train-seeds` measures that), so a verdict by a margin smaller than that "
+                  "spread is not one.", "", random_control_markdown(results), ""]
         for key, control in results["controls"].items():
             lines += [f"{row_name(key)} (sampling seed {control.get('sampling_seed')}):", "", "```json",
                       json.dumps(control["genotype"]), "```", ""]
