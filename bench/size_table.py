@@ -8,7 +8,9 @@ schedule, seed, augmentation and S1 patients, read from the run's ``data/`` cach
 run's held-out test patients at that size. Then, per size, every network is exported to ONNX (the
 shipped seg model: probs + uncertainty) and timed interleaved in one process
 (``search.latency.measure.measure_interleaved``: the app's session settings, ``--threads`` intra-op
-threads, batch 1, a real preprocessed test frame). ``--with-qc`` trains and scores each network's QC net
+threads, batch 1, a real preprocessed test frame). ``--controls`` adds the run's random controls and a
+droppable-inputs run adds its space's U-net point; ``--train-seeds`` trains every network once per seed and
+reports the Dice spread (one retraining can hide a failed one). ``--with-qc`` trains and scores each network's QC net
 too (the run's QC epochs) and times the seg + QC pair as Table II does (``latency_table.measure_rows``).
 
 Each trained network is cached under ``--work`` (default ``<run>/size_table/<size>/<key>/``: seg.pt per
@@ -17,6 +19,7 @@ so an interrupted bench continues where it stopped; the timing is redone on ever
 
     python bench/size_table.py --run runs/segqc-hw-bmode/gdas-warm
     python bench/size_table.py --run runs/segqc-hw/default --sizes 64 96 128 --with-qc
+    python bench/size_table.py --run runs/segqc-hw-bmode/unet-space-keepprev --sizes 96 --controls --train-seeds 0 1 2
     python bench/size_table.py --from-json docs/bench/size_table_bmode.json   # re-render the .md
 
 Writes ``--out`` (default ``docs/bench/size_table_<task>.json``) and the markdown table beside it (.md).
