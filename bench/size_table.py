@@ -105,15 +105,9 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False) -> lis
                            build_space_unet, {"seg_genotype": unet_like_genotype(cfg.space.keep_prev).to_dict(), "space": space,
                                               "qc": "resnet18"}))
     for width, key in zip(cfg.baseline_seg_filters, BASELINES):
-        out.append(Network(key, f"U-net({width})", partial(_baseline, width, cfg.task.num_classes),
+        out.append(Network(key, f"U-net({width})", partial(build_baseline, width, n_classes=cfg.task.num_classes),
                            baseline_config(width)))
     return out
-
-
-def _baseline(width: int, n_classes: int, seed: int):
-    from search.methods.segqc_hw.search import build_baseline
-
-    return build_baseline(width, seed, n_classes)
 
 
 def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs: int, with_qc: bool, work: Path,

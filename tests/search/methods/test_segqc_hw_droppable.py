@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from search.core.mixed import ArchWeighting
 from search.core.supernets.nasunet import (DOWN_SPEC, UP_SPEC, NasUnetConfig, NasUnetSupernet, cell_specs,
                                            unet_like_genotype)
 from search.methods.segqc_hw.config import preset
+from tests.search.methods.test_segqc_hw_gdas import _Table
 from tests.search.methods.test_segqc_hw_random_control import _alphas_for
 
 
@@ -114,17 +114,6 @@ def test_random_control_draws_from_the_droppable_space():
         "segqc", np.random.default_rng(5), n_nodes=paper.space.nodes)
 
 
-class _Table:
-    """Every latency key costs a deterministic 0.1 .. 1.1 ms (hash of its canonical form)."""
-
-    def get(self, key) -> float:
-        return 0.1 + (zlib.crc32(key.canonical().encode()) % 1000) / 1000.0
-
-    @staticmethod
-    def get_min() -> float:
-        return 0.1
-
-
 def test_config_hashes_stay_and_the_lookup_table_prices_a_dropped_input_at_nothing():
     from search.methods.segqc_hw.experiment import search_config
     from search.methods.segqc_hw.latency_model import FrameworkLatency
@@ -146,10 +135,11 @@ def test_config_hashes_stay_and_the_lookup_table_prices_a_dropped_input_at_nothi
     reads_pp = dataclasses.replace(unet, seg=dataclasses.replace(unet.seg, down=dataclasses.replace(
         down, edges=(CellEdge(0, 2, "down_conv"), *down.edges))))
     # the prev-prev edge costs its op and the alignment of its input; dropped, both are gone
-    assert latency.of_genotype(reads_pp) > latency.of_genotype(unet) + _Table().get_min()
+    assert latency.of_genotype(reads_pp) > latency.of_genotype(unet) + 0.1  # _Table's cheapest entry
 
 
-def test_cli_space_and_lambda_flags_reach_the_config(monkeypatch, tmp_path: Path):
+def _cli_config(monkeypatch, tmp_path: Path):
+    """``config(*flags)``: the ``SegQcConfig`` that ``segqc-hw --preset default FLAGS`` would run (the run stubbed)."""
     from search.methods.segqc_hw import cli
 
     seen = {}
@@ -157,22 +147,29 @@ def test_cli_space_and_lambda_flags_reach_the_config(monkeypatch, tmp_path: Path
                         lambda cfg, paths, device, stop_after: seen.setdefault("cfg", cfg) and "ok")
     parser = argparse.ArgumentParser()
     cli.configure(parser)
-    out = ["--out", str(tmp_path / "run"), "--no-ship"]
-    cli.run(parser.parse_args(["--preset", "default", "--seg-init-filters", "8", "--nodes", "2", "--droppable-inputs",
-                               "--lambda2", "0.005", "--search-seeds", "0", "1", "2", "--sensitivity-lambda2", *out]))
-    cfg = seen.pop("cfg")
+
+    def config(*flags: str):
+        cli.run(parser.parse_args(["--preset", "default", *flags, "--out", str(tmp_path / "run"), "--no-ship"]))
+        return seen.pop("cfg")
+
+    return config
+
+
+def test_cli_space_and_lambda_flags_reach_the_config(monkeypatch, tmp_path: Path):
+    config = _cli_config(monkeypatch, tmp_path)
+    cfg = config("--seg-init-filters", "8", "--nodes", "2", "--droppable-inputs", "--lambda2", "0.005",
+                 "--search-seeds", "0", "1", "2", "--sensitivity-lambda2")
     assert cfg.search.seeds == (0, 1, 2)
     assert (cfg.space.seg_init_filters, cfg.space.nodes, cfg.space.droppable_inputs) == (8, 2, True)
     assert cfg.search.lambda2 == 0.005 and cfg.search.sensitivity_lambda2 == ()
-    cli.run(parser.parse_args(["--preset", "default", *out]))
-    cfg = seen.pop("cfg")
+    cfg = config()
     assert cfg.space == preset("default").space and cfg.search == preset("default").search
     with pytest.raises(SystemExit, match="--nodes must be at least 1"):
-        cli.run(parser.parse_args(["--preset", "default", "--nodes", "0", *out]))
+        config("--nodes", "0")
     with pytest.raises(SystemExit, match="each seed once"):
-        cli.run(parser.parse_args(["--preset", "default", "--search-seeds", "1", "1", *out]))
+        config("--search-seeds", "1", "1")
     with pytest.raises(SystemExit, match="latency weights must be >= 0"):
-        cli.run(parser.parse_args(["--preset", "default", "--sensitivity-lambda2", "0.01", "-1", *out]))
+        config("--sensitivity-lambda2", "0.01", "-1")
 
 
 def test_the_seed_spread_lists_every_seed_and_marks_the_one_shown():
@@ -221,15 +218,8 @@ def test_keep_prev_drops_only_the_prev_prev_input_so_every_node_reads_the_next_l
 
 
 def test_cli_droppable_inputs_takes_which(monkeypatch, tmp_path: Path):
-    from search.methods.segqc_hw import cli
-
-    seen = {}
-    monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
-                        lambda cfg, paths, device, stop_after: seen.setdefault("cfg", cfg) and "ok")
-    parser = argparse.ArgumentParser()
-    cli.configure(parser)
-    out = ["--out", str(tmp_path / "run"), "--no-ship"]
-    cli.run(parser.parse_args(["--preset", "default", "--droppable-inputs", "prev-prev", *out]))
-    assert (seen["cfg"].space.droppable_inputs, seen.pop("cfg").space.keep_prev) == (True, True)
-    cli.run(parser.parse_args(["--preset", "default", "--droppable-inputs", *out]))
-    assert (seen["cfg"].space.droppable_inputs, seen.pop("cfg").space.keep_prev) == (True, False)
+    config = _cli_config(monkeypatch, tmp_path)
+    space = config("--droppable-inputs", "prev-prev").space
+    assert (space.droppable_inputs, space.keep_prev) == (True, True)
+    space = config("--droppable-inputs").space
+    assert (space.droppable_inputs, space.keep_prev) == (True, False)
