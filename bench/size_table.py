@@ -58,12 +58,15 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def networks(run: Path, cfg, variants: list[str], controls: bool = False) -> list[Network]:
+def networks(run: Path, cfg, variants: list[str], controls: bool = False,
+             genotypes: list[Path] | None = None) -> list[Network]:
     """The run's searched networks (every seed of each variant), with ``controls`` the random control of each
     (``<run>/search/random/<row>.json``), the handcrafted U-net point of the run's space when it has one
     (droppable inputs, 2 nodes: ``nasunet.unet_like_genotype``, paired with the baselines' ResNet18 QC), and the
-    U-net baselines."""
+    U-net baselines. ``genotypes``: more seg networks of the run's U, each a JSON file ``{"label": ..., "seg":
+    NasUnetGenotype.to_dict()}`` paired, as the U-net point is, with the baselines' ResNet18 QC."""
     from search.core.derived.nasunet import DerivedNasUnet
+    from search.core.genotypes import NasUnetGenotype
     from search.core.supernets.nasunet import unet_like_genotype
     from search.methods.segqc_hw.experiment import BASELINES, baseline_config
     from search.methods.segqc_hw.networks import SegLogits
@@ -95,15 +98,26 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False) -> lis
                                f"random control of {path.stem} ({rec['expected_latency_ms']:.1f} ms predicted)",
                                partial(build_derived, cfg, genotype),
                                {"genotype": genotype.to_dict(), "space": space}))
-    if cfg.space.droppable_inputs and cfg.space.nodes == 2:
-        def build_space_unet(seed: int):
-            seg = SegLogits(DerivedNasUnet(unet_like_genotype(cfg.space.keep_prev), seg_config(cfg), seed=seed))
-            _, qc = build_baseline(cfg.space.seg_init_filters, seed, cfg.task.num_classes)
-            return seg, qc
+    def with_resnet_qc(seg_genotype, seed: int):
+        seg = SegLogits(DerivedNasUnet(seg_genotype, seg_config(cfg), seed=seed))
+        _, qc = build_baseline(cfg.space.seg_init_filters, seed, cfg.task.num_classes)
+        return seg, qc
 
-        out.append(Network("space_unet", f"U-net point of the space (IF{cfg.space.seg_init_filters}) + ResNet18 QC",
-                           build_space_unet, {"seg_genotype": unet_like_genotype(cfg.space.keep_prev).to_dict(), "space": space,
-                                              "qc": "resnet18"}))
+    seg_points = []
+    if cfg.space.droppable_inputs and cfg.space.nodes == 2:
+        seg_points.append(("space_unet", f"U-net point of the space (IF{cfg.space.seg_init_filters}) + ResNet18 QC",
+                           unet_like_genotype(cfg.space.keep_prev)))
+    for path in genotypes or []:
+        try:
+            doc = json.loads(Path(path).read_text())
+            seg_points.append((f"genotype_{Path(path).stem}", f"{doc.get('label', Path(path).stem)} + ResNet18 QC",
+                               NasUnetGenotype.from_dict(doc["seg"])))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"{path}: not a seg genotype file ({{\"label\": ..., \"seg\": {{\"down\": ..., "
+                             f"\"up\": ...}}}}): {exc!r}") from exc
+    for key, label, seg_genotype in seg_points:
+        out.append(Network(key, label, partial(with_resnet_qc, seg_genotype),
+                           {"seg_genotype": seg_genotype.to_dict(), "space": space, "qc": "resnet18"}))
     for width, key in zip(cfg.baseline_seg_filters, BASELINES):
         out.append(Network(key, f"U-net({width})", partial(build_baseline, width, n_classes=cfg.task.num_classes),
                            baseline_config(width)))
@@ -228,7 +242,8 @@ def _shown(path: Path) -> str:
 
 def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: int | None, with_qc: bool,
         threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
-        device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None) -> dict:
+        device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None,
+        genotypes: list[Path] | None = None) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
@@ -250,7 +265,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     # absolute: the stage harness joins relative outputs onto its own folder
     run_dir = Path(run_dir).resolve()
     work = Path(work).resolve() if work else run_dir / "size_table"
-    nets = networks(run_dir, cfg, variants, controls)
+    nets = networks(run_dir, cfg, variants, controls, genotypes)
     print(f"{run_dir} ({cfg.data.task}): {len(nets)} networks x sizes {sizes}, {epochs} seg epochs"
           f"{f' + {cfg.retrain.qc_epochs} QC epochs' if with_qc else ''}, seed {cfg.seed}, work {work}", flush=True)
     cases = read_cached(run_dir / "data")
@@ -267,7 +282,8 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         "networks": {n.key: n.label for n in nets}, "by_size": by_size,
         "settings": {"seed": cfg.seed, "seg_epochs": epochs, "qc_epochs": cfg.retrain.qc_epochs if with_qc else None,
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
-                     "variants": variants, "controls": controls, "train_seeds": train_seeds, "search_seeds": list(cfg.search.seeds), "device": device,
+                     "variants": variants, "controls": controls, "genotypes": [str(g) for g in genotypes or []],
+                     "train_seeds": train_seeds, "search_seeds": list(cfg.search.seeds), "device": device,
                      "torch_threads": torch_threads, "ort_threads": threads, "warmup": warmup, "repeats": repeats,
                      "n_train_patients": len(cases["s1"]), "n_test_patients": len(cases["test"]),
                      "work": _shown(work)},
@@ -348,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-seeds", type=int, nargs="+", default=None, metavar="S",
                     help="train every network once per seed (default: the run's master seed) and report the Dice "
                          "spread over them; the first seed's networks are the ones timed")
+    ap.add_argument("--genotypes", type=Path, nargs="+", default=None, metavar="FILE",
+                    help="more seg networks of the run's U: JSON files {\"label\": ..., \"seg\": {\"down\": ..., "
+                         "\"up\": ...}} (a NasUnetGenotype), each paired with the baselines' ResNet18 QC")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--torch-threads", type=int, default=2, help="torch threads for training and scoring")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs per network (default: the run's)")
@@ -366,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="    %(message)s")
         result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
-                     work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds)
+                     work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds,
+                     genotypes=args.genotypes)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

@@ -8,7 +8,9 @@ alpha / gamma / beta. ``zero`` costs 0 ms; a ``skip`` grid edge (identity) costs
 
 - :class:`AdditiveLatency` (segqc-hw eq. 4, FBNet): ``sum_cells sum_edges sum_k w_ek * LUT_ek`` + the
   fixed ops (stem, preprocessing, residual projections, heads). With the Gumbel weighting,
-  ``w = GS(alpha)``.
+  ``w = GS(alpha)``. ``inputs_by_use``: the preprocessing of a cell input whose every edge may be
+  ``zero`` is charged by the probability that some edge reads it, ``1 - prod_e w_e[zero]`` (a derived
+  cell builds it only then), not always.
 - :class:`PathwiseLatency` (msnas-hw eq. 7-9): mixed op ``sum_k w_k F(OP_k)``; cell = preprocessing +
   ``sum_e w_e . LUT_e`` (``w_e = GS(gamma)_e GS(alpha_e)``); path = ``sum_l GS(beta)_l E[cell_l]`` +
   the path's output head; network = stem + the sum over the top-n paths (chosen by DP on the current,
@@ -52,14 +54,30 @@ class CellLatency:
     Attributes:
         spec: The cell type's spec.
         cell_type: Key into the supernet's ``cell_arch``.
-        fixed_ms: Preprocessing + output fuse (ms).
+        fixed_ms: Preprocessing + output fuse (ms); without the droppable inputs' preprocessing when
+            ``inputs_by_use``.
+        input_ms: ``inputs_by_use`` only: droppable input -> ``(ms of its preprocessing, [(edge, index of
+            zero)] of the edges leaving it)``.
         edge_luts: Per edge, ``(K_e,)`` ms of each candidate (0 for ``zero``).
     """
 
-    def __init__(self, cell: Cell, site: CellSite, table: LatencyLookup, device: torch.device):
+    def __init__(self, cell: Cell, site: CellSite, table: LatencyLookup, device: torch.device,
+                 inputs_by_use: bool = False):
         self.spec: CellSpec = cell.spec
         self.cell_type = cell.cell_type
-        self.fixed_ms = _ms(site.fixed_keys, table)
+        self.input_ms: dict[int, tuple[float, list[tuple[int, int]]]] = {}
+        dropped: set[int] = set()
+        if inputs_by_use:
+            for i, keys in site.input_keys.items():
+                leaving = [e for e, (src, _, _) in enumerate(self.spec.edges) if src == i]
+                if keys and leaving and all("zero" in self.spec.edge_ops(e) for e in leaving):
+                    self.input_ms[i] = (_ms(keys, table), [(e, self.spec.edge_ops(e).index("zero")) for e in leaving])
+                    dropped.add(i)
+        by_use = [k for i, keys in site.input_keys.items() if i in dropped for k in keys]
+        fixed = list(site.fixed_keys)
+        for k in by_use:
+            fixed.remove(k)
+        self.fixed_ms = _ms(fixed, table)
         self.edge_luts: list[torch.Tensor] = []
         for e, keys in enumerate(site.edge_keys):
             if keys is None:
@@ -71,9 +89,18 @@ class CellLatency:
         """Expected latency of every edge, ``sum_k w_ek LUT_ek`` (scalars)."""
         return [(w * lut).sum() for w, lut in zip(weights, self.edge_luts)]
 
+    def read_probability(self, i: int, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``1 - prod_e w_e[zero]`` over the edges leaving droppable input ``i``: the chance some edge reads it."""
+        _, zeros = self.input_ms[i]
+        return 1 - torch.stack([weights[e][z] for e, z in zeros]).prod()
+
     def additive(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``fixed + sum_e sum_k w_ek LUT_ek`` (msnas eq. 8, segqc eq. 4). Scalar tensor, ms."""
-        return self.fixed_ms + torch.stack(self.expected_edges(weights)).sum()
+        """``fixed + sum_e sum_k w_ek LUT_ek`` (msnas eq. 8, segqc eq. 4), plus each droppable input's
+        preprocessing times its read probability. Scalar tensor, ms."""
+        total = self.fixed_ms + torch.stack(self.expected_edges(weights)).sum()
+        for i, (ms, _) in self.input_ms.items():
+            total = total + ms * self.read_probability(i, weights)
+        return total
 
     def longest_path(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """``fixed + max over nodes of the longest input-to-node path`` of expected edge latencies (rtdnas).
@@ -94,9 +121,11 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _cell_latencies(model: Supernet, sites: NetworkSites, table: LatencyLookup) -> dict[str, CellLatency]:
+def _cell_latencies(model: Supernet, sites: NetworkSites, table: LatencyLookup,
+                    inputs_by_use: bool = False) -> dict[str, CellLatency]:
     cells = {name: m for name, m in model.named_modules() if isinstance(m, Cell)}
-    return {name: CellLatency(cells[name], site, table, _device(model)) for name, site in sites.cells.items()}
+    return {name: CellLatency(cells[name], site, table, _device(model), inputs_by_use)
+            for name, site in sites.cells.items()}
 
 
 class AdditiveLatency:
@@ -106,15 +135,19 @@ class AdditiveLatency:
         networks: ``(supernet, input_shape)`` pairs; ``input_shape`` without the batch axis, e.g.
             ``(3, 256, 256)`` for the seg net and ``(6, 256, 256)`` for the QC net.
         table: The latency table.
+        inputs_by_use: Charge a droppable cell input's preprocessing by the probability that some edge
+            reads it (see the module docstring); off: always (the paper's spaces have no droppable input
+            with preprocessing, so both give the same there).
 
     Call: ``weighting`` (use ``ArchWeighting.gumbel(seed)`` for ``GS(alpha)``) -> scalar tensor, ms.
     """
 
-    def __init__(self, networks: Sequence[tuple[Supernet, Sequence[int]]], table: LatencyLookup):
+    def __init__(self, networks: Sequence[tuple[Supernet, Sequence[int]]], table: LatencyLookup,
+                 inputs_by_use: bool = False):
         self.parts = []
         for model, shape in networks:
             sites = trace_sites(model, shape)
-            self.parts.append((model, _ms(sites.outside_keys, table), _cell_latencies(model, sites, table)))
+            self.parts.append((model, _ms(sites.outside_keys, table), _cell_latencies(model, sites, table, inputs_by_use)))
 
     def __call__(self, weighting: ArchWeighting = SOFTMAX) -> torch.Tensor:
         total = None

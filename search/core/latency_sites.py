@@ -32,6 +32,7 @@ class CellSite:
         name: Module path of the cell in the network.
         cell_type: Its type (key of the supernet's ``cell_arch``).
         fixed_keys: Keys of its non-searched ops (preprocessing, concat 1x1 fuse).
+        input_keys: Input index -> the keys of that input's preprocessing (a subset of ``fixed_keys``).
         edge_keys: Per edge (in ``CellSpec.edges`` order), the deployed key of every candidate, or
             ``None`` for a ``zero`` candidate. Edges that were not run are ``None`` as a whole.
     """
@@ -39,6 +40,7 @@ class CellSite:
     name: str
     cell_type: str
     fixed_keys: list[OpKey] = field(default_factory=list)
+    input_keys: dict[int, list[OpKey]] = field(default_factory=dict)
     edge_keys: list[list[OpKey | None] | None] = field(default_factory=list)
 
 
@@ -136,6 +138,9 @@ def trace_sites(model: nn.Module, input_shape: Sequence[int], call=None) -> Netw
         keys = [module.latency_key(s) for s in shapes[name] if module.op_name not in FREE_OPS]
         if owner is not None:
             sites[owner].fixed_keys.extend(keys)
+            parts = name[len(owner) + 1:].split(".")
+            if parts[0] == "preprocess" and len(parts) > 1:
+                sites[owner].input_keys.setdefault(int(parts[1]), []).extend(keys)
         elif keys:
             outside[name] = keys
     return NetworkSites(cells=sites, outside=outside)

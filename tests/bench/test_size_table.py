@@ -152,3 +152,29 @@ def test_training_seeds_give_each_network_a_spread_and_keep_the_run_seeds_cache(
     assert "seeds" not in again["by_size"]["32"]["networks"]["unet8"]
     assert again["by_size"]["32"]["networks"]["unet8"]["dice_test"] == pytest.approx(rows["unet8"]["dice_test"])
     assert "training seeds" not in out.with_suffix(".md").read_text()
+
+
+def test_genotype_files_join_as_seg_networks_with_resnet_qc_and_a_bad_file_is_named(tmp_path: Path) -> None:
+    import torch
+
+    from search.core.supernets.nasunet import unet_like_genotype
+    from search.methods.segqc_hw.config import preset
+
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    cfg = preset("smoke")
+    seg_genotype = unet_like_genotype(keep_prev=True)
+    good = tmp_path / "convskip.json"
+    good.write_text(json.dumps({"label": "U-net, conv on the skip", "seg": seg_genotype.to_dict()}))
+    nets = {n.key: n for n in bench.networks(run, cfg, ["hw"], genotypes=[good])}
+    assert set(nets) == {"searched_hw_seed0", "genotype_convskip", "unet8", "unet16"}
+    assert nets["genotype_convskip"].label == "U-net, conv on the skip + ResNet18 QC"
+    assert nets["genotype_convskip"].architecture["seg_genotype"] == seg_genotype.to_dict()
+    seg, qc = nets["genotype_convskip"].build(0)
+    assert seg.net.genotype == seg_genotype and type(qc) is type(nets["unet8"].build(0)[1])
+    with torch.no_grad():
+        assert seg.eval()(torch.rand(1, 3, 32, 32)).shape == (1, cfg.task.num_classes, 32, 32)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"label": "no seg"}))
+    with pytest.raises(SystemExit, match="bad.json: not a seg genotype file"):
+        bench.networks(run, cfg, ["hw"], genotypes=[bad])

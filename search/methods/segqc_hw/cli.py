@@ -72,6 +72,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "with --nodes 2 --seg-init-filters 8 a residual U-net(8) is a point of the space, but an "
                              "Up cell may also read only its skip and leave the lower U dead; prev-prev: only the "
                              "prev-prev input may be dropped, every cell reads the level next to it")
+    parser.add_argument("--input-cost", choices=("always", "by-use"), default=None,
+                        help="how the latency term prices the alignment of a droppable cell input: always (default), "
+                             "or by-use: by the probability that some edge reads it (a derived cell that drops the "
+                             "input does not build it)")
     parser.add_argument("--lambda2", type=float, default=None, metavar="L",
                         help="latency weight of the hardware-aware search (default: the preset's, the paper's 0.001)")
     parser.add_argument("--sensitivity-lambda2", type=float, nargs="*", default=None, metavar="L",
@@ -136,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
             search = replace(search, warmup_min_dice=dice, warmup_max_epochs=int(max_epochs))
         except ValueError as err:
             raise SystemExit(f"{task.method_label}: --warmup-until-dice: {err}") from None
+    if getattr(args, "input_cost", None) is not None:
+        search = replace(search, input_cost=args.input_cost.replace("-", "_"))
     if getattr(args, "lambda2", None) is not None:
         search = replace(search, lambda2=args.lambda2)
     if getattr(args, "sensitivity_lambda2", None) is not None:

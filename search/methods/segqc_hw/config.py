@@ -120,6 +120,10 @@ class SpaceConfig:
     keep_prev: bool = False
 
 
+INPUT_COSTS = ("always", "by_use")
+"""``SearchConfig.input_cost`` choices."""
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """The joint first-order search.
@@ -157,6 +161,11 @@ class SearchConfig:
             the QC target was constant and the architecture steps followed noise). 0 = a fixed warm-up.
         warmup_max_epochs: Cap on the warm-up epochs when ``warmup_min_dice`` > 0 (a supernet that never
             gets there is searched anyway and its record says so: ``warmup_reached_dice`` false).
+        input_cost: How the latency term prices the fixed alignment of a cell input that may be dropped
+            (``SpaceConfig.droppable_inputs``). ``"always"``: as if always read (a derived cell that drops
+            the input does not build it, so the search under-sees the saving). ``"by_use"``: by the
+            probability that some edge reads it, ``1 - prod_e w_e[zero]``
+            (``estimators.AdditiveLatency(inputs_by_use=True)``). The same in the paper's space.
         seeds: Search seeds; the derived pair with the best validation score is kept (paper: 5).
         sensitivity_lambda2: Extra hardware-aware searches with these latency weights, derived,
             retrained, scored and measured like the Table II rows and reported beside them (not a
@@ -181,6 +190,7 @@ class SearchConfig:
     gdas_tau: tuple[float, float] = (10.0, 0.1)
     warmup_min_dice: float = 0.0
     warmup_max_epochs: int = 0
+    input_cost: str = "always"
 
     def __post_init__(self):
         from search.core.mixed import SAMPLERS, TauSchedule
@@ -191,6 +201,8 @@ class SearchConfig:
             raise ValueError(f"warmup_max_epochs ({self.warmup_max_epochs}) must be at least warmup_epochs "
                              f"({self.warmup_epochs}) when warmup_min_dice is set")
 
+        if self.input_cost not in INPUT_COSTS:
+            raise ValueError(f"unknown input cost {self.input_cost!r}; choose one of {', '.join(INPUT_COSTS)}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown search sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         TauSchedule(*self.gdas_tau)  # ValueError on a temperature <= 0
@@ -288,6 +300,8 @@ class SegQcConfig:
         if not doc["search"].get("warmup_min_dice"):
             doc = {**doc, "search": {k: v for k, v in doc["search"].items()
                                      if k not in ("warmup_min_dice", "warmup_max_epochs")}}
+        if doc["search"].get("input_cost", "always") == "always":
+            doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k != "input_cost"}}
         doc = {**doc, "space": {k: v for k, v in doc["space"].items()
                                 if k not in ("droppable_inputs", "keep_prev") or v}}
         return doc

@@ -48,10 +48,14 @@ class FrameworkLatency:
         table: Lookup table holding every key of both supernets at ``resolution``.
         resolution: Input side the keys were traced at.
         seg_cfg, qc_cfg: Shapes of the two networks.
+        inputs_by_use: The expected latency charges a droppable cell input's alignment by the probability
+            that some edge reads it (``SearchConfig.input_cost == "by_use"``).
     """
 
-    def __init__(self, table: LatencyTable, resolution: int, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig):
+    def __init__(self, table: LatencyTable, resolution: int, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig,
+                 inputs_by_use: bool = False):
         self.table, self.resolution, self.seg_cfg, self.qc_cfg = table, resolution, seg_cfg, qc_cfg
+        self.inputs_by_use = inputs_by_use
 
     def shapes(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         r = self.resolution
@@ -64,7 +68,7 @@ class FrameworkLatency:
         ``tau=None``: the deterministic softmax expectation (for logging).
         """
         seg_shape, qc_shape = self.shapes()
-        estimator = AdditiveLatency([(seg, seg_shape), (qc, qc_shape)], self.table)
+        estimator = AdditiveLatency([(seg, seg_shape), (qc, qc_shape)], self.table, inputs_by_use=self.inputs_by_use)
 
         def expected_latency(tau: float | None, generator: torch.Generator | None) -> torch.Tensor:
             if tau is None:
@@ -173,7 +177,8 @@ def lut_stage(cfg, path: Path, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> S
 def framework_latency(cfg, table: LatencyTable, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> FrameworkLatency:
     """The latency model of ``table`` (a best-of-N table of this method) at ``measure.resolution``."""
     check_statistic(table, Path(table.path or "latency table"))
-    return FrameworkLatency(table, cfg.measure.resolution, seg_cfg, qc_cfg)
+    return FrameworkLatency(table, cfg.measure.resolution, seg_cfg, qc_cfg,
+                            inputs_by_use=cfg.search.input_cost == "by_use")
 
 
 def ensure_table(cfg, path: Path, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> FrameworkLatency:

@@ -98,3 +98,36 @@ def test_missing_key_names_it():
     model = MultiscaleSupernet(MultiscaleConfig(n_layers=1, n_scales=2, base_channels=4, pc_k=1), seed=0)
     with pytest.raises(MissingLatencyKey, match=r"no latency entry for \w+\|3d\|cin\d+\|cout\d+\|in\d+x\d+x\d+\|s[12]"):
         PathProbabilityLatency(model, LatencyTable(), (1, 2, 8, 8))
+
+
+def test_inputs_by_use_charges_a_droppable_alignment_only_when_read(synthetic_table):
+    from search.core.ops import SEGQC_DOWN_OR_ZERO, SEGQC_UP_OR_ZERO
+
+    # the paper's space has no droppable input with an alignment: both charges are one number
+    seg = NasUnetSupernet(SEG, seed=0)
+    always = AdditiveLatency([(seg, (3, 16, 16))], synthetic_table)
+    by_use = AdditiveLatency([(seg, (3, 16, 16))], synthetic_table, inputs_by_use=True)
+    with torch.no_grad():
+        assert float(by_use(ArchWeighting.gumbel(3))) == float(always(ArchWeighting.gumbel(3)))
+
+    cfg = NasUnetConfig(depth=2, init_filters=4, n_nodes=2, droppable_inputs=True, keep_prev=True)
+    seg = NasUnetSupernet(cfg, seed=0)
+    always = AdditiveLatency([(seg, (3, 16, 16))], synthetic_table)
+    by_use = AdditiveLatency([(seg, (3, 16, 16))], synthetic_table, inputs_by_use=True)
+    soft_always, soft_by_use = always(), by_use()
+    assert float(soft_by_use.detach()) < float(soft_always.detach())  # read with probability < 1 under the near-uniform alphas
+    soft_by_use.backward()  # the zero logits of the prev-prev edges learn what dropping saves
+    down_zero = seg.cell_arch["down"].alpha_segqc_down_or_zero.grad[:, SEGQC_DOWN_OR_ZERO.index("zero")]
+    assert (down_zero < 0).all()
+    with torch.no_grad():  # one-hot: every prev-prev edge drops its input, nothing else is zero
+        for p in seg.arch_parameters():
+            p.normal_(generator=torch.Generator().manual_seed(1)).mul_(1e4)
+        for arch in seg.cell_arch.values():
+            arch.alpha_segqc_normal[:, SEGQC_NORMAL.index("zero")] = -1e5
+        seg.cell_arch["down"].alpha_segqc_down_or_zero[:, SEGQC_DOWN_OR_ZERO.index("zero")] = 1e5
+        seg.cell_arch["up"].alpha_segqc_up_or_zero[:, SEGQC_UP_OR_ZERO.index("zero")] = 1e5
+    genotype = decode_nasunet(seg)
+    assert all(edge.src != 0 for cell in (genotype.down, genotype.up) for edge in cell.edges)
+    discrete = predict_latency(DerivedNasUnet(genotype, cfg), (3, 16, 16), synthetic_table)
+    assert float(by_use().detach()) == pytest.approx(discrete, rel=1e-5)
+    assert float(always().detach()) > discrete + 0.01  # charged for alignments the network does not build

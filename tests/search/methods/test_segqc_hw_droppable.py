@@ -17,6 +17,7 @@ from search.core.derived.nasunet import DerivedNasUnet
 from search.core.mixed import ArchWeighting
 from search.core.supernets.nasunet import (DOWN_SPEC, UP_SPEC, NasUnetConfig, NasUnetSupernet, cell_specs,
                                            unet_like_genotype)
+from search.latency.lut import LatencyTable
 from search.methods.segqc_hw.config import preset
 from tests.search.methods.test_segqc_hw_gdas import _Table
 from tests.search.methods.test_segqc_hw_random_control import _alphas_for
@@ -223,3 +224,23 @@ def test_cli_droppable_inputs_takes_which(monkeypatch, tmp_path: Path):
     assert (space.droppable_inputs, space.keep_prev) == (True, True)
     space = config("--droppable-inputs").space
     assert (space.droppable_inputs, space.keep_prev) == (True, False)
+
+
+def test_input_cost_by_use_is_recorded_only_when_chosen_and_reaches_the_estimator(monkeypatch, tmp_path: Path):
+    from search.methods.segqc_hw.experiment import search_config
+    from search.methods.segqc_hw.latency_model import framework_latency
+
+    config = _cli_config(monkeypatch, tmp_path)
+    plain = config("--droppable-inputs", "prev-prev")
+    by_use = config("--droppable-inputs", "prev-prev", "--input-cost", "by-use")
+    assert plain.search.input_cost == "always" and by_use.search.input_cost == "by_use"
+    assert "input_cost" not in plain.to_dict()["search"]  # hashes of the runs made before the option unchanged
+    assert by_use.to_dict()["search"]["input_cost"] == "by_use"
+    assert search_config(by_use, 0.001, 0) != search_config(plain, 0.001, 0)
+    assert config("--input-cost", "always").to_dict() == config().to_dict()
+    with pytest.raises(ValueError, match="unknown input cost"):
+        dataclasses.replace(plain.search, input_cost="sometimes")
+    monkeypatch.setattr("search.methods.segqc_hw.latency_model.check_statistic", lambda table, path: None)
+    table = LatencyTable()
+    assert framework_latency(by_use, table, None, None).inputs_by_use
+    assert not framework_latency(plain, table, None, None).inputs_by_use
