@@ -243,7 +243,7 @@ def _shown(path: Path) -> str:
 def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: int | None, with_qc: bool,
         threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
         device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None,
-        genotypes: list[Path] | None = None) -> dict:
+        genotypes: list[Path] | None = None, stem_convs: int | None = None) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
@@ -258,6 +258,8 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     started, load_start = now(), load_average()
     torch.set_num_threads(torch_threads)
     cfg = config_from_dict(SegQcConfig, read_json(run_dir / "config.json"))
+    if stem_convs is not None:  # a skeleton probe: the run's genotypes in a U with another stem
+        cfg = replace(cfg, space=replace(cfg.space, stem_convs=stem_convs))
     variants = variants or ["hw", "nohw"]
     epochs = epochs or cfg.retrain.seg_epochs
     warmup = cfg.measure.warmup_runs if warmup is None else warmup
@@ -283,6 +285,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         "settings": {"seed": cfg.seed, "seg_epochs": epochs, "qc_epochs": cfg.retrain.qc_epochs if with_qc else None,
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
                      "variants": variants, "controls": controls, "genotypes": [str(g) for g in genotypes or []],
+                     "stem_convs": cfg.space.stem_convs,
                      "train_seeds": train_seeds, "search_seeds": list(cfg.search.seeds), "device": device,
                      "torch_threads": torch_threads, "ort_threads": threads, "warmup": warmup, "repeats": repeats,
                      "n_train_patients": len(cases["s1"]), "n_test_patients": len(cases["test"]),
@@ -310,6 +313,8 @@ def markdown(result: dict) -> str:
              f"in one process ({s['repeats']} rounds, median). x U-net(16): latency over U-net(16)'s at the same size. "
              "Pareto: no other network of that size is at least as accurate and at least as fast (better in one). "
              "Compare networks within a size only.", "",
+             *([f"Skeleton probe: the run's searched, control and genotype networks rebuilt with {s['stem_convs']} "
+                "stem convs (the searches ran with the run's own stem).", ""] if s.get("stem_convs", 1) != 1 else []),
              f"Machine: {m['cpu']} ({m['logical_cores']} logical cores), torch {m['torch']} ({s['torch_threads']} "
              f"threads for training). Load average {result['loadavg_start']} at the start, {result['loadavg_end']} "
              f"at the end; {result['started']} to {result['finished']}.", ""]
@@ -367,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--genotypes", type=Path, nargs="+", default=None, metavar="FILE",
                     help="more seg networks of the run's U: JSON files {\"label\": ..., \"seg\": {\"down\": ..., "
                          "\"up\": ...}} (a NasUnetGenotype), each paired with the baselines' ResNet18 QC")
+    ap.add_argument("--stem-convs", type=int, default=None, metavar="N",
+                    help="rebuild the run's searched, control and genotype networks with N stem convs instead of the "
+                         "run's (a probe of the U's skeleton; the searches themselves ran with the run's stem)")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--torch-threads", type=int, default=2, help="torch threads for training and scoring")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs per network (default: the run's)")
@@ -386,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
                      work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds,
-                     genotypes=args.genotypes)
+                     genotypes=args.genotypes, stem_convs=args.stem_convs)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

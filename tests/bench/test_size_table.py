@@ -178,3 +178,12 @@ def test_genotype_files_join_as_seg_networks_with_resnet_qc_and_a_bad_file_is_na
     bad.write_text(json.dumps({"label": "no seg"}))
     with pytest.raises(SystemExit, match="bad.json: not a seg genotype file"):
         bench.networks(run, cfg, ["hw"], genotypes=[bad])
+    # a skeleton probe (--stem-convs): the same genotypes in a U with another stem, cached apart (the space differs)
+    from dataclasses import replace
+
+    probe = replace(cfg, space=replace(cfg.space, stem_convs=2))
+    nets2 = {n.key: n for n in bench.networks(run, probe, ["hw"], genotypes=[good])}
+    assert nets2["genotype_convskip"].architecture["space"]["stem_convs"] == 2
+    assert "stem_convs" not in nets["genotype_convskip"].architecture["space"]
+    assert nets2["unet8"].architecture == nets["unet8"].architecture  # baselines are read back, not retrained
+    assert len(nets2["searched_hw_seed0"].build(0)[0].net.stem) == 2

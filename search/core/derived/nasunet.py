@@ -9,7 +9,7 @@ from search.core.derived.cells import DerivedCell
 from search.core.genotypes import NasUnetGenotype
 from search.core.ops import build_op
 from search.core.supernets.base import align, check_divisible
-from search.core.supernets.nasunet import NasUnetConfig, feature_scales, unet_plan
+from search.core.supernets.nasunet import NasUnetConfig, build_stem, feature_scales, unet_plan
 
 
 class DerivedNasUnet(nn.Module):
@@ -29,7 +29,7 @@ class DerivedNasUnet(nn.Module):
         cfg = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.stem = build_op("stem", cfg.dims, cfg.in_channels, cfg.channels(0))
+            self.stem = build_stem(cfg)
             scales = feature_scales(cfg.depth)
             cells = []
             for kind, s_in, s_out, pp, _ in unet_plan(cfg.depth):

@@ -2,7 +2,7 @@
 
 Layout (scale s = resolution / 2^s, channels ``C_s = init_filters * 2^s``)::
 
-    stem (3x3 conv, scale 0, C_0)
+    stem (stem_convs 3x3 convs, scale 0, C_0; the paper: 1)
     Down cell d = 0..D-1 : scale d -> d+1 ; inputs (prev-prev, prev)
     Up cell   u = 0..D-1 : scale D-u -> D-u-1 ; inputs (prev-prev, prev, skip)
     seg_head             : logits (N, K, H, W) and entropy uncertainty (N, 1, H, W)
@@ -90,6 +90,7 @@ class NasUnetConfig:
             alphas then hold the extra candidate (derived networks need nothing: a genotype says
             which inputs it reads).
         keep_prev: With ``droppable_inputs``, the previous cell's edges stay non-droppable (``cell_specs``).
+        stem_convs: 3x3 conv-BN-ReLU layers of the stem (``build_stem``), all at scale 0.
     """
 
     in_channels: int = 3
@@ -101,9 +102,20 @@ class NasUnetConfig:
     relaxation: str = "op"
     droppable_inputs: bool = False
     keep_prev: bool = False
+    stem_convs: int = 1
 
     def channels(self, scale: int) -> int:
         return self.init_filters * 2**scale
+
+
+def build_stem(cfg: NasUnetConfig) -> nn.Module:
+    """The stem: one ``stem`` conv to ``C_0`` (the op itself, as the paper's space and every network built before the
+    option had it), or with ``stem_convs`` > 1 a sequence of it and ``conv`` ops at ``C_0``, as a U-net's first level."""
+    stem = build_op("stem", cfg.dims, cfg.in_channels, cfg.channels(0))
+    if cfg.stem_convs == 1:
+        return stem
+    return nn.Sequential(stem, *(build_op("conv", cfg.dims, cfg.channels(0), cfg.channels(0))
+                                 for _ in range(cfg.stem_convs - 1)))
 
 
 def unet_plan(depth: int) -> list[tuple[str, int, int, int, int | None]]:
@@ -151,7 +163,7 @@ class NasUnetSupernet(Supernet):
             self.cell_arch = nn.ModuleDict(
                 {"down": CellArch(down_spec, cfg.relaxation, gen), "up": CellArch(up_spec, cfg.relaxation, gen)}
             )
-            self.stem = build_op("stem", cfg.dims, cfg.in_channels, cfg.channels(0))
+            self.stem = build_stem(cfg)
             scales = feature_scales(cfg.depth)
             cells = []
             for kind, s_in, s_out, pp, _skip in unet_plan(cfg.depth):

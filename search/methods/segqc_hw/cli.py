@@ -64,6 +64,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seg-init-filters", type=int, default=None, metavar="N",
                         help="width of the segmentation space: channels after its stem (default: the preset's, the "
                              "paper's 4); the handcrafted U-net(8) starts at 8")
+    parser.add_argument("--stem-convs", type=int, default=None, metavar="N",
+                        help="3x3 conv layers of the segmentation stem at full resolution (default: the preset's, the "
+                             "paper's 1; a U-net's first level has 2)")
     parser.add_argument("--nodes", type=int, default=None, metavar="M",
                         help="intermediate nodes per cell, seg and QC (default: the preset's, the paper's 3)")
     parser.add_argument("--droppable-inputs", nargs="?", const="all", choices=("all", "prev-prev"), default=None,
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if any(lam < 0 for lam in (search.lambda2, *search.sensitivity_lambda2)):
         raise SystemExit(f"{task.method_label}: latency weights must be >= 0")
     space = cfg.space
-    for flag, name in (("seg_init_filters", "seg_init_filters"), ("nodes", "nodes")):
+    for flag, name in (("seg_init_filters", "seg_init_filters"), ("nodes", "nodes"), ("stem_convs", "stem_convs")):
         value = getattr(args, flag, None)
         if value is not None:
             if value < 1:

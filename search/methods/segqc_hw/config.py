@@ -109,6 +109,8 @@ class SpaceConfig:
             point of the space, so a search can find the handcrafted baseline or something cheaper.
         keep_prev: With ``droppable_inputs``, only the prev-prev input may be dropped: every cell reads the level
             next to it (``--droppable-inputs prev-prev``; without it an Up cell may read only its skip).
+        stem_convs: 3x3 conv-BN-ReLU layers of the segmentation stem, all at full resolution (paper: 1; a U-net's
+            first level has 2, and the stem's output is also the last Up cell's skip).
     """
 
     seg_init_filters: int = 4
@@ -118,6 +120,11 @@ class SpaceConfig:
     nodes: int = 3
     droppable_inputs: bool = False
     keep_prev: bool = False
+    stem_convs: int = 1
+
+    def __post_init__(self):
+        if self.stem_convs < 1:
+            raise ValueError(f"stem_convs must be at least 1, got {self.stem_convs}")
 
 
 INPUT_COSTS = ("always", "by_use")
@@ -303,7 +310,7 @@ class SegQcConfig:
         if doc["search"].get("input_cost", "always") == "always":
             doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k != "input_cost"}}
         doc = {**doc, "space": {k: v for k, v in doc["space"].items()
-                                if k not in ("droppable_inputs", "keep_prev") or v}}
+                                if (k not in ("droppable_inputs", "keep_prev") or v) and (k != "stem_convs" or v != 1)}}
         return doc
 
 

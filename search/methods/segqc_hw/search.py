@@ -41,7 +41,8 @@ def seg_config(cfg: SegQcConfig) -> NasUnetConfig:
     """The U of the config's space, with the task's classes (2 contrast, 4 B-mode)."""
     return NasUnetConfig(num_classes=cfg.task.num_classes, init_filters=cfg.space.seg_init_filters,
                          depth=cfg.space.seg_depth, n_nodes=cfg.space.nodes,
-                         droppable_inputs=cfg.space.droppable_inputs, keep_prev=cfg.space.keep_prev)
+                         droppable_inputs=cfg.space.droppable_inputs, keep_prev=cfg.space.keep_prev,
+                         stem_convs=cfg.space.stem_convs)
 
 
 def qc_config(cfg: SegQcConfig) -> QcNetConfig:

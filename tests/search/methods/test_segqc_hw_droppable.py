@@ -244,3 +244,32 @@ def test_input_cost_by_use_is_recorded_only_when_chosen_and_reaches_the_estimato
     table = LatencyTable()
     assert framework_latency(by_use, table, None, None).inputs_by_use
     assert not framework_latency(plain, table, None, None).inputs_by_use
+
+
+def test_stem_convs_adds_full_resolution_convs_and_one_stays_the_papers_stem(monkeypatch, tmp_path: Path):
+    from search.core.estimators import predict_latency
+    from search.core.latency_sites import trace_sites
+    from search.methods.segqc_hw.experiment import search_config
+    from search.methods.segqc_hw.search import seg_config
+
+    config = _cli_config(monkeypatch, tmp_path)
+    plain, two = config(), config("--stem-convs", "2")
+    assert "stem_convs" not in plain.to_dict()["space"]  # hashes and saved weights of every earlier run unchanged
+    assert two.to_dict()["space"]["stem_convs"] == 2 and search_config(two, 0.001, 0) != search_config(plain, 0.001, 0)
+    with pytest.raises(SystemExit, match="--stem-convs must be at least 1"):
+        config("--stem-convs", "0")
+    genotype = unet_like_genotype(keep_prev=True)
+    one_cfg = seg_config(plain)
+    two_cfg = dataclasses.replace(one_cfg, stem_convs=2)
+    one = DerivedNasUnet(genotype, one_cfg)
+    assert any(k.startswith("stem.body.") for k in one.state_dict())  # the stem op itself, as before the option
+    for net in (DerivedNasUnet(genotype, two_cfg), NasUnetSupernet(two_cfg, seed=0)):
+        assert [m.op_name for m in net.stem] == ["stem", "conv"]
+        assert net.stem[1].c_in == net.stem[1].c_out == two_cfg.channels(0)
+    derived = DerivedNasUnet(genotype, two_cfg).eval()
+    with torch.no_grad():
+        assert derived(torch.rand(1, 3, 32, 32))[0].shape == (1, one_cfg.num_classes, 32, 32)
+    keys = trace_sites(derived, (3, 32, 32)).outside_under("stem")
+    assert [k.op for k in keys] == ["stem", "conv"] and keys[1].shape == (32, 32)
+    assert predict_latency(derived, (3, 32, 32), _Table()) == pytest.approx(
+        predict_latency(one, (3, 32, 32), _Table()) + _Table().get(keys[1]))
