@@ -8,8 +8,9 @@ A card's ``architecture`` is ``{"kind", "args", "genotype", "interface", "about"
   genotype) and ``cine_qc`` (the cine QC network).
 * ``args`` are the builder's arguments, one frozen dataclass per kind below (every field explicit in
   the card, so a card does not depend on a default that may change), except the flags a kind lists in
-  ``OPTIONAL_FLAGS``, written only when true (``multiscale``'s ``causal``: cards from before the flag
-  stay canonical, and a card without it is the symmetric network it always was).
+  ``OPTIONAL_FLAGS``, written only when not at their default (``multiscale``'s ``causal``, ``nasunet``'s
+  ``stem_convs``: cards from before the option stay canonical, and a card without it is the network it
+  always was).
 * ``genotype`` is the searched architecture as plain JSON (the card's top-level ``genotype``), or
   null for handcrafted networks; kinds that need one say so (``GENOTYPE``).
 * ``interface`` is the wrapper that gives the exported graph its outputs: ``probs_uncertainty``
@@ -79,12 +80,14 @@ class NasUnetArgs:
 
     KIND: ClassVar[str] = "nasunet"
     GENOTYPE: ClassVar[str | None] = "nasunet"
+    OPTIONAL_FLAGS: ClassVar[tuple[str, ...]] = ("stem_convs",)
     in_channels: int
     num_classes: int
     init_filters: int
     depth: int
     n_nodes: int
     dims: int = 2
+    stem_convs: int = 1
 
     def check(self) -> None:
         _require(self.dims in (2, 3), f"dims must be 2 or 3, got {self.dims}")
@@ -225,8 +228,9 @@ class Architecture:
     def to_json(self) -> dict[str, Any]:
         """The card's ``architecture`` value (plain JSON, fixed key order)."""
         flags = getattr(self.args, "OPTIONAL_FLAGS", ())
+        defaults = {f.name: f.default for f in dataclasses.fields(self.args)}
         args = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.args).items()
-                if not (k in flags and v is False)}
+                if not (k in flags and v == defaults[k])}
         return {"kind": self.kind, "args": args, "genotype": self.genotype, "interface": self.interface,
                 "about": dict(self.about)}
 

@@ -95,7 +95,8 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
         classes=classes, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data, echo_mode=task.name,
         genotype={"kind": "nasunet", **genotype["seg"]}, pairs_with=qc_id, clip_length=1, convergence=convergence,
         architecture={"nasunet": {"init_filters": cfg.space.seg_init_filters, "depth": cfg.space.seg_depth,
-                                  "n_nodes": cfg.space.nodes}},
+                                  "n_nodes": cfg.space.nodes,
+                                  **({"stem_convs": cfg.space.stem_convs} if cfg.space.stem_convs != 1 else {})}},
         notes=("" if task.name == "contrast" else f"{task.words[:1].upper() + task.words[1:]}. ") +
               "Searched jointly with its QC model (segqc-hw, Zeng et al. 2021, arXiv:2109.06909; hardware-aware, "
               f"lambda2 = {row.get('lambda2', cfg.search.lambda2):g}; the hardware-aware search with the best validation "

@@ -274,3 +274,17 @@ def test_legacy_architecture_of_a_multiscale_row() -> None:
                        output_names=["probs"])
     assert arch.kind == "multiscale" and arch.interface == "probs" and arch.args.base_channels == 8
     assert arch.about == {"row": "GA (N_l=7)", "n_paths": 7}
+
+
+def test_a_nasunet_card_carries_its_stem_only_when_it_is_not_the_papers() -> None:
+    from search.build import build_architecture
+    from search.core.supernets.nasunet import unet_like_genotype
+
+    genotype = {"kind": "nasunet", **unet_like_genotype(keep_prev=True).to_dict()}
+    args = {"in_channels": 3, "num_classes": 2, "init_filters": 4, "depth": 2, "n_nodes": 2, "dims": 2}
+    one = Architecture.from_json({"kind": "nasunet", "args": args, "genotype": genotype})
+    assert "stem_convs" not in one.to_json()["args"]  # the cards shipped before the option stay canonical
+    two = Architecture.from_json({"kind": "nasunet", "args": {**args, "stem_convs": 2}, "genotype": genotype})
+    assert two.to_json()["args"]["stem_convs"] == 2 and Architecture.from_json(two.to_json()) == two
+    stems = [build_architecture(a).net.stem for a in (one, two)]
+    assert not isinstance(stems[0], nn.Sequential) and [m.op_name for m in stems[1]] == ["stem", "conv"]
