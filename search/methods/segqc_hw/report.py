@@ -137,6 +137,21 @@ def _warmup_text(search: dict) -> str:
     return f"{search['warmup_epochs']} warm-up"
 
 
+def space_text(cfg: dict) -> str:
+    """The search space in words (the recorded config's ``space`` and ``search``), its departures from the paper's
+    named."""
+    space, search = cfg["space"], cfg["search"]
+    words = [f"{space['seg_init_filters']} initial filters", f"depth {space['seg_depth']}", f"{space['nodes']} nodes per cell"]
+    if space.get("droppable_inputs"):
+        words.append("the prev-prev input of a cell may be dropped" if space.get("keep_prev")
+                     else "every cell input may be dropped")
+    if space.get("stem_convs", 1) != 1:
+        words.append(f"{space['stem_convs']} stem convs")
+    if search.get("input_cost", "always") != "always":
+        words.append("a droppable input's alignment priced by the probability it is read")
+    return "Segmentation space: " + ", ".join(words) + "."
+
+
 def search_markdown(results: dict) -> str:
     """Expected latency (LUT, softmax over alphas) and losses at the end of each search epoch."""
     lines = ["| search | epoch | phase | CE (S1) | supernet Dice (S1) | QC MSE (S2) | E[latency] (ms, LUT) | H(alpha) |",
@@ -315,7 +330,8 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
         f"{cfg['data']['frames_per_case']} frames each, trained at {cfg['data']['resolution']}x{cfg['data']['resolution']}; "
         f"search {_warmup_text(cfg['search'])} + {cfg['search']['alternate_epochs']} alternating epochs"
         f"{_sampler_text(cfg['search'])}, "
-        f"seeds {cfg['search']['seeds']}; retraining {cfg['retrain']['seg_epochs']} seg + {cfg['retrain']['qc_epochs']} QC epochs.",
+        f"seeds {cfg['search']['seeds']}; retraining {cfg['retrain']['seg_epochs']} seg + {cfg['retrain']['qc_epochs']} QC epochs. "
+        + space_text(cfg),
         "",
         f"Dice, QC MAE and Pearson: {results['n_test_frames']} frames of the held-out test patients. Latency: "
         f"seg + QC end to end at {cfg['measure']['resolution']}x{cfg['measure']['resolution']}, median and best of "

@@ -273,3 +273,15 @@ def test_stem_convs_adds_full_resolution_convs_and_one_stays_the_papers_stem(mon
     assert [k.op for k in keys] == ["stem", "conv"] and keys[1].shape == (32, 32)
     assert predict_latency(derived, (3, 32, 32), _Table()) == pytest.approx(
         predict_latency(one, (3, 32, 32), _Table()) + _Table().get(keys[1]))
+
+
+def test_the_report_names_the_space_and_its_departures_from_the_papers(monkeypatch, tmp_path: Path):
+    from search.methods.segqc_hw.report import space_text
+
+    config = _cli_config(monkeypatch, tmp_path)
+    assert space_text(config().to_dict()) == "Segmentation space: 4 initial filters, depth 4, 3 nodes per cell."
+    text = space_text(config("--seg-init-filters", "8", "--nodes", "2", "--droppable-inputs", "prev-prev",
+                             "--stem-convs", "2", "--input-cost", "by-use").to_dict())
+    assert text == ("Segmentation space: 8 initial filters, depth 4, 2 nodes per cell, the prev-prev input of a cell may "
+                    "be dropped, 2 stem convs, a droppable input's alignment priced by the probability it is read.")
+    assert "every cell input may be dropped" in space_text(config("--droppable-inputs").to_dict())
