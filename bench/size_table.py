@@ -10,7 +10,9 @@ shipped seg model: probs + uncertainty) and timed interleaved in one process
 (``search.latency.measure.measure_interleaved``: the app's session settings, ``--threads`` intra-op
 threads, batch 1, a real preprocessed test frame). ``--controls`` adds the run's random controls and a
 droppable-inputs run adds its space's U-net point; ``--train-seeds`` trains every network once per seed and
-reports the Dice spread (one retraining can hide a failed one). ``--with-qc`` trains and scores each network's QC net
+reports the Dice spread (one retraining can hide a failed one). ``--genotypes FILE...`` adds hand-written seg
+genotypes of the run's U (with the baselines' ResNet18 QC); ``--stem-convs N`` rebuilds the run's networks with
+another stem (a probe of the skeleton). ``--with-qc`` trains and scores each network's QC net
 too (the run's QC epochs) and times the seg + QC pair as Table II does (``latency_table.measure_rows``).
 
 Each trained network is cached under ``--work`` (default ``<run>/size_table/<size>/<key>/``: seg.pt per
@@ -98,6 +100,7 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False,
                                f"random control of {path.stem} ({rec['expected_latency_ms']:.1f} ms predicted)",
                                partial(build_derived, cfg, genotype),
                                {"genotype": genotype.to_dict(), "space": space}))
+
     def with_resnet_qc(seg_genotype, seed: int):
         seg = SegLogits(DerivedNasUnet(seg_genotype, seg_config(cfg), seed=seed))
         _, qc = build_baseline(cfg.space.seg_init_filters, seed, cfg.task.num_classes)
@@ -390,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.run is None:
             ap.error("--run is required (or --from-json)")
+        if args.stem_convs is not None and args.stem_convs < 1:
+            ap.error(f"--stem-convs must be at least 1, got {args.stem_convs}")
         logging.basicConfig(level=logging.INFO, format="    %(message)s")
         result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
