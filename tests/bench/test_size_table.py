@@ -187,5 +187,6 @@ def test_genotype_files_join_as_seg_networks_with_resnet_qc_and_a_bad_file_is_na
     assert "stem_convs" not in nets["genotype_convskip"].architecture["space"]
     assert nets2["unet8"].architecture == nets["unet8"].architecture  # baselines are read back, not retrained
     assert len(nets2["searched_hw_seed0"].build(0)[0].net.stem) == 2
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:
         bench.main(["--run", str(run), "--stem-convs", "0"])
+    assert refused.value.code == 2  # the parser's refusal, before anything is built
