@@ -66,17 +66,14 @@ class CellLatency:
         self.spec: CellSpec = cell.spec
         self.cell_type = cell.cell_type
         self.input_ms: dict[int, tuple[float, list[tuple[int, int]]]] = {}
-        dropped: set[int] = set()
+        fixed = list(site.fixed_keys)
         if inputs_by_use:
             for i, keys in site.input_keys.items():
                 leaving = [e for e, (src, _, _) in enumerate(self.spec.edges) if src == i]
                 if keys and leaving and all("zero" in self.spec.edge_ops(e) for e in leaving):
                     self.input_ms[i] = (_ms(keys, table), [(e, self.spec.edge_ops(e).index("zero")) for e in leaving])
-                    dropped.add(i)
-        by_use = [k for i, keys in site.input_keys.items() if i in dropped for k in keys]
-        fixed = list(site.fixed_keys)
-        for k in by_use:
-            fixed.remove(k)
+                    for k in keys:  # charged by use instead
+                        fixed.remove(k)
         self.fixed_ms = _ms(fixed, table)
         self.edge_luts: list[torch.Tensor] = []
         for e, keys in enumerate(site.edge_keys):
