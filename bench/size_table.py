@@ -61,13 +61,17 @@ def now() -> str:
 
 
 def networks(run: Path, cfg, variants: list[str], controls: bool = False,
-             genotypes: list[Path] | None = None) -> list[Network]:
+             genotypes: list[Path] | None = None, skeletons: list[str] | None = None) -> list[Network]:
     """The run's searched networks (every seed of each variant), with ``controls`` the random control of each
     (``<run>/search/random/<row>.json``), the handcrafted U-net point of the run's space when it has one
     (droppable inputs, 2 nodes: ``nasunet.unet_like_genotype``, paired with the baselines' ResNet18 QC), and the
     U-net baselines. ``genotypes``: more seg networks of the run's U, each a JSON file ``{"label": ..., "seg":
-    NasUnetGenotype.to_dict()}`` paired, as the U-net point is, with the baselines' ResNet18 QC."""
+    NasUnetGenotype.to_dict()}`` paired, as the U-net point is, with the baselines' ResNet18 QC. ``skeletons``: U-nets
+    of other per-level widths, ops and convs (``search.core.derived.unet_skeleton`` specs), with the same QC."""
+    import torch
+
     from search.core.derived.nasunet import DerivedNasUnet
+    from search.core.derived.unet_skeleton import SkeletonUNet, UNetSkeleton
     from search.core.genotypes import NasUnetGenotype
     from search.core.supernets.nasunet import unet_like_genotype
     from search.methods.segqc_hw.experiment import BASELINES, baseline_config
@@ -121,6 +125,23 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False,
     for key, label, seg_genotype in seg_points:
         out.append(Network(key, label, partial(with_resnet_qc, seg_genotype),
                            {"seg_genotype": seg_genotype.to_dict(), "space": space, "qc": "resnet18"}))
+    def skeleton_with_resnet_qc(skeleton: UNetSkeleton, seed: int):
+        torch.manual_seed(seed)
+        seg = SkeletonUNet(skeleton, n_classes=cfg.task.num_classes)
+        _, qc = build_baseline(cfg.space.seg_init_filters, seed, cfg.task.num_classes)
+        return seg, qc
+
+    for spec in skeletons or []:
+        try:
+            skeleton = UNetSkeleton.parse(spec)
+        except ValueError as exc:
+            raise SystemExit(f"--skeletons: {exc}") from None
+        key = "skeleton_" + skeleton.spec.replace("/", "s").replace(":", "_")
+        if any(n.key == key for n in out):
+            raise SystemExit(f"--skeletons: {spec!r} is {skeleton.spec!r}, given twice")
+        out.append(Network(key, f"U-net skeleton {skeleton.spec} + ResNet18 QC",
+                           partial(skeleton_with_resnet_qc, skeleton),
+                           {"skeleton": skeleton.spec, "qc": "resnet18"}))
     for width, key in zip(cfg.baseline_seg_filters, BASELINES):
         out.append(Network(key, f"U-net({width})", partial(build_baseline, width, n_classes=cfg.task.num_classes),
                            baseline_config(width)))
@@ -246,12 +267,14 @@ def _shown(path: Path) -> str:
 def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: int | None, with_qc: bool,
         threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
         device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None,
-        genotypes: list[Path] | None = None, stem_convs: int | None = None) -> dict:
+        genotypes: list[Path] | None = None, stem_convs: int | None = None,
+        skeletons: list[str] | None = None) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
 
     from app.engine.benchmark import load_average
+    from search.core.derived.unet_skeleton import UNetSkeleton
     from search.latency.lut import hardware_fingerprint
     from search.methods.segqc_hw.config import SegQcConfig
     from search.methods.segqc_hw.data import read_cached
@@ -263,14 +286,19 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     cfg = config_from_dict(SegQcConfig, read_json(run_dir / "config.json"))
     if stem_convs is not None:  # a skeleton probe: the run's genotypes in a U with another stem
         cfg = replace(cfg, space=replace(cfg.space, stem_convs=stem_convs))
-    variants = variants or ["hw", "nohw"]
+    variants = ["hw", "nohw"] if variants is None else variants
     epochs = epochs or cfg.retrain.seg_epochs
     warmup = cfg.measure.warmup_runs if warmup is None else warmup
     repeats = repeats or cfg.measure.timed_runs
     # absolute: the stage harness joins relative outputs onto its own folder
     run_dir = Path(run_dir).resolve()
     work = Path(work).resolve() if work else run_dir / "size_table"
-    nets = networks(run_dir, cfg, variants, controls, genotypes)
+    nets = networks(run_dir, cfg, variants, controls, genotypes, skeletons)
+    for spec in skeletons or []:  # refused before any training, not when that network first runs
+        divisor = UNetSkeleton.parse(spec).divisor
+        if any(size % divisor for size in sizes):
+            raise SystemExit(f"--skeletons: {spec!r} needs input sizes divisible by {divisor}; "
+                             f"{[x for x in sizes if x % divisor]} are not")
     print(f"{run_dir} ({cfg.data.task}): {len(nets)} networks x sizes {sizes}, {epochs} seg epochs"
           f"{f' + {cfg.retrain.qc_epochs} QC epochs' if with_qc else ''}, seed {cfg.seed}, work {work}", flush=True)
     cases = read_cached(run_dir / "data")
@@ -288,6 +316,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         "settings": {"seed": cfg.seed, "seg_epochs": epochs, "qc_epochs": cfg.retrain.qc_epochs if with_qc else None,
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
                      "variants": variants, "controls": controls, "genotypes": [str(g) for g in genotypes or []],
+                     "skeletons": list(skeletons or []),
                      "stem_convs": cfg.space.stem_convs,
                      "train_seeds": train_seeds, "search_seeds": list(cfg.search.seeds), "device": device,
                      "torch_threads": torch_threads, "ort_threads": threads, "warmup": warmup, "repeats": repeats,
@@ -363,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="a finished segqc-hw run folder (config.json, data/, search/)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
-    ap.add_argument("--variants", nargs="+", default=None, help="searches under <run>/search/ (default: hw nohw)")
+    ap.add_argument("--variants", nargs="*", default=None,
+                    help="searches under <run>/search/ (default: hw nohw; none: no searched rows, e.g. on a run "
+                         "made with --stop-after data)")
     ap.add_argument("--epochs", type=int, default=None, help="seg epochs (default: the run's retrain seg_epochs)")
     ap.add_argument("--with-qc", action="store_true", help="also train, score and time the QC nets")
     ap.add_argument("--controls", action="store_true",
@@ -378,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stem-convs", type=int, default=None, metavar="N",
                     help="rebuild the run's searched, control and genotype networks with N stem convs instead of the "
                          "run's (a probe of the U's skeleton; the searches themselves ran with the run's stem)")
+    ap.add_argument("--skeletons", nargs="+", default=None, metavar="SPEC",
+                    help="U-nets of other per-level width, op and convs, e.g. 8c2-32c2-64c2-128c2-256c2 or "
+                         "/2:16c2-32c2-64s2-128s2 (search.core.derived.unet_skeleton), each with ResNet18 QC")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--torch-threads", type=int, default=2, help="torch threads for training and scoring")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs per network (default: the run's)")
@@ -399,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
                      work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds,
-                     genotypes=args.genotypes, stem_convs=args.stem_convs)
+                     genotypes=args.genotypes, stem_convs=args.stem_convs, skeletons=args.skeletons)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

@@ -190,3 +190,58 @@ def test_genotype_files_join_as_seg_networks_with_resnet_qc_and_a_bad_file_is_na
     with pytest.raises(SystemExit) as refused:
         bench.main(["--run", str(run), "--stem-convs", "0"])
     assert refused.value.code == 2  # the parser's refusal, before anything is built
+
+
+def test_skeletons_join_as_seg_networks_with_resnet_qc_and_a_bad_spec_is_named(tmp_path: Path) -> None:
+    """``--skeletons SPEC...``: U-nets of other per-level widths, ops and convs (``unet_skeleton`` specs), keyed by
+    their spec ('/' -> 's', ':' -> '_'), each with the baselines' ResNet18 QC."""
+    import torch
+
+    from search.core.derived.unet_skeleton import SkeletonUNet
+    from search.methods.segqc_hw.config import preset
+
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    cfg = preset("smoke")
+    nets = {n.key: n for n in bench.networks(run, cfg, [], skeletons=["8c1-16s2", "/2:8c2-16c1-32s1"])}
+    assert list(nets) == ["skeleton_8c1-16s2", "skeleton_s2_8c2-16c1-32s1", "unet8", "unet16"]
+    assert nets["skeleton_s2_8c2-16c1-32s1"].label == "U-net skeleton /2:8c2-16c1-32s1 + ResNet18 QC"
+    assert nets["skeleton_s2_8c2-16c1-32s1"].architecture == {"skeleton": "/2:8c2-16c1-32s1", "qc": "resnet18"}
+    assert nets["skeleton_8c1-16s2"].architecture == {"skeleton": "8c1-16s2", "qc": "resnet18"}
+    qc_type = type(nets["unet8"].build(0)[1])
+    for key in ("skeleton_8c1-16s2", "skeleton_s2_8c2-16c1-32s1"):
+        seg, qc = nets[key].build(0)
+        assert isinstance(seg, SkeletonUNet) and seg.skeleton.spec == nets[key].architecture["skeleton"]
+        assert type(qc) is qc_type, key
+        with torch.no_grad():
+            assert seg.eval()(torch.rand(1, 3, 32, 32)).shape == (1, cfg.task.num_classes, 32, 32), key
+    with pytest.raises(SystemExit, match=r"--skeletons: .*'8c2-16q2'"):
+        bench.networks(run, cfg, [], skeletons=["8c2-16q2"])
+    with pytest.raises(SystemExit, match=r"'/1:8c2-16c2' is '8c2-16c2', given twice"):
+        bench.networks(run, cfg, [], skeletons=["8c2-16c2", "/1:8c2-16c2"])
+
+
+def test_a_size_a_skeleton_cannot_divide_is_refused_before_any_training(tmp_path: Path) -> None:
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    with pytest.raises(SystemExit, match=r"'/2:8c1-16c1-32c1' needs input sizes divisible by 8; \[36\] are not"):
+        bench.main(["--run", str(run), "--sizes", "32", "36", "--epochs", "1", "--variants",
+                    "--skeletons", "/2:8c1-16c1-32c1", "--out", str(tmp_path / "x.json")])
+    assert not (run / "size_table").exists()
+
+
+def test_no_variants_and_a_skeleton_time_only_the_skeleton_and_the_baselines(tmp_path: Path) -> None:
+    """``--variants`` with no value: no searched rows (e.g. a run made with ``--stop-after data``)."""
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    out = tmp_path / "skeleton.json"
+    assert bench.main(["--run", str(run), "--sizes", "32", "--epochs", "1", "--repeats", "1", "--warmup", "0",
+                       "--threads", "1", "--torch-threads", "1", "--variants", "--skeletons", "/2:8c1-16c1",
+                       "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    expected = {"skeleton_s2_8c1-16c1", "unet8", "unet16"}
+    assert set(result["networks"]) == expected and set(result["by_size"]["32"]["networks"]) == expected
+    assert result["settings"]["skeletons"] == ["/2:8c1-16c1"] and result["settings"]["variants"] == []
+    row = result["by_size"]["32"]["networks"]["skeleton_s2_8c1-16c1"]
+    assert 0.0 <= row["dice_test"] <= 1.0 and row["latency"]["p50_ms"] > 0 and row["macs"] > 0
+    assert "| U-net skeleton /2:8c1-16c1 + ResNet18 QC |" in out.with_suffix(".md").read_text()

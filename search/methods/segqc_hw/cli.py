@@ -87,9 +87,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search-seeds", type=int, nargs="+", default=None, metavar="S",
                         help="seeds of every search (default: the preset's, 0); each seed's pair is retrained, Table II "
                              "shows the one best on validation and the report lists them all with their Dice spread")
-    parser.add_argument("--stop-after", choices=("search", "retrain", "all"), default="all",
+    parser.add_argument("--stop-after", choices=("data", "search", "retrain", "all"), default="all",
                         help="stop after this stage (train on a GPU machine, then run again on the target CPU "
-                             "to measure Table II and export)")
+                             "to measure Table II and export; data: only cache the patients, e.g. for "
+                             "bench/size_table.py)")
 
 
 def run(args: argparse.Namespace) -> int:

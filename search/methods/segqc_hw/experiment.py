@@ -62,7 +62,7 @@ from search.train.stages import Stage, StageRunner, config_hash
 
 log = logging.getLogger(__name__)
 
-STOP_AFTER = ("search", "retrain", "all")
+STOP_AFTER = ("data", "search", "retrain", "all")
 BASELINES = ("unet8", "unet16")
 
 
@@ -249,6 +249,8 @@ class SegQcExperiment:
             if distributed.is_main():
                 write_json(out / "config.json", cfg.to_dict())
             cases = self.stages.run(self.data_stage())
+            if stop_after == "data":
+                return f"{cfg.task.method_label} ({cfg.preset}): patients cached in {out / 'data'}"
             table = self.stages.run(lut_stage(cfg, out / "latency" / "lut.json", seg_config(cfg), qc_config(cfg)))
             latency = framework_latency(cfg, table, seg_config(cfg), qc_config(cfg))
         found = {key: [(s, self.stages.run(self.joint_search_stage(lam, s, variant, cases, latency)))
@@ -435,7 +437,8 @@ def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop
         device: torch device of the searches and retrainings (``"cuda"`` on a GPU machine); the
             evaluation, latency measurement and export always run on the CPU.
         stop_after: ``"search"`` or ``"retrain"`` to stop after that stage (e.g. train on a GPU
-            machine, then measure Table II on the target CPU by running again there), or ``"all"``.
+            machine, then measure Table II on the target CPU by running again there), ``"data"`` to
+            only cache the patients (what ``bench/size_table.py`` reads), or ``"all"``.
     """
     return SegQcExperiment(cfg, paths, device=device).run(stop_after)
 

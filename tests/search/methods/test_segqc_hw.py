@@ -305,6 +305,41 @@ def test_smoke_preset_end_to_end_then_resume(tmp_path: Path, monkeypatch) -> Non
     assert len(json.loads((tmp_path / "run" / "rows" / "unet8" / "scores.json").read_text())["losses"]["seg"]) == 2
 
 
+def test_stop_after_data_caches_the_patients_and_runs_nothing_else(tmp_path: Path, monkeypatch) -> None:
+    """``--stop-after data``: config.json and the data/ cache (what ``bench/size_table.py`` reads), one stage in
+    stages.json, no lookup table, search, row, report or export; run again, the cache is read back."""
+    import argparse
+
+    from search.methods.segqc_hw import cli
+    from search.methods.segqc_hw.data import SPLITS, read_cached
+    from search.methods.segqc_hw.experiment import RunPaths, run_segqc_hw
+
+    parts = {"s1": synthetic_echo_cases(2, 1), "s2_train": synthetic_echo_cases(2, 2),
+             "s2_val": synthetic_echo_cases(1, 3), "test": synthetic_echo_cases(2, 4)}
+    monkeypatch.setattr("search.methods.segqc_hw.data.protocol_for", lambda cfg: lambda _: parts)  # no phantoms
+    cfg = preset("smoke")
+    out = tmp_path / "run"
+    paths = RunPaths(out=out, models=tmp_path / "models", docs=tmp_path / "docs")
+    summary = run_segqc_hw(cfg, paths, stop_after="data")
+    assert str(out / "data") in summary
+    assert json.loads((out / "config.json").read_text()) == json.loads(json.dumps(cfg.to_dict()))
+    assert {p.name for p in (out / "data").iterdir()} == {"cases_key.json", *(f"cases_{s}.npz" for s in SPLITS)}
+    assert {s: len(c) for s, c in read_cached(out / "data").items()} == {s: len(parts[s]) for s in SPLITS}
+    assert {name: r["status"] for name, r in _stage_record(out).items()} == {"data": "ran"}
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "data", "stages.json"]  # no latency/ or search/
+    assert not (tmp_path / "models").exists() and not (tmp_path / "docs").exists()
+    run_segqc_hw(cfg, paths, stop_after="data")
+    assert _stage_record(out)["data"]["status"] == "skipped" and set(_stage_record(out)) == {"data"}
+
+    seen = {}
+    monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
+                        lambda cfg, paths, device, stop_after: seen.setdefault("stop_after", stop_after))
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    cli.run(parser.parse_args(["--preset", "smoke", "--stop-after", "data", "--out", str(out), "--no-ship"]))
+    assert seen == {"stop_after": "data"}
+
+
 def test_targets_say_by_how_much_each_is_met_or_missed() -> None:
     from search.methods.segqc_hw.report import table_markdown, targets
 
