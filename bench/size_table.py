@@ -12,8 +12,12 @@ threads, batch 1, a real preprocessed test frame). ``--controls`` adds the run's
 droppable-inputs run adds its space's U-net point; ``--train-seeds`` trains every network once per seed and
 reports the Dice spread (one retraining can hide a failed one). ``--genotypes FILE...`` adds hand-written seg
 genotypes of the run's U (with the baselines' ResNet18 QC); ``--stem-convs N`` rebuilds the run's networks with
-another stem (a probe of the skeleton). ``--with-qc`` trains and scores each network's QC net
-too (the run's QC epochs) and times the seg + QC pair as Table II does (``latency_table.measure_rows``).
+another stem (a probe of the skeleton); ``--skeletons SPEC...`` adds U-nets of other per-level width, conv op and
+convs per block, or run at half resolution (``search.core.derived.unet_skeleton``), and ``--variants`` with no value
+leaves the searched rows out (a run made with ``segqc-hw --stop-after data`` is enough). ``--with-qc`` trains and
+scores each network's QC net too (the run's QC epochs) and times the seg + QC pair as Table II does
+(``latency_table.measure_rows``); ``--time-at SIZE...`` times the networks of the first size at other inputs too,
+seg + QC as Table II does (e.g. 256, its deployment input).
 
 Each trained network is cached under ``--work`` (default ``<run>/size_table/<size>/<key>/``: seg.pt per
 epoch, weights.pt, scores.json; ``<work>/stages.json`` says what ran or was skipped and how long it took),
@@ -22,6 +26,8 @@ so an interrupted bench continues where it stopped; the timing is redone on ever
     python bench/size_table.py --run runs/segqc-hw-bmode/gdas-warm
     python bench/size_table.py --run runs/segqc-hw/default --sizes 64 96 128 --with-qc
     python bench/size_table.py --run runs/segqc-hw-bmode/unet-space-keepprev --sizes 96 --controls --train-seeds 0 1 2
+    python bench/size_table.py --run runs/segqc-hw/skeleton-probe --variants --sizes 96 --time-at 256 \\
+        --skeletons /2:16c2-32c2-64c2-128c2 8s2-16s2-32c2-64c2-128c2
     python bench/size_table.py --from-json docs/bench/size_table_bmode.json   # re-render the .md
 
 Writes ``--out`` (default ``docs/bench/size_table_<task>.json``) and the markdown table beside it (.md).
@@ -250,6 +256,32 @@ def time_size(trained: dict[str, dict], test_cases, size: int, *, threads: int, 
     return out
 
 
+def time_pairs_at(trained: dict[str, dict], nets: list[Network], test_cases, size: int, *, threads: int, warmup: int,
+                  repeats: int, seed: int) -> dict:
+    """Every network trained at one size timed at another input ``size`` (e.g. Table II's deployment 256) as Table II
+    times it: seg + QC end to end, interleaved in one process (``latency_table.measure_rows``). A network trained
+    without ``--with-qc`` is paired with a freshly built QC net of its own kind (a QC net's latency does not depend on
+    its weights). Dice is not rescored here: it is the training size's."""
+    from app.engine.benchmark import load_average
+    from search.methods.segqc_hw.experiment import _latency_frame
+    from search.methods.segqc_hw.latency_table import measure_rows
+
+    builders = {n.key: n for n in nets}
+    pairs = {k: (t["seg"].eval(), (t["qc"] or builders[k].build(seed)[1]).eval()) for k, t in trained.items()}
+    before, started = load_average(), now()
+    costs = measure_rows(pairs, _latency_frame(test_cases, size), resolution=size, warmup=warmup, repeats=repeats,
+                         intra_op_threads=threads, seed=seed)
+    out = {"loadavg_before": before, "loadavg_after": load_average(), "started": started, "finished": now(),
+           "networks": {k: asdict(c) for k, c in costs.items()}}
+    ref = costs[REFERENCE]
+    for key, e in out["networks"].items():
+        e["pair_ratio_to_unet16"] = e["latency_ms"] / ref.latency_ms
+        e["seg_ratio_to_unet16"] = e["seg_ms"] / ref.seg_ms
+        print(f"  at {size}: {key:<28} seg + QC {e['latency_ms']:.2f} ms x{e['pair_ratio_to_unet16']:.2f}, "
+              f"seg {e['seg_ms']:.2f} ms x{e['seg_ratio_to_unet16']:.2f} U-net(16)", flush=True)
+    return out
+
+
 def pareto(point: tuple[float, float], others: list[tuple[float, float]]) -> bool:
     """Whether ``(dice, latency)`` is dominated by none of ``others`` (as accurate and as fast, better in one)."""
     dice, lat = point
@@ -268,7 +300,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
         device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None,
         genotypes: list[Path] | None = None, stem_convs: int | None = None,
-        skeletons: list[str] | None = None) -> dict:
+        skeletons: list[str] | None = None, time_at: list[int] | None = None) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
@@ -296,9 +328,9 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     nets = networks(run_dir, cfg, variants, controls, genotypes, skeletons)
     for spec in skeletons or []:  # refused before any training, not when that network first runs
         divisor = UNetSkeleton.parse(spec).divisor
-        if any(size % divisor for size in sizes):
+        if any(size % divisor for size in [*sizes, *(time_at or [])]):
             raise SystemExit(f"--skeletons: {spec!r} needs input sizes divisible by {divisor}; "
-                             f"{[x for x in sizes if x % divisor]} are not")
+                             f"{[x for x in [*sizes, *(time_at or [])] if x % divisor]} are not")
     print(f"{run_dir} ({cfg.data.task}): {len(nets)} networks x sizes {sizes}, {epochs} seg epochs"
           f"{f' + {cfg.retrain.qc_epochs} QC epochs' if with_qc else ''}, seed {cfg.seed}, work {work}", flush=True)
     cases = read_cached(run_dir / "data")
@@ -310,9 +342,14 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         print(f"timing size {size}: {len(nets)} networks interleaved, {repeats} rounds, {threads} threads", flush=True)
         by_size[str(size)] = time_size(trained[size], cases["test"], size, threads=threads, warmup=warmup, repeats=repeats,
                                        seed=cfg.seed, with_qc=with_qc)
+    timed_at = {}
+    for size in time_at or []:
+        print(f"timing at {size} the networks trained at {sizes[0]}: seg + QC, {repeats} rounds", flush=True)
+        timed_at[str(size)] = {"trained_at": sizes[0], **time_pairs_at(
+            trained[sizes[0]], nets, cases["test"], size, threads=threads, warmup=warmup, repeats=repeats, seed=cfg.seed)}
     return {
         "run": _shown(run_dir), "task": cfg.data.task, "preset": cfg.preset, "sizes": sizes, "reference": REFERENCE,
-        "networks": {n.key: n.label for n in nets}, "by_size": by_size,
+        "networks": {n.key: n.label for n in nets}, "by_size": by_size, "timed_at": timed_at,
         "settings": {"seed": cfg.seed, "seg_epochs": epochs, "qc_epochs": cfg.retrain.qc_epochs if with_qc else None,
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
                      "variants": variants, "controls": controls, "genotypes": [str(g) for g in genotypes or []],
@@ -375,6 +412,17 @@ def markdown(result: dict) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Timing load average per size (before -> after): " + "; ".join(
         f"{x}: {result['by_size'][x]['loadavg_before']} -> {result['by_size'][x]['loadavg_after']}" for x in sizes)]
+    for x, t in (result.get("timed_at") or {}).items():
+        lines += ["", f"Timed at {x}x{x} (the networks trained at {t['trained_at']}; Dice is not rescored at this size): "
+                      "seg + QC end to end as Table II times it, interleaved in one process "
+                      f"({s['repeats']} rounds, median; without --with-qc each network's QC net is freshly built, "
+                      f"its latency does not depend on its weights); load average {t['loadavg_before']} -> "
+                      f"{t['loadavg_after']}:", "",
+                  "| Network | seg + QC p50 ms | x U-net(16)+QC | seg p50 ms | seg x U-net(16) |", "|---|---|---|---|---|"]
+        for key, label in result["networks"].items():
+            e = t["networks"][key]
+            lines.append(f"| {label} | {e['latency_ms']:.2f} | {e['pair_ratio_to_unet16']:.2f} | {e['seg_ms']:.2f} | "
+                         f"{e['seg_ratio_to_unet16']:.2f} |")
     if s["with_qc"]:
         head = ["Network"] + [f"{c} @{x}" for x in sizes for c in ("QC MAE", "seg+QC p50 ms")]
         lines += ["", "With each network's QC net (trained with the seg net frozen; the pair timed as in Table II):", "",
@@ -412,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skeletons", nargs="+", default=None, metavar="SPEC",
                     help="U-nets of other per-level width, op and convs, e.g. 8c2-32c2-64c2-128c2-256c2 or "
                          "/2:16c2-32c2-64s2-128s2 (search.core.derived.unet_skeleton), each with ResNet18 QC")
+    ap.add_argument("--time-at", type=int, nargs="+", default=None, metavar="SIZE",
+                    help="also time the networks trained at the first --sizes at these input sizes, seg + QC as "
+                         "Table II does (e.g. 256, its deployment input)")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--torch-threads", type=int, default=2, help="torch threads for training and scoring")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs per network (default: the run's)")
@@ -433,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
                      work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds,
-                     genotypes=args.genotypes, stem_convs=args.stem_convs, skeletons=args.skeletons)
+                     genotypes=args.genotypes, stem_convs=args.stem_convs, skeletons=args.skeletons,
+                     time_at=args.time_at)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

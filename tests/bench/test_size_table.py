@@ -237,11 +237,21 @@ def test_no_variants_and_a_skeleton_time_only_the_skeleton_and_the_baselines(tmp
     out = tmp_path / "skeleton.json"
     assert bench.main(["--run", str(run), "--sizes", "32", "--epochs", "1", "--repeats", "1", "--warmup", "0",
                        "--threads", "1", "--torch-threads", "1", "--variants", "--skeletons", "/2:8c1-16c1",
-                       "--out", str(out)]) == 0
+                       "--time-at", "64", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     expected = {"skeleton_s2_8c1-16c1", "unet8", "unet16"}
     assert set(result["networks"]) == expected and set(result["by_size"]["32"]["networks"]) == expected
     assert result["settings"]["skeletons"] == ["/2:8c1-16c1"] and result["settings"]["variants"] == []
     row = result["by_size"]["32"]["networks"]["skeleton_s2_8c1-16c1"]
     assert 0.0 <= row["dice_test"] <= 1.0 and row["latency"]["p50_ms"] > 0 and row["macs"] > 0
-    assert "| U-net skeleton /2:8c1-16c1 + ResNet18 QC |" in out.with_suffix(".md").read_text()
+    text = out.with_suffix(".md").read_text()
+    assert "| U-net skeleton /2:8c1-16c1 + ResNet18 QC |" in text
+    # --time-at: the networks trained at 32 timed at 64, seg + QC as Table II times them
+    at = result["timed_at"]["64"]
+    assert at["trained_at"] == 32 and set(at["networks"]) == expected
+    assert at["networks"]["unet16"]["pair_ratio_to_unet16"] == pytest.approx(1.0)
+    for key, e in at["networks"].items():
+        assert 0 < e["seg_ms"] < e["latency_ms"] and e["qc_ms"] > 0, key
+    macs_32 = result["by_size"]["32"]["networks"]["unet16"]["macs"]
+    assert at["networks"]["unet16"]["macs"] > 3 * macs_32  # seg + QC at 64 against seg alone at 32
+    assert "Timed at 64x64 (the networks trained at 32" in text
