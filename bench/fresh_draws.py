@@ -238,7 +238,10 @@ def spread_slices(n_slices: int, k: int) -> list[int]:
 
 # -- statistics -------------------------------------------------------------------------------------
 def bootstrap_ci(values, weights=None, *, n_boot: int = BOOTSTRAP, seed: int = 0) -> list[float] | None:
-    """Percentile 95% CI of the (weighted) mean, resampling patients with a seeded generator."""
+    """Percentile 95% CI of the (weighted) mean, resampling patients with a seeded generator
+    (``search.core.stats.bootstrap_mean_ci``); NaN values and non-positive weights are dropped first."""
+    from search.core.stats import bootstrap_mean_ci
+
     v = np.asarray(values, dtype=np.float64)
     w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64)
     ok = np.isfinite(v) & (w > 0)
@@ -246,9 +249,8 @@ def bootstrap_ci(values, weights=None, *, n_boot: int = BOOTSTRAP, seed: int = 0
     if v.size == 0:
         return None
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xF5E5]))
-    idx = rng.integers(0, v.size, size=(n_boot, v.size))
-    means = (v[idx] * w[idx]).sum(axis=1) / w[idx].sum(axis=1)
-    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
+    lo, hi = bootstrap_mean_ci(v, w, n_boot=n_boot, rng=rng)
+    return [round(lo, 4), round(hi, 4)]
 
 
 def _wmean(values, weights) -> float | None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from app.engine.models import find_model
+from search.core.stats import bootstrap_mean_ci
 from search.methods.cine_qc.config import CineQcConfig
 from search.methods.cine_qc.data import Samples, make_samples, qc_cases, qc_split
 from search.methods.cine_qc.network import CineQcNet
@@ -27,9 +28,7 @@ log = logging.getLogger(__name__)
 def seg_dice_ci(s: Samples, n_boot: int = 2000, seed: int = 0) -> dict:
     """Mean true Dice of the segmentation over patients, with a 95% bootstrap interval over patients."""
     per_patient = np.array([float(np.mean(s.dice[s.case == i])) for i in np.unique(s.case)])
-    rng = np.random.default_rng(seed)
-    boots = rng.choice(per_patient, size=(n_boot, per_patient.size), replace=True).mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
+    lo, hi = bootstrap_mean_ci(per_patient, n_boot=n_boot, rng=np.random.default_rng(seed))
     return {"mean": round(float(per_patient.mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
             "patients": int(per_patient.size), "frames": len(s)}
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from search.core.stats import bootstrap_mean_ci
+
 ROWS = ("unet8", "unet16", "searched_nohw", "searched_hw")
 ROW_NAMES = {
     "unet8": "U-net(8)+ResNet18",
@@ -212,9 +214,7 @@ def patient_difference(searched_test: dict, control_test: dict, *, n_boot: int =
     if len(patients) < 2:
         return None
     d = np.array([a[k] - b[k] for k in patients])
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
+    lo, hi = bootstrap_mean_ci(d, n_boot=n_boot, rng=np.random.default_rng(seed))
     return {"patients": len(patients), "mean": float(d.mean()), "ci95": [float(lo), float(hi)], "n_boot": n_boot}
 
 
