@@ -50,6 +50,12 @@ def _resnet_qc(*, genotype: Any = None, **args: Any) -> "nn.Module":
     return ResNetQc(ResNetQcConfig(**args))
 
 
+def _unet_skeleton(*, genotype: Any = None, in_channels: int, n_classes: int, spec: str) -> "nn.Module":
+    from search.core.derived.unet_skeleton import SkeletonUNet, UNetSkeleton
+
+    return SkeletonUNet(UNetSkeleton.parse(spec), in_channels, n_classes)
+
+
 def _nasunet(*, genotype: Mapping[str, Any], **args: Any) -> "nn.Module":
     from search.core.derived.nasunet import DerivedNasUnet
     from search.core.genotypes import NasUnetGenotype
@@ -89,6 +95,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "qcnet": _qcnet,
     "multiscale": _multiscale,
     "cine_qc": _cine_qc,
+    "unet_skeleton": _unet_skeleton,
 }
 """Architecture kind -> ``builder(genotype=..., **args)`` returning the bare network."""
 

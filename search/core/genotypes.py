@@ -254,8 +254,31 @@ class SegQcGenotype(_JsonMixin):
         return cls(NasUnetGenotype.from_dict(d["seg"]), QcGenotype.from_dict(d["qc"]))
 
 
+@dataclass(frozen=True)
+class SkeletonQcGenotype(_JsonMixin):
+    """segqc-hw in the U-net skeleton space (``SpaceConfig.seg_space == "skeleton"``): the segmentation net is a
+    :class:`~search.core.derived.unet_skeleton.UNetSkeleton` (stored as its spec string), the QC net the paper's."""
+
+    KIND: ClassVar[str] = "skeletonqc"
+    seg: Any  # search.core.derived.unet_skeleton.UNetSkeleton (imported on use: that module needs torch)
+    qc: QcGenotype
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"skeleton": self.seg.spec, "qc": self.qc.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SkeletonQcGenotype":
+        from search.core.derived.unet_skeleton import UNetSkeleton
+
+        try:
+            seg = UNetSkeleton.parse(d["skeleton"])
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise GenotypeError(f"skeleton genotype: {exc}") from None
+        return cls(seg, QcGenotype.from_dict(d["qc"]))
+
+
 GENOTYPE_KINDS: dict[str, type] = {
-    c.KIND: c for c in (NasUnetGenotype, QcGenotype, MultiscaleGenotype, SegQcGenotype)
+    c.KIND: c for c in (NasUnetGenotype, QcGenotype, MultiscaleGenotype, SegQcGenotype, SkeletonQcGenotype)
 }
 
 

@@ -5,7 +5,8 @@ A card's ``architecture`` is ``{"kind", "args", "genotype", "interface", "about"
 * ``kind`` names the builder (``search.build.BUILDERS``): ``unet`` (2D or 3D U-net baselines),
   ``resnet_qc`` (the ResNet18-style QC baseline), ``nasunet`` and ``qcnet`` (the segqc-hw pair, each
   with its genotype), ``multiscale`` (the fused layer x scale nets of msnas-hw and rtdnas, with their
-  genotype) and ``cine_qc`` (the cine QC network).
+  genotype), ``cine_qc`` (the cine QC network) and ``unet_skeleton`` (the segqc-hw skeleton space's seg net,
+  its architecture in the ``spec`` argument).
 * ``args`` are the builder's arguments, one frozen dataclass per kind below (every field explicit in
   the card, so a card does not depend on a default that may change), except the flags a kind lists in
   ``OPTIONAL_FLAGS``, written only when not at their default (``multiscale``'s ``causal``, ``nasunet``'s
@@ -143,9 +144,29 @@ class CineQcArgs:
         return None
 
 
-ArchArgs = UNetArgs | ResNetQcArgs | NasUnetArgs | QcNetArgs | MultiscaleArgs | CineQcArgs
+@dataclass(frozen=True)
+class UNetSkeletonArgs:
+    """``search.core.derived.unet_skeleton.SkeletonUNet``: a U-net of per-level width, block and input stride,
+    written as its spec (``/2:16c2-32c2-64c1-128s2``); the segqc-hw skeleton space's searched seg net."""
+
+    KIND: ClassVar[str] = "unet_skeleton"
+    GENOTYPE: ClassVar[str | None] = None
+    in_channels: int
+    n_classes: int
+    spec: str
+
+    def check(self) -> None:
+        from search.core.derived.unet_skeleton import UNetSkeleton
+
+        try:
+            UNetSkeleton.parse(self.spec)
+        except ValueError as exc:
+            raise ArchitectureError(str(exc)) from None
+
+
+ArchArgs = UNetArgs | ResNetQcArgs | NasUnetArgs | QcNetArgs | MultiscaleArgs | CineQcArgs | UNetSkeletonArgs
 ARGS_TYPES: dict[str, type] = {c.KIND: c for c in (UNetArgs, ResNetQcArgs, NasUnetArgs, QcNetArgs, MultiscaleArgs,
-                                                  CineQcArgs)}
+                                                  CineQcArgs, UNetSkeletonArgs)}
 
 
 def _require(ok: bool, problem: str) -> None:
@@ -154,7 +175,11 @@ def _require(ok: bool, problem: str) -> None:
 
 
 def _typed_value(name: str, annotation: str, value: Any) -> Any:
-    """``value`` checked against a field annotation (``int``, ``bool`` or ``tuple[int, ...]``)."""
+    """``value`` checked against a field annotation (``int``, ``bool``, ``str`` or ``tuple[int, ...]``)."""
+    if annotation == "str":
+        _require(isinstance(value, str) and value.strip() != "", f"argument {name!r} must be a non-empty string, "
+                 f"got {value!r}")
+        return value
     if annotation == "bool":
         _require(isinstance(value, bool), f"argument {name!r} must be true or false, got {value!r}")
         return value
@@ -281,6 +306,9 @@ def from_legacy(old: Mapping[str, Any], *, genotype: Mapping[str, Any] | None, i
         (key, args), = old.items()
         if key in ("unet", "resnet_qc", "cine_qc"):
             return Architecture(parse_args(key, args), None, interface)
+        if key == "unet_skeleton":
+            full = {"in_channels": channels, "n_classes": n_classes, **args}
+            return Architecture(parse_args("unet_skeleton", full), None, interface)
         if key == "nasunet":
             full = {"in_channels": channels, "num_classes": n_classes, "dims": dims, **args}
             return Architecture(parse_args("nasunet", full), genotype, interface)

@@ -87,6 +87,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search-seeds", type=int, nargs="+", default=None, metavar="S",
                         help="seeds of every search (default: the preset's, 0); each seed's pair is retrained, Table II "
                              "shows the one best on validation and the report lists them all with their Dice spread")
+    parser.add_argument("--space", choices=("cells", "skeleton"), default=None,
+                        help="segmentation search space: cells (the paper's NAS-Unet cells, default) or skeleton (issue "
+                             "16: a U-net whose every level's width and block -- dense or depthwise-separable 3x3 convs, "
+                             "one or two -- is searched, FBNet-style with channel masks, at half resolution by default; "
+                             "the QC space is the paper's either way)")
+    parser.add_argument("--skeleton-widths", nargs="+", default=None, metavar="W,W,...",
+                        help="--space skeleton: candidate widths per level, full resolution first, e.g. 8,12,16 "
+                             "16,24,32 32,48,64 64,96,128 (the default)")
+    parser.add_argument("--skeleton-blocks", nargs="+", default=None, metavar="TOKEN",
+                        help="--space skeleton: candidate blocks, op letter (c dense, s separable) and convs, e.g. "
+                             "c2 c1 s2 s1 (the default)")
+    parser.add_argument("--input-stride", type=int, choices=(1, 2), default=None,
+                        help="--space skeleton: 2 (default): the U runs at half resolution behind a stride-2 entry "
+                             "conv, logits upsampled x2; 1: full resolution")
     parser.add_argument("--stop-after", choices=("data", "search", "retrain", "all"), default="all",
                         help="stop after this stage (train on a GPU machine, then run again on the target CPU "
                              "to measure Table II and export; data: only cache the patients, e.g. for "
@@ -165,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
             space = replace(space, **{name: value})
     if getattr(args, "droppable_inputs", None):
         space = replace(space, droppable_inputs=True, keep_prev=args.droppable_inputs == "prev-prev")
+    space = _skeleton_space(args, space, task.method_label)
     cfg = replace(cfg, search=search, space=space)
     places = run_places(args, method=task.run_method, docs_name=task.docs_name)
     paths = RunPaths(out=places.out, models=places.models_dir, docs=places.docs_dir)
@@ -172,3 +187,27 @@ def run(args: argparse.Namespace) -> int:
     if distributed.is_main():
         print(summary)
     return 0
+
+
+def _skeleton_space(args: argparse.Namespace, space, label: str):
+    """``--space`` and the skeleton space's flags applied to ``space`` (a ``SpaceConfig``)."""
+    from dataclasses import replace
+
+    flags = {"skeleton_widths": "--skeleton-widths", "skeleton_blocks": "--skeleton-blocks",
+             "input_stride": "--input-stride"}
+    given = {name: getattr(args, name) for name in flags if getattr(args, name, None) is not None}
+    kind = getattr(args, "space", None) or space.seg_space
+    if given and kind != "skeleton":
+        raise SystemExit(f"{label}: {', '.join(flags[n] for n in given)} only with --space skeleton")
+    if "skeleton_widths" in given:
+        try:
+            given["skeleton_widths"] = tuple(tuple(int(w) for w in level.split(",")) for level in given["skeleton_widths"])
+        except ValueError:
+            raise SystemExit(f"{label}: --skeleton-widths: each level is comma-separated whole numbers (e.g. 8,12,16), "
+                             f"got {' '.join(args.skeleton_widths)}") from None
+    if "skeleton_blocks" in given:
+        given["skeleton_blocks"] = tuple(given["skeleton_blocks"])
+    try:
+        return replace(space, seg_space=kind, **given)
+    except ValueError as err:
+        raise SystemExit(f"{label}: --space skeleton: {err}") from None

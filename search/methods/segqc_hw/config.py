@@ -111,6 +111,19 @@ class SpaceConfig:
             next to it (``--droppable-inputs prev-prev``; without it an Up cell may read only its skip).
         stem_convs: 3x3 conv-BN-ReLU layers of the segmentation stem, all at full resolution (paper: 1; a U-net's
             first level has 2, and the stem's output is also the last Up cell's skip).
+        seg_space: Which segmentation space is searched (issue 16). ``"cells"``: the paper's NAS-Unet cells (every
+            field above). ``"skeleton"``: the U-net skeleton space (``search.core.supernets.unet_skeleton``): per
+            level a width from ``skeleton_widths`` and a block from ``skeleton_blocks`` (dense or separable 3x3
+            convs, one or two per block), FBNet-style with FBNetV2 channel masks; ``seg_init_filters``,
+            ``seg_depth``, ``droppable_inputs``, ``keep_prev`` and ``stem_convs`` are then unused. The QC net is
+            the paper's cell space either way (``qc_*``, ``nodes``).
+        skeleton_widths: Candidate widths per level of the skeleton space, full resolution first (default: up to
+            U-net(16)'s first four levels, down to half of them).
+        skeleton_blocks: Candidate block tokens (op letter + convs: ``c2`` is U-net's block).
+        input_stride: 2: the skeleton U runs at half resolution behind a stride-2 entry conv and its logits are
+            upsampled x2 (the hand-designed probe ``/2:16c2-32c2-64c2-128c2`` reached U-net(16)'s contrast Dice
+            at 0.27x its latency, ``docs/bench/size_table_contrast_skeletons_e50.md``); 1: full resolution.
+            A choice of the run, not searched.
     """
 
     seg_init_filters: int = 4
@@ -121,11 +134,36 @@ class SpaceConfig:
     droppable_inputs: bool = False
     keep_prev: bool = False
     stem_convs: int = 1
+    seg_space: str = "cells"
+    skeleton_widths: tuple[tuple[int, ...], ...] = ((8, 12, 16), (16, 24, 32), (32, 48, 64), (64, 96, 128))
+    skeleton_blocks: tuple[str, ...] = ("c2", "c1", "s2", "s1")
+    input_stride: int = 2
 
     def __post_init__(self):
         if self.stem_convs < 1:
             raise ValueError(f"stem_convs must be at least 1, got {self.stem_convs}")
+        if self.seg_space not in SEG_SPACES:
+            raise ValueError(f"unknown segmentation space {self.seg_space!r}; choose one of {', '.join(SEG_SPACES)}")
+        object.__setattr__(self, "skeleton_widths", tuple(tuple(int(w) for w in ws) for ws in self.skeleton_widths))
+        object.__setattr__(self, "skeleton_blocks", tuple(self.skeleton_blocks))
+        if self.seg_space == "skeleton":
+            self.skeleton_choices(2)  # ValueError on widths, blocks or stride the space cannot hold
 
+    def skeleton_choices(self, n_classes: int):
+        """The skeleton space (``search.core.supernets.unet_skeleton.SkeletonChoices``) for ``n_classes`` classes."""
+        from search.core.supernets.unet_skeleton import SkeletonChoices
+
+        return SkeletonChoices(self.skeleton_widths, self.skeleton_blocks, self.input_stride, n_classes=n_classes)
+
+
+SEG_SPACES = ("cells", "skeleton")
+"""``SpaceConfig.seg_space`` choices."""
+
+
+SKELETON_FIELDS = ("seg_space", "skeleton_widths", "skeleton_blocks", "input_stride")
+"""``SpaceConfig`` fields of the skeleton space (left out of a cell-space run's recorded config)."""
+CELL_SEG_FIELDS = ("seg_init_filters", "seg_depth", "droppable_inputs", "keep_prev", "stem_convs")
+"""``SpaceConfig`` fields only the cell space's U reads (left out of a skeleton run's recorded config)."""
 
 INPUT_COSTS = ("always", "by_use")
 """``SearchConfig.input_cost`` choices."""
@@ -311,6 +349,10 @@ class SegQcConfig:
             doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k != "input_cost"}}
         doc = {**doc, "space": {k: v for k, v in doc["space"].items()
                                 if (k not in ("droppable_inputs", "keep_prev") or v) and (k != "stem_convs" or v != 1)}}
+        if doc["space"]["seg_space"] == "cells":  # the cell space's configs and hashes stay what they were
+            doc = {**doc, "space": {k: v for k, v in doc["space"].items() if k not in SKELETON_FIELDS}}
+        else:  # what the cell space's U would read is not part of a skeleton run
+            doc = {**doc, "space": {k: v for k, v in doc["space"].items() if k not in CELL_SEG_FIELDS}}
         return doc
 
 

@@ -45,12 +45,13 @@ from torch import nn
 
 from search import distributed
 from search.core.convergence import plot_traces, report_section
-from search.core.genotypes import SegQcGenotype
+from search.core.genotypes import SegQcGenotype, SkeletonQcGenotype
 from search.methods.segqc_hw.config import SegQcConfig
 from search.methods.segqc_hw.data import SPLITS, frame_dataset, load_protocol
 from search.methods.segqc_hw.latency_model import FrameworkLatency, framework_latency, lut_stage
 from search.methods.segqc_hw.latency_table import machine_line, measure_rows
 from search.methods.segqc_hw.random_control import (N_CANDIDATES, REFINE_STEPS, Candidate, closest, control_record,
+                                                    pair_genotype_from_dict,
                                                     random_candidates, read_control, refine_to_target, write_control)
 from search.methods.segqc_hw.report import (CONTROL_PREFIX, ROW_NAMES, ROWS, control_key, random_control_verdict,
                                             row_name, sensitivity_key, verdict_text, write_report)
@@ -296,7 +297,7 @@ class SegQcExperiment:
         path = self.out / "search" / "random" / f"{key}.json"
         config = control_config(self.cfg, key, target_ms)
 
-        def run() -> tuple[SegQcGenotype, dict]:
+        def run() -> tuple[SegQcGenotype | SkeletonQcGenotype, dict]:
             start = closest(pool(), target_ms)
             refined = refine_to_target(start, self.cfg, latency, target_ms, config["sampling_seed"],
                                        config["refine_steps"])
@@ -304,7 +305,7 @@ class SegQcExperiment:
                       "closest_draw_ms": start[1], "refine_steps": config["refine_steps"]}
             if distributed.is_main():  # under torchrun every rank draws the same pool; rank 0 writes it
                 write_control(path, record)
-            return SegQcGenotype.from_dict(record["genotype"]), record
+            return pair_genotype_from_dict(record["genotype"]), record
 
         return Stage(f"random:{key}", run=run, load=partial(read_control, path), outputs=(path,), config=config)
 
@@ -463,7 +464,10 @@ def _figures(results: dict, folder: Path) -> dict[str, str]:
     searched.update(results.get("sensitivity") or {})
     for key, row in searched.items():
         name = f"cells_{key}.png"
-        draw_genotype(SegQcGenotype.from_dict(row["genotype"]), folder / name, f"Searched cells: {row_name(key)}")
+        genotype = pair_genotype_from_dict(row["genotype"])
+        title = (f"Searched cells: {row_name(key)}" if isinstance(genotype, SegQcGenotype)
+                 else f"Searched U-net skeleton {genotype.seg.spec} and QC cells: {row_name(key)}")
+        draw_genotype(genotype, folder / name, title)
         figures[f"Searched cells, {row_name(key)}"] = name
     return figures
 

@@ -90,13 +90,18 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
     if warning:
         log.warning("%s", warning)
     convergence = card_field(verdict)
+    if "skeleton" in genotype:  # the skeleton space: the U is its spec (the card's architecture), no seg cells
+        seg_genotype, seg_architecture = None, {"unet_skeleton": {"spec": genotype["skeleton"]}}
+    else:
+        seg_genotype = {"kind": "nasunet", **genotype["seg"]}
+        seg_architecture = {"nasunet": {"init_filters": cfg.space.seg_init_filters, "depth": cfg.space.seg_depth,
+                                        "n_nodes": cfg.space.nodes,
+                                        **({"stem_convs": cfg.space.stem_convs} if cfg.space.stem_convs != 1 else {})}}
     seg_content = CardContent(
         model_id=seg_id, modality="echo", role="seg", method="segqc-hw", inputs=[image], outputs=[probs, unc],
         classes=classes, normalisation=dict(ECHO_NORMALISATION), layout="NCHW", data=data, echo_mode=task.name,
-        genotype={"kind": "nasunet", **genotype["seg"]}, pairs_with=qc_id, clip_length=1, convergence=convergence,
-        architecture={"nasunet": {"init_filters": cfg.space.seg_init_filters, "depth": cfg.space.seg_depth,
-                                  "n_nodes": cfg.space.nodes,
-                                  **({"stem_convs": cfg.space.stem_convs} if cfg.space.stem_convs != 1 else {})}},
+        genotype=seg_genotype, pairs_with=qc_id, clip_length=1, convergence=convergence,
+        architecture=seg_architecture,
         notes=("" if task.name == "contrast" else f"{task.words[:1].upper() + task.words[1:]}. ") +
               "Searched jointly with its QC model (segqc-hw, Zeng et al. 2021, arXiv:2109.06909; hardware-aware, "
               f"lambda2 = {row.get('lambda2', cfg.search.lambda2):g}; the hardware-aware search with the best validation "
@@ -113,7 +118,8 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
         return {"dice": ev.to_card(classes), "eval_frames": len(ev.per_frame),
                 "dice_frame_mean": round(float(sum(ev.per_frame) / len(ev.per_frame)), 4)}
 
-    seg_card = export_model(SegmentationWithUncertainty(seg), seg_content, models_dir, feeds, evaluate=seg_metrics)
+    bare = seg.net if "skeleton" in genotype else seg  # the card's unet_skeleton builder is the bare SkeletonUNet
+    seg_card = export_model(SegmentationWithUncertainty(bare), seg_content, models_dir, feeds, evaluate=seg_metrics)
     seg_predict = onnx_seg_predictor(seg_card.onnx_path)
     qc_feeds = []
     for f in feeds:

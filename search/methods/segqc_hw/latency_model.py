@@ -87,6 +87,61 @@ class FrameworkLatency:
                 + predict_latency(DerivedQcNet(genotype.qc, self.qc_cfg), qc_shape, self.table))
 
 
+class SkeletonFrameworkLatency(FrameworkLatency):
+    """:class:`FrameworkLatency` of a skeleton-space run (``SpaceConfig.seg_space == "skeleton"``): the seg part is
+    the skeleton supernet's exact expectation (``SkeletonSupernet.expected_latency``) and, for a derived pair, the
+    table sum of its blocks (``unet_skeleton.derived_latency``); the QC part is the paper's, as above.
+
+    Args:
+        choices: The skeleton space (``SkeletonChoices``), in place of the cell space's ``NasUnetConfig``.
+    """
+
+    def __init__(self, table: LatencyTable, resolution: int, choices, qc_cfg: QcNetConfig):
+        super().__init__(table, resolution, None, qc_cfg)
+        self.choices = choices
+
+    def shapes(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        r = self.resolution
+        return (self.choices.in_channels, r, r), (self.qc_cfg.in_channels, r, r)
+
+    def bind(self, seg, qc: QcSupernet):
+        _, qc_shape = self.shapes()
+        qc_part = AdditiveLatency([(qc, qc_shape)], self.table)
+
+        def expected_latency(tau: float | None, generator: torch.Generator | None) -> torch.Tensor:
+            weighting = SOFTMAX if tau is None else ArchWeighting("gumbel", tau=tau, generator=generator)
+            return seg.expected_latency(self.table, self.resolution, weighting) + qc_part(weighting)
+
+        return expected_latency
+
+    def of_seg(self, skeleton) -> float:
+        """The table's prediction for one skeleton seg net alone (ms)."""
+        from search.core.supernets.unet_skeleton import derived_latency
+
+        return derived_latency(skeleton, self.table, self.resolution, self.choices.in_channels, self.choices.n_classes)
+
+    def of_genotype(self, genotype) -> float:
+        from search.core.derived.qcnet import DerivedQcNet
+
+        _, qc_shape = self.shapes()
+        return self.of_seg(genotype.seg) + predict_latency(DerivedQcNet(genotype.qc, self.qc_cfg), qc_shape, self.table)
+
+
+def is_skeleton(seg_cfg) -> bool:
+    """Whether a seg space config is the skeleton space's ``SkeletonChoices`` (else the cell space's ``NasUnetConfig``)."""
+    from search.core.supernets.unet_skeleton import SkeletonChoices
+
+    return isinstance(seg_cfg, SkeletonChoices)
+
+
+def _module_for_key(key: OpKey):
+    """The profiler's builder: skeleton keys (``skel_*``) by ``unet_skeleton.build_block_for_key``, the rest as usual."""
+    from search.core.supernets.unet_skeleton import BLOCK_OP_PREFIX, build_block_for_key
+    from search.latency.profiler import default_builder
+
+    return build_block_for_key(key) if key.op.startswith(BLOCK_OP_PREFIX) else default_builder()(key)
+
+
 def profile_best_of(table: LatencyTable, keys: list[OpKey], settings: ProfileSettings, path: Path) -> None:
     """Measure ``keys`` into ``table`` as best-of-N (see the module docstring); saves after every group."""
     import gc
@@ -96,9 +151,7 @@ def profile_best_of(table: LatencyTable, keys: list[OpKey], settings: ProfileSet
 
     from search.latency.measure import deployed_session, make_feeds, measure_interleaved, session_overhead_model
     from search.latency.onnx_bytes import export_onnx_bytes
-    from search.latency.profiler import default_builder
-
-    build = default_builder()
+    build = _module_for_key
     meta = table.meta
     if not table.entries:
         meta.update(table_conditions(settings))
@@ -145,13 +198,23 @@ def check_statistic(table: LatencyTable, path: Path) -> None:
                          "delete the table to profile it again")
 
 
-def lut_stage(cfg, path: Path, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> Stage:
+def space_record(space) -> dict:
+    """``asdict(space)`` as the table stage records it: a cell-space run without the skeleton fields (its hash
+    stays what it was before the skeleton space existed)."""
+    from search.methods.segqc_hw.config import SKELETON_FIELDS
+
+    doc = asdict(space)
+    return doc if space.seg_space != "cells" else {k: v for k, v in doc.items() if k not in SKELETON_FIELDS}
+
+
+def lut_stage(cfg, path: Path, seg_cfg, qc_cfg: QcNetConfig) -> Stage:
     """The run's latency-table stage: every op of both supernets at ``measure.resolution``, best of N.
 
     Args:
         cfg: ``SegQcConfig`` (its ``measure`` block: resolution, profiling runs, threads).
         path: Table JSON (created, saved after every profiled group: resumable, only missing keys).
-        seg_cfg, qc_cfg: Shapes of the two supernets.
+        seg_cfg, qc_cfg: Shapes of the two supernets (``seg_cfg``: ``NasUnetConfig``, or the skeleton space's
+            ``SkeletonChoices``).
 
     Returns:
         A ``search.train.stages.Stage`` whose result is the loaded ``LatencyTable``.
@@ -161,8 +224,13 @@ def lut_stage(cfg, path: Path, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> S
                                intra_op_threads=cfg.measure.intra_op_threads, seed=cfg.seed)
 
     def keys() -> set[OpKey]:
-        return (collect_latency_keys(NasUnetSupernet(seg_cfg), (seg_cfg.in_channels, r, r))
-                | collect_latency_keys(QcSupernet(qc_cfg), (qc_cfg.in_channels, r, r)))
+        if is_skeleton(seg_cfg):
+            from search.core.supernets.unet_skeleton import SkeletonSupernet
+
+            seg_keys = set(SkeletonSupernet(seg_cfg).latency_keys(r))
+        else:
+            seg_keys = collect_latency_keys(NasUnetSupernet(seg_cfg), (seg_cfg.in_channels, r, r))
+        return seg_keys | collect_latency_keys(QcSupernet(qc_cfg), (qc_cfg.in_channels, r, r))
 
     def profile(table: LatencyTable, missing: list[OpKey]) -> None:
         check_statistic(table, path)
@@ -170,17 +238,19 @@ def lut_stage(cfg, path: Path, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> S
 
     m = cfg.measure
     config = {"resolution": r, "intra_op_threads": m.intra_op_threads, "lut_warmup": m.lut_warmup,
-              "lut_repeats": m.lut_repeats, "seed": cfg.seed, "space": asdict(cfg.space)}
+              "lut_repeats": m.lut_repeats, "seed": cfg.seed, "space": space_record(cfg.space)}
     return latency_table_stage(path, keys, settings, progress=log.info, profile=profile, config=config)
 
 
-def framework_latency(cfg, table: LatencyTable, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> FrameworkLatency:
+def framework_latency(cfg, table: LatencyTable, seg_cfg, qc_cfg: QcNetConfig) -> FrameworkLatency:
     """The latency model of ``table`` (a best-of-N table of this method) at ``measure.resolution``."""
     check_statistic(table, Path(table.path or "latency table"))
+    if is_skeleton(seg_cfg):
+        return SkeletonFrameworkLatency(table, cfg.measure.resolution, seg_cfg, qc_cfg)
     return FrameworkLatency(table, cfg.measure.resolution, seg_cfg, qc_cfg,
                             inputs_by_use=cfg.search.input_cost == "by_use")
 
 
-def ensure_table(cfg, path: Path, seg_cfg: NasUnetConfig, qc_cfg: QcNetConfig) -> FrameworkLatency:
+def ensure_table(cfg, path: Path, seg_cfg, qc_cfg: QcNetConfig) -> FrameworkLatency:
     """Profile the keys ``path`` lacks (``lut_stage`` without a run record) and return the latency model."""
     return framework_latency(cfg, lut_stage(cfg, path, seg_cfg, qc_cfg).run(), seg_cfg, qc_cfg)

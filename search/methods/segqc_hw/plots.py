@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from search.core.genotypes import CellGenotype, SegQcGenotype
+from search.core.genotypes import CellGenotype, SegQcGenotype, SkeletonQcGenotype
 
 BIN_COLOURS = {"good": "#2a9d8f", "medium": "#e9c46a", "poor": "#e76f51", "": "#264653"}
 INPUT_NAMES = {1: ("c_{k-1}",), 2: ("c_{k-2}", "c_{k-1}"), 3: ("c_{k-2}", "c_{k-1}", "skip")}
@@ -114,12 +114,17 @@ def _draw_cell(ax, cell: CellGenotype, title: str) -> None:
     ax.axis("off")
 
 
-def draw_genotype(genotype: SegQcGenotype, path: Path, title: str) -> None:
-    """The four searched cells (seg Down / Up, QC Contracting / Non-scaling) in one PNG."""
+def draw_genotype(genotype: SegQcGenotype | SkeletonQcGenotype, path: Path, title: str) -> None:
+    """The four searched cells (seg Down / Up, QC Contracting / Non-scaling) in one PNG; a skeleton-space pair
+    (``SkeletonQcGenotype``) has no seg cells, so its two QC cells alone (its U is the spec in ``title``)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 5.6))
-    cells = [(genotype.seg.down, "segmentation: Down cell"), (genotype.seg.up, "segmentation: Up cell"),
-             (genotype.qc.contracting, "QC: Contracting cell"), (genotype.qc.nonscaling, "QC: Non-scaling cell")]
+    qc_cells = [(genotype.qc.contracting, "QC: Contracting cell"), (genotype.qc.nonscaling, "QC: Non-scaling cell")]
+    if isinstance(genotype, SkeletonQcGenotype):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 2.9))
+        cells = qc_cells
+    else:
+        fig, axes = plt.subplots(2, 2, figsize=(10, 5.6))
+        cells = [(genotype.seg.down, "segmentation: Down cell"), (genotype.seg.up, "segmentation: Up cell"), *qc_cells]
     for ax, (cell, name) in zip(axes.flat, cells):
         _draw_cell(ax, cell, name)
     fig.suptitle(title + "\n(\u2193 stride-2 down op, \u2191 x2 transposed-conv up op; dil = dilated conv, "

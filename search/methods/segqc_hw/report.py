@@ -143,6 +143,13 @@ def space_text(cfg: dict) -> str:
     """The search space in words (the recorded config's ``space`` and ``search``), its departures from the paper's
     named."""
     space, search = cfg["space"], cfg["search"]
+    if space.get("seg_space", "cells") == "skeleton":
+        widths = " / ".join(",".join(str(w) for w in ws) for ws in space["skeleton_widths"])
+        where = "half resolution behind a stride-2 entry conv" if space["input_stride"] == 2 else "full resolution"
+        return (f"Segmentation space: a U-net skeleton of {len(space['skeleton_widths'])} levels at {where} (not the "
+                f"paper's cells; issue 16), each level's width one of {widths} (full resolution first) and its block "
+                f"one of {', '.join(space['skeleton_blocks'])} (c dense, s depthwise-separable 3x3 conv, then convs per "
+                f"block); QC space: the paper's cells, {space['nodes']} nodes per cell.")
     words = [f"{space['seg_init_filters']} initial filters", f"depth {space['seg_depth']}", f"{space['nodes']} nodes per cell"]
     if space.get("droppable_inputs"):
         words.append("the prev-prev input of a cell may be dropped" if space.get("keep_prev")

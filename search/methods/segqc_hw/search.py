@@ -22,13 +22,15 @@ from search.core.convergence import ArchTrace
 from search.core.decode import decode_nasunet, decode_qc
 from search.core.derived.nasunet import DerivedNasUnet
 from search.core.derived.qcnet import DerivedQcNet
-from search.core.genotypes import SegQcGenotype
+from search.core.derived.unet_skeleton import SkeletonUNet
+from search.core.genotypes import SegQcGenotype, SkeletonQcGenotype, genotype_from_json
 from search.core.supernets.nasunet import NasUnetConfig, NasUnetSupernet
 from search.core.supernets.qcnet import QcNetConfig, QcSupernet
+from search.core.supernets.unet_skeleton import SkeletonChoices, SkeletonSupernet
 from search.methods.segqc_hw.config import SegQcConfig
 from search.methods.segqc_hw.data import frame_dataset
 from search.methods.segqc_hw.joint_search import run_joint_search
-from search.methods.segqc_hw.latency_model import FrameworkLatency
+from search.methods.segqc_hw.latency_model import FrameworkLatency, is_skeleton
 from search.methods.segqc_hw.networks import QcFlat, QcOnParts, SegLogits
 from search.train.cine_rows import read_json, write_json
 
@@ -37,8 +39,11 @@ log = logging.getLogger(__name__)
 BASELINE_UNET_DEPTH = 5  # the segqc-hw paper's U-net(IF) is (D5, IF): see search.baselines.unet
 
 
-def seg_config(cfg: SegQcConfig) -> NasUnetConfig:
-    """The U of the config's space, with the task's classes (2 contrast, 4 B-mode)."""
+def seg_config(cfg: SegQcConfig) -> NasUnetConfig | SkeletonChoices:
+    """The U of the config's space, with the task's classes (2 contrast, 4 B-mode): the cell space's
+    ``NasUnetConfig``, or the skeleton space's ``SkeletonChoices`` (``space.seg_space == "skeleton"``)."""
+    if cfg.space.seg_space == "skeleton":
+        return cfg.space.skeleton_choices(cfg.task.num_classes)
     return NasUnetConfig(num_classes=cfg.task.num_classes, init_filters=cfg.space.seg_init_filters,
                          depth=cfg.space.seg_depth, n_nodes=cfg.space.nodes,
                          droppable_inputs=cfg.space.droppable_inputs, keep_prev=cfg.space.keep_prev,
@@ -53,12 +58,26 @@ def qc_config(cfg: SegQcConfig) -> QcNetConfig:
 
 def build_supernets(cfg: SegQcConfig, seed: int) -> tuple[SegLogits, QcOnParts]:
     """Fresh seg and QC supernets (weights and alphas seeded by ``seed``)."""
-    return (SegLogits(NasUnetSupernet(seg_config(cfg), seed=seed)),
-            QcOnParts(QcSupernet(qc_config(cfg), seed=seed + 100)))
+    seg_cfg = seg_config(cfg)
+    seg = SkeletonSupernet(seg_cfg, seed=seed) if is_skeleton(seg_cfg) else NasUnetSupernet(seg_cfg, seed=seed)
+    return SegLogits(seg), QcOnParts(QcSupernet(qc_config(cfg), seed=seed + 100))
 
 
-def build_derived(cfg: SegQcConfig, genotype: SegQcGenotype, seed: int) -> tuple[nn.Module, nn.Module]:
+def decode_pair(seg: SegLogits, qc: QcOnParts) -> SegQcGenotype | SkeletonQcGenotype:
+    """The derived pair of the two supernets (argmax structure): a cell U or a skeleton U, and the QC cells."""
+    if isinstance(seg.net, SkeletonSupernet):
+        return SkeletonQcGenotype(seg.net.decode(), decode_qc(qc.net))
+    return SegQcGenotype(decode_nasunet(seg.net), decode_qc(qc.net))
+
+
+def build_derived(cfg: SegQcConfig, genotype: SegQcGenotype | SkeletonQcGenotype,
+                  seed: int) -> tuple[nn.Module, nn.Module]:
     """The derived pair, freshly initialised (retraining from scratch)."""
+    if isinstance(genotype, SkeletonQcGenotype):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            seg = SkeletonUNet(genotype.seg, n_classes=cfg.task.num_classes)
+        return SegLogits(seg), QcOnParts(DerivedQcNet(genotype.qc, qc_config(cfg), seed=seed + 100))
     return (SegLogits(DerivedNasUnet(genotype.seg, seg_config(cfg), seed=seed)),
             QcOnParts(DerivedQcNet(genotype.qc, qc_config(cfg), seed=seed + 100)))
 
@@ -99,8 +118,8 @@ def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: F
 
     state = run_joint_search(seg, qc, lat_fn, s1_ds, s2_ds, search_cfg, seed=seed, checkpoint=folder / "search.pt",
                              device=device, on_arch_step=on_arch_step, warmup_checkpoint=warmup_checkpoint)
-    genotype = SegQcGenotype(decode_nasunet(seg.net), decode_qc(qc.net))
-    initial = trace.initial_argmax(lambda: SegQcGenotype(decode_nasunet(seg.net), decode_qc(qc.net)))
+    genotype = decode_pair(seg, qc)
+    initial = trace.initial_argmax(lambda: decode_pair(seg, qc))
     convergence = trace.verdict(genotype, initial)
     log.info("search lambda2=%g seed %d: %s", lambda2, seed, convergence.summary())
     with torch.no_grad():
@@ -116,7 +135,8 @@ def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: F
     return genotype, rec
 
 
-def read_search(folder: Path) -> tuple[SegQcGenotype, dict]:
-    """A finished search read back from ``folder/genotype.json``: the derived genotype and the search record."""
+def read_search(folder: Path) -> tuple[SegQcGenotype | SkeletonQcGenotype, dict]:
+    """A finished search read back from ``folder/genotype.json``: the derived genotype (of either space, by its
+    ``kind``) and the search record."""
     rec = read_json(folder / "genotype.json")
-    return SegQcGenotype.from_json(rec["genotype"]), rec
+    return genotype_from_json(rec["genotype"]), rec
