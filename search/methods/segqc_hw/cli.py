@@ -97,7 +97,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "16,24,32 32,48,64 64,96,128 (the default)")
     parser.add_argument("--skeleton-blocks", nargs="+", default=None, metavar="TOKEN",
                         help="--space skeleton: candidate blocks, op letter (c dense, s separable) and convs, e.g. "
-                             "c2 c1 s2 s1 (the default)")
+                             "c2 c1 (the default: dense only; with s2 s1 the GDAS warm-up collapses to background, "
+                             "bench/skeleton_warmup.py)")
     parser.add_argument("--input-stride", type=int, choices=(1, 2), default=None,
                         help="--space skeleton: 2 (default): the U runs at half resolution behind a stride-2 entry "
                              "conv, logits upsampled x2; 1: full resolution")

@@ -119,7 +119,10 @@ class SpaceConfig:
             the paper's cell space either way (``qc_*``, ``nodes``).
         skeleton_widths: Candidate widths per level of the skeleton space, full resolution first (default: up to
             U-net(16)'s first four levels, down to half of them).
-        skeleton_blocks: Candidate block tokens (op letter + convs: ``c2`` is U-net's block).
+        skeleton_blocks: Candidate block tokens (op letter + convs: ``c2`` is U-net's block). Dense only by
+            default: with the separable ``s2``/``s1`` too, the GDAS warm-up of the supernet collapses to
+            background (``bench/skeleton_warmup.py``: Dice(S1) .126 at epoch 4, .009 at epoch 8; dense only: .460
+            and rising), and the probe's separable U-nets lost .04-.09 Dice at equal latency.
         input_stride: 2: the skeleton U runs at half resolution behind a stride-2 entry conv and its logits are
             upsampled x2 (the hand-designed probe ``/2:16c2-32c2-64c2-128c2`` reached U-net(16)'s contrast Dice
             at 0.27x its latency, ``docs/bench/size_table_contrast_skeletons_e50.md``); 1: full resolution.
@@ -136,7 +139,7 @@ class SpaceConfig:
     stem_convs: int = 1
     seg_space: str = "cells"
     skeleton_widths: tuple[tuple[int, ...], ...] = ((8, 12, 16), (16, 24, 32), (32, 48, 64), (64, 96, 128))
-    skeleton_blocks: tuple[str, ...] = ("c2", "c1", "s2", "s1")
+    skeleton_blocks: tuple[str, ...] = ("c2", "c1")
     input_stride: int = 2
 
     def __post_init__(self):
