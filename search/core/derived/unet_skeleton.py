@@ -12,11 +12,15 @@ on each side) and each level chooses
 
 An optional stride-2 input conv (``/2:`` before the levels) runs the whole U at half resolution and
 upsamples the logits bilinearly, as real-time segmentation nets (ENet, Fast-SCNN) do to buy speed at
-the input size the app feeds.
+the input size the app feeds. A half-resolution U may end in a full-resolution refinement (``+rN`` after
+the levels): a dense 3x3 conv of the input to N channels, concatenated with the U's last decoder features
+upsampled x2, one dense 3x3 conv to N channels and the 1x1 head at full resolution (Fast-SCNN's
+detail branch, reduced to one conv each side), so edges are drawn from full-resolution pixels.
 
 A skeleton is written as a spec string, one token per level from full resolution down, e.g. U-net(8)
 is ``8c2-16c2-32c2-64c2-128c2`` and ``/2:16c2-32c2-64s2-128s2`` is the half-resolution variant with
-separable deep levels. :func:`unet_spec` writes the plain U-net of a width and depth.
+separable deep levels; ``/2:16c2-32c2-64c2-128c2+r8`` adds an 8-channel full-resolution refinement.
+:func:`unet_spec` writes the plain U-net of a width and depth.
 """
 
 from __future__ import annotations
@@ -55,20 +59,28 @@ class Level:
 
 @dataclass(frozen=True)
 class UNetSkeleton:
-    """A U-net's levels (full resolution first) and its input stride (1, or 2 for a half-resolution U)."""
+    """A U-net's levels (full resolution first), its input stride (1, or 2 for a half-resolution U) and
+    the channels of its full-resolution refinement (0: none; only behind stride 2)."""
 
     levels: tuple[Level, ...]
     input_stride: int = 1
+    refine: int = 0
 
     def __post_init__(self) -> None:
         if not self.levels:
             raise ValueError("a U-net skeleton needs at least one level")
         if self.input_stride not in (1, 2):
             raise ValueError(f"input stride must be 1 or 2, got {self.input_stride}")
+        if self.refine < 0:
+            raise ValueError(f"refinement channels must be >= 0, got {self.refine}")
+        if self.refine and self.input_stride == 1:
+            raise ValueError("a full-resolution refinement (+rN) only follows a half-resolution U ('/2:')")
 
     @property
     def spec(self) -> str:
         body = "-".join(level.token for level in self.levels)
+        if self.refine:
+            body += f"+r{self.refine}"
         return body if self.input_stride == 1 else f"/{self.input_stride}:{body}"
 
     @property
@@ -78,13 +90,19 @@ class UNetSkeleton:
 
     @classmethod
     def parse(cls, spec: str) -> UNetSkeleton:
-        """``[/2:]W op N-W op N-...`` (e.g. ``/2:16c2-32c2-64s1``); a ``ValueError`` that quotes the spec."""
-        text, stride = spec.strip(), 1
+        """``[/2:]W op N-W op N-...[+rR]`` (e.g. ``/2:16c2-32c2-64s1+r8``); a ``ValueError`` that quotes the spec."""
+        text, stride, refine = spec.strip(), 1, 0
         if text.startswith("/"):
             head, sep, text = text[1:].partition(":")
             if not sep or not head.isdigit():
                 raise ValueError(f"U-net skeleton {spec!r}: an input stride is written '/2:' before the levels")
             stride = int(head)
+        text, plus, tail = text.partition("+")
+        if plus:
+            if not (tail.startswith("r") and tail[1:].isdigit()):
+                raise ValueError(f"U-net skeleton {spec!r}: a refinement is written '+r<channels>' after the "
+                                 f"levels (e.g. +r8), got {'+' + tail!r}")
+            refine = int(tail[1:])
         levels = []
         for token in text.split("-"):
             match = _TOKEN.match(token)
@@ -96,7 +114,7 @@ class UNetSkeleton:
             except ValueError as exc:
                 raise ValueError(f"U-net skeleton {spec!r}: level {token!r}: {exc}") from None
         try:
-            return cls(tuple(levels), stride)
+            return cls(tuple(levels), stride, refine)
         except ValueError as exc:
             raise ValueError(f"U-net skeleton {spec!r}: {exc}") from None
 
@@ -149,9 +167,16 @@ class SkeletonUNet(nn.Module):
         for k in reversed(range(len(levels) - 1)):
             self.ups.append(nn.ConvTranspose2d(levels[k + 1].width, levels[k].width, 2, stride=2))
             self.decoders.append(block(levels[k], 2 * levels[k].width))
-        self.head = nn.Conv2d(levels[0].width, n_classes, 1)
+        self.detail = self.fuse = None
+        c_head = levels[0].width
+        if skeleton.refine:  # full-resolution detail conv of the input, fused with the upsampled U features
+            self.detail = nn.Sequential(*_conv("c", in_channels, skeleton.refine))
+            self.fuse = nn.Sequential(*_conv("c", levels[0].width + skeleton.refine, skeleton.refine))
+            c_head = skeleton.refine
+        self.head = nn.Conv2d(c_head, n_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image = x
         if self.entry is not None:
             x = self.entry(x)
         skips = []
@@ -162,6 +187,9 @@ class SkeletonUNet(nn.Module):
                 x = self.pool(x)
         for up, dec in zip(self.ups, self.decoders):
             x = dec(torch.cat([skips.pop(), up(x)], dim=1))
+        if self.fuse is not None:
+            x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
+            return self.head(self.fuse(torch.cat([self.detail(image), x], dim=1)))
         logits = self.head(x)
         if self.entry is not None:
             logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear", align_corners=False)

@@ -11,7 +11,8 @@ from search.baselines.unet import UNet, UNetConfig
 from search.core.derived.unet_skeleton import Level, SkeletonUNet, UNetSkeleton, unet_spec
 
 
-@pytest.mark.parametrize("spec", ["8c2-16c2-32c2-64c2-128c2", "/2:16c2-32c2-64s2-128s2", "8s1", "/2:4c3-12s1-24c2"])
+@pytest.mark.parametrize("spec", ["8c2-16c2-32c2-64c2-128c2", "/2:16c2-32c2-64s2-128s2", "8s1", "/2:4c3-12s1-24c2",
+                                  "/2:16c2-32c2-64c2-128c2+r8"])
 def test_a_spec_reads_back_as_itself(spec: str) -> None:
     assert UNetSkeleton.parse(spec).spec == spec
 
@@ -28,9 +29,11 @@ def test_unet_spec_and_what_the_input_size_must_divide_by() -> None:
     assert UNetSkeleton.parse("8c2").divisor == 1
 
 
-@pytest.mark.parametrize("spec", ["8x2-16c2", "8c0-16c2", "0c2-16c2", "/3:8c2-16c2", "/2 8c2-16c2", "/28c2", ""])
+@pytest.mark.parametrize("spec", ["8x2-16c2", "8c0-16c2", "0c2-16c2", "/3:8c2-16c2", "/2 8c2-16c2", "/28c2", "",
+                                  "8c2-16c2+r8", "/2:8c2-16c2+8", "/2:8c2-16c2+rx", "/2:8c2-16c2+r"])
 def test_a_bad_spec_is_a_value_error_that_quotes_it(spec: str) -> None:
-    """Unknown op letter, no conv, width 0, stride 3, no ':' after the stride, nothing at all."""
+    """Unknown op letter, no conv, width 0, stride 3, no ':' after the stride, nothing at all, a refinement
+    behind a full-resolution U, a refinement without 'r' or channels."""
     with pytest.raises(ValueError) as refused:
         UNetSkeleton.parse(spec)
     assert repr(spec) in str(refused.value)
@@ -85,3 +88,37 @@ def test_a_half_resolution_separable_skeleton_exports_to_onnx_and_runs_as_in_tor
         ref = net(x).numpy()
     assert got.shape == ref.shape == (1, 2, 32, 32)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_a_refinement_fuses_full_resolution_detail_with_the_half_resolution_u() -> None:
+    """``+r8``: the U runs at half size; the head sees 8 channels at full size, made from the input itself, so
+    a change to one input pixel reaches its own output pixel through the full-resolution detail conv."""
+    plain = SkeletonUNet(UNetSkeleton.parse("/2:8c2-16c2"), n_classes=3)
+    net = SkeletonUNet(UNetSkeleton.parse("/2:8c2-16c2+r8"), n_classes=3).eval()
+    head_in = []
+    net.head.register_forward_hook(lambda m, args, out: head_in.append(tuple(args[0].shape)))
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == (1, 3, 32, 32) and head_in == [(1, 8, 32, 32)]
+    extra = sum(p.numel() for p in net.parameters()) - sum(p.numel() for p in plain.parameters())
+    # detail 3->8 conv + BN, fuse (8+8)->8 conv + BN; the head reads 8 channels either way
+    assert extra == (3 * 9 * 8 + 2 * 8) + (16 * 9 * 8 + 2 * 8)
+
+
+def test_a_refined_skeleton_exports_to_onnx_and_has_no_latency_table_keys() -> None:
+    import onnxruntime as ort
+
+    from search.core.supernets.unet_skeleton import skeleton_keys
+    from search.latency.onnx_bytes import export_onnx_bytes
+
+    torch.manual_seed(0)
+    skeleton = UNetSkeleton.parse("/2:8c2-16c2+r4")
+    net = SkeletonUNet(skeleton).eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    session = ort.InferenceSession(export_onnx_bytes(net, x), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input0": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"refinement"):
+        skeleton_keys(skeleton, 32)
