@@ -147,7 +147,8 @@ class SkeletonChoices:
     def contains(self, skeleton: UNetSkeleton) -> bool:
         """Whether ``skeleton`` is a network of this space."""
         return (len(skeleton.levels) == self.depth and skeleton.input_stride == self.input_stride
-                and not skeleton.refine and all(lv.width in ws and block_token(lv) in self.blocks
+                and not skeleton.refine
+                and all(lv.width in ws and block_token(lv) in self.blocks
                         for lv, ws in zip(skeleton.levels, self.widths)))
 
     def sample(self, rng: random.Random) -> UNetSkeleton:

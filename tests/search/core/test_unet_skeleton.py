@@ -91,8 +91,8 @@ def test_a_half_resolution_separable_skeleton_exports_to_onnx_and_runs_as_in_tor
 
 
 def test_a_refinement_fuses_full_resolution_detail_with_the_half_resolution_u() -> None:
-    """``+r8``: the U runs at half size; the head sees 8 channels at full size, made from the input itself, so
-    a change to one input pixel reaches its own output pixel through the full-resolution detail conv."""
+    """``+r8``: the U runs at half size; the head reads 8 channels at full size, and the only new parameters are
+    the detail conv of the input and the fuse conv."""
     plain = SkeletonUNet(UNetSkeleton.parse("/2:8c2-16c2"), n_classes=3)
     net = SkeletonUNet(UNetSkeleton.parse("/2:8c2-16c2+r8"), n_classes=3).eval()
     head_in = []
