@@ -15,8 +15,9 @@ genotypes of the run's U (with the baselines' ResNet18 QC); ``--stem-convs N`` r
 another stem (a probe of the skeleton); ``--skeletons SPEC...`` adds U-nets of other per-level width, conv op and
 convs per block, or run at half resolution (``search.core.derived.unet_skeleton``), and ``--variants`` with no value
 leaves the searched rows out (a run made with ``segqc-hw --stop-after data`` is enough). ``--with-qc`` trains and
-scores each network's QC net too (the run's QC epochs) and times the seg + QC pair as Table II does
-(``latency_table.measure_rows``); ``--time-at SIZE...`` times the networks of the first size at other inputs too,
+scores each network's QC net too (the run's QC epochs, on its trained seg net held frozen: a seg net already in the
+cache is read back, not retrained, and only its QC net trains, in ``<size>/<key>-qc/``), reports the QC calibration
+(MAE and Pearson r on the test frames) and times the seg + QC pair as Table II does (``latency_table.measure_rows``); ``--time-at SIZE...`` times the networks of the first size at other inputs too,
 seg + QC as Table II does (e.g. 256, its deployment input).
 
 Each trained network is cached under ``--work`` (default ``<run>/size_table/<size>/<key>/``: seg.pt per
@@ -178,31 +179,54 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
             for seed in seeds:
                 i += 1
                 seg, qc = net.build(seed)
-                qc = qc if with_qc else None
                 tag = "" if seed == cfg.seed else f"-seed{seed}"
                 folder = work / str(size) / f"{net.key}{tag}"
                 name = f"{net.label} @ {size}{f' (seed {seed})' if tag else ''}"
                 print(f"[{i}/{total}] size {size}: {name}", flush=True)
+                # the seg net alone (the first stage of a whole retraining, and all of it without --with-qc) ...
+                config = {"architecture": net.architecture, "size": size, "data": data_cfg, "seed": seed,
+                          "retrain": {**asdict(retrain), "qc_epochs": None}}
                 stage = Stage(f"{size}/{net.key}{tag}",
-                              run=partial(train_and_score, name, seg, qc, data, retrain, cfg.data.augment, size,
+                              run=partial(train_and_score, name, seg, None, data, retrain, cfg.data.augment, size,
                                           seed=seed, row_dir=folder, device=device, n_classes=cfg.task.num_classes),
-                              load=partial(load_scores, name, seg, qc, folder),
+                              load=partial(load_scores, name, seg, None, folder),
                               outputs=(folder / "scores.json", folder / "weights.pt"),
-                              scratch=(folder / "seg.pt", folder / "qc.pt"),
-                              config={"architecture": net.architecture, "size": size, "data": data_cfg, "seed": seed,
-                                      "retrain": {**asdict(retrain), "qc_epochs": retrain.qc_epochs if with_qc else None}})
+                              scratch=(folder / "seg.pt",), config=config)
                 scores = runner.run(stage)
-                record = runner.records[stage.name]
-                seconds = record.get("seconds")
-                how = "read back, trained" if record["status"] == "skipped" else "trained"
-                print(f"    test Dice {scores['test']['dice_mean']:.3f} (val {scores['val']['dice_mean']:.3f}), "
-                      f"{how} in {seconds if seconds is not None else '?'} s", flush=True)
+                seconds = _report(runner, stage, scores)
+                if with_qc:  # ... then its QC net on that frozen seg net: a seg-only cache entry is reused
+                    qc_folder = work / str(size) / f"{net.key}{tag}-qc"
+                    stage = Stage(f"{size}/{net.key}{tag}-qc",
+                                  run=partial(train_and_score, f"{name} + QC", seg, qc, data, retrain, cfg.data.augment,
+                                              size, seed=seed, row_dir=qc_folder, device=device,
+                                              n_classes=cfg.task.num_classes, seg_losses=scores["losses"]["seg"]),
+                                  load=partial(load_scores, f"{name} + QC", seg, qc, qc_folder),
+                                  outputs=(qc_folder / "scores.json", qc_folder / "weights.pt"),
+                                  scratch=(qc_folder / "qc.pt",),
+                                  config={**config, "qc_on": stage.name, "qc_epochs": retrain.qc_epochs})
+                    scores = runner.run(stage)
+                    seconds = (seconds or 0) + (_report(runner, stage, scores, qc=True) or 0)
+                else:
+                    qc = None
                 entry = done[size].setdefault(net.key, {"seg": seg, "qc": qc, "scores": scores, "train_seconds": seconds,
                                                         "replicates": {}})
                 entry["replicates"][seed] = {"dice_test": scores["test"]["dice_mean"],
                                              "dice_val": scores["val"]["dice_mean"],
-                                             "qc_mae_test": scores["test"]["qc_mae"] if with_qc else None}
+                                             "qc_mae_test": scores["test"]["qc_mae"] if with_qc else None,
+                                             "qc_pearson_test": scores["test"]["qc_pearson"] if with_qc else None}
     return done
+
+
+def _report(runner, stage, scores: dict, *, qc: bool = False) -> float | None:
+    """Print one trained (or read back) stage's scores (with ``qc``, its QC net's calibration too); its seconds."""
+    record = runner.records[stage.name]
+    seconds = record.get("seconds")
+    how = "read back, trained" if record["status"] == "skipped" else "trained"
+    qc = (f", QC MAE {scores['test']['qc_mae']:.3f} r {scores['test']['qc_pearson']:.2f}"
+          if qc else "")
+    print(f"    test Dice {scores['test']['dice_mean']:.3f} (val {scores['val']['dice_mean']:.3f}){qc}, "
+          f"{how} in {seconds if seconds is not None else '?'} s", flush=True)
+    return seconds
 
 
 def time_size(trained: dict[str, dict], test_cases, size: int, *, threads: int, warmup: int, repeats: int,
@@ -367,6 +391,8 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
 
 def markdown(result: dict) -> str:
     """The table: one row per network, per size Dice (test), p50 ms, ratio to U-net(16), Pareto mark."""
+    import numpy as np
+
     s, m = result["settings"], result["machine"]
     sizes = [str(x) for x in result["sizes"]]
     qc_epochs = f", {s['qc_epochs']} QC epochs" if s["with_qc"] else ""
@@ -424,14 +450,27 @@ def markdown(result: dict) -> str:
             lines.append(f"| {label} | {e['latency_ms']:.2f} | {e['pair_ratio_to_unet16']:.2f} | {e['seg_ms']:.2f} | "
                          f"{e['seg_ratio_to_unet16']:.2f} |")
     if s["with_qc"]:
-        head = ["Network"] + [f"{c} @{x}" for x in sizes for c in ("QC MAE", "seg+QC p50 ms")]
-        lines += ["", "With each network's QC net (trained with the seg net frozen; the pair timed as in Table II):", "",
+        spread = len(seeds) > 1 and all(r.get("qc_pearson_test") is not None for x in sizes
+                                        for e in result["by_size"][x]["networks"].values() for r in e["seeds"].values())
+        head = ["Network"] + [f"{c} @{x}" for x in sizes
+                              for c in ("QC MAE", "QC r", *(("QC MAE over seeds", "QC r over seeds") if spread else ()),
+                                        "seg+QC p50 ms")]
+        lines += ["", "With each network's QC net (trained on the QC patients with the trained seg net frozen, to "
+                      "predict its Dice per frame; calibration on the test frames: mean absolute error and Pearson r "
+                      "of predicted vs true Dice; the pair timed as in Table II"
+                      f"{f'; over seeds: mean ± sd over the {len(seeds)} training seeds' if spread else ''}):", "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for key, label in result["networks"].items():
             cells = [label]
             for x in sizes:
-                q = result["by_size"][x]["networks"][key]["qc"]
-                cells += [f"{q['qc_mae_test']:.3f}", f"{q['pair']['latency_ms']:.2f}"]
+                e = result["by_size"][x]["networks"][key]
+                q = e["qc"]
+                cells += [f"{q['qc_mae_test']:.3f}", f"{q['qc_pearson_test']:.2f}"]
+                if spread:
+                    for field, digits in (("qc_mae_test", 3), ("qc_pearson_test", 2)):
+                        v = np.array([r[field] for r in e["seeds"].values()], dtype=float)
+                        cells.append(f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}")
+                cells.append(f"{q['pair']['latency_ms']:.2f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -444,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="searches under <run>/search/ (default: hw nohw; none: no searched rows, e.g. on a run "
                          "made with --stop-after data)")
     ap.add_argument("--epochs", type=int, default=None, help="seg epochs (default: the run's retrain seg_epochs)")
-    ap.add_argument("--with-qc", action="store_true", help="also train, score and time the QC nets")
+    ap.add_argument("--with-qc", action="store_true", help="also train (on each seg net, frozen; a cached seg net is reused), score and time the QC nets")
     ap.add_argument("--controls", action="store_true",
                     help="also the run's random controls (<run>/search/random/*.json), each a random genotype of the "
                          "space at its search's predicted latency")

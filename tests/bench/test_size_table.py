@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -78,19 +79,41 @@ def test_pareto_mark() -> None:
     assert pareto((0.8, 10.0), [(0.8, 10.0)])  # a tie dominates nothing
 
 
-def test_with_qc_scores_and_times_the_pairs(tmp_path: Path, monkeypatch) -> None:
+def test_with_qc_trains_qc_on_the_cached_seg_nets_then_scores_and_times_the_pairs(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """``--with-qc`` after a seg-only table: every seg net is read back (not retrained) and only its QC net trains on
+    it, frozen; the QC calibration (MAE, Pearson r, their spread over training seeds) joins the table."""
+    import torch
+
     bench = load_bench("size_table")
     tiny_run(tmp_path / "run")
     out = tmp_path / "qc.json"
     monkeypatch.chdir(tmp_path)  # a relative --run, as typed at a shell (the stage harness needs it absolute)
-    assert bench.main(["--run", "run", "--sizes", "32", "--epochs", "1", "--repeats", "1", "--warmup", "0",
-                       "--threads", "1", "--torch-threads", "1", "--with-qc", "--variants", "hw", "--out", str(out)]) == 0
+    argv = ["--run", "run", "--sizes", "32", "--epochs", "1", "--repeats", "1", "--warmup", "0", "--threads", "1",
+            "--torch-threads", "1", "--variants", "hw", "--train-seeds", "0", "1", "--out", str(out)]
+    assert bench.main(argv) == 0
+    seg_only = {k: r["dice_test"] for k, r in json.loads(out.read_text())["by_size"]["32"]["networks"].items()}
+    assert bench.main(argv + ["--with-qc"]) == 0
     result = json.loads(out.read_text())
     rows = result["by_size"]["32"]["networks"]
     assert set(rows) == {"searched_hw_seed0", "unet8", "unet16"} and result["settings"]["qc_epochs"] == 1
-    for r in rows.values():
-        assert r["qc"]["qc_mae_test"] >= 0 and r["qc"]["pair"]["latency_ms"] > 0
-    assert "seg+QC p50 ms @32" in out.with_suffix(".md").read_text()
+    for key, r in rows.items():
+        pearson = r["qc"]["qc_pearson_test"]  # NaN where a tiny net's Dice is the same on every test frame
+        assert r["qc"]["qc_mae_test"] >= 0 and (math.isnan(pearson) or -1 <= pearson <= 1)
+        assert r["qc"]["pair"]["latency_ms"] > 0
+        assert r["dice_test"] == pytest.approx(seg_only[key])  # the same seg net, rescored beside its QC net
+        assert {s["qc_mae_test"] is not None for s in r["seeds"].values()} == {True}
+    stages = json.loads((tmp_path / "run" / "size_table" / "stages.json").read_text())["stages"]
+    keys = [f"{k}{t}" for k in rows for t in ("", "-seed1")]
+    assert {stages[f"32/{k}"]["status"] for k in keys} == {"skipped"}  # seg nets read back, not retrained
+    assert {stages[f"32/{k}-qc"]["status"] for k in keys} == {"ran"}
+    seg_weights = torch.load(tmp_path / "run" / "size_table" / "32" / "unet8" / "weights.pt", weights_only=True)
+    pair_weights = torch.load(tmp_path / "run" / "size_table" / "32" / "unet8-qc" / "weights.pt", weights_only=True)
+    assert seg_weights["qc"] is None and pair_weights["qc"]
+    for name, tensor in seg_weights["seg"].items():  # the seg net stayed frozen while its QC net trained
+        assert torch.equal(tensor, pair_weights["seg"][name]), name
+    text = out.with_suffix(".md").read_text()
+    assert "seg+QC p50 ms @32" in text and "QC r @32" in text and "QC MAE over seeds @32" in text
 
 
 def test_controls_and_the_spaces_unet_point_join_the_table_when_the_run_has_them(tmp_path: Path) -> None:

@@ -113,14 +113,21 @@ def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConf
                  resolution: int, *, seed: int, checkpoint_dir: Path) -> dict[str, list[float]]:
     """Train ``seg`` then ``qc`` in place (resumable); returns the per-epoch losses of both stages."""
     seg_losses = train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "seg.pt")
-    qc_ds = frame_dataset(data.qc_train, resolution, augment, seed=seed * 10 + 2)
-    stage = QcOnFrozenSeg(seg, qc)
-    qc_losses = fit(stage, _qc_loss, qc_ds,
-                    TrainConfig(epochs=cfg.qc_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                weight_decay=cfg.weight_decay, seed=seed * 10 + 2),
-                    checkpoint=checkpoint_dir / "qc.pt", parameters=qc.parameters())
-    seg.eval(), qc.eval()
+    qc_losses = train_qc(seg, qc, data.qc_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "qc.pt")
     return {"seg": seg_losses, "qc": qc_losses}
+
+
+def train_qc(seg: nn.Module, qc: nn.Module, cases: Sequence[Case], cfg: RetrainConfig, augment: AugmentConfig,
+             resolution: int, *, seed: int, checkpoint: Path) -> list[float]:
+    """The second stage alone: ``qc`` trained in place on ``cases`` to predict the Dice of the trained ``seg``, which
+    stays frozen (resumable from ``checkpoint``); both left in eval mode; returns the QC net's per-epoch losses."""
+    qc_ds = frame_dataset(cases, resolution, augment, seed=seed * 10 + 2)
+    losses = fit(QcOnFrozenSeg(seg, qc), _qc_loss, qc_ds,
+                 TrainConfig(epochs=cfg.qc_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                             weight_decay=cfg.weight_decay, seed=seed * 10 + 2),
+                 checkpoint=checkpoint, parameters=qc.parameters())
+    seg.eval(), qc.eval()
+    return losses
 
 
 def score_pair(seg: nn.Module, qc: nn.Module | None, cases: Sequence[Case], resolution: int, n_classes: int = 2) -> dict:
@@ -159,14 +166,25 @@ def summarise(frames: list[dict]) -> dict:
 
 def train_and_score(name: str, seg: nn.Module, qc: nn.Module | None, data: PairData, cfg: RetrainConfig,
                     augment: AugmentConfig, resolution: int, *, seed: int, row_dir: Path,
-                    device: str | torch.device = "cpu", n_classes: int = 2) -> dict:
+                    device: str | torch.device = "cpu", n_classes: int = 2,
+                    seg_losses: list[float] | None = None) -> dict:
     """Retrain a pair on ``device`` (resuming mid-way from ``row_dir/seg.pt`` and ``qc.pt``) and score it on
     validation and test (on the CPU) with ``n_classes`` classes; writes ``row_dir/scores.json`` and
     ``weights.pt``. The pair is left on the CPU, trained, in eval mode. With ``qc`` None the segmentation
-    net is trained and scored alone (its QC fields NaN, see ``score_pair``; ``weights.pt`` holds ``qc: None``)."""
+    net is trained and scored alone (its QC fields NaN, see ``score_pair``; ``weights.pt`` holds ``qc: None``).
+    With ``seg_losses`` (the learning curve of a ``seg`` already trained, e.g. read back from a seg-only row)
+    only the QC net is trained, on that frozen ``seg``: the same pair as a whole retraining, whose first stage is
+    exactly that seg-only training."""
+    if seg_losses is not None and qc is None:
+        raise ValueError(f"{name}: a trained seg net (seg_losses given) but no QC net to train")
     row_dir.mkdir(parents=True, exist_ok=True)
     seg.to(device)
-    if qc is None:
+    if seg_losses is not None:
+        qc.to(device)
+        losses = {"seg": list(seg_losses), "qc": train_qc(seg, qc, data.qc_train, cfg, augment, resolution, seed=seed,
+                                                          checkpoint=row_dir / "qc.pt")}
+        qc.cpu()
+    elif qc is None:
         losses = {"seg": train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=row_dir / "seg.pt")}
     else:
         qc.to(device)

@@ -574,3 +574,15 @@ def test_shipped_echo_cards_say_their_echo_mode() -> None:
     by_id = {c.id: c for c in cards}
     if "echo-segqc-hw-seg" in by_id:
         assert by_id["echo-segqc-hw-seg"].raw["echo_mode"] == "contrast"
+
+
+def test_qc_only_retraining_refuses_a_missing_qc_net(tmp_path: Path) -> None:
+    """``train_and_score`` with ``seg_losses`` (a seg net trained already) trains only a QC net: none is an error
+    that names the row, before anything is written."""
+    from search.methods.segqc_hw.config import AugmentConfig, RetrainConfig
+    from search.methods.segqc_hw.retrain import PairData, train_and_score
+
+    with pytest.raises(ValueError, match="row A: a trained seg net .* but no QC net"):
+        train_and_score("row A", TinySeg(), None, PairData([], [], [], []), RetrainConfig(), AugmentConfig(), 32,
+                        seed=0, row_dir=tmp_path / "row", seg_losses=[1.0])
+    assert not (tmp_path / "row").exists()
