@@ -324,7 +324,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
         device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None,
         genotypes: list[Path] | None = None, stem_convs: int | None = None,
-        skeletons: list[str] | None = None, time_at: list[int] | None = None) -> dict:
+        skeletons: list[str] | None = None, time_at: list[int] | None = None, qc_epochs: int | None = None) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
@@ -340,6 +340,8 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     started, load_start = now(), load_average()
     torch.set_num_threads(torch_threads)
     cfg = config_from_dict(SegQcConfig, read_json(run_dir / "config.json"))
+    if qc_epochs is not None:  # the seg nets' cache entries do not depend on it
+        cfg = replace(cfg, retrain=replace(cfg.retrain, qc_epochs=qc_epochs))
     if stem_convs is not None:  # a skeleton probe: the run's genotypes in a U with another stem
         cfg = replace(cfg, space=replace(cfg.space, stem_convs=stem_convs))
     variants = ["hw", "nohw"] if variants is None else variants
@@ -484,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
                          "made with --stop-after data)")
     ap.add_argument("--epochs", type=int, default=None, help="seg epochs (default: the run's retrain seg_epochs)")
     ap.add_argument("--with-qc", action="store_true", help="also train (on each seg net, frozen; a cached seg net is reused), score and time the QC nets")
+    ap.add_argument("--qc-epochs", type=int, default=None, metavar="N",
+                    help="with --with-qc: QC epochs (default: the run's retrain qc_epochs)")
     ap.add_argument("--controls", action="store_true",
                     help="also the run's random controls (<run>/search/random/*.json), each a random genotype of the "
                          "space at its search's predicted latency")
@@ -517,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.run is None:
             ap.error("--run is required (or --from-json)")
+        if args.qc_epochs is not None and (args.qc_epochs < 1 or not args.with_qc):
+            ap.error(f"--qc-epochs {args.qc_epochs}: needs --with-qc and at least 1 epoch")
         if args.stem_convs is not None and args.stem_convs < 1:
             ap.error(f"--stem-convs must be at least 1, got {args.stem_convs}")
         logging.basicConfig(level=logging.INFO, format="    %(message)s")
@@ -524,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
                      work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds,
                      genotypes=args.genotypes, stem_convs=args.stem_convs, skeletons=args.skeletons,
-                     time_at=args.time_at)
+                     time_at=args.time_at, qc_epochs=args.qc_epochs)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

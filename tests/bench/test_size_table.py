@@ -93,10 +93,14 @@ def test_with_qc_trains_qc_on_the_cached_seg_nets_then_scores_and_times_the_pair
             "--torch-threads", "1", "--variants", "hw", "--train-seeds", "0", "1", "--out", str(out)]
     assert bench.main(argv) == 0
     seg_only = {k: r["dice_test"] for k, r in json.loads(out.read_text())["by_size"]["32"]["networks"].items()}
-    assert bench.main(argv + ["--with-qc"]) == 0
+    with pytest.raises(SystemExit):  # QC epochs without QC nets
+        bench.main(argv + ["--qc-epochs", "2"])
+    assert bench.main(argv + ["--with-qc", "--qc-epochs", "2"]) == 0
     result = json.loads(out.read_text())
     rows = result["by_size"]["32"]["networks"]
-    assert set(rows) == {"searched_hw_seed0", "unet8", "unet16"} and result["settings"]["qc_epochs"] == 1
+    assert set(rows) == {"searched_hw_seed0", "unet8", "unet16"} and result["settings"]["qc_epochs"] == 2
+    assert len(json.loads((tmp_path / "run" / "size_table" / "32" / "unet8-qc" / "scores.json").read_text())
+               ["losses"]["qc"]) == 2
     for key, r in rows.items():
         pearson = r["qc"]["qc_pearson_test"]  # NaN where a tiny net's Dice is the same on every test frame
         assert r["qc"]["qc_mae_test"] >= 0 and (math.isnan(pearson) or -1 <= pearson <= 1)
