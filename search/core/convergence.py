@@ -25,7 +25,10 @@ mean of ``d_g`` over all G groups, ``D = (1/G) sum_g d_g``. A search is **not co
 1. it took no architecture step; or
 2. ``D < min_drop`` (0.2: the entropy fell by less than 20 %); or
 3. the derived genotype equals the genotype the architecture parameters at initialisation decode to
-   (the search chose nothing the random initialisation had not already chosen).
+   (the search chose nothing the random initialisation had not already chosen); or
+4. the groups belong to several searched nets (names ``"<net>/<group>"``, e.g. ``seg/`` and ``qc/`` of a joint
+   search) and one net's own mean drop ``D_net`` is below ``min_drop``: a mean over all groups can pass while the
+   net with few groups barely moved (a joint search with 4 seg width groups beside 12 QC edges did).
 
 The verdict names every rule that failed (``reasons``) and is written, with the trace, into the
 search result, the report and the shipped model's card; shipping an unconverged search prints one
@@ -159,6 +162,8 @@ class Convergence:
         derived_equals_initial_argmax: Whether the derived genotype is what the initial logits decode to.
         arch_steps: Architecture steps the search took.
         groups: Group name -> its initial / final entropy and relative drop.
+        parts: With several searched nets (group names ``"<net>/<group>"``): net -> the mean relative drop of its
+            own groups (rule 4); empty for one net.
     """
 
     converged: bool
@@ -168,6 +173,7 @@ class Convergence:
     derived_equals_initial_argmax: bool
     arch_steps: int
     groups: dict[str, GroupDrop] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (``json.dumps`` works on the result)."""
@@ -182,19 +188,22 @@ class Convergence:
                    mean_relative_drop=float("nan") if drop is None else float(drop), min_drop=float(doc["min_drop"]),
                    derived_equals_initial_argmax=bool(doc["derived_equals_initial_argmax"]),
                    arch_steps=int(doc["arch_steps"]),
-                   groups={k: GroupDrop(**v) for k, v in (doc.get("groups") or {}).items()})
+                   groups={k: GroupDrop(**v) for k, v in (doc.get("groups") or {}).items()},
+                   parts={k: float(v) for k, v in (doc.get("parts") or {}).items()})
 
     def card_field(self) -> dict[str, Any]:
         """What the shipped card's ``search.convergence`` holds."""
         return {"converged": self.converged, "reasons": list(self.reasons),
-                "mean_entropy_drop": _finite_or_none(round(self.mean_relative_drop, 4)), "arch_steps": self.arch_steps}
+                "mean_entropy_drop": _finite_or_none(round(self.mean_relative_drop, 4)), "arch_steps": self.arch_steps,
+                **({"entropy_drop_per_net": {k: round(v, 4) for k, v in self.parts.items()}} if self.parts else {})}
 
     def summary(self) -> str:
         """One line: the verdict, the drop and the reasons."""
         drop = "n/a" if math.isnan(self.mean_relative_drop) else f"{100 * self.mean_relative_drop:.1f}%"
         head = "converged" if self.converged else "NOT CONVERGED"
         tail = "" if self.converged else ": " + "; ".join(self.reasons)
-        return (f"search {head} (mean entropy drop {drop} over {len(self.groups)} groups, "
+        per_net = "".join(f", {net} {100 * d:.1f}%" for net, d in self.parts.items())
+        return (f"search {head} (mean entropy drop {drop} over {len(self.groups)} groups{per_net}, "
                 f"{self.arch_steps} architecture steps){tail}")
 
 
@@ -232,9 +241,18 @@ def judge(initial: Mapping[str, float], final: Mapping[str, float], *, derived: 
     elif mean_drop < min_drop:
         reasons.append(f"the entropy of the architecture weights fell by {100 * mean_drop:.1f}% "
                        f"(mean over {len(groups)} groups), less than {100 * min_drop:.0f}%")
+    parts = {}
+    for name, g in groups.items():
+        if "/" in name:
+            parts.setdefault(name.split("/", 1)[0], []).append(g.relative_drop)
+    parts = {net: float(np.mean(d)) for net, d in parts.items()} if len(parts) > 1 else {}
+    for net, drop in parts.items():
+        if drop < min_drop:
+            reasons.append(f"the entropy of the {net} net's architecture weights fell by {100 * drop:.1f}% (mean over "
+                           f"its own groups), less than {100 * min_drop:.0f}%")
     if same:
         reasons.append("the derived genotype equals the argmax of the architecture weights at initialisation")
-    return Convergence(not reasons, reasons, mean_drop, min_drop, same, int(arch_steps), groups)
+    return Convergence(not reasons, reasons, mean_drop, min_drop, same, int(arch_steps), groups, parts)
 
 
 # -------------------------------------------------------------------------------------- trace

@@ -82,6 +82,26 @@ def test_a_drop_below_twenty_percent_is_not_converged():
     assert ok.converged and ok.reasons == []  # mean drop 21%
 
 
+def test_each_searched_net_must_converge_not_only_the_mean_over_all_groups():
+    """A joint search whose 4 seg groups barely moved beside 12 QC groups that did passes on the mean of all groups
+    (the contrast width search at lambda2 .0003: 44% overall, seg 16%): each net's own mean is judged too."""
+    initial = {**{f"seg/width{i}": 1.0 for i in range(4)}, **{f"qc/edge{i}": 1.0 for i in range(12)}}
+    final = {**{f"seg/width{i}": 0.85 for i in range(4)}, **{f"qc/edge{i}": 0.45 for i in range(12)}}
+    verdict = judge(initial, final, derived="x", initial_argmax="y", arch_steps=10)
+    assert verdict.mean_relative_drop == pytest.approx((4 * 0.15 + 12 * 0.55) / 16)
+    assert verdict.mean_relative_drop > MIN_ENTROPY_DROP and not verdict.converged
+    assert verdict.parts == pytest.approx({"seg": 0.15, "qc": 0.55})
+    assert verdict.reasons == ["the entropy of the seg net's architecture weights fell by 15.0% (mean over its own "
+                               "groups), less than 20%"]
+    assert "seg 15.0%, qc 55.0%" in verdict.summary()
+    assert verdict.card_field()["entropy_drop_per_net"] == {"seg": 0.15, "qc": 0.55}
+    assert type(verdict).from_json(verdict.to_json()) == verdict
+    final.update({f"seg/width{i}": 0.75 for i in range(4)})
+    assert judge(initial, final, derived="x", initial_argmax="y", arch_steps=10).converged
+    one_net = judge({"a": 1.0, "b": 1.0}, {"a": 0.5, "b": 0.5}, derived="x", initial_argmax="y", arch_steps=1)
+    assert one_net.converged and one_net.parts == {}  # ungrouped names: one net, rule 4 does not apply
+
+
 def test_derived_equal_to_the_initial_argmax_is_not_converged():
     verdict = judge({"a": 1.0}, {"a": 0.1}, derived={"cells": [1, 2]}, initial_argmax={"cells": [1, 2]}, arch_steps=5)
     assert not verdict.converged and verdict.derived_equals_initial_argmax
