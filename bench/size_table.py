@@ -162,7 +162,8 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
     ``seeds`` (default: the run's master seed): each network is trained once per seed (initialisation, data order
     and augmentation); the entry holds the first seed's trained nets (the ones timed) and ``replicates``, every
     seed's scores. The run's seed keeps the folder and stage name it always had (``<size>/<key>``), another
-    seed s gets ``<size>/<key>-seed<s>``."""
+    seed s gets ``<size>/<key>-seed<s>``. With ``with_qc`` each seg net's QC net trains on it, frozen, in a stage of
+    its own (``<size>/<key>[-seed<s>]-qc``), so a seg net trained without QC is reused, not retrained."""
     from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_score
     from search.train.stages import Stage, StageRunner
 
@@ -222,9 +223,8 @@ def _report(runner, stage, scores: dict, *, qc: bool = False) -> float | None:
     record = runner.records[stage.name]
     seconds = record.get("seconds")
     how = "read back, trained" if record["status"] == "skipped" else "trained"
-    qc = (f", QC MAE {scores['test']['qc_mae']:.3f} r {scores['test']['qc_pearson']:.2f}"
-          if qc else "")
-    print(f"    test Dice {scores['test']['dice_mean']:.3f} (val {scores['val']['dice_mean']:.3f}){qc}, "
+    calibration = f", QC MAE {scores['test']['qc_mae']:.3f} r {scores['test']['qc_pearson']:.2f}" if qc else ""
+    print(f"    test Dice {scores['test']['dice_mean']:.3f} (val {scores['val']['dice_mean']:.3f}){calibration}, "
           f"{how} in {seconds if seconds is not None else '?'} s", flush=True)
     return seconds
 
