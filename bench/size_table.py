@@ -17,8 +17,9 @@ convs per block, or run at half resolution (``search.core.derived.unet_skeleton`
 leaves the searched rows out (a run made with ``segqc-hw --stop-after data`` is enough). ``--with-qc`` trains and
 scores each network's QC net too (the run's QC epochs, on its trained seg net held frozen: a seg net already in the
 cache is read back, not retrained, and only its QC net trains, in ``<size>/<key>-qc/``), reports the QC calibration
-(MAE and Pearson r on the test frames) and times the seg + QC pair as Table II does (``latency_table.measure_rows``); ``--time-at SIZE...`` times the networks of the first size at other inputs too,
-seg + QC as Table II does (e.g. 256, its deployment input).
+(MAE and Pearson r on the test frames) and times the seg + QC pair as Table II does (``latency_table.measure_rows``);
+``--time-at SIZE...`` times the networks of the first size at other inputs too, seg + QC as Table II does (e.g. 256,
+its deployment input).
 
 Each trained network is cached under ``--work`` (default ``<run>/size_table/<size>/<key>/``: seg.pt per
 epoch, weights.pt, scores.json; ``<work>/stages.json`` says what ran or was skipped and how long it took),
@@ -187,26 +188,26 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
                 # the seg net alone (the first stage of a whole retraining, and all of it without --with-qc) ...
                 config = {"architecture": net.architecture, "size": size, "data": data_cfg, "seed": seed,
                           "retrain": {**asdict(retrain), "qc_epochs": None}}
-                stage = Stage(f"{size}/{net.key}{tag}",
-                              run=partial(train_and_score, name, seg, None, data, retrain, cfg.data.augment, size,
-                                          seed=seed, row_dir=folder, device=device, n_classes=cfg.task.num_classes),
-                              load=partial(load_scores, name, seg, None, folder),
-                              outputs=(folder / "scores.json", folder / "weights.pt"),
-                              scratch=(folder / "seg.pt",), config=config)
-                scores = runner.run(stage)
-                seconds = _report(runner, stage, scores)
+                seg_stage = Stage(f"{size}/{net.key}{tag}",
+                                  run=partial(train_and_score, name, seg, None, data, retrain, cfg.data.augment, size,
+                                              seed=seed, row_dir=folder, device=device, n_classes=cfg.task.num_classes),
+                                  load=partial(load_scores, name, seg, None, folder),
+                                  outputs=(folder / "scores.json", folder / "weights.pt"),
+                                  scratch=(folder / "seg.pt",), config=config)
+                scores = runner.run(seg_stage)
+                seconds = _report(runner, seg_stage, scores)
                 if with_qc:  # ... then its QC net on that frozen seg net: a seg-only cache entry is reused
                     qc_folder = work / str(size) / f"{net.key}{tag}-qc"
-                    stage = Stage(f"{size}/{net.key}{tag}-qc",
-                                  run=partial(train_and_score, f"{name} + QC", seg, qc, data, retrain, cfg.data.augment,
-                                              size, seed=seed, row_dir=qc_folder, device=device,
-                                              n_classes=cfg.task.num_classes, seg_losses=scores["losses"]["seg"]),
-                                  load=partial(load_scores, f"{name} + QC", seg, qc, qc_folder),
-                                  outputs=(qc_folder / "scores.json", qc_folder / "weights.pt"),
-                                  scratch=(qc_folder / "qc.pt",),
-                                  config={**config, "qc_on": stage.name, "qc_epochs": retrain.qc_epochs})
-                    scores = runner.run(stage)
-                    seconds = (seconds or 0) + (_report(runner, stage, scores, qc=True) or 0)
+                    qc_stage = Stage(f"{seg_stage.name}-qc",
+                                     run=partial(train_and_score, f"{name} + QC", seg, qc, data, retrain,
+                                                 cfg.data.augment, size, seed=seed, row_dir=qc_folder, device=device,
+                                                 n_classes=cfg.task.num_classes, seg_losses=scores["losses"]["seg"]),
+                                     load=partial(load_scores, f"{name} + QC", seg, qc, qc_folder),
+                                     outputs=(qc_folder / "scores.json", qc_folder / "weights.pt"),
+                                     scratch=(qc_folder / "qc.pt",),
+                                     config={**config, "qc_on": seg_stage.name, "qc_epochs": retrain.qc_epochs})
+                    scores = runner.run(qc_stage)
+                    seconds = (seconds or 0) + (_report(runner, qc_stage, scores, qc=True) or 0)
                 else:
                     qc = None
                 entry = done[size].setdefault(net.key, {"seg": seg, "qc": qc, "scores": scores, "train_seconds": seconds,
@@ -485,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="searches under <run>/search/ (default: hw nohw; none: no searched rows, e.g. on a run "
                          "made with --stop-after data)")
     ap.add_argument("--epochs", type=int, default=None, help="seg epochs (default: the run's retrain seg_epochs)")
-    ap.add_argument("--with-qc", action="store_true", help="also train (on each seg net, frozen; a cached seg net is reused), score and time the QC nets")
+    ap.add_argument("--with-qc", action="store_true",
+                    help="also train (on each seg net, frozen; a cached seg net is reused), score and time the QC nets")
     ap.add_argument("--qc-epochs", type=int, default=None, metavar="N",
                     help="with --with-qc: QC epochs (default: the run's retrain qc_epochs)")
     ap.add_argument("--controls", action="store_true",

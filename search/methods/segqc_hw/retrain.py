@@ -113,7 +113,8 @@ def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConf
                  resolution: int, *, seed: int, checkpoint_dir: Path) -> dict[str, list[float]]:
     """Train ``seg`` then ``qc`` in place (resumable); returns the per-epoch losses of both stages."""
     seg_losses = train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "seg.pt")
-    qc_losses = train_qc(seg, qc, data.qc_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "qc.pt")
+    qc_losses = train_qc(seg, qc, data.qc_train, cfg, augment, resolution, seed=seed,
+                         checkpoint=checkpoint_dir / "qc.pt")
     return {"seg": seg_losses, "qc": qc_losses}
 
 
@@ -179,16 +180,15 @@ def train_and_score(name: str, seg: nn.Module, qc: nn.Module | None, data: PairD
         raise ValueError(f"{name}: a trained seg net (seg_losses given) but no QC net to train")
     row_dir.mkdir(parents=True, exist_ok=True)
     seg.to(device)
-    if seg_losses is not None:
-        qc.to(device)
-        losses = {"seg": list(seg_losses), "qc": train_qc(seg, qc, data.qc_train, cfg, augment, resolution, seed=seed,
-                                                          checkpoint=row_dir / "qc.pt")}
-        qc.cpu()
-    elif qc is None:
+    if qc is None:
         losses = {"seg": train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=row_dir / "seg.pt")}
     else:
         qc.to(device)
-        losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
+        if seg_losses is None:
+            losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
+        else:
+            losses = {"seg": list(seg_losses), "qc": train_qc(seg, qc, data.qc_train, cfg, augment, resolution,
+                                                              seed=seed, checkpoint=row_dir / "qc.pt")}
         qc.cpu()
     seg.cpu()
     if not distributed.is_main():  # under torchrun rank 0 scores and writes the row; the others get its scores
