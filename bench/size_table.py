@@ -14,7 +14,9 @@ reports the Dice spread (one retraining can hide a failed one). ``--genotypes FI
 genotypes of the run's U (with the baselines' ResNet18 QC); ``--stem-convs N`` rebuilds the run's networks with
 another stem (a probe of the skeleton); ``--skeletons SPEC...`` adds U-nets of other per-level width, conv op and
 convs per block, or run at half resolution (``search.core.derived.unet_skeleton``), and ``--variants`` with no value
-leaves the searched rows out (a run made with ``segqc-hw --stop-after data`` is enough). ``--with-qc`` trains and
+leaves the searched rows out (a run made with ``segqc-hw --stop-after data`` is enough). ``--distill KEY...`` adds
+a twin of those rows whose seg net also learns from a teacher row's seg net of the same seed (``--teacher``, default
+U-net(16); ``retrain.Distillation``), as once-for-all and BigNAS train subnets from the largest one. ``--with-qc`` trains and
 scores each network's QC net too (the run's QC epochs, on its trained seg net held frozen: a seg net already in the
 cache is read back, not retrained, and only its QC net trains, in ``<size>/<key>-qc/``), reports the QC calibration
 (MAE and Pearson r on the test frames) and times the seg + QC pair as Table II does (``latency_table.measure_rows``);
@@ -56,12 +58,43 @@ REFERENCE = "unet16"  # latency ratios are to U-net(16) at the same size
 
 @dataclass(frozen=True)
 class Network:
-    """One network of the table: ``build(seed)`` gives a fresh (seg logits net, QC net) initialised from ``seed``."""
+    """One network of the table: ``build(seed)`` gives a fresh (seg logits net, QC net) initialised from ``seed``;
+    ``teacher``: the key of the row whose seg net (same size and training seed) it learns from beside the labels."""
 
     key: str
     label: str
     build: Callable[[int], tuple[Any, Any]]
     architecture: dict
+    teacher: str | None = None
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """``--distill``: which rows get a distilled twin, from which teacher row, with what loss weight and temperature."""
+
+    rows: tuple[str, ...]
+    teacher: str = REFERENCE
+    weight: float = 1.0
+    temperature: float = 2.0
+
+
+def distilled_twins(nets: list[Network], settings: DistillSettings) -> list[Network]:
+    """``nets`` and, after them (so every teacher trains first), a twin ``<key>-kd`` of each row of ``settings.rows``:
+    the same network, its seg net trained with the teacher's soft predictions too (``retrain.Distillation``)."""
+    by_key = {n.key: n for n in nets}
+    unknown = [k for k in (*settings.rows, settings.teacher) if k not in by_key]
+    if unknown:
+        raise SystemExit(f"--distill: no row {', '.join(map(repr, unknown))} in this table (rows: {', '.join(by_key)})")
+    if settings.teacher in settings.rows:
+        raise SystemExit(f"--distill: {settings.teacher!r} is the teacher; it cannot learn from itself")
+    if len(set(settings.rows)) != len(settings.rows):
+        raise SystemExit(f"--distill: each row once, got {list(settings.rows)}")
+    teacher = by_key[settings.teacher]
+    twins = [Network(f"{key}-kd", f"{by_key[key].label}, distilled from {teacher.label}", by_key[key].build,
+                     {**by_key[key].architecture, "distilled_from": settings.teacher, "distill_weight": settings.weight,
+                      "distill_temperature": settings.temperature}, teacher=settings.teacher)
+             for key in settings.rows]
+    return [*nets, *twins]
 
 
 def now() -> str:
@@ -157,15 +190,18 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False,
 
 
 def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs: int, with_qc: bool, work: Path,
-              device: str, seeds: list[int] | None = None) -> dict[int, dict[str, dict]]:
+              device: str, seeds: list[int] | None = None,
+              distill: DistillSettings | None = None) -> dict[int, dict[str, dict]]:
     """Every network trained (or read back from ``work``) and scored at every size: size -> key -> entry.
 
     ``seeds`` (default: the run's master seed): each network is trained once per seed (initialisation, data order
     and augmentation); the entry holds the first seed's trained nets (the ones timed) and ``replicates``, every
     seed's scores. The run's seed keeps the folder and stage name it always had (``<size>/<key>``), another
     seed s gets ``<size>/<key>-seed<s>``. With ``with_qc`` each seg net's QC net trains on it, frozen, in a stage of
-    its own (``<size>/<key>[-seed<s>]-qc``), so a seg net trained without QC is reused, not retrained."""
-    from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_score
+    its own (``<size>/<key>[-seed<s>]-qc``), so a seg net trained without QC is reused, not retrained. A network with a
+    ``teacher`` learns from that row's seg net of the same size and seed (trained earlier in the loop), with the loss
+    weight and temperature of ``distill``."""
+    from search.methods.segqc_hw.retrain import Distillation, PairData, load_scores, train_and_score
     from search.train.stages import Stage, StageRunner
 
     data = PairData(seg_train=cases["s1"], qc_train=cases["s2_train"], val=cases["s2_val"], test=cases["test"])
@@ -174,6 +210,7 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
     runner = StageRunner(work, {}, progress=lambda line: print(f"  {line}", flush=True))
     seeds = seeds or [cfg.seed]
     done: dict[int, dict[str, dict]] = {}
+    segs: dict[tuple[int, str, int], tuple[Any, str]] = {}  # (size, key, seed) -> (trained seg net, its stage)
     total, i = len(sizes) * len(nets) * len(seeds), 0
     for size in sizes:
         done[size] = {}
@@ -188,13 +225,21 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
                 # the seg net alone (the first stage of a whole retraining, and all of it without --with-qc) ...
                 config = {"architecture": net.architecture, "size": size, "data": data_cfg, "seed": seed,
                           "retrain": {**asdict(retrain), "qc_epochs": None}}
+                teaching = None
+                if net.teacher is not None:
+                    teacher_seg, teacher_stage = segs[(size, net.teacher, seed)]
+                    teaching = Distillation(teacher_seg, distill.weight, distill.temperature)
+                    config["distill"] = {"teacher": teacher_stage, "weight": distill.weight,
+                                         "temperature": distill.temperature}
                 seg_stage = Stage(f"{size}/{net.key}{tag}",
                                   run=partial(train_and_score, name, seg, None, data, retrain, cfg.data.augment, size,
-                                              seed=seed, row_dir=folder, device=device, n_classes=cfg.task.num_classes),
+                                              seed=seed, row_dir=folder, device=device, n_classes=cfg.task.num_classes,
+                                              distill=teaching),
                                   load=partial(load_scores, name, seg, None, folder),
                                   outputs=(folder / "scores.json", folder / "weights.pt"),
                                   scratch=(folder / "seg.pt",), config=config)
                 scores = runner.run(seg_stage)
+                segs[(size, net.key, seed)] = (seg, seg_stage.name)
                 seconds = _report(runner, seg_stage, scores)
                 if with_qc:  # ... then its QC net on that frozen seg net: a seg-only cache entry is reused
                     qc_folder = work / str(size) / f"{net.key}{tag}-qc"
@@ -325,7 +370,8 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         threads: int, torch_threads: int, warmup: int | None, repeats: int | None, work: Path | None,
         device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None,
         genotypes: list[Path] | None = None, stem_convs: int | None = None,
-        skeletons: list[str] | None = None, time_at: list[int] | None = None, qc_epochs: int | None = None) -> dict:
+        skeletons: list[str] | None = None, time_at: list[int] | None = None, qc_epochs: int | None = None,
+        distill: DistillSettings | None = None) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
@@ -353,6 +399,8 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     run_dir = Path(run_dir).resolve()
     work = Path(work).resolve() if work else run_dir / "size_table"
     nets = networks(run_dir, cfg, variants, controls, genotypes, skeletons)
+    if distill is not None:
+        nets = distilled_twins(nets, distill)
     for spec in skeletons or []:  # refused before any training, not when that network first runs
         divisor = UNetSkeleton.parse(spec).divisor
         if any(size % divisor for size in [*sizes, *(time_at or [])]):
@@ -363,7 +411,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     cases = read_cached(run_dir / "data")
     train_seeds = train_seeds or [cfg.seed]
     trained = train_all(cfg, nets, cases, sizes, epochs=epochs, with_qc=with_qc, work=work, device=device,
-                        seeds=train_seeds)
+                        seeds=train_seeds, distill=distill)
     by_size = {}
     for size in sizes:
         print(f"timing size {size}: {len(nets)} networks interleaved, {repeats} rounds, {threads} threads", flush=True)
@@ -381,6 +429,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
                      "variants": variants, "controls": controls, "genotypes": [str(g) for g in genotypes or []],
                      "skeletons": list(skeletons or []),
+                     "distill": asdict(distill) if distill is not None else None,
                      "stem_convs": cfg.space.stem_convs,
                      "train_seeds": train_seeds, "search_seeds": list(cfg.search.seeds), "device": device,
                      "torch_threads": torch_threads, "ort_threads": threads, "warmup": warmup, "repeats": repeats,
@@ -390,6 +439,16 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
                     "torch": torch.__version__},
         "loadavg_start": load_start, "loadavg_end": load_average(), "started": started, "finished": now(),
     }
+
+
+def _distill_lines(distill: dict | None) -> list[str]:
+    if not distill:
+        return []
+    return [f"Distilled rows (`-kd`): the same network, its seg net trained with CE + soft Dice + "
+            f"{distill['weight']:g} x T^2 KL(teacher || student) per pixel at T = {distill['temperature']:g}, the "
+            f"teacher being row `{distill['teacher']}`'s seg net of the same training seed (trained first, frozen); "
+            f"same data, epochs, order and augmentation as every other row. The teacher's own training is not "
+            f"counted in the twin's training time.", ""]
 
 
 def markdown(result: dict) -> str:
@@ -413,6 +472,7 @@ def markdown(result: dict) -> str:
              "Compare networks within a size only.", "",
              *([f"Skeleton probe: the run's searched, control and genotype networks rebuilt with {s['stem_convs']} "
                 "stem convs (the searches ran with the run's own stem).", ""] if s.get("stem_convs", 1) != 1 else []),
+             *_distill_lines(s.get("distill")),
              f"Machine: {m['cpu']} ({m['logical_cores']} logical cores), torch {m['torch']} ({s['torch_threads']} "
              f"threads for training). Load average {result['loadavg_start']} at the start, {result['loadavg_end']} "
              f"at the end; {result['started']} to {result['finished']}.", ""]
@@ -508,6 +568,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-at", type=int, nargs="+", default=None, metavar="SIZE",
                     help="also time the networks trained at the first --sizes at these input sizes, seg + QC as "
                          "Table II does (e.g. 256, its deployment input)")
+    ap.add_argument("--distill", nargs="+", default=None, metavar="KEY",
+                    help="also train a twin of these rows (keys as in the table, e.g. searched_hw_seed1 or "
+                         "skeleton_s2_16c2-32c2-64c2-128c2) whose seg net learns from the --teacher row's seg net of the "
+                         "same seed beside the labels (pixel-wise KD); the twin's key ends in -kd")
+    ap.add_argument("--teacher", default=REFERENCE, metavar="KEY", help=f"with --distill: the teacher row "
+                    f"(default {REFERENCE})")
+    ap.add_argument("--distill-weight", type=float, default=1.0, metavar="W",
+                    help="with --distill: weight of the distillation term beside CE + soft Dice (default 1)")
+    ap.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
+                    help="with --distill: softmax temperature of both nets in the distillation term (default 2)")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--torch-threads", type=int, default=2, help="torch threads for training and scoring")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs per network (default: the run's)")
@@ -527,12 +597,17 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--qc-epochs {args.qc_epochs}: needs --with-qc and at least 1 epoch")
         if args.stem_convs is not None and args.stem_convs < 1:
             ap.error(f"--stem-convs must be at least 1, got {args.stem_convs}")
+        if args.distill_weight <= 0 or args.distill_temperature <= 0:
+            ap.error(f"--distill-weight and --distill-temperature must be > 0, got {args.distill_weight:g} and "
+                     f"{args.distill_temperature:g}")
+        distill = (DistillSettings(tuple(args.distill), args.teacher, args.distill_weight, args.distill_temperature)
+                   if args.distill else None)
         logging.basicConfig(level=logging.INFO, format="    %(message)s")
         result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
                      work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds,
                      genotypes=args.genotypes, stem_convs=args.stem_convs, skeletons=args.skeletons,
-                     time_at=args.time_at, qc_epochs=args.qc_epochs)
+                     time_at=args.time_at, qc_epochs=args.qc_epochs, distill=distill)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

@@ -33,6 +33,30 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, dice_weight: f
     return ce + dice_weight * soft_dice_loss(logits, labels)
 
 
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                      temperature: float = 2.0) -> torch.Tensor:
+    """Pixel-wise knowledge distillation: ``T^2 * KL(softmax(t / T) || softmax(s / T))`` averaged over the pixels
+    that are not ``IGNORE_INDEX`` (Hinton et al. 2015; per pixel as in structured KD for segmentation, Liu et al.
+    2019). The ``T^2`` keeps its gradient on the scale of a hard-label loss whatever the temperature.
+
+    Args:
+        student_logits: ``(N, C, *spatial)``, the network being trained.
+        teacher_logits: ``(N, C, *spatial)``, a trained network's (no gradient flows into it).
+        labels: ``(N, *spatial)`` int64, only for the ignore mask.
+        temperature: Softens both distributions (> 0).
+    """
+    if temperature <= 0:
+        raise ValueError(f"distillation temperature must be > 0, got {temperature:g}")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
+                         f"{tuple(teacher_logits.shape)} differ")
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
+    per_pixel = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1)
+    valid = (labels != IGNORE_INDEX).to(per_pixel.dtype)
+    return temperature**2 * (per_pixel * valid).sum() / valid.sum().clamp(min=1)
+
+
 @torch.no_grad()
 def dice_of_prediction(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """True Dice of the argmax segmentation per sample: the QC network's regression target.

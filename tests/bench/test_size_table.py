@@ -282,3 +282,57 @@ def test_no_variants_and_a_skeleton_time_only_the_skeleton_and_the_baselines(tmp
     macs_32 = result["by_size"]["32"]["networks"]["unet16"]["macs"]
     assert at["networks"]["unet16"]["macs"] > 3 * macs_32  # seg + QC at 64 against seg alone at 32
     assert "Timed at 64x64 (the networks trained at 32" in text
+
+
+def test_distilled_twins_learn_from_the_teacher_of_their_own_seed_and_bad_rows_are_named(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    """``--distill KEY...``: a ``-kd`` twin of each row trains after every teacher, learns from the teacher row's seg
+    net of the same training seed, and differs from its plain twin only by that; the teacher is untouched. An
+    unknown row or the teacher as its own student is one clear error."""
+    import torch
+
+    from search.methods.segqc_hw import retrain
+
+    taught = []  # (temperature, the teacher's weights) of every Distillation made
+
+    class Recorded(retrain.Distillation):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            taught.append((self.temperature, {k: v.clone() for k, v in self.teacher.state_dict().items()}))
+
+    monkeypatch.setattr(retrain, "Distillation", Recorded)
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    out = tmp_path / "kd.json"
+    argv = ["--run", str(run), "--sizes", "32", "--epochs", "1", "--repeats", "1", "--warmup", "0", "--threads", "1",
+            "--torch-threads", "1", "--variants", "--skeletons", "/2:8c1-16c1", "--train-seeds", "0", "1",
+            "--out", str(out)]
+    assert bench.main(argv) == 0
+    work = run / "size_table" / "32"
+    teacher_before = torch.load(work / "unet16-seed1" / "weights.pt", weights_only=True)["seg"]
+    assert bench.main(argv + ["--distill", "skeleton_s2_8c1-16c1", "unet8", "--distill-temperature", "3"]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["networks"])[-2:] == ["skeleton_s2_8c1-16c1-kd", "unet8-kd"]
+    assert result["networks"]["unet8-kd"] == "U-net(8), distilled from U-net(16)"
+    assert result["settings"]["distill"] == {"rows": ["skeleton_s2_8c1-16c1", "unet8"], "teacher": "unet16",
+                                             "weight": 1.0, "temperature": 3.0}
+    stages = json.loads((run / "size_table" / "stages.json").read_text())["stages"]
+    assert {stages[f"32/{k}{t}"]["status"] for k in ("unet8", "unet16", "skeleton_s2_8c1-16c1")
+            for t in ("", "-seed1")} == {"skipped"}
+    assert {stages[f"32/{k}-kd{t}"]["status"] for k in ("unet8", "skeleton_s2_8c1-16c1")
+            for t in ("", "-seed1")} == {"ran"}
+    teachers = [torch.load(work / f"unet16{t}" / "weights.pt", weights_only=True)["seg"] for t in ("", "-seed1")]
+    assert len(taught) == 4 and {t for t, _ in taught} == {3.0}  # 2 rows x 2 seeds, in seed order per row
+    for (_, state), seed in zip(taught, (0, 1, 0, 1)):  # each twin learnt from the teacher of its own seed
+        assert all(torch.equal(state[k], teachers[seed][k]) for k in state)
+    for name, tensor in torch.load(work / "unet16-seed1" / "weights.pt", weights_only=True)["seg"].items():
+        assert torch.equal(tensor, teacher_before[name]), name
+    plain = torch.load(work / "unet8-seed1" / "weights.pt", weights_only=True)["seg"]
+    distilled = torch.load(work / "unet8-kd-seed1" / "weights.pt", weights_only=True)["seg"]
+    assert plain.keys() == distilled.keys() and not all(torch.equal(plain[k], distilled[k]) for k in plain)
+    assert "distilled from U-net(16)" in out.with_suffix(".md").read_text()
+    assert "T = 3" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match=r"no row 'unet32'"):
+        bench.main(argv + ["--distill", "unet32"])
+    with pytest.raises(SystemExit, match=r"'unet16' is the teacher"):
+        bench.main(argv + ["--distill", "unet16"])

@@ -15,11 +15,15 @@ upsamples the logits bilinearly, as real-time segmentation nets (ENet, Fast-SCNN
 the input size the app feeds. A half-resolution U may end in a full-resolution refinement (``+rN`` after
 the levels): a dense 3x3 conv of the input to N channels, concatenated with the U's last decoder features
 upsampled x2, one dense 3x3 conv to N channels and the 1x1 head at full resolution (Fast-SCNN's
-detail branch, reduced to one conv each side), so edges are drawn from full-resolution pixels.
+detail branch, reduced to one conv each side), so edges are drawn from full-resolution pixels. Or it may end
+in a sub-pixel head (``+ps`` after the levels): the 1x1 head predicts 4 logits per class at half resolution,
+one for each pixel of the 2x2 block it covers, rearranged to full resolution by a pixel shuffle (ESPCN, Shi et
+al. 2016), so the boundary is learned at full resolution rather than interpolated; it costs one wider 1x1 conv.
 
 A skeleton is written as a spec string, one token per level from full resolution down, e.g. U-net(8)
 is ``8c2-16c2-32c2-64c2-128c2`` and ``/2:16c2-32c2-64s2-128s2`` is the half-resolution variant with
-separable deep levels; ``/2:16c2-32c2-64c2-128c2+r8`` adds an 8-channel full-resolution refinement.
+separable deep levels; ``/2:16c2-32c2-64c2-128c2+r8`` adds an 8-channel full-resolution refinement and
+``/2:16c2-32c2-64c2-128c2+ps`` a sub-pixel head.
 :func:`unet_spec` writes the plain U-net of a width and depth.
 """
 
@@ -59,12 +63,14 @@ class Level:
 
 @dataclass(frozen=True)
 class UNetSkeleton:
-    """A U-net's levels (full resolution first), its input stride (1, or 2 for a half-resolution U) and
-    the channels of its full-resolution refinement (0: none; only behind stride 2)."""
+    """A U-net's levels (full resolution first), its input stride (1, or 2 for a half-resolution U), the
+    channels of its full-resolution refinement (0: none; only behind stride 2) and whether a half-resolution
+    U ends in a sub-pixel head (``shuffle``; only behind stride 2, not with a refinement)."""
 
     levels: tuple[Level, ...]
     input_stride: int = 1
     refine: int = 0
+    shuffle: bool = False
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -75,12 +81,18 @@ class UNetSkeleton:
             raise ValueError(f"refinement channels must be >= 0, got {self.refine}")
         if self.refine and self.input_stride == 1:
             raise ValueError("a full-resolution refinement (+rN) only follows a half-resolution U ('/2:')")
+        if self.shuffle and self.input_stride == 1:
+            raise ValueError("a sub-pixel head (+ps) only follows a half-resolution U ('/2:')")
+        if self.shuffle and self.refine:
+            raise ValueError("a half-resolution U ends in a refinement (+rN) or a sub-pixel head (+ps), not both")
 
     @property
     def spec(self) -> str:
         body = "-".join(level.token for level in self.levels)
         if self.refine:
             body += f"+r{self.refine}"
+        if self.shuffle:
+            body += "+ps"
         return body if self.input_stride == 1 else f"/{self.input_stride}:{body}"
 
     @property
@@ -90,19 +102,23 @@ class UNetSkeleton:
 
     @classmethod
     def parse(cls, spec: str) -> UNetSkeleton:
-        """``[/2:]W op N-W op N-...[+rR]`` (e.g. ``/2:16c2-32c2-64s1+r8``); a ``ValueError`` that quotes the spec."""
-        text, stride, refine = spec.strip(), 1, 0
+        """``[/2:]W op N-W op N-...[+rR | +ps]`` (e.g. ``/2:16c2-32c2-64s1+r8``); a ``ValueError`` that quotes
+        the spec."""
+        text, stride, refine, shuffle = spec.strip(), 1, 0, False
         if text.startswith("/"):
             head, sep, text = text[1:].partition(":")
             if not sep or not head.isdigit():
                 raise ValueError(f"U-net skeleton {spec!r}: an input stride is written '/2:' before the levels")
             stride = int(head)
-        text, plus, tail = text.partition("+")
-        if plus:
-            if not (tail.startswith("r") and tail[1:].isdigit()):
-                raise ValueError(f"U-net skeleton {spec!r}: a refinement is written '+r<channels>' after the "
-                                 f"levels (e.g. +r8), got {'+' + tail!r}")
-            refine = int(tail[1:])
+        text, *tails = text.split("+")
+        for tail in tails:
+            if tail == "ps":
+                shuffle = True
+            elif tail.startswith("r") and tail[1:].isdigit():
+                refine = int(tail[1:])
+            else:
+                raise ValueError(f"U-net skeleton {spec!r}: after the levels come a refinement '+r<channels>' "
+                                 f"(e.g. +r8) or a sub-pixel head '+ps', got {'+' + tail!r}")
         levels = []
         for token in text.split("-"):
             match = _TOKEN.match(token)
@@ -114,7 +130,7 @@ class UNetSkeleton:
             except ValueError as exc:
                 raise ValueError(f"U-net skeleton {spec!r}: level {token!r}: {exc}") from None
         try:
-            return cls(tuple(levels), stride, refine)
+            return cls(tuple(levels), stride, refine, shuffle)
         except ValueError as exc:
             raise ValueError(f"U-net skeleton {spec!r}: {exc}") from None
 
@@ -173,7 +189,7 @@ class SkeletonUNet(nn.Module):
             self.detail = nn.Sequential(*_conv("c", in_channels, skeleton.refine))
             self.fuse = nn.Sequential(*_conv("c", levels[0].width + skeleton.refine, skeleton.refine))
             c_head = skeleton.refine
-        self.head = nn.Conv2d(c_head, n_classes, 1)
+        self.head = nn.Conv2d(c_head, n_classes * (4 if skeleton.shuffle else 1), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = x
@@ -191,6 +207,8 @@ class SkeletonUNet(nn.Module):
             x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
             return self.head(self.fuse(torch.cat([self.detail(image), x], dim=1)))
         logits = self.head(x)
+        if self.skeleton.shuffle:
+            return F.pixel_shuffle(logits, 2)
         if self.entry is not None:
             logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear", align_corners=False)
         return logits

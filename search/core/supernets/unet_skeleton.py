@@ -147,7 +147,7 @@ class SkeletonChoices:
     def contains(self, skeleton: UNetSkeleton) -> bool:
         """Whether ``skeleton`` is a network of this space."""
         return (len(skeleton.levels) == self.depth and skeleton.input_stride == self.input_stride
-                and not skeleton.refine
+                and not skeleton.refine and not skeleton.shuffle
                 and all(lv.width in ws and block_token(lv) in self.blocks
                         for lv, ws in zip(skeleton.levels, self.widths)))
 
@@ -198,9 +198,10 @@ def level_shapes(size: int | Sequence[int], input_stride: int, depth: int) -> li
 def skeleton_keys(skeleton: UNetSkeleton, size: int | Sequence[int], in_channels: int = 3,
                   n_classes: int = 2) -> list[OpKey]:
     """The table keys of one derived network, once per module it runs (in execution order)."""
-    if skeleton.refine:
+    if skeleton.refine or skeleton.shuffle:
         raise ValueError(f"U-net skeleton {skeleton.spec!r}: the latency table has no keys for a full-resolution "
-                         f"refinement (+r); time such a network directly (bench/size_table.py --time-at)")
+                         f"refinement (+r) or a sub-pixel head (+ps); time such a network directly "
+                         f"(bench/size_table.py --time-at)")
     levels = skeleton.levels
     shapes = level_shapes(size, skeleton.input_stride, len(levels))
     keys, c_prev = [], in_channels

@@ -3,7 +3,8 @@
 The same harness serves every row of Table II, so the searched pairs and the baselines see the same
 patients, epochs, optimiser and augmentation:
 
-1. segmentation net on S1 (CE + soft Dice, ``search.train.loop.fit``, checkpoint per epoch);
+1. segmentation net on S1 (CE + soft Dice, ``search.train.loop.fit``, checkpoint per epoch; optionally plus a
+   pixel-wise distillation term from a trained teacher, :class:`Distillation`);
 2. QC net on the training part of S2 with the segmentation net frozen in eval mode: its target is
    the true Dice of the frozen net's hard segmentation of each (augmented) frame;
 3. evaluation, without augmentation, on the validation part of S2 and on the test patients:
@@ -34,7 +35,7 @@ from search.methods.segqc_hw.data import frame_dataset, frame_meta
 from search.train.cine_rows import read_json, write_json
 from search.train.evaluate import evaluate_qc, torch_qc_predictor, torch_seg_predictor
 from search.train.loop import TrainConfig, fit, seed_everything
-from search.train.losses import dice_of_prediction, segmentation_loss
+from search.train.losses import dice_of_prediction, distillation_loss, segmentation_loss
 from search.train.seg_outputs import probs_and_uncertainty
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,49 @@ class QcOnFrozenSeg(nn.Module):
         return self.qc(images, probs, uncertainty).reshape(-1), target
 
 
+@dataclass
+class Distillation:
+    """A trained segmentation net whose soft predictions a seg net learns from beside the labels.
+
+    The seg loss becomes ``CE + soft Dice + weight * T^2 * KL(teacher || student)`` per pixel at temperature
+    ``T`` (``search.train.losses.distillation_loss``), as once-for-all and BigNAS train their subnets from the
+    largest network. The teacher stays frozen in eval mode (running BatchNorm statistics, as deployed).
+    """
+
+    teacher: nn.Module
+    weight: float = 1.0
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.weight <= 0 or self.temperature <= 0:
+            raise ValueError(f"distillation weight and temperature must be > 0, got {self.weight:g} and "
+                             f"{self.temperature:g}")
+
+
+class SegWithTeacher(nn.Module):
+    """A seg net in training beside a frozen teacher: ``images -> (student logits, teacher logits)``.
+
+    ``train()`` only ever puts the student in training mode; the teacher gets no gradients.
+    """
+
+    def __init__(self, seg: nn.Module, teacher: nn.Module):
+        super().__init__()
+        self.seg = seg
+        self.teacher = teacher
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "SegWithTeacher":
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            teacher_logits = self.teacher(images)
+        return self.seg(images), teacher_logits
+
+
 def _on_device(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch moved to wherever the model's parameters are (CPU, or a GPU)."""
     device = next(model.parameters()).device
@@ -87,14 +131,27 @@ def _qc_loss(model: QcOnFrozenSeg, batch) -> torch.Tensor:
 
 
 def train_seg(seg: nn.Module, cases: Sequence[Case], cfg: RetrainConfig, augment: AugmentConfig, resolution: int, *,
-              seed: int, checkpoint: Path) -> list[float]:
+              seed: int, checkpoint: Path, distill: Distillation | None = None) -> list[float]:
     """The first stage alone: ``seg`` trained in place on ``cases`` (resumable from ``checkpoint``), left in
-    eval mode; returns its per-epoch losses."""
+    eval mode; returns its per-epoch losses. With ``distill`` it also learns from the teacher's soft predictions
+    (same data order, augmentation and schedule; the checkpoint then holds the teacher too)."""
     seg_ds = frame_dataset(cases, resolution, augment, seed=seed * 10 + 1)
-    losses = fit(seg, _seg_loss, seg_ds,
-                 TrainConfig(epochs=cfg.seg_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                             weight_decay=cfg.weight_decay, seed=seed * 10 + 1),
-                 checkpoint=checkpoint)
+    train_cfg = TrainConfig(epochs=cfg.seg_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, seed=seed * 10 + 1)
+    if distill is None:
+        losses = fit(seg, _seg_loss, seg_ds, train_cfg, checkpoint=checkpoint)
+    else:
+        distill.teacher.to(next(seg.parameters()).device)
+
+        def loss(model: SegWithTeacher, batch) -> torch.Tensor:
+            images, masks = _on_device(seg, batch)
+            student, teacher = model(images)
+            return (segmentation_loss(student, masks)
+                    + distill.weight * distillation_loss(student, teacher, masks, distill.temperature))
+
+        losses = fit(SegWithTeacher(seg, distill.teacher), loss, seg_ds, train_cfg, checkpoint=checkpoint,
+                     parameters=seg.parameters())
+        distill.teacher.cpu()
     seg.eval()
     return losses
 
@@ -110,9 +167,12 @@ class PairData:
 
 
 def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConfig, augment: AugmentConfig,
-                 resolution: int, *, seed: int, checkpoint_dir: Path) -> dict[str, list[float]]:
-    """Train ``seg`` then ``qc`` in place (resumable); returns the per-epoch losses of both stages."""
-    seg_losses = train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "seg.pt")
+                 resolution: int, *, seed: int, checkpoint_dir: Path,
+                 distill: Distillation | None = None) -> dict[str, list[float]]:
+    """Train ``seg`` (learning from ``distill``'s teacher too, when given) then ``qc`` in place (resumable);
+    returns the per-epoch losses of both stages."""
+    seg_losses = train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "seg.pt",
+                           distill=distill)
     qc_losses = train_qc(seg, qc, data.qc_train, cfg, augment, resolution, seed=seed,
                          checkpoint=checkpoint_dir / "qc.pt")
     return {"seg": seg_losses, "qc": qc_losses}
@@ -168,24 +228,28 @@ def summarise(frames: list[dict]) -> dict:
 def train_and_score(name: str, seg: nn.Module, qc: nn.Module | None, data: PairData, cfg: RetrainConfig,
                     augment: AugmentConfig, resolution: int, *, seed: int, row_dir: Path,
                     device: str | torch.device = "cpu", n_classes: int = 2,
-                    seg_losses: list[float] | None = None) -> dict:
+                    seg_losses: list[float] | None = None, distill: Distillation | None = None) -> dict:
     """Retrain a pair on ``device`` (resuming mid-way from ``row_dir/seg.pt`` and ``qc.pt``) and score it on
     validation and test (on the CPU) with ``n_classes`` classes; writes ``row_dir/scores.json`` and
     ``weights.pt``. The pair is left on the CPU, trained, in eval mode. With ``qc`` None the segmentation
     net is trained and scored alone (its QC fields NaN, see ``score_pair``; ``weights.pt`` holds ``qc: None``).
     With ``seg_losses`` (the learning curve of a ``seg`` already trained, e.g. read back from a seg-only row)
     only the QC net is trained, on that frozen ``seg``: the same pair as a whole retraining, whose first stage is
-    exactly that seg-only training."""
+    exactly that seg-only training. ``distill``: the seg net also learns from a teacher (:class:`Distillation`)."""
     if seg_losses is not None and qc is None:
         raise ValueError(f"{name}: a trained seg net (seg_losses given) but no QC net to train")
+    if seg_losses is not None and distill is not None:
+        raise ValueError(f"{name}: a trained seg net (seg_losses given) has nothing left to distil")
     row_dir.mkdir(parents=True, exist_ok=True)
     seg.to(device)
     if qc is None:
-        losses = {"seg": train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=row_dir / "seg.pt")}
+        losses = {"seg": train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=row_dir / "seg.pt",
+                                   distill=distill)}
     else:
         qc.to(device)
         if seg_losses is None:
-            losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir)
+            losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir,
+                                  distill=distill)
         else:
             losses = {"seg": list(seg_losses), "qc": train_qc(seg, qc, data.qc_train, cfg, augment, resolution,
                                                               seed=seed, checkpoint=row_dir / "qc.pt")}

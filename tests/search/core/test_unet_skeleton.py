@@ -12,7 +12,7 @@ from search.core.derived.unet_skeleton import Level, SkeletonUNet, UNetSkeleton,
 
 
 @pytest.mark.parametrize("spec", ["8c2-16c2-32c2-64c2-128c2", "/2:16c2-32c2-64s2-128s2", "8s1", "/2:4c3-12s1-24c2",
-                                  "/2:16c2-32c2-64c2-128c2+r8"])
+                                  "/2:16c2-32c2-64c2-128c2+r8", "/2:16c2-32c2-64c2-128c2+ps"])
 def test_a_spec_reads_back_as_itself(spec: str) -> None:
     assert UNetSkeleton.parse(spec).spec == spec
 
@@ -30,10 +30,12 @@ def test_unet_spec_and_what_the_input_size_must_divide_by() -> None:
 
 
 @pytest.mark.parametrize("spec", ["8x2-16c2", "8c0-16c2", "0c2-16c2", "/3:8c2-16c2", "/2 8c2-16c2", "/28c2", "",
-                                  "8c2-16c2+r8", "/2:8c2-16c2+8", "/2:8c2-16c2+rx", "/2:8c2-16c2+r"])
+                                  "8c2-16c2+r8", "/2:8c2-16c2+8", "/2:8c2-16c2+rx", "/2:8c2-16c2+r",
+                                  "8c2-16c2+ps", "/2:8c2-16c2+r8+ps", "/2:8c2-16c2+pz"])
 def test_a_bad_spec_is_a_value_error_that_quotes_it(spec: str) -> None:
     """Unknown op letter, no conv, width 0, stride 3, no ':' after the stride, nothing at all, a refinement
-    behind a full-resolution U, a refinement without 'r' or channels."""
+    behind a full-resolution U, a refinement without 'r' or channels, a sub-pixel head behind a full-resolution
+    U or beside a refinement, an unknown tail."""
     with pytest.raises(ValueError) as refused:
         UNetSkeleton.parse(spec)
     assert repr(spec) in str(refused.value)
@@ -122,3 +124,42 @@ def test_a_refined_skeleton_exports_to_onnx_and_has_no_latency_table_keys() -> N
         np.testing.assert_allclose(got, net(x).numpy(), atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match=r"refinement"):
         skeleton_keys(skeleton, 32)
+
+
+def test_a_sub_pixel_head_draws_each_full_resolution_logit_from_its_own_half_resolution_channel() -> None:
+    """``+ps``: the head predicts 4 logits per class at half size and the pixel shuffle lays them out as the
+    2x2 block each half-size pixel covers: output pixel (2i+a, 2j+b) of class c is head channel 4c + 2a + b at
+    (i, j). The only new parameters are the head's 3 extra outputs per class."""
+    plain = SkeletonUNet(UNetSkeleton.parse("/2:8c2-16c2"), n_classes=3)
+    net = SkeletonUNet(UNetSkeleton.parse("/2:8c2-16c2+ps"), n_classes=3).eval()
+    head_out = []
+    net.head.register_forward_hook(lambda m, args, out: head_out.append(out))
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        y = net(x)
+    (h,) = head_out
+    assert h.shape == (1, 12, 16, 16) and y.shape == (1, 3, 32, 32)
+    for c, a, b in ((0, 0, 0), (1, 0, 1), (2, 1, 0), (2, 1, 1)):
+        torch.testing.assert_close(y[0, c, a::2, b::2], h[0, 4 * c + 2 * a + b], rtol=0, atol=0)
+    extra = sum(p.numel() for p in net.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 3 * 3 * (8 + 1)  # 3 classes x 3 more outputs, each 8 weights + a bias
+
+
+def test_a_sub_pixel_skeleton_exports_to_onnx_and_has_no_latency_table_keys() -> None:
+    import onnxruntime as ort
+
+    from search.core.supernets.unet_skeleton import SkeletonChoices, skeleton_keys
+    from search.latency.onnx_bytes import export_onnx_bytes
+
+    torch.manual_seed(0)
+    skeleton = UNetSkeleton.parse("/2:8c2-16c2+ps")
+    net = SkeletonUNet(skeleton).eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    session = ort.InferenceSession(export_onnx_bytes(net, x), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input0": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"sub-pixel"):
+        skeleton_keys(skeleton, 32)
+    space = SkeletonChoices(((8,), (16,)), ("c2",), input_stride=2)
+    assert space.contains(UNetSkeleton.parse("/2:8c2-16c2")) and not space.contains(skeleton)

@@ -586,3 +586,57 @@ def test_qc_only_retraining_refuses_a_missing_qc_net(tmp_path: Path) -> None:
         train_and_score("row A", TinySeg(), None, PairData([], [], [], []), RetrainConfig(), AugmentConfig(), 32,
                         seed=0, row_dir=tmp_path / "row", seg_losses=[1.0])
     assert not (tmp_path / "row").exists()
+
+
+def test_distillation_loss_is_zero_for_the_teachers_own_logits_and_pulls_only_the_student() -> None:
+    from search.train.datasets import IGNORE_INDEX
+    from search.train.losses import distillation_loss
+
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.randn(2, 3, 8, 8, generator=gen, requires_grad=True)
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    assert float(distillation_loss(teacher.detach().clone(), teacher, labels)) == pytest.approx(0.0, abs=1e-6)
+    student = torch.randn(2, 3, 8, 8, generator=gen, requires_grad=True)
+    loss = distillation_loss(student, teacher, labels, temperature=2.0)
+    loss.backward()
+    assert float(loss.detach()) > 0 and student.grad is not None and teacher.grad is None
+    # T^2 KL per pixel, by hand, and ignored pixels left out of the mean
+    p_t = torch.softmax(teacher.detach() / 2, 1)
+    by_hand = 4 * (p_t * (p_t.log() - torch.log_softmax(student.detach() / 2, 1))).sum(1)
+    assert float(loss.detach()) == pytest.approx(float(by_hand.mean()), rel=1e-5)
+    labels[0] = IGNORE_INDEX
+    assert float(distillation_loss(student, teacher, labels, 2.0).detach()) == pytest.approx(float(by_hand[1].mean()),
+                                                                             rel=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        distillation_loss(student, teacher, labels, 0.0)
+    with pytest.raises(ValueError, match="differ"):
+        distillation_loss(student, teacher[:, :2], labels)
+
+
+def test_a_distilled_seg_net_learns_from_a_frozen_teacher(tmp_path: Path) -> None:
+    """``train_seg`` with a ``Distillation``: the teacher's weights and BatchNorm statistics are untouched, the
+    student ends elsewhere than without it (same seed, data and schedule); a QC-only retraining refuses it."""
+    from search.baselines.unet import UNet, UNetConfig
+    from search.methods.segqc_hw.config import AugmentConfig, RetrainConfig
+    from search.methods.segqc_hw.retrain import Distillation, PairData, train_and_score, train_seg
+    from tests.search.methods.synthetic_echo import synthetic_echo_cases
+
+    cases = synthetic_echo_cases(2, 1)
+    cfg = RetrainConfig(seg_epochs=1, batch_size=2)
+    torch.manual_seed(1)
+    teacher = UNet(UNetConfig(initial_filters=4, depth=3)).eval()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    students = []
+    for i, distill in enumerate((None, Distillation(teacher, weight=5.0))):
+        torch.manual_seed(2)
+        seg = UNet(UNetConfig(initial_filters=4, depth=3))
+        train_seg(seg, cases, cfg, AugmentConfig(), 32, seed=0, checkpoint=tmp_path / f"s{i}.pt", distill=distill)
+        students.append(seg.state_dict())
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+    assert not teacher.training
+    assert not all(torch.equal(students[0][k], students[1][k]) for k in students[0])
+    with pytest.raises(ValueError, match="nothing left to distil"):
+        train_and_score("row B", TinySeg(), TinySeg(), PairData([], [], [], []), cfg, AugmentConfig(), 32, seed=0,
+                        row_dir=tmp_path / "row", seg_losses=[1.0], distill=Distillation(teacher))
+    with pytest.raises(ValueError, match="must be > 0"):
+        Distillation(teacher, weight=0.0)
