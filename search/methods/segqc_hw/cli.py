@@ -81,6 +81,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "input does not build it)")
     parser.add_argument("--lambda2", type=float, default=None, metavar="L",
                         help="latency weight of the hardware-aware search (default: the preset's, the paper's 0.001)")
+    parser.add_argument("--latency-budget", type=float, default=None, metavar="MS",
+                        help="charge only the expected latency (seg + QC, lookup-table ms) above MS: the hardware-aware "
+                             "searches push latency down to the budget and below it choose by accuracy alone (default: "
+                             "no budget, the paper's lambda2 x every ms)")
     parser.add_argument("--sensitivity-lambda2", type=float, nargs="*", default=None, metavar="L",
                         help="latency weights of the extra hardware-aware searches reported beside Table II (default: "
                              "the preset's, 0.01); none: no extra search")
@@ -163,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
         search = replace(search, input_cost=args.input_cost.replace("-", "_"))
     if getattr(args, "lambda2", None) is not None:
         search = replace(search, lambda2=args.lambda2)
+    if getattr(args, "latency_budget", None) is not None:
+        if args.latency_budget <= 0:
+            raise SystemExit(f"{task.method_label}: --latency-budget must be > 0 ms, got {args.latency_budget:g}")
+        search = replace(search, latency_budget_ms=args.latency_budget)
     if getattr(args, "sensitivity_lambda2", None) is not None:
         search = replace(search, sensitivity_lambda2=tuple(args.sensitivity_lambda2))
     if getattr(args, "search_seeds", None) is not None:

@@ -214,6 +214,11 @@ class SearchConfig:
             the input does not build it, so the search under-sees the saving). ``"by_use"``: by the
             probability that some edge reads it, ``1 - prod_e w_e[zero]``
             (``estimators.AdditiveLatency(inputs_by_use=True)``). The same in the paper's space.
+        latency_budget_ms: > 0: the latency term charges only the expected latency (seg + QC, lookup-table ms at
+            the profiled input) above this budget, ``lambda2 * max(0, LAT - budget)``, so a search pushes latency
+            down to the budget and, under it, chooses by accuracy alone (a constrained search, as RT-DNAS's
+            ``L_ub``, instead of a price on every millisecond). 0 (default): eq. 3's ``lambda2 * LAT``. Unused
+            without a latency term (``lambda2`` 0).
         seeds: Search seeds; the derived pair with the best validation score is kept (paper: 5).
         sensitivity_lambda2: Extra hardware-aware searches with these latency weights, derived,
             retrained, scored and measured like the Table II rows and reported beside them (not a
@@ -239,6 +244,7 @@ class SearchConfig:
     warmup_min_dice: float = 0.0
     warmup_max_epochs: int = 0
     input_cost: str = "always"
+    latency_budget_ms: float = 0.0
 
     def __post_init__(self):
         from search.core.mixed import SAMPLERS, TauSchedule
@@ -249,6 +255,8 @@ class SearchConfig:
             raise ValueError(f"warmup_max_epochs ({self.warmup_max_epochs}) must be at least warmup_epochs "
                              f"({self.warmup_epochs}) when warmup_min_dice is set")
 
+        if self.latency_budget_ms < 0:
+            raise ValueError(f"latency_budget_ms must be >= 0 (0: no budget), got {self.latency_budget_ms:g}")
         if self.input_cost not in INPUT_COSTS:
             raise ValueError(f"unknown input cost {self.input_cost!r}; choose one of {', '.join(INPUT_COSTS)}")
         if self.sampler not in SAMPLERS:
@@ -350,6 +358,8 @@ class SegQcConfig:
                                      if k not in ("warmup_min_dice", "warmup_max_epochs")}}
         if doc["search"].get("input_cost", "always") == "always":
             doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k != "input_cost"}}
+        if not doc["search"].get("latency_budget_ms"):
+            doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k != "latency_budget_ms"}}
         doc = {**doc, "space": {k: v for k, v in doc["space"].items()
                                 if (k not in ("droppable_inputs", "keep_prev") or v) and (k != "stem_convs" or v != 1)}}
         if doc["space"]["seg_space"] == "cells":  # the cell space's configs and hashes stay what they were

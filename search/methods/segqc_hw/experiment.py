@@ -144,7 +144,7 @@ def _part(cfg: SegQcConfig, name: str) -> Any:
 
 #: Search settings the warm-up never reads (the architecture steps' schedule, optimiser and latency sample):
 #: searches that differ only in them (and in lambda2) share one warm-up.
-WARMUP_UNUSED = ("alternate_epochs", "arch_lr", "arch_betas", "arch_weight_decay", "gumbel_tau")
+WARMUP_UNUSED = ("alternate_epochs", "arch_lr", "arch_betas", "arch_weight_decay", "gumbel_tau", "latency_budget_ms")
 
 
 def search_config(cfg: SegQcConfig, lambda2: float, seed: int) -> dict:

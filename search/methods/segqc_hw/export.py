@@ -50,6 +50,11 @@ def model_ids(preset: str, task: str = "contrast") -> tuple[str, str]:
     return echo_task(task).model_ids(preset)
 
 
+def _budget_words(budget_ms: float) -> str:
+    """The card's words for a latency budget (``SearchConfig.latency_budget_ms``; none when 0)."""
+    return f", only the expected latency above {budget_ms:g} ms charged" if budget_ms > 0 else ""
+
+
 def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, cases: dict[str, list[Case]],
                 models_dir: Path, machine: str, *, record: Path | None = None, row_key: str = "searched_hw") -> list[str]:
     """Export ``pair`` (trained seg logits net, QC net) with cards; returns the shipped ids.
@@ -104,7 +109,8 @@ def export_pair(cfg: SegQcConfig, pair: tuple[nn.Module, nn.Module], row: dict, 
         architecture=seg_architecture,
         notes=("" if task.name == "contrast" else f"{task.words[:1].upper() + task.words[1:]}. ") +
               "Searched jointly with its QC model (segqc-hw, Zeng et al. 2021, arXiv:2109.06909; hardware-aware, "
-              f"lambda2 = {row.get('lambda2', cfg.search.lambda2):g}; the hardware-aware search with the best validation "
+              f"lambda2 = {row.get('lambda2', cfg.search.lambda2):g}"
+              f"{_budget_words(cfg.search.latency_budget_ms)}; the hardware-aware search with the best validation "
               "score), retrained from scratch on S1. " + table_note)
     feeds = [{"image": test[i][0].numpy()[None]} for i in range(min(3, len(test)))]
 

@@ -71,7 +71,7 @@ class LossTerms:
 
 def framework_loss(out: FrameworkOutput, masks: torch.Tensor, *, lambda1: float, lambda2: float,
                    latency_ms: torch.Tensor | None = None, with_ce: bool = True,
-                   seg_dice_weight: float = 0.0) -> LossTerms:
+                   seg_dice_weight: float = 0.0, latency_budget_ms: float = 0.0) -> LossTerms:
     """``CE + lambda1 * MSE + lambda2 * LAT`` (eq. 3 of the paper).
 
     Args:
@@ -83,6 +83,9 @@ def framework_loss(out: FrameworkOutput, masks: torch.Tensor, *, lambda1: float,
         with_ce: Include the segmentation cross-entropy (False on S2 weight steps: seg is frozen).
         seg_dice_weight: Weight of a soft-Dice term added to the CE (0 = eq. 3 exactly; see
             ``SearchConfig.seg_dice_weight`` for why the shorter presets use 1).
+        latency_budget_ms: > 0: only the expected latency above this budget is charged,
+            ``lambda2 * max(0, LAT - budget)`` (``SearchConfig.latency_budget_ms``); 0: eq. 3's ``lambda2 * LAT``.
+            ``LossTerms.latency_ms`` is the whole expected latency either way.
     """
     mse = F.mse_loss(out.predicted_dice, out.true_dice)
     total = lambda1 * mse
@@ -95,6 +98,7 @@ def framework_loss(out: FrameworkOutput, masks: torch.Tensor, *, lambda1: float,
             total = total + seg_dice_weight * soft_dice_loss(out.logits, masks)
     lat_value = float("nan")
     if latency_ms is not None:
-        total = total + lambda2 * latency_ms
+        charged = torch.relu(latency_ms - latency_budget_ms) if latency_budget_ms > 0 else latency_ms
+        total = total + lambda2 * charged
         lat_value = float(latency_ms.detach())
     return LossTerms(total=total, ce=ce_value, mse=float(mse.detach()), latency_ms=lat_value)

@@ -230,7 +230,8 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
                     out = run_framework(seg, qc, x2, y2, detach_qc_input=detach_qc_input)
                     lat = expected_latency(cfg.gumbel_tau, gumbel)
                     terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, latency_ms=lat,
-                                           seg_dice_weight=cfg.seg_dice_weight)
+                                           seg_dice_weight=cfg.seg_dice_weight,
+                                           latency_budget_ms=cfg.latency_budget_ms)
                     opt_arch.zero_grad(set_to_none=True)
                     terms.total.backward()
                 distributed.average_gradients(_alphas(seg) + _alphas(qc))

@@ -121,9 +121,12 @@ def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: F
     genotype = decode_pair(seg, qc)
     initial = trace.initial_argmax(lambda: decode_pair(seg, qc))
     convergence = trace.verdict(genotype, initial)
-    log.info("search lambda2=%g seed %d: %s", lambda2, seed, convergence.summary())
+    budget = search_cfg.latency_budget_ms if lambda2 > 0 else 0.0  # a budget means nothing without a latency term
+    log.info("search lambda2=%g%s seed %d: %s", lambda2, f" budget {budget:g} ms" if budget else "", seed,
+             convergence.summary())
     with torch.no_grad():
         rec = {"genotype": genotype.to_json(), "lambda2": lambda2, "seed": seed, "sampler": search_cfg.sampler,
+               **({"latency_budget_ms": budget} if budget else {}),
                "history": state.history, "warmup": state.warmup_record(search_cfg),
                "expected_latency_ms_final": float(lat_fn(None, None)),
                "alphas": {n: p.detach().tolist() for n, p in list(seg.net.named_arch_parameters())

@@ -108,6 +108,33 @@ def test_loss_is_ce_plus_lambda1_mse_plus_lambda2_latency() -> None:
     assert seg.conv.weight.grad is None or seg.conv.weight.grad.abs().sum() == 0
 
 
+def test_a_latency_budget_charges_only_the_expected_latency_above_it() -> None:
+    """``latency_budget_ms``: ``lambda2 * max(0, LAT - budget)``: no pull on the latency under the budget, the paper's
+    pull above it; the logged latency is the whole expectation either way; the config keeps its old hash at 0."""
+    from search.methods.segqc_hw.config import SearchConfig, preset
+    from search.methods.segqc_hw.experiment import search_config
+
+    torch.manual_seed(0)
+    seg, qc = TinySeg(), TinyQc()
+    x, y = torch.rand(4, 3, 8, 8), (torch.rand(4, 8, 8) > 0.5).long()
+    out = run_framework(seg, qc, x, y)
+    plain = float(framework_loss(out, y, lambda1=1.0, lambda2=0.0).total.detach())
+    for lat_ms, budget, charged, grad in ((40.0, 30.0, 10.0, 0.001), (25.0, 30.0, 0.0, 0.0), (40.0, 0.0, 40.0, 0.001)):
+        lat = torch.tensor(lat_ms, requires_grad=True)
+        terms = framework_loss(out, y, lambda1=1.0, lambda2=0.001, latency_ms=lat, latency_budget_ms=budget)
+        assert float(terms.total.detach()) == pytest.approx(plain + 0.001 * charged, rel=1e-6)
+        assert terms.latency_ms == pytest.approx(lat_ms)
+        terms.total.backward(retain_graph=True)
+        assert float(lat.grad) == pytest.approx(grad)
+    cfg = preset("smoke")
+    assert "latency_budget_ms" not in cfg.to_dict()["search"]
+    budgeted = replace(cfg, search=replace(cfg.search, latency_budget_ms=45.0))
+    assert budgeted.to_dict()["search"]["latency_budget_ms"] == 45.0
+    assert search_config(budgeted, 0.001, 0) != search_config(cfg, 0.001, 0)
+    with pytest.raises(ValueError, match="latency_budget_ms"):
+        SearchConfig(latency_budget_ms=-1.0)
+
+
 def _search_inputs(seed: int = 0):
     from search.methods.segqc_hw.config import AugmentConfig
     from search.methods.segqc_hw.data import frame_dataset

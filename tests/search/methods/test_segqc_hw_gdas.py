@@ -72,6 +72,13 @@ def test_cli_sampler_tau_and_search_epochs_reach_the_config(monkeypatch, tmp_pat
     with pytest.raises(SystemExit, match="--arch-weight-decay must be >= 0"):
         cli.run(parser.parse_args(["--preset", "default", "--arch-weight-decay", "-1", "--out", str(tmp_path / "r"),
                                    "--no-ship"]))
+    assert seen["cfg"].search.latency_budget_ms == 0.0
+    cli.run(parser.parse_args(["--preset", "default", "--latency-budget", "45", "--out", str(tmp_path / "run"),
+                               "--no-ship"]))
+    assert seen["cfg"].search.latency_budget_ms == 45.0
+    with pytest.raises(SystemExit, match="--latency-budget must be > 0 ms"):
+        cli.run(parser.parse_args(["--preset", "default", "--latency-budget", "0", "--out", str(tmp_path / "r"),
+                                   "--no-ship"]))
 
 
 def _search(cfg, folder: Path):

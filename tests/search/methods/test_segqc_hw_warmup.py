@@ -162,7 +162,7 @@ def test_the_shared_warm_up_is_named_by_what_the_warm_up_reads():
     base = path()
     assert base.parent == Path("run") / "search" / "warmup" and base.name.startswith("seed0-")
     for post in (dict(lambda2=0.5), dict(arch_lr=0.3), dict(alternate_epochs=99), dict(arch_betas=(0.9, 0.9)),
-                 dict(arch_weight_decay=0.5), dict(gumbel_tau=3.0)):
+                 dict(arch_weight_decay=0.5), dict(gumbel_tau=3.0), dict(latency_budget_ms=45.0)):
         assert path(**post) == base, post  # read only after the warm-up
     for pre in (dict(weight_lr=0.5), dict(warmup_epochs=9), dict(batch_size=3), dict(sampler="gdas")):
         assert path(**pre) != base, pre  # the warm-up depends on them
