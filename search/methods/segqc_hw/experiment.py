@@ -149,7 +149,8 @@ WARMUP_UNUSED = ("alternate_epochs", "arch_lr", "arch_betas", "arch_weight_decay
 
 def search_config(cfg: SegQcConfig, lambda2: float, seed: int) -> dict:
     """What one search depends on: data, space, search schedule, its latency weight and seed, the table."""
-    search = {k: v for k, v in _part(cfg, "search").items() if k not in ("seeds", "sensitivity_lambda2", "lambda2")}
+    unread = ("seeds", "sensitivity_lambda2", "lambda2", *(() if lambda2 > 0 else ("latency_budget_ms",)))
+    search = {k: v for k, v in _part(cfg, "search").items() if k not in unread}  # no latency term: no budget
     return {"data": _part(cfg, "data"), "space": _part(cfg, "space"), "search": search, "lambda2": lambda2,
             "seed": seed, "lut": _lut_part(cfg)}
 

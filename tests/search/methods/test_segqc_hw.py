@@ -131,6 +131,7 @@ def test_a_latency_budget_charges_only_the_expected_latency_above_it() -> None:
     budgeted = replace(cfg, search=replace(cfg.search, latency_budget_ms=45.0))
     assert budgeted.to_dict()["search"]["latency_budget_ms"] == 45.0
     assert search_config(budgeted, 0.001, 0) != search_config(cfg, 0.001, 0)
+    assert search_config(budgeted, 0.0, 0) == search_config(cfg, 0.0, 0)  # no latency term: the budget is unread
     with pytest.raises(ValueError, match="latency_budget_ms"):
         SearchConfig(latency_budget_ms=-1.0)
 
