@@ -149,8 +149,11 @@ def train_seg(seg: nn.Module, cases: Sequence[Case], cfg: RetrainConfig, augment
             return (segmentation_loss(student, masks)
                     + distill.weight * distillation_loss(student, teacher, masks, distill.temperature))
 
+        trainable = [p.requires_grad for p in distill.teacher.parameters()]
         losses = fit(SegWithTeacher(seg, distill.teacher), loss, seg_ds, train_cfg, checkpoint=checkpoint,
                      parameters=seg.parameters())
+        for p, flag in zip(distill.teacher.parameters(), trainable):  # the caller's teacher as it was
+            p.requires_grad_(flag)
         distill.teacher.cpu()
     seg.eval()
     return losses

@@ -661,7 +661,7 @@ def test_a_distilled_seg_net_learns_from_a_frozen_teacher(tmp_path: Path) -> Non
         train_seg(seg, cases, cfg, AugmentConfig(), 32, seed=0, checkpoint=tmp_path / f"s{i}.pt", distill=distill)
         students.append(seg.state_dict())
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
-    assert not teacher.training
+    assert not teacher.training and all(p.requires_grad for p in teacher.parameters())  # handed back as it came
     assert not all(torch.equal(students[0][k], students[1][k]) for k in students[0])
     with pytest.raises(ValueError, match="nothing left to distil"):
         train_and_score("row B", TinySeg(), TinySeg(), PairData([], [], [], []), cfg, AugmentConfig(), 32, seed=0,
