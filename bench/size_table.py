@@ -101,6 +101,10 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _budget_words(budget_ms: float) -> str:
+    return f", latency budget {budget_ms:g} ms" if budget_ms else ""
+
+
 def networks(run: Path, cfg, variants: list[str], controls: bool = False,
              genotypes: list[Path] | None = None, skeletons: list[str] | None = None) -> list[Network]:
     """The run's searched networks (every seed of each variant), with ``controls`` the random control of each
@@ -130,7 +134,8 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False,
                 continue
             genotype, rec = read_search(folder)
             out.append(Network(f"searched_{variant}_seed{seed}",
-                               f"searched {variant} (lambda2 = {rec['lambda2']:g}, seed {seed})",
+                               f"searched {variant} (lambda2 = {rec['lambda2']:g}"
+                               f"{_budget_words(rec.get('latency_budget_ms', 0))}, seed {seed})",
                                partial(build_derived, cfg, genotype),
                                {"genotype": genotype.to_dict(), "space": space}))
     if missing:

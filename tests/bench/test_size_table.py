@@ -336,3 +336,16 @@ def test_distilled_twins_learn_from_the_teacher_of_their_own_seed_and_bad_rows_a
         bench.main(argv + ["--distill", "unet32"])
     with pytest.raises(SystemExit, match=r"'unet16' is the teacher"):
         bench.main(argv + ["--distill", "unet16"])
+
+
+def test_a_budgeted_search_says_its_budget_in_its_label(tmp_path: Path) -> None:
+    from search.methods.segqc_hw.config import preset
+    from search.train.cine_rows import read_json, write_json
+
+    bench = load_bench("size_table")
+    run = tiny_run(tmp_path / "run")
+    record = run / "search" / "hw" / "seed0" / "genotype.json"
+    write_json(record, {**read_json(record), "latency_budget_ms": 45.0})
+    labels = {n.key: n.label for n in bench.networks(run, preset("smoke"), ["hw", "nohw"])}
+    assert labels["searched_hw_seed0"] == "searched hw (lambda2 = 0.001, latency budget 45 ms, seed 0)"
+    assert labels["searched_nohw_seed0"] == "searched nohw (lambda2 = 0, seed 0)"
