@@ -215,7 +215,7 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
     runner = StageRunner(work, {}, progress=lambda line: print(f"  {line}", flush=True))
     seeds = seeds or [cfg.seed]
     done: dict[int, dict[str, dict]] = {}
-    segs: dict[tuple[int, str, int], tuple[Any, str]] = {}  # (size, key, seed) -> (trained seg net, its stage)
+    teachers: dict[tuple[int, str, int], tuple[Any, str]] = {}  # (size, key, seed) -> (trained seg net, its stage)
     total, i = len(sizes) * len(nets) * len(seeds), 0
     for size in sizes:
         done[size] = {}
@@ -232,7 +232,7 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
                           "retrain": {**asdict(retrain), "qc_epochs": None}}
                 teaching = None
                 if net.teacher is not None:
-                    teacher_seg, teacher_stage = segs[(size, net.teacher, seed)]
+                    teacher_seg, teacher_stage = teachers[(size, net.teacher, seed)]
                     teaching = Distillation(teacher_seg, distill.weight, distill.temperature)
                     config["distill"] = {"teacher": teacher_stage, "weight": distill.weight,
                                          "temperature": distill.temperature}
@@ -244,7 +244,8 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
                                   outputs=(folder / "scores.json", folder / "weights.pt"),
                                   scratch=(folder / "seg.pt",), config=config)
                 scores = runner.run(seg_stage)
-                segs[(size, net.key, seed)] = (seg, seg_stage.name)
+                if distill is not None and net.key == distill.teacher:  # kept only for the twins that learn from it
+                    teachers[(size, net.key, seed)] = (seg, seg_stage.name)
                 seconds = _report(runner, seg_stage, scores)
                 if with_qc:  # ... then its QC net on that frozen seg net: a seg-only cache entry is reused
                     qc_folder = work / str(size) / f"{net.key}{tag}-qc"

@@ -41,24 +41,37 @@ from search.train.seg_outputs import probs_and_uncertainty
 log = logging.getLogger(__name__)
 
 
-class QcOnFrozenSeg(nn.Module):
+class _WithFrozenPart(nn.Module):
+    """A module training one submodule beside another that stays frozen: the frozen one (the attribute named by
+    ``FROZEN``, so checkpoints keep their keys) gets no gradients and stays in eval mode (running BatchNorm
+    statistics, as deployed) whatever ``train()`` is asked."""
+
+    FROZEN: str
+
+    def _freeze(self) -> None:
+        for p in getattr(self, self.FROZEN).parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "_WithFrozenPart":
+        super().train(mode)
+        getattr(self, self.FROZEN).eval()
+        return self
+
+
+class QcOnFrozenSeg(_WithFrozenPart):
     """The QC net trained on the outputs of a frozen segmentation net.
 
     ``train()`` only ever puts the QC net in training mode; the segmentation net stays in eval mode
     (running BatchNorm statistics, as deployed) and gets no gradients.
     """
 
+    FROZEN = "seg"
+
     def __init__(self, seg: nn.Module, qc: nn.Module):
         super().__init__()
         self.seg = seg
         self.qc = qc
-        for p in self.seg.parameters():
-            p.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "QcOnFrozenSeg":
-        super().train(mode)
-        self.seg.eval()
-        return self
+        self._freeze()
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``images (N, 3, H, W), masks (N, H, W) -> (predicted Dice (N,), true Dice (N,))``."""
@@ -88,23 +101,19 @@ class Distillation:
                              f"{self.temperature:g}")
 
 
-class SegWithTeacher(nn.Module):
+class SegWithTeacher(_WithFrozenPart):
     """A seg net in training beside a frozen teacher: ``images -> (student logits, teacher logits)``.
 
     ``train()`` only ever puts the student in training mode; the teacher gets no gradients.
     """
 
+    FROZEN = "teacher"
+
     def __init__(self, seg: nn.Module, teacher: nn.Module):
         super().__init__()
         self.seg = seg
         self.teacher = teacher
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "SegWithTeacher":
-        super().train(mode)
-        self.teacher.eval()
-        return self
+        self._freeze()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
