@@ -135,7 +135,8 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False,
             genotype, rec = read_search(folder)
             out.append(Network(f"searched_{variant}_seed{seed}",
                                f"searched {variant} (lambda2 = {rec['lambda2']:g}"
-                               f"{_budget_words(rec.get('latency_budget_ms', 0))}, seed {seed})",
+                               f"{_budget_words(rec.get('latency_budget_ms', 0))}"
+                               f"{', sandwich rule' if rec.get('sandwich') else ''}, seed {seed})",
                                partial(build_derived, cfg, genotype),
                                {"genotype": genotype.to_dict(), "space": space}))
     if missing:

@@ -14,6 +14,12 @@ Every kept edge takes its most probable op **excluding zero**. Which edges a nod
   probable op; a node whose edges all lost to zero keeps its strongest one.
 - ``edges_per_node=n`` (msnas-hw / rtdnas use 1; DARTS uses 2): the n strongest incoming edges.
 
+``max_free_ops=m`` (P-DARTS' limit on skip-connects, Chen et al. 2019; issue 16) caps the kept edges whose op
+has no weights (``search.core.ops.PARAMETER_FREE_OPS``: identity, pooling) at m per cell: while more are kept,
+the one that loses least (the smallest drop in its edge's probability) takes its edge's most probable op with
+weights instead. A search that drifted to weight-free ops (they lower the loss first, before the convolutions
+have trained) then still derives a cell that can learn. None (default): no cap.
+
 Network paths: a path's weight is the product of the beta probabilities of its edges (eq. 10);
 :func:`top_n_paths` finds the n heaviest input-to-output paths exactly by k-best dynamic programming.
 """
@@ -28,6 +34,7 @@ import numpy as np
 import torch
 
 from search.core.cells import CellArch, CellSpec
+from search.core.ops import PARAMETER_FREE_OPS
 from search.core.genotypes import (
     MULTISCALE_CELL_TYPES,
     STEP_DELTA,
@@ -94,10 +101,14 @@ def decode_cell(
     alphas: Sequence[np.ndarray],
     gamma: np.ndarray | None = None,
     edges_per_node: int | None = None,
+    max_free_ops: int | None = None,
 ) -> CellGenotype:
     """Discrete cell from logits (see the module docstring for the rules). Ties go to the lower index."""
+    if max_free_ops is not None and max_free_ops < 0:
+        raise ValueError(f"max_free_ops must be >= 0, got {max_free_ops}")
     probs, strength = cell_edge_probabilities(spec, relaxation, alphas, gamma)
     kept: list[CellEdge] = []
+    kept_index: list[int] = []  # the spec edge of each kept edge
     for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
         into = spec.incoming(dst)
         if edges_per_node is None:
@@ -110,15 +121,41 @@ def decode_cell(
             names = spec.edge_ops(e)
             best = max((k for k, n in enumerate(names) if n != "zero"), key=lambda k: (probs[e][k], -k))
             kept.append(CellEdge(spec.edges[e][0], dst, names[best]))
+            kept_index.append(e)
+    if max_free_ops is not None:
+        kept = _cap_free_ops(spec, probs, kept, kept_index, max_free_ops)
     return CellGenotype(spec.n_inputs, spec.n_nodes, tuple(kept), spec.output)
 
 
-def decode_cell_arch(arch: CellArch, edges_per_node: int | None = None) -> CellGenotype:
+def _cap_free_ops(spec: CellSpec, probs: Sequence[np.ndarray], kept: list[CellEdge], kept_index: list[int],
+                  max_free: int) -> list[CellEdge]:
+    """``kept`` with at most ``max_free`` weight-free ops: the cheapest swaps to the edge's best op with weights."""
+    kept = list(kept)
+
+    def swap(i: int) -> tuple[float, int, int] | None:  # (probability lost, -edge, op index) or None
+        names, p = spec.edge_ops(kept_index[i]), probs[kept_index[i]]
+        ops = [k for k, n in enumerate(names) if n not in PARAMETER_FREE_OPS]
+        if not ops:
+            return None
+        k = max(ops, key=lambda k: (p[k], -k))
+        return float(p[names.index(kept[i].op)] - p[k]), -kept_index[i], k
+
+    while True:
+        free = [i for i, edge in enumerate(kept) if edge.op in PARAMETER_FREE_OPS]
+        options = [(s, i) for i in free if (s := swap(i)) is not None]
+        if len(free) <= max_free or not options:
+            return kept
+        (_, _, k), i = min(options)
+        kept[i] = CellEdge(kept[i].src, kept[i].dst, spec.edge_ops(kept_index[i])[k])
+
+
+def decode_cell_arch(arch: CellArch, edges_per_node: int | None = None,
+                     max_free_ops: int | None = None) -> CellGenotype:
     """:func:`decode_cell` on the current logits of a :class:`CellArch`."""
     with torch.no_grad():
         alphas = [arch.alpha(e).detach().cpu().numpy() for e in range(len(arch.spec.edges))]
         gamma = arch.gamma.detach().cpu().numpy() if arch.relaxation == "edge_op" else None
-    return decode_cell(arch.spec, arch.relaxation, alphas, gamma, edges_per_node)
+    return decode_cell(arch.spec, arch.relaxation, alphas, gamma, edges_per_node, max_free_ops)
 
 
 def decode_nasunet(supernet, edges_per_node: int | None = None) -> NasUnetGenotype:

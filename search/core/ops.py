@@ -66,6 +66,9 @@ OP_SETS: dict[str, tuple[str, ...]] = {
 FREE_OPS = frozenset({"zero"})
 """Ops that cost nothing by definition (never deployed); estimators do not look them up."""
 
+PARAMETER_FREE_OPS = frozenset({"identity", "max_pool", "avg_pool", "down_max_pool", "down_avg_pool", "zero"})
+"""Searched ops without weights: a cell made only of these cannot learn anything (DARTS' collapse, P-DARTS)."""
+
 FIXED_OPS: tuple[str, ...] = (
     "stem", "conv1x1", "proj1x1", "upsample", "pool2x", "classifier", "seg_head", "qc_head"
 )

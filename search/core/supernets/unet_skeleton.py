@@ -383,6 +383,19 @@ class SkeletonSupernet(Supernet):
         """Every group's weights (``weighting`` of its logits; one draw per group per call), by group name."""
         return {name: weighting(p) for name, p in self.skeleton_arch.items()}
 
+    def extreme_width_weights(self, which: str, weighting: ArchWeighting = SOFTMAX) -> dict[str, torch.Tensor]:
+        """:meth:`arch_weights` with every width group fixed to its largest (``"max"``) or smallest (``"min"``)
+        candidate, a constant one-hot (no gradient reaches the width logits); the blocks as ``weighting``
+        draws them. The two extreme networks of the sandwich rule (slimmable networks, BigNAS)."""
+        if which not in ("max", "min"):
+            raise ValueError(f"extreme width must be 'max' or 'min', got {which!r}")
+        w = self.arch_weights(weighting)
+        for k, ws in enumerate(self.choices.widths):
+            onehot = torch.zeros(len(ws), device=self.head.weight.device)
+            onehot[-1 if which == "max" else 0] = 1.0
+            w[f"width{k}"] = onehot
+        return w
+
     def width_mask(self, k: int, weights: torch.Tensor) -> torch.Tensor:
         """Level k's channel mask ``sum_i w_i 1[c < W_k,i]`` from its width weights ``(n_k,)``: ``(1, Wmax_k, 1, 1)``."""
         return (weights @ getattr(self, f"width_rows{k}")).view(1, -1, 1, 1)

@@ -125,6 +125,10 @@ class RtdnasConfig:
         table1_paths: N_l of Table 1 (top-weight vs GA).
         sweep_paths: N_l of the Table 2 sweep (GA-selected, from the final round).
         cloud: The Fig. 2 cloud.
+        cell_max_free_ops: At most this many weight-free ops (identity, max pool) per derived cell
+            (P-DARTS' cap, ``search.core.decode``; issue 16: seed 0 of the default preset derived cells of
+            identities and pools only, 2.4 k parameters, Dice .66 against seed 1's .83). None: the argmax
+            pairs as they are (the paper). The search ignores it; the derived cells of every round follow it.
     """
 
     preset: str = "default"
@@ -141,8 +145,11 @@ class RtdnasConfig:
     table1_paths: tuple[int, ...] = (3, 5, 7)
     sweep_paths: tuple[int, ...] = (1, 2)
     cloud: CloudConfig = field(default_factory=CloudConfig)
+    cell_max_free_ops: int | None = None
 
     def __post_init__(self) -> None:
+        if self.cell_max_free_ops is not None and self.cell_max_free_ops < 0:
+            raise ValueError(f"cell_max_free_ops must be >= 0 or None, got {self.cell_max_free_ops}")
         for n in (*self.table1_paths, *self.sweep_paths, self.rounds.check_paths):
             if not 1 <= n <= self.ga.pool_size:
                 raise ValueError(f"N_l = {n} outside 1..pool size {self.ga.pool_size}")
@@ -156,7 +163,10 @@ class RtdnasConfig:
         then as ``search.privacy.recorded_source`` (kind and a hash of the folder: run folders never name it)."""
         from search.privacy import recorded_config
 
-        return recorded_config(asdict(self))
+        doc = asdict(self)
+        if doc["cell_max_free_ops"] is None:  # configs (and run folders) made before the cap are unchanged
+            del doc["cell_max_free_ops"]
+        return recorded_config(doc)
 
 
 def preset(name: str, *, seed: int | None = None) -> RtdnasConfig:

@@ -263,7 +263,7 @@ class RtdnasExperiment:
 
         convergence = searcher.trace.verdict(argmax_choice(), searcher.trace.initial_argmax(argmax_choice))
         self.say(f"round {k}: " + convergence.summary())
-        cells = space.decode_cells(supernet)
+        cells = space.decode_cells(supernet, cfg.cell_max_free_ops)
         beta = space.beta_probs(supernet)
         with torch.no_grad():
             final_lt = float(estimator())

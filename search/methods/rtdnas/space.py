@@ -58,9 +58,11 @@ def latency_estimator(cfg: RtdnasConfig, supernet: MultiscaleSupernet, table: La
     return PathProbabilityLatency(supernet, table, latency_target_shape(cfg))
 
 
-def decode_cells(supernet: MultiscaleSupernet) -> dict[str, object]:
-    """One (input, op) pair per node: the argmax of the node's joint softmax, zero excluded."""
-    return {k: decode_cell_arch(supernet.cell_arch[k], edges_per_node=1) for k in MULTISCALE_CELL_TYPES}
+def decode_cells(supernet: MultiscaleSupernet, max_free_ops: int | None = None) -> dict[str, object]:
+    """One (input, op) pair per node: the argmax of the node's joint softmax, zero excluded; with
+    ``max_free_ops`` at most that many weight-free ops per cell (``search.core.decode``)."""
+    return {k: decode_cell_arch(supernet.cell_arch[k], edges_per_node=1, max_free_ops=max_free_ops)
+            for k in MULTISCALE_CELL_TYPES}
 
 
 def beta_probs(supernet: MultiscaleSupernet) -> np.ndarray:

@@ -85,6 +85,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="charge only the expected latency (seg + QC, lookup-table ms) above MS: the hardware-aware "
                              "searches push latency down to the budget and below it choose by accuracy alone (default: "
                              "no budget, the paper's lambda2 x every ms)")
+    parser.add_argument("--sandwich", action="store_true",
+                        help="--space skeleton: every weight step also trains the seg supernet's widest and narrowest "
+                             "networks (the sandwich rule of slimmable networks / BigNAS), so the search compares "
+                             "widths whose shared weights trained alike; ~2x a weight step; not under torchrun")
     parser.add_argument("--sensitivity-lambda2", type=float, nargs="*", default=None, metavar="L",
                         help="latency weights of the extra hardware-aware searches reported beside Table II (default: "
                              "the preset's, 0.01); none: no extra search")
@@ -171,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         if args.latency_budget <= 0:
             raise SystemExit(f"{task.method_label}: --latency-budget must be > 0 ms, got {args.latency_budget:g}")
         search = replace(search, latency_budget_ms=args.latency_budget)
+    if getattr(args, "sandwich", False):
+        search = replace(search, sandwich=True)
     if getattr(args, "sensitivity_lambda2", None) is not None:
         search = replace(search, sensitivity_lambda2=tuple(args.sensitivity_lambda2))
     if getattr(args, "search_seeds", None) is not None:
@@ -189,6 +195,9 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "droppable_inputs", None):
         space = replace(space, droppable_inputs=True, keep_prev=args.droppable_inputs == "prev-prev")
     space = _skeleton_space(args, space, task.method_label)
+    if search.sandwich and space.seg_space != "skeleton":
+        raise SystemExit(f"{task.method_label}: --sandwich only with --space skeleton (it trains the widest and "
+                         "narrowest networks of the searched widths)")
     cfg = replace(cfg, search=search, space=space)
     places = run_places(args, method=task.run_method, docs_name=task.docs_name)
     paths = RunPaths(out=places.out, models=places.models_dir, docs=places.docs_dir)

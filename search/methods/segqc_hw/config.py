@@ -219,6 +219,13 @@ class SearchConfig:
             down to the budget and, under it, chooses by accuracy alone (a constrained search, as RT-DNAS's
             ``L_ub``, instead of a price on every millisecond). 0 (default): eq. 3's ``lambda2 * LAT``. Unused
             without a latency term (``lambda2`` 0).
+        sandwich: The sandwich rule (slimmable networks, Yu & Huang 2019; BigNAS, Yu et al. 2020) in every S1
+            weight step (warm-up included) of the skeleton space: besides the sampled network, the seg supernet's
+            widest and narrowest networks (every level at its largest / smallest candidate width, blocks as
+            sampled) add their segmentation loss (CE + soft Dice) to the step, so the shared weights of the wide
+            candidates are trained as well as the narrow ones' when the architecture step compares them (issue
+            16: without it the searches stopped at the narrowest widths the latency term allowed). About 2x the
+            cost of a weight step; the skeleton space only; not under torchrun.
         seeds: Search seeds; the derived pair with the best validation score is kept (paper: 5).
         sensitivity_lambda2: Extra hardware-aware searches with these latency weights, derived,
             retrained, scored and measured like the Table II rows and reported beside them (not a
@@ -245,6 +252,7 @@ class SearchConfig:
     warmup_max_epochs: int = 0
     input_cost: str = "always"
     latency_budget_ms: float = 0.0
+    sandwich: bool = False
 
     def __post_init__(self):
         from search.core.mixed import SAMPLERS, TauSchedule
@@ -360,6 +368,8 @@ class SegQcConfig:
             doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k != "input_cost"}}
         if not doc["search"].get("latency_budget_ms"):
             doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k != "latency_budget_ms"}}
+        if not doc["search"].get("sandwich"):
+            doc = {**doc, "search": {k: v for k, v in doc["search"].items() if k != "sandwich"}}
         doc = {**doc, "space": {k: v for k, v in doc["space"].items()
                                 if (k not in ("droppable_inputs", "keep_prev") or v) and (k != "stem_convs" or v != 1)}}
         if doc["space"]["seg_space"] == "cells":  # the cell space's configs and hashes stay what they were

@@ -18,6 +18,11 @@ Which candidates a forward pass runs is ``cfg.sampler`` (issue 16). ``"darts"``:
 to ``cfg.gdas_tau[1]`` over the architecture steps. The latency term is the same Gumbel-softmax
 expectation under both samplers.
 
+With ``cfg.sandwich`` (the skeleton space; issue 16) step 1 also runs the seg supernet's widest and narrowest
+networks on the same S1 batch and adds their segmentation loss (CE + soft Dice) to the step's gradients before
+the update (the sandwich rule of slimmable networks / BigNAS), so the shared weights of every width are trained
+alike and the architecture step compares wide and narrow candidates on equal terms.
+
 The warm-up lasts ``cfg.warmup_epochs``, or, with ``cfg.warmup_min_dice`` > 0, until the supernet's
 mean Dice on its S1 batches (the QC target, averaged over the epoch) reaches that value, at most
 ``cfg.warmup_max_epochs`` epochs (issue 16: a supernet that still predicts background everywhere gives
@@ -48,12 +53,13 @@ import torch
 from torch import nn
 
 from search import distributed
-from search.core.mixed import ArchWeighting, TauSchedule
+from search.core.mixed import SOFTMAX, ArchWeighting, TauSchedule
 from search.methods.segqc_hw.config import SearchConfig
 from search.methods.segqc_hw.data import loader
 from search.methods.segqc_hw.framework import framework_loss, run_framework
 from search.train.bilevel import frozen
 from search.train.datasets import EchoFrameDataset
+from search.train.losses import segmentation_loss
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +142,30 @@ def _set_weighting(nets: tuple[nn.Module, ...], weighting: ArchWeighting | None)
         net.weighting = weighting
 
 
+def check_sandwich(seg: nn.Module) -> None:
+    """Refuse the sandwich rule where it cannot run: a seg supernet without width choices, or under torchrun
+    (the extreme networks' gradients would bypass DDP's averaging)."""
+    if not hasattr(getattr(seg, "net", None), "extreme_width_weights"):
+        raise ValueError("the sandwich rule needs the skeleton space's seg supernet (searched widths); "
+                         f"got {type(getattr(seg, 'net', seg)).__name__}")
+    if distributed.is_distributed():
+        raise ValueError("the sandwich rule does not run under torchrun; run the search in one process")
+
+
+def sandwich_backward(seg: nn.Module, images: torch.Tensor, masks: torch.Tensor, dice_weight: float) -> float:
+    """Add the widest and the narrowest seg networks' loss gradients (CE + ``dice_weight`` x soft Dice) to the
+    weights' ``.grad``; returns the two losses' sum (for the log). ``seg``: a ``SegLogits`` around a
+    ``SkeletonSupernet``, drawn with its current ``weighting``."""
+    net, weighting = seg.net, seg.weighting or SOFTMAX
+    total = 0.0
+    for which in ("max", "min"):
+        logits = net(images, weighting, weights=net.extreme_width_weights(which, weighting))
+        loss = segmentation_loss(logits, masks, dice_weight=dice_weight)
+        loss.backward()
+        total += float(loss.detach())
+    return total
+
+
 def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn, s1: EchoFrameDataset,
                      s2: EchoFrameDataset, cfg: SearchConfig, *, seed: int, checkpoint: Path | None = None,
                      detach_qc_input: bool = False, device: str | torch.device = "cpu",
@@ -163,6 +193,8 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
     opt_qc = torch.optim.Adam(_weights(qc), lr=cfg.weight_lr, weight_decay=cfg.weight_decay)
     opt_arch = torch.optim.Adam(_alphas(seg) + _alphas(qc), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
                                 weight_decay=cfg.arch_weight_decay)
+    if cfg.sandwich:
+        check_sandwich(seg)
     gumbel = torch.Generator().manual_seed(seed * 7919 + 1)
     gdas = cfg.sampler == "gdas"
     paths = torch.Generator().manual_seed(seed * 7919 + 2)  # GDAS path samples (never drawn with "darts")
@@ -200,7 +232,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         epoch = state.epoch
         searching = phase == "alternate"
         warmed = state.warmup_epochs  # warm-up epochs before this one (the architecture steps start after them)
-        sums = {"ce": 0.0, "mse": 0.0, "qc_mse_s2": 0.0, "arch_loss": 0.0, "dice_s1": 0.0}
+        sums = {"ce": 0.0, "mse": 0.0, "qc_mse_s2": 0.0, "arch_loss": 0.0, "dice_s1": 0.0, "sandwich": 0.0}
         steps = arch_steps = 0
         batches = _pairs(iter(distributed.shard_loader(loader(s1, cfg.batch_size, seed * 1000 + epoch))),
                          iter(distributed.shard_loader(loader(s2, cfg.batch_size, seed * 1000 + epoch + 500))))
@@ -219,6 +251,8 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
                                    seg_dice_weight=cfg.seg_dice_weight)
             opt_seg.zero_grad(set_to_none=True), opt_qc.zero_grad(set_to_none=True)
             terms.total.backward()
+            if cfg.sandwich:  # the widest and narrowest seg networks on the same batch, gradients added
+                sums["sandwich"] += sandwich_backward(seg, x1, y1, cfg.seg_dice_weight)
             opt_seg.step(), opt_qc.step()
             sums["ce"] += terms.ce
             sums["mse"] += terms.mse
@@ -262,6 +296,8 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         }
         if gdas:
             record["gdas_tau"] = tau_now  # the temperature of the epoch's last step
+        if cfg.sandwich:
+            record["sandwich_loss"] = sums["sandwich"] / max(1, steps)  # widest + narrowest seg loss
         state.history.append(record)
         state.epoch = epoch + 1
         log.info("search epoch %d (%d planned) %s: CE %.4f, Dice(S1) %.3f, MSE(S1) %.4f, MSE(S2) %.4f, "

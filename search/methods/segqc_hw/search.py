@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -122,11 +123,14 @@ def search_stage(cfg: SegQcConfig, lambda2: float, seed: int, s1, s2, latency: F
     initial = trace.initial_argmax(lambda: decode_pair(seg, qc))
     convergence = trace.verdict(genotype, initial)
     budget = search_cfg.latency_budget_ms if lambda2 > 0 else 0.0  # a budget means nothing without a latency term
-    log.info("search lambda2=%g%s seed %d: %s", lambda2, f" budget {budget:g} ms" if budget else "", seed,
-             convergence.summary())
+    log.info("search lambda2=%g%s%s seed %d: %s", lambda2, f" budget {budget:g} ms" if budget else "",
+             " sandwich" if search_cfg.sandwich else "", seed, convergence.summary())
     with torch.no_grad():
         rec = {"genotype": genotype.to_json(), "lambda2": lambda2, "seed": seed, "sampler": search_cfg.sampler,
                **({"latency_budget_ms": budget} if budget else {}),
+               **({"sandwich": True} if search_cfg.sandwich else {}),
+               # the whole schedule (arch lr, weight decay, warm-up rule, ...): a search is reproducible from its record
+               "search_config": {k: v for k, v in asdict(search_cfg).items() if k not in ("seeds", "sensitivity_lambda2")},
                "history": state.history, "warmup": state.warmup_record(search_cfg),
                "expected_latency_ms_final": float(lat_fn(None, None)),
                "alphas": {n: p.detach().tolist() for n, p in list(seg.net.named_arch_parameters())

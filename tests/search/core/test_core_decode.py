@@ -96,3 +96,47 @@ def test_decode_multiscale_follows_beta():
     g = decode_multiscale(model, n_paths=2)
     assert g.paths[0].kinds == ("ct", "ct", "ns")
     assert len(g.paths) == 2 and all(len(c.edges) == 3 for c in g.cells.values())
+
+
+def _free_pair_cell():
+    """input_op_pair logits: node 1 (0, identity), node 2 (1, max_pool), node 3 (2, conv); the second-best
+    op with weights is dil_conv on node 1 (margin 1.0) and sep_conv on node 2 (margin 0.5)."""
+    alphas = [np.zeros(len(MSNAS_OPS)) for _ in range(6)]
+    alphas[0][MSNAS_OPS.index("identity")] = 3.0
+    alphas[0][MSNAS_OPS.index("dil_conv")] = 2.0
+    alphas[2][MSNAS_OPS.index("max_pool")] = 3.0
+    alphas[2][MSNAS_OPS.index("sep_conv")] = 2.5
+    alphas[5][MSNAS_OPS.index("conv")] = 3.0
+    return alphas
+
+
+def test_free_op_cap_swaps_the_cheapest_weight_free_ops_for_the_best_op_with_weights():
+    alphas = _free_pair_cell()
+    plain = decode_cell(MS_SPEC, "input_op_pair", alphas, edges_per_node=1)
+    assert plain.edges == (CellEdge(0, 1, "identity"), CellEdge(1, 2, "max_pool"), CellEdge(2, 3, "conv"))
+    assert decode_cell(MS_SPEC, "input_op_pair", alphas, edges_per_node=1, max_free_ops=2) == plain
+    # one weight-free op allowed: node 2's max_pool loses least (sep_conv is 0.5 behind it), node 1 keeps identity
+    one = decode_cell(MS_SPEC, "input_op_pair", alphas, edges_per_node=1, max_free_ops=1)
+    assert one.edges == (CellEdge(0, 1, "identity"), CellEdge(1, 2, "sep_conv"), CellEdge(2, 3, "conv"))
+    none = decode_cell(MS_SPEC, "input_op_pair", alphas, edges_per_node=1, max_free_ops=0)
+    assert none.edges == (CellEdge(0, 1, "dil_conv"), CellEdge(1, 2, "sep_conv"), CellEdge(2, 3, "conv"))
+
+
+def test_free_op_cap_keeps_the_edge_and_never_picks_zero():
+    alphas = [np.zeros(len(MSNAS_OPS)) for _ in range(6)]
+    alphas[0][MSNAS_OPS.index("max_pool")] = 4.0
+    alphas[0][MSNAS_OPS.index("zero")] = 9.0  # zero is never a replacement either
+    g = decode_cell(MS_SPEC, "input_op_pair", alphas, edges_per_node=1, max_free_ops=0)
+    assert all(e.op not in ("zero", "identity", "max_pool") for e in g.edges)
+    assert [(e.src, e.dst) for e in g.edges] == [(e.src, e.dst) for e in
+                                                 decode_cell(MS_SPEC, "input_op_pair", alphas, edges_per_node=1).edges]
+    with pytest.raises(ValueError, match="max_free_ops"):
+        decode_cell(MS_SPEC, "input_op_pair", alphas, edges_per_node=1, max_free_ops=-1)
+
+
+def test_free_op_cap_under_the_op_relaxation_swaps_pools_and_identities():
+    spec = CellSpec(1, ("segqc_down",), "segqc_normal", n_nodes=1)
+    only_pool = [_onehot(SEGQC_DOWN, "down_max_pool")]
+    assert decode_cell(spec, "op", only_pool, max_free_ops=0).edges == (CellEdge(0, 1, "down_conv"),)
+    spec_pool = CellSpec(1, ("msnas",), "msnas", n_nodes=1)
+    assert decode_cell(spec_pool, "op", [_onehot(MSNAS_OPS, "identity")], max_free_ops=0).edges[0].op == "conv"

@@ -53,6 +53,32 @@ def test_default_and_paper_keep_the_papers_space_and_ga():
         preset("nope")
 
 
+def test_the_free_op_cap_is_recorded_only_when_set_and_reaches_the_decoded_cells():
+    from dataclasses import replace
+
+    from search.core.ops import PARAMETER_FREE_OPS
+
+    cfg = preset("smoke")
+    assert "cell_max_free_ops" not in cfg.to_dict()  # run folders and hashes made before the cap are unchanged
+    capped = replace(cfg, cell_max_free_ops=0)
+    assert capped.to_dict()["cell_max_free_ops"] == 0
+    with pytest.raises(ValueError, match="cell_max_free_ops"):
+        replace(cfg, cell_max_free_ops=-1)
+    net = space.build_supernet(cfg, seed=0)
+    with torch.no_grad():  # every node's strongest pair: a weight-free op
+        for arch in net.cell_arch.values():
+            for e in range(len(arch.spec.edges)):
+                names = arch.spec.edge_ops(e)
+                arch.alpha(e).zero_()
+                arch.alpha(e)[names.index("identity")] = 5.0
+    plain = space.decode_cells(net)
+    assert all(edge.op == "identity" for c in plain.values() for edge in c.edges)
+    for cap in (0, 1):
+        cells = space.decode_cells(net, cap)
+        assert all(sum(edge.op in PARAMETER_FREE_OPS for edge in c.edges) == cap for c in cells.values())
+        assert all([(e.src, e.dst) for e in c.edges] == [(e.src, e.dst) for e in plain[k].edges] for k, c in cells.items())
+
+
 # -------------------------------------------------------------------------------------------- loss
 def test_loss_scales_latency_by_the_bound_and_penalises_exponentially():
     ce = torch.tensor(0.8)

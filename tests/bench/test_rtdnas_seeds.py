@@ -1,0 +1,60 @@
+"""bench/rtdnas_seeds.py on the smoke preset: two seeds, the argmax cells and the capped ones, one table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bench.bench_module import load_bench
+
+
+@pytest.mark.slow
+def test_two_smoke_seeds_give_a_spread_and_the_capped_cells_obey_the_cap(tmp_path: Path) -> None:
+    from search.core.ops import PARAMETER_FREE_OPS
+
+    bench = load_bench("rtdnas_seeds")
+    out, js, md = tmp_path / "seeds", tmp_path / "r.json", tmp_path / "r.md"
+    assert bench.main(["--preset", "smoke", "--seeds", "0", "1", "--paths", "2", "--cap", "0", "--out", str(out),
+                       "--json", str(js), "--md", str(md)]) == 0
+    result = json.loads(js.read_text())
+    assert [s["seed"] for s in result["seeds"]] == [0, 1]
+    # one latency table, profiled by the first seed and shared by the second
+    assert (out / "shared" / "latency_table.json").is_file()
+    assert json.loads((out / "seed1" / "latency_table.json").read_text()) == json.loads(
+        (out / "shared" / "latency_table.json").read_text())
+    for s in result["seeds"]:
+        for v in ("argmax", "cap0"):
+            r = s[v]
+            assert len(r["paths"]) == 2 and 0.0 <= r["dice"]["mean"] <= 1.0 and r["latency"]["p50_ms"] > 0
+        assert all(op not in PARAMETER_FREE_OPS for c in s["cap0"]["cells"].values() for _, _, op in c["edges"])
+        # the capped derivation reuses the seed's search: its cells keep the argmax cells' edges
+        for k, c in s["cap0"]["cells"].items():
+            assert [e[:2] for e in c["edges"]] == [e[:2] for e in s["argmax"]["cells"][k]["edges"]]
+    for v in ("argmax", "cap0"):
+        dice = [s[v]["dice"]["mean"] for s in result["seeds"]]
+        assert result["summary"][v]["spread"] == pytest.approx(max(dice) - min(dice))
+        assert result["summary"][v]["target_met"] is False  # two seeds never meet a 3-seed target
+    text = md.read_text()
+    assert "smoke preset" in text and "| cap0 | 1 |" in text and "spread" in text
+    # resumable: a second call reads every stage back
+    assert bench.main(["--preset", "smoke", "--seeds", "0", "1", "--paths", "2", "--cap", "0", "--out", str(out),
+                       "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["summary"] == result["summary"]
+
+
+def test_a_final_network_the_preset_does_not_derive_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="derives N_l"):
+        load_bench("rtdnas_seeds").main(["--preset", "smoke", "--seeds", "0", "--paths", "7", "--out", str(tmp_path)])
+
+
+def test_the_budget_pick_takes_the_most_paths_that_fit_the_bound() -> None:
+    bench = load_bench("rtdnas_seeds")
+    derivation = {"by_n": {"1": {"latency_ms": 7.0}, "2": {"latency_ms": 12.0}, "3": {"latency_ms": 17.0},
+                           "5": {"latency_ms": 35.0}, "7": {"latency_ms": 52.0}}}
+    assert bench.pick_paths(derivation, 50.0, 7, "fixed") == 7
+    assert bench.pick_paths(derivation, 50.0, 7, "budget") == 5
+    assert bench.pick_paths(derivation, 60.0, 7, "budget") == 7
+    assert bench.pick_paths(derivation, 60.0, 3, "budget") == 3  # never more than asked
+    assert bench.pick_paths(derivation, 5.0, 7, "budget") == 1  # nothing fits: the fewest paths
