@@ -132,7 +132,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         supernet.load_state_dict(torch.load(folder / "rounds" / f"r{final['round']}" / "supernet.pt",
                                             map_location="cpu"))
         cells = space.decode_cells(supernet, args.cap)
-        assert {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()} == space.decode_cells(supernet)
+        if {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()} != space.decode_cells(supernet):
+            raise SystemExit(f"{folder}: the saved supernet of round {final['round']} does not derive the round's cells")
         capped = {**final, "cells": {k: c.to_dict() for k, c in cells.items()}}
         doc[f"cap{args.cap}"] = final_network(exp_cap, capped, table, args.paths, args.pick)
     doc["seconds"] = time.perf_counter() - t0

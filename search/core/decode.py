@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from search.core.cells import CellArch, CellSpec
-from search.core.ops import PARAMETER_FREE_OPS
 from search.core.genotypes import (
     MULTISCALE_CELL_TYPES,
     STEP_DELTA,
@@ -46,6 +45,7 @@ from search.core.genotypes import (
     PathGenotype,
     QcGenotype,
 )
+from search.core.ops import PARAMETER_FREE_OPS
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

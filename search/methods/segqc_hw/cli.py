@@ -88,7 +88,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sandwich", action="store_true",
                         help="--space skeleton: every weight step also trains the seg supernet's widest and narrowest "
                              "networks (the sandwich rule of slimmable networks / BigNAS), so the search compares "
-                             "widths whose shared weights trained alike; ~2x a weight step; not under torchrun")
+                             "widths whose shared weights trained alike; two more seg passes per weight step; not under "
+                             "torchrun")
     parser.add_argument("--sensitivity-lambda2", type=float, nargs="*", default=None, metavar="L",
                         help="latency weights of the extra hardware-aware searches reported beside Table II (default: "
                              "the preset's, 0.01); none: no extra search")

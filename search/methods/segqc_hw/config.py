@@ -224,8 +224,8 @@ class SearchConfig:
             widest and narrowest networks (every level at its largest / smallest candidate width, blocks as
             sampled) add their segmentation loss (CE + soft Dice) to the step, so the shared weights of the wide
             candidates are trained as well as the narrow ones' when the architecture step compares them (issue
-            16: without it the searches stopped at the narrowest widths the latency term allowed). About 2x the
-            cost of a weight step; the skeleton space only; not under torchrun.
+            16: without it the searches stopped at the narrowest widths the latency term allowed). Two more seg
+            forward and backward passes per weight step; the skeleton space only; not under torchrun.
         seeds: Search seeds; the derived pair with the best validation score is kept (paper: 5).
         sensitivity_lambda2: Extra hardware-aware searches with these latency weights, derived,
             retrained, scored and measured like the Table II rows and reported beside them (not a
