@@ -61,9 +61,46 @@ def pick_paths(derivation: dict, ub_ms: float, n_paths: int, pick: str) -> int:
     return max(fitting) if fitting else min(by_n)
 
 
-def final_network(exp, final: dict, table, n_paths: int, pick: str = "fixed") -> dict:
+#: Training replica ``t`` of a final network trains under master seed ``search seed + TRAIN_SEED_STRIDE * t``
+#: (replica 0 is the network's own row, trained under the search seed as ``python -m search rtdnas`` does).
+TRAIN_SEED_STRIDE = 7919
+
+
+def retrain_replicas(exp, key: str, name: str, g, train_seeds: int, steps: int | None) -> list[dict]:
+    """The final network ``g`` retrained again from scratch with other training seeds (and, with ``steps``, another
+    schedule), each in ``<seed folder>/retrain[<steps>]/<variant>/t<k>`` beside the search (same patients, same
+    latency table, hard-linked); its Dice per replica. Replica 0 at the preset's schedule is the row itself (not
+    retrained here); with ``steps`` every replica 0..K-1 trains at that schedule. Resumable per replica."""
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    cfg = exp.cfg
+    retrain = cfg.retrain if steps is None else cfg.retrain.with_steps(steps)
+    base = exp.out.parent if exp.out.name.startswith("cap") else exp.out
+    variant = exp.out.name if exp.out.name.startswith("cap") else "argmax"
+    out = []
+    for t in range(train_seeds):
+        if t == 0 and steps is None:
+            continue
+        sub = base / f"retrain{'' if steps is None else steps}" / variant / f"t{t}"
+        for f in ("latency_table.json", "split.json", "cases"):
+            if (base / f).exists():
+                _link_tree(base / f, sub / f)
+        rep = RtdnasExperiment(replace(cfg, seed=cfg.seed + TRAIN_SEED_STRIDE * t, retrain=retrain), sub,
+                               progress=_say)
+        rep._check_config()
+        res = rep._train(key, name, g)
+        out.append({"train_seed": t, "master_seed": rep.cfg.seed, "steps": retrain.steps, "dice": res["dice"],
+                    "train_seconds": res["train_seconds"], "final_loss": res["train_losses"][-1]})
+    return out
+
+
+def final_network(exp, final: dict, table, n_paths: int, pick: str = "fixed", train_seeds: int = 1,
+                  retrain_steps: int | None = None) -> dict:
     """Derive on ``final``'s cells, retrain and time the GA network of ``n_paths`` paths (or, with ``pick="budget"``,
-    of the most paths that fit the round's L_ub by the lookup table); its row result."""
+    of the most paths that fit the round's L_ub by the lookup table); its row result. With ``train_seeds`` > 1 or
+    ``retrain_steps`` the same network is also retrained with other training seeds (``retrain_replicas``), and
+    ``replicas`` / ``replica_dice`` hold their Dice (the mean over training seeds: the architecture's Dice with
+    less of the retraining's own noise)."""
     from search.core.genotypes import MultiscaleGenotype
 
     derivation = exp.derive(final, table)
@@ -73,10 +110,28 @@ def final_network(exp, final: dict, table, n_paths: int, pick: str = "fixed") ->
     rows = {key: exp._train(key, f"GA (N_l={n_paths})", g)}
     exp.measure(rows)
     res = exp.results(rows, {})["rows"][key]
-    g = MultiscaleGenotype.from_dict(res["genotype"])
-    return {"n_paths": n_paths, "cells": derivation["cells"], "paths": [list(p.kinds) for p in g.paths],
-            "params": res["params"],
-            "dice": res["dice"], "latency": res["latency"], "lut_ms": res["lut_ms"], "meets": res["meets"]}
+    trained = MultiscaleGenotype.from_dict(res["genotype"])
+    doc = {"n_paths": n_paths, "cells": derivation["cells"], "paths": [list(p.kinds) for p in trained.paths],
+           "params": res["params"],
+           "dice": res["dice"], "latency": res["latency"], "lut_ms": res["lut_ms"], "meets": res["meets"]}
+    if train_seeds > 1 or retrain_steps is not None:
+        reps = retrain_replicas(exp, key, f"GA (N_l={n_paths})", g, train_seeds, retrain_steps)
+        if retrain_steps is None:  # replica 0 is the row itself
+            reps.insert(0, {"train_seed": 0, "master_seed": exp.cfg.seed, "steps": exp.cfg.retrain.steps,
+                            "dice": res["dice"], "train_seconds": rows[key]["train_seconds"],
+                            "final_loss": rows[key]["train_losses"][-1]})
+        doc["replicas"] = reps
+        doc["replica_dice"] = replica_summary([r["dice"]["mean"] for r in reps])
+    return doc
+
+
+def replica_summary(dice: list[float]) -> dict:
+    """Mean, sample std and spread of one network's Dice over its training seeds."""
+    import numpy as np
+
+    d = np.asarray(dice, dtype=float)
+    return {"per_seed": [float(x) for x in d], "mean": float(d.mean()),
+            "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0, "spread": float(d.max() - d.min())}
 
 
 def with_search(cfg, args: argparse.Namespace):
@@ -119,7 +174,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     doc = {"seed": seed, "round": final["round"], "ub_ms": final["ub_ms"], "final_l_t_ms": final["final_l_t_ms"],
            "search_seconds": final["seconds"], "convergence": final.get("convergence", {}).get("converged"),
            "convergence_mean_drop": final.get("convergence", {}).get("mean_relative_drop"),
-           "argmax": final_network(exp, final, table, args.paths, args.pick)}
+           "argmax": final_network(exp, final, table, args.paths, args.pick, args.train_seeds, args.retrain_steps)}
     if args.cap is not None:
         cap_cfg = replace(cfg, cell_max_free_ops=args.cap)
         sub = folder / f"cap{args.cap}"
@@ -135,7 +190,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         if {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()} != space.decode_cells(supernet):
             raise SystemExit(f"{folder}: the saved supernet of round {final['round']} does not derive the round's cells")
         capped = {**final, "cells": {k: c.to_dict() for k, c in cells.items()}}
-        doc[f"cap{args.cap}"] = final_network(exp_cap, capped, table, args.paths, args.pick)
+        doc[f"cap{args.cap}"] = final_network(exp_cap, capped, table, args.paths, args.pick, args.train_seeds,
+                                             args.retrain_steps)
     doc["seconds"] = time.perf_counter() - t0
     doc["search_and_table_seconds"] = search_s
     doc["search_config"] = {k: getattr(cfg.search, k) for k in ("warmup_steps", "search_steps", "arch_lr",
@@ -192,7 +248,39 @@ def markdown(result: dict) -> str:
     lines += ["", "Search convergence per seed (issue 16's verdict on the architecture weights): "
               + "; ".join(f"seed {s['seed']}: {'converged' if s['convergence'] else 'not converged'}"
                           f" (mean entropy drop {100 * (s['convergence_mean_drop'] or 0):.0f}%)" for s in result["seeds"]), ""]
+    if any("replicas" in s[v] for v in variants for s in result["seeds"]):
+        lines += replica_lines(result, variants)
     return "\n".join(lines)
+
+
+def replica_lines(result: dict, variants: list[str]) -> list[str]:
+    """The table of the final networks retrained with several training seeds, and its verdict."""
+    steps = {r["steps"] for v in variants for s in result["seeds"] for r in s[v].get("replicas", [])}
+    lines = ["", f"## The same final networks over training seeds ({' / '.join(map(str, sorted(steps)))} retraining "
+             "steps)", "",
+             "Each final network above retrained from scratch again under other training seeds (same genotype, same "
+             "patients, same schedule): how much of the spread over search seeds is the retraining's own noise. "
+             "Dice per network = mean over its training seeds.", "",
+             "| derivation | search seed | steps | Dice per training seed | mean | std (training seeds) | final loss |",
+             "|---|---|---|---|---|---|---|"]
+    for v in variants:
+        for s in result["seeds"]:
+            reps = s[v].get("replicas")
+            if not reps:
+                continue
+            rd = s[v]["replica_dice"]
+            losses = " / ".join(f"{r['final_loss']:.3f}" for r in reps)
+            lines.append(f"| {v} | {s['seed']} | {reps[0]['steps']} | {' / '.join(f'{d:.3f}' for d in rd['per_seed'])} "
+                         f"| {rd['mean']:.3f} | {rd['std']:.3f} | "
+                         f"{losses} |")
+    lines += ["", "| derivation | mean Dice per search seed | spread of the means | mean std over training seeds "
+              "| target on the means (spread <= .03, all within) |", "|---|---|---|---|---|"]
+    for v in variants:
+        t = result["summary"][v].get("over_training_seeds")
+        if t:
+            lines.append(f"| {v} | {' / '.join(f'{d:.3f}' for d in t['dice'])} | {t['spread']:.3f} | "
+                         f"{t['train_seed_std']:.3f} | {'met' if t['target_met'] else 'missed'} |")
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,11 +299,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch-lr", type=float, default=None, help="override the preset's architecture learning rate")
     p.add_argument("--arch-weight-decay", type=float, default=None,
                    help="override the preset's architecture weight decay (DARTS' 1e-3)")
+    p.add_argument("--train-seeds", type=int, default=1, metavar="K",
+                   help="also retrain every final network under K training seeds in all (the row itself is the "
+                        "first): separates the retraining's noise from the search seed's effect")
+    p.add_argument("--retrain-steps", type=int, default=None, metavar="N",
+                   help="retrain the training-seed replicas (all K of them) for N steps instead of the preset's")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--md", type=Path, default=None)
     args = p.parse_args(argv)
     if args.cap is not None and args.cap < 0:
         p.error("--cap must be >= 0")
+    if args.train_seeds < 1:
+        p.error("--train-seeds must be >= 1")
+    if args.retrain_steps is not None and args.retrain_steps < 1:
+        p.error("--retrain-steps must be >= 1")
     if args.search_steps is not None and min(args.search_steps) < 0:
         p.error("--search-steps must be >= 0")
 
@@ -237,14 +334,24 @@ def main(argv: list[str] | None = None) -> int:
         spread = max(dice) - min(dice)
         summary[v] = {"dice": dice, "spread": spread, "all_meet": meet,
                       "target_met": bool(meet and spread <= 0.03 and len(seeds) >= 3)}
+        if all("replica_dice" in s[v] for s in seeds):
+            means = [s[v]["replica_dice"]["mean"] for s in seeds]
+            summary[v]["over_training_seeds"] = {
+                "dice": means, "spread": max(means) - min(means),
+                "train_seed_std": float(sum(s[v]["replica_dice"]["std"] for s in seeds) / len(seeds)),
+                "target_met": bool(meet and max(means) - min(means) <= 0.03 and len(seeds) >= 3)}
     result = {"argv": sys.argv[1:] if argv is None else argv, "machine": machine_description(),
               "torch_threads": torch.get_num_threads(), "started": started, "finished": time.strftime("%Y-%m-%d %H:%M"),
               "loadavg_start": load_start, "loadavg_end": load_average(), "preset": args.preset, "paths": args.paths, "pick": args.pick,
-              "cap": args.cap,
+              "cap": args.cap, "train_seeds": args.train_seeds, "retrain_steps": args.retrain_steps,
               "seeds": seeds, "summary": summary}
     for v, s in summary.items():
         _say(f"{v}: Dice {' / '.join(f'{d:.3f}' for d in s['dice'])}, spread {s['spread']:.3f}, "
              f"all within budget {s['all_meet']}, target {'met' if s['target_met'] else 'missed'}")
+        if "over_training_seeds" in s:
+            t = s["over_training_seeds"]
+            _say(f"{v} over training seeds: mean Dice {' / '.join(f'{d:.3f}' for d in t['dice'])}, spread "
+                 f"{t['spread']:.3f}, training-seed std {t['train_seed_std']:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1, default=float))

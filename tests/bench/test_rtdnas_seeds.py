@@ -17,7 +17,7 @@ def test_two_smoke_seeds_give_a_spread_and_the_capped_cells_obey_the_cap(tmp_pat
     bench = load_bench("rtdnas_seeds")
     out, js, md = tmp_path / "seeds", tmp_path / "r.json", tmp_path / "r.md"
     assert bench.main(["--preset", "smoke", "--seeds", "0", "1", "--paths", "2", "--cap", "0", "--out", str(out),
-                       "--json", str(js), "--md", str(md)]) == 0
+                       "--train-seeds", "2", "--json", str(js), "--md", str(md)]) == 0
     result = json.loads(js.read_text())
     assert [s["seed"] for s in result["seeds"]] == [0, 1]
     # one latency table, profiled by the first seed and shared by the second
@@ -32,15 +32,27 @@ def test_two_smoke_seeds_give_a_spread_and_the_capped_cells_obey_the_cap(tmp_pat
         # the capped derivation reuses the seed's search: its cells keep the argmax cells' edges
         for k, c in s["cap0"]["cells"].items():
             assert [e[:2] for e in c["edges"]] == [e[:2] for e in s["argmax"]["cells"][k]["edges"]]
+    for s in result["seeds"]:  # every final network retrained once more under another training seed, beside it
+        for v in ("argmax", "cap0"):
+            reps = s[v]["replicas"]
+            assert [r["train_seed"] for r in reps] == [0, 1]
+            assert reps[0]["dice"] == s[v]["dice"] and reps[1]["master_seed"] == s["seed"] + bench.TRAIN_SEED_STRIDE
+            assert s[v]["replica_dice"]["mean"] == pytest.approx((reps[0]["dice"]["mean"] + reps[1]["dice"]["mean"]) / 2)
+            folder = out / f"seed{s['seed']}" / "retrain" / v / "t1"
+            assert (folder / "rows" / "ga_n2" / "result.json").is_file()
+            assert json.loads((folder / "split.json").read_text()) == json.loads(
+                (out / f"seed{s['seed']}" / "split.json").read_text())  # the same patients
     for v in ("argmax", "cap0"):
+        means = [s[v]["replica_dice"]["mean"] for s in result["seeds"]]
+        assert result["summary"][v]["over_training_seeds"]["spread"] == pytest.approx(max(means) - min(means))
         dice = [s[v]["dice"]["mean"] for s in result["seeds"]]
         assert result["summary"][v]["spread"] == pytest.approx(max(dice) - min(dice))
         assert result["summary"][v]["target_met"] is False  # two seeds never meet a 3-seed target
     text = md.read_text()
-    assert "smoke preset" in text and "| cap0 | 1 |" in text and "spread" in text
+    assert "smoke preset" in text and "| cap0 | 1 |" in text and "spread" in text and "over training seeds" in text
     # resumable: a second call reads every stage back
     assert bench.main(["--preset", "smoke", "--seeds", "0", "1", "--paths", "2", "--cap", "0", "--out", str(out),
-                       "--json", str(js)]) == 0
+                       "--train-seeds", "2", "--json", str(js)]) == 0
     assert json.loads(js.read_text())["summary"] == result["summary"]
 
 
@@ -58,3 +70,15 @@ def test_the_budget_pick_takes_the_most_paths_that_fit_the_bound() -> None:
     assert bench.pick_paths(derivation, 60.0, 7, "budget") == 7
     assert bench.pick_paths(derivation, 60.0, 3, "budget") == 3  # never more than asked
     assert bench.pick_paths(derivation, 5.0, 7, "budget") == 1  # nothing fits: the fewest paths
+
+
+def test_the_replica_summary_is_the_mean_and_sample_std_over_training_seeds() -> None:
+    rs = load_bench("rtdnas_seeds").replica_summary([0.80, 0.76, 0.84])
+    assert rs["mean"] == pytest.approx(0.80) and rs["std"] == pytest.approx(0.04) and rs["spread"] == pytest.approx(0.08)
+    assert load_bench("rtdnas_seeds").replica_summary([0.7])["std"] == 0.0
+
+
+@pytest.mark.parametrize("flag", [["--train-seeds", "0"], ["--retrain-steps", "0"]])
+def test_bad_replica_options_are_refused(flag: list[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        load_bench("rtdnas_seeds").main(["--preset", "smoke", "--out", str(tmp_path), *flag])

@@ -111,6 +111,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-stride", type=int, choices=(1, 2), default=None,
                         help="--space skeleton: 2 (default): the U runs at half resolution behind a stride-2 entry "
                              "conv, logits upsampled x2; 1: full resolution")
+    parser.add_argument("--searches", nargs="+", default=None, metavar="NAME",
+                        help="with --stop-after search: run only these searches, by folder name (nohw, hw, "
+                             "hw_lambda<L>), e.g. to study the hardware-aware search alone")
     parser.add_argument("--stop-after", choices=("data", "search", "retrain", "all"), default="all",
                         help="stop after this stage (train on a GPU machine, then run again on the target CPU "
                              "to measure Table II and export; data: only cache the patients, e.g. for "
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from search import distributed
     from search.methods.common_cli import run_places
     from search.methods.segqc_hw.config import preset
-    from search.methods.segqc_hw.experiment import RunPaths, run_segqc_hw
+    from search.methods.segqc_hw.experiment import RunPaths, run_segqc_hw, searches
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the ONNX exporter's stage-by-stage chatter
@@ -202,7 +205,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = replace(cfg, search=search, space=space)
     places = run_places(args, method=task.run_method, docs_name=task.docs_name)
     paths = RunPaths(out=places.out, models=places.models_dir, docs=places.docs_dir)
-    summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after)
+    only = getattr(args, "searches", None)
+    if only is not None and args.stop_after != "search":
+        raise SystemExit(f"{task.method_label}: --searches needs --stop-after search (the retraining, Table II and "
+                         "export need every search)")
+    try:
+        searches(cfg, only)
+    except ValueError as e:
+        raise SystemExit(f"{task.method_label}: --searches: {e}") from None
+    summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after, only_searches=only)
     if distributed.is_main():
         print(summary)
     return 0

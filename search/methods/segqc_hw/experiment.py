@@ -37,7 +37,7 @@ import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -131,10 +131,22 @@ def shipped_key(rows: dict[str, dict], sensitivity: dict[str, dict]) -> str:
     return max(candidates, key=lambda k: (val_score(candidates[k]), k == "searched_hw"))
 
 
-def searches(cfg: SegQcConfig) -> list[tuple[str, float, str]]:
-    """``(row key, lambda2, folder name)`` of every search: w/o hw, hw, then the sensitivity searches."""
+def searches(cfg: SegQcConfig, only: Sequence[str] | None = None) -> list[tuple[str, float, str]]:
+    """``(row key, lambda2, folder name)`` of every search: w/o hw, hw, then the sensitivity searches.
+
+    ``only``: keep the searches of these folder names (``nohw``, ``hw``, ``hw_lambda<L>``) alone; a name that is
+    not a search of ``cfg`` raises ``ValueError`` naming the ones there are.
+    """
     out = [("searched_nohw", 0.0, "nohw"), ("searched_hw", cfg.search.lambda2, "hw")]
-    return out + [(sensitivity_key(lam), lam, f"hw_lambda{lam:g}") for lam in cfg.search.sensitivity_lambda2]
+    out += [(sensitivity_key(lam), lam, f"hw_lambda{lam:g}") for lam in cfg.search.sensitivity_lambda2]
+    if only is None:
+        return out
+    names = [variant for _, _, variant in out]
+    unknown = [n for n in only if n not in names]
+    if unknown or not only:
+        raise ValueError(f"no search named {', '.join(unknown) or '(none given)'}: this run's searches are "
+                         f"{', '.join(names)}")
+    return [s for s in out if s[2] in only]
 
 
 # ------------------------------------------------------------------------------- stage configs
@@ -239,10 +251,18 @@ class SegQcExperiment:
                      config=retrain_config(cfg, architecture))
 
     # ---------------------------------------------------------------------------------- run
-    def run(self, stop_after: str = "all") -> str:
-        """Run every stage that is not done yet and return a short summary."""
+    def run(self, stop_after: str = "all", only_searches: Sequence[str] | None = None) -> str:
+        """Run every stage that is not done yet and return a short summary.
+
+        ``only_searches``: run only these searches (folder names, :func:`searches`); only with
+        ``stop_after="search"``, since the retraining, Table II and export need every search.
+        """
         if stop_after not in STOP_AFTER:
             raise ValueError(f"stop_after must be one of {STOP_AFTER}, got {stop_after!r}")
+        if only_searches is not None and stop_after != "search":
+            raise ValueError("running only some searches needs stop_after='search': the retraining, Table II and "
+                             "export need every search")
+        chosen = searches(self.cfg, only_searches)
         cfg, out = self.cfg, self.out
         torch.set_num_threads(cfg.threads)
         out.mkdir(parents=True, exist_ok=True)
@@ -256,7 +276,7 @@ class SegQcExperiment:
             table = self.stages.run(lut_stage(cfg, out / "latency" / "lut.json", seg_config(cfg), qc_config(cfg)))
             latency = framework_latency(cfg, table, seg_config(cfg), qc_config(cfg))
         found = {key: [(s, self.stages.run(self.joint_search_stage(lam, s, variant, cases, latency)))
-                       for s in cfg.search.seeds] for key, lam, variant in searches(cfg)}
+                       for s in cfg.search.seeds] for key, lam, variant in chosen}
         if stop_after == "search":
             return f"{cfg.task.method_label} ({cfg.preset}): searches done in {out / 'search'}"
         data = PairData(seg_train=cases["s1"], qc_train=cases["s2_train"], val=cases["s2_val"], test=cases["test"])
@@ -430,7 +450,8 @@ class SegQcExperiment:
                      inputs=tuple(inputs), config=config)
 
 
-def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop_after: str = "all") -> str:
+def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop_after: str = "all",
+                 only_searches: Sequence[str] | None = None) -> str:
     """Run every stage (skipping finished ones) and return a short summary.
 
     Args:
@@ -441,8 +462,9 @@ def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop
         stop_after: ``"search"`` or ``"retrain"`` to stop after that stage (e.g. train on a GPU
             machine, then measure Table II on the target CPU by running again there), ``"data"`` to
             only cache the patients (what ``bench/size_table.py`` reads), or ``"all"``.
+        only_searches: With ``stop_after="search"``, run only these searches (``nohw``, ``hw``, ``hw_lambda<L>``).
     """
-    return SegQcExperiment(cfg, paths, device=device).run(stop_after)
+    return SegQcExperiment(cfg, paths, device=device).run(stop_after, only_searches)
 
 
 def _latency_frame(test_cases, resolution: int) -> np.ndarray:

@@ -361,7 +361,7 @@ def test_stop_after_data_caches_the_patients_and_runs_nothing_else(tmp_path: Pat
 
     seen = {}
     monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
-                        lambda cfg, paths, device, stop_after: seen.setdefault("stop_after", stop_after))
+                        lambda cfg, paths, device, stop_after, only_searches=None: seen.setdefault("stop_after", stop_after))
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     cli.run(parser.parse_args(["--preset", "smoke", "--stop-after", "data", "--out", str(out), "--no-ship"]))
