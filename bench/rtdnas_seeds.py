@@ -88,7 +88,7 @@ def retrain_replicas(exp, key: str, name: str, g, train_seeds: int, steps: int |
         rep = RtdnasExperiment(replace(cfg, seed=cfg.seed + TRAIN_SEED_STRIDE * t, retrain=retrain), sub,
                                progress=_say)
         rep._check_config()
-        res = rep._train(key, name, g)
+        res = rep.train_network(key, name, g)
         out.append({"train_seed": t, "master_seed": rep.cfg.seed, "steps": retrain.steps, "dice": res["dice"],
                     "train_seconds": res["train_seconds"], "final_loss": res["train_losses"][-1]})
     return out
@@ -107,7 +107,7 @@ def final_network(exp, final: dict, table, n_paths: int, pick: str = "fixed", tr
     n_paths = pick_paths(derivation, final["ub_ms"], n_paths, pick)
     key = f"ga_n{n_paths}"
     g = exp.genotypes(derivation)[key]
-    rows = {key: exp._train(key, f"GA (N_l={n_paths})", g)}
+    rows = {key: exp.train_network(key, f"GA (N_l={n_paths})", g)}
     exp.measure(rows)
     res = exp.results(rows, {})["rows"][key]
     trained = MultiscaleGenotype.from_dict(res["genotype"])
@@ -143,6 +143,10 @@ def with_search(cfg, args: argparse.Namespace):
         search = replace(search, arch_lr=args.arch_lr)
     if args.arch_weight_decay is not None:
         search = replace(search, arch_weight_decay=args.arch_weight_decay)
+    if args.sampler is not None:
+        search = replace(search, sampler=args.sampler)
+    if args.gdas_tau is not None:
+        search = replace(search, gdas_tau=tuple(args.gdas_tau))
     return replace(cfg, search=search)
 
 
@@ -195,9 +199,12 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     doc["seconds"] = time.perf_counter() - t0
     doc["search_and_table_seconds"] = search_s
     doc["search_config"] = {k: getattr(cfg.search, k) for k in ("warmup_steps", "search_steps", "arch_lr",
-                                                                  "arch_weight_decay", "batch_size")}
+                                                                  "arch_weight_decay", "batch_size", "sampler",
+                                                                  "gdas_tau")}
     doc["schedule"] = (f"search {cfg.search.warmup_steps} warm-up + {cfg.search.search_steps} alternating steps "
-                       f"(arch lr {cfg.search.arch_lr:g}, arch weight decay {cfg.search.arch_weight_decay:g}) on "
+                       f"(arch lr {cfg.search.arch_lr:g}, arch weight decay {cfg.search.arch_weight_decay:g}"
+                       + (f", GDAS tau {cfg.search.gdas_tau[0]:g} -> {cfg.search.gdas_tau[1]:g}"
+                          if cfg.search.sampler == "gdas" else "") + ") on "
                        f"{'x'.join(map(str, cfg.search.proxy_clip or ()))} proxy clips, the final network retrained "
                        f"{cfg.retrain.steps} steps of {cfg.retrain.batch_size} clips, timed at "
                        f"{cfg.data.clip_length}x{cfg.data.height}x{cfg.data.width}")
@@ -299,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch-lr", type=float, default=None, help="override the preset's architecture learning rate")
     p.add_argument("--arch-weight-decay", type=float, default=None,
                    help="override the preset's architecture weight decay (DARTS' 1e-3)")
+    p.add_argument("--sampler", choices=("darts", "gdas"), default=None,
+                   help="override the preset's search sampler: darts (every candidate, the paper) or gdas (one "
+                        "sampled (input, op) pair per cell node)")
+    p.add_argument("--gdas-tau", type=float, nargs=2, metavar=("START", "END"), default=None,
+                   help="GDAS temperature, annealed over the architecture steps (default 10 -> 0.1)")
     p.add_argument("--train-seeds", type=int, default=1, metavar="K",
                    help="also retrain every final network under K training seeds in all (the row itself is the "
                         "first): separates the retraining's noise from the search seed's effect")

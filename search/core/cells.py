@@ -172,12 +172,17 @@ class Cell(nn.Module):
 
     def forward(self, inputs: Sequence[torch.Tensor], weights: Sequence[torch.Tensor],
                 single_path: bool = False) -> torch.Tensor:
-        """``single_path``: the weights are hard samples and each edge runs only its chosen op (GDAS)."""
+        """``single_path``: the weights are hard samples and each edge runs only its chosen op (GDAS); an edge
+        whose sample is all zeros (the joint draw of ``input_op_pair`` / ``edge_op`` chose another edge into its
+        node) does not run at all, so a node costs the one pair it drew."""
         spec = self.spec
         states = [pre(x) for pre, x in zip(self.preprocess, inputs)]
         for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
-            states.append(sum(self.edges[e](states[spec.edges[e][0]], weights[e], single_path)
-                              for e in spec.incoming(dst)))
+            into = spec.incoming(dst)
+            if single_path:
+                drawn = [e for e in into if bool(weights[e].detach().any())]
+                into = drawn or into[:1]  # nothing drawn (cannot happen for a joint draw): one zero-weighted edge
+            states.append(sum(self.edges[e](states[spec.edges[e][0]], weights[e], single_path) for e in into))
         nodes = states[spec.n_inputs:]
         if self.fuse is None:
             return sum(nodes)

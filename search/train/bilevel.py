@@ -19,6 +19,12 @@ records over the search), from which the caller draws the convergence verdict (i
 
 rtdnas subclasses :class:`ArchitectureSearch` to change the architecture loss (eq. 2) and the weight
 optimiser; both methods import it from here.
+
+``SearchConfig.sampler = "gdas"`` (issue 16) makes every forward pass of the search, warm-up included,
+single-path in the cells: each cell node runs one (input, op) pair drawn by hard straight-through
+Gumbel-softmax (``ArchWeighting.gdas``, noise from the search's checkpointed generator), with the
+temperature annealed over the architecture steps (``TauSchedule``); the layer x scale edges stay a softmax
+mixture. The DARTS sampler (the default) is the papers' mixture of every candidate.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from torch.utils.data import DataLoader
 
 from search import distributed
 from search.core.convergence import ArchTrace
+from search.core.mixed import SOFTMAX, ArchWeighting, TauSchedule
 from search.train.cine_config import SearchConfig
 from search.train.datasets import IGNORE_INDEX
 
@@ -126,7 +133,8 @@ class ArchitectureSearch:
         self.weight_batches = _forever(distributed.shard_loader(weight_loader))  # rank shards under torchrun
         self.arch_batches = _forever(distributed.shard_loader(arch_loader))
         # Weight steps run through DDP under torchrun; the alphas are averaged in the arch step.
-        self.runner = distributed.wrap(supernet, exclude=supernet.arch_parameters())
+        self.runner = distributed.wrap(supernet, exclude=supernet.arch_parameters(),
+                                       varying_graph=cfg.sampler == "gdas")  # every rank draws the same path
         # Listed once: walking the module tree for them costs ~0.05 s a step on the default supernet.
         self.weights = list(supernet.weight_parameters())
         self.weight_opt = torch.optim.Adam(self.weights, lr=cfg.weight_lr,
@@ -140,6 +148,20 @@ class ArchitectureSearch:
         self.history: list[StepRecord] = []
         # Built on the freshly initialised supernet: its initial logits are the "argmax at initialisation".
         self.trace = ArchTrace(supernet, every=max(1, cfg.search_steps // TRACE_RECORDS))
+
+    def weighting(self) -> ArchWeighting:
+        """How this step's forward pass weighs the candidates: DARTS' softmax, or a GDAS sample at the
+        temperature of the current architecture step (the first temperature during the warm-up)."""
+        if self.cfg.sampler != "gdas":
+            return SOFTMAX
+        arch_step = max(0, self.step - 1 - self.cfg.warmup_steps)
+        return ArchWeighting.gdas(self.generator, TauSchedule(*self.cfg.gdas_tau).at(arch_step, self.cfg.search_steps))
+
+    def forward(self, module: nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        """``module(clips)`` under this step's weighting (a DARTS search calls it plainly, as it always has)."""
+        if self.cfg.sampler != "gdas":
+            return module(clips)
+        return module(clips, self.weighting())
 
     @property
     def total_steps(self) -> int:
@@ -158,7 +180,7 @@ class ArchitectureSearch:
         clips, labels = next(self.weight_batches)
         self._train_mode()
         self.weight_opt.zero_grad(set_to_none=True)
-        loss = segmentation_ce(self.runner(clips), labels)
+        loss = segmentation_ce(self.forward(self.runner, clips), labels)
         loss.backward()
         nn.utils.clip_grad_norm_(self.weights, 5.0)
         self.weight_opt.step()
@@ -170,7 +192,7 @@ class ArchitectureSearch:
         self._train_mode()
         self.arch_opt.zero_grad(set_to_none=True)
         with frozen(self.weights):  # first order: the weights are constants of the architecture step
-            ce = segmentation_ce(self.supernet(clips), labels)
+            ce = segmentation_ce(self.forward(self.supernet, clips), labels)
             loss = ce
             latency_ms = float("nan")
             if self.latency is not None and self.cfg.latency_lambda > 0:

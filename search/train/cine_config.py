@@ -94,6 +94,12 @@ class SearchConfig:
         proxy_clip: ``(T, H, W)`` of the clips the supernet is searched on (a proxy task, as DARTS
             searches on small inputs); None: the training clip. The derived cells and paths do not
             depend on the input size.
+        sampler: ``"darts"`` (every candidate of every cell edge, softmax-weighted: the papers) or ``"gdas"``
+            (issue 16: each cell node runs one sampled (input, op) pair, hard straight-through Gumbel-softmax,
+            ``search.core.mixed``; the layer x scale edges stay a softmax mixture). Warm-up and architecture
+            steps sample alike.
+        gdas_tau: GDAS temperature, annealed linearly from the first to the second value over the
+            architecture steps (GDAS: 10 -> 0.1); the warm-up uses the first.
     """
 
     warmup_steps: int = 160
@@ -107,6 +113,31 @@ class SearchConfig:
     latency_lambda: float = 1e-4
     gumbel_tau: float = 1.0
     proxy_clip: tuple[int, int, int] | None = None
+    sampler: str = "darts"
+    gdas_tau: tuple[float, float] = (10.0, 0.1)
+
+    def __post_init__(self) -> None:
+        check_sampler(self.sampler, self.gdas_tau)
+
+
+SAMPLERS = ("darts", "gdas")
+
+
+def check_sampler(sampler: str, gdas_tau: Sequence[float]) -> None:
+    """Raise ``ValueError`` for an unknown sampler or a non-positive GDAS temperature."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if len(gdas_tau) != 2 or not all(t > 0 for t in gdas_tau):
+        raise ValueError(f"gdas_tau must be two temperatures > 0 (start, end), got {tuple(gdas_tau)}")
+
+
+def drop_default_sampler(search: dict[str, Any]) -> dict[str, Any]:
+    """A search config's dict without the GDAS fields when it samples as DARTS (configs, hashes and run folders
+    made before the sampler existed stay valid)."""
+    if search.get("sampler", "darts") == "darts":
+        search.pop("sampler", None)
+        search.pop("gdas_tau", None)
+    return search
 
 
 @dataclass(frozen=True)
@@ -285,4 +316,6 @@ class CineRowsConfig:
         then as ``search.privacy.recorded_source`` (kind and a hash of the folder: run folders never name it)."""
         from search.privacy import recorded_config
 
-        return recorded_config(asdict(self))
+        doc = asdict(self)
+        drop_default_sampler(doc["search"])
+        return recorded_config(doc)

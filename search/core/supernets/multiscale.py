@@ -160,7 +160,9 @@ class MultiscaleSupernet(Supernet):
         cfg = self.config
         check_divisible(tuple(x.shape[2:]), cfg.n_scales - 1, "MultiscaleSupernet input")
         weights = {kind: arch.edge_weights(weighting) for kind, arch in self.cell_arch.items()}
-        p = self.beta_probs(weighting)
+        # Single path (GDAS) samples the cells' (input, op) pairs only: the layer x scale edges stay a softmax
+        # mixture, so every vertex keeps its inputs and beta its exact gradient.
+        p = self.beta_probs(SOFTMAX if weighting.single_path else weighting)
         layer_states = {0: self.stem(x)}
         for layer in range(cfg.n_layers):
             nxt: dict[int, torch.Tensor] = {}
@@ -170,7 +172,7 @@ class MultiscaleSupernet(Supernet):
                         continue
                     if kind == "skip":
                         out = h
-                    else:  # a single-path weighting (GDAS) runs one sampled op per cell edge
+                    else:  # a single-path weighting (GDAS) runs one sampled pair per cell node
                         out = self.cells[cell_name(layer, s, kind)]([h], weights[kind], weighting.single_path)
                     dst = s + STEP_DELTA[kind]
                     term = p[layer, s, k] * out

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from app.realtime import REALTIME
-from search.train.cine_config import DataConfig, MeasureConfig, RetrainConfig, SupernetConfig
+from search.train.cine_config import (DataConfig, MeasureConfig, RetrainConfig, SupernetConfig, check_sampler,
+                                      drop_default_sampler)
 from search.methods.rtdnas.ga import GaConfig
 
 PRESETS = ("smoke", "default", "paper")
@@ -55,6 +56,9 @@ class RtSearchConfig:
         penalty_tau_ms: Temperature of the penalty's exponent, ms (the paper's ``exp(L_t - L_ub)``
             in ms is tau = 1).
         proxy_clip: ``(T, H, W)`` the supernet is searched on (None: the training clip).
+        sampler: ``"darts"`` (the paper: every candidate) or ``"gdas"`` (one sampled (input, op) pair per cell
+            node, straight-through; ``search.train.cine_config.SearchConfig``).
+        gdas_tau: GDAS temperature, start -> end over the architecture steps.
     """
 
     warmup_steps: int = 160
@@ -71,6 +75,11 @@ class RtSearchConfig:
     penalty_lambda: float = 1.0
     penalty_tau_ms: float = 5.0
     proxy_clip: tuple[int, int, int] | None = None
+    sampler: str = "darts"
+    gdas_tau: tuple[float, float] = (10.0, 0.1)
+
+    def __post_init__(self) -> None:
+        check_sampler(self.sampler, self.gdas_tau)
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,7 @@ class RtdnasConfig:
         from search.privacy import recorded_config
 
         doc = asdict(self)
+        drop_default_sampler(doc["search"])
         if doc["cell_max_free_ops"] is None:  # configs (and run folders) made before the cap are unchanged
             del doc["cell_max_free_ops"]
         return recorded_config(doc)

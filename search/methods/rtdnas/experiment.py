@@ -354,7 +354,9 @@ class RtdnasExperiment:
         """Row ``key``: ``train`` reads its result back when it is there, so it is also the loader."""
         return Stage(f"row:{key}", run=train, load=train, outputs=(self.out / "rows" / key / "result.json",))
 
-    def _train(self, key: str, name: str, g: MultiscaleGenotype, retrain=None) -> dict[str, Any]:
+    def train_network(self, key: str, name: str, g: MultiscaleGenotype, retrain=None) -> dict[str, Any]:
+        """Retrain the network ``g`` from scratch as row ``key`` (``rows/<key>/``; read back when it is there) and
+        evaluate it on the test patients; ``retrain``: another schedule than the preset's. Its ``result.json``."""
         row = space.row(key, name, len(g.paths))
         self.helper.cfg = space.rows_view(self.cfg, (row,), retrain)
         res = self.helper.train_row(row, g)
@@ -372,7 +374,7 @@ class RtdnasExperiment:
                 results[key] = {**results[twin], "key": key, "same_network_as": twin}
                 continue
             method = "top-weight" if key.startswith("tw_") else "GA"
-            train = partial(self._train, key, f"{method} (N_l={len(gens[key].paths)})", gens[key])
+            train = partial(self.train_network, key, f"{method} (N_l={len(gens[key].paths)})", gens[key])
             results[key] = _staged(stages, self.row_stage(key, train))
         return results
 
@@ -392,7 +394,7 @@ class RtdnasExperiment:
             g = sample_random_genotype("rtdnas", rng, n_layers=cfg.supernet.layers, n_scales=cfg.supernet.scales,
                                        n_paths=n, n_nodes=cfg.supernet.nodes)
             key, name = f"cloud_{i:02d}", f"random #{i} (N_l={n})"
-            train = (partial(self._train, key, name, g, retrain) if cfg.cloud.train_steps > 0
+            train = (partial(self.train_network, key, name, g, retrain) if cfg.cloud.train_steps > 0
                      else partial(self._untrained, key, name, g))
             out[key] = _staged(stages, self.row_stage(key, train))
         return out
@@ -429,7 +431,7 @@ class RtdnasExperiment:
         out = {}
         for key in picks:
             g = MultiscaleGenotype.from_dict(cloud[key]["genotype"])
-            train = partial(self._train, f"{key}_full", f"{cloud[key]['name']}, full training", g)
+            train = partial(self.train_network, f"{key}_full", f"{cloud[key]['name']}, full training", g)
             out[f"{key}_full"] = {**_staged(stages, self.row_stage(f"{key}_full", train)), "full_training": True}
         return out
 

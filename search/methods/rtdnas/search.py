@@ -48,7 +48,7 @@ def _as_msnas(cfg: RtSearchConfig) -> SearchConfig:
     return SearchConfig(warmup_steps=cfg.warmup_steps, search_steps=cfg.search_steps, batch_size=cfg.batch_size,
                         weight_lr=cfg.weight_lr, weight_decay=cfg.weight_decay, arch_lr=cfg.arch_lr,
                         arch_betas=cfg.arch_betas, arch_weight_decay=cfg.arch_weight_decay, latency_lambda=1.0,
-                        proxy_clip=cfg.proxy_clip)
+                        proxy_clip=cfg.proxy_clip, sampler=cfg.sampler, gdas_tau=cfg.gdas_tau)
 
 
 class RtdnasSearch(ArchitectureSearch):
@@ -84,7 +84,7 @@ class RtdnasSearch(ArchitectureSearch):
         self._train_mode()
         self.arch_opt.zero_grad(set_to_none=True)
         with frozen(self.weights):  # first order: no weight gradients (they were computed and discarded)
-            ce = segmentation_ce(self.supernet(clips), labels)
+            ce = segmentation_ce(self.forward(self.supernet, clips), labels)
             lat = self.l_t()
             loss = rtdnas_loss(ce, lat, self.ub_ms, self.rt.penalty_lambda, self.rt.penalty_tau_ms)
             loss.backward()

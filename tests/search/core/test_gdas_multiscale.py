@@ -1,0 +1,133 @@
+"""GDAS in the cine searches (issue 16): one (input, op) pair per cell node, softmax grid, the bilevel loop's sampler."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from search.core.cells import Cell, CellArch
+from search.core.mixed import ArchWeighting, MixedOp, TauSchedule
+from search.core.supernets.multiscale import MULTISCALE_SPEC, MultiscaleConfig, MultiscaleSupernet
+
+
+def _count_calls(module: nn.Module) -> dict[int, int]:
+    calls: dict[int, int] = {}
+
+    def hook(mod, args):
+        calls[id(mod)] += 1
+
+    for mixed in (m for m in module.modules() if isinstance(m, MixedOp)):
+        for op in mixed.ops:
+            calls[id(op)] = 0
+            op.register_forward_pre_hook(hook)
+    return calls
+
+
+def _gdas(seed: int = 0, tau: float = 1.0) -> ArchWeighting:
+    return ArchWeighting.gdas(torch.Generator().manual_seed(seed), tau)
+
+
+@pytest.mark.parametrize("relaxation", ["input_op_pair", "edge_op"])
+def test_a_single_path_cell_runs_one_pair_per_node_and_equals_that_pair(relaxation):
+    torch.manual_seed(0)
+    spec = MULTISCALE_SPEC
+    arch = CellArch(spec, relaxation, torch.Generator().manual_seed(1))
+    cell = Cell(spec, 3, [4], 4, pc_k=1)
+    calls = _count_calls(cell)
+    x = torch.randn(1, 4, 2, 8, 8)
+    weights = arch.edge_weights(_gdas(3))
+    out = cell([x], weights, single_path=True)
+    assert sum(calls.values()) == spec.n_nodes  # one candidate op of one edge per node
+    # the same value by hand: each node is its drawn edge's drawn op on that edge's source state
+    with torch.no_grad():
+        states = [x]
+        for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
+            (e,) = [e for e in spec.incoming(dst) if weights[e].any()]
+            k = int(weights[e].argmax())
+            states.append(cell.edges[e].ops[k](states[spec.edges[e][0]]))
+        expected = cell.fuse(torch.cat(states[1:], dim=1))  # the msnas cell concatenates its nodes
+    assert torch.allclose(out, expected, atol=1e-6)
+    out.pow(2).mean().backward()
+    grads = [p.grad for p in arch.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_a_gdas_multiscale_supernet_samples_the_cells_and_keeps_the_grid_soft():
+    torch.manual_seed(0)
+    net = MultiscaleSupernet(MultiscaleConfig(base_channels=4, n_layers=3, n_scales=3, relaxation="input_op_pair",
+                                              pc_k=2), seed=0)
+    calls = _count_calls(net)
+    x = torch.randn(1, 1, 2, 16, 16)
+    out = net(x, _gdas(5))
+    n_cells = len(net.cells)
+    assert sum(calls.values()) == n_cells * net.config.n_nodes
+    out.pow(2).mean().backward()
+    assert net.beta.grad is not None and net.beta.grad[net.beta_mask].abs().sum() > 0  # the grid's exact gradient
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.cell_arch.parameters())
+    for key in calls:
+        calls[key] = 0
+    net(x)  # the default weighting: every candidate of every edge
+    assert sum(calls.values()) == sum(len(m.ops) for m in net.modules() if isinstance(m, MixedOp))
+
+
+def test_the_sampler_is_validated_and_left_out_of_old_configs():
+    from search.methods.msnas_hw.config import preset as msnas_preset
+    from search.methods.rtdnas.config import RtSearchConfig, preset
+    from search.train.cine_config import SearchConfig
+
+    assert "sampler" not in preset("default").to_dict()["search"]  # run folders and hashes from before stand
+    assert "sampler" not in msnas_preset("default").to_dict()["search"]
+    from dataclasses import replace
+
+    gdas = replace(preset("default"), search=replace(preset("default").search, sampler="gdas"))
+    assert gdas.to_dict()["search"]["sampler"] == "gdas" and tuple(gdas.to_dict()["search"]["gdas_tau"]) == (10.0, 0.1)
+    for cls in (SearchConfig, RtSearchConfig):
+        with pytest.raises(ValueError, match="sampler must be one of"):
+            cls(sampler="spos")
+        with pytest.raises(ValueError, match="gdas_tau"):
+            cls(sampler="gdas", gdas_tau=(1.0, 0.0))
+
+
+def test_an_rtdnas_gdas_search_anneals_tau_runs_single_path_and_moves_the_alphas():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from search.methods.rtdnas.config import RtSearchConfig
+    from search.methods.rtdnas.search import RtdnasSearch
+
+    torch.manual_seed(0)
+    net = MultiscaleSupernet(MultiscaleConfig(base_channels=4, n_layers=2, n_scales=2, relaxation="input_op_pair",
+                                              pc_k=2), seed=0)
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(4, 1, 2, 8, 8, generator=g), torch.randint(0, 4, (4, 2, 8, 8), generator=g))
+
+    def loader(seed):
+        return DataLoader(data, batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+    cfg = RtSearchConfig(warmup_steps=2, search_steps=3, batch_size=2, arch_lr=0.05, sampler="gdas",
+                         gdas_tau=(4.0, 1.0))
+    latency = lambda: sum(p.sum() * 0 for p in net.arch_parameters()) + torch.tensor(3.0)  # noqa: E731
+    search = RtdnasSearch(net, latency, loader(0), loader(1), cfg, ub_ms=5.0, generator=torch.Generator().manual_seed(2))
+    assert search.weighting().single_path and search.weighting().tau == 4.0  # warm-up: the first temperature
+    calls = _count_calls(net)
+    alphas = [p.detach().clone() for p in net.cell_arch.parameters()]
+    taus = []
+    real = search.weighting
+
+    def spy():
+        w = real()
+        taus.append((search.step, w.tau))
+        return w
+
+    search.weighting = spy
+    history = search.run()
+    assert [r.phase for r in history] == ["warmup"] * 2 + ["search"] * 3
+    assert all(math.isfinite(r.weight_ce) for r in history)
+    # weight steps of the warm-up at tau 4, then each search step's weight and arch step at its annealed tau
+    assert sorted(set(taus)) == [(1, 4.0), (2, 4.0), (3, 4.0), (4, 2.5), (5, 1.0)]
+    n_forwards = 2 + 3 * 2
+    assert sum(calls.values()) == n_forwards * len(net.cells) * net.config.n_nodes
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(alphas, net.cell_arch.parameters()))
+    assert TauSchedule(4.0, 1.0).at(1, 3) == 2.5
