@@ -59,6 +59,8 @@ class RtSearchConfig:
         sampler: ``"darts"`` (the paper: every candidate) or ``"gdas"`` (one sampled (input, op) pair per cell
             node, straight-through; ``search.train.cine_config.SearchConfig``).
         gdas_tau: GDAS temperature, start -> end over the architecture steps.
+        latency_loss: ``"product"`` (the paper's eq. 2, ``L_a * L_t / L_ub + penalty``) or ``"penalty"``
+            (``L_a + penalty``: latency charged only near and past L_ub; ``search.rtdnas_loss``).
     """
 
     warmup_steps: int = 160
@@ -77,9 +79,12 @@ class RtSearchConfig:
     proxy_clip: tuple[int, int, int] | None = None
     sampler: str = "darts"
     gdas_tau: tuple[float, float] = (10.0, 0.1)
+    latency_loss: str = "product"
 
     def __post_init__(self) -> None:
         check_sampler(self.sampler, self.gdas_tau)
+        if self.latency_loss not in ("product", "penalty"):
+            raise ValueError(f"latency_loss must be 'product' (the paper) or 'penalty', got {self.latency_loss!r}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,8 @@ class RtdnasConfig:
 
         doc = asdict(self)
         drop_default_sampler(doc["search"])
+        if doc["search"]["latency_loss"] == "product":  # the paper's loss: configs from before the option stand
+            del doc["search"]["latency_loss"]
         if doc["cell_max_free_ops"] is None:  # configs (and run folders) made before the cap are unchanged
             del doc["cell_max_free_ops"]
         return recorded_config(doc)

@@ -35,13 +35,25 @@ from search.methods.rtdnas.config import RtSearchConfig
 MAX_EXPONENT = 30.0
 
 
+LATENCY_LOSSES = ("product", "penalty")
+
+
 def rtdnas_loss(ce: torch.Tensor, latency_ms: torch.Tensor, ub_ms: float, penalty_lambda: float,
-                tau_ms: float) -> torch.Tensor:
-    """``L_a * (L_t / L_ub) + lambda * exp((L_t - L_ub) / tau)`` (0-dim tensors in, 0-dim out)."""
+                tau_ms: float, form: str = "product") -> torch.Tensor:
+    """``L_a * (L_t / L_ub) + lambda * exp((L_t - L_ub) / tau)`` (0-dim tensors in, 0-dim out).
+
+    ``form="penalty"`` drops the product: ``L_a + lambda * exp((L_t - L_ub) / tau)``. The product's gradient is
+    that of ``log L_a + log L_t`` (scale-free in L_t), so it trades a relative drop in accuracy loss 1:1 for one
+    in latency at *every* latency, also far below the budget; the penalty form charges latency only as it nears
+    and passes L_ub and below it chooses by accuracy (issue 16; the paper's loss is the product).
+    """
     if ub_ms <= 0 or tau_ms <= 0:
         raise ValueError(f"L_ub and tau must be positive, got {ub_ms}, {tau_ms}")
+    if form not in LATENCY_LOSSES:
+        raise ValueError(f"latency loss must be one of {LATENCY_LOSSES}, got {form!r}")
     exponent = torch.clamp((latency_ms - ub_ms) / tau_ms, max=MAX_EXPONENT)
-    return ce * (latency_ms / ub_ms) + penalty_lambda * torch.exp(exponent)
+    accuracy = ce * (latency_ms / ub_ms) if form == "product" else ce
+    return accuracy + penalty_lambda * torch.exp(exponent)
 
 
 def _as_msnas(cfg: RtSearchConfig) -> SearchConfig:
@@ -86,7 +98,8 @@ class RtdnasSearch(ArchitectureSearch):
         with frozen(self.weights):  # first order: no weight gradients (they were computed and discarded)
             ce = segmentation_ce(self.forward(self.supernet, clips), labels)
             lat = self.l_t()
-            loss = rtdnas_loss(ce, lat, self.ub_ms, self.rt.penalty_lambda, self.rt.penalty_tau_ms)
+            loss = rtdnas_loss(ce, lat, self.ub_ms, self.rt.penalty_lambda, self.rt.penalty_tau_ms,
+                               self.rt.latency_loss)
             loss.backward()
         distributed.average_gradients(self.supernet.arch_parameters())  # under torchrun: same alphas on every rank
         self.arch_opt.step()

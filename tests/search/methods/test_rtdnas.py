@@ -95,6 +95,30 @@ def test_loss_scales_latency_by_the_bound_and_penalises_exponentially():
         rtdnas_loss(ce, torch.tensor(1.0), 0.0, 1.0, 1.0)
 
 
+def test_the_penalty_form_charges_latency_only_near_the_bound():
+    ce = torch.tensor(0.8)
+    assert float(rtdnas_loss(ce, torch.tensor(25.0), 50.0, 1.0, 5.0, "penalty")) == pytest.approx(0.8 + math.exp(-5.0))
+    far, near = torch.tensor(10.0, requires_grad=True), torch.tensor(10.0, requires_grad=True)
+    rtdnas_loss(ce, far, 50.0, 1.0, 5.0, "penalty").backward()
+    rtdnas_loss(ce, near, 50.0, 1.0, 5.0).backward()
+    assert float(far.grad) == pytest.approx(math.exp(-8.0) / 5.0)  # ~0 far below the bound
+    assert float(near.grad) > 100 * float(far.grad)  # the product keeps pushing latency down at any latency
+    with pytest.raises(ValueError, match="latency loss"):
+        rtdnas_loss(ce, torch.tensor(1.0), 50.0, 1.0, 1.0, "sum")
+
+
+def test_the_latency_loss_option_is_left_out_of_paper_configs():
+    from dataclasses import replace
+
+    from search.methods.rtdnas.config import RtSearchConfig, preset
+
+    cfg = preset("default")
+    assert "latency_loss" not in cfg.to_dict()["search"]
+    assert replace(cfg, search=replace(cfg.search, latency_loss="penalty")).to_dict()["search"]["latency_loss"] == "penalty"
+    with pytest.raises(ValueError, match="latency_loss"):
+        RtSearchConfig(latency_loss="sum")
+
+
 # --------------------------------------------------------------------------- synthetic GA problems
 def _synthetic_problem(seed: int, pool_size: int = 10):
     """Random cells and beta on the default grid (10 x 4), and a random lookup table for their keys."""
