@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from search.core.ops import CandidateOp, edge_op
+from search.core.ops import PARAMETER_FREE_OPS, CandidateOp, edge_op
 from search.core.keys import OpKey
 
 WEIGHTING_MODES = ("softmax", "gumbel")
@@ -89,6 +89,19 @@ class ArchWeighting:
 
     def with_mode(self, mode: str) -> "ArchWeighting":
         return dataclasses.replace(self, mode=mode)
+
+
+DROPPED_FREE_OPS = PARAMETER_FREE_OPS - {"zero"}
+"""The weight-free candidates the op-level dropout acts on (``zero`` outputs zeros anyway)."""
+
+
+def set_free_op_dropout(module: nn.Module, rate: float) -> None:
+    """Every MixedOp under ``module`` drops its weight-free candidates' outputs at ``rate`` in training mode."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+    for m in module.modules():
+        if isinstance(m, MixedOp):
+            m.free_op_dropout = float(rate)
 
 
 SOFTMAX = ArchWeighting()
@@ -166,6 +179,16 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(edge_op(n, self.op_names, dims, c_in // pc_k, c_out // pc_k) for n in self.op_names)
         for op in self.ops:
             op.in_mixed_op = True  # tells latency_sites to use this MixedOp's deployed keys instead
+        self.free_op_dropout = 0.0  # set by a search (P-DARTS' op-level dropout, see ``_candidate``); not a buffer
+
+    def _candidate(self, k: int, head: torch.Tensor) -> torch.Tensor:
+        """Candidate ``k`` on ``head``; in training mode, a weight-free candidate's output goes through dropout at
+        ``free_op_dropout`` (P-DARTS, Chen et al. 2019: identities and pools fit a weight-sharing supernet before
+        the convolutions have trained and win the architecture steps for that reason alone)."""
+        y = self.ops[k](head)
+        if self.training and self.free_op_dropout > 0 and self.op_names[k] in DROPPED_FREE_OPS:
+            y = nn.functional.dropout(y, self.free_op_dropout, training=True)
+        return y
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, single_path: bool = False) -> torch.Tensor:
         if weights.shape != (len(self.ops),):
@@ -173,9 +196,9 @@ class MixedOp(nn.Module):
         head = x if self.pc_k == 1 else x[:, : self.c_in // self.pc_k]
         if single_path:
             k = sampled_index(weights)
-            mixed = weights[k] * self.ops[k](head)
+            mixed = weights[k] * self._candidate(k, head)
         else:
-            mixed = sum(w * op(head) for w, op in zip(weights, self.ops))
+            mixed = sum(w * self._candidate(k, head) for k, w in enumerate(weights))
         if self.pc_k == 1:
             return mixed
         rest = x[:, self.c_in // self.pc_k:]

@@ -25,6 +25,7 @@ single-path in the cells: each cell node runs one (input, op) pair drawn by hard
 Gumbel-softmax (``ArchWeighting.gdas``, noise from the search's checkpointed generator), with the
 temperature annealed over the architecture steps (``TauSchedule``); the layer x scale edges stay a softmax
 mixture. The DARTS sampler (the default) is the papers' mixture of every candidate.
+``SearchConfig.free_op_dropout`` adds P-DARTS' op-level dropout on the weight-free candidates' outputs.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from torch.utils.data import DataLoader
 
 from search import distributed
 from search.core.convergence import ArchTrace
-from search.core.mixed import SOFTMAX, ArchWeighting, TauSchedule
+from search.core.mixed import SOFTMAX, ArchWeighting, TauSchedule, set_free_op_dropout
 from search.train.cine_config import SearchConfig
 from search.train.datasets import IGNORE_INDEX
 
@@ -137,6 +138,8 @@ class ArchitectureSearch:
                                        varying_graph=cfg.sampler == "gdas")  # every rank draws the same path
         # Listed once: walking the module tree for them costs ~0.05 s a step on the default supernet.
         self.weights = list(supernet.weight_parameters())
+        if cfg.free_op_dropout > 0:  # P-DARTS: every training-mode pass of the search drops weight-free outputs
+            set_free_op_dropout(supernet, cfg.free_op_dropout)
         self.weight_opt = torch.optim.Adam(self.weights, lr=cfg.weight_lr,
                                            weight_decay=cfg.weight_decay)
         total = max(1, cfg.warmup_steps + cfg.search_steps)

@@ -100,6 +100,8 @@ class SearchConfig:
             steps sample alike.
         gdas_tau: GDAS temperature, annealed linearly from the first to the second value over the
             architecture steps (GDAS: 10 -> 0.1); the warm-up uses the first.
+        free_op_dropout: Dropout rate on the outputs of the weight-free candidates (identity, pools) in every
+            training-mode pass of the search, warm-up included (P-DARTS' op-level dropout; 0: off, the papers).
     """
 
     warmup_steps: int = 160
@@ -115,28 +117,33 @@ class SearchConfig:
     proxy_clip: tuple[int, int, int] | None = None
     sampler: str = "darts"
     gdas_tau: tuple[float, float] = (10.0, 0.1)
+    free_op_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        check_sampler(self.sampler, self.gdas_tau)
+        check_sampler(self.sampler, self.gdas_tau, self.free_op_dropout)
 
 
 SAMPLERS = ("darts", "gdas")
 
 
-def check_sampler(sampler: str, gdas_tau: Sequence[float]) -> None:
-    """Raise ``ValueError`` for an unknown sampler or a non-positive GDAS temperature."""
+def check_sampler(sampler: str, gdas_tau: Sequence[float], free_op_dropout: float = 0.0) -> None:
+    """Raise ``ValueError`` for an unknown sampler, a non-positive GDAS temperature or a dropout rate outside [0, 1)."""
+    if not 0.0 <= free_op_dropout < 1.0:
+        raise ValueError(f"free_op_dropout must be in [0, 1), got {free_op_dropout}")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if len(gdas_tau) != 2 or not all(t > 0 for t in gdas_tau):
         raise ValueError(f"gdas_tau must be two temperatures > 0 (start, end), got {tuple(gdas_tau)}")
 
 
-def drop_default_sampler(search: dict[str, Any]) -> dict[str, Any]:
-    """A search config's dict without the GDAS fields when it samples as DARTS (configs, hashes and run folders
-    made before the sampler existed stay valid)."""
+def drop_default_search_options(search: dict[str, Any]) -> dict[str, Any]:
+    """A search config's dict without the options added for issue 16 where they are off (DARTS sampling, no
+    op-level dropout): configs, hashes and run folders made before them stay valid."""
     if search.get("sampler", "darts") == "darts":
         search.pop("sampler", None)
         search.pop("gdas_tau", None)
+    if search.get("free_op_dropout", 0.0) == 0.0:
+        search.pop("free_op_dropout", None)
     return search
 
 
@@ -317,5 +324,5 @@ class CineRowsConfig:
         from search.privacy import recorded_config
 
         doc = asdict(self)
-        drop_default_sampler(doc["search"])
+        drop_default_search_options(doc["search"])
         return recorded_config(doc)

@@ -30,7 +30,7 @@ from typing import Any
 
 from app.realtime import REALTIME
 from search.train.cine_config import (DataConfig, MeasureConfig, RetrainConfig, SupernetConfig, check_sampler,
-                                      drop_default_sampler)
+                                      drop_default_search_options)
 from search.methods.rtdnas.ga import GaConfig
 
 PRESETS = ("smoke", "default", "paper")
@@ -61,6 +61,7 @@ class RtSearchConfig:
         gdas_tau: GDAS temperature, start -> end over the architecture steps.
         latency_loss: ``"product"`` (the paper's eq. 2, ``L_a * L_t / L_ub + penalty``) or ``"penalty"``
             (``L_a + penalty``: latency charged only near and past L_ub; ``search.rtdnas_loss``).
+        free_op_dropout: P-DARTS' dropout on the weight-free candidates' outputs during the search (0: off).
     """
 
     warmup_steps: int = 160
@@ -80,9 +81,10 @@ class RtSearchConfig:
     sampler: str = "darts"
     gdas_tau: tuple[float, float] = (10.0, 0.1)
     latency_loss: str = "product"
+    free_op_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        check_sampler(self.sampler, self.gdas_tau)
+        check_sampler(self.sampler, self.gdas_tau, self.free_op_dropout)
         if self.latency_loss not in ("product", "penalty"):
             raise ValueError(f"latency_loss must be 'product' (the paper) or 'penalty', got {self.latency_loss!r}")
 
@@ -178,7 +180,7 @@ class RtdnasConfig:
         from search.privacy import recorded_config
 
         doc = asdict(self)
-        drop_default_sampler(doc["search"])
+        drop_default_search_options(doc["search"])
         if doc["search"]["latency_loss"] == "product":  # the paper's loss: configs from before the option stand
             del doc["search"]["latency_loss"]
         if doc["cell_max_free_ops"] is None:  # configs (and run folders) made before the cap are unchanged

@@ -60,7 +60,8 @@ def _as_msnas(cfg: RtSearchConfig) -> SearchConfig:
     return SearchConfig(warmup_steps=cfg.warmup_steps, search_steps=cfg.search_steps, batch_size=cfg.batch_size,
                         weight_lr=cfg.weight_lr, weight_decay=cfg.weight_decay, arch_lr=cfg.arch_lr,
                         arch_betas=cfg.arch_betas, arch_weight_decay=cfg.arch_weight_decay, latency_lambda=1.0,
-                        proxy_clip=cfg.proxy_clip, sampler=cfg.sampler, gdas_tau=cfg.gdas_tau)
+                        proxy_clip=cfg.proxy_clip, sampler=cfg.sampler, gdas_tau=cfg.gdas_tau,
+                        free_op_dropout=cfg.free_op_dropout)
 
 
 class RtdnasSearch(ArchitectureSearch):

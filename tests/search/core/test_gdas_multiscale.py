@@ -131,3 +131,53 @@ def test_an_rtdnas_gdas_search_anneals_tau_runs_single_path_and_moves_the_alphas
     assert sum(calls.values()) == n_forwards * len(net.cells) * net.config.n_nodes
     assert any(not torch.equal(a, p.detach()) for a, p in zip(alphas, net.cell_arch.parameters()))
     assert TauSchedule(4.0, 1.0).at(1, 3) == 2.5
+
+
+def test_free_op_dropout_drops_only_the_weight_free_candidates_in_training_mode():
+    from search.core.mixed import set_free_op_dropout
+    from search.core.ops import OP_SETS
+
+    torch.manual_seed(0)
+    names = OP_SETS["msnas"]
+    op = MixedOp(names, 3, 4, 4)
+    x = torch.randn(2, 4, 2, 8, 8)
+    set_free_op_dropout(op, 0.5)
+    for k, name in enumerate(names):
+        one_hot = torch.zeros(len(names))
+        one_hot[k] = 1.0
+        op.train()
+        trained = op(x, one_hot, single_path=True)
+        op.eval()
+        plain = op(x, one_hot, single_path=True)
+        if name in ("identity", "max_pool"):
+            zeroed = (trained == 0) & (plain != 0)
+            assert 0.3 < zeroed.float().mean() < 0.7  # about half dropped ...
+            kept = trained != 0
+            assert torch.allclose(trained[kept], 2 * plain[kept], atol=1e-5)  # ... the rest scaled by 1 / (1 - p)
+        elif name != "zero":
+            assert not ((trained == 0) & (plain != 0)).float().mean() > 0.3  # convolutions untouched by it
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        set_free_op_dropout(op, 1.0)
+
+
+def test_a_search_with_free_op_dropout_sets_it_on_every_mixed_op_and_records_it():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from search.methods.rtdnas.config import RtSearchConfig, preset
+    from search.methods.rtdnas.search import RtdnasSearch
+    from search.train.cine_config import SearchConfig
+
+    net = MultiscaleSupernet(MultiscaleConfig(base_channels=4, n_layers=2, n_scales=2, relaxation="input_op_pair",
+                                              pc_k=2), seed=0)
+    data = TensorDataset(torch.randn(2, 1, 2, 8, 8), torch.randint(0, 4, (2, 2, 8, 8)))
+    loader = DataLoader(data, batch_size=2)
+    RtdnasSearch(net, lambda: torch.tensor(1.0), loader, loader, RtSearchConfig(free_op_dropout=0.2), ub_ms=5.0,
+                 generator=torch.Generator().manual_seed(0))
+    assert {m.free_op_dropout for m in net.modules() if isinstance(m, MixedOp)} == {0.2}
+    from dataclasses import replace
+
+    cfg = preset("default")
+    assert "free_op_dropout" not in cfg.to_dict()["search"]
+    assert replace(cfg, search=replace(cfg.search, free_op_dropout=0.2)).to_dict()["search"]["free_op_dropout"] == 0.2
+    with pytest.raises(ValueError, match="free_op_dropout"):
+        SearchConfig(free_op_dropout=1.5)
