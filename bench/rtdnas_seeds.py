@@ -339,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--retrain-steps must be >= 1")
     if args.search_steps is not None and min(args.search_steps) < 0:
         p.error("--search-steps must be >= 0")
+    from search.methods.rtdnas.config import preset
+
+    try:  # the search options' own checks (dropout rate, temperatures), as a usage error
+        with_search(preset(args.preset), args)
+    except ValueError as e:
+        p.error(str(e))
 
     from app.engine.benchmark import load_average
     from app.engine.replay import machine_description

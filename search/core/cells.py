@@ -107,21 +107,33 @@ class CellArch(nn.Module):
         op_set, row = self._rows[e]
         return getattr(self, f"alpha_{op_set}")[row]
 
-    def edge_weights(self, weighting: ArchWeighting = SOFTMAX) -> list[torch.Tensor]:
-        """Per-edge op weights ``w_e (K_e,)`` under this relaxation (see the module docstring)."""
+    def edge_weights(self, weighting: ArchWeighting = SOFTMAX, exclude: frozenset[str] = frozenset()) -> list[torch.Tensor]:
+        """Per-edge op weights ``w_e (K_e,)`` under this relaxation (see the module docstring).
+
+        ``exclude``: candidates never drawn (their logits taken as -inf: weight 0), e.g. ``zero`` in a GDAS draw,
+        where drawing it would zero the node's output and the draw's gradient with it (GDAS leaves ``none`` out).
+        """
         spec = self.spec
         n_edges = len(spec.edges)
+        if exclude:
+            masks = {e: torch.tensor([n in exclude for n in spec.edge_ops(e)]) for e in range(n_edges)}
+
+            def logits_of(e: int) -> torch.Tensor:
+                a = self.alpha(e)
+                return a.masked_fill(masks[e].to(a.device), float("-inf")) if bool(masks[e].any()) else a
+        else:
+            logits_of = self.alpha
         if self.relaxation == "op":
-            return [weighting(self.alpha(e)) for e in range(n_edges)]
+            return [weighting(logits_of(e)) for e in range(n_edges)]
         out: list[torch.Tensor | None] = [None] * n_edges
         for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
             into = spec.incoming(dst)
             if self.relaxation == "edge_op":
                 g = weighting(self.gamma[into])
                 for i, e in enumerate(into):
-                    out[e] = g[i] * weighting(self.alpha(e))
+                    out[e] = g[i] * weighting(logits_of(e))
             else:  # input_op_pair: one joint softmax per node
-                logits = [self.alpha(e) for e in into]
+                logits = [logits_of(e) for e in into]
                 joint = weighting(torch.cat(logits))
                 for e, part in zip(into, torch.split(joint, [len(x) for x in logits])):
                     out[e] = part
@@ -174,7 +186,8 @@ class Cell(nn.Module):
                 single_path: bool = False) -> torch.Tensor:
         """``single_path``: the weights are hard samples and each edge runs only its chosen op (GDAS); an edge
         whose sample is all zeros (the joint draw of ``input_op_pair`` / ``edge_op`` chose another edge into its
-        node) does not run at all, so a node costs the one pair it drew."""
+        node) does not run at all, so under those relaxations a node costs the one pair it drew (under ``op``
+        every incoming edge runs its drawn op)."""
         spec = self.spec
         states = [pre(x) for pre, x in zip(self.preprocess, inputs)]
         for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):

@@ -183,8 +183,10 @@ class MixedOp(nn.Module):
 
     def _candidate(self, k: int, head: torch.Tensor) -> torch.Tensor:
         """Candidate ``k`` on ``head``; in training mode, a weight-free candidate's output goes through dropout at
-        ``free_op_dropout`` (P-DARTS, Chen et al. 2019: identities and pools fit a weight-sharing supernet before
-        the convolutions have trained and win the architecture steps for that reason alone)."""
+        ``free_op_dropout``. P-DARTS (Chen et al. 2019) drops the skip connections' outputs, which fit a
+        weight-sharing supernet before the convolutions have trained and win the architecture steps for that
+        reason alone; we extend it to the pools, the other weight-free candidates (issue 16: the collapsed cine
+        cells are identities *and* max pools)."""
         y = self.ops[k](head)
         if self.training and self.free_op_dropout > 0 and self.op_names[k] in DROPPED_FREE_OPS:
             y = nn.functional.dropout(y, self.free_op_dropout, training=True)

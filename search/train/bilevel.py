@@ -238,6 +238,7 @@ class ArchitectureSearch:
             "arch_opt": self.arch_opt.state_dict(),
             "history": [r.__dict__ for r in self.history],
             "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),  # the op-level dropout's masks draw from it
             "arch_trace": self.trace.to_json(),
         }
 
@@ -264,6 +265,8 @@ class ArchitectureSearch:
         self.arch_opt.load_state_dict(state["arch_opt"])
         self.history = [StepRecord(**r) for r in state["history"]]
         self.generator.set_state(state["generator"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         if "arch_trace" in state:
             self.trace.load_json(state["arch_trace"])

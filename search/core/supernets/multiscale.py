@@ -31,7 +31,7 @@ from torch import nn
 from search.core.cells import Cell, CellArch, CellSpec
 from search.core.genotypes import MULTISCALE_CELL_TYPES, STEP_DELTA, STEP_KINDS
 from search.core.mixed import SOFTMAX, ArchWeighting
-from search.core.ops import build_op, make_causal
+from search.core.ops import FREE_OPS, build_op, make_causal
 from search.core.supernets.base import Supernet, check_divisible, make_generator
 
 MULTISCALE_SPEC = CellSpec(1, ("msnas",), "msnas", n_nodes=3, output="concat")
@@ -159,9 +159,11 @@ class MultiscaleSupernet(Supernet):
     def forward(self, x: torch.Tensor, weighting: ArchWeighting = SOFTMAX) -> torch.Tensor:
         cfg = self.config
         check_divisible(tuple(x.shape[2:]), cfg.n_scales - 1, "MultiscaleSupernet input")
-        weights = {kind: arch.edge_weights(weighting) for kind, arch in self.cell_arch.items()}
-        # Single path (GDAS) samples the cells' (input, op) pairs only: the layer x scale edges stay a softmax
-        # mixture, so every vertex keeps its inputs and beta its exact gradient.
+        # Single path (GDAS) samples the cells' (input, op) pairs only, never ``zero`` (a zero node would also zero
+        # the draw's gradient; the derivation never picks it); the layer x scale edges stay a softmax mixture, so
+        # every vertex keeps its inputs and beta its exact gradient.
+        exclude = FREE_OPS if weighting.single_path else frozenset()
+        weights = {kind: arch.edge_weights(weighting, exclude) for kind, arch in self.cell_arch.items()}
         p = self.beta_probs(SOFTMAX if weighting.single_path else weighting)
         layer_states = {0: self.stem(x)}
         for layer in range(cfg.n_layers):

@@ -51,6 +51,16 @@ def _lat(r: Mapping[str, Any]) -> tuple[float, float]:
     return lat.get("p50_ms", float("nan")), lat.get("fps", float("nan"))
 
 
+def search_options(search) -> str:
+    """The issue-16 search options a run turned on, as a clause for the report (empty for the paper's search)."""
+    parts = []
+    if search.sampler == "gdas":
+        parts.append(f"GDAS single-path sampling, tau {search.gdas_tau[0]:g} -> {search.gdas_tau[1]:g}")
+    if search.free_op_dropout:
+        parts.append(f"dropout {search.free_op_dropout:g} on the weight-free candidates")
+    return "" if not parts else " (" + "; ".join(parts) + ")"
+
+
 def meets(cfg: RtdnasConfig, r: Mapping[str, Any]) -> bool:
     """The one real-time rule (``app.realtime.REALTIME``) on the row's p95 latency and FPS."""
     lat = r.get("latency") or {}
@@ -230,11 +240,11 @@ Data: phantom cine patients (app.data.phantom), split by patient as msnas-hw (sa
 Retraining: {cfg.retrain.steps} steps of {cfg.retrain.batch_size} clips per network; Dice on the held-out
 patients, every frame (mean ± std over patients).
 
-Loss of the architecture step: `L = CE * (L_t / L_ub) + lambda * exp((L_t - L_ub) / tau)` with lambda =
+Loss of the architecture step: `L = {'CE * (L_t / L_ub)' if cfg.search.latency_loss == 'product' else 'CE'} + lambda * exp((L_t - L_ub) / tau)` with lambda =
 {cfg.search.penalty_lambda:g}, tau = {cfg.search.penalty_tau_ms:g} ms (L_t = expected latency from the lookup
 table, eq. 3-5, softmax weights). Weights: SGD momentum {cfg.search.momentum}, lr {cfg.search.weight_lr} ->
 {cfg.search.weight_lr_min} cosine, wd {cfg.search.weight_decay}. Search: {cfg.search.warmup_steps} warm-up +
-{cfg.search.search_steps} alternating steps on proxy clips {cfg.search.proxy_clip}.
+{cfg.search.search_steps} alternating steps on proxy clips {cfg.search.proxy_clip}{search_options(cfg.search)}.
 
 ## Constraint rounds ({REALTIME.describe()}, checked on the measured GA network with N_l = {cfg.rounds.check_paths})
 

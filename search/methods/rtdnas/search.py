@@ -73,7 +73,7 @@ class RtdnasSearch(ArchitectureSearch):
         weight_loader, arch_loader: Batches ``(clips (N, 1, T, H, W), labels (N, T, H, W))``.
         cfg: The search settings.
         ub_ms: This round's L_ub.
-        generator: Kept for msnas-hw's checkpoint format (L_t uses no noise here).
+        generator: The GDAS draws (``cfg.sampler == "gdas"``; L_t itself uses no noise here); checkpointed.
         checkpoint: Resumable state file.
     """
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from search.core.cells import Cell, CellArch
 from search.core.mixed import ArchWeighting, MixedOp, TauSchedule
+from search.core.ops import MSNAS_OPS as MULTISCALE_OPS
 from search.core.supernets.multiscale import MULTISCALE_SPEC, MultiscaleConfig, MultiscaleSupernet
 
 
@@ -78,8 +79,11 @@ def test_the_sampler_is_validated_and_left_out_of_old_configs():
     from search.methods.rtdnas.config import RtSearchConfig, preset
     from search.train.cine_config import SearchConfig
 
-    assert "sampler" not in preset("default").to_dict()["search"]  # run folders and hashes from before stand
-    assert "sampler" not in msnas_preset("default").to_dict()["search"]
+    old_fields = {"warmup_steps", "search_steps", "batch_size", "weight_lr", "weight_decay", "arch_lr", "arch_betas",
+                  "arch_weight_decay", "proxy_clip"}  # run folders and config hashes from before the options stand
+    assert set(preset("default").to_dict()["search"]) == old_fields | {
+        "weight_lr_min", "momentum", "latency_ub_ms", "penalty_lambda", "penalty_tau_ms"}
+    assert set(msnas_preset("default").to_dict()["search"]) == old_fields | {"latency_lambda", "gumbel_tau"}
     from dataclasses import replace
 
     gdas = replace(preset("default"), search=replace(preset("default").search, sampler="gdas"))
@@ -181,3 +185,50 @@ def test_a_search_with_free_op_dropout_sets_it_on_every_mixed_op_and_records_it(
     assert replace(cfg, search=replace(cfg.search, free_op_dropout=0.2)).to_dict()["search"]["free_op_dropout"] == 0.2
     with pytest.raises(ValueError, match="free_op_dropout"):
         SearchConfig(free_op_dropout=1.5)
+
+
+def test_a_gdas_draw_never_picks_zero():
+    net = MultiscaleSupernet(MultiscaleConfig(base_channels=4, n_layers=2, n_scales=2, relaxation="input_op_pair"), seed=0)
+    with torch.no_grad():
+        for arch in net.cell_arch.values():  # make zero the most likely candidate of every edge
+            for name, p in arch.named_parameters():
+                if name.startswith("alpha_"):
+                    p[:, MULTISCALE_OPS.index("zero")] = 10.0
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        for arch in net.cell_arch.values():
+            for w in arch.edge_weights(ArchWeighting.gdas(gen, 1.0), frozenset({"zero"})):
+                assert float(w.detach()[MULTISCALE_OPS.index("zero")]) == 0.0
+    calls = _count_calls(net)
+    net(torch.randn(1, 1, 2, 8, 8), ArchWeighting.gdas(gen, 1.0))
+    zero_ops = {id(m.ops[m.op_names.index("zero")]) for m in net.modules() if isinstance(m, MixedOp)}
+    assert sum(calls[i] for i in zero_ops) == 0 and sum(calls.values()) > 0
+
+
+def test_a_resumed_gdas_search_continues_its_step_temperature_and_draws(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from search.methods.rtdnas.config import RtSearchConfig
+    from search.methods.rtdnas.search import RtdnasSearch
+
+    def make():
+        torch.manual_seed(0)
+        net = MultiscaleSupernet(MultiscaleConfig(base_channels=4, n_layers=2, n_scales=2,
+                                                  relaxation="input_op_pair", pc_k=2), seed=0)
+        data = TensorDataset(torch.randn(2, 1, 2, 8, 8), torch.randint(0, 4, (2, 2, 8, 8)))
+        cfg = RtSearchConfig(warmup_steps=1, search_steps=4, batch_size=2, sampler="gdas", gdas_tau=(4.0, 1.0),
+                             free_op_dropout=0.3)
+        return RtdnasSearch(net, lambda: torch.tensor(1.0), DataLoader(data, batch_size=2), DataLoader(data, batch_size=2),
+                            cfg, ub_ms=5.0, generator=torch.Generator().manual_seed(1),
+                            checkpoint=tmp_path / "ck.pt", checkpoint_every=1)
+
+    first = make()
+    first.cfg = first.cfg.__class__(**{**first.cfg.__dict__, "search_steps": 2})  # stop after step 3 of 5
+    first.run()
+    saved_gen, saved_rng = first.generator.get_state(), torch.get_rng_state()
+    torch.manual_seed(123)  # a fresh process would not share the global RNG
+    second = make()
+    assert second.resume() and second.step == 3
+    assert torch.equal(second.generator.get_state(), saved_gen) and torch.equal(torch.get_rng_state(), saved_rng)
+    second.step += 1
+    assert second.weighting().tau == pytest.approx(TauSchedule(4.0, 1.0).at(2, 4))  # step 4 = arch step 2 of 4

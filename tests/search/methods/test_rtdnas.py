@@ -98,11 +98,11 @@ def test_loss_scales_latency_by_the_bound_and_penalises_exponentially():
 def test_the_penalty_form_charges_latency_only_near_the_bound():
     ce = torch.tensor(0.8)
     assert float(rtdnas_loss(ce, torch.tensor(25.0), 50.0, 1.0, 5.0, "penalty")) == pytest.approx(0.8 + math.exp(-5.0))
-    far, near = torch.tensor(10.0, requires_grad=True), torch.tensor(10.0, requires_grad=True)
-    rtdnas_loss(ce, far, 50.0, 1.0, 5.0, "penalty").backward()
-    rtdnas_loss(ce, near, 50.0, 1.0, 5.0).backward()
-    assert float(far.grad) == pytest.approx(math.exp(-8.0) / 5.0)  # ~0 far below the bound
-    assert float(near.grad) > 100 * float(far.grad)  # the product keeps pushing latency down at any latency
+    penalty, product = torch.tensor(10.0, requires_grad=True), torch.tensor(10.0, requires_grad=True)
+    rtdnas_loss(ce, penalty, 50.0, 1.0, 5.0, "penalty").backward()
+    rtdnas_loss(ce, product, 50.0, 1.0, 5.0).backward()
+    assert float(penalty.grad) == pytest.approx(math.exp(-8.0) / 5.0)  # ~0 far below the bound
+    assert float(product.grad) > 100 * float(penalty.grad)  # the product keeps pushing latency down at any latency
     with pytest.raises(ValueError, match="latency loss"):
         rtdnas_loss(ce, torch.tensor(1.0), 50.0, 1.0, 1.0, "sum")
 
