@@ -235,9 +235,10 @@ def markdown(result: dict) -> str:
              f"`python bench/rtdnas_seeds.py {' '.join(result['argv'])}`.", "",
              f"Each seed: its own search, the GA derivation, then the final network ({result['seeds'][0]['schedule']}); "
              "Dice on the same held-out phantom patients for every seed (mean ± std over patients). "
-             "`argmax`: the cells as the search derives them (the paper); "
-             f"`cap{result['cap']}`: the same search's cells with at most {result['cap']} weight-free op(s) per cell "
-             "(P-DARTS' cap; the search is not rerun).", "",
+             "`argmax`: the cells as the search derives them (the paper)"
+             + ("." if result["cap"] is None else
+                f"; `cap{result['cap']}`: the same search's cells with at most {result['cap']} weight-free op(s) per "
+                "cell (P-DARTS' cap; the search is not rerun)."), "",
              "| derivation | seed | weight-free ops per cell (ep / ns / ct) | N_l | params | LUT ms | Dice | RV / MYO / LV "
              "| p50 / p95 ms | FPS | within budget |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

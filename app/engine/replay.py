@@ -84,11 +84,29 @@ class StopRequest:
         return self.reason is not None
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``); None when unknown.
+
+    Latencies, and even seeded training results, differ between CPU models of the same core count, so every
+    figure names the model (issue 16: two 2-core hosts, an AMD EPYC and an Intel Xeon, differed 3-4x).
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def machine_description() -> str:
-    """E.g. ``"2-core x86_64 CPU, onnxruntime 1.x CPU EP"`` (no host names)."""
+    """E.g. ``"2-core x86_64 CPU (Intel(R) Xeon(R) Processor), onnxruntime 1.x CPU EP"`` (no host names)."""
     import onnxruntime as ort
 
-    return f"{os.cpu_count()}-core {platform.machine()} CPU, onnxruntime {ort.__version__} CPU EP"
+    model = cpu_model()
+    return (f"{os.cpu_count()}-core {platform.machine()} CPU{f' ({model})' if model else ''}, "
+            f"onnxruntime {ort.__version__} CPU EP")
 
 
 def _finite_or_none(value: float | None) -> float | None:
