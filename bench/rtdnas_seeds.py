@@ -151,6 +151,8 @@ def with_search(cfg, args: argparse.Namespace):
         search = replace(search, latency_loss=args.latency_loss)
     if args.free_op_dropout is not None:
         search = replace(search, free_op_dropout=args.free_op_dropout)
+    if args.skip_edge_dropout is not None:
+        search = replace(search, skip_edge_dropout=args.skip_edge_dropout)
     return replace(cfg, search=search)
 
 
@@ -204,13 +206,15 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     doc["search_and_table_seconds"] = search_s
     doc["search_config"] = {k: getattr(cfg.search, k) for k in ("warmup_steps", "search_steps", "arch_lr",
                                                                   "arch_weight_decay", "batch_size", "sampler",
-                                                                  "gdas_tau", "latency_loss", "free_op_dropout")}
+                                                                  "gdas_tau", "latency_loss", "free_op_dropout",
+                                                                  "skip_edge_dropout")}
     doc["schedule"] = (f"search {cfg.search.warmup_steps} warm-up + {cfg.search.search_steps} alternating steps "
                        f"(arch lr {cfg.search.arch_lr:g}, arch weight decay {cfg.search.arch_weight_decay:g}"
                        + (f", GDAS tau {cfg.search.gdas_tau[0]:g} -> {cfg.search.gdas_tau[1]:g}"
                           if cfg.search.sampler == "gdas" else "")
                        + (", loss L_a + penalty" if cfg.search.latency_loss == "penalty" else "")
                        + (f", weight-free op dropout {cfg.search.free_op_dropout:g}" if cfg.search.free_op_dropout else "")
+                       + (f", skip-edge dropout {cfg.search.skip_edge_dropout:g}" if cfg.search.skip_edge_dropout else "")
                        + ") on "
                        f"{'x'.join(map(str, cfg.search.proxy_clip or ()))} proxy clips, the final network retrained "
                        f"{cfg.retrain.steps} steps of {cfg.retrain.batch_size} clips, timed at "
@@ -324,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                         "penalty (L_a + penalty: latency charged only near and past L_ub)")
     p.add_argument("--free-op-dropout", type=float, default=None, metavar="P",
                    help="P-DARTS' dropout on the weight-free candidates' outputs during the search (default 0)")
+    p.add_argument("--skip-edge-dropout", type=float, default=None, metavar="P",
+                   help="the same dropout on the grid's skip edges (a path step without a cell; default 0)")
     p.add_argument("--train-seeds", type=int, default=1, metavar="K",
                    help="also retrain every final network under K training seeds in all (the row itself is the "
                         "first): separates the retraining's noise from the search seed's effect")

@@ -25,7 +25,8 @@ single-path in the cells: each cell node runs one (input, op) pair drawn by hard
 Gumbel-softmax (``ArchWeighting.gdas``, noise from the search's checkpointed generator), with the
 temperature annealed over the architecture steps (``TauSchedule``); the layer x scale edges stay a softmax
 mixture. The DARTS sampler (the default) is the papers' mixture of every candidate.
-``SearchConfig.free_op_dropout`` adds P-DARTS' op-level dropout on the weight-free candidates' outputs.
+``SearchConfig.free_op_dropout`` adds P-DARTS' op-level dropout on the weight-free candidates' outputs, and
+``skip_edge_dropout`` the same on the grid's skip edges.
 """
 
 from __future__ import annotations
@@ -140,6 +141,10 @@ class ArchitectureSearch:
         self.weights = list(supernet.weight_parameters())
         if cfg.free_op_dropout > 0:  # P-DARTS: every training-mode pass of the search drops weight-free outputs
             set_free_op_dropout(supernet, cfg.free_op_dropout)
+        if cfg.skip_edge_dropout > 0:
+            if not hasattr(supernet, "skip_edge_dropout"):
+                raise ValueError(f"{type(supernet).__name__} has no skip edges to drop (skip_edge_dropout)")
+            supernet.skip_edge_dropout = cfg.skip_edge_dropout
         self.weight_opt = torch.optim.Adam(self.weights, lr=cfg.weight_lr,
                                            weight_decay=cfg.weight_decay)
         total = max(1, cfg.warmup_steps + cfg.search_steps)

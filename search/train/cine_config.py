@@ -102,6 +102,7 @@ class SearchConfig:
             architecture steps (GDAS: 10 -> 0.1); the warm-up uses the first.
         free_op_dropout: Dropout rate on the outputs of the weight-free candidates (identity, pools) in every
             training-mode pass of the search, warm-up included (P-DARTS' op-level dropout; 0: off, the papers).
+        skip_edge_dropout: The same on the layer x scale grid's skip edges (a path step without a cell).
     """
 
     warmup_steps: int = 160
@@ -118,18 +119,21 @@ class SearchConfig:
     sampler: str = "darts"
     gdas_tau: tuple[float, float] = (10.0, 0.1)
     free_op_dropout: float = 0.0
+    skip_edge_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        check_sampler(self.sampler, self.gdas_tau, self.free_op_dropout)
+        check_sampler(self.sampler, self.gdas_tau, self.free_op_dropout, self.skip_edge_dropout)
 
 
 SAMPLERS = ("darts", "gdas")
 
 
-def check_sampler(sampler: str, gdas_tau: Sequence[float], free_op_dropout: float = 0.0) -> None:
+def check_sampler(sampler: str, gdas_tau: Sequence[float], free_op_dropout: float = 0.0,
+                  skip_edge_dropout: float = 0.0) -> None:
     """Raise ``ValueError`` for an unknown sampler, a non-positive GDAS temperature or a dropout rate outside [0, 1)."""
-    if not 0.0 <= free_op_dropout < 1.0:
-        raise ValueError(f"free_op_dropout must be in [0, 1), got {free_op_dropout}")
+    for name, rate in (("free_op_dropout", free_op_dropout), ("skip_edge_dropout", skip_edge_dropout)):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {rate}")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if len(gdas_tau) != 2 or not all(t > 0 for t in gdas_tau):
@@ -142,8 +146,9 @@ def drop_default_search_options(search: dict[str, Any]) -> dict[str, Any]:
     if search.get("sampler", "darts") == "darts":
         search.pop("sampler", None)
         search.pop("gdas_tau", None)
-    if search.get("free_op_dropout", 0.0) == 0.0:
-        search.pop("free_op_dropout", None)
+    for name in ("free_op_dropout", "skip_edge_dropout"):
+        if search.get(name, 0.0) == 0.0:
+            search.pop(name, None)
     return search
 
 

@@ -149,6 +149,10 @@ class MultiscaleSupernet(Supernet):
             self.heads = nn.ModuleList(output_head(cfg.dims, cfg.channels(s), cfg.num_classes, s) for s in final)
         if cfg.causal:
             make_causal(self)
+        # Dropout on the grid's skip edges (no cell, no weights) in training mode, set by a search
+        # (``SearchConfig.skip_edge_dropout``): a converged search otherwise routes its paths through skips
+        # (issue 16), the grid's own weight-free choice. 0: off.
+        self.skip_edge_dropout = 0.0
         self.to(device)
 
     def beta_probs(self, weighting: ArchWeighting = SOFTMAX) -> torch.Tensor:
@@ -174,6 +178,8 @@ class MultiscaleSupernet(Supernet):
                         continue
                     if kind == "skip":
                         out = h
+                        if self.training and self.skip_edge_dropout > 0:
+                            out = nn.functional.dropout(h, self.skip_edge_dropout, training=True)
                     else:  # a single-path weighting (GDAS) runs one sampled pair per cell node
                         out = self.cells[cell_name(layer, s, kind)]([h], weights[kind], weighting.single_path)
                     dst = s + STEP_DELTA[kind]

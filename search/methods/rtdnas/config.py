@@ -62,6 +62,7 @@ class RtSearchConfig:
         latency_loss: ``"product"`` (the paper's eq. 2, ``L_a * L_t / L_ub + penalty``) or ``"penalty"``
             (``L_a + penalty``: latency charged only near and past L_ub; ``search.rtdnas_loss``).
         free_op_dropout: P-DARTS' dropout on the weight-free candidates' outputs during the search (0: off).
+        skip_edge_dropout: The same on the grid's skip edges (0: off).
     """
 
     warmup_steps: int = 160
@@ -82,9 +83,10 @@ class RtSearchConfig:
     gdas_tau: tuple[float, float] = (10.0, 0.1)
     latency_loss: str = "product"
     free_op_dropout: float = 0.0
+    skip_edge_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        check_sampler(self.sampler, self.gdas_tau, self.free_op_dropout)
+        check_sampler(self.sampler, self.gdas_tau, self.free_op_dropout, self.skip_edge_dropout)
         if self.latency_loss not in ("product", "penalty"):
             raise ValueError(f"latency_loss must be 'product' (the paper) or 'penalty', got {self.latency_loss!r}")
 

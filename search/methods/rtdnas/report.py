@@ -58,6 +58,8 @@ def search_options(search) -> str:
         parts.append(f"GDAS single-path sampling, tau {search.gdas_tau[0]:g} -> {search.gdas_tau[1]:g}")
     if search.free_op_dropout:
         parts.append(f"dropout {search.free_op_dropout:g} on the weight-free candidates")
+    if search.skip_edge_dropout:
+        parts.append(f"dropout {search.skip_edge_dropout:g} on the grid's skip edges")
     return "" if not parts else " (" + "; ".join(parts) + ")"
 
 

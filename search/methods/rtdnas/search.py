@@ -61,7 +61,7 @@ def _as_msnas(cfg: RtSearchConfig) -> SearchConfig:
                         weight_lr=cfg.weight_lr, weight_decay=cfg.weight_decay, arch_lr=cfg.arch_lr,
                         arch_betas=cfg.arch_betas, arch_weight_decay=cfg.arch_weight_decay, latency_lambda=1.0,
                         proxy_clip=cfg.proxy_clip, sampler=cfg.sampler, gdas_tau=cfg.gdas_tau,
-                        free_op_dropout=cfg.free_op_dropout)
+                        free_op_dropout=cfg.free_op_dropout, skip_edge_dropout=cfg.skip_edge_dropout)
 
 
 class RtdnasSearch(ArchitectureSearch):

@@ -232,3 +232,48 @@ def test_a_resumed_gdas_search_continues_its_step_temperature_and_draws(tmp_path
     assert torch.equal(second.generator.get_state(), saved_gen) and torch.equal(torch.get_rng_state(), saved_rng)
     second.step += 1
     assert second.weighting().tau == pytest.approx(TauSchedule(4.0, 1.0).at(2, 4))  # step 4 = arch step 2 of 4
+
+
+def test_skip_edge_dropout_drops_every_grid_skip_in_training_mode_only(monkeypatch):
+    from search.core.supernets import multiscale
+    from search.core.supernets.multiscale import grid_edges
+
+    net = MultiscaleSupernet(MultiscaleConfig(base_channels=4, n_layers=3, n_scales=2, relaxation="input_op_pair"), seed=0)
+    calls = []
+    real = nn.functional.dropout
+
+    def counted(x, p=0.5, training=True, inplace=False):
+        calls.append(p)
+        return real(x, p, training, inplace)
+
+    monkeypatch.setattr(multiscale.nn.functional, "dropout", counted)
+    x = torch.randn(1, 1, 2, 8, 8)
+    net(x)
+    assert calls == []  # off by default
+    net.skip_edge_dropout = 0.4
+    net(x)
+    reached = sum(1 for layer, s, kind in grid_edges(3, 2) if kind == "skip" and s <= layer)
+    assert calls == [0.4] * reached
+    calls.clear()
+    net.eval()
+    net(x)
+    assert calls == []
+
+
+def test_a_search_sets_skip_edge_dropout_and_refuses_a_supernet_without_skips():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from search.methods.rtdnas.config import RtSearchConfig
+    from search.methods.rtdnas.search import RtdnasSearch
+    from tests.search.tiny_supernet import TinySupernet
+
+    net = MultiscaleSupernet(MultiscaleConfig(base_channels=4, n_layers=2, n_scales=2, relaxation="input_op_pair"), seed=0)
+    loader = DataLoader(TensorDataset(torch.randn(2, 1, 2, 8, 8), torch.randint(0, 4, (2, 2, 8, 8))), batch_size=2)
+    cfg = RtSearchConfig(skip_edge_dropout=0.3)
+    RtdnasSearch(net, lambda: torch.tensor(1.0), loader, loader, cfg, ub_ms=5.0, generator=torch.Generator())
+    assert net.skip_edge_dropout == 0.3
+    tiny = TinySupernet()
+    with pytest.raises(ValueError, match="no skip edges"):
+        RtdnasSearch(tiny, tiny.latency, loader, loader, cfg, ub_ms=5.0, generator=torch.Generator())
+    with pytest.raises(ValueError, match="skip_edge_dropout"):
+        RtSearchConfig(skip_edge_dropout=-0.1)
