@@ -139,20 +139,11 @@ def with_search(cfg, args: argparse.Namespace):
     search = cfg.search
     if args.search_steps is not None:
         search = replace(search, warmup_steps=args.search_steps[0], search_steps=args.search_steps[1])
-    if args.arch_lr is not None:
-        search = replace(search, arch_lr=args.arch_lr)
-    if args.arch_weight_decay is not None:
-        search = replace(search, arch_weight_decay=args.arch_weight_decay)
-    if args.sampler is not None:
-        search = replace(search, sampler=args.sampler)
-    if args.gdas_tau is not None:
-        search = replace(search, gdas_tau=tuple(args.gdas_tau))
-    if args.latency_loss is not None:
-        search = replace(search, latency_loss=args.latency_loss)
-    if args.free_op_dropout is not None:
-        search = replace(search, free_op_dropout=args.free_op_dropout)
-    if args.skip_edge_dropout is not None:
-        search = replace(search, skip_edge_dropout=args.skip_edge_dropout)
+    overrides = {"arch_lr": args.arch_lr, "arch_weight_decay": args.arch_weight_decay, "sampler": args.sampler,
+                 "gdas_tau": None if args.gdas_tau is None else tuple(args.gdas_tau),
+                 "latency_loss": args.latency_loss, "free_op_dropout": args.free_op_dropout,
+                 "skip_edge_dropout": args.skip_edge_dropout}
+    search = replace(search, **{k: v for k, v in overrides.items() if v is not None})
     return replace(cfg, search=search)
 
 

@@ -140,15 +140,19 @@ def check_sampler(sampler: str, gdas_tau: Sequence[float], free_op_dropout: floa
         raise ValueError(f"gdas_tau must be two temperatures > 0 (start, end), got {tuple(gdas_tau)}")
 
 
+#: Search options added for issue 16 and their "off" values (rtdnas' ``latency_loss`` among them).
+OFF_SEARCH_OPTIONS = {"free_op_dropout": 0.0, "skip_edge_dropout": 0.0, "latency_loss": "product"}
+
+
 def drop_default_search_options(search: dict[str, Any]) -> dict[str, Any]:
-    """A search config's dict without the options added for issue 16 where they are off (DARTS sampling, no
-    op-level dropout): configs, hashes and run folders made before them stay valid."""
+    """A search config's dict without the options added for issue 16 where they are off (DARTS sampling, the
+    paper's loss, no op-level dropout): configs, hashes and run folders made before them stay valid."""
     if search.get("sampler", "darts") == "darts":
         search.pop("sampler", None)
         search.pop("gdas_tau", None)
-    for name in ("free_op_dropout", "skip_edge_dropout"):
-        if search.get(name, 0.0) == 0.0:
-            search.pop(name, None)
+    for name, off in OFF_SEARCH_OPTIONS.items():
+        if name in search and search[name] == off:
+            del search[name]
     return search
 
 

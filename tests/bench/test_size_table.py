@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench.bench_module import load_bench
-from tests.search.methods.synthetic_echo import synthetic_echo_cases
+from tests.search.methods.synthetic_echo import synthetic_protocol_parts
 
 NETWORKS = {"searched_hw_seed0", "searched_nohw_seed0", "unet8", "unet16"}
 
@@ -25,8 +25,7 @@ def tiny_run(folder: Path) -> Path:
 
     cfg = preset("smoke")
     write_json(folder / "config.json", cfg.to_dict())
-    parts = {"s1": synthetic_echo_cases(2, 1), "s2_train": synthetic_echo_cases(2, 2),
-             "s2_val": synthetic_echo_cases(1, 3), "test": synthetic_echo_cases(2, 4)}
+    parts = synthetic_protocol_parts()
     load_protocol(cfg.data, folder / "data", cases_for=lambda _: parts)
     for i, (variant, lam) in enumerate((("hw", 0.001), ("nohw", 0.0))):
         seg, qc = build_supernets(cfg, i)

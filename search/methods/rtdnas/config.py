@@ -34,6 +34,8 @@ from search.train.cine_config import (DataConfig, MeasureConfig, RetrainConfig, 
 from search.methods.rtdnas.ga import GaConfig
 
 PRESETS = ("smoke", "default", "paper")
+LATENCY_LOSSES = ("product", "penalty")
+"""Forms of the architecture loss (``search.rtdnas_loss``): the paper's product first."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,9 @@ class RtSearchConfig:
 
     def __post_init__(self) -> None:
         check_sampler(self.sampler, self.gdas_tau, self.free_op_dropout, self.skip_edge_dropout)
-        if self.latency_loss not in ("product", "penalty"):
-            raise ValueError(f"latency_loss must be 'product' (the paper) or 'penalty', got {self.latency_loss!r}")
+        if self.latency_loss not in LATENCY_LOSSES:
+            raise ValueError(f"latency_loss must be one of {LATENCY_LOSSES} (the first is the paper's), "
+                             f"got {self.latency_loss!r}")
 
 
 @dataclass(frozen=True)
@@ -183,8 +186,6 @@ class RtdnasConfig:
 
         doc = asdict(self)
         drop_default_search_options(doc["search"])
-        if doc["search"]["latency_loss"] == "product":  # the paper's loss: configs from before the option stand
-            del doc["search"]["latency_loss"]
         if doc["cell_max_free_ops"] is None:  # configs (and run folders) made before the cap are unchanged
             del doc["cell_max_free_ops"]
         return recorded_config(doc)

@@ -30,12 +30,9 @@ from torch.utils.data import DataLoader
 from search import distributed
 from search.train.cine_config import SearchConfig
 from search.train.bilevel import ArchitectureSearch, frozen, segmentation_ce
-from search.methods.rtdnas.config import RtSearchConfig
+from search.methods.rtdnas.config import LATENCY_LOSSES, RtSearchConfig
 
 MAX_EXPONENT = 30.0
-
-
-LATENCY_LOSSES = ("product", "penalty")
 
 
 def rtdnas_loss(ce: torch.Tensor, latency_ms: torch.Tensor, ub_ms: float, penalty_lambda: float,

@@ -12,19 +12,7 @@ from search.core.cells import Cell, CellArch
 from search.core.mixed import ArchWeighting, MixedOp, TauSchedule
 from search.core.ops import MSNAS_OPS as MULTISCALE_OPS
 from search.core.supernets.multiscale import MULTISCALE_SPEC, MultiscaleConfig, MultiscaleSupernet
-
-
-def _count_calls(module: nn.Module) -> dict[int, int]:
-    calls: dict[int, int] = {}
-
-    def hook(mod, args):
-        calls[id(mod)] += 1
-
-    for mixed in (m for m in module.modules() if isinstance(m, MixedOp)):
-        for op in mixed.ops:
-            calls[id(op)] = 0
-            op.register_forward_pre_hook(hook)
-    return calls
+from tests.search.core.test_gdas_single_path import _count_calls
 
 
 def _gdas(seed: int = 0, tau: float = 1.0) -> ArchWeighting:

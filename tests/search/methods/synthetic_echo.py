@@ -21,3 +21,9 @@ def synthetic_echo_cases(n: int, seed: int, size: int = 16, frames: int = 2):
                           spacing_mm=(1.0, 1.0), frame_rate=30.0, labelled_frames=tuple(range(frames)),
                           quality=float(i) / max(1, n - 1), quality_bin=("poor", "medium", "good")[i % 3]))
     return cases
+
+
+def synthetic_protocol_parts() -> dict:
+    """The segqc-hw protocol's four parts (S1, S2 train / validation, test) as small synthetic case lists."""
+    return {"s1": synthetic_echo_cases(2, 1), "s2_train": synthetic_echo_cases(2, 2),
+            "s2_val": synthetic_echo_cases(1, 3), "test": synthetic_echo_cases(2, 4)}

@@ -14,7 +14,7 @@ from torch import nn
 from search.methods.segqc_hw.config import PRESETS, preset
 from search.methods.segqc_hw.framework import framework_loss, run_framework
 from search.train.losses import dice_of_prediction
-from tests.search.methods.synthetic_echo import synthetic_echo_cases
+from tests.search.methods.synthetic_echo import synthetic_echo_cases, synthetic_protocol_parts
 
 
 class TinySeg(nn.Module):
@@ -342,8 +342,7 @@ def test_stop_after_data_caches_the_patients_and_runs_nothing_else(tmp_path: Pat
     from search.methods.segqc_hw.data import SPLITS, read_cached
     from search.methods.segqc_hw.experiment import RunPaths, run_segqc_hw
 
-    parts = {"s1": synthetic_echo_cases(2, 1), "s2_train": synthetic_echo_cases(2, 2),
-             "s2_val": synthetic_echo_cases(1, 3), "test": synthetic_echo_cases(2, 4)}
+    parts = synthetic_protocol_parts()
     monkeypatch.setattr("search.methods.segqc_hw.data.protocol_for", lambda cfg: lambda _: parts)  # no phantoms
     cfg = preset("smoke")
     out = tmp_path / "run"

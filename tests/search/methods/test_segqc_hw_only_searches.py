@@ -11,7 +11,7 @@ import pytest
 
 from search.methods.segqc_hw.config import preset
 from search.methods.segqc_hw.experiment import searches
-from tests.search.methods.synthetic_echo import synthetic_echo_cases
+from tests.search.methods.synthetic_echo import synthetic_protocol_parts
 
 
 def test_searches_keeps_the_named_ones_in_order_and_names_the_choices_on_a_miss() -> None:
@@ -47,8 +47,7 @@ def test_the_cli_passes_the_names_on_and_refuses_them_past_the_search(monkeypatc
 def test_a_run_with_only_the_hw_search_writes_that_search_alone(monkeypatch, tmp_path: Path) -> None:
     from search.methods.segqc_hw.experiment import RunPaths, SegQcExperiment, run_segqc_hw
 
-    parts = {"s1": synthetic_echo_cases(2, 1), "s2_train": synthetic_echo_cases(2, 2),
-             "s2_val": synthetic_echo_cases(1, 3), "test": synthetic_echo_cases(2, 4)}
+    parts = synthetic_protocol_parts()
     monkeypatch.setattr("search.methods.segqc_hw.data.protocol_for", lambda cfg: lambda _: parts)  # no phantoms
     cfg = preset("smoke")
     out = tmp_path / "run"
