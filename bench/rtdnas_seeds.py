@@ -16,6 +16,11 @@ split and rendered patients hard-linked from the seed's folder)::
     python bench/rtdnas_seeds.py --seeds 0 1 2 --cap 1 --out runs/rtdnas/seeds \\
         --json docs/bench/rtdnas_seeds.json --md docs/bench/rtdnas_seeds.md
 
+``--cell-candidates K`` adds the same search's cells picked among K candidates (``RtdnasConfig.pick``: the argmax
+and K - 1 draws from the searched distribution, each as its GA network trained ``--candidate-steps`` steps on the
+weight patients and scored on the architecture patients; folder ``seed<k>/pick<K>``); ``--retrain-candidates``
+retrains every candidate with the preset's schedule too, to check that the short training ranks them right.
+
 Resumable (every stage reads its result back). One CPU-heavy job: the preset's thread count (1).
 """
 
@@ -75,8 +80,9 @@ def retrain_replicas(exp, key: str, name: str, g, train_seeds: int, steps: int |
 
     cfg = exp.cfg
     retrain = cfg.retrain if steps is None else cfg.retrain.with_steps(steps)
-    base = exp.out.parent if exp.out.name.startswith("cap") else exp.out
-    variant = exp.out.name if exp.out.name.startswith("cap") else "argmax"
+    derived = exp.out.name.startswith(("cap", "pick"))  # a variant folder inside the seed's
+    base = exp.out.parent if derived else exp.out
+    variant = exp.out.name if derived else "argmax"
     out = []
     for t in range(train_seeds):
         if t == 0 and steps is None:
@@ -193,6 +199,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         capped = {**final, "cells": {k: c.to_dict() for k, c in cells.items()}}
         doc[f"cap{args.cap}"] = final_network(exp_cap, capped, table, args.paths, args.pick, args.train_seeds,
                                              args.retrain_steps)
+    if args.cell_candidates is not None:
+        doc[f"pick{args.cell_candidates}"] = picked_network(cfg, folder, final, table, args, doc)
     doc["seconds"] = time.perf_counter() - t0
     doc["search_and_table_seconds"] = search_s
     doc["search_config"] = {k: getattr(cfg.search, k) for k in ("warmup_steps", "search_steps", "arch_lr",
@@ -213,14 +221,59 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     return doc
 
 
+def picked_network(cfg, folder: Path, final: dict, table, args: argparse.Namespace, doc: dict) -> dict:
+    """The same search's cells picked among ``--cell-candidates`` candidates on validation patients
+    (``RtdnasConfig.pick``; folder ``seed<k>/pick<K>``, the search not rerun), then its final network. With
+    ``--retrain-candidates`` every candidate within L_ub is also retrained with the preset's schedule and scored on
+    the test patients (rows ``full_c<i>``; a candidate whose network is the argmax or the picked final network
+    reuses that row): does the short training rank the candidates as the full one does?"""
+    from search.methods.rtdnas.config import PickConfig
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    k = args.cell_candidates
+    pick_cfg = replace(cfg, pick=PickConfig(candidates=k, train_steps=args.candidate_steps, n_paths=args.paths))
+    sub = folder / f"pick{k}"
+    for name in ("latency_table.json", "split.json", "cases"):
+        if (folder / name).exists():
+            _link_tree(folder / name, sub / name)
+    exp = RtdnasExperiment(pick_cfg, sub, progress=_say)
+    exp._check_config()
+    picked = exp.pick_cells(final, table, folder / "rounds" / f"r{final['round']}" / "supernet.pt")
+    out = final_network(exp, picked, table, args.paths, args.pick, args.train_seeds, args.retrain_steps)
+    pick_doc = json.loads((sub / "pick.json").read_text())
+    out["pick"] = pick_doc
+    if args.retrain_candidates:
+        from search.core.genotypes import CellGenotype, PathGenotype
+        from search.methods.rtdnas import space
+
+        def ident(r: dict) -> str:
+            return json.dumps([r["paths"], r["cells"]], sort_keys=True)
+
+        known = {ident(r): r["dice"]["mean"] for r in (doc["argmax"], out)}
+        for c in pick_doc["candidates"]:
+            if c["within_ub"] and ident(c) not in known:
+                g = space.genotype(pick_cfg, {kk: CellGenotype.from_dict(v) for kk, v in c["cells"].items()},
+                                   [PathGenotype(tuple(p)) for p in c["paths"]])
+                res = exp.train_network(f"full_c{c['index']}", f"candidate {c['index']}, full training", g)
+                known[ident(c)] = res["dice"]["mean"]
+            c["test_dice_full"] = known.get(ident(c))
+    return out
+
+
 def _free_ops(cells: dict) -> dict:
     from search.core.ops import PARAMETER_FREE_OPS
 
     return {k: sum(op in PARAMETER_FREE_OPS for _, _, op in c["edges"]) for k, c in cells.items()}
 
 
+def variant_names(cap: int | None, candidates: int | None) -> list[str]:
+    """The derivations of a run: ``argmax``, ``cap<M>`` with ``--cap``, ``pick<K>`` with ``--cell-candidates``."""
+    return (["argmax"] + ([f"cap{cap}"] if cap is not None else [])
+            + ([f"pick{candidates}"] if candidates is not None else []))
+
+
 def markdown(result: dict) -> str:
-    variants = ["argmax"] + ([f"cap{result['cap']}"] if result["cap"] is not None else [])
+    variants = variant_names(result["cap"], result.get("cell_candidates"))
     final = (f"GA N_l = {result['paths']}" if result.get("pick", "fixed") == "fixed" else
              f"the GA network of the most paths (N_l <= {result['paths']}) that fits L_ub by the lookup table")
     lines = [f"# rtdnas over search seeds ({result['preset']} preset, final network = {final})", "",
@@ -231,9 +284,14 @@ def markdown(result: dict) -> str:
              f"Each seed: its own search, the GA derivation, then the final network ({result['seeds'][0]['schedule']}); "
              "Dice on the same held-out phantom patients for every seed (mean ± std over patients). "
              "`argmax`: the cells as the search derives them (the paper)"
-             + ("." if result["cap"] is None else
+             + ("" if result["cap"] is None else
                 f"; `cap{result['cap']}`: the same search's cells with at most {result['cap']} weight-free op(s) per "
-                "cell (P-DARTS' cap; the search is not rerun)."), "",
+                "cell (P-DARTS' cap; the search is not rerun)")
+             + ("" if not result.get("cell_candidates") else
+                f"; `pick{result['cell_candidates']}`: the same search's cells picked among "
+                f"{result['cell_candidates']} candidates (the argmax and draws from the searched distribution) by the "
+                f"Dice of a {result['candidate_steps']}-step training on validation patients (below; the search is "
+                "not rerun)") + ".", "",
              "| derivation | seed | weight-free ops per cell (ep / ns / ct) | N_l | params | LUT ms | Dice | RV / MYO / LV "
              "| p50 / p95 ms | FPS | within budget |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -258,9 +316,50 @@ def markdown(result: dict) -> str:
     lines += ["", "Search convergence per seed (issue 16's verdict on the architecture weights): "
               + "; ".join(f"seed {s['seed']}: {'converged' if s['convergence'] else 'not converged'}"
                           f" (mean entropy drop {100 * (s['convergence_mean_drop'] or 0):.0f}%)" for s in result["seeds"]), ""]
+    if result.get("cell_candidates"):
+        lines += candidate_lines(result)
     if any("replicas" in s[v] for v in variants for s in result["seeds"]):
         lines += replica_lines(result, variants)
     return "\n".join(lines)
+
+
+def candidate_lines(result: dict) -> list[str]:
+    """The pick's candidates per seed: LUT latency, validation Dice after the short training, and (with
+    ``--retrain-candidates``) the test Dice after the full retraining."""
+    v = f"pick{result['cell_candidates']}"
+    full = any("test_dice_full" in c for s in result["seeds"] for c in s[v]["pick"]["candidates"])
+    rule = result["seeds"][0][v]["pick"]["rule"]
+    lines = ["", f"## The pick's candidates ({result['candidate_steps']}-step training on the weight patients, Dice on "
+             "the architecture patients)", "", f"Picked: {rule}.", "",
+             "| seed | candidate | source | weight-free ops per cell (ep / ns / ct) | LUT ms | validation Dice "
+             + ("| test Dice, full retraining " if full else "") + "| picked |",
+             "|---|---|---|---|---|---|---|" + ("---|" if full else "")]
+    for s in result["seeds"]:
+        pick = s[v]["pick"]
+        for c in pick["candidates"]:
+            free = _free_ops(c["cells"])
+            val = f"{c['val_dice']:.3f}" if "val_dice" in c else "not trained (over L_ub)"
+            test = ""
+            if full:
+                test = f"{c['test_dice_full']:.3f} | " if c.get("test_dice_full") is not None else "- | "
+            lines.append(f"| {s['seed']} | {c['index']} | {c['source']} | {free.get('ep')} / {free.get('ns')} / "
+                         f"{free.get('ct')} | {c['lut_ms']:.1f} | {val} | {test}"
+                         f"{'**yes**' if c['index'] == pick['picked'] else ''} |")
+    if full:
+        lines += ["", "Rank agreement of the short training with the full retraining (Spearman, per seed): "
+                  + "; ".join(f"seed {s['seed']}: {_spearman(s[v]['pick']['candidates'])}" for s in result["seeds"])]
+    return lines + [""]
+
+
+def _spearman(candidates: list[dict]) -> str:
+    import numpy as np
+
+    pairs = [(c["val_dice"], c["test_dice_full"]) for c in candidates
+             if "val_dice" in c and c.get("test_dice_full") is not None]
+    if len(pairs) < 3:
+        return "n/a (fewer than 3 candidates)"
+    a, b = (np.argsort(np.argsort(np.asarray(x))) for x in zip(*pairs))
+    return f"{float(np.corrcoef(a, b)[0, 1]):.2f} over {len(pairs)}"
 
 
 def replica_lines(result: dict, variants: list[str]) -> list[str]:
@@ -304,6 +403,14 @@ def main(argv: list[str] | None = None) -> int:
                         "network fits the search's L_ub by the lookup table")
     p.add_argument("--cap", type=int, default=None, metavar="M",
                    help="also derive each search's cells with at most M weight-free ops per cell")
+    p.add_argument("--cell-candidates", type=int, default=None, metavar="K",
+                   help="also pick each search's cells among K candidates (the argmax and K-1 draws from the searched "
+                        "distribution) by a short training's Dice on validation patients (RtdnasConfig.pick)")
+    p.add_argument("--candidate-steps", type=int, default=100, metavar="N",
+                   help="steps of each candidate's short training (default 100)")
+    p.add_argument("--retrain-candidates", action="store_true",
+                   help="also retrain every candidate with the preset's schedule and score it on the test patients "
+                        "(checks the short training's ranking)")
     p.add_argument("--search-steps", type=int, nargs=2, metavar=("WARMUP", "SEARCH"), default=None,
                    help="override the preset's warm-up and alternating search steps")
     p.add_argument("--arch-lr", type=float, default=None, help="override the preset's architecture learning rate")
@@ -331,6 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cap is not None and args.cap < 0:
         p.error("--cap must be >= 0")
+    if args.cell_candidates is not None and args.cell_candidates < 2:
+        p.error("--cell-candidates must be >= 2 (1 is the argmax alone)")
+    if args.candidate_steps < 1:
+        p.error("--candidate-steps must be >= 1")
+    if args.retrain_candidates and args.cell_candidates is None:
+        p.error("--retrain-candidates needs --cell-candidates")
     if args.train_seeds < 1:
         p.error("--train-seeds must be >= 1")
     if args.retrain_steps is not None and args.retrain_steps < 1:
@@ -354,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds.append(run_seed(seed, args))
     import torch
 
-    variants = ["argmax"] + ([f"cap{args.cap}"] if args.cap is not None else [])
+    variants = variant_names(args.cap, args.cell_candidates)
     summary = {}
     for v in variants:
         dice = [s[v]["dice"]["mean"] for s in seeds]
@@ -371,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"argv": sys.argv[1:] if argv is None else argv, "machine": machine_description(),
               "torch_threads": torch.get_num_threads(), "started": started, "finished": time.strftime("%Y-%m-%d %H:%M"),
               "loadavg_start": load_start, "loadavg_end": load_average(), "preset": args.preset, "paths": args.paths, "pick": args.pick,
-              "cap": args.cap, "train_seeds": args.train_seeds, "retrain_steps": args.retrain_steps,
+              "cap": args.cap, "cell_candidates": args.cell_candidates, "candidate_steps": args.candidate_steps,
+              "train_seeds": args.train_seeds, "retrain_steps": args.retrain_steps,
               "seeds": seeds, "summary": summary}
     for v, s in summary.items():
         _say(f"{v}: Dice {' / '.join(f'{d:.3f}' for d in s['dice'])}, spread {s['spread']:.3f}, "

@@ -127,6 +127,48 @@ def decode_cell(
     return CellGenotype(spec.n_inputs, spec.n_nodes, tuple(kept), spec.output)
 
 
+def sample_cell(
+    spec: CellSpec,
+    relaxation: str,
+    alphas: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    max_free_ops: int | None = None,
+) -> CellGenotype:
+    """A discrete cell drawn from the searched distribution: one (input, op) pair per node.
+
+    Each node draws one pair from its joint softmax (the ``"input_op_pair"`` relaxation, as
+    :func:`decode_cell` with ``edges_per_node=1`` takes its argmax), ``zero`` excluded and the rest
+    renormalised, from ``rng``. With ``max_free_ops`` the draw is capped as :func:`decode_cell` caps the
+    argmax. rtdnas draws candidate cells this way beside the argmax and keeps the one that trains best on
+    patients the short training did not see (``RtdnasConfig.pick``).
+    """
+    if relaxation != "input_op_pair":
+        raise ValueError(f"sample_cell draws from a node's joint (input, op) softmax; got relaxation {relaxation!r}")
+    probs, _ = cell_edge_probabilities(spec, relaxation, alphas)
+    kept: list[CellEdge] = []
+    kept_index: list[int] = []
+    for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
+        pairs = [(e, k) for e in spec.incoming(dst) for k, name in enumerate(spec.edge_ops(e)) if name != "zero"]
+        w = np.array([probs[e][k] for e, k in pairs])
+        e, k = pairs[int(rng.choice(len(pairs), p=w / w.sum()))]
+        kept.append(CellEdge(spec.edges[e][0], dst, spec.edge_ops(e)[k]))
+        kept_index.append(e)
+    if max_free_ops is not None:
+        kept = _cap_free_ops(spec, probs, kept, kept_index, max_free_ops)
+    return CellGenotype(spec.n_inputs, spec.n_nodes, tuple(kept), spec.output)
+
+
+def sample_cell_arch(arch: CellArch, rng: np.random.Generator, max_free_ops: int | None = None) -> CellGenotype:
+    """:func:`sample_cell` on the current logits of a :class:`CellArch`."""
+    return sample_cell(arch.spec, arch.relaxation, _alphas(arch), rng, max_free_ops)
+
+
+def _alphas(arch: CellArch) -> list[np.ndarray]:
+    """The op logits of every edge of ``arch``, as arrays."""
+    with torch.no_grad():
+        return [arch.alpha(e).detach().cpu().numpy() for e in range(len(arch.spec.edges))]
+
+
 def _cap_free_ops(spec: CellSpec, probs: Sequence[np.ndarray], kept: list[CellEdge], kept_index: list[int],
                   max_free: int) -> list[CellEdge]:
     """``kept`` with at most ``max_free`` weight-free ops: the cheapest swaps to the edge's best op with weights."""
@@ -153,9 +195,8 @@ def decode_cell_arch(arch: CellArch, edges_per_node: int | None = None,
                      max_free_ops: int | None = None) -> CellGenotype:
     """:func:`decode_cell` on the current logits of a :class:`CellArch`."""
     with torch.no_grad():
-        alphas = [arch.alpha(e).detach().cpu().numpy() for e in range(len(arch.spec.edges))]
         gamma = arch.gamma.detach().cpu().numpy() if arch.relaxation == "edge_op" else None
-    return decode_cell(arch.spec, arch.relaxation, alphas, gamma, edges_per_node, max_free_ops)
+    return decode_cell(arch.spec, arch.relaxation, _alphas(arch), gamma, edges_per_node, max_free_ops)
 
 
 def decode_nasunet(supernet, edges_per_node: int | None = None) -> NasUnetGenotype:

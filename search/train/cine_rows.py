@@ -120,8 +120,11 @@ class CineRows:
         """``<out>/rows/<key>``: the row's checkpoint, weights and result."""
         return self.out / "rows" / row.key
 
-    def train_row(self, row: RowSpec, genotype: MultiscaleGenotype | None) -> dict[str, Any]:
-        """Retrain one row from scratch on all training patients and evaluate it on the test patients.
+    def train_row(self, row: RowSpec, genotype: MultiscaleGenotype | None, *, train_ids: Sequence[str] | None = None,
+                  eval_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """Retrain one row from scratch on all training patients and evaluate it on the test patients
+        (``train_ids`` / ``eval_ids``: other patients, e.g. rtdnas' pick trains on the weight set and scores on the
+        architecture set, never on the test patients).
 
         The row's ``result.json`` and its checkpoint ``train.pt`` are reused as they are: the schedule
         (``cfg.retrain``) is part of the run's ``config.json``, and a run refuses a folder made with another
@@ -134,7 +137,7 @@ class CineRows:
         cfg = self.cfg
         seed_everything(cfg.seed + 1000 + cfg.rows.index(row))
         net = build_row_network(cfg, row, genotype=genotype, causal=self.causal)
-        train_ds = clip_dataset(self._subset(self.split.train), cfg.data, train=True, seed=cfg.seed + 5,
+        train_ds = clip_dataset(self.subset(self.split.train if train_ids is None else train_ids), cfg.data, train=True, seed=cfg.seed + 5,
                                 per_frame_norm=self.causal)
         tcfg = TrainConfig(epochs=cfg.retrain.epochs, batch_size=cfg.retrain.batch_size,
                            lr=cfg.retrain.lr, weight_decay=cfg.retrain.weight_decay, seed=cfg.seed,
@@ -152,7 +155,7 @@ class CineRows:
         if not distributed.is_main():  # under torchrun rank 0 evaluates and writes the row; the others get it
             return distributed.share_from_main(None)
         seconds = watch.elapsed()
-        dice = self.evaluate(net)
+        dice = self.evaluate(net, eval_ids)
         self.say(f"row {row.key}: mean Dice {dice['mean']:.3f} "
                  + " ".join(f"{k} {v:.3f}" for k, v in dice["per_class"].items()))
         result = {
@@ -169,11 +172,12 @@ class CineRows:
         write_json(result_path, result)
         return distributed.share_from_main(result)
 
-    def evaluate(self, net: torch.nn.Module) -> dict[str, Any]:
-        """Dice per class (every frame of every clip) on each test patient; mean and std over patients."""
+    def evaluate(self, net: torch.nn.Module, ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """Dice per class (every frame of every clip) on each test patient (or each of ``ids``); mean and std
+        over patients."""
         predict = torch_seg_predictor(net)
         per_patient = {}
-        for case in self._subset(self.split.test):
+        for case in self.subset(self.split.test if ids is None else ids):
             ds = clip_dataset([case], self.cfg.data, train=False, seed=0, per_frame_norm=self.causal)
             ev = evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS))
             per_patient[case.case_id] = {FOREGROUND[c]: v for c, v in ev.per_class.items()}

@@ -79,8 +79,34 @@ def test_the_replica_summary_is_the_mean_and_sample_std_over_training_seeds() ->
     assert load_bench("rtdnas_seeds").replica_summary([0.7])["std"] == 0.0
 
 
+@pytest.mark.slow
+def test_the_picked_cells_come_from_the_candidates_and_every_candidate_is_also_retrained(tmp_path: Path) -> None:
+    bench = load_bench("rtdnas_seeds")
+    out, js, md = tmp_path / "seeds", tmp_path / "r.json", tmp_path / "r.md"
+    argv = ["--preset", "smoke", "--seeds", "0", "--paths", "2", "--cell-candidates", "3", "--candidate-steps", "1",
+            "--retrain-candidates", "--out", str(out), "--json", str(js), "--md", str(md)]
+    assert bench.main(argv) == 0
+    result = json.loads(js.read_text())
+    s = result["seeds"][0]
+    pick = s["pick3"]["pick"]
+    assert len(pick["candidates"]) == 3 and pick["candidates"][0]["cells"] == s["argmax"]["cells"]
+    assert s["pick3"]["cells"] == pick["candidates"][pick["picked"]]["cells"]  # the final network uses the pick
+    # the search is not rerun: the pick folder holds no rounds, only the pick, its rows and the final network
+    assert (out / "seed0" / "pick3" / "pick.json").is_file() and not (out / "seed0" / "pick3" / "rounds").exists()
+    for c in pick["candidates"]:
+        if c["within_ub"]:  # every candidate's full retraining, on the test patients (argmax / picked reuse theirs)
+            assert 0.0 <= c["test_dice_full"] <= 1.0
+            if c["index"] == pick["picked"]:
+                assert c["test_dice_full"] == s["pick3"]["dice"]["mean"]
+    assert result["summary"]["pick3"]["dice"] == [s["pick3"]["dice"]["mean"]]
+    text = md.read_text()
+    assert "## The pick's candidates" in text and "| pick3 | 0 |" in text and "**yes**" in text
+    assert "test Dice, full retraining" in text
+
+
 @pytest.mark.parametrize("flag", [["--train-seeds", "0"], ["--retrain-steps", "0"], ["--free-op-dropout", "1"],
-                                  ["--gdas-tau", "1", "0"]])
+                                  ["--gdas-tau", "1", "0"], ["--cell-candidates", "1"], ["--candidate-steps", "0"],
+                                  ["--retrain-candidates"]])
 def test_bad_replica_options_are_refused(flag: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         load_bench("rtdnas_seeds").main(["--preset", "smoke", "--out", str(tmp_path), *flag])

@@ -22,6 +22,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--msnas-dir", type=Path, default=None,
                         help="msnas-hw run folder of the same preset (LUT seed, Table 2 baselines; "
                              "default runs/msnas-hw/<preset>)")
+    parser.add_argument("--cell-candidates", type=int, default=1, metavar="K",
+                        help="pick the final cells among K candidates: the search's argmax and K-1 draws from its "
+                             "architecture distribution, each trained briefly on the weight patients and scored on "
+                             "the architecture patients (default 1: the argmax, as the paper)")
+    parser.add_argument("--candidate-steps", type=int, default=None, metavar="N",
+                        help="steps of each candidate's short training (default 100)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +43,18 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
+    if args.cell_candidates != 1 or args.candidate_steps is not None:
+        from dataclasses import replace
+
+        from search.methods.rtdnas.config import PickConfig
+
+        try:
+            pick = PickConfig(candidates=args.cell_candidates,
+                              **({} if args.candidate_steps is None else {"train_steps": args.candidate_steps}))
+        except ValueError as exc:
+            print(f"rtdnas: --cell-candidates / --candidate-steps: {exc}", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, pick=pick)
     from search.data import CINE_ACDC
     from search.methods.common_cli import with_data
 

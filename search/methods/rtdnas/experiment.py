@@ -8,6 +8,9 @@ Stages (each writes its result under the run folder and is skipped when it is th
                                       same preset when there is one: same machine, runtime, keys)
     <out>/rounds/r<k>/result.json     search round k: L_ub, cells, beta, history, the checked network's
                                       LUT and measured latency, whether it met 50 ms / 22 FPS
+    <out>/pick.json                   with ``pick.candidates`` > 1: the candidate cells of the final round,
+                                      their short training's Dice on validation patients (``rows/pick_c<i>``),
+                                      the cells picked for the derivation
     <out>/derivation.json             final round: gene pool, top-weight and GA paths per N_l
     <out>/rows/<key>/result.json      retrained networks (Table 1, sweep) and the cloud (short training)
     <out>/latency.json                every row timed with onnxruntime (interleaved groups)
@@ -112,6 +115,8 @@ class RtdnasExperiment:
             table = stages.run(self.latency_table_stage())
             self.helper.split  # noqa: B018  (the phantom cache and the patient split, written here)
         final = self.search_rounds(table, stages)
+        if self.cfg.pick.candidates > 1:  # the best of several cell sets on validation patients (PickConfig)
+            final = stages.run(self.pick_stage(final, table))
         # derive() reads derivation.json back (adding a missing exhaustive optimum), so it is its own loader.
         derive = partial(distributed.main_only, self.derive, final, table)
         derivation = stages.run(Stage("derivation", run=derive, load=derive, outputs=(self.out / "derivation.json",)))
@@ -288,6 +293,92 @@ class RtdnasExperiment:
         torch.save(supernet.state_dict(), folder / "supernet.pt")
         return distributed.share_from_main(doc)
 
+    # ----------------------------------------------------------------------------------- pick
+    def pick_stage(self, final: dict[str, Any], table: LatencyTable, supernet: Path | None = None) -> Stage:
+        """The pick of ``RtdnasConfig.pick`` as a stage: ``pick_cells`` reads ``pick.json`` back, so it is its loader."""
+        run = partial(self.pick_cells, final, table, supernet)
+        return Stage("pick", run=run, load=run, outputs=(self.out / "pick.json",))
+
+    def pick_cells(self, final: dict[str, Any], table: LatencyTable, supernet: Path | None = None) -> dict[str, Any]:
+        """``final`` (the last round's result) with the cells of the best candidate on validation patients.
+
+        Candidate 0 is the round's argmax cells; the others are drawn from the round's architecture distribution
+        (``space.sample_cells``, distinct). Each becomes the GA network of ``cfg.pick_paths`` paths on the round's
+        gene pool; those within the round's L_ub by the lookup table are trained ``pick.train_steps`` steps on the
+        weight patients (rows ``pick_c<i>``, resumable) and scored by mean Dice on the architecture patients, which
+        that training did not see (the test patients are never used). The best score wins (ties: the lower index;
+        none within L_ub: the argmax). Writes ``pick.json`` (read back when it is there).
+
+        Args:
+            final: The final round's ``result.json``.
+            table: The run's lookup table.
+            supernet: The round's saved supernet (default ``rounds/r<k>/supernet.pt`` of this run).
+
+        Raises:
+            ValueError: the supernet does not derive the round's cells.
+        """
+        path = self.out / "pick.json"
+        if path.is_file():
+            doc = read_json(path)
+        else:
+            doc = self._pick(final, table, supernet or self.out / "rounds" / f"r{final['round']}" / "supernet.pt")
+            if distributed.is_main():
+                write_json(path, doc)
+        picked = doc["candidates"][doc["picked"]]
+        return {**final, "cells": picked["cells"], "argmax_cells": final["cells"],
+                "pick": {k: doc[k] for k in ("picked", "n_paths", "train_steps", "rule")}
+                | {"source": picked["source"], "val_dice": [c.get("val_dice") for c in doc["candidates"]],
+                   "lut_ms": [c["lut_ms"] for c in doc["candidates"]]}}
+
+    def _pick(self, final: dict[str, Any], table: LatencyTable, supernet_path: Path) -> dict[str, Any]:
+        from search.core.genotypes import CellGenotype
+
+        cfg, pick = self.cfg, self.cfg.pick
+        supernet = space.build_supernet(cfg, seed=cfg.seed + 101)
+        supernet.load_state_dict(torch.load(supernet_path, map_location="cpu"))
+        argmax = {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()}
+        if space.decode_cells(supernet, cfg.cell_max_free_ops) != argmax:
+            raise ValueError(f"{supernet_path}: this supernet does not derive round {final['round']}'s cells")
+        rng = np.random.default_rng(cfg.seed + 700)
+        candidates: list[tuple[str, dict]] = [("argmax", argmax)]
+        for _ in range(50 * pick.candidates):  # distinct draws (a converged search may have fewer to give)
+            if len(candidates) == pick.candidates:
+                break
+            cells = space.sample_cells(supernet, rng, cfg.cell_max_free_ops)
+            if all(cells != other for _, other in candidates):
+                candidates.append(("sampled", cells))
+        pool = GenePool.from_beta(np.asarray(final["beta_probs"]), cfg.ga.pool_size)
+        n, split = cfg.pick_paths, self.helper.split
+        retrain = cfg.retrain.with_steps(pick.train_steps)
+        out = []
+        for i, (source, cells) in enumerate(candidates):
+            fused = space.FusedLatencyModel(cfg, cells, pool.paths, table)
+            ga = GeneticPathSelection(pool, n, fused, cfg.ga, seed=cfg.seed + 31 * n).run()
+            entry = {"index": i, "source": source, "cells": {k: c.to_dict() for k, c in cells.items()},
+                     "paths": [list(p.kinds) for p in ga.paths], "lut_ms": ga.latency_ms,
+                     "within_ub": bool(ga.latency_ms <= final["ub_ms"])}
+            if entry["within_ub"]:
+                res = self.train_network(f"pick_c{i}", f"pick candidate {i} ({source}, N_l={n})",
+                                         space.genotype(cfg, cells, ga.paths), retrain,
+                                         train_ids=split.weight, eval_ids=split.arch)
+                entry.update(val_dice=res["dice"]["mean"], val_per_class=res["dice"]["per_class"],
+                             params=res["params"], train_seconds=res["train_seconds"],
+                             final_loss=res["train_losses"][-1] if res["train_losses"] else None)
+                self.say(f"pick: candidate {i} ({source}) LUT {ga.latency_ms:.1f} ms, validation Dice "
+                         f"{entry['val_dice']:.3f}")
+            else:
+                self.say(f"pick: candidate {i} ({source}) LUT {ga.latency_ms:.1f} ms > L_ub {final['ub_ms']:.1f} ms: "
+                         "not trained")
+            out.append(entry)
+        scored = [c for c in out if "val_dice" in c]
+        best = max(scored, key=lambda c: (c["val_dice"], -c["index"]))["index"] if scored else 0
+        self.say(f"pick: candidate {best} ({out[best]['source']}) of {len(out)}")
+        return {"round": final["round"], "ub_ms": final["ub_ms"], "n_paths": n, "train_steps": pick.train_steps,
+                "rule": (f"the highest mean Dice on the {len(split.arch)} architecture patients after {pick.train_steps} "
+                         f"steps on the {len(split.weight)} weight patients, among the candidates whose GA network "
+                         f"(N_l = {n}) fits L_ub by the lookup table"),
+                "candidates": out, "picked": best}
+
     # ----------------------------------------------------------------------------- derivation
     def derive(self, final: dict[str, Any], table: LatencyTable) -> dict[str, Any]:
         """Top-weight and GA paths for every N_l of Table 1 and the sweep, on the final round's cells."""
@@ -312,7 +403,7 @@ class RtdnasExperiment:
                      f"genes {list(res.best)}")
         doc = {"round": final["round"], "ub_ms": final["ub_ms"], "cells": final["cells"],
                "pool": [{"kinds": list(p.kinds), "log_weight": w} for p, w in zip(pool.paths, pool.log_weights)],
-               "by_n": by_n}
+               "by_n": by_n, **({"pick": final["pick"]} if "pick" in final else {})}
         self.check_optimality(doc, table)
         write_json(path, doc)
         return doc
@@ -354,12 +445,13 @@ class RtdnasExperiment:
         """Row ``key``: ``train`` reads its result back when it is there, so it is also the loader."""
         return Stage(f"row:{key}", run=train, load=train, outputs=(self.out / "rows" / key / "result.json",))
 
-    def train_network(self, key: str, name: str, g: MultiscaleGenotype, retrain=None) -> dict[str, Any]:
+    def train_network(self, key: str, name: str, g: MultiscaleGenotype, retrain=None, **patients) -> dict[str, Any]:
         """Retrain the network ``g`` from scratch as row ``key`` (``rows/<key>/``; read back when it is there) and
-        evaluate it on the test patients; ``retrain``: another schedule than the preset's. Its ``result.json``."""
+        evaluate it on the test patients; ``retrain``: another schedule than the preset's; ``patients``:
+        ``train_ids`` / ``eval_ids`` of ``CineRows.train_row``. Its ``result.json``."""
         row = space.row(key, name, len(g.paths))
         self.helper.cfg = space.rows_view(self.cfg, (row,), retrain)
-        res = self.helper.train_row(row, g)
+        res = self.helper.train_row(row, g, **patients)
         res["genotype_paths"] = [list(p.kinds) for p in g.paths]
         return res
 

@@ -63,6 +63,17 @@ def search_options(search) -> str:
     return "" if not parts else " (" + "; ".join(parts) + ")"
 
 
+def pick_paragraph(derivation: Mapping[str, Any]) -> str:
+    """Which candidate's cells the derivation used (``RtdnasConfig.pick``); empty when the argmax went on alone."""
+    p = derivation.get("pick")
+    if not p:
+        return ""
+    scores = " / ".join("over L_ub" if d is None else f"{d:.3f}" for d in p["val_dice"])
+    return (f"\nCells: candidate {p['picked']} ({p['source']}) of {len(p['val_dice'])} (candidate 0: the search's "
+            f"argmax, the others drawn from its architecture distribution), picked by {p['rule']}. Validation Dice "
+            f"per candidate: {scores}.\n")
+
+
 def meets(cfg: RtdnasConfig, r: Mapping[str, Any]) -> bool:
     """The one real-time rule (``app.realtime.REALTIME``) on the row's p95 latency and FPS."""
     lat = r.get("latency") or {}
@@ -253,7 +264,7 @@ table, eq. 3-5, softmax weights). Weights: SGD momentum {cfg.search.momentum}, l
 {rounds_markdown(rounds)}
 
 ## Derivation on the final round's cells (gene pool = top-{cfg.ga.pool_size} paths by accumulated weight)
-
+{pick_paragraph(derivation)}
 {pool}
 
 GA: population {cfg.ga.population}, {cfg.ga.generations} generations, crossover {cfg.ga.crossover_rate}, mutation

@@ -140,3 +140,56 @@ def test_free_op_cap_under_the_op_relaxation_swaps_pools_and_identities():
     assert decode_cell(spec, "op", only_pool, max_free_ops=0).edges == (CellEdge(0, 1, "down_conv"),)
     spec_pool = CellSpec(1, ("msnas",), "msnas", n_nodes=1)
     assert decode_cell(spec_pool, "op", [_onehot(MSNAS_OPS, "identity")], max_free_ops=0).edges[0].op == "conv"
+
+
+# ------------------------------------------------------------------ cells drawn from the distribution
+def test_a_drawn_cell_has_one_nonzero_pair_per_node_and_repeats_with_its_seed():
+    from search.core.decode import sample_cell
+
+    rng = np.random.default_rng(0)
+    alphas = [rng.normal(size=len(MSNAS_OPS)) for _ in range(6)]
+    draws = [sample_cell(MS_SPEC, "input_op_pair", alphas, np.random.default_rng(s)) for s in range(20)]
+    for g in draws:
+        assert [e.dst for e in g.edges] == [1, 2, 3] and all(e.src < e.dst for e in g.edges)
+        assert all(e.op != "zero" for e in g.edges)
+    assert sample_cell(MS_SPEC, "input_op_pair", alphas, np.random.default_rng(3)) == draws[3]
+    assert len(set(draws)) > 1  # near-uniform logits: the draws differ
+
+
+def test_draws_follow_the_joint_softmax_with_zero_left_out():
+    from search.core.decode import sample_cell
+
+    alphas = [np.full(len(MSNAS_OPS), -40.0) for _ in range(6)]
+    alphas[0][MSNAS_OPS.index("conv")] = np.log(0.6)  # node 1 (one input): conv .6, identity .2, zero .2
+    alphas[0][MSNAS_OPS.index("identity")] = np.log(0.2)
+    alphas[0][MSNAS_OPS.index("zero")] = np.log(0.2)
+    alphas[1][MSNAS_OPS.index("sep_conv")] = 0.0  # node 2: one pair on each input, equally likely
+    alphas[2][MSNAS_OPS.index("max_pool")] = 0.0
+    alphas[5][MSNAS_OPS.index("dil_conv")] = 40.0  # node 3: certain
+    rng = np.random.default_rng(1)
+    draws = [sample_cell(MS_SPEC, "input_op_pair", alphas, rng) for _ in range(2000)]
+    conv = np.mean([g.edges[0].op == "conv" for g in draws])
+    assert conv == pytest.approx(0.75, abs=0.03)  # .6 / (.6 + .2): zero renormalised away
+    assert np.mean([g.edges[1].src == 0 for g in draws]) == pytest.approx(0.5, abs=0.04)
+    assert all(g.edges[2] == CellEdge(2, 3, "dil_conv") for g in draws)
+    # a certain pair per node: every draw is the argmax cell
+    sure = [np.zeros(len(MSNAS_OPS)) for _ in range(6)]
+    for e, op in ((0, "conv"), (1, "sep_conv"), (5, "dil_conv")):
+        sure[e][MSNAS_OPS.index(op)] = 40.0
+    argmax = decode_cell(MS_SPEC, "input_op_pair", sure, edges_per_node=1)
+    assert all(sample_cell(MS_SPEC, "input_op_pair", sure, rng) == argmax for _ in range(5))
+
+
+def test_a_drawn_cell_obeys_the_free_op_cap_and_only_pairs_are_drawn():
+    from search.core.decode import sample_cell
+    from search.core.ops import PARAMETER_FREE_OPS
+
+    alphas = [np.zeros(len(MSNAS_OPS)) for _ in range(6)]
+    for a in alphas:
+        a[MSNAS_OPS.index("identity")] = a[MSNAS_OPS.index("max_pool")] = 3.0  # mostly weight-free draws
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        g = sample_cell(MS_SPEC, "input_op_pair", alphas, rng, max_free_ops=1)
+        assert sum(e.op in PARAMETER_FREE_OPS for e in g.edges) <= 1
+    with pytest.raises(ValueError, match="joint"):
+        sample_cell(MS_SPEC, "op", alphas, rng)

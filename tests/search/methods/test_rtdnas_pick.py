@@ -1,0 +1,136 @@
+"""rtdnas' pick (``RtdnasConfig.pick``): the argmax cells against cells drawn from the searched distribution, each
+trained briefly on the weight patients and scored on the architecture patients; the best one goes on."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from search.methods.rtdnas.config import PickConfig, preset
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_the_pick_is_off_by_default_and_recorded_only_when_on():
+    for name in ("smoke", "default", "paper"):
+        cfg = preset(name)
+        assert cfg.pick == PickConfig() and cfg.pick.candidates == 1 and "pick" not in cfg.to_dict()
+    on = replace(preset("default"), pick=PickConfig(candidates=4, train_steps=50))
+    assert on.to_dict()["pick"] == {"candidates": 4, "train_steps": 50, "n_paths": None}
+    assert on.pick_paths == 7 and replace(on, pick=PickConfig(candidates=4, n_paths=5)).pick_paths == 5
+
+
+@pytest.mark.parametrize("bad", [dict(candidates=0), dict(train_steps=0)])
+def test_bad_pick_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="pick"):
+        PickConfig(**bad)
+
+
+def test_a_pick_network_outside_the_gene_pool_is_refused():
+    with pytest.raises(ValueError, match="pick.n_paths"):
+        replace(preset("smoke"), pick=PickConfig(candidates=2, n_paths=99))
+
+
+@pytest.mark.slow
+def test_the_pick_trains_every_candidate_on_training_patients_and_keeps_the_best(tmp_path, monkeypatch):
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    cfg = replace(preset("smoke"), pick=PickConfig(candidates=3, train_steps=2, n_paths=2))
+    exp = RtdnasExperiment(cfg, tmp_path)
+    table = exp.latency_table()
+    final = exp.search_rounds(table)
+    picked = exp.pick_cells(final, table)
+    doc = json.loads((tmp_path / "pick.json").read_text())
+    cands = doc["candidates"]
+    assert [c["source"] for c in cands] == ["argmax", "sampled", "sampled"]
+    assert cands[0]["cells"] == json.loads(json.dumps(final["cells"]))  # candidate 0: the search's own cells
+    assert len({json.dumps(c["cells"], sort_keys=True) for c in cands}) == 3  # distinct draws
+    split = exp.helper.split
+    scored = [c for c in cands if c["within_ub"]]
+    assert scored and all(len(c["paths"]) == 2 for c in cands)
+    for c in scored:  # trained on the weight patients, scored on the architecture patients, never on the test ones
+        res = json.loads((tmp_path / "rows" / f"pick_c{c['index']}" / "result.json").read_text())
+        assert set(res["dice"]["per_patient"]) == set(split.arch) and not set(split.test) & set(split.arch)
+        assert res["dice"]["mean"] == c["val_dice"] and len(res["train_losses"]) >= 1
+    best = max(scored, key=lambda c: (c["val_dice"], -c["index"]))
+    assert doc["picked"] == best["index"] and picked["cells"] == best["cells"]
+    assert picked["argmax_cells"] == final["cells"] and picked["pick"]["source"] == best["source"]
+    assert picked["pick"]["val_dice"] == [c.get("val_dice") for c in cands]
+    # the derivation goes on from the picked cells and says so
+    derivation = exp.derive(picked, table)
+    assert derivation["cells"] == best["cells"] and derivation["pick"]["picked"] == best["index"]
+    # read back, not redone
+    monkeypatch.setattr(RtdnasExperiment, "train_network", lambda *a, **k: pytest.fail("retrained"))
+    assert RtdnasExperiment(cfg, tmp_path).pick_cells(final, table) == picked
+
+
+def test_a_supernet_that_does_not_derive_the_round_is_refused(tmp_path):
+    from search.methods.rtdnas import space
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    cfg = replace(preset("smoke"), pick=PickConfig(candidates=2, train_steps=1))
+    supernet = space.build_supernet(cfg, seed=cfg.seed + 101)
+    with torch.no_grad():
+        for p in supernet.arch_parameters():
+            p.normal_(0, 3.0, generator=torch.Generator().manual_seed(5))
+    torch.save(supernet.state_dict(), tmp_path / "supernet.pt")
+    other = {k: c.to_dict() for k, c in space.sample_cells(
+        space.build_supernet(cfg, seed=9), np.random.default_rng(0)).items()}
+    if other == {k: c.to_dict() for k, c in space.decode_cells(supernet).items()}:
+        pytest.skip("the draw happened to equal the argmax")
+    final = {"round": 1, "ub_ms": 50.0, "cells": other, "beta_probs": space.beta_probs(supernet).tolist()}
+    with pytest.raises(ValueError, match="does not derive"):
+        RtdnasExperiment(cfg, tmp_path / "run").pick_cells(final, None, tmp_path / "supernet.pt")
+
+
+@pytest.mark.slow
+def test_a_run_with_the_pick_derives_from_the_picked_cells_and_reports_it(tmp_path):
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    cfg = replace(preset("smoke"), pick=PickConfig(candidates=2, train_steps=1),
+                  cloud=replace(preset("smoke").cloud, full_train=0))
+    RtdnasExperiment(cfg, tmp_path).run()
+    record = json.loads((tmp_path / "stages.json").read_text())["stages"]
+    assert record["pick"]["status"] == "ran" and record["pick"]["outputs"] == ["pick.json"]
+    doc = json.loads((tmp_path / "pick.json").read_text())
+    derivation = json.loads((tmp_path / "derivation.json").read_text())
+    assert derivation["cells"] == doc["candidates"][doc["picked"]]["cells"]
+    assert derivation["pick"]["picked"] == doc["picked"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert f"Cells: candidate {doc['picked']} ({doc['candidates'][doc['picked']]['source']}) of 2" in report
+
+
+def test_the_command_line_turns_the_pick_on_and_refuses_a_bad_count(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from search.methods.rtdnas import cli
+    from search.methods.rtdnas import experiment
+
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    seen = {}
+
+    class Fake:
+        def __init__(self, cfg, out, **kw):
+            seen["cfg"] = cfg
+
+        def run(self):
+            return {}
+
+    monkeypatch.setattr(experiment, "RtdnasExperiment", Fake)
+    base = ["--preset", "smoke", "--out", str(tmp_path / "run")]
+    assert cli.run(parser.parse_args(base)) == 0 and seen["cfg"].pick == PickConfig()
+    assert cli.run(parser.parse_args([*base, "--cell-candidates", "4", "--candidate-steps", "30"])) == 0
+    assert seen["cfg"].pick == PickConfig(candidates=4, train_steps=30)
+    assert cli.run(parser.parse_args([*base, "--cell-candidates", "0"])) == 2
+    assert "rtdnas: --cell-candidates / --candidate-steps: pick needs candidates >= 1" in capsys.readouterr().err
