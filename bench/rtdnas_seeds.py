@@ -118,7 +118,8 @@ def final_network(exp, final: dict, table, n_paths: int, pick: str = "fixed", tr
     res = exp.results(rows, {})["rows"][key]
     trained = MultiscaleGenotype.from_dict(res["genotype"])
     doc = {"n_paths": n_paths, "cells": derivation["cells"], "paths": [list(p.kinds) for p in trained.paths],
-           "params": res["params"],
+           "params": res["params"], "genotype": res["genotype"],
+           "weights": str(exp.out / "rows" / key / "weights.pt"),
            "dice": res["dice"], "latency": res["latency"], "lut_ms": res["lut_ms"], "meets": res["meets"]}
     if train_seeds > 1 or retrain_steps is not None:
         reps = retrain_replicas(exp, key, f"GA (N_l={n_paths})", g, train_seeds, retrain_steps)
@@ -138,6 +139,86 @@ def replica_summary(dice: list[float]) -> dict:
     d = np.asarray(dice, dtype=float)
     return {"per_seed": [float(x) for x in d], "mean": float(d.mean()),
             "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0, "spread": float(d.max() - d.min())}
+
+
+#: A phantom seed no split of any shipped model or search preset uses (``bench/fresh_draws.py``'s ``FRESH_SEED``).
+FRESH_SEED = 160006
+BOOTSTRAP = 2000
+
+
+def fresh_evaluation(seeds: list[dict], variants: list[str], preset_name: str, n_patients: int) -> dict:
+    """Every final network (its retrained weights) scored again on ``n_patients`` fresh phantom patients (seed
+    ``FRESH_SEED``, indices 0..n-1: never in any split), the same patients for every network. Adds ``fresh`` to
+    each network (mean Dice, seeded bootstrap 95% CI over patients, per patient) and, for every derivation but
+    ``argmax``, ``fresh_vs_argmax`` (the per-patient difference to the same search's argmax network: mean and
+    95% CI). Returns the per-derivation summary (Dice per seed, spread, target)."""
+    import numpy as np
+    import torch
+
+    from search.core.genotypes import MultiscaleGenotype
+    from search.core.stats import bootstrap_mean_ci
+    from search.methods.rtdnas import space
+    from search.methods.rtdnas.config import preset
+    from search.train.cine_rows import evaluate_cases
+    from search.train.clips import render_case
+    from search.train.row_networks import build_row_network
+
+    cfg = preset(preset_name)
+    data = replace(cfg.data, seed=FRESH_SEED)
+    _say(f"fresh patients: rendering {n_patients} (phantom seed {FRESH_SEED})")
+    cases = [render_case(data, i).validate() for i in range(n_patients)]
+
+    def ci(values) -> list[float]:
+        return list(bootstrap_mean_ci(values, n_boot=BOOTSTRAP, rng=np.random.default_rng(0)))
+
+    for s in seeds:
+        for v in variants:
+            r = s[v]
+            g = MultiscaleGenotype.from_dict(r["genotype"])
+            row = space.row(f"ga_n{len(g.paths)}", v, len(g.paths))
+            net = build_row_network(space.rows_view(cfg, (row,)), row, genotype=g)
+            net.load_state_dict(torch.load(r["weights"], map_location="cpu"))
+            ev = evaluate_cases(net.eval(), cases, cfg.data)
+            per = [p["mean"] for p in ev["per_patient"].values()]
+            r["fresh"] = {"patients": n_patients, "phantom_seed": FRESH_SEED, "mean": ev["mean"], "ci95": ci(per),
+                          "per_class": ev["per_class"], "per_patient": per}
+            _say(f"fresh patients: seed {s['seed']} {v}: Dice {ev['mean']:.3f}")
+        for v in variants[1:]:
+            diff = np.asarray(s[v]["fresh"]["per_patient"]) - np.asarray(s["argmax"]["fresh"]["per_patient"])
+            s[v]["fresh_vs_argmax"] = {"mean": float(diff.mean()), "ci95": ci(diff)}
+    out = {}
+    for v in variants:
+        dice = [s[v]["fresh"]["mean"] for s in seeds]
+        meet = all(s[v]["meets"] for s in seeds)
+        out[v] = {"patients": n_patients, "dice": dice, "spread": max(dice) - min(dice),
+                  "target_met": bool(meet and max(dice) - min(dice) <= 0.03 and len(seeds) >= 3)}
+    return out
+
+
+def fresh_lines(result: dict, variants: list[str]) -> list[str]:
+    """The table of every final network on the fresh patients, and the spread per derivation."""
+    n = result["fresh_patients"]
+    lines = ["", f"## On {n} fresh phantom patients (phantom seed {FRESH_SEED}, in no split)", "",
+             "The final networks above (their retrained weights, nothing retrained) scored again on the same "
+             f"{n} new patients: mean Dice with a seeded bootstrap 95% interval over patients, and each derivation's "
+             "per-patient difference to the same search's argmax network.", "",
+             "| derivation | seed | Dice (95% CI) | RV / MYO / LV | minus the argmax network (95% CI) |",
+             "|---|---|---|---|---|"]
+    for v in variants:
+        for s in result["seeds"]:
+            f, pc = s[v]["fresh"], s[v]["fresh"]["per_class"]
+            d = s[v].get("fresh_vs_argmax")
+            lines.append(f"| {v} | {s['seed']} | {f['mean']:.3f} ({f['ci95'][0]:.3f}-{f['ci95'][1]:.3f}) | "
+                         f"{pc['RV']:.3f} / {pc['MYO']:.3f} / {pc['LV']:.3f} | "
+                         + ("-" if d is None else f"{d['mean']:+.3f} ({d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})")
+                         + " |")
+    lines += ["", "| derivation | Dice per seed, fresh patients | spread | target (spread <= .03, all within) |",
+              "|---|---|---|---|"]
+    for v in variants:
+        t = result["summary"][v]["fresh"]
+        lines.append(f"| {v} | {' / '.join(f'{d:.3f}' for d in t['dice'])} | {t['spread']:.3f} | "
+                     f"{'met' if t['target_met'] else 'missed'} |")
+    return lines + [""]
 
 
 def with_search(cfg, args: argparse.Namespace):
@@ -318,6 +399,8 @@ def markdown(result: dict) -> str:
                           f" (mean entropy drop {100 * (s['convergence_mean_drop'] or 0):.0f}%)" for s in result["seeds"]), ""]
     if result.get("cell_candidates"):
         lines += candidate_lines(result)
+    if result.get("fresh_patients"):
+        lines += fresh_lines(result, variants)
     if any("replicas" in s[v] for v in variants for s in result["seeds"]):
         lines += replica_lines(result, variants)
     return "\n".join(lines)
@@ -411,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retrain-candidates", action="store_true",
                    help="also retrain every candidate with the preset's schedule and score it on the test patients "
                         "(checks the short training's ranking)")
+    p.add_argument("--fresh-patients", type=int, default=None, metavar="N",
+                   help="also score every final network on N fresh phantom patients (a seed no split uses)")
     p.add_argument("--search-steps", type=int, nargs=2, metavar=("WARMUP", "SEARCH"), default=None,
                    help="override the preset's warm-up and alternating search steps")
     p.add_argument("--arch-lr", type=float, default=None, help="override the preset's architecture learning rate")
@@ -440,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--cap must be >= 0")
     if args.cell_candidates is not None and args.cell_candidates < 2:
         p.error("--cell-candidates must be >= 2 (1 is the argmax alone)")
+    if args.fresh_patients is not None and args.fresh_patients < 2:
+        p.error("--fresh-patients must be >= 2 (an interval needs patients)")
     if args.candidate_steps < 1:
         p.error("--candidate-steps must be >= 1")
     if args.retrain_candidates and args.cell_candidates is None:
@@ -481,9 +568,13 @@ def main(argv: list[str] | None = None) -> int:
                 "dice": means, "spread": max(means) - min(means),
                 "train_seed_std": float(sum(s[v]["replica_dice"]["std"] for s in seeds) / len(seeds)),
                 "target_met": bool(meet and max(means) - min(means) <= 0.03 and len(seeds) >= 3)}
+    if args.fresh_patients:
+        for v, t in fresh_evaluation(seeds, variants, args.preset, args.fresh_patients).items():
+            summary[v]["fresh"] = t
     result = {"argv": sys.argv[1:] if argv is None else argv, "machine": machine_description(),
               "torch_threads": torch.get_num_threads(), "started": started, "finished": time.strftime("%Y-%m-%d %H:%M"),
               "loadavg_start": load_start, "loadavg_end": load_average(), "preset": args.preset, "paths": args.paths, "pick": args.pick,
+              "fresh_patients": args.fresh_patients,
               "cap": args.cap, "cell_candidates": args.cell_candidates, "candidate_steps": args.candidate_steps,
               "train_seeds": args.train_seeds, "retrain_steps": args.retrain_steps,
               "seeds": seeds, "summary": summary}
@@ -494,6 +585,10 @@ def main(argv: list[str] | None = None) -> int:
             t = s["over_training_seeds"]
             _say(f"{v} over training seeds: mean Dice {' / '.join(f'{d:.3f}' for d in t['dice'])}, spread "
                  f"{t['spread']:.3f}, training-seed std {t['train_seed_std']:.3f}")
+        if "fresh" in s:
+            t = s["fresh"]
+            _say(f"{v} on {t['patients']} fresh patients: Dice {' / '.join(f'{d:.3f}' for d in t['dice'])}, spread "
+                 f"{t['spread']:.3f}, target {'met' if t['target_met'] else 'missed'}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1, default=float))

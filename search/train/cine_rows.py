@@ -174,20 +174,34 @@ class CineRows:
 
     def evaluate(self, net: torch.nn.Module, ids: Sequence[str] | None = None) -> dict[str, Any]:
         """Dice per class (every frame of every clip) on each test patient (or each of ``ids``); mean and std
-        over patients."""
-        predict = torch_seg_predictor(net)
-        per_patient = {}
-        for case in self.subset(self.split.test if ids is None else ids):
-            ds = clip_dataset([case], self.cfg.data, train=False, seed=0, per_frame_norm=self.causal)
-            ev = evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS))
-            per_patient[case.case_id] = {FOREGROUND[c]: v for c, v in ev.per_class.items()}
-            per_patient[case.case_id]["mean"] = ev.mean
-        names = list(FOREGROUND.values()) + ["mean"]
-        table = {n: [p[n] for p in per_patient.values() if not math.isnan(p[n])] for n in names}
-        return {
-            "per_class": {n: float(np.mean(table[n])) for n in FOREGROUND.values() if table[n]},
-            "mean": float(np.mean(table["mean"])) if table["mean"] else float("nan"),
-            "std": {n: float(np.std(v)) for n, v in table.items() if v},
-            "per_patient": per_patient,
-            "frames_scored": "every frame of every non-overlapping clip of every slice",
-        }
+        over patients (``evaluate_cases``)."""
+        return evaluate_cases(net, self.subset(self.split.test if ids is None else ids), self.cfg.data,
+                              causal=self.causal)
+
+
+def evaluate_cases(net: torch.nn.Module, cases: Sequence[Case], data_cfg, *, causal: bool = False) -> dict[str, Any]:
+    """Dice per class (every frame of every non-overlapping clip of every slice) on each of ``cases``; mean and std
+    over patients, and each patient's figures (``per_patient``, by case id).
+
+    Args:
+        net: A cine clip network ``(N, 1, T, H, W) -> (N, 4, T, H, W)``.
+        cases: Labelled cine patients (ACDC labels).
+        data_cfg: The run's ``DataConfig`` (clip geometry and normalisation).
+        causal: Per-frame normalisation (streaming models).
+    """
+    predict = torch_seg_predictor(net)
+    per_patient = {}
+    for case in cases:
+        ds = clip_dataset([case], data_cfg, train=False, seed=0, per_frame_norm=causal)
+        ev = evaluate_segmentation(predict, ds, n_classes=len(ACDC_LABELS))
+        per_patient[case.case_id] = {FOREGROUND[c]: v for c, v in ev.per_class.items()}
+        per_patient[case.case_id]["mean"] = ev.mean
+    names = list(FOREGROUND.values()) + ["mean"]
+    table = {n: [p[n] for p in per_patient.values() if not math.isnan(p[n])] for n in names}
+    return {
+        "per_class": {n: float(np.mean(table[n])) for n in FOREGROUND.values() if table[n]},
+        "mean": float(np.mean(table["mean"])) if table["mean"] else float("nan"),
+        "std": {n: float(np.std(v)) for n, v in table.items() if v},
+        "per_patient": per_patient,
+        "frames_scored": "every frame of every non-overlapping clip of every slice",
+    }

@@ -84,7 +84,7 @@ def test_the_picked_cells_come_from_the_candidates_and_every_candidate_is_also_r
     bench = load_bench("rtdnas_seeds")
     out, js, md = tmp_path / "seeds", tmp_path / "r.json", tmp_path / "r.md"
     argv = ["--preset", "smoke", "--seeds", "0", "--paths", "2", "--cell-candidates", "3", "--candidate-steps", "1",
-            "--retrain-candidates", "--out", str(out), "--json", str(js), "--md", str(md)]
+            "--retrain-candidates", "--fresh-patients", "2", "--out", str(out), "--json", str(js), "--md", str(md)]
     assert bench.main(argv) == 0
     result = json.loads(js.read_text())
     s = result["seeds"][0]
@@ -102,11 +102,20 @@ def test_the_picked_cells_come_from_the_candidates_and_every_candidate_is_also_r
     text = md.read_text()
     assert "## The pick's candidates" in text and "| pick3 | 0 |" in text and "**yes**" in text
     assert "test Dice, full retraining" in text
+    # both final networks scored again on the same fresh patients (a phantom seed in no split), paired
+    for v in ("argmax", "pick3"):
+        f = s[v]["fresh"]
+        assert f["phantom_seed"] == bench.FRESH_SEED and len(f["per_patient"]) == 2
+        assert f["ci95"][0] <= f["mean"] <= f["ci95"][1]
+    diff = [a - b for a, b in zip(s["pick3"]["fresh"]["per_patient"], s["argmax"]["fresh"]["per_patient"])]
+    assert s["pick3"]["fresh_vs_argmax"]["mean"] == pytest.approx(sum(diff) / 2)
+    assert result["summary"]["pick3"]["fresh"]["dice"] == [s["pick3"]["fresh"]["mean"]]
+    assert "fresh phantom patients" in text
 
 
 @pytest.mark.parametrize("flag", [["--train-seeds", "0"], ["--retrain-steps", "0"], ["--free-op-dropout", "1"],
                                   ["--gdas-tau", "1", "0"], ["--cell-candidates", "1"], ["--candidate-steps", "0"],
-                                  ["--retrain-candidates"]])
+                                  ["--retrain-candidates"], ["--fresh-patients", "1"]])
 def test_bad_replica_options_are_refused(flag: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         load_bench("rtdnas_seeds").main(["--preset", "smoke", "--out", str(tmp_path), *flag])
