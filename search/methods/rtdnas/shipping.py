@@ -85,7 +85,7 @@ def ship(exp, results: dict[str, Any], derivation: dict[str, Any]) -> Path | Non
         if warning:
             exp.say(warning)
         decision["convergence"] = card_field(verdict)
-        card = export_winner(exp, key, rows[key], decision["reason"], convergence=verdict)
+        card = export_winner(exp, key, rows[key], decision["reason"], convergence=verdict, pick=derivation.get("pick"))
         decision["shipped"] = True
         decision["model"] = str(card.onnx_path)
     if stale is not None and not decision["shipped"]:
@@ -103,9 +103,16 @@ def read_round(path: Path) -> dict[str, Any]:
 
 
 def export_winner(exp, key: str, result: dict[str, Any], reason: str, *,
-                  convergence: dict[str, Any] | None = None) -> ModelCard:
-    """ONNX (clip -> softmax probabilities for every frame) + verified card into ``exp.models_dir``."""
+                  convergence: dict[str, Any] | None = None, pick: dict[str, Any] | None = None) -> ModelCard:
+    """ONNX (clip -> softmax probabilities for every frame) + verified card into ``exp.models_dir``; ``pick``: the
+    derivation's cell pick (``RtdnasConfig.pick``), said in the card's notes and architecture."""
     cfg = exp.cfg
+    command = f"python -m search rtdnas --preset {cfg.preset} --seed {cfg.seed}"
+    picked = ""
+    if pick:
+        command += f" --cell-candidates {cfg.pick.candidates} --candidate-steps {cfg.pick.train_steps}"
+        picked = (f" Cells: candidate {pick['picked']} ({pick['source']}) of {len(pick['val_dice'])}, picked by "
+                  f"{pick['rule']}.")
     g = MultiscaleGenotype.from_dict(result["genotype"])
     row = space.row(key, key, len(g.paths))
     net = build_row_network(space.rows_view(cfg, (row,)), row, genotype=g)
@@ -136,8 +143,8 @@ def export_winner(exp, key: str, result: dict[str, Any], reason: str, *,
         architecture={"row": result["name"], "channels_scale0": cfg.trained_channels, "n_paths": len(g.paths),
                       "layers": cfg.supernet.layers, "scales": cfg.supernet.scales,
                       "path_selection": "genetic" if key.startswith("ga_") else "top-weight"},
-        notes=(f"{result['name']} from `python -m search rtdnas --preset {cfg.preset} --seed {cfg.seed}` "
-               "(RT-DNAS, Lu et al., MICCAI 2022, arXiv:2206.04682). "
+        notes=(f"{result['name']} from `{command}` "
+               f"(RT-DNAS, Lu et al., MICCAI 2022, arXiv:2206.04682).{picked} "
                f"Best Dice among this run's networks meeting {REALTIME.describe()} "
                f"on this CPU ({lat['p50_ms']:.1f} ms median, {lat['fps']:.1f} FPS in "
                f"the run's interleaved timing); shipped because: {reason}. Trained {cfg.retrain.steps} steps at "
@@ -145,7 +152,9 @@ def export_winner(exp, key: str, result: dict[str, Any], reason: str, *,
         # Shipped only when it beats msnas-hw's model within the budget (issue 10) -> the app's default cine model
         # (app.engine.models ranks a card with "default": true first among those meeting the rule).
         # meets_realtime is written by the card writer from the exported file's own figures.
-        extra={"default": True},
+        extra={"default": True, **({"cell_pick": {"candidates": len(pick["val_dice"]), "picked": pick["picked"],
+                                                  "source": pick["source"], "train_steps": pick["train_steps"],
+                                                  "validation_dice": pick["val_dice"]}} if pick else {})},
     )
     return export_model(ClipProbabilities(net).eval(), content, exp.models_dir, parity, evaluate=evaluate,
                         latency_repeats=max(10, cfg.measure.repeats))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,7 +100,7 @@ def test_a_run_with_the_pick_derives_from_the_picked_cells_and_reports_it(tmp_pa
 
     cfg = replace(preset("smoke"), pick=PickConfig(candidates=2, train_steps=1),
                   cloud=replace(preset("smoke").cloud, full_train=0))
-    RtdnasExperiment(cfg, tmp_path).run()
+    RtdnasExperiment(cfg, tmp_path, models_dir=tmp_path / "models").run()
     record = json.loads((tmp_path / "stages.json").read_text())["stages"]
     assert record["pick"]["status"] == "ran" and record["pick"]["outputs"] == ["pick.json"]
     doc = json.loads((tmp_path / "pick.json").read_text())
@@ -107,7 +108,13 @@ def test_a_run_with_the_pick_derives_from_the_picked_cells_and_reports_it(tmp_pa
     assert derivation["cells"] == doc["candidates"][doc["picked"]]["cells"]
     assert derivation["pick"]["picked"] == doc["picked"]
     report = (tmp_path / "report" / "report.md").read_text()
-    assert f"Cells: candidate {doc['picked']} ({doc['candidates'][doc['picked']]['source']}) of 2" in report
+    said = f"Cells: candidate {doc['picked']} ({doc['candidates'][doc['picked']]['source']}) of 2"
+    assert said in report
+    shipping = json.loads((tmp_path / "shipping.json").read_text())
+    if shipping["shipped"]:  # the card says how its cells were chosen, and the command that reproduces it
+        card = json.loads(Path(shipping["model"]).with_suffix(".json").read_text())
+        assert said in card["notes"] and "--cell-candidates 2 --candidate-steps 1" in card["notes"]
+        assert card["cell_pick"]["picked"] == doc["picked"] and card["cell_pick"]["candidates"] == 2
 
 
 def test_the_command_line_turns_the_pick_on_and_refuses_a_bad_count(tmp_path, monkeypatch, capsys):
