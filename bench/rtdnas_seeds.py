@@ -52,6 +52,13 @@ def _link_tree(src: Path, dst: Path) -> None:
             _link_tree(f, dst / f.relative_to(src))
 
 
+def _link_run_inputs(src: Path, dst: Path) -> None:
+    """A variant folder ``dst`` beside a seed's run ``src``: its latency table, split and rendered patients, linked."""
+    for name in ("latency_table.json", "split.json", "cases"):
+        if (src / name).exists():
+            _link_tree(src / name, dst / name)
+
+
 def _say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -88,9 +95,7 @@ def retrain_replicas(exp, key: str, name: str, g, train_seeds: int, steps: int |
         if t == 0 and steps is None:
             continue
         sub = base / f"retrain{'' if steps is None else steps}" / variant / f"t{t}"
-        for f in ("latency_table.json", "split.json", "cases"):
-            if (base / f).exists():
-                _link_tree(base / f, sub / f)
+        _link_run_inputs(base, sub)
         rep = RtdnasExperiment(replace(cfg, seed=cfg.seed + TRAIN_SEED_STRIDE * t, retrain=retrain), sub,
                                progress=_say)
         rep._check_config()
@@ -141,35 +146,42 @@ def replica_summary(dice: list[float]) -> dict:
             "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0, "spread": float(d.max() - d.min())}
 
 
-#: A phantom seed no split of any shipped model or search preset uses (``bench/fresh_draws.py``'s ``FRESH_SEED``).
-FRESH_SEED = 160006
-BOOTSTRAP = 2000
+def fresh_draws():
+    """``bench/fresh_draws.py`` as a module: its fresh phantom seed (``FRESH_SEED``, in no split of any preset or
+    shipped model) and its seeded, NaN-dropping bootstrap (``bootstrap_ci``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fresh_draws", Path(__file__).with_name("fresh_draws.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def fresh_evaluation(seeds: list[dict], variants: list[str], preset_name: str, n_patients: int) -> dict:
-    """Every final network (its retrained weights) scored again on ``n_patients`` fresh phantom patients (seed
-    ``FRESH_SEED``, indices 0..n-1: never in any split), the same patients for every network. Adds ``fresh`` to
-    each network (mean Dice, seeded bootstrap 95% CI over patients, per patient) and, for every derivation but
-    ``argmax``, ``fresh_vs_argmax`` (the per-patient difference to the same search's argmax network: mean and
-    95% CI). Returns the per-derivation summary (Dice per seed, spread, target)."""
+    """Every final network (its retrained weights) scored again on ``n_patients`` fresh phantom patients
+    (``fresh_draws().FRESH_SEED``, indices 0..n-1: never in any split), the same patients for every network. Adds
+    ``fresh`` to each network (mean Dice, seeded bootstrap 95% CI over patients, per patient) and, for every
+    derivation but ``argmax``, ``fresh_vs_argmax`` (the per-patient difference to the same search's argmax network,
+    patients where either is NaN left out: mean and 95% CI). Returns the per-derivation summary (Dice per seed,
+    spread, target)."""
     import numpy as np
     import torch
 
     from search.core.genotypes import MultiscaleGenotype
-    from search.core.stats import bootstrap_mean_ci
     from search.methods.rtdnas import space
     from search.methods.rtdnas.config import preset
     from search.train.cine_rows import evaluate_cases
     from search.train.clips import render_case
     from search.train.row_networks import build_row_network
 
+    fd = fresh_draws()
     cfg = preset(preset_name)
-    data = replace(cfg.data, seed=FRESH_SEED)
-    _say(f"fresh patients: rendering {n_patients} (phantom seed {FRESH_SEED})")
+    data = replace(cfg.data, seed=fd.FRESH_SEED)
+    _say(f"fresh patients: rendering {n_patients} (phantom seed {fd.FRESH_SEED})")
     cases = [render_case(data, i).validate() for i in range(n_patients)]
 
-    def ci(values) -> list[float]:
-        return list(bootstrap_mean_ci(values, n_boot=BOOTSTRAP, rng=np.random.default_rng(0)))
+    def ci(values) -> list[float] | None:
+        return fd.bootstrap_ci(values, n_boot=fd.BOOTSTRAP, seed=0)
 
     for s in seeds:
         for v in variants:
@@ -180,12 +192,14 @@ def fresh_evaluation(seeds: list[dict], variants: list[str], preset_name: str, n
             net.load_state_dict(torch.load(r["weights"], map_location="cpu"))
             ev = evaluate_cases(net.eval(), cases, cfg.data)
             per = [p["mean"] for p in ev["per_patient"].values()]
-            r["fresh"] = {"patients": n_patients, "phantom_seed": FRESH_SEED, "mean": ev["mean"], "ci95": ci(per),
+            r["fresh"] = {"patients": n_patients, "phantom_seed": fd.FRESH_SEED, "mean": ev["mean"], "ci95": ci(per),
                           "per_class": ev["per_class"], "per_patient": per}
             _say(f"fresh patients: seed {s['seed']} {v}: Dice {ev['mean']:.3f}")
         for v in variants[1:]:
             diff = np.asarray(s[v]["fresh"]["per_patient"]) - np.asarray(s["argmax"]["fresh"]["per_patient"])
-            s[v]["fresh_vs_argmax"] = {"mean": float(diff.mean()), "ci95": ci(diff)}
+            diff = diff[np.isfinite(diff)]
+            s[v]["fresh_vs_argmax"] = {"mean": float(diff.mean()) if diff.size else float("nan"), "ci95": ci(diff),
+                                       "patients": int(diff.size)}
     out = {}
     for v in variants:
         dice = [s[v]["fresh"]["mean"] for s in seeds]
@@ -198,7 +212,8 @@ def fresh_evaluation(seeds: list[dict], variants: list[str], preset_name: str, n
 def fresh_lines(result: dict, variants: list[str]) -> list[str]:
     """The table of every final network on the fresh patients, and the spread per derivation."""
     n = result["fresh_patients"]
-    lines = ["", f"## On {n} fresh phantom patients (phantom seed {FRESH_SEED}, in no split)", "",
+    seed = result["seeds"][0][variants[0]]["fresh"]["phantom_seed"]
+    lines = ["", f"## On {n} fresh phantom patients (phantom seed {seed}, in no split)", "",
              "The final networks above (their retrained weights, nothing retrained) scored again on the same "
              f"{n} new patients: mean Dice with a seeded bootstrap 95% interval over patients, and each derivation's "
              "per-patient difference to the same search's argmax network.", "",
@@ -208,10 +223,9 @@ def fresh_lines(result: dict, variants: list[str]) -> list[str]:
         for s in result["seeds"]:
             f, pc = s[v]["fresh"], s[v]["fresh"]["per_class"]
             d = s[v].get("fresh_vs_argmax")
-            lines.append(f"| {v} | {s['seed']} | {f['mean']:.3f} ({f['ci95'][0]:.3f}-{f['ci95'][1]:.3f}) | "
+            lines.append(f"| {v} | {s['seed']} | {f['mean']:.3f} {_interval(f['ci95'])} | "
                          f"{pc['RV']:.3f} / {pc['MYO']:.3f} / {pc['LV']:.3f} | "
-                         + ("-" if d is None else f"{d['mean']:+.3f} ({d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})")
-                         + " |")
+                         + ("-" if d is None else f"{d['mean']:+.3f} {_interval(d['ci95'], signed=True)}") + " |")
     lines += ["", "| derivation | Dice per seed, fresh patients | spread | target (spread <= .03, all within) |",
               "|---|---|---|---|"]
     for v in variants:
@@ -219,6 +233,12 @@ def fresh_lines(result: dict, variants: list[str]) -> list[str]:
         lines.append(f"| {v} | {' / '.join(f'{d:.3f}' for d in t['dice'])} | {t['spread']:.3f} | "
                      f"{'met' if t['target_met'] else 'missed'} |")
     return lines + [""]
+
+
+def _interval(ci: list[float] | None, signed: bool = False) -> str:
+    if not ci:
+        return "(no interval)"
+    return f"({ci[0]:+.3f} to {ci[1]:+.3f})" if signed else f"({ci[0]:.3f}-{ci[1]:.3f})"
 
 
 def with_search(cfg, args: argparse.Namespace):
@@ -237,7 +257,6 @@ def with_search(cfg, args: argparse.Namespace):
 def run_seed(seed: int, args: argparse.Namespace) -> dict:
     import torch
 
-    from search.core.genotypes import CellGenotype
     from search.methods.rtdnas import space
     from search.methods.rtdnas.config import preset
     from search.methods.rtdnas.experiment import RtdnasExperiment
@@ -266,17 +285,14 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     if args.cap is not None:
         cap_cfg = replace(cfg, cell_max_free_ops=args.cap)
         sub = folder / f"cap{args.cap}"
-        for name in ("latency_table.json", "split.json", "cases"):
-            if (folder / name).exists():
-                _link_tree(folder / name, sub / name)
+        _link_run_inputs(folder, sub)
         exp_cap = RtdnasExperiment(cap_cfg, sub, msnas_dir=shared, progress=_say)
         exp_cap._check_config()
-        supernet = space.build_supernet(cfg, seed=cfg.seed + 101)
-        supernet.load_state_dict(torch.load(folder / "rounds" / f"r{final['round']}" / "supernet.pt",
-                                            map_location="cpu"))
+        try:
+            supernet = exp.round_supernet(final)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
         cells = space.decode_cells(supernet, args.cap)
-        if {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()} != space.decode_cells(supernet):
-            raise SystemExit(f"{folder}: the saved supernet of round {final['round']} does not derive the round's cells")
         capped = {**final, "cells": {k: c.to_dict() for k, c in cells.items()}}
         doc[f"cap{args.cap}"] = final_network(exp_cap, capped, table, args.paths, args.pick, args.train_seeds,
                                              args.retrain_steps)
@@ -314,9 +330,7 @@ def picked_network(cfg, folder: Path, final: dict, table, args: argparse.Namespa
     k = args.cell_candidates
     pick_cfg = replace(cfg, pick=PickConfig(candidates=k, train_steps=args.candidate_steps, n_paths=args.paths))
     sub = folder / f"pick{k}"
-    for name in ("latency_table.json", "split.json", "cases"):
-        if (folder / name).exists():
-            _link_tree(folder / name, sub / name)
+    _link_run_inputs(folder, sub)
     exp = RtdnasExperiment(pick_cfg, sub, progress=_say)
     exp._check_config()
     picked = exp.pick_cells(final, table, folder / "rounds" / f"r{final['round']}" / "supernet.pt")
@@ -435,14 +449,17 @@ def candidate_lines(result: dict) -> list[str]:
 
 
 def _spearman(candidates: list[dict]) -> str:
-    import numpy as np
+    """Spearman's rank correlation (average ranks for ties) of the validation and full-retraining Dice."""
+    from scipy.stats import spearmanr
 
     pairs = [(c["val_dice"], c["test_dice_full"]) for c in candidates
              if "val_dice" in c and c.get("test_dice_full") is not None]
     if len(pairs) < 3:
         return "n/a (fewer than 3 candidates)"
-    a, b = (np.argsort(np.argsort(np.asarray(x))) for x in zip(*pairs))
-    return f"{float(np.corrcoef(a, b)[0, 1]):.2f} over {len(pairs)}"
+    val, full = zip(*pairs)
+    if len(set(val)) == 1 or len(set(full)) == 1:
+        return f"n/a (all equal over {len(pairs)})"
+    return f"{float(spearmanr(val, full).statistic):.2f} over {len(pairs)}"
 
 
 def replica_lines(result: dict, variants: list[str]) -> list[str]:
@@ -489,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell-candidates", type=int, default=None, metavar="K",
                    help="also pick each search's cells among K candidates (the argmax and K-1 draws from the searched "
                         "distribution) by a short training's Dice on validation patients (RtdnasConfig.pick)")
-    p.add_argument("--candidate-steps", type=int, default=100, metavar="N",
-                   help="steps of each candidate's short training (default 100)")
+    p.add_argument("--candidate-steps", type=int, default=None, metavar="N",
+                   help="steps of each candidate's short training (default: RtdnasConfig.pick's, 100)")
     p.add_argument("--retrain-candidates", action="store_true",
                    help="also retrain every candidate with the preset's schedule and score it on the test patients "
                         "(checks the short training's ranking)")
@@ -527,8 +544,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--cell-candidates must be >= 2 (1 is the argmax alone)")
     if args.fresh_patients is not None and args.fresh_patients < 2:
         p.error("--fresh-patients must be >= 2 (an interval needs patients)")
-    if args.candidate_steps < 1:
-        p.error("--candidate-steps must be >= 1")
+    if args.candidate_steps is not None and (args.candidate_steps < 1 or args.cell_candidates is None):
+        p.error("--candidate-steps must be >= 1 and needs --cell-candidates")
+    if args.cell_candidates is not None and args.candidate_steps is None:
+        from search.methods.rtdnas.config import PickConfig
+
+        args.candidate_steps = PickConfig.train_steps
     if args.retrain_candidates and args.cell_candidates is None:
         p.error("--retrain-candidates needs --cell-candidates")
     if args.train_seeds < 1:

@@ -144,6 +144,8 @@ def sample_cell(
     """
     if relaxation != "input_op_pair":
         raise ValueError(f"sample_cell draws from a node's joint (input, op) softmax; got relaxation {relaxation!r}")
+    if max_free_ops is not None and max_free_ops < 0:
+        raise ValueError(f"max_free_ops must be >= 0, got {max_free_ops}")
     probs, _ = cell_edge_probabilities(spec, relaxation, alphas)
     kept: list[CellEdge] = []
     kept_index: list[int] = []

@@ -43,7 +43,8 @@ def load_rows(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             stored[ga] = {**stored[tw], "key": ga, "same_network_as": tw, "lut_ms": d.get("latency_ms")}
     for key, r in stored.items():
         r["latency"] = latency.get(r.get("same_network_as", key))
-    rows = {k: v for k, v in sorted(stored.items()) if not k.startswith("cloud_")}
+    # searched rows only: not the cloud, nor the pick's candidates (rows/pick_c*, scored on validation patients)
+    rows = {k: v for k, v in sorted(stored.items()) if k.startswith(("tw_", "ga_"))}
     cloud = {k: v for k, v in sorted(stored.items()) if k.startswith("cloud_")}
     return rows, cloud
 

@@ -168,6 +168,10 @@ class CineRows:
         }
         if self.causal:
             result["causal"] = True
+        if train_ids is not None or eval_ids is not None:  # not the row table's patients: say which
+            result["patients"] = {"trained_on": len(self.split.train if train_ids is None else train_ids),
+                                  "scored_on": len(self.split.test if eval_ids is None else eval_ids),
+                                  "scored_on_test": eval_ids is None}
         torch.save(net.state_dict(), folder / "weights.pt")
         write_json(result_path, result)
         return distributed.share_from_main(result)

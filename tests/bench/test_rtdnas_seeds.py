@@ -105,7 +105,7 @@ def test_the_picked_cells_come_from_the_candidates_and_every_candidate_is_also_r
     # both final networks scored again on the same fresh patients (a phantom seed in no split), paired
     for v in ("argmax", "pick3"):
         f = s[v]["fresh"]
-        assert f["phantom_seed"] == bench.FRESH_SEED and len(f["per_patient"]) == 2
+        assert f["phantom_seed"] == bench.fresh_draws().FRESH_SEED and len(f["per_patient"]) == 2
         assert f["ci95"][0] <= f["mean"] <= f["ci95"][1]
     diff = [a - b for a, b in zip(s["pick3"]["fresh"]["per_patient"], s["argmax"]["fresh"]["per_patient"])]
     assert s["pick3"]["fresh_vs_argmax"]["mean"] == pytest.approx(sum(diff) / 2)
@@ -115,7 +115,21 @@ def test_the_picked_cells_come_from_the_candidates_and_every_candidate_is_also_r
 
 @pytest.mark.parametrize("flag", [["--train-seeds", "0"], ["--retrain-steps", "0"], ["--free-op-dropout", "1"],
                                   ["--gdas-tau", "1", "0"], ["--cell-candidates", "1"], ["--candidate-steps", "0"],
-                                  ["--retrain-candidates"], ["--fresh-patients", "1"]])
+                                  ["--retrain-candidates"], ["--fresh-patients", "1"], ["--candidate-steps", "5"]])
 def test_bad_replica_options_are_refused(flag: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         load_bench("rtdnas_seeds").main(["--preset", "smoke", "--out", str(tmp_path), *flag])
+
+
+def test_the_ranking_check_uses_average_ranks_and_says_when_it_cannot_rank() -> None:
+    spearman = load_bench("rtdnas_seeds")._spearman
+
+    def cands(val, full):
+        return [{"val_dice": v, "test_dice_full": f} for v, f in zip(val, full)]
+
+    assert spearman(cands([0.1, 0.2, 0.3], [0.5, 0.6, 0.7])) == "1.00 over 3"
+    assert spearman(cands([0.1, 0.2, 0.3], [0.7, 0.6, 0.5])) == "-1.00 over 3"
+    assert spearman(cands([0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.7, 0.8])) == "0.95 over 4"  # tie: average ranks
+    assert spearman(cands([0.1, 0.2, 0.3], [0.5, 0.5, 0.5])).startswith("n/a (all equal")
+    assert spearman(cands([0.1, 0.2], [0.5, 0.6])).startswith("n/a (fewer than 3")
+    assert spearman([{"test_dice_full": 0.5}, *cands([0.1, 0.2], [0.5, 0.6])]).startswith("n/a")  # untrained left out

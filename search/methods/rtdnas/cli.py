@@ -16,6 +16,7 @@ PRESET_HELP = "smoke: < 1 min, tiny; default: a 2-core CPU in ~30 min; paper: th
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from search.methods.common_cli import add_method_arguments
+    from search.methods.rtdnas.config import PickConfig
 
     add_method_arguments(parser, method="rtdnas", preset_help=PRESET_HELP,
                          device_help="torch device; rtdnas searches and trains on the CPU only")
@@ -27,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "architecture distribution, each trained briefly on the weight patients and scored on "
                              "the architecture patients (default 1: the argmax, as the paper)")
     parser.add_argument("--candidate-steps", type=int, default=None, metavar="N",
-                        help="steps of each candidate's short training (default 100)")
+                        help=f"steps of each candidate's short training (default {PickConfig.train_steps})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
-    if args.cell_candidates != 1 or args.candidate_steps is not None:
+    if args.candidate_steps is not None and args.cell_candidates == 1:
+        print("rtdnas: --candidate-steps needs --cell-candidates K with K > 1 (one candidate is the argmax alone)",
+              file=sys.stderr)
+        return 2
+    if args.cell_candidates != 1:
         from dataclasses import replace
 
         from search.methods.rtdnas.config import PickConfig

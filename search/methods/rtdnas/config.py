@@ -226,7 +226,7 @@ class RtdnasConfig:
         drop_default_search_options(doc["search"])
         if doc["cell_max_free_ops"] is None:  # configs (and run folders) made before the cap are unchanged
             del doc["cell_max_free_ops"]
-        if self.pick == PickConfig():  # nor are those made before the pick
+        if self.pick.candidates == 1:  # nor are those made before the pick (one candidate: no pick at all)
             del doc["pick"]
         return recorded_config(doc)
 

@@ -119,7 +119,9 @@ class RtdnasExperiment:
             final = stages.run(self.pick_stage(final, table))
         # derive() reads derivation.json back (adding a missing exhaustive optimum), so it is its own loader.
         derive = partial(distributed.main_only, self.derive, final, table)
-        derivation = stages.run(Stage("derivation", run=derive, load=derive, outputs=(self.out / "derivation.json",)))
+        picked = (self.out / "pick.json",) if self.cfg.pick.candidates > 1 else ()  # a new pick derives again
+        derivation = stages.run(Stage("derivation", run=derive, load=derive, outputs=(self.out / "derivation.json",),
+                                      inputs=picked))
         rows = self.train_rows(derivation, stages)
         if distributed.is_main():  # under torchrun the others only join the trainings below
             stages.run(self.measure_stage("latency:rows", rows))
@@ -273,14 +275,9 @@ class RtdnasExperiment:
         with torch.no_grad():
             final_lt = float(estimator())
         pool = GenePool.from_beta(beta, cfg.ga.pool_size)
-        fused = space.FusedLatencyModel(cfg, cells, pool.paths, table)
         n = cfg.rounds.check_paths
-        ga = GeneticPathSelection(pool, n, fused, cfg.ga, seed=cfg.seed + 31 * n).run()
-        g = space.genotype(cfg, cells, ga.paths)
-        net = space.build_derived(cfg, g).eval()
-        shape = (1, 1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
-        stats = measure_interleaved({"check": export_onnx_bytes(net, torch.zeros(shape))}, warmup=cfg.measure.warmup,
-                                    repeats=cfg.measure.repeats, seed=cfg.seed)["check"].to_dict()
+        ga = self.ga_paths(pool, n, space.FusedLatencyModel(cfg, cells, pool.paths, table))
+        stats = self.measure_one(space.genotype(cfg, cells, ga.paths))
         doc = {
             "round": k, "ub_ms": ub, "final_l_t_ms": final_lt, "seconds": watch.elapsed(),
             "cells": {kk: c.to_dict() for kk, c in cells.items()}, "beta_probs": np.round(beta, 5).tolist(),
@@ -293,6 +290,35 @@ class RtdnasExperiment:
         torch.save(supernet.state_dict(), folder / "supernet.pt")
         return distributed.share_from_main(doc)
 
+    def ga_paths(self, pool: GenePool, n: int, fused: space.FusedLatencyModel):
+        """The GA's ``n`` paths of ``pool`` under ``fused`` (seeded by N_l: the round check, the pick and the
+        derivation select the same paths for the same cells)."""
+        return GeneticPathSelection(pool, n, fused, self.cfg.ga, seed=self.cfg.seed + 31 * n).run()
+
+    def measure_one(self, g: MultiscaleGenotype) -> dict[str, Any]:
+        """One derived network (initial weights: they do not change the cost) timed at the deployed clip."""
+        cfg = self.cfg
+        shape = (1, 1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
+        net = space.build_derived(cfg, g).eval()
+        return measure_interleaved({"net": export_onnx_bytes(net, torch.zeros(shape))}, warmup=cfg.measure.warmup,
+                                   repeats=cfg.measure.repeats, seed=cfg.seed)["net"].to_dict()
+
+    def round_supernet(self, final: dict[str, Any], path: Path | None = None):
+        """The supernet saved by ``final``'s round (``path``: another file), checked to derive the round's cells.
+
+        Raises:
+            ValueError: it does not (a file of another search).
+        """
+        from search.core.genotypes import CellGenotype
+
+        path = path or self.out / "rounds" / f"r{final['round']}" / "supernet.pt"
+        supernet = space.build_supernet(self.cfg, seed=self.cfg.seed + 101)
+        supernet.load_state_dict(torch.load(path, map_location="cpu"))
+        argmax = {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()}
+        if space.decode_cells(supernet, self.cfg.cell_max_free_ops) != argmax:
+            raise ValueError(f"{path}: this supernet does not derive round {final['round']}'s cells")
+        return supernet
+
     # ----------------------------------------------------------------------------------- pick
     def pick_stage(self, final: dict[str, Any], table: LatencyTable, supernet: Path | None = None) -> Stage:
         """The pick of ``RtdnasConfig.pick`` as a stage: ``pick_cells`` reads ``pick.json`` back, so it is its loader."""
@@ -304,10 +330,13 @@ class RtdnasExperiment:
 
         Candidate 0 is the round's argmax cells; the others are drawn from the round's architecture distribution
         (``space.sample_cells``, distinct). Each becomes the GA network of ``cfg.pick_paths`` paths on the round's
-        gene pool; those within the round's L_ub by the lookup table are trained ``pick.train_steps`` steps on the
-        weight patients (rows ``pick_c<i>``, resumable) and scored by mean Dice on the architecture patients, which
-        that training did not see (the test patients are never used). The best score wins (ties: the lower index;
-        none within L_ub: the argmax). Writes ``pick.json`` (read back when it is there).
+        gene pool; those within the round's L_ub by the lookup table are trained ``pick.train_steps`` steps and
+        scored by mean Dice on patients that training did not see (rows ``pick_c<i>``, resumable): trained on the
+        weight patients and scored on the architecture patients, or, when the split has validation patients
+        (``DataConfig.n_val``), trained on all training patients and scored on those. The test patients are never
+        used. The best score wins (ties: the lower index) if its network meets the real-time rule when measured,
+        else the next best; none within L_ub, or none meeting the rule: the argmax, and ``pick.json`` says why.
+        Writes ``pick.json`` (read back when it is there, after checking it was made from this round).
 
         Args:
             final: The final round's ``result.json``.
@@ -315,32 +344,32 @@ class RtdnasExperiment:
             supernet: The round's saved supernet (default ``rounds/r<k>/supernet.pt`` of this run).
 
         Raises:
-            ValueError: the supernet does not derive the round's cells.
+            ValueError: the supernet does not derive the round's cells, or ``pick.json`` was made from another round.
         """
         path = self.out / "pick.json"
         if path.is_file():
             doc = read_json(path)
+            made_from = (doc["round"], doc["ub_ms"], doc["candidates"][0]["cells"])
+            if made_from != (final["round"], final["ub_ms"], json.loads(json.dumps(final["cells"]))):
+                raise ValueError(f"{path}: made from another search round than this run's final one; delete it, its "
+                                 "rows/pick_c* and derivation.json to pick again")
         else:
-            doc = self._pick(final, table, supernet or self.out / "rounds" / f"r{final['round']}" / "supernet.pt")
+            doc = self._pick(final, table, self.round_supernet(final, supernet))
             if distributed.is_main():
                 write_json(path, doc)
         picked = doc["candidates"][doc["picked"]]
         return {**final, "cells": picked["cells"], "argmax_cells": final["cells"],
                 "pick": {k: doc[k] for k in ("picked", "n_paths", "train_steps", "rule")}
-                | {"source": picked["source"], "val_dice": [c.get("val_dice") for c in doc["candidates"]],
+                | {"source": picked["source"], "why": doc.get("why"),
+                   "val_dice": [c.get("val_dice") for c in doc["candidates"]],
                    "lut_ms": [c["lut_ms"] for c in doc["candidates"]]}}
 
-    def _pick(self, final: dict[str, Any], table: LatencyTable, supernet_path: Path) -> dict[str, Any]:
+    def _pick(self, final: dict[str, Any], table: LatencyTable, supernet) -> dict[str, Any]:
         from search.core.genotypes import CellGenotype
 
         cfg, pick = self.cfg, self.cfg.pick
-        supernet = space.build_supernet(cfg, seed=cfg.seed + 101)
-        supernet.load_state_dict(torch.load(supernet_path, map_location="cpu"))
-        argmax = {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()}
-        if space.decode_cells(supernet, cfg.cell_max_free_ops) != argmax:
-            raise ValueError(f"{supernet_path}: this supernet does not derive round {final['round']}'s cells")
         rng = np.random.default_rng(cfg.seed + 700)
-        candidates: list[tuple[str, dict]] = [("argmax", argmax)]
+        candidates: list[tuple[str, dict]] = [("argmax", {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()})]
         for _ in range(50 * pick.candidates):  # distinct draws (a converged search may have fewer to give)
             if len(candidates) == pick.candidates:
                 break
@@ -349,35 +378,47 @@ class RtdnasExperiment:
                 candidates.append(("sampled", cells))
         pool = GenePool.from_beta(np.asarray(final["beta_probs"]), cfg.ga.pool_size)
         n, split = cfg.pick_paths, self.helper.split
+        train_ids, eval_ids, words = ((split.train, split.val, "validation") if split.val else
+                                      (split.weight, split.arch, "architecture"))
         retrain = cfg.retrain.with_steps(pick.train_steps)
-        out = []
+        out, nets = [], []
         for i, (source, cells) in enumerate(candidates):
-            fused = space.FusedLatencyModel(cfg, cells, pool.paths, table)
-            ga = GeneticPathSelection(pool, n, fused, cfg.ga, seed=cfg.seed + 31 * n).run()
+            ga = self.ga_paths(pool, n, space.FusedLatencyModel(cfg, cells, pool.paths, table))
+            g = space.genotype(cfg, cells, ga.paths)
+            nets.append(g)
             entry = {"index": i, "source": source, "cells": {k: c.to_dict() for k, c in cells.items()},
                      "paths": [list(p.kinds) for p in ga.paths], "lut_ms": ga.latency_ms,
                      "within_ub": bool(ga.latency_ms <= final["ub_ms"])}
             if entry["within_ub"]:
-                res = self.train_network(f"pick_c{i}", f"pick candidate {i} ({source}, N_l={n})",
-                                         space.genotype(cfg, cells, ga.paths), retrain,
-                                         train_ids=split.weight, eval_ids=split.arch)
+                res = self.train_network(f"pick_c{i}", f"pick candidate {i} ({source}, N_l={n})", g, retrain,
+                                         train_ids=train_ids, eval_ids=eval_ids)
+                if res["genotype"] != json.loads(g.to_json()):
+                    raise ValueError(f"{self.out / 'rows' / f'pick_c{i}'}: trained for another candidate network; "
+                                     "delete the pick's rows (rows/pick_c*) and pick.json to pick again")
                 entry.update(val_dice=res["dice"]["mean"], val_per_class=res["dice"]["per_class"],
                              params=res["params"], train_seconds=res["train_seconds"],
                              final_loss=res["train_losses"][-1] if res["train_losses"] else None)
-                self.say(f"pick: candidate {i} ({source}) LUT {ga.latency_ms:.1f} ms, validation Dice "
+                self.say(f"pick: candidate {i} ({source}) LUT {ga.latency_ms:.1f} ms, {words} Dice "
                          f"{entry['val_dice']:.3f}")
             else:
                 self.say(f"pick: candidate {i} ({source}) LUT {ga.latency_ms:.1f} ms > L_ub {final['ub_ms']:.1f} ms: "
                          "not trained")
             out.append(entry)
-        scored = [c for c in out if "val_dice" in c]
-        best = max(scored, key=lambda c: (c["val_dice"], -c["index"]))["index"] if scored else 0
-        self.say(f"pick: candidate {best} ({out[best]['source']}) of {len(out)}")
+        best, why = 0, "no candidate's network fits L_ub by the lookup table: the argmax kept"
+        for c in sorted((c for c in out if "val_dice" in c), key=lambda c: (-c["val_dice"], c["index"])):
+            c["measured"] = self.measure_one(nets[c["index"]])
+            if meets(cfg, c["measured"]):
+                best, why = c["index"], "the best score whose network meets the real-time rule when measured"
+                break
+            why = "no trained candidate's network meets the real-time rule when measured: the argmax kept"
+            self.say(f"pick: candidate {c['index']} misses the real-time rule when measured "
+                     f"(p95 {c['measured'].get('p95_ms', float('nan')):.1f} ms)")
+        self.say(f"pick: candidate {best} ({out[best]['source']}) of {len(out)}: {why}")
         return {"round": final["round"], "ub_ms": final["ub_ms"], "n_paths": n, "train_steps": pick.train_steps,
-                "rule": (f"the highest mean Dice on the {len(split.arch)} architecture patients after {pick.train_steps} "
-                         f"steps on the {len(split.weight)} weight patients, among the candidates whose GA network "
-                         f"(N_l = {n}) fits L_ub by the lookup table"),
-                "candidates": out, "picked": best}
+                "rule": (f"the highest mean Dice on the {len(eval_ids)} {words} patients after {pick.train_steps} "
+                         f"steps on {len(train_ids)} other training patients, among the candidates whose GA network "
+                         f"(N_l = {n}) fits L_ub by the lookup table and meets the real-time rule when measured"),
+                "why": why, "candidates": out, "picked": best}
 
     # ----------------------------------------------------------------------------- derivation
     def derive(self, final: dict[str, Any], table: LatencyTable) -> dict[str, Any]:
@@ -385,6 +426,9 @@ class RtdnasExperiment:
         path = self.out / "derivation.json"
         if path.is_file():
             doc = read_json(path)
+            if doc["cells"] != json.loads(json.dumps(final["cells"])):
+                raise ValueError(f"{path}: derived from other cells than this run's final round (or pick); delete it "
+                                 "to derive again")
             if any("exhaustive_ms" not in d for d in doc["by_n"].values()):
                 self.check_optimality(doc, table)
                 write_json(path, doc)
@@ -397,7 +441,7 @@ class RtdnasExperiment:
         fused = space.FusedLatencyModel(cfg, cells, pool.paths, table)
         by_n = {}
         for n in sorted({*cfg.table1_paths, *cfg.sweep_paths}):
-            res = GeneticPathSelection(pool, n, fused, cfg.ga, seed=cfg.seed + 31 * n).run()
+            res = self.ga_paths(pool, n, fused)
             by_n[str(n)] = res.to_dict()
             self.say(f"derive N_l={n}: top-weight {res.top_weight_latency_ms:.1f} ms (LUT) -> GA {res.latency_ms:.1f} ms, "
                      f"genes {list(res.best)}")

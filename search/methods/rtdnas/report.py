@@ -69,9 +69,10 @@ def pick_paragraph(derivation: Mapping[str, Any]) -> str:
     if not p:
         return ""
     scores = " / ".join("over L_ub" if d is None else f"{d:.3f}" for d in p["val_dice"])
+    why = f" ({p['why']})" if p.get("why") else ""
     return (f"\nCells: candidate {p['picked']} ({p['source']}) of {len(p['val_dice'])} (candidate 0: the search's "
-            f"argmax, the others drawn from its architecture distribution), picked by {p['rule']}. Validation Dice "
-            f"per candidate: {scores}.\n")
+            f"argmax, the others drawn from its architecture distribution), picked by {p['rule']}{why}. Validation "
+            f"Dice per candidate: {scores}.\n")
 
 
 def meets(cfg: RtdnasConfig, r: Mapping[str, Any]) -> bool:
@@ -263,7 +264,7 @@ table, eq. 3-5, softmax weights). Weights: SGD momentum {cfg.search.momentum}, l
 
 {rounds_markdown(rounds)}
 
-## Derivation on the final round's cells (gene pool = top-{cfg.ga.pool_size} paths by accumulated weight)
+## Derivation on the final round's {'picked ' if derivation.get('pick') else ''}cells (gene pool = top-{cfg.ga.pool_size} paths by accumulated weight)
 {pick_paragraph(derivation)}
 {pool}
 

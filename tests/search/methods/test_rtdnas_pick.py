@@ -28,6 +28,8 @@ def test_the_pick_is_off_by_default_and_recorded_only_when_on():
         assert cfg.pick == PickConfig() and cfg.pick.candidates == 1 and "pick" not in cfg.to_dict()
     on = replace(preset("default"), pick=PickConfig(candidates=4, train_steps=50))
     assert on.to_dict()["pick"] == {"candidates": 4, "train_steps": 50, "n_paths": None}
+    # one candidate is no pick, whatever its other settings: the config (and its run folder) stays the old one
+    assert replace(preset("default"), pick=PickConfig(train_steps=50)).to_dict() == preset("default").to_dict()
     assert on.pick_paths == 7 and replace(on, pick=PickConfig(candidates=4, n_paths=5)).pick_paths == 5
 
 
@@ -46,17 +48,24 @@ def test_a_pick_network_outside_the_gene_pool_is_refused():
 def test_the_pick_trains_every_candidate_on_training_patients_and_keeps_the_best(tmp_path, monkeypatch):
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
+    from search.train.cine_rows import CineRows
+
     cfg = replace(preset("smoke"), pick=PickConfig(candidates=3, train_steps=2, n_paths=2))
     exp = RtdnasExperiment(cfg, tmp_path)
     table = exp.latency_table()
     final = exp.search_rounds(table)
+    asked = []  # every patient set the pick's trainings and scorings ask for
+    subset = CineRows.subset
+    monkeypatch.setattr(CineRows, "subset", lambda self, ids: asked.append(tuple(ids)) or subset(self, ids))
     picked = exp.pick_cells(final, table)
+    monkeypatch.setattr(CineRows, "subset", subset)
     doc = json.loads((tmp_path / "pick.json").read_text())
     cands = doc["candidates"]
     assert [c["source"] for c in cands] == ["argmax", "sampled", "sampled"]
     assert cands[0]["cells"] == json.loads(json.dumps(final["cells"]))  # candidate 0: the search's own cells
     assert len({json.dumps(c["cells"], sort_keys=True) for c in cands}) == 3  # distinct draws
     split = exp.helper.split
+    assert not split.val and set(asked) == {tuple(split.weight), tuple(split.arch)}  # never the test patients
     scored = [c for c in cands if c["within_ub"]]
     assert scored and all(len(c["paths"]) == 2 for c in cands)
     for c in scored:  # trained on the weight patients, scored on the architecture patients, never on the test ones
@@ -64,7 +73,8 @@ def test_the_pick_trains_every_candidate_on_training_patients_and_keeps_the_best
         assert set(res["dice"]["per_patient"]) == set(split.arch) and not set(split.test) & set(split.arch)
         assert res["dice"]["mean"] == c["val_dice"] and len(res["train_losses"]) >= 1
     best = max(scored, key=lambda c: (c["val_dice"], -c["index"]))
-    assert doc["picked"] == best["index"] and picked["cells"] == best["cells"]
+    assert best["measured"]["p95_ms"] > 0  # the pick is checked by measurement, not only by the table
+    assert doc["picked"] == best["index"] and picked["cells"] == best["cells"] and doc["why"].startswith("the best")
     assert picked["argmax_cells"] == final["cells"] and picked["pick"]["source"] == best["source"]
     assert picked["pick"]["val_dice"] == [c.get("val_dice") for c in cands]
     # the derivation goes on from the picked cells and says so
@@ -73,6 +83,28 @@ def test_the_pick_trains_every_candidate_on_training_patients_and_keeps_the_best
     # read back, not redone
     monkeypatch.setattr(RtdnasExperiment, "train_network", lambda *a, **k: pytest.fail("retrained"))
     assert RtdnasExperiment(cfg, tmp_path).pick_cells(final, table) == picked
+    # a pick made from another round is refused, and so is a derivation of other cells
+    other = {**final, "ub_ms": final["ub_ms"] / 2}
+    with pytest.raises(ValueError, match="another search round"):
+        RtdnasExperiment(cfg, tmp_path).pick_cells(other, table)
+    with pytest.raises(ValueError, match="derived from other cells"):
+        exp.derive({**picked, "cells": final["cells"] if best["index"] else cands[1]["cells"]}, table)
+
+
+@pytest.mark.slow
+def test_with_no_candidate_within_the_bound_the_argmax_stays_and_nothing_trains(tmp_path, monkeypatch):
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    cfg = replace(preset("smoke"), pick=PickConfig(candidates=2, train_steps=1, n_paths=2))
+    exp = RtdnasExperiment(cfg, tmp_path)
+    table = exp.latency_table()
+    final = exp.search_rounds(table)
+    monkeypatch.setattr(RtdnasExperiment, "train_network", lambda *a, **k: pytest.fail("trained"))
+    tight = {**final, "ub_ms": 1e-6}
+    picked = exp.pick_cells(tight, table)
+    doc = json.loads((tmp_path / "pick.json").read_text())
+    assert doc["picked"] == 0 and picked["cells"] == final["cells"] and "argmax kept" in doc["why"]
+    assert not any(c["within_ub"] for c in doc["candidates"]) and all("val_dice" not in c for c in doc["candidates"])
 
 
 def test_a_supernet_that_does_not_derive_the_round_is_refused(tmp_path):
@@ -111,10 +143,10 @@ def test_a_run_with_the_pick_derives_from_the_picked_cells_and_reports_it(tmp_pa
     said = f"Cells: candidate {doc['picked']} ({doc['candidates'][doc['picked']]['source']}) of 2"
     assert said in report
     shipping = json.loads((tmp_path / "shipping.json").read_text())
-    if shipping["shipped"]:  # the card says how its cells were chosen, and the command that reproduces it
-        card = json.loads(Path(shipping["model"]).with_suffix(".json").read_text())
-        assert said in card["notes"] and "--cell-candidates 2 --candidate-steps 1" in card["notes"]
-        assert card["cell_pick"]["picked"] == doc["picked"] and card["cell_pick"]["candidates"] == 2
+    assert shipping["shipped"]  # no msnas-hw model to beat; the card says how its cells were chosen and the command
+    card = json.loads(Path(shipping["model"]).with_suffix(".json").read_text())
+    assert said in card["notes"] and "--cell-candidates 2 --candidate-steps 1" in card["notes"]
+    assert card["cell_pick"]["picked"] == doc["picked"] and card["cell_pick"]["candidates"] == 2
 
 
 def test_the_command_line_turns_the_pick_on_and_refuses_a_bad_count(tmp_path, monkeypatch, capsys):
@@ -141,3 +173,5 @@ def test_the_command_line_turns_the_pick_on_and_refuses_a_bad_count(tmp_path, mo
     assert seen["cfg"].pick == PickConfig(candidates=4, train_steps=30)
     assert cli.run(parser.parse_args([*base, "--cell-candidates", "0"])) == 2
     assert "rtdnas: --cell-candidates / --candidate-steps: pick needs candidates >= 1" in capsys.readouterr().err
+    assert cli.run(parser.parse_args([*base, "--candidate-steps", "30"])) == 2  # steps without candidates: no pick
+    assert "--candidate-steps needs --cell-candidates" in capsys.readouterr().err
