@@ -190,10 +190,12 @@ class Cell(nn.Module):
         every incoming edge runs its drawn op)."""
         spec = self.spec
         states = [pre(x) for pre, x in zip(self.preprocess, inputs)]
+        if single_path:  # which edges drew something, read once per cell (one device sync, not one per edge)
+            nonzero = torch.stack([w.detach().ne(0).any() for w in weights]).tolist()
         for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
             into = spec.incoming(dst)
             if single_path:
-                drawn = [e for e in into if bool(weights[e].detach().any())]
+                drawn = [e for e in into if nonzero[e]]
                 into = drawn or into[:1]  # nothing drawn (cannot happen for a joint draw): one zero-weighted edge
             states.append(sum(self.edges[e](states[spec.edges[e][0]], weights[e], single_path) for e in into))
         nodes = states[spec.n_inputs:]
