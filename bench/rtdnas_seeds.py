@@ -296,8 +296,10 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         capped = {**final, "cells": {k: c.to_dict() for k, c in cells.items()}}
         doc[f"cap{args.cap}"] = final_network(exp_cap, capped, table, args.paths, args.pick, args.train_seeds,
                                              args.retrain_steps)
-    if args.cell_candidates is not None:
-        doc[f"pick{args.cell_candidates}"] = picked_network(cfg, folder, final, table, args, doc)
+    smaller = None
+    for k in sorted(set(args.cell_candidates or ())):
+        doc[f"pick{k}"] = picked_network(cfg, folder, final, table, args, doc, k, smaller)
+        smaller = k
     doc["seconds"] = time.perf_counter() - t0
     doc["search_and_table_seconds"] = search_s
     doc["search_config"] = {k: getattr(cfg.search, k) for k in ("warmup_steps", "search_steps", "arch_lr",
@@ -318,19 +320,24 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     return doc
 
 
-def picked_network(cfg, folder: Path, final: dict, table, args: argparse.Namespace, doc: dict) -> dict:
-    """The same search's cells picked among ``--cell-candidates`` candidates on validation patients
-    (``RtdnasConfig.pick``; folder ``seed<k>/pick<K>``, the search not rerun), then its final network. With
+def picked_network(cfg, folder: Path, final: dict, table, args: argparse.Namespace, doc: dict, k: int,
+                   smaller: int | None = None) -> dict:
+    """The same search's cells picked among ``k`` candidates on validation patients (``RtdnasConfig.pick``; folder
+    ``seed<s>/pick<k>``, the search not rerun), then its final network. The candidates of a pick among more are the
+    same draws plus more (one seeded generator), so with ``smaller`` (a pick among fewer, made before) its trained
+    candidates are linked in and not trained again (``_pick`` checks each row's network). With
     ``--retrain-candidates`` every candidate within L_ub is also retrained with the preset's schedule and scored on
     the test patients (rows ``full_c<i>``; a candidate whose network is the argmax or the picked final network
     reuses that row): does the short training rank the candidates as the full one does?"""
     from search.methods.rtdnas.config import PickConfig
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
-    k = args.cell_candidates
     pick_cfg = replace(cfg, pick=PickConfig(candidates=k, train_steps=args.candidate_steps, n_paths=args.paths))
     sub = folder / f"pick{k}"
     _link_run_inputs(folder, sub)
+    if smaller is not None:
+        for row in (folder / f"pick{smaller}" / "rows").glob("pick_c*"):
+            _link_tree(row, sub / "rows" / row.name)
     exp = RtdnasExperiment(pick_cfg, sub, progress=_say)
     exp._check_config()
     picked = exp.pick_cells(final, table, folder / "rounds" / f"r{final['round']}" / "supernet.pt")
@@ -361,10 +368,11 @@ def _free_ops(cells: dict) -> dict:
     return {k: sum(op in PARAMETER_FREE_OPS for _, _, op in c["edges"]) for k, c in cells.items()}
 
 
-def variant_names(cap: int | None, candidates: int | None) -> list[str]:
-    """The derivations of a run: ``argmax``, ``cap<M>`` with ``--cap``, ``pick<K>`` with ``--cell-candidates``."""
-    return (["argmax"] + ([f"cap{cap}"] if cap is not None else [])
-            + ([f"pick{candidates}"] if candidates is not None else []))
+def variant_names(cap: int | None, candidates) -> list[str]:
+    """The derivations of a run: ``argmax``, ``cap<M>`` with ``--cap``, ``pick<K>`` for each K of
+    ``--cell-candidates`` (one K or a list)."""
+    ks = [candidates] if isinstance(candidates, int) else sorted(set(candidates or ()))
+    return ["argmax"] + ([f"cap{cap}"] if cap is not None else []) + [f"pick{k}" for k in ks]
 
 
 def markdown(result: dict) -> str:
@@ -382,11 +390,11 @@ def markdown(result: dict) -> str:
              + ("" if result["cap"] is None else
                 f"; `cap{result['cap']}`: the same search's cells with at most {result['cap']} weight-free op(s) per "
                 "cell (P-DARTS' cap; the search is not rerun)")
-             + ("" if not result.get("cell_candidates") else
-                f"; `pick{result['cell_candidates']}`: the same search's cells picked among "
-                f"{result['cell_candidates']} candidates (the argmax and draws from the searched distribution) by the "
+             + "".join(
+                f"; `{v}`: the same search's cells picked among "
+                f"{v[4:]} candidates (the argmax and draws from the searched distribution) by the "
                 f"Dice of a {result['candidate_steps']}-step training on validation patients (below; the search is "
-                "not rerun)") + ".", "",
+                "not rerun)" for v in variants if v.startswith("pick")) + ".", "",
              "| derivation | seed | weight-free ops per cell (ep / ns / ct) | N_l | params | LUT ms | Dice | RV / MYO / LV "
              "| p50 / p95 ms | FPS | within budget |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -411,8 +419,9 @@ def markdown(result: dict) -> str:
     lines += ["", "Search convergence per seed (issue 16's verdict on the architecture weights): "
               + "; ".join(f"seed {s['seed']}: {'converged' if s['convergence'] else 'not converged'}"
                           f" (mean entropy drop {100 * (s['convergence_mean_drop'] or 0):.0f}%)" for s in result["seeds"]), ""]
-    if result.get("cell_candidates"):
-        lines += candidate_lines(result)
+    for v in variants:
+        if v.startswith("pick"):
+            lines += candidate_lines(result, v)
     if result.get("fresh_patients"):
         lines += fresh_lines(result, variants)
     if any("replicas" in s[v] for v in variants for s in result["seeds"]):
@@ -420,13 +429,12 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def candidate_lines(result: dict) -> list[str]:
-    """The pick's candidates per seed: LUT latency, validation Dice after the short training, and (with
-    ``--retrain-candidates``) the test Dice after the full retraining."""
-    v = f"pick{result['cell_candidates']}"
+def candidate_lines(result: dict, v: str) -> list[str]:
+    """The candidates of pick variant ``v`` per seed: LUT latency, validation Dice after the short training, and
+    (with ``--retrain-candidates``) the test Dice after the full retraining."""
     full = any("test_dice_full" in c for s in result["seeds"] for c in s[v]["pick"]["candidates"])
     rule = result["seeds"][0][v]["pick"]["rule"]
-    lines = ["", f"## The pick's candidates ({result['candidate_steps']}-step training on the weight patients, Dice on "
+    lines = ["", f"## `{v}`: the candidates ({result['candidate_steps']}-step training on the weight patients, Dice on "
              "the architecture patients)", "", f"Picked: {rule}.", "",
              "| seed | candidate | source | weight-free ops per cell (ep / ns / ct) | LUT ms | validation Dice "
              + ("| test Dice, full retraining " if full else "") + "| picked |",
@@ -503,9 +511,10 @@ def main(argv: list[str] | None = None) -> int:
                         "network fits the search's L_ub by the lookup table")
     p.add_argument("--cap", type=int, default=None, metavar="M",
                    help="also derive each search's cells with at most M weight-free ops per cell")
-    p.add_argument("--cell-candidates", type=int, default=None, metavar="K",
+    p.add_argument("--cell-candidates", type=int, nargs="+", default=None, metavar="K",
                    help="also pick each search's cells among K candidates (the argmax and K-1 draws from the searched "
-                        "distribution) by a short training's Dice on validation patients (RtdnasConfig.pick)")
+                        "distribution) by a short training's Dice on validation patients (RtdnasConfig.pick); several "
+                        "K: one pick each, the larger reusing the smaller's trained candidates")
     p.add_argument("--candidate-steps", type=int, default=None, metavar="N",
                    help="steps of each candidate's short training (default: RtdnasConfig.pick's, 100)")
     p.add_argument("--retrain-candidates", action="store_true",
@@ -540,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cap is not None and args.cap < 0:
         p.error("--cap must be >= 0")
-    if args.cell_candidates is not None and args.cell_candidates < 2:
+    if args.cell_candidates is not None and min(args.cell_candidates) < 2:
         p.error("--cell-candidates must be >= 2 (1 is the argmax alone)")
     if args.fresh_patients is not None and args.fresh_patients < 2:
         p.error("--fresh-patients must be >= 2 (an interval needs patients)")

@@ -83,7 +83,7 @@ def test_the_replica_summary_is_the_mean_and_sample_std_over_training_seeds() ->
 def test_the_picked_cells_come_from_the_candidates_and_every_candidate_is_also_retrained(tmp_path: Path) -> None:
     bench = load_bench("rtdnas_seeds")
     out, js, md = tmp_path / "seeds", tmp_path / "r.json", tmp_path / "r.md"
-    argv = ["--preset", "smoke", "--seeds", "0", "--paths", "2", "--cell-candidates", "3", "--candidate-steps", "1",
+    argv = ["--preset", "smoke", "--seeds", "0", "--paths", "2", "--cell-candidates", "3", "2", "--candidate-steps", "1",
             "--retrain-candidates", "--fresh-patients", "2", "--out", str(out), "--json", str(js), "--md", str(md)]
     assert bench.main(argv) == 0
     result = json.loads(js.read_text())
@@ -100,7 +100,16 @@ def test_the_picked_cells_come_from_the_candidates_and_every_candidate_is_also_r
                 assert c["test_dice_full"] == s["pick3"]["dice"]["mean"]
     assert result["summary"]["pick3"]["dice"] == [s["pick3"]["dice"]["mean"]]
     text = md.read_text()
-    assert "## The pick's candidates" in text and "| pick3 | 0 |" in text and "**yes**" in text
+    assert "## `pick3`: the candidates" in text and "| pick3 | 0 |" in text and "**yes**" in text
+    # a pick among more draws the same candidates first, and reuses the smaller pick's trained ones (hard links)
+    small = s["pick2"]["pick"]["candidates"]
+    assert [c["cells"] for c in small] == [c["cells"] for c in pick["candidates"][:2]]
+    for c in small:
+        if c["within_ub"]:
+            assert c["val_dice"] == pick["candidates"][c["index"]]["val_dice"]
+            a, b = (out / "seed0" / f"pick{k}" / "rows" / f"pick_c{c['index']}" / "weights.pt" for k in (2, 3))
+            assert a.stat().st_ino == b.stat().st_ino
+    assert "## `pick2`: the candidates" in text
     assert "test Dice, full retraining" in text
     # both final networks scored again on the same fresh patients (a phantom seed in no split), paired
     for v in ("argmax", "pick3"):
