@@ -20,6 +20,12 @@ split and rendered patients hard-linked from the seed's folder)::
 and K - 1 draws from the searched distribution, each as its GA network trained ``--candidate-steps`` steps on the
 weight patients and scored on the architecture patients; folder ``seed<k>/pick<K>``); ``--retrain-candidates``
 retrains every candidate with the preset's schedule too, to check that the short training ranks them right.
+Several K (``--cell-candidates 4 8``) make one pick each, the larger reusing the smaller's trained candidates.
+``--fresh-patients N`` scores every final network again on N fresh phantom patients (``bench/fresh_draws``' seed, in
+no split): mean Dice with a bootstrap 95% interval, and each derivation's paired difference to the argmax network::
+
+    python bench/rtdnas_seeds.py --seeds 0 1 2 3 4 5 --cell-candidates 4 --fresh-patients 20 \\
+        --json docs/bench/rtdnas_seeds_pick_fresh.json --md docs/bench/rtdnas_seeds_pick_fresh.md
 
 Resumable (every stage reads its result back). One CPU-heavy job: the preset's thread count (1).
 """
