@@ -157,6 +157,7 @@ def test_the_command_line_turns_the_pick_on_and_refuses_a_bad_count(tmp_path, mo
 
     parser = argparse.ArgumentParser()
     cli.configure(parser)
+    assert cli.CANDIDATE_STEPS == PickConfig.train_steps and f"default {PickConfig.train_steps})" in parser.format_help()
     seen = {}
 
     class Fake:
