@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from search import distributed
 from search.core.convergence import plot_traces, report_section
 from search.core.decode import top_n_paths
-from search.core.genotypes import MultiscaleGenotype
+from search.core.genotypes import CellGenotype, MultiscaleGenotype, PathGenotype
 from search.core.sampling import sample_random_genotype
 from search.latency.lut import LatencyTable
 from search.latency.measure import measure_interleaved
@@ -309,8 +309,6 @@ class RtdnasExperiment:
         Raises:
             ValueError: it does not (a file of another search).
         """
-        from search.core.genotypes import CellGenotype
-
         path = path or self.out / "rounds" / f"r{final['round']}" / "supernet.pt"
         supernet = space.build_supernet(self.cfg, seed=self.cfg.seed + 101)
         supernet.load_state_dict(torch.load(path, map_location="cpu"))
@@ -365,8 +363,6 @@ class RtdnasExperiment:
                    "lut_ms": [c["lut_ms"] for c in doc["candidates"]]}}
 
     def _pick(self, final: dict[str, Any], table: LatencyTable, supernet) -> dict[str, Any]:
-        from search.core.genotypes import CellGenotype
-
         cfg, pick = self.cfg, self.cfg.pick
         rng = np.random.default_rng(cfg.seed + 700)
         candidates: list[tuple[str, dict]] = [("argmax", {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()})]
@@ -433,8 +429,6 @@ class RtdnasExperiment:
                 self.check_optimality(doc, table)
                 write_json(path, doc)
             return doc
-        from search.core.genotypes import CellGenotype
-
         cfg = self.cfg
         cells = {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()}
         pool = GenePool.from_beta(np.asarray(final["beta_probs"]), cfg.ga.pool_size)
@@ -458,7 +452,6 @@ class RtdnasExperiment:
         Enumerates all C(pool, N_l) individuals with the GA's own fitness; skipped (None) above
         ``max_combinations``. Shows whether a GA that returns the top-weight individual missed anything.
         """
-        from search.core.genotypes import CellGenotype, PathGenotype
         from search.methods.rtdnas.ga import exhaustive_best
 
         cells = {k: CellGenotype.from_dict(v) for k, v in doc["cells"].items()}
@@ -474,8 +467,6 @@ class RtdnasExperiment:
 
     def genotypes(self, derivation: dict[str, Any]) -> dict[str, MultiscaleGenotype]:
         """Row key -> genotype: ``tw_n<N>`` / ``ga_n<N>`` (GA rows identical to top-weight map to it)."""
-        from search.core.genotypes import CellGenotype, PathGenotype
-
         cells = {k: CellGenotype.from_dict(v) for k, v in derivation["cells"].items()}
         pool = [PathGenotype(tuple(p["kinds"])) for p in derivation["pool"]]
         out = {}

@@ -14,12 +14,7 @@ import torch
 from search.methods.rtdnas.config import PickConfig, preset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from tests.search.methods.test_rtdnas import _one_thread  # noqa: F401  (autouse: one torch thread, restored after)
 
 
 def test_the_pick_is_off_by_default_and_recorded_only_when_on():
@@ -44,16 +39,22 @@ def test_a_pick_network_outside_the_gene_pool_is_refused():
         replace(preset("smoke"), pick=PickConfig(candidates=2, n_paths=99))
 
 
+def _searched(cfg, folder):
+    """A smoke run's experiment, latency table and final search round, in ``folder``."""
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    exp = RtdnasExperiment(cfg, folder)
+    table = exp.latency_table()
+    return exp, table, exp.search_rounds(table)
+
+
 @pytest.mark.slow
 def test_the_pick_trains_every_candidate_on_training_patients_and_keeps_the_best(tmp_path, monkeypatch):
     from search.methods.rtdnas.experiment import RtdnasExperiment
-
     from search.train.cine_rows import CineRows
 
     cfg = replace(preset("smoke"), pick=PickConfig(candidates=3, train_steps=2, n_paths=2))
-    exp = RtdnasExperiment(cfg, tmp_path)
-    table = exp.latency_table()
-    final = exp.search_rounds(table)
+    exp, table, final = _searched(cfg, tmp_path)
     asked = []  # every patient set the pick's trainings and scorings ask for
     subset = CineRows.subset
     monkeypatch.setattr(CineRows, "subset", lambda self, ids: asked.append(tuple(ids)) or subset(self, ids))
@@ -96,9 +97,7 @@ def test_with_no_candidate_within_the_bound_the_argmax_stays_and_nothing_trains(
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
     cfg = replace(preset("smoke"), pick=PickConfig(candidates=2, train_steps=1, n_paths=2))
-    exp = RtdnasExperiment(cfg, tmp_path)
-    table = exp.latency_table()
-    final = exp.search_rounds(table)
+    exp, table, final = _searched(cfg, tmp_path)
     monkeypatch.setattr(RtdnasExperiment, "train_network", lambda *a, **k: pytest.fail("trained"))
     tight = {**final, "ub_ms": 1e-6}
     picked = exp.pick_cells(tight, table)
