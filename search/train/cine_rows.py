@@ -135,9 +135,13 @@ class CineRows:
         if result_path.is_file():
             return read_json(result_path)
         cfg = self.cfg
+        own_patients = train_ids is not None or eval_ids is not None  # not the row table's: the result says which
+        on_test = eval_ids is None
+        train_ids = self.split.train if train_ids is None else train_ids
+        eval_ids = self.split.test if eval_ids is None else eval_ids
         seed_everything(cfg.seed + 1000 + cfg.rows.index(row))
         net = build_row_network(cfg, row, genotype=genotype, causal=self.causal)
-        train_ds = clip_dataset(self.subset(self.split.train if train_ids is None else train_ids), cfg.data, train=True, seed=cfg.seed + 5,
+        train_ds = clip_dataset(self.subset(train_ids), cfg.data, train=True, seed=cfg.seed + 5,
                                 per_frame_norm=self.causal)
         tcfg = TrainConfig(epochs=cfg.retrain.epochs, batch_size=cfg.retrain.batch_size,
                            lr=cfg.retrain.lr, weight_decay=cfg.retrain.weight_decay, seed=cfg.seed,
@@ -168,10 +172,9 @@ class CineRows:
         }
         if self.causal:
             result["causal"] = True
-        if train_ids is not None or eval_ids is not None:  # not the row table's patients: say which
-            result["patients"] = {"trained_on": len(self.split.train if train_ids is None else train_ids),
-                                  "scored_on": len(self.split.test if eval_ids is None else eval_ids),
-                                  "scored_on_test": eval_ids is None}
+        if own_patients:
+            result["patients"] = {"trained_on": len(train_ids), "scored_on": len(eval_ids),
+                                  "scored_on_test": on_test}
         torch.save(net.state_dict(), folder / "weights.pt")
         write_json(result_path, result)
         return distributed.share_from_main(result)

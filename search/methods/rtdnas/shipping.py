@@ -105,7 +105,7 @@ def read_round(path: Path) -> dict[str, Any]:
 def export_winner(exp, key: str, result: dict[str, Any], reason: str, *,
                   convergence: dict[str, Any] | None = None, pick: dict[str, Any] | None = None) -> ModelCard:
     """ONNX (clip -> softmax probabilities for every frame) + verified card into ``exp.models_dir``; ``pick``: the
-    derivation's cell pick (``RtdnasConfig.pick``), said in the card's notes and architecture."""
+    derivation's cell pick (``RtdnasConfig.pick``), said in the card's notes and its ``cell_pick``."""
     cfg = exp.cfg
     command = f"python -m search rtdnas --preset {cfg.preset} --seed {cfg.seed}"
     picked = ""
