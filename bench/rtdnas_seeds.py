@@ -304,7 +304,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
                                              args.retrain_steps)
     smaller = None
     for k in sorted(set(args.cell_candidates or ())):
-        doc[f"pick{k}"] = picked_network(cfg, folder, final, table, args, doc, k, smaller)
+        doc[pick_variant(k, args.candidate_paths)] = picked_network(cfg, folder, final, table, args, doc, k, smaller)
         smaller = k
     doc["seconds"] = time.perf_counter() - t0
     doc["search_and_table_seconds"] = search_s
@@ -338,16 +338,22 @@ def picked_network(cfg, folder: Path, final: dict, table, args: argparse.Namespa
     from search.methods.rtdnas.config import PickConfig
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
-    pick_cfg = replace(cfg, pick=PickConfig(candidates=k, train_steps=args.candidate_steps, n_paths=args.paths))
-    sub = folder / f"pick{k}"
+    pick_cfg = replace(cfg, pick=PickConfig(candidates=k, train_steps=args.candidate_steps, n_paths=args.paths,
+                                            paths=args.candidate_paths))
+    sub = folder / pick_variant(k, args.candidate_paths)
     _link_run_inputs(folder, sub)
     if smaller is not None:
-        for row in (folder / f"pick{smaller}" / "rows").glob("pick_c*"):
+        for row in (folder / pick_variant(smaller, args.candidate_paths) / "rows").glob("pick_c*"):
             _link_tree(row, sub / "rows" / row.name)
+    if args.candidate_paths == "sampled" and (folder / f"pick{k}" / "rows" / "pick_c0").is_dir():
+        _link_tree(folder / f"pick{k}" / "rows" / "pick_c0", sub / "rows" / "pick_c0")  # the argmax on the heaviest
+        # paths: the same network in both kinds of pick
     exp = RtdnasExperiment(pick_cfg, sub, progress=_say)
     exp._check_config()
     picked = exp.pick_cells(final, table, folder / "rounds" / f"r{final['round']}" / "supernet.pt")
-    out = final_network(exp, picked, table, args.paths, args.pick, args.train_seeds, args.retrain_steps)
+    n_paths = picked["pick"]["picked_n_paths"] if args.candidate_paths == "sampled" else args.paths
+    out = final_network(exp, picked, table, n_paths, "fixed" if args.candidate_paths == "sampled" else args.pick,
+                        args.train_seeds, args.retrain_steps)  # a drawn pool: the picked candidate's own network
     pick_doc = json.loads((sub / "pick.json").read_text())
     out["pick"] = pick_doc
     if args.retrain_candidates:
@@ -374,15 +380,20 @@ def _free_ops(cells: dict) -> dict:
     return {k: sum(op in PARAMETER_FREE_OPS for _, _, op in c["edges"]) for k, c in cells.items()}
 
 
-def variant_names(cap: int | None, candidates) -> list[str]:
-    """The derivations of a run: ``argmax``, ``cap<M>`` with ``--cap``, ``pick<K>`` for each K of
+def pick_variant(k: int, paths: str = "heaviest") -> str:
+    """Name (and folder) of the pick among ``k`` candidates: ``pick<K>``, ``pick<K>s`` with sampled gene pools."""
+    return f"pick{k}" + ("s" if paths == "sampled" else "")
+
+
+def variant_names(cap: int | None, candidates, paths: str = "heaviest") -> list[str]:
+    """The derivations of a run: ``argmax``, ``cap<M>`` with ``--cap``, ``pick_variant(K)`` for each K of
     ``--cell-candidates`` (one K or a list)."""
     ks = [candidates] if isinstance(candidates, int) else sorted(set(candidates or ()))
-    return ["argmax"] + ([f"cap{cap}"] if cap is not None else []) + [f"pick{k}" for k in ks]
+    return ["argmax"] + ([f"cap{cap}"] if cap is not None else []) + [pick_variant(k, paths) for k in ks]
 
 
 def markdown(result: dict) -> str:
-    variants = variant_names(result["cap"], result.get("cell_candidates"))
+    variants = variant_names(result["cap"], result.get("cell_candidates"), result.get("candidate_paths", "heaviest"))
     final = (f"GA N_l = {result['paths']}" if result.get("pick", "fixed") == "fixed" else
              f"the GA network of the most paths (N_l <= {result['paths']}) that fits L_ub by the lookup table")
     lines = [f"# rtdnas over search seeds ({result['preset']} preset, final network = {final})", "",
@@ -397,8 +408,8 @@ def markdown(result: dict) -> str:
                 f"; `cap{result['cap']}`: the same search's cells with at most {result['cap']} weight-free op(s) per "
                 "cell (P-DARTS' cap; the search is not rerun)")
              + "".join(
-                f"; `{v}`: the same search's cells picked among "
-                f"{v[4:]} candidates (the argmax and draws from the searched distribution) by the "
+                f"; `{v}`: the same search's cells{' and gene pool' if v.endswith('s') else ''} picked among "
+                f"{v[4:].rstrip('s')} candidates (the argmax and draws from the searched distribution) by the "
                 f"Dice of a {result['candidate_steps']}-step training on validation patients (below; the search is "
                 "not rerun)" for v in variants if v.startswith("pick")) + ".", "",
              "| derivation | seed | weight-free ops per cell (ep / ns / ct) | N_l | params | LUT ms | Dice | RV / MYO / LV "
@@ -442,9 +453,9 @@ def candidate_lines(result: dict, v: str) -> list[str]:
     rule = result["seeds"][0][v]["pick"]["rule"]
     lines = ["", f"## `{v}`: the candidates ({result['candidate_steps']}-step training on the weight patients, Dice on "
              "the architecture patients)", "", f"Picked: {rule}.", "",
-             "| seed | candidate | source | weight-free ops per cell (ep / ns / ct) | LUT ms | validation Dice "
-             + ("| test Dice, full retraining " if full else "") + "| picked |",
-             "|---|---|---|---|---|---|---|" + ("---|" if full else "")]
+             "| seed | candidate | source | gene pool | weight-free ops per cell (ep / ns / ct) | N_l | deepest scale "
+             "| LUT ms | validation Dice " + ("| test Dice, full retraining " if full else "") + "| picked |",
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if full else "")]
     for s in result["seeds"]:
         pick = s[v]["pick"]
         for c in pick["candidates"]:
@@ -453,13 +464,22 @@ def candidate_lines(result: dict, v: str) -> list[str]:
             test = ""
             if full:
                 test = f"{c['test_dice_full']:.3f} | " if c.get("test_dice_full") is not None else "- | "
-            lines.append(f"| {s['seed']} | {c['index']} | {c['source']} | {free.get('ep')} / {free.get('ns')} / "
-                         f"{free.get('ct')} | {c['lut_ms']:.1f} | {val} | {test}"
+            lines.append(f"| {s['seed']} | {c['index']} | {c['source']} | {'sampled' if 'pool' in c else 'heaviest'} | "
+                         f"{free.get('ep')} / {free.get('ns')} / {free.get('ct')} | {len(c['paths'])} | "
+                         f"{_deepest(c['paths'])} | "
+                         f"{c['lut_ms']:.1f} | {val} | {test}"
                          f"{'**yes**' if c['index'] == pick['picked'] else ''} |")
     if full:
         lines += ["", "Rank agreement of the short training with the full retraining (Spearman, per seed): "
                   + "; ".join(f"seed {s['seed']}: {_spearman(s[v]['pick']['candidates'])}" for s in result["seeds"])]
     return lines + [""]
+
+
+def _deepest(paths: list[list[str]]) -> int:
+    """The coarsest scale any of the paths reaches (0: they all stay at full resolution)."""
+    from search.core.genotypes import PathGenotype
+
+    return max(max(PathGenotype(tuple(p)).scales) for p in paths)
 
 
 def _spearman(candidates: list[dict]) -> str:
@@ -523,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
                         "K: one pick each, the larger reusing the smaller's trained candidates")
     p.add_argument("--candidate-steps", type=int, default=None, metavar="N",
                    help="steps of each candidate's short training (default: RtdnasConfig.pick's, 100)")
+    p.add_argument("--candidate-paths", choices=("heaviest", "sampled"), default="heaviest",
+                   help="gene pool of the drawn candidates: the search's heaviest paths (default) or paths drawn from "
+                        "its path distribution too (RtdnasConfig.pick.paths; variant pick<K>s)")
     p.add_argument("--retrain-candidates", action="store_true",
                    help="also retrain every candidate with the preset's schedule and score it on the test patients "
                         "(checks the short training's ranking)")
@@ -565,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         from search.methods.rtdnas.config import PickConfig
 
         args.candidate_steps = PickConfig.train_steps
+    if args.candidate_paths != "heaviest" and args.cell_candidates is None:
+        p.error("--candidate-paths needs --cell-candidates")
     if args.retrain_candidates and args.cell_candidates is None:
         p.error("--retrain-candidates needs --cell-candidates")
     if args.train_seeds < 1:
@@ -590,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds.append(run_seed(seed, args))
     import torch
 
-    variants = variant_names(args.cap, args.cell_candidates)
+    variants = variant_names(args.cap, args.cell_candidates, args.candidate_paths)
     summary = {}
     for v in variants:
         dice = [s[v]["dice"]["mean"] for s in seeds]
@@ -612,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
               "loadavg_start": load_start, "loadavg_end": load_average(), "preset": args.preset, "paths": args.paths, "pick": args.pick,
               "fresh_patients": args.fresh_patients,
               "cap": args.cap, "cell_candidates": args.cell_candidates, "candidate_steps": args.candidate_steps,
+              "candidate_paths": args.candidate_paths,
               "train_seeds": args.train_seeds, "retrain_steps": args.retrain_steps,
               "seeds": seeds, "summary": summary}
     for v, s in summary.items():

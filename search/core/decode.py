@@ -21,7 +21,8 @@ weights instead. A search that drifted to weight-free ops (they lower the loss f
 have trained) then still derives a cell that can learn. None (default): no cap.
 
 Network paths: a path's weight is the product of the beta probabilities of its edges (eq. 10);
-:func:`top_n_paths` finds the n heaviest input-to-output paths exactly by k-best dynamic programming.
+:func:`top_n_paths` finds the n heaviest input-to-output paths exactly by k-best dynamic programming;
+:func:`sample_paths` draws distinct paths from the same distribution (a walk over the grid, one step per layer).
 """
 
 from __future__ import annotations
@@ -270,6 +271,42 @@ def top_n_paths(probs: np.ndarray, n: int) -> list[tuple[PathGenotype, float]]:
         prefixes = {s: heapq.nsmallest(n, items) for s, items in nxt.items()}
     best = heapq.nsmallest(n, (item for items in prefixes.values() for item in items))
     return [(PathGenotype(tuple(STEP_KINDS[k] for k in seq)), float(np.exp(-cost))) for cost, seq in best]
+
+
+def sample_paths(probs: np.ndarray, n: int, rng: np.random.Generator, max_draws: int | None = None) -> list[PathGenotype]:
+    """Up to ``n`` distinct paths drawn from the searched path distribution, in the order first drawn.
+
+    Each path is a walk from layer 0, scale 0: at every layer it draws its step from that (layer, scale)'s
+    beta probabilities among the steps that stay on the grid (renormalised). Where :func:`top_n_paths` keeps
+    the heaviest paths -- which, when the search favours ``skip`` at full resolution, all stay there -- a draw
+    leaves scale 0 as often as the probabilities say. rtdnas draws gene pools this way for the candidates of
+    its pick (``RtdnasConfig.pick``).
+
+    Args:
+        probs: ``(L, S, 4)`` edge probabilities, 0 = no edge.
+        n: Distinct paths wanted.
+        rng: The only randomness.
+        max_draws: Walks at most (default ``50 n``); fewer than ``n`` paths come back when the distribution
+            has fewer to give.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    n_layers, n_scales, _ = probs.shape
+    out: list[PathGenotype] = []
+    for _ in range(50 * n if max_draws is None else max_draws):
+        if len(out) == n:
+            break
+        kinds, scale = [], 0
+        for layer in range(n_layers):
+            legal = [k for k, kind in enumerate(STEP_KINDS)
+                     if 0 <= scale + STEP_DELTA[kind] < n_scales and probs[layer, scale, k] > 0]
+            w = probs[layer, scale, legal]
+            k = legal[int(rng.choice(len(legal), p=w / w.sum()))]
+            kinds.append(STEP_KINDS[k])
+            scale += STEP_DELTA[STEP_KINDS[k]]
+        path = PathGenotype(tuple(kinds))
+        if path not in out:
+            out.append(path)
+    return out
 
 
 def decode_multiscale(supernet, n_paths: int, edges_per_node: int = 1) -> MultiscaleGenotype:

@@ -122,9 +122,33 @@ def test_the_picked_cells_come_from_the_candidates_and_every_candidate_is_also_r
     assert "fresh phantom patients" in text
 
 
+@pytest.mark.slow
+def test_a_pick_with_drawn_gene_pools_is_its_own_variant_and_reuses_the_argmax_candidate(tmp_path: Path) -> None:
+    bench = load_bench("rtdnas_seeds")
+    out, js, md = tmp_path / "seeds", tmp_path / "r.json", tmp_path / "r.md"
+    base = ["--preset", "smoke", "--seeds", "0", "--paths", "3", "--cell-candidates", "3", "--candidate-steps", "1",
+            "--out", str(out)]
+    assert bench.main(base) == 0  # the pick on the heaviest paths first (pick3)
+    assert bench.main([*base, "--candidate-paths", "sampled", "--json", str(js), "--md", str(md)]) == 0
+    result = json.loads(js.read_text())
+    s = result["seeds"][0]
+    assert bench.variant_names(None, [3], "sampled") == ["argmax", "pick3s"] and set(s) >= {"argmax", "pick3s"}
+    pick = s["pick3s"]["pick"]
+    chosen = pick["candidates"][pick["picked"]]
+    assert all("pool" in c for c in pick["candidates"][1:]) and "pool" not in pick["candidates"][0]
+    # the final network is the picked candidate's: its cells, its number of paths
+    assert s["pick3s"]["cells"] == chosen["cells"] and s["pick3s"]["n_paths"] == chosen["n_paths"]
+    a, b = (out / "seed0" / v / "rows" / "pick_c0" / "weights.pt" for v in ("pick3", "pick3s"))
+    assert a.stat().st_ino == b.stat().st_ino  # the argmax candidate is the same network in both picks: not retrained
+    text = md.read_text()
+    assert "## `pick3s`: the candidates" in text and "| pick3s | 0 |" in text and "cells and gene pool" in text
+    assert "| 0 | 1 | sampled | sampled |" in text and result["candidate_paths"] == "sampled"
+
+
 @pytest.mark.parametrize("flag", [["--train-seeds", "0"], ["--retrain-steps", "0"], ["--free-op-dropout", "1"],
                                   ["--gdas-tau", "1", "0"], ["--cell-candidates", "1"], ["--candidate-steps", "0"],
-                                  ["--retrain-candidates"], ["--fresh-patients", "1"], ["--candidate-steps", "5"]])
+                                  ["--retrain-candidates"], ["--fresh-patients", "1"], ["--candidate-steps", "5"],
+                                  ["--candidate-paths", "sampled"], ["--candidate-paths", "widest"]])
 def test_bad_replica_options_are_refused(flag: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         load_bench("rtdnas_seeds").main(["--preset", "smoke", "--out", str(tmp_path), *flag])

@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[3]
 #: ``PickConfig.train_steps``, written here so that building the parser does not import the config (and torch with
 #: it: ``python -m search --help`` takes 0.14 s without, 1.3 s with); a test keeps the two equal.
 CANDIDATE_STEPS = 100
+#: ``config.PICK_PATHS`` (the same reason; a test keeps them equal).
+CANDIDATE_PATHS = ("heaviest", "sampled")
 PRESET_HELP = "smoke: < 1 min, tiny; default: a 2-core CPU in ~30 min; paper: the paper's schedule (GPU)"
 
 
@@ -31,6 +33,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "the architecture patients (default 1: the argmax, as the paper)")
     parser.add_argument("--candidate-steps", type=int, default=None, metavar="N",
                         help=f"steps of each candidate's short training (default {CANDIDATE_STEPS})")
+    parser.add_argument("--candidate-paths", choices=CANDIDATE_PATHS, default=None,
+                        help="gene pool of the drawn candidates: the search's heaviest paths (default) or paths drawn "
+                             "from its path distribution too, each network with as many of them (up to N_l) as fit "
+                             "L_ub")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
-    if args.candidate_steps is not None and args.cell_candidates == 1:
-        print("rtdnas: --candidate-steps needs --cell-candidates K with K > 1 (one candidate is the argmax alone)",
-              file=sys.stderr)
-        return 2
+    for flag, value in (("--candidate-steps", args.candidate_steps), ("--candidate-paths", args.candidate_paths)):
+        if value is not None and args.cell_candidates == 1:
+            print(f"rtdnas: {flag} needs --cell-candidates K with K > 1 (one candidate is the argmax alone)",
+                  file=sys.stderr)
+            return 2
     if args.cell_candidates != 1:
         from dataclasses import replace
 
@@ -57,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             pick = PickConfig(candidates=args.cell_candidates,
-                              **({} if args.candidate_steps is None else {"train_steps": args.candidate_steps}))
+                              **({} if args.candidate_steps is None else {"train_steps": args.candidate_steps}),
+                              **({} if args.candidate_paths is None else {"paths": args.candidate_paths}))
         except ValueError as exc:
             print(f"rtdnas: --cell-candidates / --candidate-steps: {exc}", file=sys.stderr)
             return 2

@@ -357,8 +357,10 @@ class RtdnasExperiment:
                 write_json(path, doc)
         picked = doc["candidates"][doc["picked"]]
         return {**final, "cells": picked["cells"], "argmax_cells": final["cells"],
+                **({"pool": picked["pool"]} if "pool" in picked else {}),
                 "pick": {k: doc[k] for k in ("picked", "n_paths", "train_steps", "rule")}
-                | {"source": picked["source"], "why": doc.get("why"),
+                | {"source": picked["source"], "why": doc.get("why"), "pool": "sampled" if "pool" in picked else "heaviest",
+                   "picked_n_paths": picked.get("n_paths", doc["n_paths"]),
                    "val_dice": [c.get("val_dice") for c in doc["candidates"]],
                    "lut_ms": [c["lut_ms"] for c in doc["candidates"]]}}
 
@@ -372,21 +374,33 @@ class RtdnasExperiment:
             cells = space.sample_cells(supernet, rng, cfg.cell_max_free_ops)
             if all(cells != other for _, other in candidates):
                 candidates.append(("sampled", cells))
-        pool = GenePool.from_beta(np.asarray(final["beta_probs"]), cfg.ga.pool_size)
+        beta = np.asarray(final["beta_probs"])
+        heaviest = GenePool.from_beta(beta, cfg.ga.pool_size)
+        path_rng = np.random.default_rng(cfg.seed + 800)  # its own generator: the cell draws stay those of "heaviest"
         n, split = cfg.pick_paths, self.helper.split
         train_ids, eval_ids, words = ((split.train, split.val, "validation") if split.val else
                                       (split.weight, split.arch, "architecture"))
         retrain = cfg.retrain.with_steps(pick.train_steps)
         out, nets = [], []
         for i, (source, cells) in enumerate(candidates):
-            ga = self.ga_paths(pool, n, space.FusedLatencyModel(cfg, cells, pool.paths, table))
+            pool, n_i = heaviest, n
+            if i > 0 and pick.paths == "sampled":
+                drawn = GenePool.sampled(beta, cfg.ga.pool_size, path_rng)
+                pool = drawn if len(drawn) >= n else heaviest  # a distribution with too few paths to give
+            fused = space.FusedLatencyModel(cfg, cells, pool.paths, table)
+            ga = self.ga_paths(pool, n_i, fused)
+            while pool is not heaviest and ga.latency_ms > final["ub_ms"] and n_i > 1:
+                n_i -= 1  # drawn paths share fewer cells than the heaviest: as many of them as fit L_ub
+                ga = self.ga_paths(pool, n_i, fused)
             g = space.genotype(cfg, cells, ga.paths)
             nets.append(g)
             entry = {"index": i, "source": source, "cells": {k: c.to_dict() for k, c in cells.items()},
-                     "paths": [list(p.kinds) for p in ga.paths], "lut_ms": ga.latency_ms,
+                     "paths": [list(p.kinds) for p in ga.paths], "n_paths": n_i, "lut_ms": ga.latency_ms,
                      "within_ub": bool(ga.latency_ms <= final["ub_ms"])}
+            if pool is not heaviest:
+                entry["pool"] = pool.to_doc()
             if entry["within_ub"]:
-                res = self.train_network(f"pick_c{i}", f"pick candidate {i} ({source}, N_l={n})", g, retrain,
+                res = self.train_network(f"pick_c{i}", f"pick candidate {i} ({source}, N_l={n_i})", g, retrain,
                                          train_ids=train_ids, eval_ids=eval_ids)
                 if res["genotype"] != json.loads(g.to_json()):
                     raise ValueError(f"{self.out / 'rows' / f'pick_c{i}'}: trained for another candidate network; "
@@ -394,7 +408,7 @@ class RtdnasExperiment:
                 entry.update(val_dice=res["dice"]["mean"], val_per_class=res["dice"]["per_class"],
                              params=res["params"], train_seconds=res["train_seconds"],
                              final_loss=res["train_losses"][-1] if res["train_losses"] else None)
-                self.say(f"pick: candidate {i} ({source}) LUT {ga.latency_ms:.1f} ms, {words} Dice "
+                self.say(f"pick: candidate {i} ({source}, N_l={n_i}) LUT {ga.latency_ms:.1f} ms, {words} Dice "
                          f"{entry['val_dice']:.3f}")
             else:
                 self.say(f"pick: candidate {i} ({source}) LUT {ga.latency_ms:.1f} ms > L_ub {final['ub_ms']:.1f} ms: "
@@ -413,34 +427,37 @@ class RtdnasExperiment:
         return {"round": final["round"], "ub_ms": final["ub_ms"], "n_paths": n, "train_steps": pick.train_steps,
                 "rule": (f"the highest mean Dice on the {len(eval_ids)} {words} patients after {pick.train_steps} "
                          f"steps on {len(train_ids)} other training patients, among the candidates whose GA network "
-                         f"(N_l = {n}) fits L_ub by the lookup table and meets the real-time rule when measured"),
+                         f"(N_l = {n}" + (", or on a drawn gene pool the most paths up to it that fit" if
+                                          pick.paths == "sampled" else "")
+                         + ") fits L_ub by the lookup table and meets the real-time rule when measured"),
                 "why": why, "candidates": out, "picked": best}
 
     # ----------------------------------------------------------------------------- derivation
     def derive(self, final: dict[str, Any], table: LatencyTable) -> dict[str, Any]:
         """Top-weight and GA paths for every N_l of Table 1 and the sweep, on the final round's cells."""
         path = self.out / "derivation.json"
+        cfg = self.cfg
+        pool = (GenePool.from_doc(final["pool"]) if "pool" in final  # the pick's drawn pool
+                else GenePool.from_beta(np.asarray(final["beta_probs"]), cfg.ga.pool_size))
         if path.is_file():
             doc = read_json(path)
-            if doc["cells"] != json.loads(json.dumps(final["cells"])):
-                raise ValueError(f"{path}: derived from other cells than this run's final round (or pick); delete it "
-                                 "to derive again")
+            if [doc["cells"], doc["pool"]] != json.loads(json.dumps([final["cells"], pool.to_doc()])):
+                raise ValueError(f"{path}: derived from other cells or paths than this run's final round (or pick); "
+                                 "delete it to derive again")
             if any("exhaustive_ms" not in d for d in doc["by_n"].values()):
                 self.check_optimality(doc, table)
                 write_json(path, doc)
             return doc
-        cfg = self.cfg
         cells = {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()}
-        pool = GenePool.from_beta(np.asarray(final["beta_probs"]), cfg.ga.pool_size)
         fused = space.FusedLatencyModel(cfg, cells, pool.paths, table)
         by_n = {}
-        for n in sorted({*cfg.table1_paths, *cfg.sweep_paths}):
+        for n in derived_paths(cfg, final):
             res = self.ga_paths(pool, n, fused)
             by_n[str(n)] = res.to_dict()
             self.say(f"derive N_l={n}: top-weight {res.top_weight_latency_ms:.1f} ms (LUT) -> GA {res.latency_ms:.1f} ms, "
                      f"genes {list(res.best)}")
         doc = {"round": final["round"], "ub_ms": final["ub_ms"], "cells": final["cells"],
-               "pool": [{"kinds": list(p.kinds), "log_weight": w} for p, w in zip(pool.paths, pool.log_weights)],
+               "pool": pool.to_doc(),
                "by_n": by_n, **({"pick": final["pick"]} if "pick" in final else {})}
         self.check_optimality(doc, table)
         write_json(path, doc)
@@ -455,8 +472,7 @@ class RtdnasExperiment:
         from search.methods.rtdnas.ga import exhaustive_best
 
         cells = {k: CellGenotype.from_dict(v) for k, v in doc["cells"].items()}
-        pool = GenePool(tuple(PathGenotype(tuple(p["kinds"])) for p in doc["pool"]),
-                        tuple(p["log_weight"] for p in doc["pool"]))
+        pool = GenePool.from_doc(doc["pool"])
         fused = space.FusedLatencyModel(self.cfg, cells, pool.paths, table)
         for n, res in doc["by_n"].items():
             if math.comb(len(pool), int(n)) > max_combinations:
@@ -493,7 +509,7 @@ class RtdnasExperiment:
     def train_rows(self, derivation: dict[str, Any], stages: StageRunner | None = None) -> dict[str, Any]:
         """Retrain every Table 1 / sweep network from scratch (identical GA / top-weight nets trained once)."""
         gens = self.genotypes(derivation)
-        wanted = [f"tw_n{n}" for n in self.cfg.table1_paths] + [f"ga_n{n}" for n in (*self.cfg.table1_paths, *self.cfg.sweep_paths)]
+        wanted = [f"tw_n{n}" for n in self.cfg.table1_paths] + [f"ga_n{n}" for n in derived_paths(self.cfg, derivation)]
         results: dict[str, Any] = {}
         for key in dict.fromkeys(wanted):
             twin = f"tw_n{key.split('_n')[1]}"
@@ -623,6 +639,13 @@ class RtdnasExperiment:
             lat = (d.get("latency") or {}).get("trained")
             out[d["key"]] = {"name": d["name"], "dice": d["dice"], "latency": lat, "params": d.get("params")}
         return out
+
+
+def derived_paths(cfg: RtdnasConfig, final: dict[str, Any]) -> list[int]:
+    """N_l of the GA networks derived and retrained: Table 1's, the sweep's, and the picked candidate's (a drawn gene
+    pool may fit L_ub with fewer paths than ``cfg.pick_paths``; ``PickConfig.paths``)."""
+    picked = (final.get("pick") or {}).get("picked_n_paths")
+    return sorted({*cfg.table1_paths, *cfg.sweep_paths, *([picked] if picked else [])})
 
 
 def _staged(stages: StageRunner | None, stage: Stage) -> Any:

@@ -41,7 +41,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from search.core.decode import path_log_weight, top_n_paths
+from search.core.decode import path_log_weight, sample_paths, top_n_paths
 from search.core.genotypes import MultiscaleGenotype, PathGenotype
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,24 @@ class GenePool:
         best = top_n_paths(np.asarray(beta_probs), size)
         probs = np.asarray(beta_probs, dtype=np.float64)
         return cls(tuple(p for p, _ in best), tuple(path_log_weight(p, probs) for p, _ in best))
+
+    @classmethod
+    def sampled(cls, beta_probs: np.ndarray, size: int, rng: np.random.Generator) -> "GenePool":
+        """Pool of ``size`` distinct paths drawn from ``beta_probs`` (``search.core.decode.sample_paths``), ranked
+        heaviest first as ``from_beta``'s (ties by the kinds' names), so the GA reads it the same way."""
+        probs = np.asarray(beta_probs, dtype=np.float64)
+        ranked = sorted(((path_log_weight(p, probs), p) for p in sample_paths(probs, size, rng)),
+                        key=lambda wp: (-wp[0], wp[1].kinds))
+        return cls(tuple(p for _, p in ranked), tuple(w for w, _ in ranked))
+
+    @classmethod
+    def from_doc(cls, doc: Sequence[dict]) -> "GenePool":
+        """The pool of ``to_doc``'s JSON."""
+        return cls(tuple(PathGenotype(tuple(p["kinds"])) for p in doc), tuple(float(p["log_weight"]) for p in doc))
+
+    def to_doc(self) -> list[dict]:
+        """JSON: every path's kinds and log weight, in pool order (heaviest first)."""
+        return [{"kinds": list(p.kinds), "log_weight": w} for p, w in zip(self.paths, self.log_weights)]
 
     def __len__(self) -> int:
         return len(self.paths)

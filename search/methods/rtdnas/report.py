@@ -70,9 +70,22 @@ def pick_paragraph(derivation: Mapping[str, Any]) -> str:
         return ""
     scores = " / ".join("over L_ub" if d is None else f"{d:.3f}" for d in p["val_dice"])
     why = f" ({p['why']})" if p.get("why") else ""
-    return (f"\nCells: candidate {p['picked']} ({p['source']}) of {len(p['val_dice'])} (candidate 0: the search's "
-            f"argmax, the others drawn from its architecture distribution), picked by {p['rule']}{why}. Validation "
-            f"Dice per candidate: {scores}.\n")
+    drawn = "cells and gene pool" if p.get("pool") == "sampled" else "cells"
+    return (f"\n{pick_words(p)}: candidate {p['picked']} ({p['source']}) of {len(p['val_dice'])} (candidate 0: the "
+            f"search's argmax on its heaviest paths, the others' {drawn} drawn from its architecture distribution), "
+            f"picked by {p['rule']}{why}. Validation Dice per candidate: {scores}.\n")
+
+
+def pool_words(cfg: RtdnasConfig, derivation: Mapping[str, Any]) -> str:
+    """Where the derivation's gene pool came from: the round's heaviest paths, or the picked candidate's draw."""
+    if (derivation.get("pick") or {}).get("pool") == "sampled":
+        return f"{len(derivation['pool'])} paths drawn from the round's path distribution, the picked candidate's"
+    return f"top-{cfg.ga.pool_size} paths by accumulated weight"
+
+
+def pick_words(pick: Mapping[str, Any]) -> str:
+    """What the pick chose: "Cells", or "Cells and paths" when its candidates drew their gene pools too."""
+    return "Cells and paths" if pick.get("pool") == "sampled" else "Cells"
 
 
 def meets(cfg: RtdnasConfig, r: Mapping[str, Any]) -> bool:
@@ -264,7 +277,7 @@ table, eq. 3-5, softmax weights). Weights: SGD momentum {cfg.search.momentum}, l
 
 {rounds_markdown(rounds)}
 
-## Derivation on the final round's {'picked ' if derivation.get('pick') else ''}cells (gene pool = top-{cfg.ga.pool_size} paths by accumulated weight)
+## Derivation on the final round's {'picked ' if derivation.get('pick') else ''}cells (gene pool = {pool_words(cfg, derivation)})
 {pick_paragraph(derivation)}
 {pool}
 

@@ -110,9 +110,13 @@ def export_winner(exp, key: str, result: dict[str, Any], reason: str, *,
     command = f"python -m search rtdnas --preset {cfg.preset} --seed {cfg.seed}"
     picked = ""
     if pick:
+        from search.methods.rtdnas.report import pick_words
+
         command += f" --cell-candidates {cfg.pick.candidates} --candidate-steps {cfg.pick.train_steps}"
-        picked = (f" Cells: candidate {pick['picked']} ({pick['source']}) of {len(pick['val_dice'])}, picked by "
-                  f"{pick['rule']}.")
+        if cfg.pick.paths != "heaviest":
+            command += f" --candidate-paths {cfg.pick.paths}"
+        picked = (f" {pick_words(pick)}: candidate {pick['picked']} ({pick['source']}) of {len(pick['val_dice'])}, "
+                  f"picked by {pick['rule']}.")
     g = MultiscaleGenotype.from_dict(result["genotype"])
     row = space.row(key, key, len(g.paths))
     net = build_row_network(space.rows_view(cfg, (row,)), row, genotype=g)
@@ -154,6 +158,7 @@ def export_winner(exp, key: str, result: dict[str, Any], reason: str, *,
         # meets_realtime is written by the card writer from the exported file's own figures.
         extra={"default": True, **({"cell_pick": {"candidates": len(pick["val_dice"]), "picked": pick["picked"],
                                                   "source": pick["source"], "train_steps": pick["train_steps"],
+                                                  "gene_pool": pick.get("pool", "heaviest"),
                                                   "validation_dice": pick["val_dice"]}} if pick else {})},
     )
     return export_model(ClipProbabilities(net).eval(), content, exp.models_dir, parity, evaluate=evaluate,

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from search.core.cells import CellSpec
-from search.core.decode import all_paths, decode_cell, decode_multiscale, path_log_weight, top_n_paths
-from search.core.genotypes import CellEdge
+from search.core.decode import (all_paths, decode_cell, decode_multiscale, path_log_weight, sample_paths,
+                                 top_n_paths)
+from search.core.genotypes import STEP_KINDS, CellEdge, PathGenotype
 from search.core.ops import MSNAS_OPS, SEGQC_DOWN, SEGQC_NORMAL
 from search.core.supernets.multiscale import MultiscaleConfig, MultiscaleSupernet, beta_mask
 
@@ -193,3 +194,35 @@ def test_a_drawn_cell_obeys_the_free_op_cap_and_only_pairs_are_drawn():
         assert sum(e.op in PARAMETER_FREE_OPS for e in g.edges) <= 1
     with pytest.raises(ValueError, match="joint"):
         sample_cell(MS_SPEC, "op", alphas, rng)
+
+
+def test_drawn_paths_stay_on_the_grid_are_distinct_and_repeat_with_their_seed():
+    probs = _random_probs(np.random.default_rng(3), 5, 3)
+    paths = sample_paths(probs, 8, np.random.default_rng(1))
+    assert len(paths) == 8 and len(set(paths)) == 8
+    legal = set(all_paths(5, 3))
+    assert all(p in legal and np.isfinite(path_log_weight(p, probs)) for p in paths)
+    assert paths == sample_paths(probs, 8, np.random.default_rng(1))
+    assert paths != sample_paths(probs, 8, np.random.default_rng(2))
+
+
+def test_drawn_paths_follow_beta_where_the_heaviest_all_stay_at_full_resolution():
+    probs = np.zeros((10, 4, 4))
+    probs[:, 0, 1:] = (0.25, 0.25, 0.5)  # scale 0: ns / ct / skip, skip the most probable (as the default searches)
+    probs[:, 1:3, :] = 0.25
+    probs[:, 3, :] = (1 / 3, 1 / 3, 0.0, 1 / 3)  # the coarsest scale cannot contract
+    heaviest = [p for p, _ in top_n_paths(probs, 10)]
+    assert all(max(p.scales) == 0 for p in heaviest[:3])
+    rng = np.random.default_rng(0)
+    first = [sample_paths(probs, 1, rng)[0].kinds[0] for _ in range(2000)]  # one draw each: no distinctness bias
+    assert first.count("skip") / 2000 == pytest.approx(0.5, abs=0.04)
+    assert first.count("ct") / 2000 == pytest.approx(0.25, abs=0.04) and "ep" not in first
+    drawn = sample_paths(probs, 10, np.random.default_rng(0))
+    assert sum(max(p.scales) > 0 for p in drawn) >= 8  # 1 - .75^10 = .94 of the walks leave scale 0
+
+
+def test_a_distribution_with_fewer_paths_than_asked_gives_what_it_has():
+    probs = np.zeros((3, 2, 4))
+    probs[:, 0, STEP_KINDS.index("skip")] = 1.0  # one path only
+    probs[:, 1, STEP_KINDS.index("skip")] = 1.0
+    assert sample_paths(probs, 5, np.random.default_rng(0), max_draws=20) == [PathGenotype(("skip",) * 3)]

@@ -22,16 +22,35 @@ def test_the_pick_is_off_by_default_and_recorded_only_when_on():
         cfg = preset(name)
         assert cfg.pick == PickConfig() and cfg.pick.candidates == 1 and "pick" not in cfg.to_dict()
     on = replace(preset("default"), pick=PickConfig(candidates=4, train_steps=50))
-    assert on.to_dict()["pick"] == {"candidates": 4, "train_steps": 50, "n_paths": None}
+    assert on.to_dict()["pick"] == {"candidates": 4, "train_steps": 50, "n_paths": None}  # as before drawn pools
+    drawn = replace(on, pick=PickConfig(candidates=4, train_steps=50, paths="sampled"))
+    assert drawn.to_dict()["pick"] == {"candidates": 4, "train_steps": 50, "n_paths": None, "paths": "sampled"}
     # one candidate is no pick, whatever its other settings: the config (and its run folder) stays the old one
     assert replace(preset("default"), pick=PickConfig(train_steps=50)).to_dict() == preset("default").to_dict()
     assert on.pick_paths == 7 and replace(on, pick=PickConfig(candidates=4, n_paths=5)).pick_paths == 5
 
 
-@pytest.mark.parametrize("bad", [dict(candidates=0), dict(train_steps=0)])
+@pytest.mark.parametrize("bad", [dict(candidates=0), dict(train_steps=0), dict(paths="widest")])
 def test_bad_pick_settings_are_refused(bad):
     with pytest.raises(ValueError, match="pick"):
         PickConfig(**bad)
+
+
+def test_a_drawn_gene_pool_is_ranked_heaviest_first_and_round_trips_through_json():
+    from search.core.decode import path_log_weight
+    from search.methods.rtdnas.ga import GenePool
+
+    rng = np.random.default_rng(0)
+    beta = rng.dirichlet(np.ones(4), size=(6, 3))
+    beta[:, 0, 0] = 0.0  # no expanding step at full resolution
+    beta[:, 2, 2] = 0.0  # nor a contracting one at the coarsest scale
+    beta /= beta.sum(-1, keepdims=True)
+    pool = GenePool.sampled(beta, 8, np.random.default_rng(1))
+    assert len(pool) == 8 and len(set(pool.paths)) == 8
+    assert list(pool.log_weights) == sorted(pool.log_weights, reverse=True)
+    assert all(w == path_log_weight(p, beta) for p, w in zip(pool.paths, pool.log_weights))
+    assert GenePool.from_doc(json.loads(json.dumps(pool.to_doc()))) == pool
+    assert pool != GenePool.sampled(beta, 8, np.random.default_rng(2))
 
 
 def test_a_pick_network_outside_the_gene_pool_is_refused():
@@ -93,6 +112,42 @@ def test_the_pick_trains_every_candidate_on_training_patients_and_keeps_the_best
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_drawn_gene_pools_keep_the_cell_draws_fit_the_bound_and_go_on_to_the_derivation(tmp_path):
+    from search.methods.rtdnas.experiment import derived_paths
+
+    heaviest = replace(preset("smoke"), pick=PickConfig(candidates=3, train_steps=1, n_paths=3))
+    drawn = replace(heaviest, pick=replace(heaviest.pick, paths="sampled"))
+    exp_h, table, final = _searched(heaviest, tmp_path / "heaviest")
+    exp_h.pick_cells(final, table)
+    exp, _, final_s = _searched(drawn, tmp_path / "drawn")
+    assert final_s["cells"] == final["cells"]  # the same search
+    tight = {**final_s, "ub_ms": 2.0}  # a bound only some path sets fit: drawn pools shed paths until they do
+    picked = exp.pick_cells(tight, table)
+    cands = json.loads((tmp_path / "drawn" / "pick.json").read_text())["candidates"]
+    same = json.loads((tmp_path / "heaviest" / "pick.json").read_text())["candidates"]
+    assert [c["cells"] for c in cands] == [c["cells"] for c in same]  # the same cell draws, other paths
+    assert "pool" not in cands[0] and cands[0]["paths"] == same[0]["paths"]  # candidate 0: argmax, heaviest paths
+    for c in cands[1:]:
+        assert len(c["pool"]) == heaviest.ga.pool_size and 1 <= c["n_paths"] == len(c["paths"]) <= 3
+        assert c["within_ub"] or c["n_paths"] == 1  # as many drawn paths as fit the bound
+        kinds = [p["kinds"] for p in c["pool"]]
+        assert all(p in kinds for p in c["paths"])
+    chosen = cands[picked["pick"]["picked"]]
+    assert picked["pick"]["picked_n_paths"] == chosen["n_paths"]
+    assert picked["pick"]["pool"] == ("sampled" if "pool" in chosen else "heaviest")
+    assert ("pool" in picked) == ("pool" in chosen)
+    derivation = exp.derive(picked, table)
+    if "pool" in chosen:  # the derivation draws its paths from the picked candidate's pool
+        assert derivation["pool"] == chosen["pool"]
+    assert chosen["n_paths"] in derived_paths(drawn, picked)
+    assert derivation["by_n"][str(chosen["n_paths"])]["best"] is not None
+    # derived from other paths than the pick's: refused, not reused
+    other = {**picked, "pool": [*picked.get("pool", derivation["pool"])[1:], derivation["pool"][0]]}
+    with pytest.raises(ValueError, match="other cells or paths"):
+        exp.derive(other, table)
+
+
 def test_with_no_candidate_within_the_bound_the_argmax_stays_and_nothing_trains(tmp_path, monkeypatch):
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
@@ -126,10 +181,11 @@ def test_a_supernet_that_does_not_derive_the_round_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_with_the_pick_derives_from_the_picked_cells_and_reports_it(tmp_path):
+@pytest.mark.parametrize("paths", ["heaviest", "sampled"])
+def test_a_run_with_the_pick_derives_from_the_picked_cells_and_reports_it(tmp_path, paths):
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
-    cfg = replace(preset("smoke"), pick=PickConfig(candidates=2, train_steps=1),
+    cfg = replace(preset("smoke"), pick=PickConfig(candidates=2, train_steps=1, paths=paths),
                   cloud=replace(preset("smoke").cloud, full_train=0))
     RtdnasExperiment(cfg, tmp_path, models_dir=tmp_path / "models").run()
     record = json.loads((tmp_path / "stages.json").read_text())["stages"]
@@ -138,13 +194,19 @@ def test_a_run_with_the_pick_derives_from_the_picked_cells_and_reports_it(tmp_pa
     derivation = json.loads((tmp_path / "derivation.json").read_text())
     assert derivation["cells"] == doc["candidates"][doc["picked"]]["cells"]
     assert derivation["pick"]["picked"] == doc["picked"]
+    chosen = doc["candidates"][doc["picked"]]
+    if "pool" in chosen:  # a drawn gene pool goes on to the derivation, and its network is a row
+        assert derivation["pool"] == chosen["pool"] and (tmp_path / "rows" / f"ga_n{chosen['n_paths']}").is_dir()
     report = (tmp_path / "report" / "report.md").read_text()
-    said = f"Cells: candidate {doc['picked']} ({doc['candidates'][doc['picked']]['source']}) of 2"
+    words = "Cells and paths" if paths == "sampled" else "Cells"
+    said = f"{words}: candidate {doc['picked']} ({chosen['source']}) of 2"
     assert said in report
     shipping = json.loads((tmp_path / "shipping.json").read_text())
     assert shipping["shipped"]  # no msnas-hw model to beat; the card says how its cells were chosen and the command
     card = json.loads(Path(shipping["model"]).with_suffix(".json").read_text())
-    assert said in card["notes"] and "--cell-candidates 2 --candidate-steps 1" in card["notes"]
+    command = "--cell-candidates 2 --candidate-steps 1" + (" --candidate-paths sampled" if paths == "sampled" else "")
+    assert said in card["notes"] and command in card["notes"]
+    assert card["cell_pick"]["gene_pool"] == ("sampled" if "pool" in chosen else "heaviest")
     assert card["cell_pick"]["picked"] == doc["picked"] and card["cell_pick"]["candidates"] == 2
 
 
@@ -175,3 +237,10 @@ def test_the_command_line_turns_the_pick_on_and_refuses_a_bad_count(tmp_path, mo
     assert "rtdnas: --cell-candidates / --candidate-steps: pick needs candidates >= 1" in capsys.readouterr().err
     assert cli.run(parser.parse_args([*base, "--candidate-steps", "30"])) == 2  # steps without candidates: no pick
     assert "--candidate-steps needs --cell-candidates" in capsys.readouterr().err
+    assert cli.run(parser.parse_args([*base, "--cell-candidates", "4", "--candidate-paths", "sampled"])) == 0
+    assert seen["cfg"].pick == PickConfig(candidates=4, paths="sampled")
+    assert cli.run(parser.parse_args([*base, "--candidate-paths", "sampled"])) == 2
+    assert "--candidate-paths needs --cell-candidates" in capsys.readouterr().err
+    from search.methods.rtdnas.config import PICK_PATHS
+
+    assert cli.CANDIDATE_PATHS == PICK_PATHS
