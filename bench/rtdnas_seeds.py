@@ -345,15 +345,15 @@ def picked_network(cfg, folder: Path, final: dict, table, args: argparse.Namespa
     if smaller is not None:
         for row in (folder / pick_variant(smaller, args.candidate_paths) / "rows").glob("pick_c*"):
             _link_tree(row, sub / "rows" / row.name)
-    if args.candidate_paths == "sampled" and (folder / f"pick{k}" / "rows" / "pick_c0").is_dir():
+    if args.candidate_paths == "sampled" and _same_candidate_training(folder / f"pick{k}", pick_cfg):
         _link_tree(folder / f"pick{k}" / "rows" / "pick_c0", sub / "rows" / "pick_c0")  # the argmax on the heaviest
-        # paths: the same network in both kinds of pick
+        # paths: the same network in both kinds of pick, trained the same way
     exp = RtdnasExperiment(pick_cfg, sub, progress=_say)
     exp._check_config()
     picked = exp.pick_cells(final, table, folder / "rounds" / f"r{final['round']}" / "supernet.pt")
     n_paths = picked["pick"]["picked_n_paths"] if args.candidate_paths == "sampled" else args.paths
-    out = final_network(exp, picked, table, n_paths, "fixed" if args.candidate_paths == "sampled" else args.pick,
-                        args.train_seeds, args.retrain_steps)  # a drawn pool: the picked candidate's own network
+    out = final_network(exp, picked, table, n_paths, args.pick, args.train_seeds,
+                        args.retrain_steps)  # a drawn pool: the picked candidate's own network (its N_l fits L_ub)
     pick_doc = json.loads((sub / "pick.json").read_text())
     out["pick"] = pick_doc
     if args.retrain_candidates:
@@ -372,6 +372,18 @@ def picked_network(cfg, folder: Path, final: dict, table, args: argparse.Namespa
                 known[ident(c)] = res["dice"]["mean"]
             c["test_dice_full"] = known.get(ident(c))
     return out
+
+
+def _same_candidate_training(folder: Path, pick_cfg) -> bool:
+    """Whether the pick in ``folder`` trained its candidates as ``pick_cfg`` does (steps, N_l, the rest of the
+    config): only then is its argmax candidate's row the one this pick would train."""
+    path = folder / "config.json"
+    if not (folder / "rows" / "pick_c0").is_dir() or not path.is_file():
+        return False
+    theirs, ours = json.loads(path.read_text()), json.loads(json.dumps(pick_cfg.to_dict()))
+    theirs.get("pick", {}).pop("paths", None)
+    ours.get("pick", {}).pop("paths", None)
+    return theirs == ours
 
 
 def _free_ops(cells: dict) -> dict:
@@ -449,6 +461,8 @@ def markdown(result: dict) -> str:
 def candidate_lines(result: dict, v: str) -> list[str]:
     """The candidates of pick variant ``v`` per seed: LUT latency, validation Dice after the short training, and
     (with ``--retrain-candidates``) the test Dice after the full retraining."""
+    from search.methods.rtdnas.experiment import gene_pool
+
     full = any("test_dice_full" in c for s in result["seeds"] for c in s[v]["pick"]["candidates"])
     rule = result["seeds"][0][v]["pick"]["rule"]
     lines = ["", f"## `{v}`: the candidates ({result['candidate_steps']}-step training on the weight patients, Dice on "
@@ -464,7 +478,7 @@ def candidate_lines(result: dict, v: str) -> list[str]:
             test = ""
             if full:
                 test = f"{c['test_dice_full']:.3f} | " if c.get("test_dice_full") is not None else "- | "
-            lines.append(f"| {s['seed']} | {c['index']} | {c['source']} | {'sampled' if 'pool' in c else 'heaviest'} | "
+            lines.append(f"| {s['seed']} | {c['index']} | {c['source']} | {gene_pool(c)} | "
                          f"{free.get('ep')} / {free.get('ns')} / {free.get('ct')} | {len(c['paths'])} | "
                          f"{_deepest(c['paths'])} | "
                          f"{c['lut_ms']:.1f} | {val} | {test}"
@@ -528,6 +542,8 @@ def replica_lines(result: dict, variants: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from search.methods.rtdnas.cli import CANDIDATE_PATHS
+
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--preset", choices=("smoke", "default"), default="default")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "rtdnas" / "seeds")
@@ -543,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                         "K: one pick each, the larger reusing the smaller's trained candidates")
     p.add_argument("--candidate-steps", type=int, default=None, metavar="N",
                    help="steps of each candidate's short training (default: RtdnasConfig.pick's, 100)")
-    p.add_argument("--candidate-paths", choices=("heaviest", "sampled"), default="heaviest",
+    p.add_argument("--candidate-paths", choices=CANDIDATE_PATHS, default="heaviest",
                    help="gene pool of the drawn candidates: the search's heaviest paths (default) or paths drawn from "
                         "its path distribution too (RtdnasConfig.pick.paths; variant pick<K>s)")
     p.add_argument("--retrain-candidates", action="store_true",

@@ -74,7 +74,9 @@ def load_section(folder: Path, msnas_folder: Path | None) -> MethodSection:
         "figures: the RT-DNAS paper (P100 GPU, ACDC).")
     if rounds:
         section.blocks.append(f"#### Constraint rounds ({REALTIME.describe()})\n\n" + method_report.rounds_markdown(rounds))
-    section.blocks.append("#### Table 1: top-weight vs GA on the same searched cells, ours and the paper's\n\n"
+    derivation = read_json(folder / "derivation.json") if (folder / "derivation.json").is_file() else {}
+    section.blocks.append("#### Table 1: top-weight vs GA on the same searched cells, ours and the paper's"
+                          + method_report.table1_pool_words(derivation) + "\n\n"
                           + method_report.table1_markdown(cfg, rows))
     section.blocks.append("#### Table 2: ours and msnas-hw's baselines (same data, clips, machine)\n\n"
                           + method_report.table2_markdown(cfg, rows, baselines))

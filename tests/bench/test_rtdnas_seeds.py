@@ -145,6 +145,24 @@ def test_a_pick_with_drawn_gene_pools_is_its_own_variant_and_reuses_the_argmax_c
     assert "| 0 | 1 | sampled | sampled |" in text and result["candidate_paths"] == "sampled"
 
 
+def test_the_argmax_candidate_is_reused_only_from_a_pick_trained_the_same_way(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from search.methods.rtdnas.config import PickConfig, preset
+
+    bench = load_bench("rtdnas_seeds")
+    heaviest = replace(preset("smoke"), pick=PickConfig(candidates=3, train_steps=1, n_paths=3))
+    folder = tmp_path / "pick3"
+    (folder / "rows" / "pick_c0").mkdir(parents=True)
+    drawn = replace(heaviest, pick=replace(heaviest.pick, paths="sampled"))
+    assert not bench._same_candidate_training(folder, drawn)  # no config: nothing known, nothing reused
+    (folder / "config.json").write_text(json.dumps(heaviest.to_dict()))
+    assert bench._same_candidate_training(folder, drawn)
+    for other in (replace(drawn, pick=replace(drawn.pick, train_steps=2)), replace(drawn, pick=replace(drawn.pick, n_paths=2)),
+                  replace(drawn, seed=1)):
+        assert not bench._same_candidate_training(folder, other)
+
+
 @pytest.mark.parametrize("flag", [["--train-seeds", "0"], ["--retrain-steps", "0"], ["--free-op-dropout", "1"],
                                   ["--gdas-tau", "1", "0"], ["--cell-candidates", "1"], ["--candidate-steps", "0"],
                                   ["--retrain-candidates"], ["--fresh-patients", "1"], ["--candidate-steps", "5"],

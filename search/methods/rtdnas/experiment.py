@@ -324,11 +324,13 @@ class RtdnasExperiment:
         return Stage("pick", run=run, load=run, outputs=(self.out / "pick.json",))
 
     def pick_cells(self, final: dict[str, Any], table: LatencyTable, supernet: Path | None = None) -> dict[str, Any]:
-        """``final`` (the last round's result) with the cells of the best candidate on validation patients.
+        """``final`` (the last round's result) with the cells (and gene pool) of the best candidate on validation patients.
 
         Candidate 0 is the round's argmax cells; the others are drawn from the round's architecture distribution
         (``space.sample_cells``, distinct). Each becomes the GA network of ``cfg.pick_paths`` paths on the round's
-        gene pool; those within the round's L_ub by the lookup table are trained ``pick.train_steps`` steps and
+        gene pool (its heaviest paths), or, with ``pick.paths == "sampled"``, candidates 1..K-1 on a pool drawn from
+        the round's path distribution (``GenePool.sampled``) with as many paths (up to ``cfg.pick_paths``) as fit
+        L_ub; the picked candidate's pool (``"pool"``) and N_l (``pick.picked_n_paths``) go on. Those within the round's L_ub by the lookup table are trained ``pick.train_steps`` steps and
         scored by mean Dice on patients that training did not see (rows ``pick_c<i>``, resumable): trained on the
         weight patients and scored on the architecture patients, or, when the split has validation patients
         (``DataConfig.n_val``), trained on all training patients and scored on those. The test patients are never
@@ -359,7 +361,7 @@ class RtdnasExperiment:
         return {**final, "cells": picked["cells"], "argmax_cells": final["cells"],
                 **({"pool": picked["pool"]} if "pool" in picked else {}),
                 "pick": {k: doc[k] for k in ("picked", "n_paths", "train_steps", "rule")}
-                | {"source": picked["source"], "why": doc.get("why"), "pool": "sampled" if "pool" in picked else "heaviest",
+                | {"source": picked["source"], "why": doc.get("why"), "gene_pool": gene_pool(picked),
                    "picked_n_paths": picked.get("n_paths", doc["n_paths"]),
                    "val_dice": [c.get("val_dice") for c in doc["candidates"]],
                    "lut_ms": [c["lut_ms"] for c in doc["candidates"]]}}
@@ -383,10 +385,15 @@ class RtdnasExperiment:
         retrain = cfg.retrain.with_steps(pick.train_steps)
         out, nets = [], []
         for i, (source, cells) in enumerate(candidates):
-            pool, n_i = heaviest, n
+            pool, n_i, short = heaviest, n, None
             if i > 0 and pick.paths == "sampled":
                 drawn = GenePool.sampled(beta, cfg.ga.pool_size, path_rng)
-                pool = drawn if len(drawn) >= n else heaviest  # a distribution with too few paths to give
+                if len(drawn) == cfg.ga.pool_size:  # the derivation's every N_l needs a full pool
+                    pool = drawn
+                else:
+                    short = (f"the path distribution gave {len(drawn)} distinct paths, not {cfg.ga.pool_size}: "
+                             "the heaviest paths kept")
+                    self.say(f"pick: candidate {i}: {short}")
             fused = space.FusedLatencyModel(cfg, cells, pool.paths, table)
             ga = self.ga_paths(pool, n_i, fused)
             while pool is not heaviest and ga.latency_ms > final["ub_ms"] and n_i > 1:
@@ -399,6 +406,8 @@ class RtdnasExperiment:
                      "within_ub": bool(ga.latency_ms <= final["ub_ms"])}
             if pool is not heaviest:
                 entry["pool"] = pool.to_doc()
+            if short:
+                entry["pool_note"] = short
             if entry["within_ub"]:
                 res = self.train_network(f"pick_c{i}", f"pick candidate {i} ({source}, N_l={n_i})", g, retrain,
                                          train_ids=train_ids, eval_ids=eval_ids)
@@ -434,14 +443,18 @@ class RtdnasExperiment:
 
     # ----------------------------------------------------------------------------- derivation
     def derive(self, final: dict[str, Any], table: LatencyTable) -> dict[str, Any]:
-        """Top-weight and GA paths for every N_l of Table 1 and the sweep, on the final round's cells."""
+        """Top-weight and GA paths for every N_l of Table 1, the sweep and the pick, on the final round's cells.
+
+        The gene pool is the round's heaviest paths, or the picked candidate's drawn pool (``final["pool"]``, from
+        ``pick_cells``): top-weight is then the heaviest paths of that pool."""
         path = self.out / "derivation.json"
         cfg = self.cfg
         pool = (GenePool.from_doc(final["pool"]) if "pool" in final  # the pick's drawn pool
                 else GenePool.from_beta(np.asarray(final["beta_probs"]), cfg.ga.pool_size))
         if path.is_file():
             doc = read_json(path)
-            if [doc["cells"], doc["pool"]] != json.loads(json.dumps([final["cells"], pool.to_doc()])):
+            kinds = [[p["kinds"] for p in doc["pool"]], [list(p.kinds) for p in pool.paths]]
+            if doc["cells"] != json.loads(json.dumps(final["cells"])) or kinds[0] != kinds[1]:
                 raise ValueError(f"{path}: derived from other cells or paths than this run's final round (or pick); "
                                  "delete it to derive again")
             if any("exhaustive_ms" not in d for d in doc["by_n"].values()):
@@ -639,6 +652,11 @@ class RtdnasExperiment:
             lat = (d.get("latency") or {}).get("trained")
             out[d["key"]] = {"name": d["name"], "dice": d["dice"], "latency": lat, "params": d.get("params")}
         return out
+
+
+def gene_pool(candidate: dict[str, Any]) -> str:
+    """Where a pick candidate's gene pool came from: ``"sampled"`` (its own draw) or ``"heaviest"`` (the round's)."""
+    return "sampled" if "pool" in candidate else "heaviest"
 
 
 def derived_paths(cfg: RtdnasConfig, final: dict[str, Any]) -> list[int]:

@@ -56,7 +56,7 @@ class GaConfig:
     """Genetic path selection (the paper: pool 10, population 20, 100 generations).
 
     Attributes:
-        pool_size: Gene pool = this many heaviest paths.
+        pool_size: Gene pool = this many paths (the heaviest; the pick may draw them, ``PickConfig.paths``).
         population: Individuals per generation.
         generations: Generations (the loop runs exactly this many).
         crossover_rate: Probability that a child comes from crossover (else a copy of parent A).
@@ -82,7 +82,8 @@ class GaConfig:
 
 @dataclass(frozen=True)
 class GenePool:
-    """The heaviest legal paths, heaviest first.
+    """The GA's genes: the heaviest legal paths (``from_beta``), or paths drawn from the same distribution
+    (``sampled``); heaviest first either way.
 
     Attributes:
         paths: ``(P,)`` paths, by decreasing weight (pool index = rank).
@@ -101,8 +102,8 @@ class GenePool:
 
     @classmethod
     def sampled(cls, beta_probs: np.ndarray, size: int, rng: np.random.Generator) -> "GenePool":
-        """Pool of ``size`` distinct paths drawn from ``beta_probs`` (``search.core.decode.sample_paths``), ranked
-        heaviest first as ``from_beta``'s (ties by the kinds' names), so the GA reads it the same way."""
+        """Pool of up to ``size`` distinct paths drawn from ``beta_probs`` (``search.core.decode.sample_paths``),
+        ranked heaviest first (ties by the kinds' names), so the GA reads it as ``from_beta``'s."""
         probs = np.asarray(beta_probs, dtype=np.float64)
         ranked = sorted(((path_log_weight(p, probs), p) for p in sample_paths(probs, size, rng)),
                         key=lambda wp: (-wp[0], wp[1].kinds))

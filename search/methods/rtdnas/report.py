@@ -70,7 +70,7 @@ def pick_paragraph(derivation: Mapping[str, Any]) -> str:
         return ""
     scores = " / ".join("over L_ub" if d is None else f"{d:.3f}" for d in p["val_dice"])
     why = f" ({p['why']})" if p.get("why") else ""
-    drawn = "cells and gene pool" if p.get("pool") == "sampled" else "cells"
+    drawn = "cells and gene pool" if p.get("gene_pool") == "sampled" else "cells"
     return (f"\n{pick_words(p)}: candidate {p['picked']} ({p['source']}) of {len(p['val_dice'])} (candidate 0: the "
             f"search's argmax on its heaviest paths, the others' {drawn} drawn from its architecture distribution), "
             f"picked by {p['rule']}{why}. Validation Dice per candidate: {scores}.\n")
@@ -78,14 +78,25 @@ def pick_paragraph(derivation: Mapping[str, Any]) -> str:
 
 def pool_words(cfg: RtdnasConfig, derivation: Mapping[str, Any]) -> str:
     """Where the derivation's gene pool came from: the round's heaviest paths, or the picked candidate's draw."""
-    if (derivation.get("pick") or {}).get("pool") == "sampled":
+    if drawn_pool(derivation):
         return f"{len(derivation['pool'])} paths drawn from the round's path distribution, the picked candidate's"
     return f"top-{cfg.ga.pool_size} paths by accumulated weight"
 
 
+def drawn_pool(derivation: Mapping[str, Any]) -> bool:
+    """Whether the derivation's gene pool is the picked candidate's draw (``PickConfig.paths = "sampled"``)."""
+    return (derivation.get("pick") or {}).get("gene_pool") == "sampled"
+
+
+def table1_pool_words(derivation: Mapping[str, Any]) -> str:
+    """Table 1's caveat when its gene pool was drawn: top-weight is then the heaviest paths *of that pool*."""
+    return (" (gene pool drawn by the pick: top-weight = its heaviest paths, not the search's; the paper's figures "
+            "compare the search's)" if drawn_pool(derivation) else "")
+
+
 def pick_words(pick: Mapping[str, Any]) -> str:
     """What the pick chose: "Cells", or "Cells and paths" when its candidates drew their gene pools too."""
-    return "Cells and paths" if pick.get("pool") == "sampled" else "Cells"
+    return "Cells and paths" if pick.get("gene_pool") == "sampled" else "Cells"
 
 
 def meets(cfg: RtdnasConfig, r: Mapping[str, Any]) -> bool:
@@ -286,7 +297,7 @@ GA: population {cfg.ga.population}, {cfg.ga.generations} generations, crossover 
 
 {ga_lines}
 
-## Table 1: top-weight (MS-NAS "Dijkstra") vs GA on the same searched cells
+## Table 1: top-weight (MS-NAS "Dijkstra") vs GA on the same searched cells{table1_pool_words(derivation)}
 
 {t1}
 

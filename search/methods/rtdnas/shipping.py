@@ -158,7 +158,7 @@ def export_winner(exp, key: str, result: dict[str, Any], reason: str, *,
         # meets_realtime is written by the card writer from the exported file's own figures.
         extra={"default": True, **({"cell_pick": {"candidates": len(pick["val_dice"]), "picked": pick["picked"],
                                                   "source": pick["source"], "train_steps": pick["train_steps"],
-                                                  "gene_pool": pick.get("pool", "heaviest"),
+                                                  "gene_pool": pick.get("gene_pool", "heaviest"),
                                                   "validation_dice": pick["val_dice"]}} if pick else {})},
     )
     return export_model(ClipProbabilities(net).eval(), content, exp.models_dir, parity, evaluate=evaluate,

@@ -113,41 +113,68 @@ def test_the_pick_trains_every_candidate_on_training_patients_and_keeps_the_best
 
 @pytest.mark.slow
 @pytest.mark.slow
-def test_drawn_gene_pools_keep_the_cell_draws_fit_the_bound_and_go_on_to_the_derivation(tmp_path):
-    from search.methods.rtdnas.experiment import derived_paths
+def test_drawn_gene_pools_keep_the_cell_draws_shed_paths_to_fit_and_go_on_to_the_derivation(tmp_path, monkeypatch):
+    from search.methods.rtdnas.experiment import RtdnasExperiment, derived_paths
 
     heaviest = replace(preset("smoke"), pick=PickConfig(candidates=3, train_steps=1, n_paths=3))
     drawn = replace(heaviest, pick=replace(heaviest.pick, paths="sampled"))
     exp_h, table, final = _searched(heaviest, tmp_path / "heaviest")
     exp_h.pick_cells(final, table)
-    exp, _, final_s = _searched(drawn, tmp_path / "drawn")
-    assert final_s["cells"] == final["cells"]  # the same search
-    tight = {**final_s, "ub_ms": 2.0}  # a bound only some path sets fit: drawn pools shed paths until they do
-    picked = exp.pick_cells(tight, table)
-    cands = json.loads((tmp_path / "drawn" / "pick.json").read_text())["candidates"]
     same = json.loads((tmp_path / "heaviest" / "pick.json").read_text())["candidates"]
-    assert [c["cells"] for c in cands] == [c["cells"] for c in same]  # the same cell draws, other paths
-    assert "pool" not in cands[0] and cands[0]["paths"] == same[0]["paths"]  # candidate 0: argmax, heaviest paths
-    for c in cands[1:]:
-        assert len(c["pool"]) == heaviest.ga.pool_size and 1 <= c["n_paths"] == len(c["paths"]) <= 3
-        assert c["within_ub"] or c["n_paths"] == 1  # as many drawn paths as fit the bound
-        kinds = [p["kinds"] for p in c["pool"]]
-        assert all(p in kinds for p in c["paths"])
-    chosen = cands[picked["pick"]["picked"]]
-    assert picked["pick"]["picked_n_paths"] == chosen["n_paths"]
-    assert picked["pick"]["pool"] == ("sampled" if "pool" in chosen else "heaviest")
-    assert ("pool" in picked) == ("pool" in chosen)
-    derivation = exp.derive(picked, table)
-    if "pool" in chosen:  # the derivation draws its paths from the picked candidate's pool
-        assert derivation["pool"] == chosen["pool"]
-    assert chosen["n_paths"] in derived_paths(drawn, picked)
-    assert derivation["by_n"][str(chosen["n_paths"])]["best"] is not None
-    # derived from other paths than the pick's: refused, not reused
-    other = {**picked, "pool": [*picked.get("pool", derivation["pool"])[1:], derivation["pool"][0]]}
+    exp, _, final_s = _searched(drawn, tmp_path / "loose")
+    assert final_s["cells"] == final["cells"]  # the same search
+    exp.pick_cells(final_s, table)
+    loose = json.loads((tmp_path / "loose" / "pick.json").read_text())["candidates"]
+    assert [c["cells"] for c in loose] == [c["cells"] for c in same]  # the same cell draws, other paths
+    assert "pool" not in loose[0] and loose[0]["paths"] == same[0]["paths"]  # candidate 0: argmax, heaviest paths
+    assert all(len(c["pool"]) == heaviest.ga.pool_size and c["n_paths"] == 3 for c in loose[1:])
+    assert loose[1]["pool"] != loose[2]["pool"]
+    # a bound just under candidate 1's 3-path network: it sheds paths until it fits (or keeps one), and it wins
+    ub = loose[1]["lut_ms"] * 0.999
+    scores = {"pick_c1": 0.9}
+
+    def fake_train(self, key, name, g, retrain=None, **patients):
+        return {"genotype": json.loads(g.to_json()), "dice": {"mean": scores.get(key, 0.1), "per_class": {}},
+                "params": 1, "train_seconds": 0.0, "train_losses": [1.0]}
+
+    monkeypatch.setattr(RtdnasExperiment, "train_network", fake_train)
+    monkeypatch.setattr(RtdnasExperiment, "measure_one", lambda self, g: {"p95_ms": 1.0, "fps": 1000.0})
+    exp = RtdnasExperiment(drawn, tmp_path / "tight")  # the same search round (its supernet), another bound
+    picked = exp.pick_cells({**final_s, "ub_ms": ub}, table,
+                            tmp_path / "loose" / "rounds" / f"r{final_s['round']}" / "supernet.pt")
+    cands = json.loads((tmp_path / "tight" / "pick.json").read_text())["candidates"]
+    c1 = cands[1]
+    assert c1["pool"] == loose[1]["pool"] and c1["n_paths"] < 3 and (c1["within_ub"] or c1["n_paths"] == 1)
+    if not c1["within_ub"]:
+        pytest.skip("even one drawn path is over the bound on this table")
+    kinds = [p["kinds"] for p in c1["pool"]]
+    assert all(p in kinds for p in c1["paths"]) and c1["lut_ms"] <= ub
+    assert picked["pick"]["picked"] == 1 and picked["pick"]["gene_pool"] == "sampled"
+    assert picked["pick"]["picked_n_paths"] == c1["n_paths"] and picked["pool"] == c1["pool"]
+    derivation = exp.derive(picked, table)  # the derivation draws its paths from the picked candidate's pool
+    assert derivation["pool"] == c1["pool"] and c1["n_paths"] in derived_paths(drawn, picked)
+    assert [derivation["pool"][i]["kinds"] for i in derivation["by_n"][str(c1["n_paths"])]["best"]] == c1["paths"]
+    other = {**picked, "pool": [*picked["pool"][1:], picked["pool"][0]]}  # derived from other paths: refused
     with pytest.raises(ValueError, match="other cells or paths"):
         exp.derive(other, table)
 
 
+@pytest.mark.slow
+def test_a_drawn_pool_short_of_paths_falls_back_to_the_heaviest_and_says_so(tmp_path, monkeypatch):
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+    from search.methods.rtdnas.ga import GenePool
+
+    cfg = replace(preset("smoke"), pick=PickConfig(candidates=2, train_steps=1, n_paths=2, paths="sampled"))
+    exp, table, final = _searched(cfg, tmp_path)
+    monkeypatch.setattr(GenePool, "sampled", classmethod(
+        lambda cls, beta, size, rng: GenePool.from_beta(beta, size - 1)))  # a peaked distribution: one path short
+    monkeypatch.setattr(RtdnasExperiment, "train_network", lambda *a, **k: pytest.fail("trained"))
+    exp.pick_cells({**final, "ub_ms": 1e-6}, table)
+    c1 = json.loads((tmp_path / "pick.json").read_text())["candidates"][1]
+    assert "pool" not in c1 and "heaviest paths kept" in c1["pool_note"]
+
+
+@pytest.mark.slow
 def test_with_no_candidate_within_the_bound_the_argmax_stays_and_nothing_trains(tmp_path, monkeypatch):
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
