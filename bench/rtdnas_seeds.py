@@ -542,7 +542,7 @@ def replica_lines(result: dict, variants: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    from search.methods.rtdnas.cli import CANDIDATE_PATHS
+    from search.methods.rtdnas.config import PICK_PATHS
 
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--preset", choices=("smoke", "default"), default="default")
@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                         "K: one pick each, the larger reusing the smaller's trained candidates")
     p.add_argument("--candidate-steps", type=int, default=None, metavar="N",
                    help="steps of each candidate's short training (default: RtdnasConfig.pick's, 100)")
-    p.add_argument("--candidate-paths", choices=CANDIDATE_PATHS, default="heaviest",
+    p.add_argument("--candidate-paths", choices=PICK_PATHS, default="heaviest",
                    help="gene pool of the drawn candidates: the search's heaviest paths (default) or paths drawn from "
                         "its path distribution too (RtdnasConfig.pick.paths; variant pick<K>s)")
     p.add_argument("--retrain-candidates", action="store_true",

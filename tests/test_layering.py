@@ -59,3 +59,22 @@ def test_probe_detects_a_violation() -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) != []
+
+
+# Names, genotypes, decoders and the method configs are plain data: the command line builds its parsers from them
+# (``python -m search rtdnas --help``), so they must not pull torch in (0.15 s against 1.3 s).
+TORCH_FREE = ["search.core.op_names", "search.core.genotypes", "search.core.decode", "search.methods.rtdnas.config",
+              "search.methods.rtdnas.ga", "search.cli"]
+PARSER_PROBE = """
+import argparse, json, sys
+from search.methods.rtdnas import cli
+cli.configure(argparse.ArgumentParser())
+print(json.dumps(sorted(k for k in sys.modules if k == "torch" or k.startswith("torch."))))
+"""
+
+
+def test_configs_genotypes_decoders_and_the_rtdnas_parser_never_import_torch() -> None:
+    for argv in (["-c", PROBE, json.dumps(TORCH_FREE), "torch"], ["-c", PARSER_PROBE]):
+        out = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == [], argv[1][:40]

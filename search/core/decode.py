@@ -31,10 +31,10 @@ import heapq
 import itertools
 from typing import Sequence
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from search.core.cells import CellArch, CellSpec
+import numpy as np
+
 from search.core.genotypes import (
     MULTISCALE_CELL_TYPES,
     STEP_DELTA,
@@ -46,7 +46,10 @@ from search.core.genotypes import (
     PathGenotype,
     QcGenotype,
 )
-from search.core.ops import PARAMETER_FREE_OPS
+from search.core.op_names import PARAMETER_FREE_OPS
+
+if TYPE_CHECKING:  # the decoders read arrays (a supernet's logits through .detach()): no torch import here
+    from search.core.cells import CellArch, CellSpec
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -168,8 +171,7 @@ def sample_cell_arch(arch: CellArch, rng: np.random.Generator, max_free_ops: int
 
 def _alphas(arch: CellArch) -> list[np.ndarray]:
     """The op logits of every edge of ``arch``, as arrays."""
-    with torch.no_grad():
-        return [arch.alpha(e).detach().cpu().numpy() for e in range(len(arch.spec.edges))]
+    return [arch.alpha(e).detach().cpu().numpy() for e in range(len(arch.spec.edges))]
 
 
 def _cap_free_ops(spec: CellSpec, probs: Sequence[np.ndarray], kept: list[CellEdge], kept_index: list[int],
@@ -197,8 +199,7 @@ def _cap_free_ops(spec: CellSpec, probs: Sequence[np.ndarray], kept: list[CellEd
 def decode_cell_arch(arch: CellArch, edges_per_node: int | None = None,
                      max_free_ops: int | None = None) -> CellGenotype:
     """:func:`decode_cell` on the current logits of a :class:`CellArch`."""
-    with torch.no_grad():
-        gamma = arch.gamma.detach().cpu().numpy() if arch.relaxation == "edge_op" else None
+    gamma = arch.gamma.detach().cpu().numpy() if arch.relaxation == "edge_op" else None
     return decode_cell(arch.spec, arch.relaxation, _alphas(arch), gamma, edges_per_node, max_free_ops)
 
 
@@ -313,7 +314,6 @@ def decode_multiscale(supernet, n_paths: int, edges_per_node: int = 1) -> Multis
     """Genotype of a :class:`~search.core.supernets.multiscale.MultiscaleSupernet`: cells + top-n paths."""
     cfg = supernet.config
     cells = {k: decode_cell_arch(supernet.cell_arch[k], edges_per_node) for k in MULTISCALE_CELL_TYPES}
-    with torch.no_grad():
-        probs = supernet.beta_probs().detach().cpu().numpy()
+    probs = supernet.beta_probs().detach().cpu().numpy()
     paths = tuple(p for p, _ in top_n_paths(probs, n_paths))
     return MultiscaleGenotype(cells, paths, cfg.n_layers, cfg.n_scales, cfg.relaxation)

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from search.core.ops import OP_NAMES
+from search.core.op_names import OP_NAMES
 
 CELL_OUTPUTS = ("sum", "concat")
 STEP_KINDS = ("ep", "ns", "ct", "skip")

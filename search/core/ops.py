@@ -39,40 +39,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from search.core.keys import OpKey
-
-SEGQC_DOWN: tuple[str, ...] = ("down_conv", "down_dil_conv", "down_sep_conv", "down_max_pool", "down_avg_pool")
-"""segqc-hw: ops on the edges leaving the inputs of a Down / Contracting cell."""
-SEGQC_UP: tuple[str, ...] = ("up_conv", "up_dil_conv", "up_sep_conv")
-"""segqc-hw: ops on the edges leaving the (lower-resolution) inputs of an Up cell."""
-SEGQC_NORMAL: tuple[str, ...] = ("conv", "dil_conv", "sep_conv", "identity", "zero")
-"""segqc-hw: ops between intermediate nodes (and on Non-scaling cell input edges)."""
-SEGQC_DOWN_OR_ZERO: tuple[str, ...] = SEGQC_DOWN + ("zero",)
-"""segqc-hw with droppable cell inputs (``NasUnetConfig.droppable_inputs``): a Down-cell input edge may be dropped."""
-SEGQC_UP_OR_ZERO: tuple[str, ...] = SEGQC_UP + ("zero",)
-"""segqc-hw with droppable cell inputs: an Up-cell input edge from a lower-resolution input may be dropped."""
-MSNAS_OPS: tuple[str, ...] = ("conv", "dil_conv", "sep_conv", "max_pool", "identity", "zero")
-"""msnas-hw / rtdnas Table 1."""
-
-OP_SETS: dict[str, tuple[str, ...]] = {
-    "segqc_down": SEGQC_DOWN,
-    "segqc_up": SEGQC_UP,
-    "segqc_normal": SEGQC_NORMAL,
-    "segqc_down_or_zero": SEGQC_DOWN_OR_ZERO,
-    "segqc_up_or_zero": SEGQC_UP_OR_ZERO,
-    "msnas": MSNAS_OPS,
-}
-"""Named op sets; genotypes and cell specs refer to op sets by these names."""
-
-FREE_OPS = frozenset({"zero"})
-"""Ops that cost nothing by definition (never deployed); estimators do not look them up."""
-
-PARAMETER_FREE_OPS = frozenset({"identity", "max_pool", "avg_pool", "down_max_pool", "down_avg_pool", "zero"})
-"""Searched ops without weights: a cell made only of these cannot learn anything (DARTS' collapse, P-DARTS)."""
-
-FIXED_OPS: tuple[str, ...] = (
-    "stem", "conv1x1", "proj1x1", "upsample", "pool2x", "classifier", "seg_head", "qc_head"
+from search.core.op_names import (  # noqa: F401  (re-exported: the names and sets belong with the ops)
+    FIXED_OPS,
+    FREE_OPS,
+    MSNAS_OPS,
+    OP_NAMES,
+    OP_SETS,
+    PARAMETER_FREE_OPS,
+    SEGQC_DOWN,
+    SEGQC_DOWN_OR_ZERO,
+    SEGQC_NORMAL,
+    SEGQC_UP,
+    SEGQC_UP_OR_ZERO,
 )
-"""Non-searched ops the supernets and derived networks are built from."""
 
 
 def _conv_cls(dims: int, transposed: bool = False) -> type[nn.Module]:
@@ -447,8 +426,9 @@ _OPS: dict[str, tuple[Callable[..., CandidateOp], tuple[int, ...]]] = {
     "qc_head": (_f(QcHead), (1,)),
 }
 
-OP_NAMES: tuple[str, ...] = tuple(_OPS)
-"""Every op name the table can build (searched primitives and fixed ops)."""
+if tuple(_OPS) != OP_NAMES:  # the torch-free names (search.core.op_names) must be exactly the ops built here
+    raise ImportError(f"search.core.op_names.OP_NAMES {OP_NAMES} differs from the ops built in search.core.ops "
+                      f"{tuple(_OPS)}")
 
 
 def edge_op(name: str, op_set: Sequence[str], dims: int, c_in: int, c_out: int) -> CandidateOp:

@@ -11,16 +11,12 @@ import argparse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-#: ``PickConfig.train_steps``, written here so that building the parser does not import the config (and torch with
-#: it: ``python -m search --help`` takes 0.14 s without, 1.3 s with); a test keeps the two equal.
-CANDIDATE_STEPS = 100
-#: ``config.PICK_PATHS`` (the same reason; a test keeps them equal).
-CANDIDATE_PATHS = ("heaviest", "sampled")
 PRESET_HELP = "smoke: < 1 min, tiny; default: a 2-core CPU in ~30 min; paper: the paper's schedule (GPU)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from search.methods.common_cli import add_method_arguments
+    from search.methods.rtdnas.config import PICK_PATHS, PickConfig  # torch-free (search.core.op_names)
 
     add_method_arguments(parser, method="rtdnas", preset_help=PRESET_HELP,
                          device_help="torch device; rtdnas searches and trains on the CPU only")
@@ -32,8 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "architecture distribution, each trained briefly on the weight patients and scored on "
                              "the architecture patients (default 1: the argmax, as the paper)")
     parser.add_argument("--candidate-steps", type=int, default=None, metavar="N",
-                        help=f"steps of each candidate's short training (default {CANDIDATE_STEPS})")
-    parser.add_argument("--candidate-paths", choices=CANDIDATE_PATHS, default=None,
+                        help=f"steps of each candidate's short training (default {PickConfig.train_steps})")
+    parser.add_argument("--candidate-paths", choices=PICK_PATHS, default=None,
                         help="gene pool of the drawn candidates: the search's heaviest paths (default) or paths drawn "
                              "from its path distribution too, each network with as many of them (up to N_l) as fit "
                              "L_ub")

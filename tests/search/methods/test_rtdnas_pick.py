@@ -245,7 +245,7 @@ def test_the_command_line_turns_the_pick_on_and_refuses_a_bad_count(tmp_path, mo
 
     parser = argparse.ArgumentParser()
     cli.configure(parser)
-    assert cli.CANDIDATE_STEPS == PickConfig.train_steps and f"default {PickConfig.train_steps})" in parser.format_help()
+    assert f"default {PickConfig.train_steps})" in parser.format_help()
     seen = {}
 
     class Fake:
@@ -268,6 +268,4 @@ def test_the_command_line_turns_the_pick_on_and_refuses_a_bad_count(tmp_path, mo
     assert seen["cfg"].pick == PickConfig(candidates=4, paths="sampled")
     assert cli.run(parser.parse_args([*base, "--candidate-paths", "sampled"])) == 2
     assert "--candidate-paths needs --cell-candidates" in capsys.readouterr().err
-    from search.methods.rtdnas.config import PICK_PATHS
-
-    assert cli.CANDIDATE_PATHS == PICK_PATHS
+    assert "{heaviest,sampled}" in parser.format_help()
