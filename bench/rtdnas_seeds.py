@@ -342,18 +342,17 @@ def picked_network(cfg, folder: Path, final: dict, table, args: argparse.Namespa
                                             paths=args.candidate_paths))
     sub = folder / pick_variant(k, args.candidate_paths)
     _link_run_inputs(folder, sub)
-    if smaller is not None:
+    if smaller is not None and args.candidate_paths != "both":  # ("both" numbers its drawn pools after its K)
         for row in (folder / pick_variant(smaller, args.candidate_paths) / "rows").glob("pick_c*"):
             _link_tree(row, sub / "rows" / row.name)
-    if args.candidate_paths == "sampled" and _same_candidate_training(folder / f"pick{k}", pick_cfg):
-        _link_tree(folder / f"pick{k}" / "rows" / "pick_c0", sub / "rows" / "pick_c0")  # the argmax on the heaviest
-        # paths: the same network in both kinds of pick, trained the same way
+    for index, (variant, theirs) in _shared_candidates(k, args.candidate_paths).items():
+        if _same_candidate_training(folder / variant, pick_cfg):  # the same network, trained the same way
+            _link_tree(folder / variant / "rows" / f"pick_c{theirs}", sub / "rows" / f"pick_c{index}")
     exp = RtdnasExperiment(pick_cfg, sub, progress=_say)
     exp._check_config()
     picked = exp.pick_cells(final, table, folder / "rounds" / f"r{final['round']}" / "supernet.pt")
-    n_paths = picked["pick"]["picked_n_paths"] if args.candidate_paths == "sampled" else args.paths
-    out = final_network(exp, picked, table, n_paths, args.pick, args.train_seeds,
-                        args.retrain_steps)  # a drawn pool: the picked candidate's own network (its N_l fits L_ub)
+    out = final_network(exp, picked, table, picked["pick"]["picked_n_paths"], args.pick, args.train_seeds,
+                        args.retrain_steps)  # the picked candidate's own network (on a drawn pool: its N_l fits L_ub)
     pick_doc = json.loads((sub / "pick.json").read_text())
     out["pick"] = pick_doc
     if args.retrain_candidates:
@@ -393,8 +392,28 @@ def _free_ops(cells: dict) -> dict:
 
 
 def pick_variant(k: int, paths: str = "heaviest") -> str:
-    """Name (and folder) of the pick among ``k`` candidates: ``pick<K>``, ``pick<K>s`` with sampled gene pools."""
-    return f"pick{k}" + ("s" if paths == "sampled" else "")
+    """Name (and folder) of the pick among ``k`` cell sets: ``pick<K>``, ``pick<K>s`` with drawn gene pools, ``pick<K>b``
+    with both (``PickConfig.paths``)."""
+    return f"pick{k}" + {"heaviest": "", "sampled": "s", "both": "b"}[paths]
+
+
+def _pick_words(variant: str) -> str:
+    """What pick variant ``variant`` (``pick_variant``) chooses."""
+    return {"s": "cells and gene pool", "b": "cells, on the heaviest paths or a drawn gene pool,"}.get(variant[-1],
+                                                                                                    "cells")
+
+
+def _shared_candidates(k: int, paths: str) -> dict[int, tuple[str, int]]:
+    """Candidates of the pick among ``k`` (gene pools ``paths``) that another kind of pick trains as the same network:
+    ``{index: (that pick's variant, its index)}``. The argmax (0) is the same in all; ``"both"``'s 1..K-1 are
+    ``pick<K>``'s and its K..2K-2 are ``pick<K>s``' 1..K-1 (the same cell draws, the same pool draws in order)."""
+    if paths == "heaviest":
+        return {}
+    shared = {0: (pick_variant(k), 0)}
+    if paths == "both":
+        shared |= {i: (pick_variant(k), i) for i in range(1, k)}
+        shared |= {k - 1 + i: (pick_variant(k, "sampled"), i) for i in range(1, k)}
+    return shared
 
 
 def variant_names(cap: int | None, candidates, paths: str = "heaviest") -> list[str]:
@@ -420,8 +439,8 @@ def markdown(result: dict) -> str:
                 f"; `cap{result['cap']}`: the same search's cells with at most {result['cap']} weight-free op(s) per "
                 "cell (P-DARTS' cap; the search is not rerun)")
              + "".join(
-                f"; `{v}`: the same search's cells{' and gene pool' if v.endswith('s') else ''} picked among "
-                f"{v[4:].rstrip('s')} candidates (the argmax and draws from the searched distribution) by the "
+                f"; `{v}`: the same search's {_pick_words(v)} picked among "
+                f"{v[4:].rstrip('sb')} cell sets (the argmax and draws from the searched distribution) by the "
                 f"Dice of a {result['candidate_steps']}-step training on validation patients (below; the search is "
                 "not rerun)" for v in variants if v.startswith("pick")) + ".", "",
              "| derivation | seed | weight-free ops per cell (ep / ns / ct) | N_l | params | LUT ms | Dice | RV / MYO / LV "
@@ -560,8 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidate-steps", type=int, default=None, metavar="N",
                    help="steps of each candidate's short training (default: RtdnasConfig.pick's, 100)")
     p.add_argument("--candidate-paths", choices=PICK_PATHS, default="heaviest",
-                   help="gene pool of the drawn candidates: the search's heaviest paths (default) or paths drawn from "
-                        "its path distribution too (RtdnasConfig.pick.paths; variant pick<K>s)")
+                   help="gene pool of the drawn candidates: the search's heaviest paths (default), paths drawn from "
+                        "its path distribution too (variant pick<K>s), or both (pick<K>b: 2K-1 candidates, those "
+                        "pick<K> and pick<K>s trained reused); RtdnasConfig.pick.paths")
     p.add_argument("--retrain-candidates", action="store_true",
                    help="also retrain every candidate with the preset's schedule and score it on the test patients "
                         "(checks the short training's ranking)")

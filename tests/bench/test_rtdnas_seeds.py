@@ -145,6 +145,15 @@ def test_a_pick_with_drawn_gene_pools_is_its_own_variant_and_reuses_the_argmax_c
     assert "| 0 | 1 | sampled | sampled |" in text and result["candidate_paths"] == "sampled"
 
 
+def test_the_kinds_of_pick_share_the_candidates_that_are_the_same_network() -> None:
+    bench = load_bench("rtdnas_seeds")
+    assert [bench.pick_variant(4, p) for p in ("heaviest", "sampled", "both")] == ["pick4", "pick4s", "pick4b"]
+    assert bench._shared_candidates(4, "heaviest") == {}
+    assert bench._shared_candidates(4, "sampled") == {0: ("pick4", 0)}
+    assert bench._shared_candidates(3, "both") == {0: ("pick3", 0), 1: ("pick3", 1), 2: ("pick3", 2),
+                                                   3: ("pick3s", 1), 4: ("pick3s", 2)}
+
+
 def test_the_argmax_candidate_is_reused_only_from_a_pick_trained_the_same_way(tmp_path: Path) -> None:
     from dataclasses import replace
 

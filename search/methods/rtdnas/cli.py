@@ -30,9 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidate-steps", type=int, default=None, metavar="N",
                         help=f"steps of each candidate's short training (default {PickConfig.train_steps})")
     parser.add_argument("--candidate-paths", choices=PICK_PATHS, default=None,
-                        help="gene pool of the drawn candidates: the search's heaviest paths (default) or paths drawn "
+                        help="gene pool of the drawn candidates: the search's heaviest paths (default), paths drawn "
                              "from its path distribution too, each network with as many of them (up to N_l) as fit "
-                             "L_ub")
+                             "L_ub (sampled), or every cell draw on both (2K-1 candidates)")
 
 
 def run(args: argparse.Namespace) -> int:

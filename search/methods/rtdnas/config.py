@@ -36,7 +36,7 @@ from search.methods.rtdnas.ga import GaConfig
 PRESETS = ("smoke", "default", "paper")
 LATENCY_LOSSES = ("product", "penalty")
 """Forms of the architecture loss (``search.rtdnas_loss``): the paper's product first."""
-PICK_PATHS = ("heaviest", "sampled")
+PICK_PATHS = ("heaviest", "sampled", "both")
 """Gene pools of the pick's drawn candidates (``PickConfig.paths``): the round's heaviest paths first."""
 
 
@@ -146,16 +146,20 @@ class PickConfig:
     the final network varied .07 over search seeds, almost all of it from the cells.
 
     ``paths = "sampled"`` draws each candidate's gene pool too (``GenePool.sampled``: ``ga.pool_size`` distinct paths
-    drawn from the round's beta, where the default keeps the heaviest paths of the round for every candidate): the
-    heaviest paths of every default search stay at full resolution (``skip`` has p ~ .5 there), and on one seed in
-    six all of them did (Dice .41), which no choice of cells repairs. Candidate 0 stays the argmax cells on the
-    heaviest paths; the cell draws are the same as with ``"heaviest"`` (the pools come from another generator).
+    drawn from the round's beta, where the default keeps the heaviest paths of the round for every candidate), and
+    its network takes as many of them (up to N_l) as fit L_ub: the heaviest paths of every default search stay at
+    full resolution (``skip`` has p ~ .5 there), and on one seed in six all of them did (Dice .41), which no choice
+    of cells repairs. ``"both"`` tries every cell draw on both: the argmax, the K - 1 draws on the heaviest paths,
+    then the same K - 1 draws on drawn pools (2K - 1 candidates; the same networks as the two other settings make).
+    Candidate 0 stays the argmax cells on the heaviest paths; the cell draws are the same in every setting (the
+    pools come from another generator).
 
     Attributes:
         candidates: Candidates compared (1: off).
         train_steps: Short training of each candidate (steps of the retraining schedule).
         n_paths: N_l of every candidate's GA network (None: the largest N_l of Table 1).
-        paths: Gene pool of candidates 1..K-1: ``"heaviest"`` (the round's, as the paper) or ``"sampled"``.
+        paths: Gene pool of the drawn candidates: ``"heaviest"`` (the round's, as the paper), ``"sampled"`` or
+            ``"both"``.
     """
 
     candidates: int = 1

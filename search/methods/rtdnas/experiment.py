@@ -328,9 +328,9 @@ class RtdnasExperiment:
 
         Candidate 0 is the round's argmax cells; the others are drawn from the round's architecture distribution
         (``space.sample_cells``, distinct). Each becomes the GA network of ``cfg.pick_paths`` paths on the round's
-        gene pool (its heaviest paths), or, with ``pick.paths == "sampled"``, candidates 1..K-1 on a pool drawn from
-        the round's path distribution (``GenePool.sampled``) with as many paths (up to ``cfg.pick_paths``) as fit
-        L_ub; the picked candidate's pool (``"pool"``) and N_l (``pick.picked_n_paths``) go on. Those within the round's L_ub by the lookup table are trained ``pick.train_steps`` steps and
+        gene pool (its heaviest paths), or (``PickConfig.paths``) the drawn cells on a pool drawn from the round's path
+        distribution (``GenePool.sampled``) with as many paths (up to ``cfg.pick_paths``) as fit L_ub, or both; the
+        picked candidate's pool (``"pool"``) and N_l (``pick.picked_n_paths``) go on. Those within the round's L_ub by the lookup table are trained ``pick.train_steps`` steps and
         scored by mean Dice on patients that training did not see (rows ``pick_c<i>``, resumable): trained on the
         weight patients and scored on the architecture patients, or, when the split has validation patients
         (``DataConfig.n_val``), trained on all training patients and scored on those. The test patients are never
@@ -362,6 +362,7 @@ class RtdnasExperiment:
                 **({"pool": picked["pool"]} if "pool" in picked else {}),
                 "pick": {k: doc[k] for k in ("picked", "n_paths", "train_steps", "rule")}
                 | {"source": picked["source"], "why": doc.get("why"), "gene_pool": gene_pool(picked),
+                   "paths": self.cfg.pick.paths,
                    "picked_n_paths": picked.get("n_paths", doc["n_paths"]),
                    "val_dice": [c.get("val_dice") for c in doc["candidates"]],
                    "lut_ms": [c["lut_ms"] for c in doc["candidates"]]}}
@@ -383,10 +384,15 @@ class RtdnasExperiment:
         train_ids, eval_ids, words = ((split.train, split.val, "validation") if split.val else
                                       (split.weight, split.arch, "architecture"))
         retrain = cfg.retrain.with_steps(pick.train_steps)
+        # which gene pool each candidate takes: the argmax always the heaviest paths; the cell draws the heaviest
+        # ("heaviest"), a drawn pool each ("sampled"), or both, the drawn-pool ones after ("both": 2K - 1 candidates)
+        plan = [(source, cells, i > 0 and pick.paths == "sampled") for i, (source, cells) in enumerate(candidates)]
+        if pick.paths == "both":
+            plan += [(source, cells, True) for source, cells in candidates[1:]]
         out, nets = [], []
-        for i, (source, cells) in enumerate(candidates):
+        for i, (source, cells, draw_pool) in enumerate(plan):
             pool, n_i, short = heaviest, n, None
-            if i > 0 and pick.paths == "sampled":
+            if draw_pool:
                 drawn = GenePool.sampled(beta, cfg.ga.pool_size, path_rng)
                 if len(drawn) == cfg.ga.pool_size:  # the derivation's every N_l needs a full pool
                     pool = drawn
@@ -437,7 +443,7 @@ class RtdnasExperiment:
                 "rule": (f"the highest mean Dice on the {len(eval_ids)} {words} patients after {pick.train_steps} "
                          f"steps on {len(train_ids)} other training patients, among the candidates whose GA network "
                          f"(N_l = {n}" + (", or on a drawn gene pool the most paths up to it that fit" if
-                                          pick.paths == "sampled" else "")
+                                          pick.paths != "heaviest" else "")
                          + ") fits L_ub by the lookup table and meets the real-time rule when measured"),
                 "why": why, "candidates": out, "picked": best}
 

@@ -70,9 +70,11 @@ def pick_paragraph(derivation: Mapping[str, Any]) -> str:
         return ""
     scores = " / ".join("over L_ub" if d is None else f"{d:.3f}" for d in p["val_dice"])
     why = f" ({p['why']})" if p.get("why") else ""
-    drawn = "cells and gene pool" if p.get("gene_pool") == "sampled" else "cells"
+    drawn = {"sampled": "cells and gene pool drawn from its architecture distribution",
+             "both": "cells drawn from its architecture distribution, each on the heaviest paths and on a drawn gene "
+                     "pool"}.get(p.get("paths"), "cells drawn from its architecture distribution")
     return (f"\n{pick_words(p)}: candidate {p['picked']} ({p['source']}) of {len(p['val_dice'])} (candidate 0: the "
-            f"search's argmax on its heaviest paths, the others' {drawn} drawn from its architecture distribution), "
+            f"search's argmax on its heaviest paths, the others' {drawn}), "
             f"picked by {p['rule']}{why}. Validation Dice per candidate: {scores}.\n")
 
 

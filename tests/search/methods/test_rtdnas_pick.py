@@ -160,6 +160,34 @@ def test_drawn_gene_pools_keep_the_cell_draws_shed_paths_to_fit_and_go_on_to_the
 
 
 @pytest.mark.slow
+def test_both_pools_try_every_cell_draw_on_the_heaviest_and_on_a_drawn_pool(tmp_path):
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    base = replace(preset("smoke"), pick=PickConfig(candidates=3, train_steps=1, n_paths=3))
+    exp, table, final = _searched(base, tmp_path / "heaviest")
+    exp.pick_cells(final, table)
+    supernet = tmp_path / "heaviest" / "rounds" / f"r{final['round']}" / "supernet.pt"
+    docs = {"heaviest": json.loads((tmp_path / "heaviest" / "pick.json").read_text())}
+    for paths in ("sampled", "both"):  # the same search round, another kind of pick
+        cfg = replace(base, pick=replace(base.pick, paths=paths))
+        picked = RtdnasExperiment(cfg, tmp_path / paths).pick_cells(final, table, supernet)
+        docs[paths] = json.loads((tmp_path / paths / "pick.json").read_text())
+        assert picked["pick"]["paths"] == paths
+
+    def network(c):
+        return c["cells"], c["paths"], c.get("pool")
+
+    both, heaviest, sampled = (docs[k]["candidates"] for k in ("both", "heaviest", "sampled"))
+    assert len(both) == 5  # the argmax, two cell draws on the heaviest paths, the same two on drawn pools
+    assert [network(c) for c in both[:3]] == [network(c) for c in heaviest]
+    assert [network(c) for c in both[3:]] == [network(c) for c in sampled[1:]]
+    assert all("pool" in c for c in both[3:]) and not any("pool" in c for c in both[:3])
+    scored = [c for c in both if "val_dice" in c]
+    best = max(scored, key=lambda c: (c["val_dice"], -c["index"]))
+    assert docs["both"]["picked"] == best["index"]  # the best of all five
+
+
+@pytest.mark.slow
 def test_a_drawn_pool_short_of_paths_falls_back_to_the_heaviest_and_says_so(tmp_path, monkeypatch):
     from search.methods.rtdnas.experiment import RtdnasExperiment
     from search.methods.rtdnas.ga import GenePool
@@ -268,4 +296,4 @@ def test_the_command_line_turns_the_pick_on_and_refuses_a_bad_count(tmp_path, mo
     assert seen["cfg"].pick == PickConfig(candidates=4, paths="sampled")
     assert cli.run(parser.parse_args([*base, "--candidate-paths", "sampled"])) == 2
     assert "--candidate-paths needs --cell-candidates" in capsys.readouterr().err
-    assert "{heaviest,sampled}" in parser.format_help()
+    assert "{heaviest,sampled,both}" in parser.format_help()
