@@ -427,6 +427,8 @@ def markdown(result: dict) -> str:
     variants = variant_names(result["cap"], result.get("cell_candidates"), result.get("candidate_paths", "heaviest"))
     final = (f"GA N_l = {result['paths']}" if result.get("pick", "fixed") == "fixed" else
              f"the GA network of the most paths (N_l <= {result['paths']}) that fits L_ub by the lookup table")
+    if result.get("candidate_paths", "heaviest") != "heaviest":
+        final += " (a pick's: its picked candidate's network, N_l as many drawn paths as fit)"
     lines = [f"# rtdnas over search seeds ({result['preset']} preset, final network = {final})", "",
              f"Machine: {result['machine']}; torch {result['torch_threads']} thread(s), onnxruntime as the app "
              f"(2 intra-op threads). {result['started']} to {result['finished']} UTC, load average "
@@ -487,8 +489,9 @@ def candidate_lines(result: dict, v: str) -> list[str]:
     lines = ["", f"## `{v}`: the candidates ({result['candidate_steps']}-step training on the weight patients, Dice on "
              "the architecture patients)", "", f"Picked: {rule}.", "",
              "| seed | candidate | source | gene pool | weight-free ops per cell (ep / ns / ct) | N_l | deepest scale "
-             "| LUT ms | validation Dice " + ("| test Dice, full retraining " if full else "") + "| picked |",
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if full else "")]
+             "| LUT ms | validation Dice | measured p95 ms " + ("| test Dice, full retraining " if full else "")
+             + "| picked |",
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if full else "")]
     for s in result["seeds"]:
         pick = s[v]["pick"]
         for c in pick["candidates"]:
@@ -500,12 +503,18 @@ def candidate_lines(result: dict, v: str) -> list[str]:
             lines.append(f"| {s['seed']} | {c['index']} | {c['source']} | {gene_pool(c)} | "
                          f"{free.get('ep')} / {free.get('ns')} / {free.get('ct')} | {len(c['paths'])} | "
                          f"{_deepest(c['paths'])} | "
-                         f"{c['lut_ms']:.1f} | {val} | {test}"
+                         f"{c['lut_ms']:.1f} | {val} | {_measured_p95(c)} | {test}"
                          f"{'**yes**' if c['index'] == pick['picked'] else ''} |")
     if full:
         lines += ["", "Rank agreement of the short training with the full retraining (Spearman, per seed): "
                   + "; ".join(f"seed {s['seed']}: {_spearman(s[v]['pick']['candidates'])}" for s in result["seeds"])]
     return lines + [""]
+
+
+def _measured_p95(candidate: dict) -> str:
+    """A candidate's measured p95 (the pick times the best ones in order until one meets the rule), or "-"."""
+    p95 = (candidate.get("measured") or {}).get("p95_ms")
+    return "-" if p95 is None else f"{p95:.1f}"
 
 
 def _deepest(paths: list[list[str]]) -> int:
