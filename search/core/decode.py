@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 

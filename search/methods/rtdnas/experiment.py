@@ -324,17 +324,18 @@ class RtdnasExperiment:
         return Stage("pick", run=run, load=run, outputs=(self.out / "pick.json",))
 
     def pick_cells(self, final: dict[str, Any], table: LatencyTable, supernet: Path | None = None) -> dict[str, Any]:
-        """``final`` (the last round's result) with the cells (and gene pool) of the best candidate on validation patients.
+        """``final`` (the last round's result) with the cells (and gene pool) of the best candidate on validation
+        patients.
 
         Candidate 0 is the round's argmax cells; the others are drawn from the round's architecture distribution
         (``space.sample_cells``, distinct). Each becomes the GA network of ``cfg.pick_paths`` paths on the round's
         gene pool (its heaviest paths), or (``PickConfig.paths``) the drawn cells on a pool drawn from the round's path
         distribution (``GenePool.sampled``) with as many paths (up to ``cfg.pick_paths``) as fit L_ub, or both; the
-        picked candidate's pool (``"pool"``) and N_l (``pick.picked_n_paths``) go on. Those within the round's L_ub by the lookup table are trained ``pick.train_steps`` steps and
-        scored by mean Dice on patients that training did not see (rows ``pick_c<i>``, resumable): trained on the
-        weight patients and scored on the architecture patients, or, when the split has validation patients
-        (``DataConfig.n_val``), trained on all training patients and scored on those. The test patients are never
-        used. The best score wins (ties: the lower index) if its network meets the real-time rule when measured,
+        picked candidate's pool (``"pool"``) and N_l (``pick.picked_n_paths``) go on. Those within the round's L_ub
+        by the lookup table are trained ``pick.train_steps`` steps and scored by mean Dice on patients that training
+        did not see (rows ``pick_c<i>``, resumable): trained on the weight patients and scored on the architecture
+        patients, or, when the split has validation patients (``DataConfig.n_val``), trained on all training patients
+        and scored on those. The test patients are never used. The best score wins (ties: the lower index) if its network meets the real-time rule when measured,
         else the next best; none within L_ub, or none meeting the rule: the argmax, and ``pick.json`` says why.
         Writes ``pick.json`` (read back when it is there, after checking it was made from this round).
 
