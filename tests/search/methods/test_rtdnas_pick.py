@@ -253,7 +253,7 @@ def test_a_run_with_the_pick_derives_from_the_picked_cells_and_reports_it(tmp_pa
     if "pool" in chosen:  # a drawn gene pool goes on to the derivation, and its network is a row
         assert derivation["pool"] == chosen["pool"] and (tmp_path / "rows" / f"ga_n{chosen['n_paths']}").is_dir()
     report = (tmp_path / "report" / "report.md").read_text()
-    words = "Cells and paths" if paths == "sampled" else "Cells"
+    words = "Cells and paths" if "pool" in chosen else "Cells"  # what the picked candidate brings
     said = f"{words}: candidate {doc['picked']} ({chosen['source']}) of 2"
     assert said in report
     shipping = json.loads((tmp_path / "shipping.json").read_text())
