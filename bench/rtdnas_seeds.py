@@ -386,7 +386,7 @@ def _same_candidate_training(folder: Path, pick_cfg) -> bool:
 
 
 def _free_ops(cells: dict) -> dict:
-    from search.core.ops import PARAMETER_FREE_OPS
+    from search.core.op_names import PARAMETER_FREE_OPS
 
     return {k: sum(op in PARAMETER_FREE_OPS for _, _, op in c["edges"]) for k, c in cells.items()}
 
@@ -397,10 +397,9 @@ def pick_variant(k: int, paths: str = "heaviest") -> str:
     return f"pick{k}" + {"heaviest": "", "sampled": "s", "both": "b"}[paths]
 
 
-def _pick_words(variant: str) -> str:
-    """What pick variant ``variant`` (``pick_variant``) chooses."""
-    return {"s": "cells and gene pool", "b": "cells, on the heaviest paths or a drawn gene pool,"}.get(variant[-1],
-                                                                                                    "cells")
+PICK_WORDS = {"heaviest": "cells", "sampled": "cells and gene pool",
+              "both": "cells, on the heaviest paths or a drawn gene pool,"}
+"""What a pick of each ``--candidate-paths`` chooses."""
 
 
 def _shared_candidates(k: int, paths: str) -> dict[int, tuple[str, int]]:
@@ -419,15 +418,21 @@ def _shared_candidates(k: int, paths: str) -> dict[int, tuple[str, int]]:
 def variant_names(cap: int | None, candidates, paths: str = "heaviest") -> list[str]:
     """The derivations of a run: ``argmax``, ``cap<M>`` with ``--cap``, ``pick_variant(K)`` for each K of
     ``--cell-candidates`` (one K or a list)."""
-    ks = [candidates] if isinstance(candidates, int) else sorted(set(candidates or ()))
-    return ["argmax"] + ([f"cap{cap}"] if cap is not None else []) + [pick_variant(k, paths) for k in ks]
+    return ["argmax"] + ([f"cap{cap}"] if cap is not None else []) + [pick_variant(k, paths) for k in _ks(candidates)]
+
+
+def _ks(candidates) -> list[int]:
+    """The K of ``--cell-candidates`` as a sorted list (results of older runs hold one int)."""
+    return [candidates] if isinstance(candidates, int) else sorted(set(candidates or ()))
 
 
 def markdown(result: dict) -> str:
-    variants = variant_names(result["cap"], result.get("cell_candidates"), result.get("candidate_paths", "heaviest"))
+    paths = result.get("candidate_paths", "heaviest")
+    ks = _ks(result.get("cell_candidates"))
+    variants = variant_names(result["cap"], ks, paths)
     final = (f"GA N_l = {result['paths']}" if result.get("pick", "fixed") == "fixed" else
              f"the GA network of the most paths (N_l <= {result['paths']}) that fits L_ub by the lookup table")
-    if result.get("candidate_paths", "heaviest") != "heaviest":
+    if paths != "heaviest":
         final += " (a pick's: its picked candidate's network, N_l as many drawn paths as fit)"
     lines = [f"# rtdnas over search seeds ({result['preset']} preset, final network = {final})", "",
              f"Machine: {result['machine']}; torch {result['torch_threads']} thread(s), onnxruntime as the app "
@@ -441,10 +446,10 @@ def markdown(result: dict) -> str:
                 f"; `cap{result['cap']}`: the same search's cells with at most {result['cap']} weight-free op(s) per "
                 "cell (P-DARTS' cap; the search is not rerun)")
              + "".join(
-                f"; `{v}`: the same search's {_pick_words(v)} picked among "
-                f"{v[4:].rstrip('sb')} cell sets (the argmax and draws from the searched distribution) by the "
+                f"; `{pick_variant(k, paths)}`: the same search's {PICK_WORDS[paths]} picked among "
+                f"{k} cell sets (the argmax and draws from the searched distribution) by the "
                 f"Dice of a {result['candidate_steps']}-step training on validation patients (below; the search is "
-                "not rerun)" for v in variants if v.startswith("pick")) + ".", "",
+                "not rerun)" for k in ks) + ".", "",
              "| derivation | seed | weight-free ops per cell (ep / ns / ct) | N_l | params | LUT ms | Dice | RV / MYO / LV "
              "| p50 / p95 ms | FPS | within budget |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -482,7 +487,7 @@ def markdown(result: dict) -> str:
 def candidate_lines(result: dict, v: str) -> list[str]:
     """The candidates of pick variant ``v`` per seed: LUT latency, validation Dice after the short training, and
     (with ``--retrain-candidates``) the test Dice after the full retraining."""
-    from search.methods.rtdnas.experiment import gene_pool
+    from search.methods.rtdnas.ga import gene_pool  # torch-free: the table is remade from the JSON alone
 
     full = any("test_dice_full" in c for s in result["seeds"] for c in s[v]["pick"]["candidates"])
     rule = result["seeds"][0][v]["pick"]["rule"]

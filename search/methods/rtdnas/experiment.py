@@ -45,7 +45,7 @@ from search.latency.onnx_bytes import export_onnx_bytes
 from search.latency.profiler import ProfileSettings
 from search.methods.rtdnas import space
 from search.methods.rtdnas.config import RtdnasConfig
-from search.methods.rtdnas.ga import GenePool, GeneticPathSelection
+from search.methods.rtdnas.ga import GenePool, GeneticPathSelection, gene_pool
 from search.methods.rtdnas.search import RtdnasSearch
 from search.train.cine_rows import CineRows, read_json, write_json
 from search.train.clips import clip_dataset
@@ -659,11 +659,6 @@ class RtdnasExperiment:
             lat = (d.get("latency") or {}).get("trained")
             out[d["key"]] = {"name": d["name"], "dice": d["dice"], "latency": lat, "params": d.get("params")}
         return out
-
-
-def gene_pool(candidate: dict[str, Any]) -> str:
-    """Where a pick candidate's gene pool came from: ``"sampled"`` (its own draw) or ``"heaviest"`` (the round's)."""
-    return "sampled" if "pool" in candidate else "heaviest"
 
 
 def derived_paths(cfg: RtdnasConfig, final: dict[str, Any]) -> list[int]:

@@ -275,6 +275,12 @@ class GeneticPathSelection:
                         len(self._cache))
 
 
+def gene_pool(candidate: dict) -> str:
+    """Where a pick candidate's gene pool came from (``pick.json``): ``"sampled"`` (its own draw, under ``"pool"``)
+    or ``"heaviest"`` (the round's)."""
+    return "sampled" if "pool" in candidate else "heaviest"
+
+
 def exhaustive_best(pool: GenePool, n_paths: int, fitness: Fitness) -> tuple[Individual, float]:
     """The fittest individual by enumeration (only for small pools: C(P, N_l) evaluations)."""
     import itertools
