@@ -40,7 +40,7 @@ from search.latency.calibration import (
 )
 from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable
-from search.latency.measure import measure_interleaved
+from search.latency.measure import TIMINGS, measure_blocks, measure_interleaved
 from search.latency.onnx_bytes import count_onnx_nodes, export_onnx_bytes
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,10 @@ class CheckSettings:
         intra_op_threads: Session threads (``None``: the app's default).
         fit_fraction: Share of each space's networks the calibration is fitted on.
         seed: Seed of sampling, split and round order.
+        timing: One of ``TIMINGS``. With ``blocks``, a network's timed runs (as many as
+            ``interleaved`` would take) are spread over ``rounds`` warm blocks, each after
+            ``warmup`` discarded runs.
+        rounds: Blocks per network with ``timing="blocks"``.
     """
 
     samples: int = 50
@@ -138,6 +142,14 @@ class CheckSettings:
     intra_op_threads: int | None = None
     fit_fraction: float = 0.5
     seed: int = 0
+    timing: str = "interleaved"
+    rounds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.timing not in TIMINGS:
+            raise ValueError(f"timing must be one of {TIMINGS}, got {self.timing!r}")
+        if self.rounds < 1:
+            raise ValueError(f"need at least one round, got {self.rounds}")
 
 
 @dataclass
@@ -192,8 +204,13 @@ def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, se
             nodes[name] = count_onnx_nodes(models[name])
         slowest = max(max(table_prediction(table, net.keys)[0], 1e-3) for net in group)
         repeats = int(min(5 * settings.repeats, max(settings.repeats, np.ceil(settings.min_timed_ms / slowest))))
-        stats = measure_interleaved(models, shapes, warmup=settings.warmup, repeats=repeats,
-                                    intra_op_threads=settings.intra_op_threads, seed=settings.seed + start)
+        if settings.timing == "blocks":
+            stats = measure_blocks(models, shapes, warmup=settings.warmup, runs=-(-repeats // settings.rounds),
+                                   rounds=settings.rounds, intra_op_threads=settings.intra_op_threads,
+                                   seed=settings.seed + start)
+        else:
+            stats = measure_interleaved(models, shapes, warmup=settings.warmup, repeats=repeats,
+                                        intra_op_threads=settings.intra_op_threads, seed=settings.seed + start)
         for net in group:
             name = _timing_name(net)
             sum_ms, n_ops = table_prediction(table, net.keys)

@@ -32,6 +32,10 @@ from functools import partial
 
 from search.latency.profile_cli import PRESETS, SPACES, frame_size, parse_spaces
 
+#: ``search.latency.measure.TIMINGS``, spelled here so that building the parser loads no onnxruntime
+#: (a test checks that they agree).
+TIMINGS = ("interleaved", "blocks")
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", default=None, help="table JSON (default: this machine's, as `profile` writes it)")
@@ -73,6 +77,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "a skip with probability 0.5-0.95), as the searches ship them: cheaper than any uniform "
                              "walk, so the calibration is fitted and checked where the searches land (default 0: "
                              "uniform walks only, the networks drawn before the option existed)")
+    parser.add_argument("--timing", choices=TIMINGS, default="interleaved",
+                        help="interleaved: each network runs once per round, round-robin with the others (default); "
+                             "blocks: each network runs a warm block of back-to-back runs per round, as the app runs "
+                             "a model (the same number of timed runs, spread over --rounds blocks)")
+    parser.add_argument("--rounds", type=int, default=5, help="with --timing blocks: blocks per network (default 5)")
     parser.add_argument("--models-dir", default=None,
                         help="shipped model cards for --deployment / --shipped (default: the app's models/)")
 
@@ -107,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     size = getattr(args, "frame_size", None)
     if size is not None and not per_frame:
         raise SystemExit("--frame-size needs --per-frame")
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds: need at least one block per network, got {args.rounds}")
     deployment, shipped = bool(getattr(args, "deployment", False)), bool(getattr(args, "shipped", False))
     if not 0.0 <= args.sparse_share <= 1.0:
         raise SystemExit(f"--sparse-share: need a share in [0, 1], got {args.sparse_share:g}")
@@ -126,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(f"--deployment: {exc}") from None
     settings = CheckSettings(samples=args.samples, warmup=args.warmup, repeats=args.repeats,
-                             group_size=args.group_size, intra_op_threads=args.threads, seed=args.seed)
+                             group_size=args.group_size, intra_op_threads=args.threads, seed=args.seed,
+                             timing=args.timing, rounds=args.rounds)
     path = Path(args.table) if args.table else default_table_path(args.threads, per_frame=per_frame)
     table = LatencyTable.load(path) if path.exists() else LatencyTable(path=str(path))
     if per_frame:
@@ -202,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
         "settings": {"samples": settings.samples, "warmup": settings.warmup, "repeats": settings.repeats,
                      "group_size": settings.group_size, "min_timed_ms": settings.min_timed_ms,
                      "fit_fraction": settings.fit_fraction, "seed": settings.seed,
-                     "sparse_share": args.sparse_share},
+                     "sparse_share": args.sparse_share, "timing": settings.timing,
+                     "rounds": settings.rounds if settings.timing == "blocks" else None},
         "targets": {"mdape_pct_max": 10.0, "kendall_tau_min": 0.8, "judged_on": "calibrated_held_out"},
         "goal": {"within_10pct_min_share": GOAL_WITHIN_10PCT, "judged_on": "calibrated_held_out",
                  "note": "nn-Meter's accuracy goal (issue 16); reported, not part of the pass / fail rule"},

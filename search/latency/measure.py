@@ -12,7 +12,9 @@ Robustness on a shared, noisy machine:
 - warm-up runs are discarded (first runs allocate buffers and plan kernels);
 - the median is the headline (p95 and mean are reported beside it);
 - ``measure_interleaved`` times several models round-robin, in a seeded shuffled order per round,
-  so a burst of load from another process hits all of them alike instead of biasing one.
+  so a burst of load from another process hits all of them alike instead of biasing one;
+- ``measure_blocks`` times each model the way the app runs it (a block of back-to-back runs, its
+  session warm), the blocks of several models in seeded shuffled rounds.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ DEPLOYED_ALLOW_SPINNING = False
 def deployed_session(model: ModelSource, intra_op_threads: int | None = None) -> ort.InferenceSession:
     """An onnxruntime session with exactly the live pipeline's settings."""
     return create_session(model, intra_op_threads=intra_op_threads, allow_spinning=DEPLOYED_ALLOW_SPINNING)
+
+#: How several networks are timed together: ``interleaved`` (one run each per round,
+#: ``measure_interleaved``) or ``blocks`` (a warm block of back-to-back runs each per round, as the
+#: app runs a model, ``measure_blocks``).
+TIMINGS = ("interleaved", "blocks")
 
 
 @dataclass(frozen=True)
@@ -231,6 +238,58 @@ def measure_interleaved(models: Mapping[str, ModelSource], feeds_or_shapes: Mapp
             for i in rng.permutation(len(names)):
                 n = names[i]
                 samples[n].append(_time_once(sessions[n], feeds[n]))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {
+        n: stats_from_samples(samples[n], threads=sessions[n].get_session_options().intra_op_num_threads,
+                              runtime=runtime_name(sessions[n]))
+        for n in names
+    }
+
+
+def measure_blocks(models: Mapping[str, ModelSource], feeds_or_shapes: Mapping[str, FeedsOrShapes] | None = None,
+                   *, warmup: int = 5, runs: int = 10, rounds: int = 5, intra_op_threads: int | None = None,
+                   seed: int = 0) -> dict[str, LatencyStats]:
+    """Time several models the way the app runs one: back to back, its session warm, in rounds.
+
+    ``measure_interleaved`` runs each model once per round, so every run follows a different model
+    through the caches; the live pipeline instead runs one model frame after frame. Here each of
+    ``rounds`` rounds gives every model, in an order shuffled per round by a seeded generator, a
+    block of ``warmup`` discarded runs then ``runs`` timed runs. A slow drift of the machine's load
+    still hits every model alike (each has a block in every round), while within a block the model
+    runs as it does at the scanner.
+
+    Args:
+        models: name -> ONNX path or bytes (every session stays in memory for the whole run).
+        feeds_or_shapes: name -> inputs as in ``measure_onnx_latency`` (missing: static shapes).
+        warmup: Discarded runs at the start of each block.
+        runs: Timed runs per block.
+        rounds: Blocks per model.
+        intra_op_threads: Threads inside an operator (default: the app's ``default_threads()``).
+        seed: Seed of the round-order shuffles.
+
+    Returns:
+        name -> ``LatencyStats`` over its ``rounds * runs`` timed runs.
+    """
+    if runs < 1 or rounds < 1 or warmup < 0:
+        raise ValueError(f"need runs >= 1, rounds >= 1 and warmup >= 0, got runs={runs}, rounds={rounds}, "
+                         f"warmup={warmup}")
+    names = list(models)
+    feeds_or_shapes = feeds_or_shapes or {}
+    sessions = {n: deployed_session(models[n], intra_op_threads) for n in names}
+    feeds = {n: make_feeds(sessions[n], feeds_or_shapes.get(n)) for n in names}
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for i in rng.permutation(len(names)):
+                n = names[i]
+                for _ in range(warmup):
+                    sessions[n].run(None, feeds[n])
+                samples[n] += [_time_once(sessions[n], feeds[n]) for _ in range(runs)]
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -12,6 +12,7 @@ from app.engine.runtime import default_threads
 from search.latency.measure import (
     LatencyStats,
     make_feeds,
+    measure_blocks,
     measure_interleaved,
     measure_onnx_latency,
     session_overhead_model,
@@ -78,3 +79,49 @@ def test_interleaved_times_every_model() -> None:
 
 def test_overhead_model_is_valid_onnx() -> None:
     onnx.checker.check_model(onnx.load_from_string(session_overhead_model()))
+
+
+class _Recorder:
+    """A session stand-in that logs each run under its model's name."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def run(self, outputs, feeds):
+        self.log.append(self.name)
+
+    def get_session_options(self):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        return opts
+
+    def get_providers(self):
+        return ["CPUExecutionProvider"]
+
+
+def test_blocks_run_each_model_back_to_back_once_per_round(monkeypatch) -> None:
+    from search.latency import measure
+
+    runs: list[str] = []
+    monkeypatch.setattr(measure, "deployed_session", lambda model, threads=None: _Recorder(model.decode(), runs))
+    monkeypatch.setattr(measure, "make_feeds", lambda session, shapes=None: {})
+    names = ["a", "b", "c"]
+    stats = measure.measure_blocks({n: n.encode() for n in names}, warmup=2, runs=3, rounds=4, seed=5)
+    assert set(stats) == set(names) and all(s.repeats == 12 and s.threads == 1 for s in stats.values())
+    blocks = [runs[i:i + 5] for i in range(0, len(runs), 5)]  # warm-up 2 + timed 3, contiguous
+    assert len(blocks) == 12 and all(len(set(b)) == 1 and len(b) == 5 for b in blocks)
+    orders = [[b[0] for b in blocks[r * 3:(r + 1) * 3]] for r in range(4)]
+    assert all(sorted(o) == names for o in orders)  # every model once per round
+    assert len({tuple(o) for o in orders}) > 1  # the order is shuffled between rounds
+    again: list[str] = []
+    monkeypatch.setattr(measure, "deployed_session", lambda model, threads=None: _Recorder(model.decode(), again))
+    measure.measure_blocks({n: n.encode() for n in names}, warmup=2, runs=3, rounds=4, seed=5)
+    assert again == runs  # seeded
+
+
+def test_blocks_time_real_sessions_and_refuse_bad_counts() -> None:
+    stats = measure_blocks({"add": _add_model(), "relu": session_overhead_model()}, warmup=1, runs=2, rounds=2, seed=1)
+    assert set(stats) == {"add", "relu"} and all(s.repeats == 4 and s.p50_ms > 0 for s in stats.values())
+    for bad in ({"runs": 0}, {"rounds": 0}, {"warmup": -1}):
+        with pytest.raises(ValueError, match="need runs >= 1"):
+            measure_blocks({"relu": session_overhead_model()}, **bad)

@@ -248,3 +248,40 @@ def test_per_frame_check_refuses_deployment_and_shipped(tmp_path) -> None:
     for flag in ("--deployment", "--shipped"):
         with pytest.raises(SystemExit, match="--per-frame --frame-size"):
             check_cli.run(_args(["--per-frame", flag, "--table", str(tmp_path / "t.json"), "--samples", "4"]))
+
+
+def test_blocks_timing_spreads_the_same_runs_over_warm_blocks(check_setup, capsys, monkeypatch) -> None:
+    """--timing blocks: measure_blocks gets each group with ceil(repeats / rounds) runs per block, the
+    check's warm-up per block and the seed; the settings record it; interleaved timing is not called."""
+    models, table = check_setup
+    calls = []
+
+    def fake_blocks(models_, shapes=None, *, warmup, runs, rounds, intra_op_threads=None, seed=0):
+        calls.append({"names": sorted(models_), "warmup": warmup, "runs": runs, "rounds": rounds,
+                      "threads": intra_op_threads, "seed": seed})
+        return _fake_clock(models_, shapes, warmup=warmup, repeats=runs * rounds)
+
+    def no_interleaving(*args, **kwargs):
+        raise AssertionError("--timing blocks timed interleaved")
+
+    monkeypatch.setattr(check, "measure_blocks", fake_blocks)
+    monkeypatch.setattr(check, "measure_interleaved", no_interleaving)
+    _, summary = _run(capsys, table, models, "--timing", "blocks", "--rounds", "3", "--shipped")
+    # one group (2 x 6 random networks and the shipped pair, under the group size of 50); 2 repeats at least,
+    # more for these 0.05 ms networks: 5 x 2 = 10 timed runs each, so 4 per block over 3 blocks
+    assert len(calls) == 1 and len(calls[0]["names"]) == 13 and "segqc/echo-toy-seg" in calls[0]["names"]
+    assert all(c["warmup"] == 1 and c["runs"] == 4 and c["rounds"] == 3 and c["threads"] == 1 for c in calls)
+    assert summary["settings"]["timing"] == "blocks" and summary["settings"]["rounds"] == 3
+    assert summary["shipped"]["networks"][0]["measured_ms"] == SHIPPED_MS
+
+
+def test_timing_choices_and_rounds_are_checked(tmp_path) -> None:
+    from search.latency.measure import TIMINGS
+
+    assert check_cli.TIMINGS == TIMINGS  # the parser's copy, kept free of onnxruntime
+    with pytest.raises(SystemExit, match="--rounds"):
+        check_cli.run(_args(["--timing", "blocks", "--rounds", "0", "--table", str(tmp_path / "t.json")]))
+    with pytest.raises(ValueError, match="timing must be one of"):
+        check.CheckSettings(timing="alone")
+    with pytest.raises(ValueError, match="at least one round"):
+        check.CheckSettings(timing="blocks", rounds=0)
