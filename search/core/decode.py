@@ -135,24 +135,33 @@ def sample_cell(
     alphas: Sequence[np.ndarray],
     rng: np.random.Generator,
     max_free_ops: int | None = None,
+    gamma: np.ndarray | None = None,
 ) -> CellGenotype:
     """A discrete cell drawn from the searched distribution: one (input, op) pair per node.
 
-    Each node draws one pair from its joint softmax (the ``"input_op_pair"`` relaxation, as
-    :func:`decode_cell` with ``edges_per_node=1`` takes its argmax), ``zero`` excluded and the rest
-    renormalised, from ``rng``. With ``max_free_ops`` the draw is capped as :func:`decode_cell` caps the
-    argmax. rtdnas draws candidate cells this way beside the argmax and keeps the one that trains best on
-    patients the short training did not see (``RtdnasConfig.pick``).
+    ``"input_op_pair"``: each node draws one pair from its joint softmax (as :func:`decode_cell` with
+    ``edges_per_node=1`` takes its argmax), ``zero`` excluded and the rest renormalised. ``"edge_op"``
+    (msnas-hw; needs ``gamma``): each node draws its input edge from the softmax of its edge weights,
+    then that edge's op from its op softmax, ``zero`` excluded (the order in which :func:`decode_cell`
+    takes the argmax). Every draw comes from ``rng``. With ``max_free_ops`` the draw is capped as
+    :func:`decode_cell` caps the argmax. rtdnas and msnas-hw draw candidate cells this way beside the
+    argmax and keep the one that trains best on patients the short training did not see
+    (``search.train.cine_config.PickConfig``).
     """
-    if relaxation != "input_op_pair":
-        raise ValueError(f"sample_cell draws from a node's joint (input, op) softmax; got relaxation {relaxation!r}")
+    if relaxation not in ("input_op_pair", "edge_op"):
+        raise ValueError(f"sample_cell draws from a node's (input, op) distribution under the input_op_pair or "
+                         f"edge_op relaxation; got relaxation {relaxation!r}")
     if max_free_ops is not None and max_free_ops < 0:
         raise ValueError(f"max_free_ops must be >= 0, got {max_free_ops}")
-    probs, _ = cell_edge_probabilities(spec, relaxation, alphas)
+    probs, strength = cell_edge_probabilities(spec, relaxation, alphas, gamma)
     kept: list[CellEdge] = []
     kept_index: list[int] = []
     for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
-        pairs = [(e, k) for e in spec.incoming(dst) for k, name in enumerate(spec.edge_ops(e)) if name != "zero"]
+        into = spec.incoming(dst)
+        if relaxation == "edge_op":  # the edge from its softmax, then the op on it
+            edge_w = np.array([strength[e] for e in into])
+            into = [into[int(rng.choice(len(into), p=edge_w / edge_w.sum()))]]
+        pairs = [(e, k) for e in into for k, name in enumerate(spec.edge_ops(e)) if name != "zero"]
         w = np.array([probs[e][k] for e, k in pairs])
         e, k = pairs[int(rng.choice(len(pairs), p=w / w.sum()))]
         kept.append(CellEdge(spec.edges[e][0], dst, spec.edge_ops(e)[k]))
@@ -164,7 +173,8 @@ def sample_cell(
 
 def sample_cell_arch(arch: CellArch, rng: np.random.Generator, max_free_ops: int | None = None) -> CellGenotype:
     """:func:`sample_cell` on the current logits of a :class:`CellArch`."""
-    return sample_cell(arch.spec, arch.relaxation, _alphas(arch), rng, max_free_ops)
+    gamma = arch.gamma.detach().cpu().numpy() if arch.relaxation == "edge_op" else None
+    return sample_cell(arch.spec, arch.relaxation, _alphas(arch), rng, max_free_ops, gamma)
 
 
 def _alphas(arch: CellArch) -> list[np.ndarray]:

@@ -14,7 +14,8 @@ per-frame entries; the calibration goes into the per-frame table.
 ``--deployment`` and ``--shipped`` (issue 16, item 4: validate the predictor where it is used) read the
 shipped model cards (``--models-dir``, ``search.report.shipped_latency``). ``--deployment`` samples each
 space's random networks at the input size its shipped models run at in the app instead of the
-preset's; ``--shipped`` also rebuilds every shipped searched network of the checked spaces from its
+preset's, ending in the output their card gives the app (a clip network's softmax,
+``Deployment.as_deployed``); ``--shipped`` also rebuilds every shipped searched network of the checked spaces from its
 card, times it in the same rounds as its space's random networks, and reports it apart (``shipped``:
 measured, predicted raw and with the calibration fitted on the random networks, never on it);
 baselines, streaming and INT8 models are listed under ``shipped_skipped`` with the reason. Every
@@ -64,7 +65,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deployment", action="store_true",
                         help="sample each space's networks at the input size its shipped models run at in the app "
                              "(the input shape of its segmentation card in --models-dir: the one marked default, "
-                             "else contrast echo first, else by id) instead of the preset's; the summary names the card")
+                             "else contrast echo first, else by id) instead of the preset's, ending in the output that "
+                             "card gives the app (a clip network's softmax); the summary names the card")
     parser.add_argument("--shipped", action="store_true",
                         help="also rebuild every shipped searched network of the checked spaces from its card's "
                              "architecture (a segqc-hw seg card with its QC partner, as the app runs the pair), at its "
@@ -160,9 +162,10 @@ def run(args: argparse.Namespace) -> int:
     for space in spaces:
         if space in deployments:  # only then the size argument: a sampler without one still works
             dep = deployments[space]
-            sampled = list(sampler(space, args.preset, args.samples, args.seed, size=dep.size))
-            log.info("%s: %d networks sampled at %s (card %s)", space, len(sampled),
-                     "x".join(map(str, dep.input_shape)), dep.card)
+            sampled = [dep.as_deployed(net) for net in sampler(space, args.preset, args.samples, args.seed,
+                                                                size=dep.size)]
+            log.info("%s: %d networks sampled at %s (card %s, its %s output)", space, len(sampled),
+                     "x".join(map(str, dep.input_shape)), dep.card, dep.interface or "own")
         else:
             sampled = list(sampler(space, args.preset, args.samples, args.seed))
             log.info("%s: %d networks sampled", space, len(sampled))

@@ -172,3 +172,34 @@ def require_cpu(args: argparse.Namespace, method: str) -> None:
     if str(args.device).split(":")[0] != "cpu":
         raise SystemExit(f"{method}: --device {args.device}: this method searches and trains on the CPU only "
                          "(its presets are sized for CPU cores); use --device cpu")
+
+
+def add_pick_arguments(parser: argparse.ArgumentParser, *, candidates_help: str, paths_help: str) -> None:
+    """``--cell-candidates K``, ``--candidate-steps N``, ``--candidate-paths`` (``PickConfig``, rtdnas and msnas-hw)."""
+    from search.train.cine_config import PICK_PATHS, PickConfig  # torch-free
+
+    parser.add_argument("--cell-candidates", type=int, default=1, metavar="K", help=candidates_help)
+    parser.add_argument("--candidate-steps", type=int, default=None, metavar="N",
+                        help=f"steps of each candidate's short training (default {PickConfig.train_steps})")
+    parser.add_argument("--candidate-paths", choices=PICK_PATHS, default=None, help=paths_help)
+
+
+def pick_from_args(args: argparse.Namespace, method: str):
+    """The ``PickConfig`` of the pick flags (None when ``--cell-candidates`` is 1), or one line saying what is wrong.
+
+    Returns:
+        ``(pick or None, error or None)``.
+    """
+    from search.train.cine_config import PickConfig
+
+    for flag, value in (("--candidate-steps", args.candidate_steps), ("--candidate-paths", args.candidate_paths)):
+        if value is not None and args.cell_candidates == 1:
+            return None, f"{method}: {flag} needs --cell-candidates K with K > 1 (one candidate is the argmax alone)"
+    if args.cell_candidates == 1:
+        return None, None
+    try:
+        return PickConfig(candidates=args.cell_candidates,
+                          **({} if args.candidate_steps is None else {"train_steps": args.candidate_steps}),
+                          **({} if args.candidate_paths is None else {"paths": args.candidate_paths})), None
+    except ValueError as exc:
+        return None, f"{method}: --cell-candidates / --candidate-steps: {exc}"

@@ -47,6 +47,7 @@ class Deployment:
         partner: Its QC partner from the same space (segqc-hw), if any.
         other_shapes: Other cards of the space (same kind: float, not streaming) whose input shape
             differs, id -> shape without batch (their shipped networks are still timed at their own).
+        interface: The card's output interface (``search.build``; ``"probs"``: a clip network's softmax).
     """
 
     space: str
@@ -54,6 +55,7 @@ class Deployment:
     input_shape: tuple[int, ...]
     partner: str | None = None
     other_shapes: dict[str, list[int]] = field(default_factory=dict)
+    interface: str | None = None
 
     @property
     def size(self) -> tuple[int, ...]:
@@ -62,7 +64,24 @@ class Deployment:
 
     def to_dict(self) -> dict[str, Any]:
         return {"card": self.card, "partner": self.partner, "input_shape": list(self.input_shape),
-                "size": list(self.size), "other_shapes": dict(self.other_shapes)}
+                "size": list(self.size), "other_shapes": dict(self.other_shapes), "interface": self.interface}
+
+    def as_deployed(self, net: SampledNetwork) -> SampledNetwork:
+        """A random network of the space with the output its shipped models give the app.
+
+        A clip network's card exports its softmax (interface ``"probs"``, ``search.train.clips.ClipProbabilities``):
+        the random networks get it too, so the calibration fitted on them carries its cost (~1.7 ms per
+        20x64x48 clip on a 2-core Xeon, about 10-15 % of a shipped cine network), which the op table has no
+        entry for. Other interfaces are left as the space builds them (segqc's random graph already ends in
+        the seg softmax, uncertainty and QC, as the app runs the pair). The op instances do not change.
+        """
+        if self.interface != "probs":
+            return net
+        from dataclasses import replace
+
+        from search.train.clips import ClipProbabilities
+
+        return replace(net, module=ClipProbabilities(net.module).eval())
 
 
 def space_of(card: ModelCard) -> str | None:
@@ -101,7 +120,8 @@ def deployment_for(space: str, cards: Sequence[ModelCard]) -> Deployment:
     partner = _partner(chosen, {c.id: c for c in cards})
     others = {c.id: [int(d) for d in c.input_shape[1:]] for c in candidates
               if tuple(int(d) for d in c.input_shape[1:]) != shape}
-    return Deployment(space, chosen.id, shape, partner.id if partner else None, others)
+    interface = (chosen.raw.get("architecture") or {}).get("interface")
+    return Deployment(space, chosen.id, shape, partner.id if partner else None, others, interface)
 
 
 class _SegThenQc(nn.Module):

@@ -195,6 +195,56 @@ class RetrainConfig:
         return replace(self, steps=steps, eval_every=min(self.eval_every, steps))
 
 
+PICK_PATHS = ("heaviest", "sampled", "both")
+"""Gene pools of the pick's drawn candidates (``PickConfig.paths``): the round's heaviest paths first."""
+
+
+@dataclass(frozen=True)
+class PickConfig:
+    """Which searched cells the final networks use: the argmax, or the best of several candidates on validation.
+
+    Shared by rtdnas (``RtdnasConfig.pick``, described here) and msnas-hw (``MsnasHwConfig.pick``: the candidates
+    are ours n=1's argmax and drawn cells on its top path or a drawn path, ``n_paths`` unused; its config says how).
+
+    Off by default (``candidates = 1``: the argmax cells, the paper). With ``candidates = K`` > 1 the final round's
+    argmax cells and ``K - 1`` cell sets drawn from its architecture distribution (``search.core.decode.sample_cell``,
+    distinct, ``cell_max_free_ops`` applied) each become the GA network of ``n_paths`` paths; every one within the
+    round's L_ub by the lookup table is trained ``train_steps`` steps on the weight patients and scored (mean Dice)
+    on the architecture patients, which that training did not see; the test patients are never used. The best
+    one's cells go on to the derivation (Table 1, the sweep, the shipped network). Issue 16: the 40-step search
+    barely moves the architecture weights, so its argmax is close to one random draw of the space, and the Dice of
+    the final network varied .07 over search seeds, almost all of it from the cells.
+
+    ``paths = "sampled"`` draws each candidate's gene pool too (``GenePool.sampled``: ``ga.pool_size`` distinct paths
+    drawn from the round's beta, where the default keeps the heaviest paths of the round for every candidate), and
+    its network takes as many of them (up to N_l) as fit L_ub: the heaviest paths of every default search stay at
+    full resolution (``skip`` has p ~ .5 there), and on one seed in six all of them did (Dice .41), which no choice
+    of cells repairs. ``"both"`` tries every cell draw on both: the argmax, the K - 1 draws on the heaviest paths,
+    then the same K - 1 draws on drawn pools (2K - 1 candidates; the same networks as the two other settings make).
+    Candidate 0 stays the argmax cells on the heaviest paths; the cell draws are the same in every setting (the
+    pools come from another generator).
+
+    Attributes:
+        candidates: Candidates compared (1: off).
+        train_steps: Short training of each candidate (steps of the retraining schedule).
+        n_paths: N_l of every candidate's GA network (None: the largest N_l of Table 1).
+        paths: Gene pool of the drawn candidates: ``"heaviest"`` (the round's, as the paper), ``"sampled"`` or
+            ``"both"``.
+    """
+
+    candidates: int = 1
+    train_steps: int = 100
+    n_paths: int | None = None
+    paths: str = "heaviest"
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1 or self.train_steps < 1:
+            raise ValueError(f"pick needs candidates >= 1 and train_steps >= 1, got {self.candidates}, "
+                             f"{self.train_steps}")
+        if self.paths not in PICK_PATHS:
+            raise ValueError(f"pick.paths must be one of {PICK_PATHS}, got {self.paths!r}")
+
+
 @dataclass(frozen=True)
 class RowSpec:
     """One row of Table 2.
@@ -208,6 +258,7 @@ class RowSpec:
         n_paths: ``msnas``: paths fused (and the n of the top-n latency term).
         latency_aware: ``msnas``: whether the search had the latency term (False: MS-NAS).
         search: ``msnas``: which search the row decodes from (rows may share one).
+        picked: ``msnas``: its cells (and path) are the candidate pick's (``PickConfig``), not the search's argmax.
     """
 
     name: str
@@ -218,6 +269,7 @@ class RowSpec:
     n_paths: int = 0
     latency_aware: bool = False
     search: str = ""
+    picked: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ROW_KINDS:
@@ -334,4 +386,7 @@ class CineRowsConfig:
 
         doc = asdict(self)
         drop_default_search_options(doc["search"])
+        for row in doc["rows"]:  # only a picked row says so: configs without one are unchanged
+            if not row["picked"]:
+                del row["picked"]
         return recorded_config(doc)

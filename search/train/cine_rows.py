@@ -121,10 +121,11 @@ class CineRows:
         return self.out / "rows" / row.key
 
     def train_row(self, row: RowSpec, genotype: MultiscaleGenotype | None, *, train_ids: Sequence[str] | None = None,
-                  eval_ids: Sequence[str] | None = None) -> dict[str, Any]:
+                  eval_ids: Sequence[str] | None = None, seed_row: RowSpec | None = None) -> dict[str, Any]:
         """Retrain one row from scratch on all training patients and evaluate it on the test patients
         (``train_ids`` / ``eval_ids``: other patients, e.g. rtdnas' pick trains on the weight set and scores on the
-        architecture set, never on the test patients).
+        architecture set, never on the test patients). The seed is the row's (its place in ``cfg.rows``), or
+        ``seed_row``'s: msnas-hw's picked row trains as the row it picks for, so an argmax pick is that row again.
 
         The row's ``result.json`` and its checkpoint ``train.pt`` are reused as they are: the schedule
         (``cfg.retrain``) is part of the run's ``config.json``, and a run refuses a folder made with another
@@ -139,7 +140,7 @@ class CineRows:
         on_test = eval_ids is None
         train_ids = self.split.train if train_ids is None else train_ids
         eval_ids = self.split.test if eval_ids is None else eval_ids
-        seed_everything(cfg.seed + 1000 + cfg.rows.index(row))
+        seed_everything(cfg.seed + 1000 + cfg.rows.index(seed_row or row))
         net = build_row_network(cfg, row, genotype=genotype, causal=self.causal)
         train_ds = clip_dataset(self.subset(train_ids), cfg.data, train=True, seed=cfg.seed + 5,
                                 per_frame_norm=self.causal)

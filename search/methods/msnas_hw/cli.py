@@ -22,19 +22,26 @@ def _positive_int(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from search.methods.common_cli import add_method_arguments
+    from search.methods.common_cli import add_method_arguments, add_pick_arguments
     from search.methods.msnas_hw.config import paper_rows
 
     add_method_arguments(parser, method="msnas-hw", preset_help=PRESET_HELP,
                          device_help="torch device; msnas-hw searches and trains on the CPU only")
     parser.add_argument("--rows", nargs="+", metavar="KEY", default=None,
                         help="train and evaluate only these Table 2 rows (" + ", ".join(r.key for r in paper_rows())
-                        + ") and the searches they decode from (none for the U-nets), and write <out>/rows.md and "
+                        + ", and ours_n1_pick with --cell-candidates) and the searches they decode from (none for "
+                        "the U-nets), and write <out>/rows.md and "
                         "rows.json (per-class Dice, schedule, learning curve); Table 2's latency, the report and "
                         "shipping are not run (they need every row)")
     parser.add_argument("--retrain-steps", dest="retrain_steps", type=_positive_int, default=None, metavar="N",
                         help="optimiser steps per retrained row (default: the preset's); part of the run's "
                         "configuration, so give it its own --out")
+    add_pick_arguments(parser, candidates_help="add the row 'ours (n=1, picked)' (ours_n1_pick): the best of K "
+                       "candidates, ours n=1 and K-1 cell sets drawn from its search's distribution, each within "
+                       "0.3x MS-NAS n=4's lookup-table latency trained briefly on the weight patients and scored on "
+                       "the architecture patients (default 1: no such row, the paper's table)",
+                       paths_help="path of the drawn candidates: ours n=1's top path (default), a path drawn from "
+                       "the search's path distribution (sampled), or every cell draw on both (2K-1 candidates)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from search import distributed
-    from search.methods.common_cli import require_cpu, run_places
+    from search.methods.common_cli import pick_from_args, require_cpu, run_places
     from search.methods.msnas_hw.config import preset
     from search.methods.msnas_hw.experiment import MsnasHwExperiment
 
@@ -50,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
+    pick, error = pick_from_args(args, "msnas-hw")
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    if pick is not None:
+        cfg = cfg.with_pick(pick)
     if args.retrain_steps is not None:
         cfg = cfg.with_retrain_steps(args.retrain_steps)
     if args.rows:

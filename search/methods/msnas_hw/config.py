@@ -45,6 +45,7 @@ from search.train.cine_config import (
     CineRowsConfig,
     DataConfig,
     MeasureConfig,
+    PickConfig,
     RetrainConfig,
     RowSpec,
     SearchConfig,
@@ -55,8 +56,8 @@ from search.train.cine_config import (
 PRESETS = ("smoke", "default", "paper")
 
 __all__ = [
-    "PRESETS", "ROW_KINDS", "CineRowsConfig", "DataConfig", "MeasureConfig", "MsnasHwConfig", "RetrainConfig",
-    "RowSpec", "SearchConfig", "SearchRun", "SupernetConfig", "paper_rows", "preset",
+    "PRESETS", "ROW_KINDS", "CineRowsConfig", "DataConfig", "MeasureConfig", "MsnasHwConfig", "PickConfig",
+    "RetrainConfig", "RowSpec", "SearchConfig", "SearchRun", "SupernetConfig", "paper_rows", "preset",
 ]
 
 
@@ -78,10 +79,45 @@ class MsnasHwConfig(CineRowsConfig):
     """Everything one ``python -m search msnas-hw`` run does (``CineRowsConfig`` with Table 2's rows).
 
     Attributes:
-        rows: Table 2 rows, in the paper's order.
+        rows: Table 2 rows, in the paper's order (``with_pick`` appends ours n=1 picked).
+        pick: The candidate pick of the picked row (``with_pick``; off: ``candidates = 1``, the paper). Its
+            candidates are ours n=1's argmax cells on its top path and ``K - 1`` cell sets drawn from the search's
+            distribution (``search.core.decode.sample_cell``, edge then op) on the top path (``paths``
+            ``"heaviest"``), on a path drawn from the path distribution (``"sampled"``,
+            ``search.core.decode.sample_paths``) or both (2K - 1 candidates); ``n_paths`` is not used (one path).
+        pick_latency_ratio: A candidate is trained only when its lookup-table latency is at most this share
+            of MS-NAS n=4's (the paper's target for ours n=1 vs MS-NAS: 0.3x).
     """
 
     rows: tuple[RowSpec, ...] = field(default_factory=paper_rows)
+    pick: PickConfig = field(default_factory=PickConfig)
+    pick_latency_ratio: float = 0.3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.pick_latency_ratio:
+            raise ValueError(f"pick_latency_ratio must be > 0, got {self.pick_latency_ratio}")
+        picked = [r for r in self.rows if r.picked]
+        if picked and self.pick.candidates < 2:
+            raise ValueError(f"row {picked[0].key!r} is picked, but the pick is off (candidates = 1)")
+        if any(r.kind != "msnas" or r.n_paths != 1 or not r.latency_aware for r in picked):
+            raise ValueError("only a latency-aware one-path searched row (ours n=1) can be picked")
+
+    def with_pick(self, pick: PickConfig) -> "MsnasHwConfig":
+        """This configuration with ``pick`` and the row ``ours (n=1, picked)`` (key ``ours_n1_pick``) after the
+        others: it decodes the same search as ours n=1, so Table 2 holds the argmax and the pick side by side."""
+        base = next(r for r in self.rows if r.key == "ours_n1")
+        rows = tuple(r for r in self.rows if not r.picked) + (
+            replace(base, name="ours (n=1, picked)", key="ours_n1_pick", picked=True),)
+        return replace(self, pick=pick, rows=rows)
+
+    def to_dict(self) -> dict:
+        """``CineRowsConfig.to_dict``; the pick only when it is on (configs without it are unchanged)."""
+        doc = super().to_dict()
+        if self.pick.candidates == 1:
+            doc.pop("pick", None)
+            doc.pop("pick_latency_ratio", None)
+        return doc
 
 
 def _default_rows_sharing_search() -> tuple[RowSpec, ...]:

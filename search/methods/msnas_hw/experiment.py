@@ -8,6 +8,7 @@ from their own checkpoints mid-way):
     <out>/split.json              patient ids of the test / weight / architecture sets
     <out>/latency_table.json      LUT entries the searches need (profiled here, resumable)
     <out>/searches/<key>/         checkpoint.pt, result.json (genotypes, arch weights, history)
+    <out>/pick.json               with ``--cell-candidates K``: ours n=1's candidates, their short-training Dice, the pick
     <out>/rows/<key>/             train.pt (checkpoint), result.json (Dice, params, FLOPs)
     <out>/latency.json            every row timed with onnxruntime, interleaved, one process
     <out>/report/                 table2.md, report.md, figures (copied to ``docs_dir``)
@@ -20,20 +21,23 @@ so a full run in the same folder later resumes from them.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from search import distributed
 from search.core.convergence import Convergence, shipping_warning
+from search.core.decode import sample_paths
 from search.core.genotypes import MultiscaleGenotype
 from search.export.flops import count_flops
 from search.latency.lut import LatencyTable
@@ -41,7 +45,7 @@ from search.latency.measure import measure_interleaved
 from search.latency.onnx_bytes import export_onnx_bytes
 from search.latency.profiler import ProfileSettings
 from search.methods.msnas_hw import report, space
-from search.methods.msnas_hw.config import RowSpec, SearchRun
+from search.methods.msnas_hw.config import PickConfig, RowSpec, SearchRun
 from search.methods.msnas_hw.drawing import draw_genotype
 from search.methods.msnas_hw.networks import build_row_network, per_frame_network
 from search.methods.msnas_hw.rows_summary import write_rows_summary
@@ -79,6 +83,7 @@ class MsnasHwExperiment(CineRows):
         """
         stages, table = self._start(need_table=True)
         genotypes = self._run_searches(stages, table, self.cfg.searches)
+        genotypes = self._run_pick(stages, table, genotypes, self.cfg.rows)
         results = self._train_rows(stages, genotypes, self.cfg.rows)
         if not distributed.is_main():  # latency, report and shipping: rank 0 alone
             return results
@@ -105,14 +110,19 @@ class MsnasHwExperiment(CineRows):
         """
         rows = self.cfg.rows_named(keys)
         needed = {r.search for r in rows if r.kind == "msnas"}
+        if any(r.picked for r in rows):  # the pick's latency bound is a share of MS-NAS n=4's
+            needed.add(self._msnas_reference().search)
         runs = tuple(s for s in self.cfg.searches if s.key in needed)
         self.say(f"rows {', '.join(r.key for r in rows)}: {self.cfg.retrain.steps} retrain steps each, "
                  f"searches: {', '.join(s.key for s in runs) or 'none'} (no Table 2 latency, report or shipping)")
         stages, table = self._start(need_table=bool(runs))
         genotypes = self._run_searches(stages, table, runs)
+        genotypes = self._run_pick(stages, table, genotypes, rows)
         results = self._train_rows(stages, genotypes, rows)
         if distributed.is_main():
-            path = write_rows_summary(self.out, self.cfg, rows, results, test_patients=self.split.test)
+            pick = self.out / "pick.json"
+            path = write_rows_summary(self.out, self.cfg, rows, results, test_patients=self.split.test,
+                                      pick=read_json(pick) if any(r.picked for r in rows) and pick.is_file() else None)
             self.say(f"rows: {path}")
         return results
 
@@ -143,11 +153,139 @@ class MsnasHwExperiment(CineRows):
         """Row key -> result, each row's retraining and evaluation a resumable stage."""
         results = {}
         for row in rows:
-            genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
-            train = partial(self.train_row, row, genotype)
+            genotype = row_genotype(row, genotypes)
+            # a picked row trains with the seed of the row it picks for: if the pick is the argmax, it is that row
+            seed_row = next((r for r in self.cfg.rows if r.key == "ours_n1"), None) if row.picked else None
+            train = partial(self.train_row, row, genotype, seed_row=seed_row)
             results[row.key] = stages.run(Stage(f"row:{row.key}", run=train, load=train,
                                                 outputs=(self._row_dir(row) / "result.json",)))
         return results
+
+    # ---------------------------------------------------------------------------------- the pick
+    def _msnas_reference(self) -> RowSpec:
+        """MS-NAS n=4: the row without the latency term whose latency bounds the pick's candidates."""
+        try:
+            return next(r for r in self.cfg.rows if r.kind == "msnas" and not r.latency_aware)
+        except StopIteration:
+            raise ValueError("the pick bounds its candidates by MS-NAS n=4's latency; this table has no MS-NAS row") \
+                from None
+
+    def _run_pick(self, stages: StageRunner, table: LatencyTable | None,
+                  genotypes: dict[str, dict[int, MultiscaleGenotype]],
+                  rows: Sequence[RowSpec]) -> dict[str, dict[int, MultiscaleGenotype]]:
+        """``genotypes`` with the picked genotype of each picked row in ``rows`` (under ``pick_key``)."""
+        out = dict(genotypes)
+        for row in rows:
+            if row.picked:
+                run = partial(self.pick, row, genotypes, table)
+                out[pick_key(row)] = stages.run(Stage("pick", run=run, load=run, outputs=(self.out / "pick.json",)))
+        return out
+
+    def pick(self, row: RowSpec, genotypes: dict[str, dict[int, MultiscaleGenotype]],
+             table: LatencyTable) -> dict[int, MultiscaleGenotype]:
+        """``{1: genotype}`` of the best of ours n=1's candidates on patients its short training did not see.
+
+        Candidate 0 is ours n=1 (the search's argmax cells on its top path). ``pick.candidates - 1`` distinct cell
+        sets are drawn from the search's distribution (``space.sample_cells``: edge, then op); each goes on the top
+        path, or on a path drawn from the path distribution (``sample_paths``; ``PickConfig.paths`` ``"sampled"``),
+        or both (``"both"``: the drawn-path ones after, 2K - 1 candidates). Every candidate whose lookup-table
+        latency is at most ``cfg.pick_latency_ratio`` x MS-NAS n=4's is trained ``pick.train_steps`` steps
+        (rows ``pick_c<i>``, resumable) on the weight patients and scored by mean Dice on the architecture
+        patients (or on all training patients and the validation patients when the split has them); the test
+        patients are never used. The best score wins (ties: the lower index); none within the bound: the argmax.
+        Writes ``pick.json`` (read back when it is there, after checking it was made from this search).
+
+        Raises:
+            ValueError: ``pick.json`` or the search checkpoint belongs to another search.
+        """
+        path = self.out / "pick.json"
+        argmax = genotypes[row.search][row.n_paths]
+        if path.is_file():
+            doc = read_json(path)
+            if doc["candidates"][0]["genotype"] != json.loads(argmax.to_json()):
+                raise ValueError(f"{path}: made from another search than this run's {row.search}; delete it and "
+                                 "rows/pick_c* to pick again")
+        else:
+            doc = self._pick(row, argmax, genotypes, table)
+            if distributed.is_main():
+                write_json(path, doc)
+        picked = doc["candidates"][doc["picked"]]
+        self.say(f"pick: {row.key} is candidate {doc['picked']} ({picked['source']}): {doc['why']}")
+        return {row.n_paths: MultiscaleGenotype.from_json(json.dumps(picked["genotype"]))}
+
+    def _pick(self, row: RowSpec, argmax: MultiscaleGenotype, genotypes: dict[str, dict[int, MultiscaleGenotype]],
+              table: LatencyTable) -> dict[str, Any]:
+        cfg, pick = self.cfg, self.cfg.pick
+        checkpoint = self.out / "searches" / row.search / "checkpoint.pt"
+        supernet = space.build_supernet(cfg, cfg.trained_channels, seed=cfg.seed + 101)
+        supernet.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["supernet"])
+        if space.decode(supernet, row.n_paths) != argmax:
+            raise ValueError(f"{checkpoint}: this supernet does not derive search {row.search}'s ours n=1; "
+                             "delete the search folder to search again")
+        ref = self._msnas_reference()
+        ref_ms = space.decoded_latency(cfg, genotypes[ref.search][ref.n_paths], table)
+        bound = cfg.pick_latency_ratio * ref_ms
+        rng, path_rng = np.random.default_rng(cfg.seed + 700), np.random.default_rng(cfg.seed + 800)
+        cells: list[tuple[str, dict]] = [("argmax", dict(argmax.cells))]
+        for _ in range(50 * pick.candidates):  # distinct draws (a converged search may have fewer to give)
+            if len(cells) == pick.candidates:
+                break
+            drawn = space.sample_cells(supernet, rng)
+            if all(drawn != other for _, other in cells):
+                cells.append(("sampled", drawn))
+        plan = [(source, c, i > 0 and pick.paths == "sampled") for i, (source, c) in enumerate(cells)]
+        if pick.paths == "both":
+            plan += [(source, c, True) for source, c in cells[1:]]
+        beta = space.beta_probs(supernet)
+        split = self.split
+        train_ids, eval_ids, words = ((split.train, split.val, "validation") if split.val else
+                                      (split.weight, split.arch, "architecture"))
+        out = []
+        for i, (source, c, draw_path) in enumerate(plan):
+            paths = tuple(sample_paths(beta, 1, path_rng)) if draw_path else argmax.paths
+            g = replace(argmax, cells=dict(c), paths=paths)
+            lut_ms = space.decoded_latency(cfg, g, table)
+            entry = {"index": i, "source": source, "path": "drawn" if draw_path else "top",
+                     "genotype": json.loads(g.to_json()), "lut_ms": lut_ms, "within_bound": bool(lut_ms <= bound)}
+            if entry["within_bound"]:
+                res = self._train_candidate(row, i, g, train_ids, eval_ids)
+                entry.update(val_dice=res["dice"]["mean"], val_per_class=res["dice"]["per_class"],
+                             params=res["params"], train_seconds=res["train_seconds"],
+                             final_loss=res["train_losses"][-1] if res["train_losses"] else None)
+                self.say(f"pick: candidate {i} ({source} cells, {entry['path']} path) LUT {lut_ms:.1f} ms, {words} "
+                         f"Dice {entry['val_dice']:.3f}")
+            else:
+                self.say(f"pick: candidate {i} ({source} cells, {entry['path']} path) LUT {lut_ms:.1f} ms > bound "
+                         f"{bound:.1f} ms: not trained")
+            out.append(entry)
+        scored = sorted((c for c in out if "val_dice" in c), key=lambda c: (-c["val_dice"], c["index"]))
+        best = scored[0]["index"] if scored else 0
+        why = ("the highest mean Dice on the validation side among the candidates within the bound" if scored
+               else "no candidate within the latency bound: the argmax kept")
+        return {"search": row.search, "train_steps": pick.train_steps, "paths": pick.paths,
+                "bound_ms": bound, "msnas_n4_lut_ms": ref_ms, "latency_ratio": cfg.pick_latency_ratio,
+                "rule": (f"the highest mean Dice on the {len(eval_ids)} {words} patients after {pick.train_steps} "
+                         f"steps on {len(train_ids)} other training patients, among the candidates whose "
+                         f"lookup-table latency is at most {cfg.pick_latency_ratio:g} x MS-NAS n=4's "
+                         f"({bound:.1f} ms)"),
+                "why": why, "candidates": out, "picked": best}
+
+    def _train_candidate(self, row: RowSpec, i: int, g: MultiscaleGenotype, train_ids: Sequence[str],
+                         eval_ids: Sequence[str]) -> dict[str, Any]:
+        """Candidate ``i`` trained ``pick.train_steps`` steps as row ``pick_c<i>`` (read back when it is there)."""
+        cand = RowSpec(f"pick candidate {i}", f"pick_c{i}", "msnas", n_paths=len(g.paths), latency_aware=True,
+                       search=row.search)
+        full = self.cfg
+        self.cfg = replace(full, rows=(cand,), retrain=full.retrain.with_steps(full.pick.train_steps),
+                           pick=PickConfig())
+        try:
+            res = self.train_row(cand, g, train_ids=train_ids, eval_ids=eval_ids)
+        finally:
+            self.cfg = full
+        if res["genotype"] != json.loads(g.to_json()):
+            raise ValueError(f"{self._row_dir(cand)}: trained for another candidate network; delete rows/pick_c* and "
+                             "pick.json to pick again")
+        return res
 
     # ---------------------------------------------------------------------------- latency table
     def latency_table_stage(self) -> Stage:
@@ -234,8 +372,7 @@ class MsnasHwExperiment(CineRows):
                      f"({'paper widths' if paper_size else 'trained widths'})")
             models, per_frame, flops = {}, {}, {}
             for row in cfg.rows:
-                genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
-                net = build_row_network(cfg, row, paper_size=paper_size, genotype=genotype)
+                net = build_row_network(cfg, row, paper_size=paper_size, genotype=row_genotype(row, genotypes))
                 if not paper_size:
                     net.load_state_dict(torch.load(self._row_dir(row) / "weights.pt", map_location="cpu"))
                 net.eval()
@@ -270,7 +407,7 @@ class MsnasHwExperiment(CineRows):
         path = self.out / "variants.json"
         if path.is_file():
             return read_json(path)
-        chosen = {r.key: genotypes[r.search][r.n_paths] for r in self.cfg.rows if r.kind == "msnas" and r.latency_aware}
+        chosen = {r.key: row_genotype(r, genotypes) for r in self.cfg.rows if r.kind == "msnas" and r.latency_aware}
         self.say(f"latency: timing {len(chosen)} searched nets and U-net 3D (D2, IF8) at other widths and clip sizes")
         doc = measure_variants(self.cfg, chosen)
         write_json(path, doc)
@@ -296,6 +433,7 @@ class MsnasHwExperiment(CineRows):
         latency_doc = read_json(self.out / "latency.json") if (self.out / "latency.json").is_file() else {}
         text = report_text.render_report(self.cfg, results, genotypes, searches, figures, variants, lut)
         text += convergence_report(searches, folder)
+        text += report_text.pick_section(read_json(self.out / "pick.json") if (self.out / "pick.json").is_file() else None)
         text += report_text.measurement_conditions(latency_doc)
         (folder / "report.md").write_text(text)
         (folder / "table2.md").write_text(report.table2_markdown(self.cfg, results) + "\n")
@@ -319,7 +457,7 @@ class MsnasHwExperiment(CineRows):
             if row.kind != "msnas":
                 continue
             try:
-                out[row.key] = space.decoded_latency(self.cfg, genotypes[row.search][row.n_paths], table)
+                out[row.key] = space.decoded_latency(self.cfg, row_genotype(row, genotypes), table)
             except MissingLatencyKey as exc:
                 log.warning("no LUT prediction for %s: %s", row.key, exc)
         return out
@@ -334,7 +472,7 @@ class MsnasHwExperiment(CineRows):
             self.say("ship: no row to ship")
             return None
         row, reason = choice
-        genotype = genotypes[row.search][row.n_paths] if row.kind == "msnas" else None
+        genotype = row_genotype(row, genotypes)
         net = build_row_network(self.cfg, row, genotype=genotype)
         net.load_state_dict(torch.load(self._row_dir(row) / "weights.pt", map_location="cpu"))
         test_cases = self.subset(self.split.test)
@@ -349,3 +487,15 @@ class MsnasHwExperiment(CineRows):
                           self.models_dir, convergence=convergence)
         self.say(f"ship: {card.onnx_path} ({reason})")
         return card.onnx_path
+
+
+def pick_key(row: RowSpec) -> str:
+    """Where a picked row's genotype sits among the genotypes (search key -> n -> genotype)."""
+    return f"{row.search}_pick"
+
+
+def row_genotype(row: RowSpec, genotypes: dict[str, dict[int, MultiscaleGenotype]]) -> MultiscaleGenotype | None:
+    """The genotype a row trains: its search's decode at its n, the pick's for a picked row, None for a U-net."""
+    if row.kind != "msnas":
+        return None
+    return genotypes[pick_key(row) if row.picked else row.search][row.n_paths]

@@ -187,6 +187,22 @@ def render_report(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any]],
     return "\n".join(lines) + "\n"
 
 
+def pick_section(doc: Mapping[str, Any] | None) -> str:
+    """A report section on the candidate pick of ours n=1 (``pick.json``); empty without one."""
+    if not doc:
+        return ""
+    lines = ["", "## The pick of ours n=1 (`--cell-candidates`)", "",
+             f"Rule: {doc['rule']}. Picked: candidate {doc['picked']} ({doc['why']}).", "",
+             "| candidate | cells | path | LUT ms | within bound | Dice, short training | params |", "|---|---|---|---|---|---|---|"]
+    for c in doc["candidates"]:
+        dice = f"{c['val_dice']:.3f}" if "val_dice" in c else "-"
+        params = f"{c['params']:,}" if "params" in c else "-"
+        mark = " **(picked)**" if c["index"] == doc["picked"] else ""
+        lines.append(f"| {c['index']}{mark} | {c['source']} | {c['path']} | {c['lut_ms']:.1f} | "
+                     f"{'yes' if c['within_bound'] else 'no'} | {dice} | {params} |")
+    return "\n".join(lines) + "\n"
+
+
 def measurement_conditions(latency_doc: Mapping[str, Any]) -> str:
     """A report section with the machine load recorded around each latency measurement (``latency.json``)."""
     loads = {k[: -len("_load")]: v for k, v in latency_doc.items() if k.endswith("_load")}

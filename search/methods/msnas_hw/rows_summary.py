@@ -92,10 +92,15 @@ def rows_markdown(doc: Mapping[str, Any]) -> str:
 
 
 def write_rows_summary(out: Path, cfg: MsnasHwConfig, rows: Sequence[RowSpec], results: Mapping[str, Mapping[str, Any]],
-                       *, test_patients: Sequence[str]) -> Path:
-    """Write ``<out>/rows.json`` and ``<out>/rows.md``; returns the markdown's path."""
+                       *, test_patients: Sequence[str], pick: Mapping[str, Any] | None = None) -> Path:
+    """Write ``<out>/rows.json`` and ``<out>/rows.md`` (with ``pick``, the run's ``pick.json``: its candidates too);
+    returns the markdown's path."""
+    from search.methods.msnas_hw.report_text import pick_section
+
     doc = rows_summary(cfg, rows, results, test_patients)
+    if pick:
+        doc["pick"] = dict(pick)
     write_json(Path(out) / "rows.json", doc)
     path = Path(out) / "rows.md"
-    path.write_text(rows_markdown(doc))
+    path.write_text(rows_markdown(doc) + pick_section(pick))
     return path

@@ -15,24 +15,19 @@ PRESET_HELP = "smoke: < 1 min, tiny; default: a 2-core CPU in ~30 min; paper: th
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from search.methods.common_cli import add_method_arguments
-    from search.methods.rtdnas.config import PICK_PATHS, PickConfig  # torch-free (search.core.op_names)
+    from search.methods.common_cli import add_method_arguments, add_pick_arguments
 
     add_method_arguments(parser, method="rtdnas", preset_help=PRESET_HELP,
                          device_help="torch device; rtdnas searches and trains on the CPU only")
     parser.add_argument("--msnas-dir", type=Path, default=None,
                         help="msnas-hw run folder of the same preset (LUT seed, Table 2 baselines; "
                              "default runs/msnas-hw/<preset>)")
-    parser.add_argument("--cell-candidates", type=int, default=1, metavar="K",
-                        help="pick the final cells among K candidates: the search's argmax and K-1 draws from its "
-                             "architecture distribution, each trained briefly on the weight patients and scored on "
-                             "the architecture patients (default 1: the argmax, as the paper)")
-    parser.add_argument("--candidate-steps", type=int, default=None, metavar="N",
-                        help=f"steps of each candidate's short training (default {PickConfig.train_steps})")
-    parser.add_argument("--candidate-paths", choices=PICK_PATHS, default=None,
-                        help="gene pool of the drawn candidates: the search's heaviest paths (default), paths drawn "
-                             "from its path distribution too, each network with as many of them (up to N_l) as fit "
-                             "L_ub (sampled), or every cell draw on both (2K-1 candidates)")
+    add_pick_arguments(parser, candidates_help="pick the final cells among K candidates: the search's argmax and K-1 "
+                       "draws from its architecture distribution, each trained briefly on the weight patients and "
+                       "scored on the architecture patients (default 1: the argmax, as the paper)",
+                       paths_help="gene pool of the drawn candidates: the search's heaviest paths (default), paths "
+                       "drawn from its path distribution too, each network with as many of them (up to N_l) as fit "
+                       "L_ub (sampled), or every cell draw on both (2K-1 candidates)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from search import distributed
-    from search.methods.common_cli import require_cpu, run_places
+    from search.methods.common_cli import pick_from_args, require_cpu, run_places
     from search.methods.rtdnas.config import preset
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
@@ -48,23 +43,13 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
     cfg = preset(args.preset, seed=args.seed)
-    for flag, value in (("--candidate-steps", args.candidate_steps), ("--candidate-paths", args.candidate_paths)):
-        if value is not None and args.cell_candidates == 1:
-            print(f"rtdnas: {flag} needs --cell-candidates K with K > 1 (one candidate is the argmax alone)",
-                  file=sys.stderr)
-            return 2
-    if args.cell_candidates != 1:
+    pick, error = pick_from_args(args, "rtdnas")
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    if pick is not None:
         from dataclasses import replace
 
-        from search.methods.rtdnas.config import PickConfig
-
-        try:
-            pick = PickConfig(candidates=args.cell_candidates,
-                              **({} if args.candidate_steps is None else {"train_steps": args.candidate_steps}),
-                              **({} if args.candidate_paths is None else {"paths": args.candidate_paths}))
-        except ValueError as exc:
-            print(f"rtdnas: --cell-candidates / --candidate-steps: {exc}", file=sys.stderr)
-            return 2
         cfg = replace(cfg, pick=pick)
     from search.data import CINE_ACDC
     from search.methods.common_cli import with_data

@@ -145,7 +145,8 @@ def test_deployment_size_comes_from_the_shipped_card(check_setup, capsys) -> Non
     # segqc: the seg card of the pair (its QC partner named); msnas: its only card (its genotype does not matter)
     assert CALLS == [("segqc", (SIZE, SIZE)), ("msnas", (4, 32, 24))]
     assert summary["deployment"]["segqc"] == {"card": "echo-toy-seg", "partner": "echo-toy-qc",
-                                              "input_shape": [3, SIZE, SIZE], "size": [SIZE, SIZE], "other_shapes": {}}
+                                              "input_shape": [3, SIZE, SIZE], "size": [SIZE, SIZE], "other_shapes": {},
+                                              "interface": "probs_uncertainty"}
     assert summary["deployment"]["msnas"]["card"] == "cine-toy-msnas"
     segqc = summary["spaces"]["segqc"]
     assert segqc["size_from"] == "card echo-toy-seg" and segqc["threads"] == 1
@@ -285,3 +286,27 @@ def test_timing_choices_and_rounds_are_checked(tmp_path) -> None:
         check.CheckSettings(timing="alone")
     with pytest.raises(ValueError, match="at least one round"):
         check.CheckSettings(timing="blocks", rounds=0)
+
+
+def test_deployed_random_clip_networks_end_in_the_cards_softmax(tmp_path) -> None:
+    """--deployment: a space whose card exports probabilities ("probs") gets random networks ending in the same
+    softmax (its cost is in no table entry, so the calibration must see it); the op instances do not change, and
+    other interfaces keep the space's own graph."""
+    from app.cards import discover
+    from search.report.shipped_latency import deployment_for
+    from search.train.clips import ClipProbabilities
+
+    models = _models_dir(tmp_path)
+    cards = discover(models)
+    msnas = deployment_for("msnas", cards)
+    assert msnas.interface == "probs" and msnas.to_dict()["interface"] == "probs"
+    assert deployment_for("segqc", cards).interface == "probs_uncertainty"
+    nets = list(_tiny_space("msnas", "smoke", 2, seed=0))
+    wrapped = [msnas.as_deployed(n) for n in nets]
+    for bare, dep in zip(nets, wrapped):
+        assert isinstance(dep.module, ClipProbabilities) and dep.module.net is bare.module
+        assert dep.keys == bare.keys and dep.index == bare.index and dep.model_id is None
+        out = dep.module(dep.example_input)
+        torch.testing.assert_close(out, torch.softmax(bare.module(bare.example_input), dim=1))
+    segqc = deployment_for("segqc", cards)
+    assert segqc.as_deployed(nets[0]) is nets[0]

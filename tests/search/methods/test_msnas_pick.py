@@ -1,0 +1,120 @@
+"""msnas-hw --cell-candidates: ours n=1 picked among candidates (argmax + cells drawn edge-then-op, on its top path
+or a drawn one), each trained briefly on the weight patients and scored on the architecture patients; the picked
+row beside ours n=1 in Table 2."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from search.core.decode import decode_cell, sample_cell
+from search.methods.msnas_hw.config import PickConfig, preset
+from search.methods.msnas_hw.experiment import pick_key, row_genotype
+
+
+def test_pick_is_off_by_default_and_adds_one_row_beside_ours_n1():
+    for name in ("smoke", "default", "paper"):
+        cfg = preset(name)
+        assert cfg.pick.candidates == 1 and "pick" not in cfg.to_dict()
+        assert all("picked" not in r for r in cfg.to_dict()["rows"])  # configs without the pick are unchanged
+        on = cfg.with_pick(PickConfig(candidates=3, paths="both"))
+        base = next(r for r in on.rows if r.key == "ours_n1")
+        assert [r.key for r in on.rows] == [r.key for r in cfg.rows] + ["ours_n1_pick"]
+        picked = on.rows[-1]
+        assert picked.picked and picked.search == base.search and picked.n_paths == 1 and picked.latency_aware
+        doc = on.to_dict()
+        assert doc["pick"]["candidates"] == 3 and doc["pick_latency_ratio"] == 0.3 and doc["rows"][-1]["picked"]
+        assert on.with_pick(PickConfig(candidates=2)).rows == replace(on, pick=PickConfig(candidates=2)).rows
+    with pytest.raises(ValueError, match="the pick is off"):
+        replace(preset("smoke").with_pick(PickConfig(candidates=2)), pick=PickConfig())
+    two_paths = replace(preset("smoke").with_pick(PickConfig(candidates=2)).rows[-1], n_paths=2)
+    with pytest.raises(ValueError, match="one-path"):
+        replace(preset("smoke"), pick=PickConfig(candidates=2), rows=preset("smoke").rows + (two_paths,))
+
+
+def test_edge_op_cells_are_drawn_edge_then_op_and_never_zero():
+    from search.core.supernets.multiscale import MultiscaleSupernet
+    from search.train.row_networks import multiscale_config
+
+    cfg = preset("smoke")
+    spec = MultiscaleSupernet(multiscale_config(cfg.supernet, cfg.trained_channels), seed=0).cell_arch["ep"].spec
+    assert any(len(spec.incoming(d)) > 1 for d in range(spec.n_inputs, spec.n_inputs + spec.n_nodes))
+    n_edges = len(spec.edges)
+    ops = [spec.edge_ops(e) for e in range(n_edges)]
+    # every edge strongly prefers its first op (conv); the gamma of each node prefers its first incoming edge
+    assert all(o[0] == "conv" and "zero" in o for o in ops)
+    alphas = [np.array([5.0 if k == 0 else 0.0 for k in range(len(o))]) for o in ops]
+    gamma = np.zeros(n_edges)
+    for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
+        gamma[spec.incoming(dst)[0]] = 6.0
+    argmax = decode_cell(spec, "edge_op", alphas, gamma, edges_per_node=1)
+    rng = np.random.default_rng(0)
+    draws = [sample_cell(spec, "edge_op", alphas, rng, gamma=gamma) for _ in range(200)]
+    assert all(edge.op != "zero" for d in draws for edge in d.edges)
+    assert all(len(d.edges) == spec.n_nodes for d in draws)  # one (input, op) pair per node
+    same = sum(d == argmax for d in draws) / len(draws)
+    assert 0.7 < same < 1.0  # mostly the argmax (~.91 here), not always: a draw, not a decode
+    again = [sample_cell(spec, "edge_op", alphas, np.random.default_rng(0), gamma=gamma) for _ in range(1)]
+    assert again[0] == draws[0]  # seeded
+    with pytest.raises(ValueError, match="needs gamma"):
+        sample_cell(spec, "edge_op", alphas, rng)
+    with pytest.raises(ValueError, match="relaxation"):
+        sample_cell(spec, "op", alphas, rng)
+
+
+def test_smoke_pick_end_to_end(tmp_path, capsys):
+    """The smoke preset with 2 candidates on both paths: 3 candidates trained on the weight patients and scored
+    on the architecture ones, pick.json, the picked row trained with ours n=1's seed, in rows.md."""
+    from search.cli import main
+
+    out = tmp_path / "run"
+    args = ["msnas-hw", "--preset", "smoke", "--out", str(out), "--rows", "ours_n1", "ours_n1_pick",
+            "--cell-candidates", "2", "--candidate-steps", "1", "--candidate-paths", "both"]
+    assert main(args) == 0
+    doc = json.loads((out / "pick.json").read_text())
+    assert [c["source"] for c in doc["candidates"]] == ["argmax", "sampled", "sampled"]
+    assert [c["path"] for c in doc["candidates"]] == ["top", "top", "drawn"]
+    assert doc["train_steps"] == 1 and doc["paths"] == "both" and doc["search"] == "hw_n2"
+    assert doc["bound_ms"] == pytest.approx(0.3 * doc["msnas_n4_lut_ms"])
+    assert (out / "searches" / "msnas" / "result.json").is_file()  # the bound's reference was searched
+    split = json.loads((out / "split.json").read_text())
+    for c in doc["candidates"]:
+        if c["within_bound"]:
+            res = json.loads((out / "rows" / f"pick_c{c['index']}" / "result.json").read_text())
+            assert res["patients"] == {"trained_on": len(split["weight"]), "scored_on": len(split["arch"]),
+                                       "scored_on_test": False}
+            assert c["val_dice"] == res["dice"]["mean"]
+    first, second = doc["candidates"][1]["genotype"], doc["candidates"][2]["genotype"]
+    assert first["cells"] == second["cells"]  # the same cell draw on the top path, then on a drawn path
+    picked = json.loads((out / "rows" / "ours_n1_pick" / "result.json").read_text())
+    assert picked["genotype"] == doc["candidates"][doc["picked"]]["genotype"]
+    ours = json.loads((out / "rows" / "ours_n1" / "result.json").read_text())
+    if doc["picked"] == 0:  # the argmax picked: the same network with the same seed, so the same row
+        assert picked["dice"]["mean"] == pytest.approx(ours["dice"]["mean"])
+    assert "## The pick of ours n=1" in (out / "rows.md").read_text()
+    assert json.loads((out / "rows.json").read_text())["pick"]["picked"] == doc["picked"]
+    # resumes: pick.json and the candidates are read back
+    assert main(args) == 0
+    assert json.loads((out / "pick.json").read_text()) == doc
+    # a pick.json of another search is refused
+    doc["candidates"][0]["genotype"]["paths"] = [["skip"] * len(doc["candidates"][0]["genotype"]["paths"][0])]
+    (out / "pick.json").write_text(json.dumps(doc))
+    (out / "stages.json").unlink()
+    (out / "rows" / "ours_n1_pick" / "result.json").unlink()
+    assert main(args) == 1
+    assert "made from another search" in capsys.readouterr().err
+
+
+def test_pick_flags_need_candidates_and_the_row_genotype_follows_the_pick(capsys):
+    from search.cli import main
+
+    assert main(["msnas-hw", "--preset", "smoke", "--candidate-steps", "3"]) == 2
+    assert "--cell-candidates K" in capsys.readouterr().err
+    cfg = preset("smoke").with_pick(PickConfig(candidates=2))
+    ours, picked = cfg.rows_named(["ours_n1", "ours_n1_pick"])
+    genotypes = {ours.search: {1: "argmax"}, pick_key(picked): {1: "picked"}}
+    assert row_genotype(ours, genotypes) == "argmax" and row_genotype(picked, genotypes) == "picked"
+    assert row_genotype(cfg.rows_named(["unet3d_d3_if16"])[0], genotypes) is None
