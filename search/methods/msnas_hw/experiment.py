@@ -240,14 +240,19 @@ class MsnasHwExperiment(CineRows):
         split = self.split
         train_ids, eval_ids, words = ((split.train, split.val, "validation") if split.val else
                                       (split.weight, split.arch, "architecture"))
-        out = []
+        out, seen = [], {}
         for i, (source, c, draw_path) in enumerate(plan):
             paths = tuple(sample_paths(beta, 1, path_rng)) if draw_path else argmax.paths
             g = replace(argmax, cells=dict(c), paths=paths)
             lut_ms = space.decoded_latency(cfg, g, table)
             entry = {"index": i, "source": source, "path": "drawn" if draw_path else "top",
                      "genotype": json.loads(g.to_json()), "lut_ms": lut_ms, "within_bound": bool(lut_ms <= bound)}
-            if entry["within_bound"]:
+            twin = seen.setdefault(same_network_key(g), i)
+            if twin != i:  # the same network as an earlier candidate (a skip is the identity): not trained again
+                entry["same_network_as"] = twin
+                entry.update({k: v for k, v in out[twin].items() if k in CANDIDATE_SCORES})
+                self.say(f"pick: candidate {i} ({source} cells, {entry['path']} path) is candidate {twin}'s network")
+            elif entry["within_bound"]:
                 res = self._train_candidate(row, i, g, train_ids, eval_ids)
                 entry.update(val_dice=res["dice"]["mean"], val_per_class=res["dice"]["per_class"],
                              params=res["params"], train_seconds=res["train_seconds"],
@@ -487,6 +492,19 @@ class MsnasHwExperiment(CineRows):
                           self.models_dir, convergence=convergence)
         self.say(f"ship: {card.onnx_path} ({reason})")
         return card.onnx_path
+
+
+#: What a pick candidate's entry records of its short training (copied to a candidate with the same network).
+CANDIDATE_SCORES = ("val_dice", "val_per_class", "params", "train_seconds", "final_loss")
+
+
+def same_network_key(g: MultiscaleGenotype) -> str:
+    """Equal for genotypes that build the same network: one path's cells in order (a ``skip`` step is the identity,
+    so where along the path the skips fall does not matter); a fused multi-path genotype is only equal to itself."""
+    if len(g.paths) != 1:
+        return g.to_json()
+    cells = json.dumps({k: c.to_dict() for k, c in sorted(g.cells.items())})
+    return cells + "|" + " ".join(k for k in g.paths[0].kinds if k != "skip")
 
 
 def pick_key(row: RowSpec) -> str:

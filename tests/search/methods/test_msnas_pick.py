@@ -118,3 +118,34 @@ def test_pick_flags_need_candidates_and_the_row_genotype_follows_the_pick(capsys
     genotypes = {ours.search: {1: "argmax"}, pick_key(picked): {1: "picked"}}
     assert row_genotype(ours, genotypes) == "argmax" and row_genotype(picked, genotypes) == "picked"
     assert row_genotype(cfg.rows_named(["unet3d_d3_if16"])[0], genotypes) is None
+
+
+def test_one_path_genotypes_whose_skips_fall_elsewhere_are_the_same_network():
+    """A skip step is the identity: ct ct at layers 2-3 or at layers 0 and 3 build the same network (same cells, same
+    scales, the same initial weights), so the pick trains it once."""
+    import torch
+
+    from search.core.genotypes import PathGenotype
+    from search.methods.msnas_hw.experiment import same_network_key
+    from search.train.row_networks import build_row_network
+
+    from search.methods.msnas_hw import space
+
+    cfg = preset("smoke")
+    row = cfg.rows_named(["ours_n1"])[0]
+    layers = cfg.supernet.layers
+    decoded = space.decode(space.build_supernet(cfg, cfg.trained_channels, seed=0), 1)
+    base = replace(decoded, paths=(PathGenotype(("skip",) * (layers - 2) + ("ct", "ct")),))
+    moved = replace(base, paths=(PathGenotype(("ct",) + ("skip",) * (layers - 2) + ("ct",)),))
+    other = replace(base, paths=(PathGenotype(("ct",) + ("ns",) * (layers - 2) + ("ct",)),))
+    assert same_network_key(base) == same_network_key(moved) != same_network_key(other)
+    x = torch.randn(1, 1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
+    torch.manual_seed(0)
+    a = build_row_network(cfg, row, genotype=base).eval()
+    torch.manual_seed(0)
+    b = build_row_network(cfg, row, genotype=moved).eval()
+    assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x))
+    two = replace(base, paths=base.paths + (other.paths[0],))
+    assert same_network_key(two) == two.to_json()
