@@ -18,6 +18,7 @@ import dataclasses
 import numpy as np
 
 from search.core.cells import CellSpec
+from search.core.op_names import PARAMETER_FREE_OPS
 from search.core.genotypes import (
     MULTISCALE_CELL_TYPES,
     STEP_DELTA,
@@ -37,8 +38,11 @@ from search.core.supernets.qcnet import CONTRACTING_SPEC, NONSCALING_SPEC
 SPACES = ("segqc", "msnas", "rtdnas")
 
 
-def random_cell(spec: CellSpec, rng: np.random.Generator, edges_per_node: int | None = None) -> CellGenotype:
-    """A random discrete cell of ``spec`` (``edges_per_node`` as in :func:`decode.decode_cell`)."""
+def random_cell(spec: CellSpec, rng: np.random.Generator, edges_per_node: int | None = None,
+                free_prob: float | None = None) -> CellGenotype:
+    """A random discrete cell of ``spec`` (``edges_per_node`` as in :func:`decode.decode_cell`); with
+    ``free_prob``, each kept edge's op is weight-free (identity, a pool) with that probability and one with
+    weights otherwise, each uniform within its kind (cheap cells, like those hardware-aware searches keep)."""
     edges = []
     for dst in range(spec.n_inputs, spec.n_inputs + spec.n_nodes):
         into = spec.incoming(dst)
@@ -50,6 +54,11 @@ def random_cell(spec: CellSpec, rng: np.random.Generator, edges_per_node: int | 
             kept = sorted(rng.choice(into, size=min(edges_per_node, len(into)), replace=False).tolist())
         for e in kept:
             ops = [n for n in spec.edge_ops(e) if n != "zero"]
+            if free_prob is not None:
+                free = [n for n in ops if n in PARAMETER_FREE_OPS]
+                weighted = [n for n in ops if n not in PARAMETER_FREE_OPS]
+                pick_free = bool(free) and (not weighted or rng.random() < free_prob)
+                ops = free if pick_free else weighted
             edges.append(CellEdge(spec.edges[e][0], dst, ops[int(rng.integers(len(ops)))]))
     return CellGenotype(spec.n_inputs, spec.n_nodes, tuple(edges), spec.output)
 
@@ -105,7 +114,8 @@ def sample_random_genotype(
         skip_prob: Multi-scale spaces: each path step is a ``skip`` with this probability (None: uniform
             among the available steps, as the module docstring says). The searches ship sparse paths
             (mostly skips), far cheaper than uniform walks; ``latency-check --sparse-share`` samples some
-            networks this way so the calibration is fitted where the searches land. Ignored for segqc.
+            networks this way so the calibration is fitted where the searches land. segqc: each cell edge's
+            op is weight-free with this probability (``random_cell(free_prob=...)``), for the same reason.
         droppable_inputs, keep_prev: segqc: the seg cells' input edges may be dropped too, those of the previous
             cell not with ``keep_prev`` (``nasunet.cell_specs``).
 
@@ -116,8 +126,8 @@ def sample_random_genotype(
         down, up = cell_specs(n_nodes, droppable_inputs, keep_prev)
         con, non = (dataclasses.replace(s, n_nodes=n_nodes) for s in (CONTRACTING_SPEC, NONSCALING_SPEC))
         return SegQcGenotype(
-            NasUnetGenotype(random_cell(down, rng), random_cell(up, rng)),
-            QcGenotype(random_cell(con, rng), random_cell(non, rng)),
+            NasUnetGenotype(random_cell(down, rng, free_prob=skip_prob), random_cell(up, rng, free_prob=skip_prob)),
+            QcGenotype(random_cell(con, rng, free_prob=skip_prob), random_cell(non, rng, free_prob=skip_prob)),
         )
     if space not in SPACES:
         raise ValueError(f"unknown search space {space!r}; known: {SPACES}")

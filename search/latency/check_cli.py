@@ -75,10 +75,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "within +-10%%); never fitted on. Baselines, streaming and INT8 models are listed under "
                              "'shipped_skipped' with the reason")
     parser.add_argument("--sparse-share", type=float, default=0.0, metavar="F",
-                        help="draw this share of each multi-scale space's random networks with sparse paths (each step "
-                             "a skip with probability 0.5-0.95), as the searches ship them: cheaper than any uniform "
-                             "walk, so the calibration is fitted and checked where the searches land (default 0: "
-                             "uniform walks only, the networks drawn before the option existed)")
+                        help="draw this share of each space's random networks sparse, as the searches ship them: "
+                             "multi-scale paths with each step a skip with probability 0.5-0.95, segqc cells with each "
+                             "op weight-free with that probability; cheaper than uniform draws, so the calibration is "
+                             "fitted and checked where the searches land (default 0: uniform draws only, the networks "
+                             "drawn before the option existed)")
     parser.add_argument("--timing", choices=TIMINGS, default="interleaved",
                         help="interleaved: each network runs once per round, round-robin with the others (default); "
                              "blocks: each network runs a warm block of back-to-back runs per round, as the app runs "

@@ -36,10 +36,11 @@ def supernets(preset: str):
 
 
 def random_genotype(preset: str, rng, skip_prob: float | None = None):
-    """A random ``SegQcGenotype`` with the preset's node count (``skip_prob``: no paths here, ignored)."""
+    """A random ``SegQcGenotype`` with the preset's node count (``skip_prob``: no paths here; each cell edge's op
+    is weight-free with that probability, a cheap network like those the hardware-aware search ships)."""
     from search.core.sampling import sample_random_genotype
 
-    return sample_random_genotype(NAME, rng, n_nodes=_parts(preset)[0][2].n_nodes)
+    return sample_random_genotype(NAME, rng, n_nodes=_parts(preset)[0][2].n_nodes, skip_prob=skip_prob)
 
 
 def build_network(preset: str, genotype, seed: int = 0):

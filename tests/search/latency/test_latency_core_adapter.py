@@ -3,6 +3,7 @@ and the latency tools read the search spaces the methods register."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -92,3 +93,32 @@ def test_sparse_share_draws_sparse_paths_and_zero_keeps_the_old_networks():
     assert sum(f for _, f in sparse) / len(sparse) > 0.5 > sum(f for _, f in plain) / len(plain)
     with pytest.raises(ValueError, match="sparse_share"):
         next(sampled_modules("rtdnas", "smoke", 1, 0, sparse_share=1.5))
+
+
+def test_sparse_segqc_networks_are_cheap_cells_and_zero_keeps_the_old_networks():
+    """segqc has no paths: a sparse draw makes each cell edge's op weight-free with its skip probability (the
+    hardware-aware search ships pools and identities), so the calibration sees networks as cheap as the shipped."""
+    from search.core.op_names import PARAMETER_FREE_OPS
+    from search.core.sampling import random_cell, sample_random_genotype
+    from search.latency.core_adapter import sampled_modules
+
+    def free_share(share):
+        out = []
+        for _, genotype, _, _ in sampled_modules("segqc", "smoke", 10, 0, sparse_share=share):
+            ops = [e.op for cell in (genotype.seg.down, genotype.seg.up, genotype.qc.contracting,
+                                     genotype.qc.nonscaling) for e in cell.edges]
+            out.append((genotype.to_dict(), sum(op in PARAMETER_FREE_OPS for op in ops) / len(ops)))
+        return out
+
+    plain, again, sparse = free_share(0.0), free_share(0.0), free_share(1.0)
+    assert [g for g, _ in plain] == [g for g, _ in again]
+    assert sum(f for _, f in sparse) / len(sparse) > 0.5 > sum(f for _, f in plain) / len(plain)
+    # without free_prob the draws are those of before (same generator calls)
+    g1 = sample_random_genotype("segqc", np.random.default_rng(4))
+    g2 = sample_random_genotype("segqc", np.random.default_rng(4), skip_prob=None)
+    assert g1 == g2
+    from search.core.supernets.nasunet import cell_specs
+
+    down, _ = cell_specs(3, False, False)
+    always = random_cell(down, np.random.default_rng(0), free_prob=1.0)
+    assert all(e.op in PARAMETER_FREE_OPS for e in always.edges)
