@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -48,6 +48,8 @@ from search.core.op_names import PARAMETER_FREE_OPS
 
 if TYPE_CHECKING:  # the decoders read arrays (a supernet's logits through .detach()): no torch import here
     from search.core.cells import CellArch, CellSpec
+
+T = TypeVar("T")
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -300,10 +302,8 @@ def sample_paths(probs: np.ndarray, n: int, rng: np.random.Generator, max_draws:
     """
     probs = np.asarray(probs, dtype=np.float64)
     n_layers, n_scales, _ = probs.shape
-    out: list[PathGenotype] = []
-    for _ in range(50 * n if max_draws is None else max_draws):
-        if len(out) == n:
-            break
+
+    def walk() -> PathGenotype:
         kinds, scale = [], 0
         for layer in range(n_layers):
             legal = [k for k, kind in enumerate(STEP_KINDS)
@@ -312,9 +312,24 @@ def sample_paths(probs: np.ndarray, n: int, rng: np.random.Generator, max_draws:
             k = legal[int(rng.choice(len(legal), p=w / w.sum()))]
             kinds.append(STEP_KINDS[k])
             scale += STEP_DELTA[STEP_KINDS[k]]
-        path = PathGenotype(tuple(kinds))
-        if path not in out:
-            out.append(path)
+        return PathGenotype(tuple(kinds))
+
+    return draw_distinct(walk, n, max_draws=max_draws)
+
+
+def draw_distinct(draw: Callable[[], T], n: int, have: Sequence[T] = (), max_draws: int | None = None) -> list[T]:
+    """``have`` then new distinct draws, until ``n`` items or ``max_draws`` calls of ``draw`` (default ``50 n``).
+
+    What the picks draw with (cell sets, paths): a converged distribution may have fewer than ``n`` distinct
+    items to give, so the draws are bounded and fewer than ``n`` may come back.
+    """
+    out = list(have)
+    for _ in range(50 * n if max_draws is None else max_draws):
+        if len(out) >= n:
+            break
+        item = draw()
+        if item not in out:
+            out.append(item)
     return out
 
 

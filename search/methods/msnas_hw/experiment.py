@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from search import distributed
 from search.core.convergence import Convergence, shipping_warning
-from search.core.decode import sample_paths
+from search.core.decode import draw_distinct, sample_paths
 from search.core.genotypes import MultiscaleGenotype
 from search.export.flops import count_flops
 from search.latency.lut import LatencyTable
@@ -226,13 +226,9 @@ class MsnasHwExperiment(CineRows):
         ref_ms = space.decoded_latency(cfg, genotypes[ref.search][ref.n_paths], table)
         bound = cfg.pick_latency_ratio * ref_ms
         rng, path_rng = np.random.default_rng(cfg.seed + 700), np.random.default_rng(cfg.seed + 800)
-        cells: list[tuple[str, dict]] = [("argmax", dict(argmax.cells))]
-        for _ in range(50 * pick.candidates):  # distinct draws (a converged search may have fewer to give)
-            if len(cells) == pick.candidates:
-                break
-            drawn = space.sample_cells(supernet, rng)
-            if all(drawn != other for _, other in cells):
-                cells.append(("sampled", drawn))
+        drawn = draw_distinct(lambda: space.sample_cells(supernet, rng), pick.candidates,
+                              have=[dict(argmax.cells)])  # a converged search may have fewer to give
+        cells: list[tuple[str, dict]] = [("argmax", drawn[0])] + [("sampled", c) for c in drawn[1:]]
         plan = [(source, c, i > 0 and pick.paths == "sampled") for i, (source, c) in enumerate(cells)]
         if pick.paths == "both":
             plan += [(source, c, True) for source, c in cells[1:]]

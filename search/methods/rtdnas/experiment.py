@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from search import distributed
 from search.core.convergence import plot_traces, report_section
-from search.core.decode import top_n_paths
+from search.core.decode import draw_distinct, top_n_paths
 from search.core.genotypes import CellGenotype, MultiscaleGenotype, PathGenotype
 from search.core.sampling import sample_random_genotype
 from search.latency.lut import LatencyTable
@@ -371,13 +371,10 @@ class RtdnasExperiment:
     def _pick(self, final: dict[str, Any], table: LatencyTable, supernet) -> dict[str, Any]:
         cfg, pick = self.cfg, self.cfg.pick
         rng = np.random.default_rng(cfg.seed + 700)
-        candidates: list[tuple[str, dict]] = [("argmax", {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()})]
-        for _ in range(50 * pick.candidates):  # distinct draws (a converged search may have fewer to give)
-            if len(candidates) == pick.candidates:
-                break
-            cells = space.sample_cells(supernet, rng, cfg.cell_max_free_ops)
-            if all(cells != other for _, other in candidates):
-                candidates.append(("sampled", cells))
+        argmax = {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()}
+        drawn = draw_distinct(lambda: space.sample_cells(supernet, rng, cfg.cell_max_free_ops), pick.candidates,
+                              have=[argmax])  # a converged search may have fewer to give
+        candidates: list[tuple[str, dict]] = [("argmax", argmax)] + [("sampled", c) for c in drawn[1:]]
         beta = np.asarray(final["beta_probs"])
         heaviest = GenePool.from_beta(beta, cfg.ga.pool_size)
         path_rng = np.random.default_rng(cfg.seed + 800)  # its own generator: the cell draws stay those of "heaviest"
