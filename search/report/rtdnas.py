@@ -26,13 +26,20 @@ log = logging.getLogger(__name__)
 CAPTIONS = {"fig2": "Fig. 2: Dice vs latency and vs throughput (random cloud, top-weight, GA, msnas-hw rows)"}
 
 
-def load_rows(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _optional_json(path: Path) -> dict[str, Any]:
+    """The JSON document at ``path``, or ``{}`` when the run has not written it (yet)."""
+    return read_json(path) if path.is_file() else {}
+
+
+def load_rows(folder: Path, derivation: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(rows, cloud)``: searched networks (``tw_n<N>``, ``ga_n<N>``) and random ones (``cloud_<i>``),
-    each with ``latency`` (or None), ``lut_ms`` and ``same_network_as`` where they apply."""
+    each with ``latency`` (or None), ``lut_ms`` and ``same_network_as`` where they apply (``derivation``: the
+    folder's ``derivation.json`` when the caller has read it already)."""
     folder = Path(folder)
     stored = {p.parent.name: read_json(p) for p in sorted(folder.glob("rows/*/result.json"))}
-    latency = read_json(folder / "latency.json") if (folder / "latency.json").is_file() else {}
-    derivation = read_json(folder / "derivation.json") if (folder / "derivation.json").is_file() else {}
+    latency = _optional_json(folder / "latency.json")
+    if derivation is None:
+        derivation = _optional_json(folder / "derivation.json")
     for n, d in derivation.get("by_n", {}).items():
         tw, ga = f"tw_n{n}", f"ga_n{n}"
         if tw in stored:
@@ -52,7 +59,8 @@ def load_rows(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def load_section(folder: Path, msnas_folder: Path | None) -> MethodSection:
     """The rtdnas section: constraint rounds, Table 1 and Table 2 beside the paper's, targets, Fig. 2."""
     folder = Path(folder)
-    rows, cloud = load_rows(folder) if (folder / "config.json").is_file() else ({}, {})
+    derivation = _optional_json(folder / "derivation.json")
+    rows, cloud = load_rows(folder, derivation) if (folder / "config.json").is_file() else ({}, {})
     if not rows:
         detail = f"{shown(folder)} has no retrained networks yet (run unfinished)" if folder.is_dir() else ""
         return missing_section(METHOD, TITLE, None, detail)
@@ -74,7 +82,6 @@ def load_section(folder: Path, msnas_folder: Path | None) -> MethodSection:
         "figures: the RT-DNAS paper (P100 GPU, ACDC).")
     if rounds:
         section.blocks.append(f"#### Constraint rounds ({REALTIME.describe()})\n\n" + method_report.rounds_markdown(rounds))
-    derivation = read_json(folder / "derivation.json") if (folder / "derivation.json").is_file() else {}
     section.blocks.append("#### Table 1: top-weight vs GA on the same searched cells, ours and the paper's"
                           + method_report.table1_pool_words(derivation) + "\n\n"
                           + method_report.table1_markdown(cfg, rows))
