@@ -129,8 +129,8 @@ class CheckSettings:
         fit_fraction: Share of each space's networks the calibration is fitted on.
         seed: Seed of sampling, split and round order.
         timing: One of ``TIMINGS``. With ``blocks``, a network's timed runs (as many as
-            ``interleaved`` would take) are spread over ``rounds`` warm blocks, each after
-            ``warmup`` discarded runs.
+            ``interleaved`` would take, rounded up to a multiple of ``rounds``) are spread over ``rounds``
+            warm blocks, each after ``warmup`` discarded runs.
         rounds: Blocks per network with ``timing="blocks"``.
     """
 
@@ -181,7 +181,8 @@ def table_prediction(table: LatencyTable, keys: Sequence[OpKey]) -> tuple[float,
 
 def measure_networks(networks: Sequence[SampledNetwork], table: LatencyTable, settings: CheckSettings,
                      progress: Callable[[int, int, list[NetworkRecord]], None] | None = None) -> list[NetworkRecord]:
-    """Export and time networks in interleaved groups; pair each with its table prediction.
+    """Export and time networks in groups (interleaved or warm blocks, ``settings.timing``); pair each with its
+    table prediction.
 
     Args:
         networks: The sampled networks, timed ``settings.group_size`` at a time, round-robin. A
@@ -372,10 +373,12 @@ def _space_figures(records: Sequence[NetworkRecord], cal: NetworkCalibration) ->
 
 
 def store_calibration(table: LatencyTable, result: CheckResult, settings: CheckSettings,
-                      machine: Mapping[str, object]) -> None:
+                      machine: Mapping[str, object], fitted_on: Mapping[str, object] | None = None) -> None:
     """Write the fitted calibrations and their held-out figures into ``table.meta['calibration']``.
 
-    Spaces this check did not cover keep what an earlier check stored for them.
+    Spaces this check did not cover keep what an earlier check stored for them. ``fitted_on``: what else says
+    how the networks were drawn and sized (the CLI's ``sparse_share``, ``deployment`` and ``preset``), recorded beside
+    the timing so the table says how its calibration was fitted.
     """
     doc = dict(table.meta.get("calibration") or {})
     by_space = dict(doc.get("by_space", {}))
@@ -394,6 +397,9 @@ def store_calibration(table: LatencyTable, result: CheckResult, settings: CheckS
         "samples_per_space": settings.samples,
         "fit_fraction": settings.fit_fraction,
         "seed": settings.seed,
+        "timing": settings.timing,
+        "rounds": settings.rounds if settings.timing == "blocks" else None,
         "machine": dict(machine),
+        **dict(fitted_on or {}),
     })
     table.meta["calibration"] = doc

@@ -33,9 +33,10 @@ from functools import partial
 
 from search.latency.profile_cli import PRESETS, SPACES, frame_size, parse_spaces
 
-#: ``search.latency.measure.TIMINGS``, spelled here so that building the parser loads no onnxruntime
-#: (a test checks that they agree).
+#: ``search.latency.measure.TIMINGS`` and ``CheckSettings.rounds``' default, spelled here so that building the
+#: parser loads no onnxruntime or torch (a test checks that they agree).
 TIMINGS = ("interleaved", "blocks")
+DEFAULT_ROUNDS = 5
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +85,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="interleaved: each network runs once per round, round-robin with the others (default); "
                              "blocks: each network runs a warm block of back-to-back runs per round, as the app runs "
                              "a model (the same number of timed runs, spread over --rounds blocks)")
-    parser.add_argument("--rounds", type=int, default=5, help="with --timing blocks: blocks per network (default 5)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help=f"with --timing blocks: blocks per network (default {DEFAULT_ROUNDS})")
     parser.add_argument("--models-dir", default=None,
                         help="shipped model cards for --deployment / --shipped (default: the app's models/)")
 
@@ -119,8 +121,11 @@ def run(args: argparse.Namespace) -> int:
     size = getattr(args, "frame_size", None)
     if size is not None and not per_frame:
         raise SystemExit("--frame-size needs --per-frame")
-    if args.rounds < 1:
-        raise SystemExit(f"--rounds: need at least one block per network, got {args.rounds}")
+    if args.rounds is not None and args.timing != "blocks":
+        raise SystemExit("--rounds counts the warm blocks of --timing blocks; add --timing blocks or drop it")
+    rounds = DEFAULT_ROUNDS if args.rounds is None else args.rounds
+    if rounds < 1:
+        raise SystemExit(f"--rounds: need at least one block per network, got {rounds}")
     deployment, shipped = bool(getattr(args, "deployment", False)), bool(getattr(args, "shipped", False))
     if not 0.0 <= args.sparse_share <= 1.0:
         raise SystemExit(f"--sparse-share: need a share in [0, 1], got {args.sparse_share:g}")
@@ -141,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"--deployment: {exc}") from None
     settings = CheckSettings(samples=args.samples, warmup=args.warmup, repeats=args.repeats,
                              group_size=args.group_size, intra_op_threads=args.threads, seed=args.seed,
-                             timing=args.timing, rounds=args.rounds)
+                             timing=args.timing, rounds=rounds)
     path = Path(args.table) if args.table else default_table_path(args.threads, per_frame=per_frame)
     table = LatencyTable.load(path) if path.exists() else LatencyTable(path=str(path))
     if per_frame:
@@ -233,7 +238,9 @@ def run(args: argparse.Namespace) -> int:
         summary["shipped"] = shipped_figures(result.records)
         summary["shipped_skipped"] = shipped_skipped
     if not args.no_save:
-        store_calibration(table, result, settings, machine)
+        store_calibration(table, result, settings, machine,
+                          fitted_on={"preset": args.preset, "sparse_share": args.sparse_share,
+                                     "deployment": {space: dep.to_dict() for space, dep in deployments.items()} or None})
         table.save(path)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

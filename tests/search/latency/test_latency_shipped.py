@@ -81,7 +81,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
 CALLS: list[tuple[str, object]] = []
 
 
-def _tiny_space(space: str, preset: str, n: int, seed: int, size=None):
+def _tiny_space(space: str, preset: str, n: int, seed: int, size=None, sparse_share: float = 0.0):
     """Chains of 1-4 core ops on (1, 2, 8, 8), as in test_latency_cli; records the size asked for."""
     from search.core.ops import op_from_key
 
@@ -279,9 +279,12 @@ def test_blocks_timing_spreads_the_same_runs_over_warm_blocks(check_setup, capsy
 def test_timing_choices_and_rounds_are_checked(tmp_path) -> None:
     from search.latency.measure import TIMINGS
 
-    assert check_cli.TIMINGS == TIMINGS  # the parser's copy, kept free of onnxruntime
+    assert check_cli.TIMINGS == TIMINGS  # the parser's copies, kept free of onnxruntime and torch
+    assert check_cli.DEFAULT_ROUNDS == check.CheckSettings().rounds
     with pytest.raises(SystemExit, match="--rounds"):
         check_cli.run(_args(["--timing", "blocks", "--rounds", "0", "--table", str(tmp_path / "t.json")]))
+    with pytest.raises(SystemExit, match="add --timing blocks"):
+        check_cli.run(_args(["--rounds", "3", "--table", str(tmp_path / "t.json")]))
     with pytest.raises(ValueError, match="timing must be one of"):
         check.CheckSettings(timing="alone")
     with pytest.raises(ValueError, match="at least one round"):
@@ -310,3 +313,16 @@ def test_deployed_random_clip_networks_end_in_the_cards_softmax(tmp_path) -> Non
         torch.testing.assert_close(out, torch.softmax(bare.module(bare.example_input), dim=1))
     segqc = deployment_for("segqc", cards)
     assert segqc.as_deployed(nets[0]) is nets[0]
+
+
+def test_stored_calibration_says_how_it_was_fitted(check_setup, capsys) -> None:
+    models, table = check_setup
+    argv = ["--table", str(table), "--spaces", "msnas", "--preset", "smoke", "--samples", "6", "--warmup", "1",
+            "--repeats", "2", "--threads", "1", "--no-profile", "--json", "--models-dir", str(models), "--deployment",
+            "--sparse-share", "0.5"]
+    check_cli.run(_args(argv))
+    capsys.readouterr()
+    doc = LatencyTable.load(table).meta["calibration"]
+    assert doc["timing"] == "interleaved" and doc["rounds"] is None and doc["sparse_share"] == 0.5
+    assert doc["preset"] == "smoke" and doc["deployment"]["msnas"]["card"] == "cine-toy-msnas"
+    assert doc["deployment"]["msnas"]["interface"] == "probs"
