@@ -43,8 +43,8 @@ def load_run(folder: Path) -> dict[str, Any]:
     Raises:
         SystemExit: one line naming the folder and what is missing or wrong.
     """
-    from search.methods.msnas_hw.config import PickConfig, preset
-    from search.privacy import same_config
+    from search.methods.msnas_hw.config import MsnasHwConfig
+    from search.report.sections import config_from_dict
 
     folder = Path(folder)
     try:
@@ -56,10 +56,13 @@ def load_run(folder: Path) -> dict[str, Any]:
                          f"({exc})") from None
     if "pick" not in config:
         raise SystemExit(f"{folder}: made without --cell-candidates (no ours_n1_pick row)")
-    cfg = preset(config["preset"], seed=config["seed"]).with_pick(PickConfig(**config["pick"]))
-    if not same_config(config, json.loads(json.dumps(cfg.to_dict()))):
-        raise SystemExit(f"{folder}: its config.json is not the {config['preset']} preset with its pick")
-    return {"folder": str(folder), "cfg": cfg, "seed": int(config["seed"]), "pick": pick, "results": results}
+    try:
+        cfg = config_from_dict(MsnasHwConfig, config)
+        test = json.loads((folder / "split.json").read_text())["test"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"{folder}: its config.json or split.json cannot be read back ({exc})") from None
+    return {"folder": str(folder), "cfg": cfg, "seed": int(config["seed"]), "pick": pick, "results": results,
+            "test_patients": len(test)}
 
 
 def seed_row(run: Mapping[str, Any], ms: Mapping[str, float] | None = None) -> dict[str, Any]:
@@ -67,8 +70,11 @@ def seed_row(run: Mapping[str, Any], ms: Mapping[str, float] | None = None) -> d
     dice = {k: float(run["results"][k]["dice"]["mean"]) for k in ROWS}
     pick = run["pick"]
     picked = pick["candidates"][pick["picked"]]
+    cfg = run["cfg"]
     out = {
-        "seed": run["seed"], "folder": run["folder"], "dice": dice,
+        "seed": run["seed"], "folder": run["folder"], "dice": dice, "preset": cfg.preset,
+        "retrain_steps": cfg.retrain.steps, "test_patients": run["test_patients"],
+        "clip": [cfg.data.clip_length, cfg.data.height, cfg.data.width],
         "gap": {k: dice["msnas_n4"] - dice[k] for k in ROWS[1:]},
         "picked_minus_argmax": dice["ours_n1_pick"] - dice["ours_n1"],
         "picked": {"index": pick["picked"], "source": picked["source"], "path": picked["path"],
@@ -129,14 +135,16 @@ def markdown(doc: Mapping[str, Any]) -> str:
     """The report: one row per seed, then the means."""
     names = {"msnas_n4": "MS-NAS n=4", "ours_n1": "ours n=1", "ours_n1_pick": "ours n=1 picked"}
     t = doc["timing"]
+    first = doc["rows"][0]
+    clip = "x".join(map(str, first["clip"]))
     lines = [
         "# msnas-hw: ours n=1 picked among candidates vs the argmax and MS-NAS n=4 (issue 16)", "",
         f"Runs: {', '.join('`' + r['folder'] + '`' for r in doc['rows'])}. Each is `python -m search msnas-hw --preset "
-        f"default --seed S --rows msnas_n4 ours_n1 ours_n1_pick --cell-candidates {doc['pick']['candidates']} "
-        f"--candidate-paths {doc['pick']['paths']}`: the three rows trained in one harness (250 steps), Dice over every "
-        "frame of every clip of the run's 4 test patients. " + (
+        f"{first['preset']} --seed S --rows msnas_n4 ours_n1 ours_n1_pick --cell-candidates {doc['pick']['candidates']} "
+        f"--candidate-paths {doc['pick']['paths']}`: the three rows trained in one harness ({first['retrain_steps']} "
+        f"steps), Dice over every frame of every clip of the run's {first['test_patients']} test patients. " + (
             "Latency: not timed (`--no-timing`)." if not t else
-            f"Latency: median ms per 20x64x48 clip of the trained networks, all {len(doc['rows']) * 3} timed in one "
+            f"Latency: median ms per {clip} clip of the trained networks, all {len(doc['rows']) * 3} timed in one "
             f"process in warm blocks ({t['rounds']} rounds x {t['runs_per_block']} runs, {t['threads']} threads), "
             f"{doc['machine']}, load {t['load_before']} before, {t['load_after']} after."), "",
         "| seed | MS-NAS n=4 | ours n=1 | ours n=1 picked | gap argmax / picked (target <= .01) | picked - argmax | "
@@ -180,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [load_run(f) for f in args.runs]
     if len({r["seed"] for r in runs}) != len(runs):
         raise SystemExit("two run folders of the same seed")
+    shared = {(r["cfg"].preset, r["cfg"].retrain.steps, r["test_patients"], r["cfg"].pick) for r in runs}
+    if len(shared) != 1:
+        raise SystemExit("the runs differ in preset, retraining steps, test patients or pick: one table compares "
+                         "seeds of one setting")
     timing, ms = None, None
     if not args.no_timing:
         timing = {"threads": args.threads, "rounds": args.rounds, "runs_per_block": args.runs_per_block,

@@ -333,10 +333,21 @@ def draw_distinct(draw: Callable[[], T], n: int, have: Sequence[T] = (), max_dra
     return out
 
 
+def beta_probabilities(supernet) -> np.ndarray:
+    """``(L, S, 4)`` softmax probabilities of the grid edges leaving each vertex of a multi-scale supernet."""
+    return supernet.beta_probs().detach().cpu().numpy()
+
+
+def sample_multiscale_cells(supernet, rng: np.random.Generator, max_free_ops: int | None = None) -> dict[str, CellGenotype]:
+    """One cell of each type of a multi-scale supernet drawn from its distribution (:func:`sample_cell`, in
+    ``MULTISCALE_CELL_TYPES`` order from ``rng``; capped with ``max_free_ops``): the picks' cell candidates."""
+    return {k: sample_cell_arch(supernet.cell_arch[k], rng, max_free_ops) for k in MULTISCALE_CELL_TYPES}
+
+
 def decode_multiscale(supernet, n_paths: int, edges_per_node: int = 1) -> MultiscaleGenotype:
     """Genotype of a :class:`~search.core.supernets.multiscale.MultiscaleSupernet`: cells + top-n paths."""
     cfg = supernet.config
     cells = {k: decode_cell_arch(supernet.cell_arch[k], edges_per_node) for k in MULTISCALE_CELL_TYPES}
-    probs = supernet.beta_probs().detach().cpu().numpy()
+    probs = beta_probabilities(supernet)
     paths = tuple(p for p, _ in top_n_paths(probs, n_paths))
     return MultiscaleGenotype(cells, paths, cfg.n_layers, cfg.n_scales, cfg.relaxation)

@@ -137,9 +137,10 @@ def sampled_modules(space: str, preset: str, n: int, seed: int, size: Sequence[i
     Deterministic in ``seed`` and the space's stream (architectures from ``np.random.default_rng``,
     weights from torch seeds): the clip check and the per-frame check sample the same networks, and
     so does a check at another ``size`` (``input_shape_at``: only the input shape changes).
-    ``sparse_share``: each network is, with this probability, drawn with sparse paths (a skip
-    probability uniform in ``SPARSE_SKIP_PROB``, ``sampling.sample_random_genotype``): the searches ship
-    such networks, cheaper than any uniform walk, and a calibration fitted without them extrapolates.
+    ``sparse_share``: each network is, with this probability, drawn sparse (a skip probability uniform in
+    ``SPARSE_SKIP_PROB``, ``sampling.sample_random_genotype``: multi-scale paths of mostly skips, segqc cells of
+    mostly weight-free ops): the searches ship such networks, cheaper than any uniform draw, and a calibration
+    fitted without them extrapolates.
     0 draws exactly the networks it drew before the option existed.
     """
     import numpy as np

@@ -20,8 +20,11 @@ CAPTIONS = {"frontier": "Dice vs latency of the Table 2 rows (the method's own f
 
 
 def load_rows(folder: Path) -> dict[str, dict]:
-    """Row key -> stored result of every row trained so far, sorted by key."""
-    return {p.parent.name: read_json(p) for p in sorted(Path(folder).glob("rows/*/result.json"))}
+    """Row key -> stored result of every row trained so far, sorted by key (not the pick's candidates)."""
+    from search.train.cine_rows import scored_on_test
+
+    stored = {p.parent.name: read_json(p) for p in sorted(Path(folder).glob("rows/*/result.json"))}
+    return {k: r for k, r in stored.items() if scored_on_test(r)}
 
 
 def load_config(folder: Path):

@@ -48,6 +48,12 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def scored_on_test(result: dict[str, Any]) -> bool:
+    """Whether a ``rows/<key>/result.json`` is a table row (Dice on the test patients), not a pick candidate's short
+    training scored on other patients (``train_row(eval_ids=...)``), which no table or report may list."""
+    return bool((result.get("patients") or {}).get("scored_on_test", True))
+
+
 class CineRows:
     """Patients, split, retraining and evaluation of the rows of one cine run folder.
 

@@ -12,7 +12,10 @@ mp = load_bench("msnas_pick")
 
 
 def _row(seed, n4, n1, pick, ms=None):
-    run = {"seed": seed, "folder": f"runs/s{seed}",
+    from search.methods.msnas_hw.config import PickConfig, preset
+
+    run = {"seed": seed, "folder": f"runs/s{seed}", "test_patients": 4,
+           "cfg": preset("default", seed=seed).with_pick(PickConfig(candidates=3)),
            "results": {k: {"dice": {"mean": v}, "params": 10} for k, v in zip(mp.ROWS, (n4, n1, pick))},
            "pick": {"picked": 1, "bound_ms": 9.0,
                     "candidates": [{"source": "argmax", "path": "top", "lut_ms": 4.0, "val_dice": .5},
@@ -52,6 +55,7 @@ def test_bench_reads_a_smoke_pick_run_and_times_its_networks(tmp_path, capsys):
     assert row["dice"] == pytest.approx(results)
     text = out.with_suffix(".md").read_text()
     assert "| 0 |" in text and "1 rounds x 1 runs, 1 threads" in text
+    assert "--preset smoke" in text and "(2 steps)" in text and "1 test patients" in text and "4x32x32 clip" in text
     assert mp.main([str(run), "--out", str(out), "--no-timing"]) == 0
     assert "not timed" in out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit, match="not a finished msnas-hw run"):

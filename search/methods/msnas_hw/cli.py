@@ -39,7 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_pick_arguments(parser, candidates_help="add the row 'ours (n=1, picked)' (ours_n1_pick): the best of K "
                        "candidates, ours n=1 and K-1 cell sets drawn from its search's distribution, each within "
                        "0.3x MS-NAS n=4's lookup-table latency trained briefly on the weight patients and scored on "
-                       "the architecture patients (default 1: no such row, the paper's table)",
+                       "the architecture patients (on all training patients and the validation ones when the split "
+                       "has them, as the paper preset's); never on the test patients (default 1: no such row, the "
+                       "paper's table)",
                        paths_help="path of the drawn candidates: ours n=1's top path (default), a path drawn from "
                        "the search's path distribution (sampled), or every cell draw on both (2K-1 candidates)")
 

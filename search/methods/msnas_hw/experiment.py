@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from search import distributed
 from search.core.convergence import Convergence, shipping_warning
-from search.core.decode import draw_distinct, sample_paths
+from search.core.decode import beta_probabilities, draw_distinct, sample_multiscale_cells, sample_paths
 from search.core.genotypes import MultiscaleGenotype
 from search.export.flops import count_flops
 from search.latency.lut import LatencyTable
@@ -159,6 +159,9 @@ class MsnasHwExperiment(CineRows):
             train = partial(self.train_row, row, genotype, seed_row=seed_row)
             results[row.key] = stages.run(Stage(f"row:{row.key}", run=train, load=train,
                                                 outputs=(self._row_dir(row) / "result.json",)))
+            if row.picked and results[row.key]["genotype"] != json.loads(genotype.to_json()):
+                raise ValueError(f"{self._row_dir(row)}: trained for another pick than pick.json's; delete it to "
+                                 "retrain the picked network")
         return results
 
     # ---------------------------------------------------------------------------------- the pick
@@ -186,7 +189,7 @@ class MsnasHwExperiment(CineRows):
         """``{1: genotype}`` of the best of ours n=1's candidates on patients its short training did not see.
 
         Candidate 0 is ours n=1 (the search's argmax cells on its top path). ``pick.candidates - 1`` distinct cell
-        sets are drawn from the search's distribution (``space.sample_cells``: edge, then op); each goes on the top
+        sets are drawn from the search's distribution (``search.core.decode.sample_multiscale_cells``: edge, then op); each goes on the top
         path, or on a path drawn from the path distribution (``sample_paths``; ``PickConfig.paths`` ``"sampled"``),
         or both (``"both"``: the drawn-path ones after, 2K - 1 candidates). Every candidate whose lookup-table
         latency is at most ``cfg.pick_latency_ratio`` x MS-NAS n=4's is trained ``pick.train_steps`` steps
@@ -203,8 +206,8 @@ class MsnasHwExperiment(CineRows):
         if path.is_file():
             doc = read_json(path)
             if doc["candidates"][0]["genotype"] != json.loads(argmax.to_json()):
-                raise ValueError(f"{path}: made from another search than this run's {row.search}; delete it and "
-                                 "rows/pick_c* to pick again")
+                raise ValueError(f"{path}: made from another search than this run's {row.search}; delete it, "
+                                 f"rows/pick_c* and rows/{row.key} to pick again")
         else:
             doc = self._pick(row, argmax, genotypes, table)
             if distributed.is_main():
@@ -226,13 +229,13 @@ class MsnasHwExperiment(CineRows):
         ref_ms = space.decoded_latency(cfg, genotypes[ref.search][ref.n_paths], table)
         bound = cfg.pick_latency_ratio * ref_ms
         rng, path_rng = np.random.default_rng(cfg.seed + 700), np.random.default_rng(cfg.seed + 800)
-        drawn = draw_distinct(lambda: space.sample_cells(supernet, rng), pick.candidates,
+        drawn = draw_distinct(lambda: sample_multiscale_cells(supernet, rng), pick.candidates,
                               have=[dict(argmax.cells)])  # a converged search may have fewer to give
         cells: list[tuple[str, dict]] = [("argmax", drawn[0])] + [("sampled", c) for c in drawn[1:]]
         plan = [(source, c, i > 0 and pick.paths == "sampled") for i, (source, c) in enumerate(cells)]
         if pick.paths == "both":
             plan += [(source, c, True) for source, c in cells[1:]]
-        beta = space.beta_probs(supernet)
+        beta = beta_probabilities(supernet)
         split = self.split
         train_ids, eval_ids, words = ((split.train, split.val, "validation") if split.val else
                                       (split.weight, split.arch, "architecture"))
@@ -284,8 +287,8 @@ class MsnasHwExperiment(CineRows):
         finally:
             self.cfg = full
         if res["genotype"] != json.loads(g.to_json()):
-            raise ValueError(f"{self._row_dir(cand)}: trained for another candidate network; delete rows/pick_c* and "
-                             "pick.json to pick again")
+            raise ValueError(f"{self._row_dir(cand)}: trained for another candidate network; delete rows/pick_c*, "
+                             f"pick.json and rows/{row.key} to pick again")
         return res
 
     # ---------------------------------------------------------------------------- latency table
@@ -424,7 +427,9 @@ class MsnasHwExperiment(CineRows):
         for run_key, by_n in genotypes.items():
             for n, g in by_n.items():
                 name = f"genotype_{run_key}_n{n}.png"
-                draw_genotype(g, folder / name, title=f"search {run_key}, fused n = {n}")
+                title = (f"search {run_key}, fused n = {n}" if run_key in {r.key for r in self.cfg.searches}
+                         else f"ours n = {n} picked (--cell-candidates), {run_key}")
+                draw_genotype(g, folder / name, title=title)
                 figures[(run_key, n)] = name
         report.plot_frontier(self.cfg, results, folder / "frontier.png")
         searches = {r.key: read_json(self.out / "searches" / r.key / "result.json") for r in self.cfg.searches}

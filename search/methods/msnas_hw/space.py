@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from search.core.decode import decode_multiscale, sample_cell_arch, top_n_paths
+from search.core.decode import beta_probabilities, decode_multiscale, top_n_paths
 from search.core.estimators import PathwiseLatency, predict_latency
 from search.core.genotypes import MULTISCALE_CELL_TYPES, MultiscaleGenotype
 from search.core.latency_sites import collect_latency_keys
@@ -87,18 +87,6 @@ def decode(supernet: MultiscaleSupernet, n_paths: int) -> MultiscaleGenotype:
     return decode_multiscale(supernet, n_paths, edges_per_node=1)
 
 
-def sample_cells(supernet: MultiscaleSupernet, rng: np.random.Generator) -> dict[str, Any]:
-    """One cell of each type drawn from the searched distribution: per node its input edge from the edge softmax
-    (gamma), then that edge's op from its op softmax, zero excluded (``search.core.decode.sample_cell``)."""
-    return {k: sample_cell_arch(supernet.cell_arch[k], rng) for k in MULTISCALE_CELL_TYPES}
-
-
-def beta_probs(supernet: MultiscaleSupernet) -> np.ndarray:
-    """``(L, S, 4)`` softmax probabilities of the grid edges leaving each vertex."""
-    with torch.no_grad():
-        return supernet.beta_probs().detach().cpu().numpy()
-
-
 def arch_summary(supernet: MultiscaleSupernet, n_top: int = 6) -> dict[str, Any]:
     """Plain-JSON view of the architecture weights: op / edge probabilities per cell type, top paths."""
     ops = OP_SETS[MSNAS_OP_SET]
@@ -116,7 +104,7 @@ def arch_summary(supernet: MultiscaleSupernet, n_top: int = 6) -> dict[str, Any]
                 into = arch.spec.incoming(dst)
                 strengths.append({"dst": dst, "edge_probs": [round(v, 4) for v in torch.softmax(gamma[into], 0).tolist()]})
             out["cells"][kind] = {"edges": edges, "gamma": strengths}
-    probs = beta_probs(supernet)
+    probs = beta_probabilities(supernet)
     out["top_paths"] = [{"kinds": list(p.kinds), "weight": float(w)} for p, w in top_n_paths(probs, n_top)]
     out["beta_probs"] = np.round(probs, 4).tolist()
     return out

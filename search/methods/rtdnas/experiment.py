@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from search import distributed
 from search.core.convergence import plot_traces, report_section
-from search.core.decode import draw_distinct, top_n_paths
+from search.core.decode import beta_probabilities, draw_distinct, sample_multiscale_cells, top_n_paths
 from search.core.genotypes import CellGenotype, MultiscaleGenotype, PathGenotype
 from search.core.sampling import sample_random_genotype
 from search.latency.lut import LatencyTable
@@ -47,7 +47,7 @@ from search.methods.rtdnas import space
 from search.methods.rtdnas.config import RtdnasConfig
 from search.methods.rtdnas.ga import GenePool, GeneticPathSelection, gene_pool
 from search.methods.rtdnas.search import RtdnasSearch
-from search.train.cine_rows import CineRows, read_json, write_json
+from search.train.cine_rows import CineRows, read_json, scored_on_test, write_json
 from search.train.clips import clip_dataset
 from search.train.loop import seed_everything
 from search.train.row_networks import build_row_network
@@ -266,12 +266,12 @@ class RtdnasExperiment:
 
         def argmax_choice() -> dict[str, Any]:  # what the arch weights pick: cells and top-weight check paths
             return {"cells": {kk: c.to_dict() for kk, c in space.decode_cells(supernet).items()},
-                    "paths": [list(p.kinds) for p, _ in top_n_paths(space.beta_probs(supernet), cfg.rounds.check_paths)]}
+                    "paths": [list(p.kinds) for p, _ in top_n_paths(beta_probabilities(supernet), cfg.rounds.check_paths)]}
 
         convergence = searcher.trace.verdict(argmax_choice(), searcher.trace.initial_argmax(argmax_choice))
         self.say(f"round {k}: " + convergence.summary())
         cells = space.decode_cells(supernet, cfg.cell_max_free_ops)
-        beta = space.beta_probs(supernet)
+        beta = beta_probabilities(supernet)
         with torch.no_grad():
             final_lt = float(estimator())
         pool = GenePool.from_beta(beta, cfg.ga.pool_size)
@@ -328,7 +328,7 @@ class RtdnasExperiment:
         patients.
 
         Candidate 0 is the round's argmax cells; the others are drawn from the round's architecture distribution
-        (``space.sample_cells``, distinct). Each becomes the GA network of ``cfg.pick_paths`` paths on the round's
+        (``search.core.decode.sample_multiscale_cells``, distinct). Each becomes the GA network of ``cfg.pick_paths`` paths on the round's
         gene pool (its heaviest paths), or (``PickConfig.paths``) the drawn cells on a pool drawn from the round's path
         distribution (``GenePool.sampled``) with as many paths (up to ``cfg.pick_paths``) as fit L_ub, or both; the
         picked candidate's pool (``"pool"``) and N_l (``pick.picked_n_paths``) go on. Those within the round's L_ub
@@ -372,7 +372,7 @@ class RtdnasExperiment:
         cfg, pick = self.cfg, self.cfg.pick
         rng = np.random.default_rng(cfg.seed + 700)
         argmax = {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()}
-        drawn = draw_distinct(lambda: space.sample_cells(supernet, rng, cfg.cell_max_free_ops), pick.candidates,
+        drawn = draw_distinct(lambda: sample_multiscale_cells(supernet, rng, cfg.cell_max_free_ops), pick.candidates,
                               have=[argmax])  # a converged search may have fewer to give
         candidates: list[tuple[str, dict]] = [("argmax", argmax)] + [("sampled", c) for c in drawn[1:]]
         beta = np.asarray(final["beta_probs"])
@@ -653,6 +653,8 @@ class RtdnasExperiment:
         out = {}
         for p in sorted((Path(self.msnas_dir) / "rows").glob("*/result.json")):
             d = read_json(p)
+            if not scored_on_test(d):  # msnas-hw's pick candidates (rows/pick_c*)
+                continue
             lat = (d.get("latency") or {}).get("trained")
             out[d["key"]] = {"name": d["name"], "dice": d["dice"], "latency": lat, "params": d.get("params")}
         return out

@@ -15,10 +15,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-import numpy as np
-import torch
 
-from search.core.decode import decode_cell_arch, sample_cell_arch
+from search.core.decode import decode_cell_arch
 from search.core.derived.multiscale import FusedMultiscaleNet, path_edges
 from search.core.estimators import PathProbabilityLatency
 from search.core.genotypes import MULTISCALE_CELL_TYPES, MultiscaleGenotype, PathGenotype
@@ -63,18 +61,6 @@ def decode_cells(supernet: MultiscaleSupernet, max_free_ops: int | None = None) 
     ``max_free_ops`` at most that many weight-free ops per cell (``search.core.decode``)."""
     return {k: decode_cell_arch(supernet.cell_arch[k], edges_per_node=1, max_free_ops=max_free_ops)
             for k in MULTISCALE_CELL_TYPES}
-
-
-def sample_cells(supernet: MultiscaleSupernet, rng: np.random.Generator, max_free_ops: int | None = None) -> dict[str, object]:
-    """One (input, op) pair per node drawn from the node's joint softmax (zero excluded), every cell type in turn
-    from ``rng``; capped as :func:`decode_cells` with ``max_free_ops`` (``search.core.decode.sample_cell``)."""
-    return {k: sample_cell_arch(supernet.cell_arch[k], rng, max_free_ops) for k in MULTISCALE_CELL_TYPES}
-
-
-def beta_probs(supernet: MultiscaleSupernet) -> np.ndarray:
-    """``(L, S, 4)`` softmax probabilities of the grid edges leaving each vertex."""
-    with torch.no_grad():
-        return supernet.beta_probs().detach().cpu().numpy()
 
 
 def genotype(cfg: RtdnasConfig, cells: dict, paths: Sequence[PathGenotype]) -> MultiscaleGenotype:

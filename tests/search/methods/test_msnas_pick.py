@@ -65,47 +65,77 @@ def test_edge_op_cells_are_drawn_edge_then_op_and_never_zero():
         sample_cell(spec, "op", alphas, rng)
 
 
-def test_smoke_pick_end_to_end(tmp_path, capsys):
-    """The smoke preset with 2 candidates on both paths: 3 candidates trained on the weight patients and scored
-    on the architecture ones, pick.json, the picked row trained with ours n=1's seed, in rows.md."""
-    from search.cli import main
+def test_smoke_pick_end_to_end(tmp_path, monkeypatch):
+    """The smoke preset with 2 candidates on both paths and a bound every candidate meets (the smoke networks are
+    all above 0.3x MS-NAS n=4's tiny table latency): 3 candidates, trained on the weight patients and scored on the
+    architecture ones (never the test patients), pick.json, the picked row, rows.md; resumes; stale files refused."""
+    from search.methods.msnas_hw.experiment import MsnasHwExperiment
 
+    calls = []
+    original = MsnasHwExperiment.train_row
+
+    def recording(self, row, genotype, **kw):
+        calls.append((row.key, kw.get("train_ids"), kw.get("eval_ids")))
+        return original(self, row, genotype, **kw)
+
+    monkeypatch.setattr(MsnasHwExperiment, "train_row", recording)
     out = tmp_path / "run"
-    args = ["msnas-hw", "--preset", "smoke", "--out", str(out), "--rows", "ours_n1", "ours_n1_pick",
-            "--cell-candidates", "2", "--candidate-steps", "1", "--candidate-paths", "both"]
-    assert main(args) == 0
+    cfg = replace(preset("smoke").with_pick(PickConfig(candidates=2, train_steps=1, paths="both")),
+                  pick_latency_ratio=100.0)
+
+    def run():
+        return MsnasHwExperiment(cfg, out, progress=lambda m: None).run_rows(["ours_n1", "ours_n1_pick"])
+
+    run()
     doc = json.loads((out / "pick.json").read_text())
     assert [c["source"] for c in doc["candidates"]] == ["argmax", "sampled", "sampled"]
     assert [c["path"] for c in doc["candidates"]] == ["top", "top", "drawn"]
     assert doc["train_steps"] == 1 and doc["paths"] == "both" and doc["search"] == "hw_n2"
-    assert doc["bound_ms"] == pytest.approx(0.3 * doc["msnas_n4_lut_ms"])
+    assert doc["bound_ms"] == pytest.approx(100.0 * doc["msnas_n4_lut_ms"])
     assert (out / "searches" / "msnas" / "result.json").is_file()  # the bound's reference was searched
+    assert all(c["within_bound"] and "val_dice" in c for c in doc["candidates"])
     split = json.loads((out / "split.json").read_text())
+    trained = [(k, t, e) for k, t, e in calls if k.startswith("pick_c")]
+    assert len(trained) == 3 - sum("same_network_as" in c for c in doc["candidates"])
+    assert all(list(t) == split["weight"] and list(e) == split["arch"] for _, t, e in trained)  # never the test patients
+    assert all(t is None and e is None for k, t, e in calls if not k.startswith("pick_c"))  # the rows: the table's
     for c in doc["candidates"]:
-        if c["within_bound"]:
-            res = json.loads((out / "rows" / f"pick_c{c['index']}" / "result.json").read_text())
-            assert res["patients"] == {"trained_on": len(split["weight"]), "scored_on": len(split["arch"]),
-                                       "scored_on_test": False}
-            assert c["val_dice"] == res["dice"]["mean"]
+        own = c.get("same_network_as", c["index"])
+        res = json.loads((out / "rows" / f"pick_c{own}" / "result.json").read_text())
+        assert res["patients"] == {"trained_on": len(split["weight"]), "scored_on": len(split["arch"]),
+                                   "scored_on_test": False}
+        assert c["val_dice"] == res["dice"]["mean"]
     first, second = doc["candidates"][1]["genotype"], doc["candidates"][2]["genotype"]
     assert first["cells"] == second["cells"]  # the same cell draw on the top path, then on a drawn path
+    best = max(doc["candidates"], key=lambda c: (c["val_dice"], -c["index"]))
+    assert doc["picked"] == best["index"]
     picked = json.loads((out / "rows" / "ours_n1_pick" / "result.json").read_text())
     assert picked["genotype"] == doc["candidates"][doc["picked"]]["genotype"]
-    ours = json.loads((out / "rows" / "ours_n1" / "result.json").read_text())
-    if doc["picked"] == 0:  # the argmax picked: the same network with the same seed, so the same row
-        assert picked["dice"]["mean"] == pytest.approx(ours["dice"]["mean"])
     assert "## The pick of ours n=1" in (out / "rows.md").read_text()
     assert json.loads((out / "rows.json").read_text())["pick"]["picked"] == doc["picked"]
-    # resumes: pick.json and the candidates are read back
-    assert main(args) == 0
+    # the report layer never lists a candidate as a row
+    from search.report.msnas import load_rows
+
+    assert set(load_rows(out)) == {"ours_n1", "ours_n1_pick"}
+    # resumes: pick.json is read back, no candidate trained again (the rows' stages read their results back)
+    calls.clear()
+    run()
     assert json.loads((out / "pick.json").read_text()) == doc
+    assert not [k for k, _, _ in calls if k.startswith("pick_c")]
+    # a picked row trained for another pick is refused, with what to delete
+    kept = (out / "rows" / "ours_n1_pick" / "result.json").read_text()
+    stale = json.loads(kept)
+    stale["genotype"] = doc["candidates"][1 if doc["picked"] != 1 else 0]["genotype"]
+    (out / "rows" / "ours_n1_pick" / "result.json").write_text(json.dumps(stale))
+    with pytest.raises(ValueError, match="trained for another pick"):
+        run()
+    (out / "rows" / "ours_n1_pick" / "result.json").write_text(kept)
     # a pick.json of another search is refused
     doc["candidates"][0]["genotype"]["paths"] = [["skip"] * len(doc["candidates"][0]["genotype"]["paths"][0])]
     (out / "pick.json").write_text(json.dumps(doc))
     (out / "stages.json").unlink()
-    (out / "rows" / "ours_n1_pick" / "result.json").unlink()
-    assert main(args) == 1
-    assert "made from another search" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="made from another search.*rows/ours_n1_pick"):
+        run()
 
 
 def test_pick_flags_need_candidates_and_the_row_genotype_follows_the_pick(capsys):
@@ -149,3 +179,18 @@ def test_one_path_genotypes_whose_skips_fall_elsewhere_are_the_same_network():
         torch.testing.assert_close(a(x), b(x))
     two = replace(base, paths=base.paths + (other.paths[0],))
     assert same_network_key(two) == two.to_json()
+
+
+def test_no_candidate_within_the_bound_keeps_the_argmax_and_its_row_is_ours_n1_again(tmp_path):
+    """A bound nothing meets: the argmax is kept, untrained, and the picked row (ours n=1's network, trained with
+    ours n=1's seed) scores exactly what ours n=1 scores."""
+    from search.methods.msnas_hw.experiment import MsnasHwExperiment
+
+    cfg = replace(preset("smoke").with_pick(PickConfig(candidates=2, train_steps=1)), pick_latency_ratio=1e-9)
+    results = MsnasHwExperiment(cfg, tmp_path / "run", progress=lambda m: None).run_rows(["ours_n1", "ours_n1_pick"])
+    doc = json.loads((tmp_path / "run" / "pick.json").read_text())
+    assert doc["picked"] == 0 and "argmax kept" in doc["why"]
+    assert not any("val_dice" in c for c in doc["candidates"]) and not (tmp_path / "run" / "rows" / "pick_c0").exists()
+    assert results["ours_n1_pick"]["genotype"] == results["ours_n1"]["genotype"]
+    assert results["ours_n1_pick"]["dice"]["mean"] == results["ours_n1"]["dice"]["mean"]
+    assert results["ours_n1_pick"]["train_losses"] == results["ours_n1"]["train_losses"]

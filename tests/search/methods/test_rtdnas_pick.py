@@ -226,11 +226,13 @@ def test_a_supernet_that_does_not_derive_the_round_is_refused(tmp_path):
         for p in supernet.arch_parameters():
             p.normal_(0, 3.0, generator=torch.Generator().manual_seed(5))
     torch.save(supernet.state_dict(), tmp_path / "supernet.pt")
-    other = {k: c.to_dict() for k, c in space.sample_cells(
+    from search.core.decode import beta_probabilities, sample_multiscale_cells
+
+    other = {k: c.to_dict() for k, c in sample_multiscale_cells(
         space.build_supernet(cfg, seed=9), np.random.default_rng(0)).items()}
     if other == {k: c.to_dict() for k, c in space.decode_cells(supernet).items()}:
         pytest.skip("the draw happened to equal the argmax")
-    final = {"round": 1, "ub_ms": 50.0, "cells": other, "beta_probs": space.beta_probs(supernet).tolist()}
+    final = {"round": 1, "ub_ms": 50.0, "cells": other, "beta_probs": beta_probabilities(supernet).tolist()}
     with pytest.raises(ValueError, match="does not derive"):
         RtdnasExperiment(cfg, tmp_path / "run").pick_cells(final, None, tmp_path / "supernet.pt")
 
