@@ -127,6 +127,14 @@ class PatientSplit:
         """Retraining patients: the weight and architecture sets together."""
         return tuple(sorted(self.weight + self.arch))
 
+    def pick_patients(self) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+        """``(trained on, scored on, what the scored ones are)`` for a pick's short trainings: every training patient
+        and the validation ones when the split has them, else the weight and the architecture sets; never the
+        test patients (the rtdnas and msnas-hw picks)."""
+        if self.val:
+            return self.train, self.val, "validation"
+        return self.weight, self.arch, "architecture"
+
     @classmethod
     def make(cls, case_ids: Sequence[str], cfg: DataConfig) -> "PatientSplit":
         """Seeded random split: ``n_test`` test, ``n_val`` val, the rest alternately weight / arch."""

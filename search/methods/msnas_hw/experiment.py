@@ -236,9 +236,7 @@ class MsnasHwExperiment(CineRows):
         if pick.paths == "both":
             plan += [(source, c, True) for source, c in cells[1:]]
         beta = beta_probabilities(supernet)
-        split = self.split
-        train_ids, eval_ids, words = ((split.train, split.val, "validation") if split.val else
-                                      (split.weight, split.arch, "architecture"))
+        train_ids, eval_ids, words = self.split.pick_patients()
         out, seen = [], {}
         for i, (source, c, draw_path) in enumerate(plan):
             paths = tuple(sample_paths(beta, 1, path_rng)) if draw_path else argmax.paths

@@ -379,8 +379,7 @@ class RtdnasExperiment:
         heaviest = GenePool.from_beta(beta, cfg.ga.pool_size)
         path_rng = np.random.default_rng(cfg.seed + 800)  # its own generator: the cell draws stay those of "heaviest"
         n, split = cfg.pick_paths, self.helper.split
-        train_ids, eval_ids, words = ((split.train, split.val, "validation") if split.val else
-                                      (split.weight, split.arch, "architecture"))
+        train_ids, eval_ids, words = split.pick_patients()
         retrain = cfg.retrain.with_steps(pick.train_steps)
         # which gene pool each candidate takes: the argmax always the heaviest paths; the cell draws the heaviest
         # ("heaviest"), a drawn pool each ("sampled"), or both, the drawn-pool ones after ("both": 2K - 1 candidates)

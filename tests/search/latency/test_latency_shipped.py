@@ -326,3 +326,23 @@ def test_stored_calibration_says_how_it_was_fitted(check_setup, capsys) -> None:
     assert doc["timing"] == "interleaved" and doc["rounds"] is None and doc["sparse_share"] == 0.5
     assert doc["preset"] == "smoke" and doc["deployment"]["msnas"]["card"] == "cine-toy-msnas"
     assert doc["deployment"]["msnas"]["interface"] == "probs"
+
+
+def test_deployment_check_times_the_random_networks_as_deployed(check_setup, capsys, monkeypatch) -> None:
+    """The CLI wires it: with --deployment every random network passes through its space's Deployment.as_deployed."""
+    from search.report import shipped_latency
+
+    seen = []
+    original = shipped_latency.Deployment.as_deployed
+
+    def counting(self, net):
+        seen.append((self.space, net.index))
+        return original(self, net)
+
+    monkeypatch.setattr(shipped_latency.Deployment, "as_deployed", counting)
+    models, table = check_setup
+    _run(capsys, table, models, "--deployment")
+    assert sorted(seen) == sorted([("segqc", i) for i in range(6)] + [("msnas", i) for i in range(6)])
+    seen.clear()
+    _run(capsys, table, models)
+    assert not seen

@@ -194,3 +194,15 @@ def test_no_candidate_within_the_bound_keeps_the_argmax_and_its_row_is_ours_n1_a
     assert results["ours_n1_pick"]["genotype"] == results["ours_n1"]["genotype"]
     assert results["ours_n1_pick"]["dice"]["mean"] == results["ours_n1"]["dice"]["mean"]
     assert results["ours_n1_pick"]["train_losses"] == results["ours_n1"]["train_losses"]
+
+
+def test_picks_never_score_on_the_test_patients():
+    from search.train.clips import PatientSplit
+
+    plain = PatientSplit(test=("t1",), val=(), weight=("w1", "w2"), arch=("a1",))
+    assert plain.pick_patients() == (("w1", "w2"), ("a1",), "architecture")
+    with_val = PatientSplit(test=("t1",), val=("v1",), weight=("w2", "w1"), arch=("a1",))
+    assert with_val.pick_patients() == (("a1", "w1", "w2"), ("v1",), "validation")
+    for split in (plain, with_val):
+        trained, scored, _ = split.pick_patients()
+        assert not set(trained + scored) & set(split.test)

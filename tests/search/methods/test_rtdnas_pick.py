@@ -62,6 +62,7 @@ def _searched(cfg, folder):
     """A smoke run's experiment, latency table and final search round, in ``folder``."""
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
+    torch.set_num_threads(cfg.threads)  # as run() does: with 2 threads on a loaded machine two searches differed
     exp = RtdnasExperiment(cfg, folder)
     table = exp.latency_table()
     return exp, table, exp.search_rounds(table)
