@@ -112,7 +112,6 @@ def time_runs(runs: Sequence[Mapping[str, Any]], *, threads: int, rounds: int, r
 
     from search.latency.measure import measure_blocks
     from search.latency.onnx_bytes import export_onnx_bytes
-    from search.methods.msnas_hw.experiment import row_genotype
     from search.core.genotypes import MultiscaleGenotype
     from search.train.row_networks import build_row_network
 
@@ -122,9 +121,8 @@ def time_runs(runs: Sequence[Mapping[str, Any]], *, threads: int, rounds: int, r
         cfg = run["cfg"]
         shape = (1, 1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
         for row in cfg.rows_named(ROWS):
-            g = MultiscaleGenotype.from_json(json.dumps(run["results"][row.key]["genotype"]))
-            genotypes = {row.search: {row.n_paths: g}, f"{row.search}_pick": {row.n_paths: g}}
-            net = build_row_network(cfg, row, genotype=row_genotype(row, genotypes))
+            g = MultiscaleGenotype.from_json(json.dumps(run["results"][row.key]["genotype"]))  # what the row trained
+            net = build_row_network(cfg, row, genotype=g)
             net.load_state_dict(torch.load(Path(run["folder"]) / "rows" / row.key / "weights.pt", map_location="cpu"))
             models[f"{run['seed']}/{row.key}"] = export_onnx_bytes(net.eval(), torch.zeros(shape))
     stats = measure_blocks(models, warmup=3, runs=runs_per_block, rounds=rounds, intra_op_threads=threads, seed=seed)

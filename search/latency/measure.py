@@ -22,9 +22,10 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Sequence, Union
+from typing import Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import onnxruntime as ort
@@ -168,13 +169,8 @@ def measure_session(session: ort.InferenceSession, feeds: Feeds, *, warmup: int 
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     for _ in range(warmup):
         session.run(None, feeds)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         samples = [_time_once(session, feeds) for _ in range(repeats)]
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     threads = session.get_session_options().intra_op_num_threads
     return stats_from_samples(samples, threads=threads, runtime=runtime_name(session))
 
@@ -222,30 +218,18 @@ def measure_interleaved(models: Mapping[str, ModelSource], feeds_or_shapes: Mapp
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    names = list(models)
-    feeds_or_shapes = feeds_or_shapes or {}
-    sessions = {n: deployed_session(models[n], intra_op_threads) for n in names}
-    feeds = {n: make_feeds(sessions[n], feeds_or_shapes.get(n)) for n in names}
+    names, sessions, feeds = _open_sessions(models, feeds_or_shapes, intra_op_threads)
     for n in names:
         for _ in range(warmup):
             sessions[n].run(None, feeds[n])
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {n: [] for n in names}
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         for _ in range(repeats):
             for i in rng.permutation(len(names)):
                 n = names[i]
                 samples[n].append(_time_once(sessions[n], feeds[n]))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return {
-        n: stats_from_samples(samples[n], threads=sessions[n].get_session_options().intra_op_num_threads,
-                              runtime=runtime_name(sessions[n]))
-        for n in names
-    }
+    return _summaries(samples, sessions)
 
 
 def measure_blocks(models: Mapping[str, ModelSource], feeds_or_shapes: Mapping[str, FeedsOrShapes] | None = None,
@@ -275,29 +259,44 @@ def measure_blocks(models: Mapping[str, ModelSource], feeds_or_shapes: Mapping[s
     if runs < 1 or rounds < 1 or warmup < 0:
         raise ValueError(f"need runs >= 1, rounds >= 1 and warmup >= 0, got runs={runs}, rounds={rounds}, "
                          f"warmup={warmup}")
-    names = list(models)
-    feeds_or_shapes = feeds_or_shapes or {}
-    sessions = {n: deployed_session(models[n], intra_op_threads) for n in names}
-    feeds = {n: make_feeds(sessions[n], feeds_or_shapes.get(n)) for n in names}
+    names, sessions, feeds = _open_sessions(models, feeds_or_shapes, intra_op_threads)
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {n: [] for n in names}
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         for _ in range(rounds):
             for i in rng.permutation(len(names)):
                 n = names[i]
                 for _ in range(warmup):
                     sessions[n].run(None, feeds[n])
                 samples[n] += [_time_once(sessions[n], feeds[n]) for _ in range(runs)]
+    return _summaries(samples, sessions)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The garbage collector off while timing (a collection inside a timed run is not the model's cost)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
-    return {
-        n: stats_from_samples(samples[n], threads=sessions[n].get_session_options().intra_op_num_threads,
-                              runtime=runtime_name(sessions[n]))
-        for n in names
-    }
+
+
+def _open_sessions(models: Mapping[str, ModelSource], feeds_or_shapes: Mapping[str, FeedsOrShapes] | None,
+                   intra_op_threads: int | None) -> tuple[list[str], dict[str, ort.InferenceSession], dict[str, Feeds]]:
+    """``(names, name -> deployed session, name -> its feeds)`` for several models timed together."""
+    names = list(models)
+    feeds_or_shapes = feeds_or_shapes or {}
+    sessions = {n: deployed_session(models[n], intra_op_threads) for n in names}
+    return names, sessions, {n: make_feeds(sessions[n], feeds_or_shapes.get(n)) for n in names}
+
+
+def _summaries(samples: Mapping[str, Sequence[float]], sessions: Mapping[str, ort.InferenceSession]) -> dict[str, LatencyStats]:
+    """name -> ``LatencyStats`` of its timed runs, with its session's threads and runtime."""
+    return {n: stats_from_samples(samples[n], threads=sessions[n].get_session_options().intra_op_num_threads,
+                                  runtime=runtime_name(sessions[n])) for n in samples}
 
 
 def session_overhead_model() -> bytes:

@@ -48,6 +48,24 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+#: What a pick candidate's entry records of its short training (``candidate_scores``).
+CANDIDATE_SCORES = ("val_dice", "val_per_class", "params", "train_seconds", "final_loss")
+
+
+def candidate_scores(result: dict[str, Any]) -> dict[str, Any]:
+    """A pick candidate's short-training figures for its ``pick.json`` entry, from its row ``result.json``
+    (``CANDIDATE_SCORES``; rtdnas and msnas-hw)."""
+    losses = result["train_losses"]
+    return {"val_dice": result["dice"]["mean"], "val_per_class": result["dice"]["per_class"],
+            "params": result["params"], "train_seconds": result["train_seconds"],
+            "final_loss": losses[-1] if losses else None}
+
+
+def ranked_candidates(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scored candidates of a pick, best first: highest ``val_dice``, ties to the lower index."""
+    return sorted((c for c in entries if "val_dice" in c), key=lambda c: (-c["val_dice"], c["index"]))
+
+
 def scored_on_test(result: dict[str, Any]) -> bool:
     """Whether a ``rows/<key>/result.json`` is a table row (Dice on the test patients), not a pick candidate's short
     training scored on other patients (``train_row(eval_ids=...)``), which no table or report may list."""

@@ -51,7 +51,7 @@ from search.methods.msnas_hw.networks import build_row_network, per_frame_networ
 from search.methods.msnas_hw.rows_summary import write_rows_summary
 from search.methods.msnas_hw.search import convergence_report, search_convergence
 from search.train.bilevel import ArchitectureSearch, StepRecord
-from search.train.cine_rows import CineRows, read_json, write_json
+from search.train.cine_rows import CANDIDATE_SCORES, CineRows, candidate_scores, ranked_candidates, read_json, write_json
 from search.train.clips import clip_dataset
 from search.train.loop import seed_everything
 from search.train.stages import Stage, StageRunner, Stopwatch, latency_table_stage
@@ -250,17 +250,14 @@ class MsnasHwExperiment(CineRows):
                 entry.update({k: v for k, v in out[twin].items() if k in CANDIDATE_SCORES})
                 self.say(f"pick: candidate {i} ({source} cells, {entry['path']} path) is candidate {twin}'s network")
             elif entry["within_bound"]:
-                res = self._train_candidate(row, i, g, train_ids, eval_ids)
-                entry.update(val_dice=res["dice"]["mean"], val_per_class=res["dice"]["per_class"],
-                             params=res["params"], train_seconds=res["train_seconds"],
-                             final_loss=res["train_losses"][-1] if res["train_losses"] else None)
+                entry.update(candidate_scores(self._train_candidate(row, i, g, train_ids, eval_ids)))
                 self.say(f"pick: candidate {i} ({source} cells, {entry['path']} path) LUT {lut_ms:.1f} ms, {words} "
                          f"Dice {entry['val_dice']:.3f}")
             else:
                 self.say(f"pick: candidate {i} ({source} cells, {entry['path']} path) LUT {lut_ms:.1f} ms > bound "
                          f"{bound:.1f} ms: not trained")
             out.append(entry)
-        scored = sorted((c for c in out if "val_dice" in c), key=lambda c: (-c["val_dice"], c["index"]))
+        scored = ranked_candidates(out)
         best = scored[0]["index"] if scored else 0
         why = ("the highest mean Dice on the validation side among the candidates within the bound" if scored
                else "no candidate within the latency bound: the argmax kept")
@@ -491,10 +488,6 @@ class MsnasHwExperiment(CineRows):
                           self.models_dir, convergence=convergence)
         self.say(f"ship: {card.onnx_path} ({reason})")
         return card.onnx_path
-
-
-#: What a pick candidate's entry records of its short training (copied to a candidate with the same network).
-CANDIDATE_SCORES = ("val_dice", "val_per_class", "params", "train_seconds", "final_loss")
 
 
 def same_network_key(g: MultiscaleGenotype) -> str:

@@ -47,7 +47,7 @@ from search.methods.rtdnas import space
 from search.methods.rtdnas.config import RtdnasConfig
 from search.methods.rtdnas.ga import GenePool, GeneticPathSelection, gene_pool
 from search.methods.rtdnas.search import RtdnasSearch
-from search.train.cine_rows import CineRows, read_json, scored_on_test, write_json
+from search.train.cine_rows import CineRows, candidate_scores, ranked_candidates, read_json, scored_on_test, write_json
 from search.train.clips import clip_dataset
 from search.train.loop import seed_everything
 from search.train.row_networks import build_row_network
@@ -417,9 +417,7 @@ class RtdnasExperiment:
                 if res["genotype"] != json.loads(g.to_json()):
                     raise ValueError(f"{self.out / 'rows' / f'pick_c{i}'}: trained for another candidate network; "
                                      "delete the pick's rows (rows/pick_c*) and pick.json to pick again")
-                entry.update(val_dice=res["dice"]["mean"], val_per_class=res["dice"]["per_class"],
-                             params=res["params"], train_seconds=res["train_seconds"],
-                             final_loss=res["train_losses"][-1] if res["train_losses"] else None)
+                entry.update(candidate_scores(res))
                 self.say(f"pick: candidate {i} ({source}, N_l={n_i}) LUT {ga.latency_ms:.1f} ms, {words} Dice "
                          f"{entry['val_dice']:.3f}")
             else:
@@ -427,7 +425,7 @@ class RtdnasExperiment:
                          "not trained")
             out.append(entry)
         best, why = 0, "no candidate's network fits L_ub by the lookup table: the argmax kept"
-        for c in sorted((c for c in out if "val_dice" in c), key=lambda c: (-c["val_dice"], c["index"])):
+        for c in ranked_candidates(out):
             c["measured"] = self.measure_one(nets[c["index"]])
             if meets(cfg, c["measured"]):
                 best, why = c["index"], "the best score whose network meets the real-time rule when measured"
