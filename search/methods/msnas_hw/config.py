@@ -86,7 +86,8 @@ class MsnasHwConfig(CineRowsConfig):
             ``"heaviest"``), on a path drawn from the path distribution (``"sampled"``,
             ``search.core.decode.sample_paths``) or both (2K - 1 candidates); ``n_paths`` is not used (one path).
         pick_latency_ratio: A candidate is trained only when its lookup-table latency is at most this share
-            of MS-NAS n=4's (the paper's target for ours n=1 vs MS-NAS: 0.3x).
+            of MS-NAS n=4's (the paper's target for ours n=1 vs MS-NAS: 0.3x), or at most the argmax's own when
+            the search's argmax is slower than that (``experiment.BOUND_RULE``).
     """
 
     rows: tuple[RowSpec, ...] = field(default_factory=paper_rows)

@@ -130,6 +130,14 @@ def test_smoke_pick_end_to_end(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="trained for another pick"):
         run()
     (out / "rows" / "ours_n1_pick" / "result.json").write_text(kept)
+    # a pick.json made under another bound (or rule) is refused, keeping the candidates' rows
+    assert doc["bound_rule"] == "max(ratio x MS-NAS n=4, argmax)"
+    for key, value in (("bound_ms", doc["bound_ms"] / 2), ("bound_rule", None)):
+        (out / "pick.json").write_text(json.dumps({**doc, key: value}))
+        (out / "stages.json").unlink()
+        with pytest.raises(ValueError, match="another latency bound.*rows/pick_c\\* are kept"):
+            run()
+    (out / "pick.json").write_text(json.dumps(doc))
     # a pick.json of another search is refused
     doc["candidates"][0]["genotype"]["paths"] = [["skip"] * len(doc["candidates"][0]["genotype"]["paths"][0])]
     (out / "pick.json").write_text(json.dumps(doc))
@@ -181,19 +189,28 @@ def test_one_path_genotypes_whose_skips_fall_elsewhere_are_the_same_network():
     assert same_network_key(two) == two.to_json()
 
 
-def test_no_candidate_within_the_bound_keeps_the_argmax_and_its_row_is_ours_n1_again(tmp_path):
-    """A bound nothing meets: the argmax is kept, untrained, and the picked row (ours n=1's network, trained with
-    ours n=1's seed) scores exactly what ours n=1 scores."""
+def test_a_ratio_nothing_meets_bounds_by_the_argmax_which_competes_and_its_row_is_ours_n1_again(tmp_path):
+    """A latency ratio no network meets: the bound is the argmax's own table latency, so the argmax is trained as
+    candidate 0 and only candidates no slower than it compete; the picked row, trained with ours n=1's seed, scores
+    exactly what ours n=1 scores when the argmax wins."""
     from search.methods.msnas_hw.experiment import MsnasHwExperiment
 
-    cfg = replace(preset("smoke").with_pick(PickConfig(candidates=2, train_steps=1)), pick_latency_ratio=1e-9)
+    cfg = replace(preset("smoke").with_pick(PickConfig(candidates=3, train_steps=1)), pick_latency_ratio=1e-9)
     results = MsnasHwExperiment(cfg, tmp_path / "run", progress=lambda m: None).run_rows(["ours_n1", "ours_n1_pick"])
     doc = json.loads((tmp_path / "run" / "pick.json").read_text())
-    assert doc["picked"] == 0 and "argmax kept" in doc["why"]
-    assert not any("val_dice" in c for c in doc["candidates"]) and not (tmp_path / "run" / "rows" / "pick_c0").exists()
-    assert results["ours_n1_pick"]["genotype"] == results["ours_n1"]["genotype"]
-    assert results["ours_n1_pick"]["dice"]["mean"] == results["ours_n1"]["dice"]["mean"]
-    assert results["ours_n1_pick"]["train_losses"] == results["ours_n1"]["train_losses"]
+    argmax = doc["candidates"][0]
+    assert doc["bound_ms"] == argmax["lut_ms"] == doc["argmax_lut_ms"] > 1e-9 * doc["msnas_n4_lut_ms"]
+    assert "the argmax's own" in doc["rule"]
+    assert argmax["within_bound"] and "val_dice" in argmax and (tmp_path / "run" / "rows" / "pick_c0").is_dir()
+    for c in doc["candidates"][1:]:
+        assert c["within_bound"] == (c["lut_ms"] <= argmax["lut_ms"])
+        assert ("val_dice" in c) == (c["within_bound"] or "same_network_as" in c)
+    picked = doc["candidates"][doc["picked"]]
+    assert picked["within_bound"] and results["ours_n1_pick"]["genotype"] == picked["genotype"]
+    if doc["picked"] == 0:
+        assert results["ours_n1_pick"]["genotype"] == results["ours_n1"]["genotype"]
+        assert results["ours_n1_pick"]["dice"]["mean"] == results["ours_n1"]["dice"]["mean"]
+        assert results["ours_n1_pick"]["train_losses"] == results["ours_n1"]["train_losses"]
 
 
 def test_picks_never_score_on_the_test_patients():
@@ -206,3 +223,18 @@ def test_picks_never_score_on_the_test_patients():
     for split in (plain, with_val):
         trained, scored, _ = split.pick_patients()
         assert not set(trained + scored) & set(split.test)
+
+
+def test_the_bound_is_the_ratio_or_the_argmax_own_latency_when_the_argmax_misses_it(tmp_path, monkeypatch):
+    """The bound: 0.3x MS-NAS n=4's table latency, or the argmax's own when the search's argmax is slower than
+    that, so the argmax always competes and the pick is never slower than it."""
+    from search.methods.msnas_hw import space
+    from search.methods.msnas_hw.experiment import BOUND_RULE, MsnasHwExperiment
+
+    cfg = preset("smoke").with_pick(PickConfig(candidates=2))
+    ref = next(r for r in cfg.rows if r.kind == "msnas" and not r.latency_aware)
+    exp = MsnasHwExperiment(cfg, tmp_path, progress=lambda m: None)
+    for argmax_ms, bound in ((10.0, 30.0), (45.0, 45.0)):
+        monkeypatch.setattr(space, "decoded_latency", lambda c, g, t, a=argmax_ms: 100.0 if g == "n4" else a)
+        assert exp._pick_bound("argmax", {ref.search: {ref.n_paths: "n4"}}, None) == (100.0, argmax_ms, bound)
+    assert "argmax" in BOUND_RULE
