@@ -15,6 +15,11 @@ gaps and the paired change picked - argmax.
 
     python bench/msnas_pick.py runs/msnas/pick runs/msnas/pick-seed1 runs/msnas/pick-seed2 --out docs/bench/msnas_pick
 
+``--fresh-patients N`` scores the three trained networks of every seed again on N fresh phantom cine patients
+(``bench/fresh_draws``' phantom seed, in no split; the same patients for every network): mean Dice with a bootstrap
+95% CI over patients, and each ours' gap to MS-NAS n=4 paired by patient (mean and 95% CI). Four test patients per
+run leave each gap uncertain by several hundredths; the fresh patients judge the Dice target on more.
+
 Writes ``<out>.json`` and ``<out>.md`` with the load average (and ``uptime``) before and after the timing.
 """
 
@@ -99,9 +104,65 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             ratios = [r["ratio_to_msnas_n4"][k] for r in rows]
             out[k]["max_ratio"] = float(np.max(ratios))
             out[k]["latency_target_met_every_seed"] = bool(all(x <= LATENCY_RATIO for x in ratios))
+    if all("fresh" in r for r in rows):
+        out["fresh"] = {k: {"mean_gap": float(np.mean([r["fresh"]["gap"][k]["mean"] for r in rows])),
+                            "seeds_met": [r["seed"] for r in rows if r["fresh"]["gap"][k]["mean"] <= DICE_GAP]}
+                        for k in ROWS[1:]}
     changes = [r["picked_minus_argmax"] for r in rows]
     out["picked_minus_argmax"] = {"mean": float(np.mean(changes)), "min": float(np.min(changes)),
                                   "max": float(np.max(changes))}
+    return out
+
+
+def fresh_evaluation(runs: Sequence[Mapping[str, Any]], n_patients: int, *, threads: int = 2) -> dict[int, dict[str, Any]]:
+    """seed -> the three trained networks scored on ``n_patients`` fresh phantom patients (``FRESH_SEED``, indices
+    0..n-1, rendered once from the runs' data settings): per row the mean Dice, its bootstrap 95% CI over patients
+    and the per-patient means; per ours the gap to MS-NAS n=4 paired by patient (patients where either is NaN left
+    out).
+
+    Raises:
+        SystemExit: the runs render their patients differently (other than by the phantom seed).
+    """
+    from dataclasses import replace
+
+    import torch
+
+    from bench.fresh_draws import BOOTSTRAP, FRESH_SEED, bootstrap_ci
+    from search.core.genotypes import MultiscaleGenotype
+    from search.train.cine_rows import evaluate_cases
+    from search.train.clips import render_case
+    from search.train.row_networks import build_row_network
+
+    data = {replace(r["cfg"].data, seed=FRESH_SEED) for r in runs}
+    if len(data) != 1:
+        raise SystemExit("the runs render their phantom patients differently: one fresh set cannot serve them all")
+    (data,) = data
+    print(f"fresh patients: rendering {n_patients} (phantom seed {FRESH_SEED})", flush=True)
+    cases = [render_case(data, i).validate() for i in range(n_patients)]
+
+    def ci(values) -> list[float] | None:
+        return bootstrap_ci(values, n_boot=BOOTSTRAP, seed=0)
+
+    torch.set_num_threads(threads)
+    out: dict[int, dict[str, Any]] = {}
+    for run in runs:
+        cfg, scores = run["cfg"], {}
+        for row in cfg.rows_named(ROWS):
+            g = MultiscaleGenotype.from_json(json.dumps(run["results"][row.key]["genotype"]))
+            net = build_row_network(cfg, row, genotype=g)
+            net.load_state_dict(torch.load(Path(run["folder"]) / "rows" / row.key / "weights.pt", map_location="cpu"))
+            ev = evaluate_cases(net.eval(), cases, data)
+            per = [float(p["mean"]) for p in ev["per_patient"].values()]
+            scores[row.key] = {"mean": float(ev["mean"]), "ci95": ci(per), "per_patient": per,
+                               "per_class": ev["per_class"]}
+            print(f"fresh patients: seed {run['seed']} {row.key}: Dice {ev['mean']:.3f}", flush=True)
+        gaps = {}
+        for k in ROWS[1:]:
+            diff = np.asarray(scores["msnas_n4"]["per_patient"]) - np.asarray(scores[k]["per_patient"])
+            diff = diff[np.isfinite(diff)]
+            gaps[k] = {"mean": float(diff.mean()) if diff.size else float("nan"), "ci95": ci(diff),
+                       "patients": int(diff.size)}
+        out[run["seed"]] = {"patients": n_patients, "phantom_seed": FRESH_SEED, "dice": scores, "gap": gaps}
     return out
 
 
@@ -161,6 +222,25 @@ def markdown(doc: Mapping[str, Any]) -> str:
             + f"{p['index']} ({p['source']} cells, {p['path']} path; {p['trained']} of {p['candidates']} within "
               f"{p['bound_ms']:.1f} ms by the table) |")
     s = doc["summary"]
+    if "fresh" in s:
+        n = first["fresh"]["patients"]
+        lines += ["", f"## On {n} fresh phantom patients (phantom seed {first['fresh']['phantom_seed']}, in no split)", "",
+                  "The same trained networks, every frame of every clip of every slice; Dice mean [bootstrap 95% CI "
+                  "over patients]; the gaps paired by patient.", "",
+                  "| seed | MS-NAS n=4 | ours n=1 | ours n=1 picked | gap argmax (target <= .01) | gap picked |",
+                  "|---|---|---|---|---|---|"]
+
+        def cell(x: Mapping[str, Any]) -> str:
+            lo_hi = x.get("ci95")
+            return f"{x['mean']:.3f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
+
+        for r in doc["rows"]:
+            f = r["fresh"]
+            lines.append(f"| {r['seed']} | " + " | ".join(cell(f["dice"][k]) for k in ROWS) + " | "
+                         + " | ".join(cell(f["gap"][k]) for k in ROWS[1:]) + " |")
+        lines += ["", "Fresh patients: " + "; ".join(
+            f"{names[k]} mean gap {s['fresh'][k]['mean_gap']:.3f}, Dice target met on seed(s) "
+            f"{', '.join(map(str, s['fresh'][k]['seeds_met'])) or 'none'}" for k in ROWS[1:]) + "."]
     lines += ["", f"Over seeds {', '.join(map(str, s['seeds']))}: "
               + "; ".join(f"{names[k]} mean gap {s[k]['mean_gap']:.3f} (max {s[k]['max_gap']:.3f}), Dice target "
                           f"{'met' if s[k]['dice_target_met_every_seed'] else 'missed'}"
@@ -179,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="timing rounds (default 5)")
     p.add_argument("--runs-per-block", type=int, default=10, help="timed runs per warm block (default 10)")
     p.add_argument("--no-timing", action="store_true", help="Dice and the pick only")
+    p.add_argument("--fresh-patients", type=int, default=None, metavar="N",
+                   help="also score every trained network on N fresh phantom patients (in no split)")
     args = p.parse_args(argv)
     from app.engine.benchmark import load_average, uptime_text
     from search.latency.lut import hardware_fingerprint
@@ -196,7 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "load_before": load_average(), "uptime_before": uptime_text()}
         ms = time_runs(runs, threads=args.threads, rounds=args.rounds, runs_per_block=args.runs_per_block)
         timing.update(load_after=load_average(), uptime_after=uptime_text())
+    if args.fresh_patients is not None and args.fresh_patients < 1:
+        raise SystemExit(f"--fresh-patients must be >= 1, got {args.fresh_patients}")
     rows = [seed_row(r, None if ms is None else {k: ms[(r["seed"], k)] for k in ROWS}) for r in runs]
+    if args.fresh_patients:  # after the timing: the timing runs first, alone
+        fresh = fresh_evaluation(runs, args.fresh_patients, threads=args.threads)
+        for r in rows:
+            r["fresh"] = fresh[r["seed"]]
     hw = hardware_fingerprint()
     doc = {"rows": rows, "summary": summary(rows), "pick": dict(runs[0]["cfg"].pick.__dict__), "timing": timing,
            "machine": f"{hw.get('cpu', hw.get('machine'))}, {hw['logical_cores']} logical cores"}

@@ -40,7 +40,7 @@ def test_gaps_changes_and_targets_are_the_runs_arithmetic():
     assert "max_ratio" not in mp.summary([_row(0, .8, .7, .75)])["ours_n1"]
 
 
-def test_bench_reads_a_smoke_pick_run_and_times_its_networks(tmp_path, capsys):
+def test_bench_reads_a_smoke_pick_run_and_times_its_networks(tmp_path, capsys, monkeypatch):
     from search.cli import main
 
     run = tmp_path / "run"
@@ -58,5 +58,24 @@ def test_bench_reads_a_smoke_pick_run_and_times_its_networks(tmp_path, capsys):
     assert "--preset smoke" in text and "(2 steps)" in text and "1 test patients" in text and "4x32x32 clip" in text
     assert mp.main([str(run), "--out", str(out), "--no-timing"]) == 0
     assert "not timed" in out.with_suffix(".md").read_text()
+    # --fresh-patients: the same trained networks on fresh phantom patients (the fresh seed, indices 0..n-1)
+    import numpy as np
+
+    import search.train.clips as clips
+    from bench.fresh_draws import FRESH_SEED
+
+    rendered, render = [], clips.render_case
+    monkeypatch.setattr(clips, "render_case", lambda data, i: rendered.append((data.seed, i)) or render(data, i))
+    assert mp.main([str(run), "--out", str(out), "--no-timing", "--fresh-patients", "2", "--threads", "1"]) == 0
+    assert rendered == [(FRESH_SEED, 0), (FRESH_SEED, 1)]
+    fresh = json.loads(out.with_suffix(".json").read_text())["rows"][0]["fresh"]
+    assert fresh["patients"] == 2 and fresh["phantom_seed"] == FRESH_SEED
+    assert all(len(fresh["dice"][k]["per_patient"]) == 2 for k in mp.ROWS)
+    for k in mp.ROWS[1:]:
+        diff = np.subtract(fresh["dice"]["msnas_n4"]["per_patient"], fresh["dice"][k]["per_patient"])
+        assert fresh["gap"][k]["mean"] == pytest.approx(float(np.nanmean(diff)))
+    assert "## On 2 fresh phantom patients" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match="--fresh-patients must be >= 1"):
+        mp.main([str(run), "--out", str(out), "--no-timing", "--fresh-patients", "0"])
     with pytest.raises(SystemExit, match="not a finished msnas-hw run"):
         mp.main([str(tmp_path / "nothing"), "--out", str(out)])
