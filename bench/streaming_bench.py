@@ -19,7 +19,6 @@ Requires the search extra (torch, for building and exporting the networks).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import sys
@@ -69,6 +68,7 @@ def run(card_path: Path = DEFAULT_CARD, *, threads: tuple[int, ...] = (1, 2), ro
     from app.engine.benchmark import load_average
     from app.engine.runtime import create_session
     from app.engine.streaming import StreamRunner
+    from search.latency.measure import gc_paused
 
     built = build_models(card_path, seed=seed)
     t, h, w = built["shape"]
@@ -95,18 +95,13 @@ def run(card_path: Path = DEFAULT_CARD, *, threads: tuple[int, ...] = (1, 2), ro
     samples: dict[str, list[float]] = {k: [] for k in jobs}
     order = list(jobs)
     before, started = load_average(), time.time()
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         for _ in range(rounds):
             rng.shuffle(order)
             for name in order:
                 t0 = time.perf_counter_ns()
                 jobs[name]()
                 samples[name].append((time.perf_counter_ns() - t0) / 1e6)
-    finally:
-        if gc_was:
-            gc.enable()
     result = {
         "card": str(card_path), "genotype_of": built["card_id"], "weights": "random (cost does not depend on them)",
         "clip_shape": [t, h, w], "states": len(spec.states),

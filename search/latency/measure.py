@@ -169,7 +169,7 @@ def measure_session(session: ort.InferenceSession, feeds: Feeds, *, warmup: int 
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     for _ in range(warmup):
         session.run(None, feeds)
-    with _gc_paused():
+    with gc_paused():
         samples = [_time_once(session, feeds) for _ in range(repeats)]
     threads = session.get_session_options().intra_op_num_threads
     return stats_from_samples(samples, threads=threads, runtime=runtime_name(session))
@@ -224,7 +224,7 @@ def measure_interleaved(models: Mapping[str, ModelSource], feeds_or_shapes: Mapp
             sessions[n].run(None, feeds[n])
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {n: [] for n in names}
-    with _gc_paused():
+    with gc_paused():
         for _ in range(repeats):
             for i in rng.permutation(len(names)):
                 n = names[i]
@@ -262,7 +262,7 @@ def measure_blocks(models: Mapping[str, ModelSource], feeds_or_shapes: Mapping[s
     names, sessions, feeds = _open_sessions(models, feeds_or_shapes, intra_op_threads)
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {n: [] for n in names}
-    with _gc_paused():
+    with gc_paused():
         for _ in range(rounds):
             for i in rng.permutation(len(names)):
                 n = names[i]
@@ -273,8 +273,9 @@ def measure_blocks(models: Mapping[str, ModelSource], feeds_or_shapes: Mapping[s
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The garbage collector off while timing (a collection inside a timed run is not the model's cost)."""
+def gc_paused() -> Iterator[None]:
+    """The garbage collector off while timing (a collection inside a timed run is not the model's cost); every
+    timing loop of the project runs inside it."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -1,12 +1,11 @@
 """The rtdnas search space in the latency tools' table (``search.latency.spaces``).
 
 The layer x scale supernet with ``input_op_pair`` cells, 10 layers (``search.methods.rtdnas.config``),
-at the trained widths and the training clip; a discrete network is the fused network of 1-8 paths.
+at the trained widths and the training clip; a discrete network is the fused network of 1-8 paths
+(``search.methods.multiscale_space``, shared with msnas-hw).
 """
 
 from __future__ import annotations
-
-from search.latency.spaces import register_space
 
 NAME = "rtdnas"
 
@@ -23,32 +22,8 @@ def multiscale_config(preset: str):
     return ms, (1, rt.data.clip_length, rt.data.height, rt.data.width)
 
 
-def supernets(preset: str):
-    """The one supernet of ``preset``, with its input shape."""
-    from search.core.supernets.multiscale import MultiscaleSupernet
-
-    ms, shape = multiscale_config(preset)
-    return [(lambda: MultiscaleSupernet(ms), shape)]
-
-
-def random_genotype(preset: str, rng, skip_prob: float | None = None):
-    """A random ``MultiscaleGenotype`` (1-8 paths) on the preset's grid."""
-    from search.core.sampling import sample_random_genotype
-
-    ms, _ = multiscale_config(preset)
-    return sample_random_genotype(NAME, rng, n_layers=ms.n_layers, n_scales=ms.n_scales, n_nodes=ms.n_nodes,
-                                 skip_prob=skip_prob)
-
-
-def build_network(preset: str, genotype, seed: int = 0):
-    """The fused multi-path network of ``genotype`` and its input shape."""
-    from search.core.derived.multiscale import FusedMultiscaleNet
-
-    ms, shape = multiscale_config(preset)
-    return FusedMultiscaleNet(genotype, ms, seed=seed), shape
-
-
 def register() -> None:
     """Put the rtdnas space in the latency tools' table."""
-    register_space(NAME, supernets=supernets, random_genotype=random_genotype, build_network=build_network, stream=2,
-                   card_methods=("rtdnas",))
+    from search.methods.multiscale_space import register_multiscale_space
+
+    register_multiscale_space(NAME, multiscale_config, stream=2, card_methods=("rtdnas",))

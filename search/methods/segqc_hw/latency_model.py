@@ -144,12 +144,12 @@ def _module_for_key(key: OpKey):
 
 def profile_best_of(table: LatencyTable, keys: list[OpKey], settings: ProfileSettings, path: Path) -> None:
     """Measure ``keys`` into ``table`` as best-of-N (see the module docstring); saves after every group."""
-    import gc
     import time
 
     import numpy as np
 
-    from search.latency.measure import deployed_session, make_feeds, measure_interleaved, session_overhead_model
+    from search.latency.measure import (deployed_session, gc_paused, make_feeds, measure_interleaved,
+                                        session_overhead_model)
     from search.latency.onnx_bytes import export_onnx_bytes
     build = _module_for_key
     meta = table.meta
@@ -174,17 +174,12 @@ def profile_best_of(table: LatencyTable, keys: list[OpKey], settings: ProfileSet
             for _ in range(settings.warmup):
                 sess.run(None, f)
         best = [float("inf")] * len(group)
-        gc_on = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             for _ in range(settings.repeats):
                 for i in rng.permutation(len(group)):
                     t0 = time.perf_counter_ns()
                     sessions[i].run(None, feeds[i])
                     best[i] = min(best[i], (time.perf_counter_ns() - t0) / 1e6)
-        finally:
-            if gc_on:
-                gc.enable()
         for key, ms in zip(group, best):
             table.set(key, max(0.0, ms - overhead_ms))
         table.save(path)

@@ -13,7 +13,6 @@ other jobs and the minimum is what the pair costs when it has the cores (see ``l
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from torch import nn
 
 from search.export.flops import count_flops, count_params
 from search.latency.lut import hardware_fingerprint
-from search.latency.measure import deployed_session, runtime_name, stats_from_samples
+from search.latency.measure import deployed_session, gc_paused, runtime_name, stats_from_samples
 from search.latency.onnx_bytes import export_onnx_bytes
 from search.train.seg_outputs import SegmentationWithUncertainty
 
@@ -117,17 +116,12 @@ def measure_rows(rows: Mapping[str, tuple[nn.Module, nn.Module]], frame: np.ndar
     rng = np.random.default_rng(seed)
     seg_t = {n: [] for n in names}
     qc_t = {n: [] for n in names}
-    gc_on = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         for _ in range(repeats):
             for i in rng.permutation(len(names)):
                 s, q = run(names[i])
                 seg_t[names[i]].append(s)
                 qc_t[names[i]].append(q)
-    finally:
-        if gc_on:
-            gc.enable()
     out = {}
     for n in names:
         threads = sessions[n][0].get_session_options().intra_op_num_threads
