@@ -160,13 +160,33 @@ class MsnasHwExperiment(CineRows):
             genotype = row_genotype(row, genotypes)
             # a picked row trains with the seed of the row it picks for: if the pick is the argmax, it is that row
             seed_row = next((r for r in self.cfg.rows if r.key == "ours_n1"), None) if row.picked else None
-            train = partial(self.train_row, row, genotype, seed_row=seed_row)
+            train = partial(self._train_or_copy, row, genotype, seed_row=seed_row)
             results[row.key] = stages.run(Stage(f"row:{row.key}", run=train, load=train,
                                                 outputs=(self._row_dir(row) / "result.json",)))
             if row.picked and results[row.key]["genotype"] != json.loads(genotype.to_json()):
                 raise ValueError(f"{self._row_dir(row)}: trained for another pick than pick.json's; delete it to "
                                  "retrain the picked network")
         return results
+
+    def _train_or_copy(self, row: RowSpec, genotype: MultiscaleGenotype | None, *,
+                       seed_row: RowSpec | None) -> dict[str, Any]:
+        """``train_row``, except for a picked row whose pick is the network ``seed_row`` already trained with the
+        same seed: that row's weights and result are copied (``same_as``), as retraining gives them again."""
+        folder, source = self._row_dir(row), self._row_dir(seed_row) if seed_row is not None else None
+        if (source is None or (folder / "result.json").is_file() or not (source / "result.json").is_file()
+                or not (source / "weights.pt").is_file()):
+            return self.train_row(row, genotype, seed_row=seed_row)
+        done = read_json(source / "result.json")
+        if genotype is None or done["genotype"] != json.loads(genotype.to_json()) or "patients" in done:
+            return self.train_row(row, genotype, seed_row=seed_row)
+        self.say(f"row {row.key}: the pick is {seed_row.key}'s network, trained with the same seed: its weights "
+                 "and result copied")
+        result = {**done, "key": row.key, "name": row.name, "same_as": seed_row.key}
+        if distributed.is_main():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / "weights.pt", folder / "weights.pt")
+            write_json(folder / "result.json", result)
+        return result
 
     # ---------------------------------------------------------------------------------- the pick
     def _msnas_reference(self) -> RowSpec:

@@ -213,6 +213,37 @@ def test_a_ratio_nothing_meets_bounds_by_the_argmax_which_competes_and_its_row_i
         assert results["ours_n1_pick"]["train_losses"] == results["ours_n1"]["train_losses"]
 
 
+def test_an_argmax_pick_copies_ours_n1_instead_of_retraining_it(tmp_path, monkeypatch):
+    """When the pick keeps the argmax, the picked row is ours n=1's network with ours n=1's seed: its weights and
+    result are copied (``same_as``), not trained a second time."""
+    from search.methods.msnas_hw import experiment
+    from search.methods.msnas_hw.experiment import MsnasHwExperiment
+
+    trained = []
+    original = MsnasHwExperiment.train_row
+
+    def recording(self, row, genotype, **kw):
+        if not (self.out / "rows" / row.key / "result.json").is_file():
+            trained.append(row.key)
+        return original(self, row, genotype, **kw)
+
+    monkeypatch.setattr(MsnasHwExperiment, "train_row", recording)
+    monkeypatch.setattr(experiment, "ranked_candidates", lambda out: [out[0]])  # the argmax wins
+    cfg = replace(preset("smoke").with_pick(PickConfig(candidates=2, train_steps=1)), pick_latency_ratio=100.0)
+    out = tmp_path / "run"
+    results = MsnasHwExperiment(cfg, out, progress=lambda m: None).run_rows(["ours_n1", "ours_n1_pick"])
+    assert json.loads((out / "pick.json").read_text())["picked"] == 0
+    assert "ours_n1" in trained and "ours_n1_pick" not in trained
+    picked, ours = results["ours_n1_pick"], results["ours_n1"]
+    assert picked["same_as"] == "ours_n1" and picked["key"] == "ours_n1_pick" and picked["genotype"] == ours["genotype"]
+    assert picked["dice"] == ours["dice"]
+    rows = out / "rows"
+    assert (rows / "ours_n1_pick" / "weights.pt").read_bytes() == (rows / "ours_n1" / "weights.pt").read_bytes()
+    assert json.loads((rows / "ours_n1_pick" / "result.json").read_text()) == picked
+    again = MsnasHwExperiment(cfg, out, progress=lambda m: None).run_rows(["ours_n1", "ours_n1_pick"])
+    assert again["ours_n1_pick"] == picked  # read back
+
+
 def test_picks_never_score_on_the_test_patients():
     from search.train.clips import PatientSplit
 
