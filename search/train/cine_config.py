@@ -16,6 +16,7 @@ from app.realtime import REALTIME
 
 ROW_KINDS = ("unet2d", "unet3d", "msnas")
 _Config = TypeVar("_Config", bound="CineRowsConfig")
+_Cells = TypeVar("_Cells")
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,16 @@ class PickConfig:
                              f"{self.train_steps}")
         if self.paths not in PICK_PATHS:
             raise ValueError(f"pick.paths must be one of {PICK_PATHS}, got {self.paths!r}")
+
+    def plan(self, cell_sets: Sequence[_Cells]) -> list[tuple[str, _Cells, bool]]:
+        """``(source, cells, draw_path)`` of every candidate, in order, from ``cell_sets`` (the argmax cells first,
+        then the distinct draws): the argmax on the top path / heaviest pool, each draw on it (``"heaviest"``), on a
+        drawn path or pool (``"sampled"``), or both (``"both"``: the drawn-path ones after, 2K - 1 candidates)."""
+        cells = [("argmax", cell_sets[0])] + [("sampled", c) for c in cell_sets[1:]]
+        plan = [(source, c, i > 0 and self.paths == "sampled") for i, (source, c) in enumerate(cells)]
+        if self.paths == "both":
+            plan += [(source, c, True) for source, c in cells[1:]]
+        return plan
 
 
 @dataclass(frozen=True)

@@ -260,10 +260,7 @@ class MsnasHwExperiment(CineRows):
         rng, path_rng = np.random.default_rng(cfg.seed + 700), np.random.default_rng(cfg.seed + 800)
         drawn = draw_distinct(lambda: sample_multiscale_cells(supernet, rng), pick.candidates,
                               have=[dict(argmax.cells)])  # a converged search may have fewer to give
-        cells: list[tuple[str, dict]] = [("argmax", drawn[0])] + [("sampled", c) for c in drawn[1:]]
-        plan = [(source, c, i > 0 and pick.paths == "sampled") for i, (source, c) in enumerate(cells)]
-        if pick.paths == "both":
-            plan += [(source, c, True) for source, c in cells[1:]]
+        plan = pick.plan(drawn)
         beta = beta_probabilities(supernet)
         train_ids, eval_ids, words = self.split.pick_patients()
         out, seen = [], {}

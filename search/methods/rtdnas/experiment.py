@@ -374,7 +374,6 @@ class RtdnasExperiment:
         argmax = {k: CellGenotype.from_dict(v) for k, v in final["cells"].items()}
         drawn = draw_distinct(lambda: sample_multiscale_cells(supernet, rng, cfg.cell_max_free_ops), pick.candidates,
                               have=[argmax])  # a converged search may have fewer to give
-        candidates: list[tuple[str, dict]] = [("argmax", argmax)] + [("sampled", c) for c in drawn[1:]]
         beta = np.asarray(final["beta_probs"])
         heaviest = GenePool.from_beta(beta, cfg.ga.pool_size)
         path_rng = np.random.default_rng(cfg.seed + 800)  # its own generator: the cell draws stay those of "heaviest"
@@ -383,9 +382,7 @@ class RtdnasExperiment:
         retrain = cfg.retrain.with_steps(pick.train_steps)
         # which gene pool each candidate takes: the argmax always the heaviest paths; the cell draws the heaviest
         # ("heaviest"), a drawn pool each ("sampled"), or both, the drawn-pool ones after ("both": 2K - 1 candidates)
-        plan = [(source, cells, i > 0 and pick.paths == "sampled") for i, (source, cells) in enumerate(candidates)]
-        if pick.paths == "both":
-            plan += [(source, cells, True) for source, cells in candidates[1:]]
+        plan = pick.plan(drawn)
         out, nets = [], []
         for i, (source, cells, draw_pool) in enumerate(plan):
             pool, n_i, short = heaviest, n, None

@@ -269,3 +269,12 @@ def test_the_bound_is_the_ratio_or_the_argmax_own_latency_when_the_argmax_misses
         monkeypatch.setattr(space, "decoded_latency", lambda c, g, t, a=argmax_ms: 100.0 if g == "n4" else a)
         assert exp._pick_bound("argmax", {ref.search: {ref.n_paths: "n4"}}, None) == (100.0, argmax_ms, bound)
     assert "argmax" in BOUND_RULE
+
+
+def test_the_candidate_plan_of_each_paths_setting_shared_by_both_picks():
+    cells = ["argmax", "b", "c"]
+    top = [("argmax", "argmax", False), ("sampled", "b", False), ("sampled", "c", False)]
+    assert PickConfig(candidates=3).plan(cells) == top
+    assert PickConfig(candidates=3, paths="sampled").plan(cells) == [top[0], ("sampled", "b", True), ("sampled", "c", True)]
+    assert PickConfig(candidates=3, paths="both").plan(cells) == top + [("sampled", "b", True), ("sampled", "c", True)]
+    assert PickConfig(candidates=3, paths="both").plan(["argmax"]) == [top[0]]  # a converged search: one cell set
