@@ -114,54 +114,82 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def fresh_evaluation(runs: Sequence[Mapping[str, Any]], n_patients: int, *, threads: int = 2) -> dict[int, dict[str, Any]]:
-    """seed -> the three trained networks scored on ``n_patients`` fresh phantom patients (``FRESH_SEED``, indices
-    0..n-1, rendered once from the runs' data settings): per row the mean Dice, its bootstrap 95% CI over patients
-    and the per-patient means; per ours the gap to MS-NAS n=4 paired by patient (patients where either is NaN left
-    out).
+def trained_network(cfg, row, result: Mapping[str, Any], weights: Path):
+    """A trained row network rebuilt from its ``result.json`` genotype and ``weights.pt``, in eval mode."""
+    import torch
+
+    from search.core.genotypes import MultiscaleGenotype
+    from search.train.row_networks import build_row_network
+
+    g = MultiscaleGenotype.from_json(json.dumps(result["genotype"]))  # what the row trained
+    net = build_row_network(cfg, row, genotype=g)
+    net.load_state_dict(torch.load(weights, map_location="cpu"))
+    return net.eval()
+
+
+def fresh_patients(runs: Sequence[Mapping[str, Any]], n_patients: int) -> tuple[list, Any]:
+    """``(cases, data config)``: ``n_patients`` fresh phantom patients (``FRESH_SEED``, indices 0..n-1, in no split),
+    rendered once from the runs' data settings.
 
     Raises:
         SystemExit: the runs render their patients differently (other than by the phantom seed).
     """
     from dataclasses import replace
 
-    import torch
-
-    from bench.fresh_draws import BOOTSTRAP, FRESH_SEED, bootstrap_ci
-    from search.core.genotypes import MultiscaleGenotype
-    from search.train.cine_rows import evaluate_cases
+    from bench.fresh_draws import FRESH_SEED
     from search.train.clips import render_case
-    from search.train.row_networks import build_row_network
 
     data = {replace(r["cfg"].data, seed=FRESH_SEED) for r in runs}
     if len(data) != 1:
         raise SystemExit("the runs render their phantom patients differently: one fresh set cannot serve them all")
     (data,) = data
     print(f"fresh patients: rendering {n_patients} (phantom seed {FRESH_SEED})", flush=True)
-    cases = [render_case(data, i).validate() for i in range(n_patients)]
+    return [render_case(data, i).validate() for i in range(n_patients)], data
 
-    def ci(values) -> list[float] | None:
-        return bootstrap_ci(values, n_boot=BOOTSTRAP, seed=0)
 
+def fresh_score(net, cases: Sequence[Any], data) -> dict[str, Any]:
+    """One network on the fresh patients: mean Dice, its bootstrap 95% CI over patients, the per-patient means."""
+    from bench.fresh_draws import BOOTSTRAP, bootstrap_ci
+    from search.train.cine_rows import evaluate_cases
+
+    ev = evaluate_cases(net, cases, data)
+    per = [float(p["mean"]) for p in ev["per_patient"].values()]
+    return {"mean": float(ev["mean"]), "ci95": bootstrap_ci(per, n_boot=BOOTSTRAP, seed=0), "per_patient": per,
+            "per_class": ev["per_class"]}
+
+
+def paired_gap(reference: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """``reference`` minus ``other`` paired by patient (patients where either is NaN left out): mean, 95% CI."""
+    from bench.fresh_draws import BOOTSTRAP, bootstrap_ci
+
+    diff = np.asarray(reference["per_patient"]) - np.asarray(other["per_patient"])
+    diff = diff[np.isfinite(diff)]
+    return {"mean": float(diff.mean()) if diff.size else float("nan"),
+            "ci95": bootstrap_ci(diff, n_boot=BOOTSTRAP, seed=0), "patients": int(diff.size)}
+
+
+def fresh_evaluation(runs: Sequence[Mapping[str, Any]], n_patients: int, *, threads: int = 2) -> dict[int, dict[str, Any]]:
+    """seed -> the three trained networks scored on ``n_patients`` fresh phantom patients (``fresh_patients``): per
+    row the mean Dice, its bootstrap 95% CI over patients and the per-patient means; per ours the gap to MS-NAS n=4
+    paired by patient.
+
+    Raises:
+        SystemExit: the runs render their patients differently (other than by the phantom seed).
+    """
+    import torch
+
+    from bench.fresh_draws import FRESH_SEED
+
+    cases, data = fresh_patients(runs, n_patients)
     torch.set_num_threads(threads)
     out: dict[int, dict[str, Any]] = {}
     for run in runs:
         cfg, scores = run["cfg"], {}
         for row in cfg.rows_named(ROWS):
-            g = MultiscaleGenotype.from_json(json.dumps(run["results"][row.key]["genotype"]))
-            net = build_row_network(cfg, row, genotype=g)
-            net.load_state_dict(torch.load(Path(run["folder"]) / "rows" / row.key / "weights.pt", map_location="cpu"))
-            ev = evaluate_cases(net.eval(), cases, data)
-            per = [float(p["mean"]) for p in ev["per_patient"].values()]
-            scores[row.key] = {"mean": float(ev["mean"]), "ci95": ci(per), "per_patient": per,
-                               "per_class": ev["per_class"]}
-            print(f"fresh patients: seed {run['seed']} {row.key}: Dice {ev['mean']:.3f}", flush=True)
-        gaps = {}
-        for k in ROWS[1:]:
-            diff = np.asarray(scores["msnas_n4"]["per_patient"]) - np.asarray(scores[k]["per_patient"])
-            diff = diff[np.isfinite(diff)]
-            gaps[k] = {"mean": float(diff.mean()) if diff.size else float("nan"), "ci95": ci(diff),
-                       "patients": int(diff.size)}
+            net = trained_network(cfg, row, run["results"][row.key], Path(run["folder"]) / "rows" / row.key / "weights.pt")
+            scores[row.key] = fresh_score(net, cases, data)
+            print(f"fresh patients: seed {run['seed']} {row.key}: Dice {scores[row.key]['mean']:.3f}", flush=True)
+        gaps = {k: paired_gap(scores["msnas_n4"], scores[k]) for k in ROWS[1:]}
         out[run["seed"]] = {"patients": n_patients, "phantom_seed": FRESH_SEED, "dice": scores, "gap": gaps}
     return out
 
@@ -171,23 +199,35 @@ def time_runs(runs: Sequence[Mapping[str, Any]], *, threads: int, rounds: int, r
     """(seed, row) -> median ms per clip of the trained network, every network of every run in one process."""
     import torch
 
-    from search.latency.measure import measure_blocks
-    from search.latency.onnx_bytes import export_onnx_bytes
-    from search.core.genotypes import MultiscaleGenotype
-    from search.train.row_networks import build_row_network
-
     torch.set_num_threads(1)
-    models = {}
+    nets = {}
     for run in runs:
         cfg = run["cfg"]
-        shape = (1, 1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
         for row in cfg.rows_named(ROWS):
-            g = MultiscaleGenotype.from_json(json.dumps(run["results"][row.key]["genotype"]))  # what the row trained
-            net = build_row_network(cfg, row, genotype=g)
-            net.load_state_dict(torch.load(Path(run["folder"]) / "rows" / row.key / "weights.pt", map_location="cpu"))
-            models[f"{run['seed']}/{row.key}"] = export_onnx_bytes(net.eval(), torch.zeros(shape))
+            nets[(run["seed"], row.key)] = (trained_network(cfg, row, run["results"][row.key],
+                                                            Path(run["folder"]) / "rows" / row.key / "weights.pt"),
+                                            clip_shape(cfg))
+    return time_networks(nets, threads=threads, rounds=rounds, runs_per_block=runs_per_block, seed=seed)
+
+
+def clip_shape(cfg) -> tuple[int, ...]:
+    """``(1, 1, T, H, W)``: one training clip of the run."""
+    return (1, 1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
+
+
+def time_networks(nets: Mapping[Any, tuple[Any, tuple[int, ...]]], *, threads: int, rounds: int, runs_per_block: int,
+                  seed: int = 0) -> dict[Any, float]:
+    """name -> median ms per run of each ``(network, input shape)``, all exported to ONNX and timed in one process
+    (``measure_blocks``: warm blocks in seeded shuffled rounds, ``threads`` intra-op threads)."""
+    import torch
+
+    from search.latency.measure import measure_blocks
+    from search.latency.onnx_bytes import export_onnx_bytes
+
+    names = list(nets)
+    models = {str(i): export_onnx_bytes(net, torch.zeros(shape)) for i, (net, shape) in enumerate(nets.values())}
     stats = measure_blocks(models, warmup=3, runs=runs_per_block, rounds=rounds, intra_op_threads=threads, seed=seed)
-    return {(int(name.split("/")[0]), name.split("/")[1]): s.p50_ms for name, s in stats.items()}
+    return {names[int(i)]: s.p50_ms for i, s in stats.items()}
 
 
 def markdown(doc: Mapping[str, Any]) -> str:
