@@ -220,8 +220,8 @@ class MsnasHwExperiment(CineRows):
         when that is higher, so the argmax is always a candidate) is trained ``pick.train_steps`` steps
         (rows ``pick_c<i>``, resumable) on the weight patients and scored by mean Dice on the architecture
         patients (or on all training patients and the validation patients when the split has them); the test
-        patients are never used. The best score wins (ties: the lower index). Writes ``pick.json`` (read back when it is there, after
-        checking it was made from this search under this bound).
+        patients are never used. The best score wins (ties: the lower index). Writes ``pick.json`` (read back
+        when it is there, after checking it was made from this search under this bound).
 
         Raises:
             ValueError: ``pick.json`` or the search checkpoint belongs to another search.
@@ -287,8 +287,8 @@ class MsnasHwExperiment(CineRows):
         best = scored[0]["index"] if scored else 0
         why = ("the highest mean Dice on the validation side among the candidates within the bound" if scored
                else "no candidate within the latency bound: the argmax kept")
-        limit = (f"{cfg.pick_latency_ratio:g} x MS-NAS n=4's" if bound > argmax_ms
-                 else f"the argmax's own (above {cfg.pick_latency_ratio:g} x MS-NAS n=4's {cfg.pick_latency_ratio * ref_ms:.1f} ms)")
+        ratio = f"{cfg.pick_latency_ratio:g} x MS-NAS n=4's"
+        limit = ratio if bound > argmax_ms else f"the argmax's own (above {ratio} {cfg.pick_latency_ratio * ref_ms:.1f} ms)"
         return {"search": row.search, "train_steps": pick.train_steps, "paths": pick.paths,
                 "bound_ms": bound, "bound_rule": BOUND_RULE, "msnas_n4_lut_ms": ref_ms, "argmax_lut_ms": argmax_ms,
                 "latency_ratio": cfg.pick_latency_ratio,
