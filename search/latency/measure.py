@@ -274,8 +274,8 @@ def measure_blocks(models: Mapping[str, ModelSource], feeds_or_shapes: Mapping[s
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """The garbage collector off while timing (a collection inside a timed run is not the model's cost); every
-    timing loop of the project runs inside it."""
+    """The garbage collector off while timing (a collection inside a timed run is not the model's cost); the
+    search side's timing loops (op tables, latency checks, benches) run inside it."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
