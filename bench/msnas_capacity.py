@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as ``python bench/msnas_capacity.py``
     sys.path.insert(0, str(ROOT))
 
-from bench.msnas_pick import (clip_shape, fresh_patients, fresh_score, load_run, paired_gap,  # noqa: E402
-                              time_networks, trained_network)
+from bench.msnas_pick import (clip_shape, fresh_patients, fresh_score, load_run, machine_words,  # noqa: E402
+                              paired_gap, time_networks, trained_network, write_report)
 
 #: The columns: the run's rows, then the diagnostic ones.
 RUN_ROWS = ("msnas_n4", "ours_n1", "ours_n1_pick")
@@ -56,8 +56,6 @@ def _harness(run: Mapping[str, Any], cfg, folder: Path, say) -> Any:
 
 def train_extras(run: Mapping[str, Any], work: Path, say=print) -> dict[str, tuple[Any, Any, dict]]:
     """kind -> (config, row, result) of the two diagnostic networks of one run, trained (or read back)."""
-    import torch
-
     from search.core.genotypes import MultiscaleGenotype
     from search.methods.msnas_hw import space
     from search.train.cine_config import RowSpec
@@ -68,10 +66,8 @@ def train_extras(run: Mapping[str, Any], work: Path, say=print) -> dict[str, tup
     n1 = RowSpec("MS-NAS (n=1)", "msnas_n1", "msnas", n_paths=1, latency_aware=False, search="msnas")
     with_n1 = replace(cfg, rows=cfg.rows + (n1,))
     ours = next(r for r in with_n1.rows if r.key == "ours_n1")
-    supernet = space.build_supernet(cfg, cfg.trained_channels, seed=cfg.seed + 101)
     checkpoint = folder / "searches" / "msnas" / "checkpoint.pt"
-    supernet.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["supernet"])
-    g1 = space.decode(supernet, 1)
+    g1 = space.decode(space.load_searched_supernet(cfg, checkpoint), 1)
     g4 = MultiscaleGenotype.from_json(json.dumps(run["results"]["msnas_n4"]["genotype"]))
     if g1.cells != g4.cells or g1.paths[0] not in g4.paths:
         raise SystemExit(f"{checkpoint}: does not decode the run's MS-NAS n=4 (its cells and one of its paths)")
@@ -130,7 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from app.engine.benchmark import uptime_text
     from bench.fresh_draws import FRESH_SEED
-    from search.latency.lut import hardware_fingerprint
 
     runs = [load_run(f) for f in args.runs]
     if len({r["seed"] for r in runs}) != len(runs):
@@ -143,7 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         networks = {k: (cfg, next(r for r in cfg.rows if r.key == k), run["results"][k],
                         folder / "rows" / k / "weights.pt") for k in RUN_ROWS}
         networks.update(train_extras(run, args.work, say=lambda m, s=run["seed"]: print(f"[seed {s}] {m}", flush=True)))
-        torch.set_num_threads(args.threads)
         row = {"seed": run["seed"], "folder": run["folder"], "test": {}, "fresh": {}}
         for kind, (c, spec, result, weights) in networks.items():
             net = trained_network(c, spec, result, weights)
@@ -160,19 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing["uptime_after"] = uptime_text()
     for row in rows:
         row["ms"] = {k: ms[(row["seed"], k)] for k in RUN_ROWS + EXTRA}
-    hw = hardware_fingerprint()
     cfg = runs[0]["cfg"]
     doc = {"rows": rows, "timing": timing, "work": str(args.work), "fresh_patients": args.fresh_patients,
            "phantom_seed": FRESH_SEED, "test_patients": runs[0]["test_patients"], "retrain_steps": cfg.retrain.steps,
            "clip": "x".join(map(str, clip_shape(cfg)[2:])),
-           "machine": f"{hw.get('cpu', hw.get('machine'))}, {hw['logical_cores']} logical cores",
+           "machine": machine_words(),
            "summary": {k: {"fresh": float(np.mean([r["fresh"][k]["mean"] for r in rows])),
                            "test": float(np.mean([r["test"][k] for r in rows])),
                            "ms": float(np.mean([r["ms"][k] for r in rows]))} for k in RUN_ROWS + EXTRA}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
-    args.out.with_suffix(".md").write_text(markdown(doc))
-    print(markdown(doc))
+    write_report(args.out, doc, markdown(doc))
     return 0
 
 

@@ -230,6 +230,22 @@ def time_networks(nets: Mapping[Any, tuple[Any, tuple[int, ...]]], *, threads: i
     return {names[int(i)]: s.p50_ms for i, s in stats.items()}
 
 
+def machine_words() -> str:
+    """This machine in the reports' words: its CPU and logical cores."""
+    from search.latency.lut import hardware_fingerprint
+
+    hw = hardware_fingerprint()
+    return f"{hw.get('cpu', hw.get('machine'))}, {hw['logical_cores']} logical cores"
+
+
+def write_report(out: Path, doc: Mapping[str, Any], text: str) -> None:
+    """``<out>.json`` (``doc``) and ``<out>.md`` (``text``), and the text printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
+    out.with_suffix(".md").write_text(text)
+    print(text)
+
+
 def markdown(doc: Mapping[str, Any]) -> str:
     """The report: one row per seed, then the means."""
     names = {"msnas_n4": "MS-NAS n=4", "ours_n1": "ours n=1", "ours_n1_pick": "ours n=1 picked"}
@@ -303,7 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also score every trained network on N fresh phantom patients (in no split)")
     args = p.parse_args(argv)
     from app.engine.benchmark import load_average, uptime_text
-    from search.latency.lut import hardware_fingerprint
 
     runs = [load_run(f) for f in args.runs]
     if len({r["seed"] for r in runs}) != len(runs):
@@ -325,13 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         fresh = fresh_evaluation(runs, args.fresh_patients, threads=args.threads)
         for r in rows:
             r["fresh"] = fresh[r["seed"]]
-    hw = hardware_fingerprint()
     doc = {"rows": rows, "summary": summary(rows), "pick": dict(runs[0]["cfg"].pick.__dict__), "timing": timing,
-           "machine": f"{hw.get('cpu', hw.get('machine'))}, {hw['logical_cores']} logical cores"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
-    args.out.with_suffix(".md").write_text(markdown(doc))
-    print(markdown(doc))
+           "machine": machine_words()}
+    write_report(args.out, doc, markdown(doc))
     return 0
 
 

@@ -251,8 +251,7 @@ class MsnasHwExperiment(CineRows):
               table: LatencyTable) -> dict[str, Any]:
         cfg, pick = self.cfg, self.cfg.pick
         checkpoint = self.out / "searches" / row.search / "checkpoint.pt"
-        supernet = space.build_supernet(cfg, cfg.trained_channels, seed=cfg.seed + 101)
-        supernet.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["supernet"])
+        supernet = space.load_searched_supernet(cfg, checkpoint)
         if space.decode(supernet, row.n_paths) != argmax:
             raise ValueError(f"{checkpoint}: this supernet does not derive search {row.search}'s ours n=1; "
                              "delete the search folder to search again")
@@ -283,10 +282,8 @@ class MsnasHwExperiment(CineRows):
                 self.say(f"pick: candidate {i} ({source} cells, {entry['path']} path) LUT {lut_ms:.1f} ms > bound "
                          f"{bound:.1f} ms: not trained")
             out.append(entry)
-        scored = ranked_candidates(out)
-        best = scored[0]["index"] if scored else 0
-        why = ("the highest mean Dice on the validation side among the candidates within the bound" if scored
-               else "no candidate within the latency bound: the argmax kept")
+        best = ranked_candidates(out)[0]["index"]  # the argmax is always within the bound, so always scored
+        why = "the highest mean Dice on the validation side among the candidates within the bound"
         ratio = f"{cfg.pick_latency_ratio:g} x MS-NAS n=4's"
         limit = ratio if bound > argmax_ms else f"the argmax's own (above {ratio} {cfg.pick_latency_ratio * ref_ms:.1f} ms)"
         return {"search": row.search, "train_steps": pick.train_steps, "paths": pick.paths,

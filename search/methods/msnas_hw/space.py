@@ -40,6 +40,13 @@ def build_supernet(cfg: MsnasHwConfig, channels: int, *, seed: int) -> Multiscal
     return MultiscaleSupernet(multiscale_config(cfg.supernet, channels), seed=seed)
 
 
+def load_searched_supernet(cfg: MsnasHwConfig, checkpoint) -> MultiscaleSupernet:
+    """The supernet a search left in ``checkpoint`` (its ``checkpoint.pt``), at the trained widths."""
+    supernet = build_supernet(cfg, cfg.trained_channels, seed=cfg.seed + 101)
+    supernet.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["supernet"])
+    return supernet
+
+
 def latency_target_shape(cfg: MsnasHwConfig) -> tuple[int, int, int, int]:
     """``(C, T, H, W)`` the latency term is estimated at: the deployed clip."""
     return (1, cfg.data.clip_length, cfg.data.height, cfg.data.width)
