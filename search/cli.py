@@ -17,6 +17,7 @@ COMMANDS = (
     Subcommand("cine-qc", "search.methods.cine_qc.cli", "train and ship the per-frame QC of a shipped cine model"),
     Subcommand("baselines", "search.baselines.cli", "train and export the handcrafted baselines"),
     Subcommand("finetune", "search.finetune.cli", "fine-tune a shipped model on your labelled data (--data)"),
+    Subcommand("retime", "search.export.retime_cli", "re-time a models folder's cards on this machine, together, when quiet"),
     Subcommand("report", "search.report.cli", "the papers' tables and plots, from our own runs"),
 )
 

@@ -3,11 +3,11 @@
 A card's latency was measured where the model was built. ``python -m app models --benchmark`` times
 every model (and every seg + QC pair, back to back as the pipeline runs them) here, with the app's
 own session settings (``app.engine.runtime.create_session``: default threads, no spinning), on
-random inputs of the card's input shape: warm-up runs, then ``rounds`` timed runs -> p50, p95, mean
-and FPS (``1000 / mean``). The figures go into a JSON file per machine under the user's cache folder
-(``$CARDIAC_RT_CACHE_DIR`` or ``$XDG_CACHE_HOME/cardiac-rt``, then ``benchmarks/<machine>.json``),
-keyed by model id + ONNX sha256 + onnxruntime version + threads, so a changed model, runtime or
-thread count is never judged by old figures. Each entry records when it was measured and the
+random inputs of the card's input shape: warm-up runs, then ``rounds`` timed runs (garbage collector
+paused) -> p50, p95, mean and FPS (``1000 / mean``). The figures go into a JSON file per machine under the
+user's cache folder (``$CARDIAC_RT_CACHE_DIR`` or ``$XDG_CACHE_HOME/cardiac-rt``, then
+``benchmarks/<machine>.json``), keyed by model id + ONNX sha256 + onnxruntime version + threads, so a changed
+model, runtime or thread count is never judged by old figures. Each entry records when it was measured and the
 machine's uptime and load average at the time. The default-model choice (``app.engine.models``)
 reads them before the cards' figures.
 """
@@ -30,7 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from app.cards import ModelCard, Timing
-from app.engine.runtime import create_session, default_threads
+from app.engine.runtime import create_session, default_threads, gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +222,11 @@ def time_chain(cards: Sequence[ModelCard], *, rounds: int = DEFAULT_ROUNDS, warm
         _run_chain(chain)
     state = machine_state()
     samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        _run_chain(chain)
-        samples.append((time.perf_counter() - start) * 1000.0)
+    with gc_paused():
+        for _ in range(rounds):
+            start = time.perf_counter()
+            _run_chain(chain)
+            samples.append((time.perf_counter() - start) * 1000.0)
     return figures_entry(cards, samples, threads=threads, warmup=warmup, state=state)
 
 

@@ -6,8 +6,11 @@ session settings, or the search optimises for a runtime the scanner never uses.
 
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -16,6 +19,20 @@ import onnxruntime as ort
 def default_threads() -> int:
     """Intra-op threads: one per physical-ish core, at most 4 (small models gain nothing more)."""
     return max(1, min(4, os.cpu_count() or 1))
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The garbage collector off while timing (a collection inside a timed run is not the model's cost): the
+    app's ``models --benchmark`` loop and the search side's timing loops (op tables, latency checks, benches,
+    card figures) run inside it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def create_session(model: str | Path | bytes, *, intra_op_threads: int | None = None,

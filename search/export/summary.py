@@ -66,6 +66,8 @@ def summary_rows(cards: Sequence[ModelCard]) -> list[SummaryRow]:
             name = f"{card.id} + {qc.id}"
         dice, newest = card.app_dice, card.newest_frame_dice is not None
         machine = "; ".join(", ".join(str(m[k]).split(", ")[:n]) for k, n in (("hardware", 3), ("runtime", 2)) if m.get(k))
+        load = (m.get("latency_context") or {}).get("load_avg_before")
+        machine += f"; load {load[0]:.2f}" if load else ("; load not recorded" if machine else "")
         p50, p95, fps = (timing.p50_ms, timing.p95_ms, timing.fps) if timing is not None else (_NAN, _NAN, _NAN)
         rows.append(SummaryRow(name, card.modality, dice, qc_mae, p50, p95, fps, machine, newest,
                                metric_mean(m.get("dice")) if newest else None))

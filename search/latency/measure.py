@@ -19,18 +19,16 @@ Robustness on a shared, noisy machine:
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, Union
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 import onnxruntime as ort
 
-from app.engine.runtime import create_session, default_threads
+from app.engine.runtime import create_session, default_threads, gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -270,19 +268,6 @@ def measure_blocks(models: Mapping[str, ModelSource], feeds_or_shapes: Mapping[s
                     sessions[n].run(None, feeds[n])
                 samples[n] += [_time_once(sessions[n], feeds[n]) for _ in range(runs)]
     return _summaries(samples, sessions)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The garbage collector off while timing (a collection inside a timed run is not the model's cost); the
-    search side's timing loops (op tables, latency checks, benches) run inside it."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _open_sessions(models: Mapping[str, ModelSource], feeds_or_shapes: Mapping[str, FeedsOrShapes] | None,

@@ -103,7 +103,9 @@ def test_summary_markdown_has_one_row_per_seg_model_with_its_machine(tmp_path):
     lines = summary_markdown(cards).splitlines()
     assert len(lines) == 3 and "meets 50 ms / 22 FPS" in lines[0]
     assert lines[2] == ("| seg + qc | echo | 0.800 | 0.050 | 45.0 | 60.0 | 22.2 | no | "
-                        "Test CPU, 2 logical cores, x86_64; onnxruntime 1.0 CPU, 2 threads |")
+                        "Test CPU, 2 logical cores, x86_64; onnxruntime 1.0 CPU, 2 threads; load not recorded |")
+    seg.raw["metrics"]["latency_context"] = {"load_avg_before": [0.84, 1.0, 1.1]}
+    assert summary_markdown(cards).splitlines()[2].endswith("2 threads; load 0.84 |")
     assert summary_markdown([]) == "(no segmentation models)"
 
 
