@@ -16,8 +16,12 @@ Stages, in order, each resumable (the stage's own checkpoints) and recorded in
    becomes the cine default when it meets 50 ms / 22 FPS with its QC and its Dice on the QC's test
    patients is at least the current default's on the same patients.
 
-Then every card in the models folder is verified (hash + input shape) and summarised: Dice,
-latency, FPS, and whether it meets 50 ms / 22 FPS.
+Then, when a stage ran, every card in the models folder is re-timed together (``python -m search retime``,
+``search.export.retime``): the stages export hours apart under whatever load each had, so their figures do
+not compare until timed in one process. It waits up to ``RETIME_WAIT_S`` for the load to fall below the
+retime's ceiling, else says so and leaves the stages' own figures (``--no-retime`` skips it; the smoke
+preset times once, briefly, whatever the load). Then every card is verified (hash + input shape) and
+summarised: Dice, latency, FPS, and whether it meets 50 ms / 22 FPS.
 
 ``--data KIND:DIR`` (``search.data``) trains every stage on a dataset folder: it is passed to the
 baselines and to each method whose needs the dataset meets; the others are skipped with the reason
@@ -45,6 +49,8 @@ METHOD_MODULES = {
     "cine-qc-128x112": "search.methods.cine_qc.cli",
 }
 MODELS_DIR_ARGS = ("models", "models_dir")
+RETIME_WAIT_S = 300.0  # how long the final re-timing waits for a quiet machine
+RETIME_POLL_S = 15.0
 STAGE_ARGS = {"segqc-hw-bmode": ["--task", "bmode"],  # a stage that is a method run with other flags
               "rtdnas-stream-128x112": ["--size", "128x112"], "cine-qc-128x112": ["--challenge", "--threads", "2"]}
 # Variant stages whose method would otherwise put its run in the plain stage's folder.
@@ -67,6 +73,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "where each method puts them and `python -m search report` reads them)")
     parser.add_argument("--skip", nargs="+", choices=STAGES, default=(), help="stages to leave out")
     parser.add_argument("--redo", action="store_true", help="rerun stages already recorded as done")
+    parser.add_argument("--no-retime", action="store_true",
+                        help="leave each card's latency as its stage measured it (default: when a stage ran, re-time "
+                             "every card of the models folder together at the end: python -m search retime)")
     from search.methods.common_cli import add_data_argument
 
     add_data_argument(parser)
@@ -121,6 +130,36 @@ def _run_module(module, argv: list[str], models_dir) -> int:
         if models_dir is not None and hasattr(args, attr):
             setattr(args, attr, Path(models_dir))
     return int(module.run(args) or 0)
+
+
+def retime_models(models, preset: str, *, wait_s: float = RETIME_WAIT_S, poll_s: float = RETIME_POLL_S,
+                  sleep=None, clock=None) -> str:
+    """Re-time every card of ``models`` together (``search.export.retime``); the status line for the summary.
+
+    Waits up to ``wait_s`` (polling every ``poll_s``) while the machine is too busy; never raises for a
+    refusal or a card that does not verify (the summary below names those). The smoke preset times once,
+    briefly, without the load ceiling (its networks are toys; the load is on the card all the same).
+    """
+    import time
+
+    from app.cards import ModelCardError
+    from search.export.retime import RetimeRefused, retime_cards
+
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    smoke = preset == "smoke"
+    deadline = clock() + wait_s
+    while True:
+        try:
+            rows = retime_cards(models, rounds=1 if smoke else 6, runs=2 if smoke else 10, warmup=1 if smoke else 5,
+                                max_load=float("inf") if smoke else None)
+            return f"done: {len(rows)} cards re-timed together"
+        except ModelCardError as exc:
+            return f"not re-timed: {exc}"
+        except RetimeRefused as exc:
+            if exc.load is None or clock() + poll_s > deadline:
+                return (f"not re-timed ({exc}); the stages' own figures stand: run `python -m search retime "
+                        f"--models-dir {models}` when the machine is quiet")
+            sleep(poll_s)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -219,9 +258,13 @@ def run(args: argparse.Namespace) -> int:
             statuses.setdefault(stage, f"FAILED (exit {rc}) after {seconds:.0f} s")
         record_path.write_text(json.dumps(record, indent=2) + "\n")
 
+    if not args.no_retime and any(v.startswith("done in") for v in statuses.values()):
+        print("\n=== retime: every card of the models folder, together ===", flush=True)
+        statuses["retime"] = retime_models(models, preset)
     print(f"\n=== summary: {models} ({time.perf_counter() - t_all:.0f} s this run) ===")
-    for stage in STAGES:
-        print(f"  {stage:<14} {statuses.get(stage, '')}")
+    for stage in (*STAGES, "retime"):
+        if stage in statuses or stage != "retime":
+            print(f"  {stage:<14} {statuses.get(stage, '')}")
     cards, bad = [], []
     for card in discover(models):
         try:

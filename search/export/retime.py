@@ -23,7 +23,15 @@ from typing import Callable, Sequence
 
 
 class RetimeRefused(RuntimeError):
-    """The machine is too busy, or the folder holds nothing to time; the message says which and what to do."""
+    """The machine is too busy, or the folder holds nothing to time; the message says which and what to do.
+
+    Attributes:
+        load: The 1-minute load average that was too high (None: refused for another reason).
+    """
+
+    def __init__(self, message: str, load: float | None = None):
+        super().__init__(message)
+        self.load = load
 
 
 #: Default ceiling on the 1-minute load average, per logical core.
@@ -92,7 +100,7 @@ def retime_cards(models_dir: Path | str, *, ids: Sequence[str] | None = None, ro
     before = load_average()
     if before is not None and before[0] > limit:
         raise RetimeRefused(f"load average {before[0]:.2f} is above {limit:.2f}: the figures would carry that load "
-                            "into the cards; wait until the machine is quiet (`uptime`), or pass --max-load")
+                            "into the cards; wait until the machine is quiet (`uptime`), or pass --max-load", before[0])
     threads = threads or default_threads()
     say(f"timing {len(cards)} models in {models_dir}: {rounds} rounds x {runs} runs each (after {warmup} warm-up "
         f"runs per block), {threads} threads, load {before}")
@@ -100,7 +108,8 @@ def retime_cards(models_dir: Path | str, *, ids: Sequence[str] | None = None, ro
     stats = measure_blocks({i: c.onnx_path for i, c in cards.items()}, shapes, warmup=warmup,
                            runs=runs, rounds=rounds, intra_op_threads=threads, seed=seed)
     after = load_average()
-    how = (f"python -m search retime: {rounds} rounds x {runs} back-to-back runs ({warmup} warm-up runs per block), "
+    how = (f"python -m search retime: {rounds} round{'s' * (rounds != 1)} x {runs} back-to-back runs ({warmup} "
+           f"warm-up runs per block), "
            f"every card of the folder timed together ({len(cards)}), random inputs of the card's shapes")
     done = []
     for model_id, card in cards.items():

@@ -57,3 +57,48 @@ def test_a_dataset_run_never_writes_into_docs(monkeypatch, tmp_path):
     calls = _stage_argv(monkeypatch, tmp_path, extra=["--data", f"acdc:{tmp_path / 'acdc'}"])
     rt = calls["search.methods.rtdnas.cli"]
     assert "--docs-dir" not in rt and rt[rt.index("--out") + 1].endswith("rtdnas/default-seed1-acdc")
+
+
+def test_the_chain_re_times_the_cards_at_the_end_unless_told_not_to(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(all_cli, "retime_models", lambda models, preset: calls.append((models, preset)) or "done: 0")
+    _stage_argv(monkeypatch, tmp_path)
+    assert calls == [(tmp_path / "models", "default")]
+    _stage_argv(monkeypatch, tmp_path / "b", extra=["--no-retime"])
+    assert len(calls) == 1
+
+
+def test_the_final_retime_waits_for_a_quiet_machine_then_gives_up_with_the_command_to_run(monkeypatch, tmp_path):
+    from search.export.retime import RetimeRefused
+
+    loads, slept, now = iter([3.0, 2.5, 1.0]), [], [0.0]
+
+    def busy(models, **kw):
+        load = next(loads)
+        if load > 1.5:
+            raise RetimeRefused(f"load average {load:.2f} is above 1.50", load)
+        return ["a", "b"]
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    monkeypatch.setattr("search.export.retime.retime_cards", busy)
+    status = all_cli.retime_models(tmp_path, "default", wait_s=60, poll_s=15, sleep=sleep, clock=lambda: now[0])
+    assert status == "done: 2 cards re-timed together" and slept == [15, 15]
+    loads = iter([3.0] * 10)
+    now[0], slept[:] = 0.0, []
+    status = all_cli.retime_models(tmp_path, "default", wait_s=60, poll_s=15, sleep=sleep, clock=lambda: now[0])
+    assert status.startswith("not re-timed (load average 3.00") and slept == [15, 15, 15, 15]
+    assert f"python -m search retime --models-dir {tmp_path}" in status
+    monkeypatch.undo()  # the real retime: an empty folder is refused at once, not waited on
+    now[0], slept[:] = 0.0, []
+    empty = all_cli.retime_models(tmp_path, "default", wait_s=60, poll_s=15, sleep=sleep, clock=lambda: now[0])
+    assert slept == [] and empty.startswith(f"not re-timed ({tmp_path}: no model cards to re-time)")
+
+
+def test_the_smoke_chain_re_times_once_whatever_the_load(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr("search.export.retime.retime_cards", lambda models, **kw: seen.append(kw) or [])
+    assert all_cli.retime_models(tmp_path, "smoke").startswith("done")
+    assert seen[0]["max_load"] == float("inf") and seen[0]["rounds"] == 1

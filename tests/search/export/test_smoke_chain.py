@@ -72,6 +72,11 @@ def test_smoke_chain_exports_verified_cards_of_every_stage(chain):
     for card in searched:
         assert card.id in proc.stdout
     assert (tmp / "models" / "latency").is_dir()  # its own latency table, not the repository's
+    # the stages ran minutes apart: every card re-timed together at the end, the load on the card
+    assert f"retime         done: {len(cards)} cards re-timed together" in proc.stdout
+    contexts = [c.metrics["latency_context"] for c in cards.values()]
+    assert all(x["how"].startswith("python -m search retime: 1 round x 2") for x in contexts)
+    assert len({x["measured"] for x in contexts}) <= 2 and all("latency_previous" in c.metrics for c in cards.values())
     # the cine default model got its per-frame QC, paired through its card
     cine_qc = [c for c in cards.values() if c.modality == "cine" and c.role == "qc"]
     assert cine_qc and all(q.method == "cine-qc" for q in cine_qc)
@@ -96,7 +101,7 @@ def test_smoke_chain_resumes_without_redoing_a_stage(chain):
     tmp, _ = chain
     again = _run(*_chain_args(tmp), cwd=tmp)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    assert again.stdout.count("done earlier") == len(STAGES)
+    assert again.stdout.count("done earlier") == len(STAGES) and "=== retime" not in again.stdout  # nothing ran
     # the baselines' checkpoints are in the work folder, the methods' runs in the runs folder
     assert {p.name for p in (tmp / "work").rglob("*.pt")} == {"seg.pt", "qc.pt"}
     runs = {"segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc"}
