@@ -636,21 +636,75 @@ def fill_card_fields(result: dict, models_dir=None, *, date: str | None = None) 
     return filled
 
 
+def _boot_settings(result: dict) -> dict:
+    """The run's own bootstrap resamples and seed (``settings.bootstrap``), for paired gaps rendered later."""
+    boot = (result.get("settings") or {}).get("bootstrap") or {}
+    return {"n_boot": int(boot.get("resamples", BOOTSTRAP)), "seed": int(boot.get("seed", 0))}
+
+
+def paired_gaps(result: dict, reference: str, *, n_boot: int = BOOTSTRAP, seed: int = 0) -> list[dict]:
+    """Every other model of ``reference``'s modality minus ``reference``, paired by patient: mean difference of
+    the patients' Dice with a seeded bootstrap 95% CI over patients. Only models that saw the same slices of the
+    same patients are paired (a slow cine model that saw fewer slices is left out, with the reason)."""
+    models = {m["id"]: m for m in result["models"] if m.get("fresh")}
+    if reference not in models:
+        raise ValueError(f"--paired-to {reference}: not among the run's scored models ({', '.join(models) or 'none'})")
+    ref = models[reference]
+    ref_dice = {p["case_id"]: p["dice"] for p in ref["patients"]}
+    rows = []
+    for m in models.values():
+        if m["id"] == reference or m["modality"] != ref["modality"]:
+            continue
+        if m.get("slices") != ref.get("slices"):
+            rows.append({"model": m["id"], "reference": reference, "why_not": f"saw slices {m.get('slices')}, "
+                         f"{reference} {ref.get('slices')}"})
+            continue
+        diffs = [p["dice"] - ref_dice[p["case_id"]] for p in m["patients"]
+                 if p["case_id"] in ref_dice and p["dice"] is not None and ref_dice[p["case_id"]] is not None]
+        rows.append({"model": m["id"], "reference": reference, "patients": len(diffs),
+                     "mean_diff": _r(float(np.mean(diffs))) if diffs else None,
+                     "ci95": bootstrap_ci(diffs, n_boot=n_boot, seed=seed),
+                     "better_on": int(sum(d > 0 for d in diffs))})
+    return rows
+
+
+def paired_markdown(rows: list[dict]) -> str:
+    """The paired gaps of ``paired_gaps`` as a Markdown table."""
+    if not rows:
+        return ""
+    lines = [f"Paired by patient against {rows[0]['reference']} (model minus it; mean [bootstrap 95% CI over patients]):",
+             "", "| model | Dice difference | better on patients |", "|---|---|---|"]
+    for r in rows:
+        if "why_not" in r:
+            lines.append(f"| {r['model']} | not paired: {r['why_not']} | - |")
+        else:
+            lines.append(f"| {r['model']} | {r['mean_diff']:+.3f} {_ci(r['ci95'])} | {r['better_on']} of {r['patients']} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(result: dict, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / "fresh_draws.json", out / "fresh_draws.md"
     js.write_text(json.dumps(result, indent=1) + "\n")
-    md.write_text(markdown(result))
+    paired = result.get("paired")
+    md.write_text(markdown(result) + ("\n" + paired_markdown(paired) if paired else ""))
     return js, md
 
 
-def render_from_json(path: Path, out: Path, models_dir=None) -> int:
-    """``--from-json``: re-render a saved run (see ``fill_card_fields``); 2 when the file is unreadable."""
+def render_from_json(path: Path, out: Path, models_dir=None, paired_to: str | None = None) -> int:
+    """``--from-json``: re-render a saved run (see ``fill_card_fields``; ``paired_to``: add ``paired_gaps``);
+    2 when the file is unreadable or the reference is not in it."""
     try:
         result = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: cannot read {path}: {exc}", file=sys.stderr)
         return 2
+    if paired_to is not None:
+        try:
+            result["paired"] = paired_gaps(result, paired_to, **_boot_settings(result))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     filled = fill_card_fields(result, models_dir)
     js, md = write_report(result, out)
     print(f"filled {', '.join(CARD_FIELDS)} of {', '.join(filled)} from their cards" if filled
@@ -683,9 +737,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", type=Path, metavar="JSON",
                     help="run nothing: write fresh_draws.{json,md} again from an earlier run's fresh_draws.json, "
                          "with the card figures it predates filled in from the current cards")
+    ap.add_argument("--paired-to", metavar="ID", help="also report every other model of its modality minus ID, "
+                    "paired by patient (with --from-json too)")
     args = ap.parse_args(argv)
     if args.from_json is not None:
-        return render_from_json(args.from_json, args.out, args.models_dir)
+        return render_from_json(args.from_json, args.out, args.models_dir, args.paired_to)
     for name in ("patients", "echo_frames", "cine_frames", "cine_slices", "slow_cine_slices", "bootstrap"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -702,6 +758,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result["command"] = "python bench/fresh_draws.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.paired_to is not None:
+        try:
+            result["paired"] = paired_gaps(result, args.paired_to, **_boot_settings(result))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
     js, md = write_report(result, args.out)
     print(markdown(result))
     print(f"wrote {js} and {md}")

@@ -18,6 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, nargs=2, metavar=("SEG", "QC"), default=None,
                         help="override the preset's echo training epochs (segmentation, QC), e.g. to train a "
                              "baseline to convergence (use another --work: checkpoints keep their schedule)")
+    parser.add_argument("--cine-epochs", type=int, default=None, metavar="N",
+                        help="override the preset's cine training epochs (each the preset's steps_per_epoch "
+                             "batches), e.g. to train a cine baseline to convergence (use another --work)")
     from search.methods.common_cli import add_data_argument
 
     add_data_argument(parser)  # with a dataset: out defaults to <work>/models, work to runs/baselines/<preset>-<kind>
@@ -46,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         seg_epochs, qc_epochs = args.epochs
         preset = dataclasses.replace(preset, seg_train=dataclasses.replace(preset.seg_train, epochs=seg_epochs),
                                      qc_train=dataclasses.replace(preset.qc_train, epochs=qc_epochs))
+    if getattr(args, "cine_epochs", None) is not None:
+        if args.cine_epochs < 1:
+            print("baselines: --cine-epochs must be at least 1", file=sys.stderr)
+            return 2
+        preset = dataclasses.replace(preset, cine_train=dataclasses.replace(preset.cine_train, epochs=args.cine_epochs))
     data = data_spec(args)
     work = Path(args.work) if args.work else Path("runs") / "baselines" / (
         preset.name if data.is_phantom else f"{preset.name}-{data.kind}")

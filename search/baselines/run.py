@@ -120,9 +120,13 @@ def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
     train = CineClipDataset(split["train"], T, preset.cine_input, stride=max(1, T // 2), augment=default_augmentation(),
                             seed=preset.seed, per_frame_norm=spec.per_frame)
     test = cine_test_dataset(spec, preset, split["test"])
-    unet, _ = train_cine(spec, train, preset.cine_train, work_dir / spec.name, progress)
+    unet, losses = train_cine(spec, train, preset.cine_train, work_dir / spec.name, progress)
     calibration = CineClipDataset(split["train"], T, preset.cine_input, per_frame_norm=spec.per_frame)
-    cards, decision = ship_cine(spec, unet, test, calibration, out_dir, _data_info("cine", preset, split, data),
+    cfg = preset.cine_train
+    info = {**_data_info("cine", preset, split, data),  # the learning curve: mean loss per epoch
+            "training": {"epochs": len(losses), "steps_per_epoch": cfg.steps_per_epoch, "batch_size": cfg.batch_size,
+                         "lr": cfg.lr, "loss": [round(float(v), 4) for v in losses]}}
+    cards, decision = ship_cine(spec, unet, test, calibration, out_dir, info,
                                 clip_length=T, quantize=preset.quantize, latency_repeats=preset.latency_repeats)
     return BaselineResult(spec.name, cards, decision.reason if decision else None)
 

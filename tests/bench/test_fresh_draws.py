@@ -131,3 +131,36 @@ def test_from_json_adds_the_newest_frame_dice_of_clip_cards(bench, tmp_path, cap
     result = json.loads((out / "fresh_draws.json").read_text())
     assert "dice_newest_frame" not in result["models"][0]["card"] and "card_fields_filled" not in result
     assert "| tiny-clip | cine | 2,5 | 0.700 | - |" in (out / "fresh_draws.md").read_text()
+
+
+def _scored(model_id, dice_by_patient, slices=(0, 1), modality="cine"):
+    """A saved run's model entry (``_saved_run``'s) with its own id, slices and per-patient Dice."""
+    model = _saved_run(0.6)["models"][0]
+    return {**model, "id": model_id, "modality": modality, "slices": list(slices),
+            "patients": [{"case_id": f"p{i}", "dice": d} for i, d in enumerate(dice_by_patient)]}
+
+
+def test_paired_gaps_pair_by_patient_and_leave_out_models_that_saw_other_slices(bench, tmp_path, capsys):
+    ref = _scored("ref", [0.70, 0.80, 0.60, 0.90])
+    result = {"models": [ref, _scored("better", [0.75, 0.83, 0.64, 0.88]), _scored("slow", [0.9] * 4, slices=(2,)),
+                         _scored("echo", [0.5] * 4, modality="echo")],
+              "settings": {"bootstrap": {"resamples": 300, "seed": 0}}}
+    rows = bench.paired_gaps(result, "ref", n_boot=300)
+    assert [r["model"] for r in rows] == ["better", "slow"]  # only the reference's modality
+    better, slow = rows
+    assert better["mean_diff"] == pytest.approx(0.025) and better["better_on"] == 3 and better["patients"] == 4
+    assert better["ci95"][0] <= 0.025 <= better["ci95"][1]
+    assert "why_not" in slow and "[2]" in slow["why_not"]
+    md = bench.paired_markdown(rows)
+    assert "| better | +0.025 [" in md and "| 3 of 4 |" in md and "| slow | not paired: saw slices [2]" in md
+    with pytest.raises(ValueError, match="--paired-to nope: not among the run's scored models"):
+        bench.paired_gaps(result, "nope")
+    # re-rendered from a saved run: the table is added to the report and kept in its JSON
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps({**_saved_run(0.6), "models": result["models"]}))
+    out = tmp_path / "out"
+    assert bench.main(["--from-json", str(saved), "--out", str(out), "--paired-to", "ref",
+                       "--models-dir", str(tmp_path)]) == 0
+    assert "Paired by patient against ref" in (out / "fresh_draws.md").read_text()
+    assert json.loads((out / "fresh_draws.json").read_text())["paired"][0]["model"] == "better"
+    assert bench.main(["--from-json", str(saved), "--out", str(out), "--paired-to", "nope"]) == 2
