@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as ``python bench/msnas_capacity.py``
     sys.path.insert(0, str(ROOT))
 
-from bench.msnas_pick import (clip_shape, fresh_patients, fresh_score, load_run, machine_words,  # noqa: E402
-                              paired_gap, time_networks, trained_network, write_report)
+from bench.msnas_pick import (clip_shape, fresh_patients, fresh_score, load_run, paired_gap,  # noqa: E402
+                              time_networks, trained_network)
+from bench.report import machine_words, write_report  # noqa: E402
 
 #: The columns: the run's rows, then the diagnostic ones.
 RUN_ROWS = ("msnas_n4", "ours_n1", "ours_n1_pick")

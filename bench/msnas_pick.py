@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as ``python bench/msnas_pick.py``
     sys.path.insert(0, str(ROOT))
 
+from bench.report import machine_words, write_report  # noqa: E402
+
 ROWS = ("msnas_n4", "ours_n1", "ours_n1_pick")
 #: The issue's Dice target for ours n=1 against MS-NAS n=4, and the paper's latency ratio.
 DICE_GAP, LATENCY_RATIO = 0.01, 0.3
@@ -228,22 +230,6 @@ def time_networks(nets: Mapping[Any, tuple[Any, tuple[int, ...]]], *, threads: i
     models = {str(i): export_onnx_bytes(net, torch.zeros(shape)) for i, (net, shape) in enumerate(nets.values())}
     stats = measure_blocks(models, warmup=3, runs=runs_per_block, rounds=rounds, intra_op_threads=threads, seed=seed)
     return {names[int(i)]: s.p50_ms for i, s in stats.items()}
-
-
-def machine_words() -> str:
-    """This machine in the reports' words: its CPU and logical cores."""
-    from search.latency.lut import hardware_fingerprint
-
-    hw = hardware_fingerprint()
-    return f"{hw.get('cpu', hw.get('machine'))}, {hw['logical_cores']} logical cores"
-
-
-def write_report(out: Path, doc: Mapping[str, Any], text: str) -> None:
-    """``<out>.json`` (``doc``) and ``<out>.md`` (``text``), and the text printed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
-    out.with_suffix(".md").write_text(text)
-    print(text)
 
 
 def markdown(doc: Mapping[str, Any]) -> str:

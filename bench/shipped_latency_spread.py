@@ -51,7 +51,6 @@ with the load average (and ``uptime``) at the start, after every round and at th
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -64,6 +63,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as ``python bench/shipped_latency_spread.py``
     sys.path.insert(0, str(ROOT))
+
+from bench.report import write_report  # noqa: E402
 
 #: latency-check's accuracy band (nn-Meter's): a prediction within +-10 % of measured.
 BAND = 0.10
@@ -448,13 +449,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = run(args.models_dir or default_models_dir(), args.calibration, rounds=args.rounds, warmup=args.warmup,
                  runs=args.runs, threads=args.threads, seed=args.seed, pause_s=args.pause, baselines=args.baselines)
-    out = args.out or ROOT / "docs" / "bench" / "shipped_latency_spread.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    text = markdown(result)
-    out.with_suffix(".md").write_text(text)
-    print(text)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    write_report(args.out or ROOT / "docs" / "bench" / "shipped_latency_spread.json", result, markdown(result))
     return 0
 
 

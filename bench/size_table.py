@@ -53,6 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as ``python bench/size_table.py``
     sys.path.insert(0, str(ROOT))
 
+from bench.report import write_report  # noqa: E402
+
 REFERENCE = "unet16"  # latency ratios are to U-net(16) at the same size
 
 
@@ -616,12 +618,8 @@ def main(argv: list[str] | None = None) -> int:
                      genotypes=args.genotypes, stem_convs=args.stem_convs, skeletons=args.skeletons,
                      time_at=args.time_at, qc_epochs=args.qc_epochs, distill=distill)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
-    text = markdown(result)
-    out.with_suffix(".md").write_text(text)
-    print(text)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    # re-rendered from a JSON file: that file is left as it is (unless --out names another)
+    write_report(out, None if args.from_json is not None and out == args.from_json else result, markdown(result))
     return 0
 
 

@@ -39,6 +39,7 @@ app then ranks the two defaults by Dice.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -79,8 +80,9 @@ def run_config(preset_name: str, seed: int | None, args: dict[str, Any], size: t
 
 def retrain_and_ship(*, preset_name: str, seed: int | None, base_path: Path, out: Path, models_dir: Path | None,
                      model_id: str | None = None, pairs_with: str | None = None, size: tuple[int, int] | None = None,
-                     say=print) -> Path:
-    """Train the base card's genotype causally on its preset's data and schedule; ship it streaming."""
+                     retrain_steps: int | None = None, say=print) -> Path:
+    """Train the base card's genotype causally on its preset's data and schedule (``retrain_steps``: another number
+    of steps, e.g. to match a baseline's budget); ship it streaming."""
     import numpy as np
     import torch
 
@@ -97,6 +99,8 @@ def retrain_and_ship(*, preset_name: str, seed: int | None, base_path: Path, out
     base = json.loads(Path(base_path).read_text())
     genotype, args, about = _genotype_and_args(base)
     cfg = run_config(preset_name, seed, args, size)
+    if retrain_steps is not None:
+        cfg = dataclasses.replace(cfg, retrain=cfg.retrain.with_steps(retrain_steps))
     torch.set_num_threads(cfg.threads)
     row = space.row(ROW_KEY, f"{about.get('row', base['id'])} causal (streaming)", len(genotype.paths))
     rows_cfg = space.rows_view(cfg, (row,))
@@ -217,6 +221,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs-with", default=None, help="QC model id to pair the card with (default: the base card's QC partner)")
     parser.add_argument("--size", type=frame_size_type(16), default=None, metavar="HxW",
                         help="frame size the network is trained and shipped at (default: the preset's, 64x48)")
+    parser.add_argument("--retrain-steps", type=int, default=None, metavar="N",
+                        help="optimiser steps (default: the preset's retrain steps); use another --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -247,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         card_path = retrain_and_ship(preset_name=args.preset, seed=seed, base_path=base, out=out,
                                      models_dir=args.models_dir, model_id=model_id, pairs_with=pairs_with,
-                                     size=args.size, say=lambda m: print(f"[rtdnas-stream] {m}", flush=True))
+                                     size=args.size, retrain_steps=getattr(args, "retrain_steps", None),
+                                     say=lambda m: print(f"[rtdnas-stream] {m}", flush=True))
     except (ValueError, FileNotFoundError) as exc:
         print(f"rtdnas-stream: {exc}", file=sys.stderr)
         return 1

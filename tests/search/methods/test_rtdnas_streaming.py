@@ -56,7 +56,7 @@ def test_causal_rows_build_causal_networks_and_per_frame_clips():
 @pytest.mark.slow
 def test_smoke_retrain_ships_a_streaming_card(tmp_path: Path):
     out = tmp_path / "run"
-    assert main(["--preset", "smoke", "--base", str(DEFAULT_BASE), "--out", str(out)]) == 0
+    assert main(["--preset", "smoke", "--base", str(DEFAULT_BASE), "--out", str(out), "--retrain-steps", "4"]) == 0
     card = load_card(out / "models" / "cine-rtdnas-ga-n7-stream.json").verify()
     assert card.streaming is not None and card.input_shape == (1, 1, 1, 32, 32)
     assert card.raw["architecture"]["args"]["causal"] is True
@@ -65,6 +65,7 @@ def test_smoke_retrain_ships_a_streaming_card(tmp_path: Path):
     assert not card.raw.get("default") and card.pairs_with == json.loads(DEFAULT_BASE.read_text())["pairs_with"]
     row = json.loads((out / "rows" / "stream" / "result.json").read_text())
     assert row["causal"] is True
+    assert len(row["train_losses"]) == 2  # --retrain-steps 4: the smoke schedule's 2 steps per loss point, twice
     # the exported streaming file, fed each test clip from the initial state, is the causal clip model
     assert np.isclose(card.metrics["dice"]["mean"], row["dice"]["mean"], atol=1e-3)
     assert card.raw["streaming_vs_clip"]["ratio_p50"] > 0
