@@ -12,12 +12,11 @@ Exit status as ``replay``: 0 done; 1 a source failed part-way or an output could
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from app.engine.replay_cli import (DEBUG_ENV, EXIT_BY_SIGNAL, _install_logging, _install_signals, _remove_logging,
-                                   add_echo_mode_option)
+from app.engine.replay_cli import (EXIT_BY_SIGNAL, _install_logging, _remove_logging, add_echo_mode_option,
+                                   run_guarded)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -82,38 +81,21 @@ def _summary(out: dict) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     from app.cards import ModelCardError
     from app.data.case import DataError
-    from app.engine.replay import ReplayArgumentError, StopRequest
+    from app.engine.replay import ReplayArgumentError
     from app.validate import OutputError, ValidateInputError, validate
 
     if args.max_frames is not None and args.max_frames <= 0:
         print(f"error: --max-frames must be at least 1, got {args.max_frames}", file=sys.stderr)
         return 2
-    stop = StopRequest()
-    previous = _install_signals(stop)
-    try:
-        out = validate(args.sources, report=args.report, model_id=args.model, html_out=args.html,
-                       models_dir=args.models_dir, fast=args.fast, max_frames=args.max_frames, stop=stop,
-                       echo_mode=getattr(args, "echo_mode", "auto"), part=getattr(args, "part", "all"))
-    except (DataError, ModelCardError, OutputError, ReplayArgumentError, ValidateInputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {Path(exc.filename).name if exc.filename else 'input'}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        reason = stop.reason or "SIGINT"
-        print(f"error: stopped by {reason} before validate could write its report", file=sys.stderr)
-        return EXIT_BY_SIGNAL.get(reason, 130)
-    except Exception as exc:  # a bug: one line unless asked for the traceback
-        if os.environ.get(DEBUG_ENV):
-            raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
-        return 1
-    finally:
-        import signal
-
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    out, rc = run_guarded(
+        lambda stop: validate(args.sources, report=args.report, model_id=args.model, html_out=args.html,
+                              models_dir=args.models_dir, fast=args.fast, max_frames=args.max_frames, stop=stop,
+                              echo_mode=getattr(args, "echo_mode", "auto"), part=getattr(args, "part", "all")),
+        expected=(DataError, ModelCardError, OutputError, ReplayArgumentError, ValidateInputError),
+        before="validate could write its report",
+        os_name=lambda exc: Path(exc.filename).name if exc.filename else "input")
+    if rc is not None:
+        return rc
     for line in _summary(out):
         print(line)
     print(f"report   {args.report}")

@@ -133,6 +133,46 @@ def _install_signals(stop) -> dict:
     return previous
 
 
+def run_guarded(work, *, expected: tuple[type[BaseException], ...], before: str, os_name) -> tuple[object, int | None]:
+    """Run ``work(stop)`` the way the headless commands do: SIGINT / SIGTERM request a clean stop
+    (``_install_signals``), every failure is one ``error:`` line on stderr, signals are restored after.
+
+    Args:
+        work: Called with a fresh ``app.engine.replay.StopRequest``; returns the command's result.
+        expected: Errors of bad input, printed as they are (exit 2).
+        before: What an interrupt stopped, e.g. ``"the replay could finish its outputs"``.
+        os_name: ``OSError`` -> the name of the file or input it names in the message (exit 2).
+
+    Returns:
+        ``(result, None)``, or ``(None, exit status)`` after the error line: 2 bad input, 130 / 143 stopped by
+        SIGINT / SIGTERM, 1 an unexpected error (a bug; its traceback with ``CARDIAC_RT_DEBUG=1``).
+    """
+    from app.engine.replay import StopRequest
+
+    stop = StopRequest()
+    previous = _install_signals(stop)
+    try:
+        return work(stop), None
+    except expected as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None, 2
+    except OSError as exc:
+        print(f"error: {os_name(exc)}: {exc.strerror or exc}", file=sys.stderr)
+        return None, 2
+    except KeyboardInterrupt:
+        reason = stop.reason or "SIGINT"
+        print(f"error: stopped by {reason} before {before}", file=sys.stderr)
+        return None, EXIT_BY_SIGNAL.get(reason, 130)
+    except Exception as exc:  # a bug: one line unless asked for the traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return None, 1
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _check_args(args: argparse.Namespace) -> str | None:
     """Problems argparse cannot see (the full output checks run in ``replay``)."""
     if not str(args.source).strip():
@@ -155,38 +195,22 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from app.cards import ModelCardError
     from app.data.case import DataError
-    from app.engine.replay import OutputError, ReplayArgumentError, StopRequest, replay, summary_lines
+    from app.engine.replay import OutputError, ReplayArgumentError, replay, summary_lines
 
     problem = _check_args(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    stop = StopRequest()
-    previous = _install_signals(stop)
-    try:
-        report = replay(args.source, report=args.report, model_id=args.model, fast=args.fast,
-                        models_dir=args.models_dir, masks_out=args.masks, csv_out=args.csv,
-                        slice_index=args.slice, max_frames=args.max_frames, deadline_ms=args.deadline_ms,
-                        plot_out=args.plot, name=args.name, force=args.force, stop=stop,
-                        echo_mode=getattr(args, "echo_mode", "auto"))
-    except (DataError, ModelCardError, OutputError, ReplayArgumentError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.filename or args.source}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        reason = stop.reason or "SIGINT"
-        print(f"error: stopped by {reason} before the replay could finish its outputs", file=sys.stderr)
-        return EXIT_BY_SIGNAL.get(reason, 130)
-    except Exception as exc:  # a bug: one line unless asked for the traceback
-        if os.environ.get(DEBUG_ENV):
-            raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
-        return 1
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    report, rc = run_guarded(
+        lambda stop: replay(args.source, report=args.report, model_id=args.model, fast=args.fast,
+                            models_dir=args.models_dir, masks_out=args.masks, csv_out=args.csv,
+                            slice_index=args.slice, max_frames=args.max_frames, deadline_ms=args.deadline_ms,
+                            plot_out=args.plot, name=args.name, force=args.force, stop=stop,
+                            echo_mode=getattr(args, "echo_mode", "auto")),
+        expected=(DataError, ModelCardError, OutputError, ReplayArgumentError),
+        before="the replay could finish its outputs", os_name=lambda exc: exc.filename or args.source)
+    if rc is not None:
+        return rc
     for line in summary_lines(report):
         print(line)
     print(f"report   {args.report}")
