@@ -262,9 +262,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n=== retime: every card of the models folder, together ===", flush=True)
         statuses["retime"] = retime_models(models, preset)
     print(f"\n=== summary: {models} ({time.perf_counter() - t_all:.0f} s this run) ===")
-    for stage in (*STAGES, "retime"):
-        if stage in statuses or stage != "retime":
-            print(f"  {stage:<14} {statuses.get(stage, '')}")
+    for stage in STAGES + (("retime",) if "retime" in statuses else ()):
+        print(f"  {stage:<14} {statuses.get(stage, '')}")
     cards, bad = [], []
     for card in discover(models):
         try:

@@ -26,6 +26,10 @@ def hardware_description() -> str:
     return f"{hw['cpu']}, {hw['logical_cores']} logical cores, {hw['machine']}, {hw['system']}"
 
 
+#: The card ``metrics`` keys ``latency_fields`` writes (what a re-timing replaces and keeps as the previous figures).
+LATENCY_KEYS = ("latency_ms", "fps", "hardware", "runtime", "latency_context")
+
+
 def latency_fields(stats: LatencyStats, *, how: str, load_before: Sequence[float] | None,
                    load_after: Sequence[float] | None = None) -> dict[str, Any]:
     """A card's latency fields from measured ``stats``: ``latency_ms {p50, p95, mean}``, ``fps``, ``hardware``,

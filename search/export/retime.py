@@ -84,7 +84,7 @@ def retime_cards(models_dir: Path | str, *, ids: Sequence[str] | None = None, ro
     from app.engine.benchmark import load_average
     from app.engine.runtime import default_threads
     from search.export.card_writer import write_card
-    from search.export.latency import latency_fields
+    from search.export.latency import LATENCY_KEYS, latency_fields
     from search.latency.measure import measure_blocks
 
     models_dir = Path(models_dir)
@@ -116,8 +116,7 @@ def retime_cards(models_dir: Path | str, *, ids: Sequence[str] | None = None, ro
         raw = copy.deepcopy(card.raw)
         metrics = raw.setdefault("metrics", {})
         old = metrics.get("latency_ms") or {}
-        metrics["latency_previous"] = {k: metrics[k] for k in ("latency_ms", "fps", "hardware", "runtime",
-                                                               "latency_context") if k in metrics}
+        metrics["latency_previous"] = {k: metrics[k] for k in LATENCY_KEYS if k in metrics}
         metrics.update(latency_fields(stats[model_id], how=how, load_before=before, load_after=after))
         written = write_card(raw, card.card_path)
         new = metrics["latency_ms"]

@@ -117,3 +117,11 @@ def test_the_cli_prints_old_and_new_figures_and_names_a_card_that_does_not_verif
     err = capsys.readouterr().err
     assert err.startswith("retime: ") and "b.onnx" in err
     assert search_main(["retime", "--models-dir", str(folder), "--rounds", "0"]) == 2
+
+
+def test_the_keys_a_retime_keeps_as_previous_are_the_ones_latency_fields_writes():
+    from search.export.latency import LATENCY_KEYS, latency_fields
+    from search.latency.measure import LatencyStats
+
+    stats = LatencyStats(1.0, 2.0, 1.5, 666.7, 10, 2, "onnxruntime x CPUExecutionProvider")
+    assert tuple(latency_fields(stats, how="t", load_before=None)) == LATENCY_KEYS
