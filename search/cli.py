@@ -14,6 +14,7 @@ COMMANDS = (
     Subcommand("segqc-hw", "search.methods.segqc_hw.cli", "joint segmentation + QC search for contrast echo (or B-mode: --task bmode)"),
     Subcommand("msnas-hw", "search.methods.msnas_hw.cli", "3D multi-scale hardware-aware search for cine MR"),
     Subcommand("rtdnas", "search.methods.rtdnas.cli", "real-time constrained search with genetic path selection"),
+    Subcommand("cine-skeleton", "search.methods.cine_skeleton.cli", "hardware-aware search of a per-frame 2D U-net for cine"),
     Subcommand("cine-qc", "search.methods.cine_qc.cli", "train and ship the per-frame QC of a shipped cine model"),
     Subcommand("baselines", "search.baselines.cli", "train and export the handcrafted baselines"),
     Subcommand("finetune", "search.finetune.cli", "fine-tune a shipped model on your labelled data (--data)"),

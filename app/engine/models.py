@@ -27,7 +27,7 @@ from app.engine.runtime import create_session, warm_up
 log = logging.getLogger(__name__)
 
 # Preferred methods for the default model, best first (the papers' own methods before baselines).
-METHOD_PREFERENCE = ("segqc-hw", "msnas-hw", "rtdnas")
+METHOD_PREFERENCE = ("segqc-hw", "msnas-hw", "rtdnas", "cine-skeleton")  # searched methods, before handcrafted ones
 SEG_OUTPUTS = ("probs",)
 QC_INPUTS = ("image", "probs", "uncertainty")
 QC_OUTPUTS = ("dice",)

@@ -98,34 +98,52 @@ def run_echo(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
     return BaselineResult(spec.name, cards, decision.reason if decision else None)
 
 
-def cine_test_dataset(spec: BaselineSpec, preset: BaselinePreset, cases: list[Case]) -> CineClipDataset:
+def cine_test_dataset(spec: BaselineSpec | None, preset: BaselinePreset, cases: list[Case], *,
+                      per_frame: bool | None = None) -> CineClipDataset:
     """The clips a cine baseline's card Dice is measured on: ``cases``' clips, at most
-    ``preset.max_test_clips`` of them, evenly strided (``search.report.newest_frame`` rebuilds it from a card)."""
-    test = CineClipDataset(cases, preset.clip_length, preset.cine_input, per_frame_norm=spec.per_frame)
+    ``preset.max_test_clips`` of them, evenly strided (``search.report.newest_frame`` rebuilds it from a card).
+    ``per_frame`` (default: the spec's) zscores each frame alone, as a per-frame model's input is."""
+    per_frame = spec.per_frame if per_frame is None else per_frame
+    test = CineClipDataset(cases, preset.clip_length, preset.cine_input, per_frame_norm=per_frame)
     if len(test) > preset.max_test_clips:
         test.index = test.index[:: max(1, len(test.index) // preset.max_test_clips)][: preset.max_test_clips]
     return test
 
 
-def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir: Path,
-             progress: Callable | None = None, data: DataSpec | None = None) -> BaselineResult:
+def cine_split(preset: BaselinePreset, data: DataSpec | None = None, who: str = "baseline") -> dict[str, list[Case]]:
+    """The cine patients of ``preset`` split train / test (the phantom's, or ``data``'s by patient)."""
     if data is None or data.is_phantom:
         cases = phantom_cases("cine", preset.cine_cases, preset.seed, **preset.cine_render)
-        split = split_patients(cases, preset.cine_split, preset.seed)
-    else:
-        shape = tuple(preset.cine_input)
-        split = dataset_split(data, CINE_ACDC, f"baseline {spec.name}", preset.cine_split, preset.seed,
-                              lambda case: fit_case(case, shape))
+        return split_patients(cases, preset.cine_split, preset.seed)
+    shape = tuple(preset.cine_input)
+    return dataset_split(data, CINE_ACDC, who, preset.cine_split, preset.seed, lambda case: fit_case(case, shape))
+
+
+def cine_train_dataset(preset: BaselinePreset, cases: list[Case], per_frame: bool) -> CineClipDataset:
+    """The augmented training clips of the cine baselines (half-overlapping ``preset.clip_length``-frame clips)."""
     T = preset.clip_length
-    train = CineClipDataset(split["train"], T, preset.cine_input, stride=max(1, T // 2), augment=default_augmentation(),
-                            seed=preset.seed, per_frame_norm=spec.per_frame)
+    return CineClipDataset(cases, T, preset.cine_input, stride=max(1, T // 2), augment=default_augmentation(),
+                           seed=preset.seed, per_frame_norm=per_frame)
+
+
+def cine_card_data(preset: BaselinePreset, split: dict[str, list[Case]], data: DataSpec | None,
+                   losses: Sequence[float]) -> dict:
+    """A cine card's ``data``: the split, and the learning curve (mean loss per epoch) of ``preset.cine_train``."""
+    cfg = preset.cine_train
+    return {**_data_info("cine", preset, split, data),
+            "training": {"epochs": len(losses), "steps_per_epoch": cfg.steps_per_epoch, "batch_size": cfg.batch_size,
+                         "lr": cfg.lr, "loss": [round(float(v), 4) for v in losses]}}
+
+
+def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir: Path,
+             progress: Callable | None = None, data: DataSpec | None = None) -> BaselineResult:
+    split = cine_split(preset, data, f"baseline {spec.name}")
+    T = preset.clip_length
+    train = cine_train_dataset(preset, split["train"], spec.per_frame)
     test = cine_test_dataset(spec, preset, split["test"])
     unet, losses = train_cine(spec, train, preset.cine_train, work_dir / spec.name, progress)
     calibration = CineClipDataset(split["train"], T, preset.cine_input, per_frame_norm=spec.per_frame)
-    cfg = preset.cine_train
-    info = {**_data_info("cine", preset, split, data),  # the learning curve: mean loss per epoch
-            "training": {"epochs": len(losses), "steps_per_epoch": cfg.steps_per_epoch, "batch_size": cfg.batch_size,
-                         "lr": cfg.lr, "loss": [round(float(v), 4) for v in losses]}}
+    info = cine_card_data(preset, split, data, losses)
     cards, decision = ship_cine(spec, unet, test, calibration, out_dir, info,
                                 clip_length=T, quantize=preset.quantize, latency_repeats=preset.latency_repeats)
     return BaselineResult(spec.name, cards, decision.reason if decision else None)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 from torch.utils.data import Dataset
 
 from app.cards import ModelCard
@@ -35,15 +36,15 @@ def _samples(dataset: Dataset, n: int) -> list[np.ndarray]:
     return [dataset[i][0].numpy()[None] for i in range(min(n, len(dataset)))]
 
 
-def _seg_metrics(predict, dataset: Dataset, spec: BaselineSpec, *, newest_frame: bool = False) -> dict[str, Any]:
+def _seg_metrics(predict, dataset: Dataset, classes: dict[int, str], *, newest_frame: bool = False) -> dict[str, Any]:
     """Dice over every labelled frame of every clip; with ``newest_frame`` (clip models) also
     ``dice_newest_frame``, the Dice of what the app shows: the newest frame of its sliding window
     (``search.train.evaluate.evaluate_newest_frame``). A clip network can be much worse at the last
     position of its clip than on average, and the app shows only that position."""
-    ev = evaluate_segmentation(predict, dataset, len(spec.classes))
-    out = {"dice": ev.to_card(spec.classes), "eval_frames": len(ev.per_frame)}
+    ev = evaluate_segmentation(predict, dataset, len(classes))
+    out = {"dice": ev.to_card(classes), "eval_frames": len(ev.per_frame)}
     if newest_frame:
-        out["dice_newest_frame"] = newest_frame_card(predict, [dataset], spec.classes)
+        out["dice_newest_frame"] = newest_frame_card(predict, [dataset], classes)
     return out
 
 
@@ -76,7 +77,7 @@ def ship_echo_pair(spec: BaselineSpec, pair: EchoPair, test: Dataset, calibratio
     )
     feeds = [{"image": x} for x in _samples(test, 3)]
     seg_card = export_model(SegmentationWithUncertainty(pair.unet), seg_content, out_dir, feeds,
-                            evaluate=lambda p: _seg_metrics(onnx_seg_predictor(p), test, spec),
+                            evaluate=lambda p: _seg_metrics(onnx_seg_predictor(p), test, spec.classes),
                             latency_repeats=latency_repeats)
     seg_predict = onnx_seg_predictor(seg_card.onnx_path)
     qc_feeds = []
@@ -106,7 +107,7 @@ def ship_echo_pair(spec: BaselineSpec, pair: EchoPair, test: Dataset, calibratio
     decision = None
     if quantize:
         calib = [{"image": x} for x in _samples(calibration, 32)]
-        decision = quantize_if_faster(seg_card, calib, lambda p: _seg_metrics(onnx_seg_predictor(p), test, spec),
+        decision = quantize_if_faster(seg_card, calib, lambda p: _seg_metrics(onnx_seg_predictor(p), test, spec.classes),
                                       feeds[0], repeats=latency_repeats)
         if decision.shipped is not None:
             cards.append(decision.shipped)
@@ -117,10 +118,28 @@ def ship_cine(spec: BaselineSpec, unet: UNet, test: Dataset, calibration: Datase
               data: dict[str, Any], *, clip_length: int, quantize: bool,
               latency_repeats: int) -> tuple[list[ModelCard], QuantizationDecision | None]:
     """Export a cine U-net: a clip model ``(1, 1, T, H, W)`` or a per-frame model ``(1, 1, H, W)``."""
+    return export_cine_seg(
+        unet, test, calibration, out_dir, model_id=spec.seg_id, classes=spec.classes, per_frame=spec.per_frame,
+        method="baseline-unet3d" if spec.unet.dims == 3 else "baseline-unet2d", data=data,
+        architecture={"unet": _cfg(unet.cfg)}, quantize=quantize, latency_repeats=latency_repeats,
+        notes=f"Handcrafted baseline of Table 2 of the msnas-hw paper ({MSNAS_HW.cite}; {spec.paper_row}); Dice over "
+              f"every labelled frame of the test clips ({clip_length}-frame clips).")
+
+
+def export_cine_seg(net: nn.Module, test: Dataset, calibration: Dataset, out_dir: Path, *, model_id: str,
+                    classes: dict[int, str], per_frame: bool, method: str, data: dict[str, Any],
+                    architecture: dict[str, Any], notes: str, quantize: bool, latency_repeats: int,
+                    convergence: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+                    ) -> tuple[list[ModelCard], QuantizationDecision | None]:
+    """Export a cine segmentation network with its card, scored on ``test`` (clips ``(1, T, H, W)``).
+
+    ``per_frame``: ``net`` is 2D, ``(1, 1, H, W) -> logits``, exported with ``clip_length`` 1 and scored on
+    every frame of the clips; else a clip network ``(1, 1, T, H, W)``, also scored on the newest frame of the
+    app's sliding window. INT8 is tried when ``quantize`` and shipped beside it when faster and as good."""
     clip0 = test[0][0].numpy()[None]  # (1, 1, T, H, W)
     _, _, t, h, w = clip0.shape
-    k = spec.unet.n_classes
-    if spec.per_frame:
+    k = len(classes)
+    if per_frame:
         inputs = [TensorSpec("image", (1, 1, h, w), "one cine frame, zscored per frame")]
         outputs = [TensorSpec("probs", (1, k, h, w), PROBS_DESC), TensorSpec("uncertainty", (1, 1, h, w), UNC_DESC)]
         feeds = [{"image": np.ascontiguousarray(x[:, :, i])} for x in _samples(test, 2) for i in (0, t - 1)]
@@ -130,26 +149,23 @@ def ship_cine(spec: BaselineSpec, unet: UNet, test: Dataset, calibration: Datase
         outputs = [TensorSpec("probs", (1, k, t, h, w), PROBS_DESC), TensorSpec("uncertainty", (1, 1, t, h, w), UNC_DESC)]
         feeds = [{"clip": x} for x in _samples(test, 2)]
         predictor, layout, card_clip = onnx_seg_predictor, "NCTHW", t
-    clip_model = not spec.per_frame
+    clip_model = not per_frame
     content = CardContent(
-        model_id=spec.seg_id, modality="cine", role="seg", method="baseline-unet3d" if spec.unet.dims == 3 else "baseline-unet2d",
-        inputs=inputs, outputs=outputs, classes=spec.classes, normalisation=dict(CINE_NORMALISATION), layout=layout,
-        data=data, clip_length=card_clip, architecture={"unet": _cfg(unet.cfg)},
-        notes=f"Handcrafted baseline of Table 2 of the msnas-hw paper ({MSNAS_HW.cite}; {spec.paper_row}); Dice over "
-              "every labelled frame of "
-              f"the test clips ({clip_length}-frame clips).",
-    )
-    card = export_model(SegmentationWithUncertainty(unet), content, out_dir, feeds,
-                        evaluate=lambda p: _seg_metrics(predictor(p), test, spec, newest_frame=clip_model),
+        model_id=model_id, modality="cine", role="seg", method=method, inputs=inputs, outputs=outputs, classes=classes,
+        normalisation=dict(CINE_NORMALISATION), layout=layout, data=data, clip_length=card_clip,
+        architecture=architecture, notes=notes, convergence=convergence, extra=dict(extra or {}))
+
+    def metrics(path):
+        return _seg_metrics(predictor(path), test, classes, newest_frame=clip_model)
+
+    card = export_model(SegmentationWithUncertainty(net), content, out_dir, feeds, evaluate=metrics,
                         latency_repeats=latency_repeats)
     cards, decision = [card], None
     if quantize:
         cal_src = _samples(calibration, 8)
         calib = ([{"image": np.ascontiguousarray(x[:, :, i])} for x in cal_src for i in range(0, t, max(1, t // 4))]
-                 if spec.per_frame else [{"clip": x} for x in cal_src])
-        decision = quantize_if_faster(card, calib, lambda p: _seg_metrics(predictor(p), test, spec,
-                                                                        newest_frame=clip_model), feeds[0],
-                                      repeats=max(5, latency_repeats // 5))
+                 if per_frame else [{"clip": x} for x in cal_src])
+        decision = quantize_if_faster(card, calib, metrics, feeds[0], repeats=max(5, latency_repeats // 5))
         if decision.shipped is not None:
             cards.append(decision.shipped)
     return cards, decision

@@ -120,20 +120,22 @@ class UNet(nn.Module):
 
 
 class FrameWiseUNet(nn.Module):
-    """A 2D U-net applied to every frame of a clip: ``(N, C, T, H, W) -> (N, K, T, H, W)``.
+    """A 2D U-net (any 2D network) applied to every frame of a clip: ``(N, C, T, H, W) -> (N, K, T, H, W)``.
 
     Used to train/evaluate per-frame cine baselines on the same clips as the 3D ones; the exported
     model is the bare 2D U-net (``clip_length`` 1).
     """
 
-    def __init__(self, unet2d: UNet):
+    def __init__(self, unet2d: nn.Module):
         super().__init__()
-        if unet2d.cfg.dims != 2:
+        cfg = getattr(unet2d, "cfg", None)
+        if cfg is not None and getattr(cfg, "dims", 2) != 2:
             raise ValueError("FrameWiseUNet wraps a 2D U-net")
         self.unet = unet2d
 
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+    def forward(self, clip: torch.Tensor, *args) -> torch.Tensor:
+        """``args`` go to the 2D network after the frames (a supernet's weighting)."""
         n, c, t, h, w = clip.shape
         frames = clip.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
-        logits = self.unet(frames)
+        logits = self.unet(frames, *args)
         return logits.reshape(n, t, -1, h, w).permute(0, 2, 1, 3, 4)

@@ -14,7 +14,10 @@ Stages, in order, each resumable (the stage's own checkpoints) and recorded in
 6. ``rtdnas-stream-128x112``: the same at the papers' 128x112 per frame (``--size 128x112``);
 7. ``cine-qc-128x112``: its own per-frame QC (the 64x48 QC cannot score it), then a challenge: it
    becomes the cine default when it meets 50 ms / 22 FPS with its QC and its Dice on the QC's test
-   patients is at least the current default's on the same patients.
+   patients is at least the current default's on the same patients;
+8. ``cine-skeleton``: the hardware-aware search of a per-frame 2D U-net for cine (issue 16: the handcrafted
+   per-frame U-net 2D beat every searched 3D network), retrained as that baseline is and shipped;
+9. ``cine-qc-skeleton``: its per-frame QC, then the same challenge against the cine default.
 
 Then, when a stage ran, every card in the models folder is re-timed together (``python -m search retime``,
 ``search.export.retime``): the stages export hours apart under whatever load each had, so their figures do
@@ -37,7 +40,7 @@ import argparse
 import importlib
 
 STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc", "rtdnas-stream",
-          "rtdnas-stream-128x112", "cine-qc-128x112")
+          "rtdnas-stream-128x112", "cine-qc-128x112", "cine-skeleton", "cine-qc-skeleton")
 METHOD_MODULES = {
     "segqc-hw": "search.methods.segqc_hw.cli",
     "segqc-hw-bmode": "search.methods.segqc_hw.cli",
@@ -47,14 +50,17 @@ METHOD_MODULES = {
     "rtdnas-stream": "search.methods.rtdnas.streaming",
     "rtdnas-stream-128x112": "search.methods.rtdnas.streaming",
     "cine-qc-128x112": "search.methods.cine_qc.cli",
+    "cine-skeleton": "search.methods.cine_skeleton.cli",
+    "cine-qc-skeleton": "search.methods.cine_qc.cli",
 }
 MODELS_DIR_ARGS = ("models", "models_dir")
 RETIME_WAIT_S = 300.0  # how long the final re-timing waits for a quiet machine
 RETIME_POLL_S = 15.0
 STAGE_ARGS = {"segqc-hw-bmode": ["--task", "bmode"],  # a stage that is a method run with other flags
-              "rtdnas-stream-128x112": ["--size", "128x112"], "cine-qc-128x112": ["--challenge", "--threads", "2"]}
+              "rtdnas-stream-128x112": ["--size", "128x112"], "cine-qc-128x112": ["--challenge", "--threads", "2"],
+              "cine-qc-skeleton": ["--challenge", "--threads", "2"]}
 # Variant stages whose method would otherwise put its run in the plain stage's folder.
-OWN_RUN_FOLDER = ("rtdnas-stream-128x112", "cine-qc-128x112")
+OWN_RUN_FOLDER = ("rtdnas-stream-128x112", "cine-qc-128x112", "cine-qc-skeleton")
 # The seed whose run the shipped model comes from, where it is not the preset's own. rtdnas default:
 # seed 0's short search collapsed to all-skip paths (Dice .674, below msnas-hw's .750); seed 1's did
 # not (.832), and that is the shipped cine-rtdnas-ga-n7 (docs/rtdnas/seed1). Picked on the test
@@ -88,7 +94,7 @@ def data_skip(stage: str, spec) -> str | None:
 
     if spec.is_phantom or stage in ("profile", "baselines"):
         return None
-    if stage.startswith(("cine-qc", "rtdnas-stream")):
+    if stage.startswith(("cine-qc", "rtdnas-stream", "cine-skeleton")):
         return f"skipped ({stage} trains on phantom cine only; no --data yet)"
     if stage == "segqc-hw":  # contrast echo: never on a B-mode dataset (its model would say echo_mode contrast)
         from search.methods.segqc_hw.tasks import contrast_refusal
@@ -117,6 +123,16 @@ def _stream_id(models_dir, preset: str, size: str) -> str | None:
         return None
     seg_id = f"{json.loads(base.read_text())['id']}-stream-{size}"
     return seg_id if (base.parent / f"{seg_id}.json").is_file() else None
+
+
+def _skeleton_id(models_dir, preset: str) -> str | None:
+    """The id ``cine-skeleton`` gives its model for ``preset``, if that card is in ``models_dir``."""
+    from pathlib import Path
+
+    from search.methods.cine_skeleton.config import PRESETS
+
+    seg_id = PRESETS[preset].model_id if preset in PRESETS else None
+    return seg_id if seg_id is not None and (Path(models_dir) / f"{seg_id}.json").is_file() else None
 
 
 def _run_module(module, argv: list[str], models_dir) -> int:
@@ -231,11 +247,12 @@ def run(args: argparse.Namespace) -> int:
                 if stage == "rtdnas":  # its Table 2 baselines and LUT seed: msnas-hw's run of the same preset
                     argv += ["--msnas-dir", str(Path(args.runs or "runs") / "msnas-hw" / (
                         preset if spec.is_phantom else f"{preset}-{spec.kind}"))]
-        if stage == "cine-qc-128x112":  # the QC of the 128x112 streaming model the stage before shipped
-            seg_id = _stream_id(models, preset, "128x112")
+        if stage in ("cine-qc-128x112", "cine-qc-skeleton"):  # the QC of the model the stage before shipped
+            seg_id = _stream_id(models, preset, "128x112") if stage == "cine-qc-128x112" else _skeleton_id(models, preset)
             if seg_id is None:  # as rtdnas-stream with no clip model: done, nothing to do
                 record[stage] = {"status": "done", "seconds": 0.0, **({} if spec.is_phantom else {"data": data_record})}
-                statuses[stage] = "done: nothing to do (no 128x112 streaming rtdnas model in the models folder)"
+                statuses[stage] = ("done: nothing to do (no " + ("128x112 streaming rtdnas" if stage == "cine-qc-128x112"
+                                                                  else "cine-skeleton") + " model in the models folder)")
                 record_path.write_text(json.dumps(record, indent=2) + "\n")
                 continue
             argv += ["--seg-model", seg_id]

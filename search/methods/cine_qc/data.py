@@ -2,7 +2,8 @@
 
 For every sampled frame ``t`` of slice ``z`` the clip is the cycle's last ``T`` frames ending at
 ``t`` (a looping cine after its first cycle, as the viewer and ``replay`` see it), run through the
-frozen segmentation model exactly as ``app.engine.stages.SegStage`` runs it. A streaming model
+frozen segmentation model exactly as ``app.engine.stages.SegStage`` runs it; a per-frame model
+(input ``(1, 1, H, W)``) gets frame ``t`` alone. A streaming model
 (card ``streaming``) is stepped through every frame of the slice in order, twice round the cycle
 from a reset state, and sampled on the second round (the same looping cine, its state carried as
 the pipeline carries it). The sample keeps the
@@ -113,6 +114,9 @@ def case_samples(case: Case, stage: SegStage, cfg: CineQcConfig) -> dict[str, np
                     keep(stage.segment(x, frame), t, z)
             continue
         for t in range(0, n_t, cfg.frame_stride):
+            if not stage.is_clip_model:  # a per-frame model: the frame alone, as the pipeline feeds it
+                keep(stage.segment(preprocess(frames[t, z], card)), t, z)
+                continue
             clip = frames[[(t - length + 1 + k) % n_t for k in range(length)], z]
             keep(stage.segment(preprocess(clip, card)), t, z)
     return {k: np.stack(v) for k, v in out.items()}
@@ -123,9 +127,8 @@ def make_samples(cases: list[Case], seg_card: ModelCard, cfg: CineQcConfig, cach
     """Samples of ``cases`` through ``seg_card``'s model; per-patient results cached under ``cache``."""
     model = load_model(seg_card, intra_op_threads=threads)
     stage = SegStage(model)
-    if not (stage.is_clip_model or stage.is_streaming):
-        raise ValueError(f"{seg_card.id}: cine QC needs a clip or streaming model (input (1, 1, T, H, W)), "
-                         f"got {seg_card.input_shape}")
+    if seg_card.modality != "cine":
+        raise ValueError(f"{seg_card.id}: cine QC needs a cine segmentation model, got a {seg_card.modality} one")
     parts, case_index, bins = [], [], []
     for i, case in enumerate(cases):
         path = None

@@ -102,3 +102,32 @@ def test_the_smoke_chain_re_times_once_whatever_the_load(monkeypatch, tmp_path):
     monkeypatch.setattr("search.export.retime.retime_cards", lambda models, **kw: seen.append(kw) or [])
     assert all_cli.retime_models(tmp_path, "smoke").startswith("done")
     assert seen[0]["max_load"] == float("inf") and seen[0]["rounds"] == 1
+
+
+def test_the_skeleton_qc_stage_scores_the_model_the_skeleton_stage_shipped(monkeypatch, tmp_path):
+    """cine-skeleton runs after the 3D cine stages; its QC stage challenges the default only when its card is there."""
+    assert all_cli.STAGES[-2:] == ("cine-skeleton", "cine-qc-skeleton")
+    seen = []
+
+    def fake_run(module, argv, models_dir):
+        seen.append((module.__name__, argv))
+        return 0
+
+    monkeypatch.setattr(all_cli, "_run_module", fake_run)
+    parser = argparse.ArgumentParser()
+    all_cli.configure(parser)
+    base = ["--models", str(tmp_path / "models"), "--work", str(tmp_path / "work"), "--no-retime",
+            "--skip", *[s for s in all_cli.STAGES if not s.startswith("cine-qc-skeleton")]]
+    assert all_cli.run(parser.parse_args(base)) == 0
+    assert seen == []  # no cine-skeleton card: nothing to score
+    record = (tmp_path / "work" / "stages.json").read_text()
+    assert '"cine-qc-skeleton"' in record
+    import json
+    from pathlib import Path
+
+    card = json.loads((Path(__file__).resolve().parents[3] / "models" / "baseline-unet2d-d3-if16.json").read_text())
+    (tmp_path / "models" / "cine-skeleton-hw.json").write_text(json.dumps({**card, "id": "cine-skeleton-hw"}))
+    all_cli.run(parser.parse_args([*base, "--redo"]))  # exit 1: the summary rejects the card (no ONNX file)
+    (name, argv), = seen
+    assert name == "search.methods.cine_qc.cli" and argv[argv.index("--seg-model") + 1] == "cine-skeleton-hw"
+    assert "--challenge" in argv and argv[argv.index("--out") + 1].endswith("cine-qc-skeleton/default")

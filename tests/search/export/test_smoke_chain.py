@@ -17,7 +17,7 @@ from app.cards import discover
 
 ROOT = Path(__file__).resolve().parents[3]
 STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc", "rtdnas-stream",
-          "rtdnas-stream-128x112", "cine-qc-128x112")
+          "rtdnas-stream-128x112", "cine-qc-128x112", "cine-skeleton", "cine-qc-skeleton")
 BASELINE_IDS = {"baseline-unet8-resnet18-seg", "baseline-unet8-resnet18-qc", "baseline-unet3d-d3-if16"}
 
 
@@ -94,6 +94,10 @@ def test_smoke_chain_exports_verified_cards_of_every_stage(chain):
         else:
             assert c.id == f"{clip[0].id}-stream-128x112" and tuple(c.input_shape[-2:]) == (128, 112)
             assert c.pairs_with == f"{c.id}-qc-smoke" and tuple(cards[c.pairs_with].input_shape[-2:]) == (128, 112)
+    # cine-skeleton: the searched per-frame U-net, with a per-frame QC of its own (cine-qc-skeleton)
+    skeleton = cards["cine-skeleton-hw"]
+    assert skeleton.method == "cine-skeleton" and skeleton.clip_length == 1 and "convergence" in skeleton.raw["search"]
+    assert skeleton.pairs_with == "cine-skeleton-hw-qc-smoke" and cards[skeleton.pairs_with].role == "qc"
 
 
 @pytest.mark.slow
@@ -106,7 +110,8 @@ def test_smoke_chain_resumes_without_redoing_a_stage(chain):
     assert {p.name for p in (tmp / "work").rglob("*.pt")} == {"seg.pt", "qc.pt"}
     runs = {"segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc"}
     assert runs <= {p.name for p in (tmp / "runs").iterdir()} <= runs | {"rtdnas-stream", "rtdnas-stream-128x112",
-                                                                         "cine-qc-128x112"}
+                                                                         "cine-qc-128x112", "cine-skeleton",
+                                                                         "cine-qc-skeleton"}
 
 
 @pytest.mark.slow

@@ -91,20 +91,26 @@ def test_seg_dice_interval_is_over_patients():
     assert ci["ci95"][0] >= 0.5 and ci["ci95"][1] <= 0.9
 
 
+def _noise_case(n_t: int, n_z: int, shape: tuple[int, int], seed: int):
+    """A labelled cine case of noise frames and random labels (the samples' plumbing, not their values)."""
+    from app.data.case import Case
+
+    rng = np.random.default_rng(seed)
+    return Case(case_id="p00", modality="cine", frames=rng.normal(100, 30, (n_t, n_z, *shape)).astype(np.float32),
+                labels=rng.integers(0, 4, (n_t, n_z, *shape)).astype(np.uint8),
+                label_map={0: "background", 1: "RV", 2: "MYO", 3: "LV"}, spacing_mm=(1.0, 1.0), frame_rate=25.0,
+                quality_bin="good")
+
+
 def test_streaming_model_samples_carry_state_round_the_looping_cycle():
     """A streaming seg model is stepped frame by frame, twice round the cycle, and sampled on the second
     round: each sample equals a fresh runner fed every frame since the reset, in order."""
-    from app.data.case import Case
     from app.engine.types import Frame
     from search.methods.cine_qc.data import case_samples
 
     card = load_card(MODELS / "cine-rtdnas-ga-n7-stream.json")
-    rng = np.random.default_rng(1)
     n_t, n_z = 5, 2
-    case = Case(case_id="p00", modality="cine", frames=rng.normal(100, 30, (n_t, n_z, 64, 48)).astype(np.float32),
-                labels=rng.integers(0, 4, (n_t, n_z, 64, 48)).astype(np.uint8),
-                label_map={0: "background", 1: "RV", 2: "MYO", 3: "LV"}, spacing_mm=(1.0, 1.0), frame_rate=25.0,
-                quality_bin="good")
+    case = _noise_case(n_t, n_z, (64, 48), seed=1)
     cfg = preset("smoke", frame_stride=2, slices=(0, 1))
     got = case_samples(case, SegStage(load_model(card)), cfg)
     assert got["probs"].shape[0] == n_z * 3  # frames 0, 2, 4 of each slice
@@ -120,6 +126,23 @@ def test_streaming_model_samples_carry_state_round_the_looping_cycle():
     cold = SegStage(load_model(card))
     f = Frame(index=0, image=case.frames[2, 0], t_arrival=0, meta={"slice": 0, "case": "p00"})
     assert not np.allclose(cold.segment(cold.prepare(f, None), f).probs[0], seg.probs[0], atol=2e-3)
+
+
+def test_per_frame_model_samples_are_each_frame_alone():
+    """A per-frame cine model (input (1, 1, H, W), the U-net 2D baseline) gets QC samples too: frame t alone,
+    preprocessed as the pipeline preprocesses it, whatever came before it."""
+    from app.engine.preprocess import preprocess
+    from search.methods.cine_qc.data import case_samples
+
+    card = load_card(MODELS / "baseline-unet2d-d3-if16.json")
+    assert card.clip_length == 1 and len(card.input_shape) == 4
+    n_t, n_z = 4, 2
+    case = _noise_case(n_t, n_z, (128, 112), seed=2)
+    got = case_samples(case, SegStage(load_model(card)), preset("smoke", frame_stride=2, slices=(0, 1)))
+    assert got["probs"].shape == (n_z * 2, 4, 128, 112) and got["image"].shape == (n_z * 2, 1, 128, 112)
+    alone = SegStage(load_model(card)).segment(preprocess(case.frames[2, 1], card))  # sample 3: slice 1, frame 2
+    np.testing.assert_allclose(got["probs"][3].astype(np.float32), alone.probs[0], atol=2e-3)
+    assert np.all((got["dice"] >= 0) & (got["dice"] <= 1))
 
 
 def _cine_cards(tmp_path, pairs_with="cine-rtdnas-ga-n7-stream-128x112-qc"):

@@ -1,0 +1,43 @@
+"""``python -m search cine-skeleton``: search a per-frame 2D U-net skeleton for cine, retrain it, ship it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="default", help="smoke | default (default: default)")
+    parser.add_argument("--seed", type=int, help="split / supernet / search seed (default 0)")
+    parser.add_argument("--lambda", dest="relative_lambda", type=float, metavar="L",
+                        help="weight of the latency term, relative to the U-net 2D baseline's predicted latency "
+                             "(default: the preset's)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="run folder, resumable (default: runs/cine-skeleton/<preset>-s<seed>)")
+    parser.add_argument("--models-dir", type=Path, metavar="DIR", help="where the card is written (default: models/)")
+    parser.add_argument("--model-id", help="the shipped card's id (default: cine-skeleton-hw)")
+    parser.add_argument("--no-ship", action="store_true", help="search and retrain only; export nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+    import sys
+
+    from search.methods.cine_skeleton.config import preset
+    from search.methods.cine_skeleton.run import run as run_search
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        cfg = preset(args.preset, seed=args.seed, relative_lambda=args.relative_lambda, model_id=args.model_id)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path("runs") / "cine-skeleton" / f"{cfg.preset}-s{cfg.seed}"
+    report = run_search(cfg, out, models_dir=args.models_dir, ship=not args.no_ship)
+    found = report["search"]
+    print(json.dumps({"genotype": found["genotype"], "converged": found["convergence"].get("converged"),
+                      "predicted_ms": found["predicted_ms"], "shipped": report.get("shipped"),
+                      "card": report.get("card")}, default=float))
+    print(f"report   {out / 'report.json'}")
+    return 0
