@@ -12,6 +12,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda", dest="relative_lambda", type=float, metavar="L",
                         help="weight of the latency term, relative to the U-net 2D baseline's predicted latency "
                              "(default: the preset's)")
+    parser.add_argument("--blocks", nargs="+", metavar="TOKEN",
+                        help="candidate block tokens shared by every level (default: the preset's, c2 c1; c2 alone "
+                             "searches the widths of U-net's own block)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="run folder, resumable (default: runs/cine-skeleton/<preset>-s<seed>)")
     parser.add_argument("--models-dir", type=Path, metavar="DIR", help="where the card is written (default: models/)")
@@ -29,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        cfg = preset(args.preset, seed=args.seed, relative_lambda=args.relative_lambda, model_id=args.model_id)
+        cfg = preset(args.preset, seed=args.seed, relative_lambda=args.relative_lambda, model_id=args.model_id,
+                     blocks=tuple(args.blocks) if args.blocks else None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

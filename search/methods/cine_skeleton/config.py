@@ -77,4 +77,14 @@ def preset(name: str, **overrides) -> CineSkeletonConfig:
         cfg = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown cine-skeleton preset {name!r}; known: {', '.join(PRESETS)}") from None
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    choices_of(cfg)  # ValueError on blocks or widths the skeleton space cannot hold
+    return cfg
+
+
+def choices_of(cfg: CineSkeletonConfig):
+    """The searched space (``SkeletonChoices``): the config's widths and blocks, full resolution, one channel in,
+    the four cine classes."""
+    from search.core.supernets.unet_skeleton import SkeletonChoices
+
+    return SkeletonChoices(cfg.widths, cfg.blocks, 1, in_channels=1, n_classes=4)

@@ -42,8 +42,9 @@ from search.citations import SEGQC_HW
 from search.core.derived.unet_skeleton import SkeletonUNet, UNetSkeleton
 from search.core.mixed import SOFTMAX, ArchWeighting
 from search.core.supernets.base import Supernet
-from search.core.supernets.unet_skeleton import SkeletonChoices, SkeletonSupernet, derived_latency
+from search.core.supernets.unet_skeleton import SkeletonSupernet, derived_latency, skeleton_keys
 from search.methods.cine_skeleton.config import CineSkeletonConfig
+from search.methods.cine_skeleton.config import choices_of as choices
 from search.train.bilevel import ArchitectureSearch, StepRecord
 from search.train.data import split_patients
 from search.train.datasets import CineClipDataset
@@ -72,11 +73,6 @@ class FrameWiseSupernet(Supernet):
 
     def forward(self, clips: torch.Tensor, weighting: ArchWeighting = SOFTMAX) -> torch.Tensor:
         return self.frames(clips, weighting)
-
-
-def choices(cfg: CineSkeletonConfig) -> SkeletonChoices:
-    """The searched space: the config's widths and blocks, full resolution, one channel in, the cine classes."""
-    return SkeletonChoices(cfg.widths, cfg.blocks, 1, in_channels=IN_CHANNELS, n_classes=len(CLASSES))
 
 
 def _profile(cfg: CineSkeletonConfig, path: Path, keys: Callable[[], Any]):
@@ -136,6 +132,7 @@ def search(cfg: CineSkeletonConfig, train_cases, size: tuple[int, int], out: Pat
     initial = runner.trace.initial_argmax(supernet.net.decode)
     verdict = runner.trace.verdict(derived, initial)
     log.info("%s: %s", derived.spec, verdict.summary())
+    runner.trace.plot(out / "entropy.png", title=f"cine-skeleton {cfg.preset} seed {cfg.seed}: entropy per decision")
     with torch.no_grad():
         probabilities = {name: [round(float(v), 4) for v in torch.softmax(p, 0)]
                          for name, p in supernet.net.skeleton_arch.items()}
@@ -170,8 +167,10 @@ def run(cfg: CineSkeletonConfig, out: Path, *, models_dir: Path | None = None, s
     bp = baseline_preset(cfg.baselines)
     size = tuple(bp.cine_input)
     split = cine_split(bp, None, METHOD)
+    reference = UNetSkeleton.parse(cfg.reference)  # priced even when the space does not hold it (other blocks)
     table = _profile(cfg, out / "latency-table.json",
-                     lambda: SkeletonSupernet(choices(cfg)).latency_keys(size)).run()
+                     lambda: set(SkeletonSupernet(choices(cfg)).latency_keys(size))
+                     | set(skeleton_keys(reference, size, IN_CHANNELS, len(CLASSES)))).run()
     found = search(cfg, split["train"], size, out, table)
     skeleton = UNetSkeleton.parse(found["genotype"])
     train = cine_train_dataset(bp, split["train"], per_frame=True)

@@ -86,3 +86,9 @@ def test_smoke_run_ships_a_per_frame_card_the_app_runs(tmp_path):
     again = run(preset("smoke"), tmp_path / "run", models_dir=tmp_path / "models2", ship=False)
     assert again["search"]["genotype"] == found["genotype"] and again["retrain_loss"] == report["retrain_loss"]
     assert json.loads((tmp_path / "run" / "report.json").read_text())["search"]["genotype"] == found["genotype"]
+
+
+def test_blocks_are_a_choice_and_a_bad_token_is_one_clear_error():
+    assert choices(preset("default", blocks=("c2",))).blocks == ("c2",)
+    with pytest.raises(ValueError, match="x9"):
+        preset("smoke", blocks=("x9",))
