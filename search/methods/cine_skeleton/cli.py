@@ -13,8 +13,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="weight of the latency term, relative to the U-net 2D baseline's predicted latency "
                              "(default: the preset's)")
     parser.add_argument("--blocks", nargs="+", metavar="TOKEN",
-                        help="candidate block tokens shared by every level (default: the preset's, c2 c1; c2 alone "
-                             "searches the widths of U-net's own block)")
+                        help="candidate block tokens shared by every level (default: the preset's, c2: the widths of "
+                             "U-net's own block; c2 c1 also offers one conv per block)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="run folder, resumable (default: runs/cine-skeleton/<preset>-s<seed>)")
     parser.add_argument("--models-dir", type=Path, metavar="DIR", help="where the card is written (default: models/)")
