@@ -100,6 +100,8 @@ def test_no_better_validation_keeps_the_starting_weights():
     ("no-such-model", "no model 'no-such-model'"),
     ("baseline-unet8-resnet18-seg-int8", "fine-tune its float model baseline-unet8-resnet18-seg instead"),
     ("echo-segqc-hw-qc", "fine-tune echo-segqc-hw-seg"),
+    ("cine-skeleton-hw", r"per-frame cine model .*clip and streaming models only .*cine-rtdnas-ga-n7-stream-128x112"),
+    ("baseline-unet2d-d3-if16", "per-frame cine model"),
 ])
 def test_models_that_cannot_be_fine_tuned_say_what_to_do(model, message):
     with pytest.raises(FinetuneError, match=message):
