@@ -10,7 +10,7 @@ scratch with the baseline's own recipe and ships it as a per-frame cine model.
 Stages, each resumable in the run folder:
 
 1. ``latency-table.json``: every op signature of the supernet at the cine frame size, one input channel,
-   profiled best-of-N with the app's threads (``search.methods.segqc_hw.latency_model.profile_best_of``).
+   profiled best-of-N with the app's threads (``search.latency.best_of.profile_best_of``).
 2. ``search.pt`` / ``search.json``: the first-order bilevel search (``search.train.bilevel``) on the
    training patients split 1:1 into a weight set and an architecture set; loss ``CE + lambda_rel * LAT /
    LAT(reference)``; GDAS sampling by default; the entropy trace of every decision and the convergence
@@ -77,7 +77,7 @@ class FrameWiseSupernet(Supernet):
 
 def _profile(cfg: CineSkeletonConfig, path: Path, keys: Callable[[], Any]):
     from search.latency.profiler import ProfileSettings
-    from search.methods.segqc_hw.latency_model import check_statistic, profile_best_of
+    from search.latency.best_of import check_statistic, profile_best_of
 
     settings = ProfileSettings(warmup=cfg.lut_warmup, repeats=cfg.lut_repeats, intra_op_threads=cfg.threads,
                                seed=cfg.seed)
