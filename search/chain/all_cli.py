@@ -135,6 +135,11 @@ def _skeleton_id(models_dir, preset: str) -> str | None:
     return seg_id if seg_id is not None and (Path(models_dir) / f"{seg_id}.json").is_file() else None
 
 
+# QC stages of a model the stage before them shipped: what it is, and its id in the models folder (None: not there).
+QC_OF_SHIPPED = {"cine-qc-128x112": ("128x112 streaming rtdnas", lambda models, preset: _stream_id(models, preset, "128x112")),
+                 "cine-qc-skeleton": ("cine-skeleton", _skeleton_id)}
+
+
 def _run_module(module, argv: list[str], models_dir) -> int:
     """Run a subcommand module with its own parser, pointing its export folder at ``models_dir``."""
     from pathlib import Path
@@ -247,12 +252,12 @@ def run(args: argparse.Namespace) -> int:
                 if stage == "rtdnas":  # its Table 2 baselines and LUT seed: msnas-hw's run of the same preset
                     argv += ["--msnas-dir", str(Path(args.runs or "runs") / "msnas-hw" / (
                         preset if spec.is_phantom else f"{preset}-{spec.kind}"))]
-        if stage in ("cine-qc-128x112", "cine-qc-skeleton"):  # the QC of the model the stage before shipped
-            seg_id = _stream_id(models, preset, "128x112") if stage == "cine-qc-128x112" else _skeleton_id(models, preset)
+        if stage in QC_OF_SHIPPED:  # the QC of the model the stage before shipped
+            what, find = QC_OF_SHIPPED[stage]
+            seg_id = find(models, preset)
             if seg_id is None:  # as rtdnas-stream with no clip model: done, nothing to do
                 record[stage] = {"status": "done", "seconds": 0.0, **({} if spec.is_phantom else {"data": data_record})}
-                statuses[stage] = ("done: nothing to do (no " + ("128x112 streaming rtdnas" if stage == "cine-qc-128x112"
-                                                                  else "cine-skeleton") + " model in the models folder)")
+                statuses[stage] = f"done: nothing to do (no {what} model in the models folder)"
                 record_path.write_text(json.dumps(record, indent=2) + "\n")
                 continue
             argv += ["--seg-model", seg_id]

@@ -118,9 +118,8 @@ def _refuse(raw: dict[str, Any], card_path: Path, models_dir: Path) -> None:
         raise FinetuneError(f"{card_path}: {model_id} is a {raw.get('role')} model; {hint} (its QC partner is kept)")
     inputs = raw.get("inputs") or [{}]
     if raw.get("modality") == "cine" and len(inputs[0].get("shape") or ()) == 4:  # (1, 1, H, W): one frame per call
-        clips = [i for i in _known_seg_ids(models_dir)
-                 if json.loads((models_dir / f"{i}.json").read_text()).get("modality") == "cine"
-                 and len(json.loads((models_dir / f"{i}.json").read_text())["inputs"][0]["shape"]) == 5]
+        cards = {i: json.loads((models_dir / f"{i}.json").read_text()) for i in _known_seg_ids(models_dir)}
+        clips = [i for i, c in cards.items() if c.get("modality") == "cine" and len(c["inputs"][0]["shape"]) == 5]
         raise FinetuneError(f"{card_path}: {model_id} is a per-frame cine model (input (1, 1, H, W)); fine-tuning "
                             f"supports cine clip and streaming models only for now"
                             + (f" (in this folder: {', '.join(clips)})" if clips else ""))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -80,6 +81,16 @@ def profile_best_of(table: LatencyTable, keys: list[OpKey], settings: ProfileSet
             table.set(key, max(0.0, ms - overhead_ms))
         table.save(path)
         log.info("latency table: %d/%d op signatures measured", min(start + len(group), len(keys)), len(keys))
+
+
+def best_of_profiler(settings: ProfileSettings, path: Path) -> Callable[[LatencyTable, list[OpKey]], None]:
+    """The ``profile`` a latency-table stage (``search.train.stages.latency_table_stage``) takes: refuse a table
+    measured with another statistic, then measure the missing keys best-of-N into it."""
+    def profile(table: LatencyTable, missing: list[OpKey]) -> None:
+        check_statistic(table, path)
+        profile_best_of(table, missing, settings, path)
+
+    return profile
 
 
 def check_statistic(table: LatencyTable, path: Path) -> None:

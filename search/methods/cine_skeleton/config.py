@@ -88,7 +88,8 @@ def preset(name: str, **overrides) -> CineSkeletonConfig:
 
 def choices_of(cfg: CineSkeletonConfig):
     """The searched space (``SkeletonChoices``): the config's widths and blocks, full resolution, one channel in,
-    the four cine classes."""
+    the cine classes (``search.baselines.registry.CINE_CLASSES``)."""
+    from search.baselines.registry import CINE_CLASSES
     from search.core.supernets.unet_skeleton import SkeletonChoices
 
-    return SkeletonChoices(cfg.widths, cfg.blocks, 1, in_channels=1, n_classes=4)
+    return SkeletonChoices(cfg.widths, cfg.blocks, 1, in_channels=1, n_classes=len(CINE_CLASSES))

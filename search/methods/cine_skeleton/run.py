@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from search.baselines.presets import get_preset as baseline_preset
+from search.baselines.registry import CINE_CLASSES as CLASSES
 from search.baselines.run import cine_card_data, cine_split, cine_test_dataset, cine_train_dataset
 from search.baselines.shipping import export_cine_seg
 from search.baselines.training import default_augmentation, seg_step
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 
 METHOD = "cine-skeleton"
 IN_CHANNELS = 1
-CLASSES = {0: "background", 1: "RV", 2: "MYO", 3: "LV"}
 
 
 class FrameWiseSupernet(Supernet):
@@ -76,19 +76,15 @@ class FrameWiseSupernet(Supernet):
 
 
 def _profile(cfg: CineSkeletonConfig, path: Path, keys: Callable[[], Any]):
+    from search.latency.best_of import best_of_profiler
     from search.latency.profiler import ProfileSettings
-    from search.latency.best_of import check_statistic, profile_best_of
 
     settings = ProfileSettings(warmup=cfg.lut_warmup, repeats=cfg.lut_repeats, intra_op_threads=cfg.threads,
                                seed=cfg.seed)
-
-    def profile(table, missing) -> None:
-        check_statistic(table, path)
-        profile_best_of(table, missing, settings, path)
-
     config = {"space": [list(w) for w in cfg.widths], "blocks": list(cfg.blocks), "threads": cfg.threads,
               "lut_warmup": cfg.lut_warmup, "lut_repeats": cfg.lut_repeats}
-    return latency_table_stage(path, keys, settings, progress=log.info, profile=profile, config=config)
+    return latency_table_stage(path, keys, settings, progress=log.info, profile=best_of_profiler(settings, path),
+                               config=config)
 
 
 def _loader(cases, cfg: CineSkeletonConfig, size: tuple[int, int], seed: int) -> DataLoader:

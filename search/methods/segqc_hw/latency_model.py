@@ -1,12 +1,7 @@
 """LAT of eq. 3: the expected latency of seg + QC from this CPU's lookup table (FBNet additive form).
 
-Why best-of-N entries: the 2 cores of this machine are shared with other jobs (load average 10-13
-while this was written). Under that load the median of an op's runs measures the load, not the op:
-a first table profiled with medians had a 4->4-channel separable conv at 256x256 at 78 ms and the
-1x1 seg head at 61 ms, 30-100x their real cost, because onnxruntime's two threads wait for each
-other whenever one is descheduled. The minimum over interleaved runs is the cost of the op when
-it gets the cores, which is what a dedicated scanner PC gives it. Ops are still built, exported and
-run exactly as ``search.latency.profiler`` does (same builder, exporter and session settings).
+Its entries are best-of-N, not medians (why: ``search.latency.best_of``; found while this table was first
+built, at load average 10-13).
 
 The table holds every op signature the two supernets contain at the *measurement* resolution
 (``measure.resolution``, 256x256 as in the paper and the issue's targets), profiled here with
@@ -31,7 +26,7 @@ from search.core.supernets.nasunet import NasUnetConfig, NasUnetSupernet
 from search.core.supernets.qcnet import QcNetConfig, QcSupernet
 from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable
-from search.latency.best_of import STATISTIC, check_statistic, profile_best_of  # noqa: F401 (re-exported)
+from search.latency.best_of import best_of_profiler, check_statistic
 from search.latency.profiler import ProfileSettings
 from search.train.stages import Stage, latency_table_stage
 
@@ -165,14 +160,11 @@ def lut_stage(cfg, path: Path, seg_cfg, qc_cfg: QcNetConfig) -> Stage:
             seg_keys = collect_latency_keys(NasUnetSupernet(seg_cfg), (seg_cfg.in_channels, r, r))
         return seg_keys | collect_latency_keys(QcSupernet(qc_cfg), (qc_cfg.in_channels, r, r))
 
-    def profile(table: LatencyTable, missing: list[OpKey]) -> None:
-        check_statistic(table, path)
-        profile_best_of(table, missing, settings, path)
-
     m = cfg.measure
     config = {"resolution": r, "intra_op_threads": m.intra_op_threads, "lut_warmup": m.lut_warmup,
               "lut_repeats": m.lut_repeats, "seed": cfg.seed, "space": space_record(cfg.space)}
-    return latency_table_stage(path, keys, settings, progress=log.info, profile=profile, config=config)
+    return latency_table_stage(path, keys, settings, progress=log.info, profile=best_of_profiler(settings, path),
+                               config=config)
 
 
 def framework_latency(cfg, table: LatencyTable, seg_cfg, qc_cfg: QcNetConfig) -> FrameworkLatency:
