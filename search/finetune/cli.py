@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the finetune flags (cheap imports only)."""
     from search.data import SPEC_HELP, argparse_data_spec, parse_data_spec
 
-    parser.add_argument("--model", required=True, metavar="ID", help="shipped float segmentation model to start from (echo, cine clip or cine streaming)")
+    parser.add_argument("--model", required=True, metavar="ID", help="shipped float segmentation model to start from (echo; cine clip, streaming or per-frame)")
     parser.add_argument("--data", type=argparse_data_spec, default=parse_data_spec("phantom"), metavar="SPEC",
                         help=SPEC_HELP)
     parser.add_argument("--epochs", type=int, default=5, help="most epochs (default 5; early stopping on validation)")

@@ -22,6 +22,10 @@ before and after is measured on the streaming ONNX files, every test clip stream
 state (as ``search.methods.rtdnas.streaming`` measures it), and it is exported in streaming form
 through ``search.export.streaming.export_streaming_model`` (the one export path, with the parity
 check on streamed frames and their states).
+
+A per-frame cine model (``Target.per_frame``) trains on every frame of clips, each frame z-scored on its
+own as the app feeds it; Dice before and after is that of the ONNX file run on every frame of the test
+clips, and it is exported as the same one-frame network (parity on single frames).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -126,7 +131,7 @@ def _datasets(target: Target, parts: dict[str, list], seed: int) -> tuple[Datase
                                     seed=seed)
     else:
         t = target.train_clip_length
-        per_frame = target.streaming is not None  # the app z-scores each frame a streaming model gets
+        per_frame = target.streaming is not None or target.per_frame  # the app z-scores each frame these get
 
         def make(cases, train):
             return CineClipDataset(cases, clip_length=t, size=shape[-2:], stride=max(1, t // 2) if train else t,
@@ -143,6 +148,10 @@ def _onnx_predictor(target: Target, path: Path):
         from search.export.predictors import onnx_seg_predictor
 
         return onnx_seg_predictor(path)
+    if target.per_frame:  # every frame of a clip, one call each
+        from search.export.predictors import onnx_framewise_seg_predictor
+
+        return onnx_framewise_seg_predictor(path)
     from search.train.clips import onnx_clip_predictor
 
     return onnx_clip_predictor(path)
@@ -224,10 +233,10 @@ def _train(target: Target, train_ds: Dataset, val_ds: Dataset, cfg: FinetuneConf
     """Fine-tune ``target.net`` in place; returns the epoch record (best weights are loaded at the end)."""
     n_classes = len(target.classes)
     batch = cfg.batch_size or (8 if target.modality == "echo" else 2)
-    model = _FrozenBatchNorm(target.net)
+    model = _FrozenBatchNorm(target.trainable)
 
     def val_dice() -> float:
-        return evaluate_segmentation(torch_seg_predictor(target.net), val_ds, n_classes).mean
+        return evaluate_segmentation(torch_seg_predictor(model.net), val_ds, n_classes).mean
 
     best = {"dice": val_dice(), "epoch": 0, "state": copy.deepcopy(target.net.state_dict())}
     record: dict[str, Any] = {"val_dice": [round(best["dice"], 4)], "train_loss": [], "seconds": []}
@@ -311,6 +320,8 @@ def finetune(model_id: str, spec: DataSpec, out_dir: Path | str, cfg: FinetuneCo
         return metrics
 
     samples = [test_ds[i][0].numpy()[None] for i in range(min(PARITY_SAMPLES, len(test_ds)))]
+    if target.per_frame:  # the exported network takes one frame: its first and last of each test clip
+        samples = [np.ascontiguousarray(x[:, :, t]) for x in samples for t in (0, x.shape[2] - 1)]
     extra = {"finetuned_from": {"id": model_id, "sha256": target.onnx_sha256},
              "finetune": {"epochs": cfg.epochs, "patience": cfg.patience, "lr": cfg.lr,
                           "weights_from": target.weights_source, "batchnorm": BATCHNORM_POLICY, **record}}
@@ -319,6 +330,9 @@ def finetune(model_id: str, spec: DataSpec, out_dir: Path | str, cfg: FinetuneCo
     if target.streaming:
         notes += (f" Streaming: the causal clip network trained on {target.train_clip_length}-frame clips z-scored "
                   "per frame; Dice on the streaming file, every test clip streamed from the initial state.")
+    if target.per_frame:
+        notes += (f" Per frame: trained on every frame of {target.train_clip_length}-frame clips, each frame z-scored "
+                  "on its own; Dice on the ONNX file run on every frame of the test clips.")
     if target.pairs_with:
         notes += f" QC partner {target.pairs_with} kept unchanged (not retrained on the fine-tuned outputs)."
     if target.streaming:

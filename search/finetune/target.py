@@ -8,6 +8,11 @@ A streaming model (the card's ``streaming`` field, ``search.export.streaming``) 
 network run one frame at a time; what trains is that causal clip network (``Target.net``), on clips
 z-scored per frame as the app feeds it, ``clip_length`` frames long (its ``retrained_from`` clip
 card's, else ``STREAM_CLIP_LENGTH``); it is exported again in streaming form.
+
+A per-frame cine model (input ``(1, 1, H, W)``: the cine default ``cine-skeleton-hw``, the U-net 2D
+baseline) is a 2D network the app runs on each frame alone; it trains on every frame of
+``PER_FRAME_CLIP_LENGTH``-frame clips, each frame z-scored on its own (``Target.trainable``: the network
+applied frame by frame, ``search.baselines.unet.FrameWiseUNet``), and is exported as the same 2D network.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ STREAMING_INTERFACE = "streaming_probs"
 #: Clip length a streaming model trains on when its ``retrained_from`` clip card is not beside it
 #: (the rtdnas clip models' window).
 STREAM_CLIP_LENGTH = 20
+#: Frames per training clip of a per-frame cine model (each frame is its own sample; the clip only batches
+#: them, as the per-frame U-net 2D baseline and the cine-skeleton search train).
+PER_FRAME_CLIP_LENGTH = 20
 
 
 class FinetuneError(ValueError):
@@ -49,7 +57,7 @@ class Target:
         onnx_sha256: Hash of the shipped ONNX file (the new card's ``finetuned_from``).
         weights_source: ``"state dict <file>"`` or ``"recovered from the ONNX initializers (BN folded)"``.
         train_clip_length: Cine: frames per training clip (a clip model's ``clip_length``; a streaming
-            model's clip card's). Echo: 1.
+            model's clip card's; ``PER_FRAME_CLIP_LENGTH`` for a per-frame model). Echo: 1.
     """
 
     model_id: str
@@ -65,6 +73,20 @@ class Target:
     def streaming(self) -> dict[str, Any] | None:
         """The card's ``streaming`` field (a model run one frame at a time), or None."""
         return self.raw.get("streaming")
+
+    @property
+    def per_frame(self) -> bool:
+        """A cine model run on one frame per call (input ``(1, 1, H, W)``), not a clip or streaming model."""
+        return self.modality == "cine" and not self.streaming and len(self.input_shape) == 4
+
+    @property
+    def trainable(self) -> nn.Module:
+        """What trains and is validated: ``net``, applied frame by frame to clips for a per-frame cine model."""
+        if not self.per_frame:
+            return self.net
+        from search.baselines.unet import FrameWiseUNet
+
+        return FrameWiseUNet(self.net)
 
     @property
     def clip_module(self) -> nn.Module:
@@ -116,13 +138,6 @@ def _refuse(raw: dict[str, Any], card_path: Path, models_dir: Path) -> None:
                if json.loads((models_dir / f"{i}.json").read_text()).get("pairs_with") == model_id]
         hint = f"fine-tune {seg[0]}" if seg else "fine-tune a segmentation model"
         raise FinetuneError(f"{card_path}: {model_id} is a {raw.get('role')} model; {hint} (its QC partner is kept)")
-    inputs = raw.get("inputs") or [{}]
-    if raw.get("modality") == "cine" and len(inputs[0].get("shape") or ()) == 4:  # (1, 1, H, W): one frame per call
-        cards = {i: json.loads((models_dir / f"{i}.json").read_text()) for i in _known_seg_ids(models_dir)}
-        clips = [i for i, c in cards.items() if c.get("modality") == "cine" and len(c["inputs"][0]["shape"]) == 5]
-        raise FinetuneError(f"{card_path}: {model_id} is a per-frame cine model (input (1, 1, H, W)); fine-tuning "
-                            f"supports cine clip and streaming models only for now"
-                            + (f" (in this folder: {', '.join(clips)})" if clips else ""))
     interface = (raw.get("architecture") or {}).get("interface")
     if interface == STREAMING_INTERFACE and raw.get("streaming"):
         return
@@ -166,8 +181,9 @@ def _clip_length(raw: dict[str, Any], models_dir: Path) -> int:
     """Frames per training clip: echo 1; a clip model's own; a streaming model's clip card's (else 20)."""
     if raw.get("modality") != "cine":
         return 1
+    shape = raw["inputs"][0]["shape"]
     if not raw.get("streaming"):
-        return int(raw["inputs"][0]["shape"][2])
+        return int(shape[2]) if len(shape) == 5 else PER_FRAME_CLIP_LENGTH
     base = (raw.get("retrained_from") or {}).get("card")
     path = models_dir / f"{base}.json" if base else None
     if path is not None and path.is_file():

@@ -6,8 +6,8 @@ the op: a first table profiled with medians had a 4->4-channel separable conv at
 seg head at 61 ms, 30-100x their real cost, because onnxruntime's two threads wait for each other whenever
 one is descheduled. The minimum over interleaved runs is the cost of the op when it gets the cores, which is
 what a dedicated scanner PC gives it. Ops are still built, exported and run exactly as
-``search.latency.profiler`` does (same builder, exporter and session settings); the U-net skeleton space's
-block keys (``skel_*``) are built by ``search.core.supernets.unet_skeleton.build_block_for_key``.
+``search.latency.profiler`` does (same builder, ``core_adapter.module_for_key``, which also builds the U-net
+skeleton space's ``skel_*`` keys; same exporter and session settings).
 
 Used by segqc-hw's table and by the cine skeleton search's.
 """
@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from search.latency.core_adapter import module_for_key
 from search.latency.keys import OpKey
 from search.latency.lut import LatencyTable
 from search.latency.profiler import ProfileSettings, table_conditions
@@ -31,14 +32,6 @@ STATISTIC = ("minimum ms of `repeats` interleaved session.run calls on the op al
              "uncontended cost; the machine is shared), minus meta.session_overhead_ms")
 
 
-def _module_for_key(key: OpKey):
-    """The profiler's builder: skeleton keys (``skel_*``) by ``unet_skeleton.build_block_for_key``, the rest as usual."""
-    from search.core.supernets.unet_skeleton import BLOCK_OP_PREFIX, build_block_for_key
-    from search.latency.profiler import default_builder
-
-    return build_block_for_key(key) if key.op.startswith(BLOCK_OP_PREFIX) else default_builder()(key)
-
-
 def profile_best_of(table: LatencyTable, keys: list[OpKey], settings: ProfileSettings, path: Path) -> None:
     """Measure ``keys`` into ``table`` as best-of-N (see the module docstring); saves after every group."""
     import time
@@ -48,7 +41,7 @@ def profile_best_of(table: LatencyTable, keys: list[OpKey], settings: ProfileSet
     from search.latency.measure import (deployed_session, gc_paused, make_feeds, measure_interleaved,
                                         session_overhead_model)
     from search.latency.onnx_bytes import export_onnx_bytes
-    build = _module_for_key
+    build = module_for_key
     meta = table.meta
     if not table.entries:
         meta.update(table_conditions(settings))

@@ -22,10 +22,27 @@ if TYPE_CHECKING:
 
 
 def module_for_key(key: OpKey) -> nn.Module:
-    """The op a key describes, freshly initialised: input ``(1, c_in, *key.shape)``."""
+    """The op a key describes, freshly initialised: input ``(1, c_in, *key.shape)``. The U-net skeleton
+    space's keys (``skel_*``: whole blocks, pools, up-convs, heads) are built by its own builder."""
     from search.core.ops import op_from_key
+    from search.core.supernets.unet_skeleton import BLOCK_OP_PREFIX, build_block_for_key
 
-    return op_from_key(key)
+    return build_block_for_key(key) if key.op.startswith(BLOCK_OP_PREFIX) else op_from_key(key)
+
+
+def _keyed_whole(model: nn.Module) -> list[nn.Module]:
+    """Submodules that list their own table keys for an input size (``latency_keys(size)``: a U-net skeleton
+    network, ``search.core.derived.unet_skeleton.SkeletonUNet``), outermost only."""
+    from search.core.ops import CandidateOp
+
+    found: list[nn.Module] = []
+    inside: set[int] = set()
+    for module in model.modules():
+        if id(module) in inside or isinstance(module, CandidateOp) or not callable(getattr(module, "latency_keys", None)):
+            continue
+        found.append(module)
+        inside.update(id(m) for m in module.modules())
+    return found
 
 
 def op_instances(model: nn.Module, example_input, call=None) -> list[OpKey]:
@@ -34,7 +51,8 @@ def op_instances(model: nn.Module, example_input, call=None) -> list[OpKey]:
     Unlike ``search.core.latency_sites.collect_latency_keys`` (a set, for the profiler), this is the
     multiset a network's predicted latency sums over. Only outermost ops count: an op nested inside
     another (e.g. the 1x1 projection inside a pooling op whose channels change) is part of the outer
-    op's entry.
+    op's entry. A network that lists its own keys (``latency_keys(size)``: the U-net skeleton space,
+    whose entries are whole blocks) gives them for the input it gets.
 
     Args:
         model: A derived network (or any module built from ``CandidateOp``s).
@@ -47,6 +65,9 @@ def op_instances(model: nn.Module, example_input, call=None) -> list[OpKey]:
 
     outermost = []
     nested: set[int] = set()
+    whole = _keyed_whole(model)
+    for w in whole:
+        nested.update(id(m) for m in w.modules())
     for module in model.modules():
         if isinstance(module, CandidateOp) and id(module) not in nested:
             outermost.append(module)
@@ -58,7 +79,11 @@ def op_instances(model: nn.Module, example_input, call=None) -> list[OpKey]:
         if module.op_name not in FREE_OPS:
             keys.append(module.latency_key(tuple(x.shape[2:])))
 
+    def whole_hook(module, args):
+        keys.extend(module.latency_keys(tuple(args[0].shape[2:])))
+
     handles = [m.register_forward_pre_hook(hook) for m in outermost]
+    handles += [m.register_forward_pre_hook(whole_hook) for m in whole]
     was_training = model.training
     model.eval()
     try:
@@ -86,7 +111,9 @@ def preset_keys(space: str, preset: str) -> set[OpKey]:
 
     keys: set[OpKey] = set()
     for build, shape in supernet_configs(space, preset):
-        keys |= collect_latency_keys(build(), shape)
+        supernet = build()
+        lister = getattr(supernet, "latency_keys", None)  # a supernet that lists its own (the skeleton space)
+        keys |= set(lister(tuple(shape[1:]))) if callable(lister) else collect_latency_keys(supernet, shape)
     return keys
 
 

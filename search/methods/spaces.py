@@ -6,11 +6,12 @@ The latency CLIs (``python -m search profile`` / ``latency-check``) and the test
 
 from __future__ import annotations
 
+from search.methods.cine_skeleton import latency_space as skeleton_space
 from search.methods.msnas_hw import latency_space as msnas_space
 from search.methods.rtdnas import latency_space as rtdnas_space
 from search.methods.segqc_hw import latency_space as segqc_space
 
-_METHODS = (segqc_space, msnas_space, rtdnas_space)
+_METHODS = (segqc_space, msnas_space, rtdnas_space, skeleton_space)
 
 #: Space names, in the order of the latency tools (their default ``--spaces``).
 SPACE_NAMES = tuple(m.NAME for m in _METHODS)

@@ -161,6 +161,9 @@ def _genotype(card: ModelCard) -> Any:
         arch = card_architecture(card.raw)
     except ArchitectureError as exc:
         raise _Skip(f"its architecture cannot be rebuilt ({exc})") from None
+    spec = getattr(arch.args, "spec", None)
+    if arch.genotype is None and spec:  # a U-net skeleton: its spec string is the whole architecture
+        return {"kind": arch.kind, "spec": spec}
     if arch.genotype is None:
         raise _Skip(f"its architecture ({arch.kind}) has no searched genotype")
     return arch.genotype

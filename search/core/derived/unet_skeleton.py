@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -167,6 +168,7 @@ class SkeletonUNet(nn.Module):
     def __init__(self, skeleton: UNetSkeleton, in_channels: int = 3, n_classes: int = 2):
         super().__init__()
         self.skeleton = skeleton
+        self.in_channels, self.n_classes = in_channels, n_classes
         levels = skeleton.levels
         self.entry = None
         c_prev = in_channels
@@ -190,6 +192,13 @@ class SkeletonUNet(nn.Module):
             self.fuse = nn.Sequential(*_conv("c", levels[0].width + skeleton.refine, skeleton.refine))
             c_head = skeleton.refine
         self.head = nn.Conv2d(c_head, n_classes * (4 if skeleton.shuffle else 1), 1)
+
+    def latency_keys(self, size: Sequence[int]) -> list:
+        """The latency-table keys this network runs on an ``(H, W)`` input, once per module
+        (``search.core.supernets.unet_skeleton.skeleton_keys``; what ``latency-check`` sums for it)."""
+        from search.core.supernets.unet_skeleton import skeleton_keys
+
+        return skeleton_keys(self.skeleton, size, self.in_channels, self.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = x

@@ -30,8 +30,8 @@ def test_preset_keys_cover_sampled_networks(space: str) -> None:
 
 
 def test_every_method_space_is_registered_with_a_fixed_stream() -> None:
-    assert SPACE_NAMES == ("segqc", "msnas", "rtdnas")
-    assert [spaces.get_space(n).stream for n in SPACE_NAMES] == [0, 1, 2]
+    assert SPACE_NAMES == ("segqc", "msnas", "rtdnas", "skeleton")
+    assert [spaces.get_space(n).stream for n in SPACE_NAMES] == [0, 1, 2, 3]
     assert set(SPACE_NAMES) <= set(spaces.space_names())
 
 

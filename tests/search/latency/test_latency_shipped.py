@@ -346,3 +346,43 @@ def test_deployment_check_times_the_random_networks_as_deployed(check_setup, cap
     seen.clear()
     _run(capsys, table, models)
     assert not seen
+
+
+def test_a_shipped_skeleton_card_is_rebuilt_in_the_skeleton_space(tmp_path) -> None:
+    """The cine default is a per-frame U-net skeleton (spec, no genotype): it is rebuilt as deployed (softmax and
+    uncertainty in the graph) and predicted from the whole-block keys it runs, like the space's random networks."""
+    from app.cards import discover
+    from search.core.derived.unet_skeleton import UNetSkeleton
+    from search.core.supernets.unet_skeleton import skeleton_keys
+    from search.report.shipped_latency import deployment_for, shipped_networks
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    arch = {"kind": "unet_skeleton", "args": {"in_channels": 1, "n_classes": 4, "spec": "8c2-16c1"},
+            "genotype": None, "interface": "probs_uncertainty", "about": {}}
+    _card(folder, "cine-toy-skeleton", role="seg", method="cine-skeleton", shape=[1, 1, 32, 32], architecture=arch,
+          inputs=["image"], outputs=["probs", "uncertainty"], default=True)
+    cards = discover(folder)
+    dep = deployment_for("skeleton", cards)
+    assert dep.card == "cine-toy-skeleton" and dep.size == (32, 32) and dep.interface == "probs_uncertainty"
+    nets, skipped = shipped_networks(["skeleton"], cards)
+    assert not skipped and len(nets) == 1
+    net = nets[0]
+    assert net.space == "skeleton" and net.genotype == {"cine-toy-skeleton": {"kind": "unet_skeleton",
+                                                                               "spec": "8c2-16c1"}}
+    assert net.keys == skeleton_keys(UNetSkeleton.parse("8c2-16c1"), (32, 32), 1, 4)
+    with torch.no_grad():
+        probs, unc = net.module(net.example_input)
+    assert probs.shape == (1, 4, 32, 32) and unc.shape == (1, 1, 32, 32)  # as the app gets it
+    # the space's random networks: the smoke preset's widths and blocks, keys the profiler enumerates
+    needed = core_adapter.preset_keys("skeleton", "smoke")
+    sampled = list(core_adapter.sample_networks("skeleton", "smoke", 4, seed=0, sparse_share=1.0))
+    assert all(n.keys and set(n.keys) <= needed for n in sampled)
+
+    def cheap_levels(share: float) -> int:  # levels at the narrowest width and the first block token
+        draws = core_adapter.sampled_modules("skeleton", "smoke", 12, 0, sparse_share=share)
+        return sum(level in ("4c2", "8c2") for _, g, _, _ in draws for level in g.spec.split("-"))
+
+    assert cheap_levels(1.0) > cheap_levels(0.0)  # a sparse draw is a cheap network, as the search ships
+    built = core_adapter.module_for_key(net.keys[0])
+    assert built(torch.zeros(1, 1, 32, 32)).shape == (1, 8, 32, 32)  # the profiler builds whole-block keys

@@ -75,6 +75,29 @@ def test_a_streaming_model_trains_as_its_causal_clip_network(model):
     np.testing.assert_allclose(clip.mean(axis=(2, 3)), 0.0, atol=1e-4)  # every frame z-scored on its own
 
 
+@pytest.mark.parametrize("model", ["cine-skeleton-hw", "baseline-unet2d-d3-if16"])
+def test_a_per_frame_model_trains_frame_by_frame_on_clips(model):
+    """A per-frame cine card (one frame per call) is fine-tunable: what trains is its 2D network applied to
+    every frame of a clip, each frame z-scored on its own, and before any step it computes what its ONNX file
+    computes frame by frame."""
+    from search.export.predictors import onnx_framewise_seg_predictor
+    from search.finetune.target import PER_FRAME_CLIP_LENGTH
+
+    target = load_target(model, MODELS)
+    assert target.per_frame and len(target.input_shape) == 4 and target.train_clip_length == PER_FRAME_CLIP_LENGTH
+    h, w = target.input_shape[-2:]
+    x = np.random.default_rng(0).standard_normal((1, 1, 3, h, w)).astype(np.float32)
+    framewise, _ = onnx_framewise_seg_predictor(target.onnx_path)(x)
+    with torch.no_grad():
+        probs = torch.softmax(_FrozenBatchNorm(target.trainable).train()(torch.from_numpy(x)), dim=1).numpy()
+    np.testing.assert_allclose(probs, framewise, atol=1e-4)
+    train, _, test = _datasets(target, split_cases(parse_data_spec("phantom"), target,
+                                                   DataOptions(phantom_cases=5, seed=0)), seed=0)
+    clip = test[0][0].numpy()
+    assert clip.shape == (1, PER_FRAME_CLIP_LENGTH, h, w) and train.per_frame_norm
+    np.testing.assert_allclose(clip.mean(axis=(2, 3)), 0.0, atol=1e-4)  # every frame z-scored on its own
+
+
 def test_a_contrast_model_fine_tuned_on_a_bmode_dataset_is_for_bmode(tmp_path):
     from search.finetune.run import echo_mode_after
 
@@ -100,8 +123,7 @@ def test_no_better_validation_keeps_the_starting_weights():
     ("no-such-model", "no model 'no-such-model'"),
     ("baseline-unet8-resnet18-seg-int8", "fine-tune its float model baseline-unet8-resnet18-seg instead"),
     ("echo-segqc-hw-qc", "fine-tune echo-segqc-hw-seg"),
-    ("cine-skeleton-hw", r"per-frame cine model .*clip and streaming models only .*cine-rtdnas-ga-n7-stream-128x112"),
-    ("baseline-unet2d-d3-if16", "per-frame cine model"),
+    ("cine-skeleton-hw-qc", "fine-tune cine-skeleton-hw"),
 ])
 def test_models_that_cannot_be_fine_tuned_say_what_to_do(model, message):
     with pytest.raises(FinetuneError, match=message):
@@ -175,6 +197,31 @@ def test_one_epoch_of_a_streaming_model_exports_a_streaming_card(tmp_path):
     assert raw["metrics"]["dice"]["mean"] == pytest.approx(result.dice_after, abs=1e-4)
     assert "streamed" in raw["metrics"]["evaluated_on"]
     assert raw["pairs_with"] == base["pairs_with"] and (out / f"{base['pairs_with']}.json").is_file()
+
+
+@pytest.mark.slow
+def test_one_epoch_of_a_per_frame_model_exports_a_card_the_app_runs(tmp_path):
+    """The cine default (per frame) fine-tunes and goes out as the same one-frame network, with its QC partner."""
+    from app.engine.models import load_model
+
+    model = "cine-skeleton-hw"
+    out = tmp_path / "models"
+    result = finetune(model, parse_data_spec("phantom"), out,
+                      FinetuneConfig(epochs=1, data=DataOptions(phantom_cases=5, seed=0)), models_dir=MODELS,
+                      say=lambda _: None)
+    card = load_card(result.card.card_path).verify()
+    raw, base = card.raw, json.loads((MODELS / f"{model}.json").read_text())
+    assert raw["finetuned_from"] == {"id": model, "sha256": sha256_of(MODELS / f"{model}.onnx")}
+    assert raw["architecture"] == base["architecture"] and raw["inputs"] == base["inputs"]
+    assert raw["clip_length"] == 1 and "streaming" not in raw
+    assert raw["export"]["parity"]["max_abs_diff"] <= 1e-4 and (out / f"{card.id}.pt").is_file()
+    assert raw["metrics"]["dice"]["mean"] == pytest.approx(result.dice_after, abs=1e-4)
+    assert raw["pairs_with"] == base["pairs_with"] and (out / f"{base['pairs_with']}.json").is_file()
+    assert "Per frame" in raw["notes"]
+    x = np.zeros(card.input_shape, np.float32)
+    probs, unc = create_session(card.onnx_path).run(["probs", "uncertainty"], {"image": x})
+    assert probs.shape == tuple(raw["outputs"][0]["shape"])
+    assert load_model(card) is not None  # the app loads and warms it
 
 
 def test_cli_errors_are_one_line(capsys):
