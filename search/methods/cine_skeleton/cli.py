@@ -15,6 +15,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blocks", nargs="+", metavar="TOKEN",
                         help="candidate block tokens shared by every level (default: the preset's, c2: the widths of "
                              "U-net's own block; c2 c1 also offers one conv per block)")
+    parser.add_argument("--search-steps", type=int, metavar="N",
+                        help="alternating weight / architecture steps after the warm-up (default: the preset's, 400)")
+    parser.add_argument("--search-only", action="store_true",
+                        help="stop after the search (report.json with the derived network and its verdict; no "
+                             "retraining, nothing exported)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="run folder, resumable (default: runs/cine-skeleton/<preset>-s<seed>)")
     parser.add_argument("--models-dir", type=Path, metavar="DIR", help="where the card is written (default: models/)")
@@ -28,17 +33,24 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from search.methods.cine_skeleton.config import preset
+    from search.methods.cine_skeleton.run import OtherSearchError
     from search.methods.cine_skeleton.run import run as run_search
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
+        if args.search_steps is not None and args.search_steps < 1:
+            raise ValueError(f"--search-steps must be at least 1, got {args.search_steps}")
         cfg = preset(args.preset, seed=args.seed, relative_lambda=args.relative_lambda, model_id=args.model_id,
-                     blocks=tuple(args.blocks) if args.blocks else None)
+                     blocks=tuple(args.blocks) if args.blocks else None, search_steps=args.search_steps)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("runs") / "cine-skeleton" / f"{cfg.preset}-s{cfg.seed}"
-    report = run_search(cfg, out, models_dir=args.models_dir, ship=not args.no_ship)
+    try:
+        report = run_search(cfg, out, models_dir=args.models_dir, ship=not args.no_ship, retrain=not args.search_only)
+    except OtherSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     found = report["search"]
     print(json.dumps({"genotype": found["genotype"], "converged": found["convergence"].get("converged"),
                       "predicted_ms": found["predicted_ms"], "shipped": report.get("shipped"),

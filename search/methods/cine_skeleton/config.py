@@ -76,12 +76,16 @@ PRESETS: dict[str, CineSkeletonConfig] = {
 
 
 def preset(name: str, **overrides) -> CineSkeletonConfig:
-    """The preset ``name`` with ``overrides`` (fields left None are not overridden); a clear error for an unknown one."""
+    """The preset ``name`` with ``overrides`` (fields left None are not overridden; ``search_steps`` sets the search
+    schedule's); a clear error for an unknown one."""
     try:
         cfg = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown cine-skeleton preset {name!r}; known: {', '.join(PRESETS)}") from None
+    search_steps = overrides.pop("search_steps", None)
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if search_steps is not None:
+        cfg = replace(cfg, search=replace(cfg.search, search_steps=int(search_steps)))
     choices_of(cfg)  # ValueError on blocks or widths the skeleton space cannot hold
     return cfg
 

@@ -58,6 +58,10 @@ METHOD = "cine-skeleton"
 IN_CHANNELS = 1
 
 
+class OtherSearchError(ValueError):
+    """The run folder holds a finished search with other settings (resuming it would return that search)."""
+
+
 class FrameWiseSupernet(Supernet):
     """The skeleton supernet run on every frame of a clip: ``(N, 1, T, H, W) -> (N, K, T, H, W)`` logits."""
 
@@ -99,7 +103,9 @@ def search(cfg: CineSkeletonConfig, train_cases, size: tuple[int, int], out: Pat
     """Run (or resume) the search; write and return ``search.json``."""
     done = out / "search.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        found = json.loads(done.read_text())
+        _check_same_search(found.get("config"), cfg, done)
+        return found
     space = choices(cfg)
     parts = split_patients(train_cases, cfg.split, cfg.seed)
     supernet = FrameWiseSupernet(SkeletonSupernet(space, seed=cfg.seed))
@@ -142,6 +148,7 @@ def search(cfg: CineSkeletonConfig, train_cases, size: tuple[int, int], out: Pat
         "history_tail": [r.__dict__ for r in history[-5:]],
         "patients": {name: len(cases) for name, cases in parts.items()},
         "latency_lambda": search_cfg.latency_lambda,
+        "config": _search_config(cfg),
     }
     done.write_text(json.dumps(doc, indent=1, default=float))
     return doc
@@ -155,8 +162,10 @@ def retrain(cfg: CineSkeletonConfig, skeleton: UNetSkeleton, train, out: Path, s
     return net.eval(), losses
 
 
-def run(cfg: CineSkeletonConfig, out: Path, *, models_dir: Path | None = None, ship: bool = True) -> dict[str, Any]:
-    """Every stage of one search; returns (and writes ``report.json``) what was found and shipped."""
+def run(cfg: CineSkeletonConfig, out: Path, *, models_dir: Path | None = None, ship: bool = True,
+        retrain: bool = True) -> dict[str, Any]:
+    """Every stage of one search; returns (and writes ``report.json``) what was found and shipped.
+    ``retrain`` False stops after the search (the report holds the config and the search)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -168,6 +177,11 @@ def run(cfg: CineSkeletonConfig, out: Path, *, models_dir: Path | None = None, s
                      lambda: set(SkeletonSupernet(choices(cfg)).latency_keys(size))
                      | set(skeleton_keys(reference, size, IN_CHANNELS, len(CLASSES)))).run()
     found = search(cfg, split["train"], size, out, table)
+    if not retrain:
+        report = {"config": _config_json(cfg), "search": {k: v for k, v in found.items() if k != "trace"},
+                  "retrain_loss": None, "search_only": True}
+        (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
+        return report
     skeleton = UNetSkeleton.parse(found["genotype"])
     train = cine_train_dataset(bp, split["train"], per_frame=True)
     net, losses = retrain(cfg, skeleton, train, out, bp.cine_train)
@@ -204,6 +218,22 @@ def _card_convergence(doc: dict[str, Any]) -> dict[str, Any]:
     from search.core.convergence import Convergence
 
     return Convergence.from_json(doc).card_field()
+
+
+def _search_config(cfg: CineSkeletonConfig) -> dict[str, Any]:
+    """What decides the search's outcome (not the card's id)."""
+    return {k: v for k, v in _config_json(cfg).items() if k != "model_id"}
+
+
+def _check_same_search(recorded: dict[str, Any] | None, cfg: CineSkeletonConfig, path: Path) -> None:
+    """A finished search in the run folder is reused only for the same settings (older runs recorded none)."""
+    if recorded is None:
+        return
+    wanted = _search_config(cfg)
+    differ = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+    if differ:
+        raise OtherSearchError(f"{path}: this run folder holds a search with other settings ({', '.join(differ)}); "
+                         "pass another --out")
 
 
 def _config_json(cfg: CineSkeletonConfig) -> dict[str, Any]:

@@ -92,3 +92,23 @@ def test_blocks_are_a_choice_and_a_bad_token_is_one_clear_error():
     assert choices(preset("default", blocks=("c2",))).blocks == ("c2",)
     with pytest.raises(ValueError, match="x9"):
         preset("smoke", blocks=("x9",))
+
+
+def test_search_only_stops_before_retraining_and_a_folder_keeps_its_settings(tmp_path, capsys):
+    """``--search-only`` writes the derived network and its verdict and trains nothing more; a run folder holding a
+    search of other settings (here more search steps) is refused in one line instead of being reused."""
+    from search.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["cine-skeleton", "--preset", "smoke", "--search-only", "--search-steps", "4", "--out", str(out),
+               "--models-dir", str(tmp_path / "models")])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["search_only"] and report["retrain_loss"] is None
+    assert report["search"]["convergence"]["arch_steps"] == 4 and report["config"]["search"]["search_steps"] == 4
+    assert not (out / "retrain.pt").exists() and not (tmp_path / "models").exists()
+    capsys.readouterr()
+    rc = main(["cine-skeleton", "--preset", "smoke", "--search-only", "--search-steps", "5", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "other settings (search)" in err[0] and "--out" in err[0]
+    assert main(["cine-skeleton", "--preset", "smoke", "--search-steps", "0"]) == 2
