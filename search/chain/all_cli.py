@@ -94,7 +94,7 @@ def data_skip(stage: str, spec) -> str | None:
 
     if spec.is_phantom or stage in ("profile", "baselines"):
         return None
-    if stage.startswith(("cine-qc", "rtdnas-stream", "cine-skeleton")):
+    if stage.startswith(("cine-qc", "rtdnas-stream")):
         return f"skipped ({stage} trains on phantom cine only; no --data yet)"
     if stage == "segqc-hw":  # contrast echo: never on a B-mode dataset (its model would say echo_mode contrast)
         from search.methods.segqc_hw.tasks import contrast_refusal

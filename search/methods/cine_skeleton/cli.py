@@ -21,8 +21,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="stop after the search (report.json with the derived network and its verdict; no "
                              "retraining, nothing exported)")
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="run folder, resumable (default: runs/cine-skeleton/<preset>-s<seed>)")
-    parser.add_argument("--models-dir", type=Path, metavar="DIR", help="where the card is written (default: models/)")
+                        help="run folder, resumable (default: runs/cine-skeleton/<preset>-s<seed>, with --data "
+                             "<preset>-s<seed>-<kind>)")
+    parser.add_argument("--models-dir", type=Path, metavar="DIR",
+                        help="where the card is written (default: models/; with --data, <out>/models)")
+    from search.methods.common_cli import add_data_argument
+
+    add_data_argument(parser)
     parser.add_argument("--model-id", help="the shipped card's id (default: cine-skeleton-hw)")
     parser.add_argument("--no-ship", action="store_true", help="search and retrain only; export nothing")
 
@@ -33,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from search.methods.cine_skeleton.config import preset
+    from search.methods.common_cli import data_spec
     from search.methods.cine_skeleton.run import OtherSearchError
     from search.methods.cine_skeleton.run import run as run_search
 
@@ -45,9 +51,23 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = args.out or Path("runs") / "cine-skeleton" / f"{cfg.preset}-s{cfg.seed}"
+    spec = data_spec(args)
+    if not spec.is_phantom:
+        from app.data.case import DataError
+        from search.data import CINE_ACDC, check_need, open_dataset
+
+        try:
+            check_need(open_dataset(spec), CINE_ACDC, "cine-skeleton")
+        except DataError as exc:
+            print(f"error: cine-skeleton: --data {spec.kind}: {exc}", file=sys.stderr)
+            return 2
+    out = args.out or Path("runs") / "cine-skeleton" / (f"{cfg.preset}-s{cfg.seed}"
+                                                        + ("" if spec.is_phantom else f"-{spec.kind}"))
+    # a dataset's model never replaces the shipped one unless asked: into the run folder by default
+    models_dir = args.models_dir or (None if spec.is_phantom else out / "models")
     try:
-        report = run_search(cfg, out, models_dir=args.models_dir, ship=not args.no_ship, retrain=not args.search_only)
+        report = run_search(cfg, out, models_dir=models_dir, ship=not args.no_ship, search_only=args.search_only,
+                            data=None if spec.is_phantom else spec)
     except OtherSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,12 +40,14 @@ from search.baselines.shipping import export_cine_seg
 from search.baselines.training import default_augmentation, seg_step
 from search.baselines.unet import FrameWiseUNet
 from search.citations import SEGQC_HW
+from search.data import DataSpec
 from search.core.derived.unet_skeleton import SkeletonUNet, UNetSkeleton
 from search.core.mixed import SOFTMAX, ArchWeighting
 from search.core.supernets.base import Supernet
 from search.core.supernets.unet_skeleton import SkeletonSupernet, derived_latency, skeleton_keys
 from search.methods.cine_skeleton.config import CineSkeletonConfig
 from search.methods.cine_skeleton.config import choices_of as choices
+from search.privacy import recorded_source
 from search.train.bilevel import ArchitectureSearch, StepRecord
 from search.train.data import split_patients
 from search.train.datasets import CineClipDataset
@@ -99,12 +101,14 @@ def _loader(cases, cfg: CineSkeletonConfig, size: tuple[int, int], seed: int) ->
                       drop_last=len(dataset) > bs)
 
 
-def search(cfg: CineSkeletonConfig, train_cases, size: tuple[int, int], out: Path, table) -> dict[str, Any]:
-    """Run (or resume) the search; write and return ``search.json``."""
+def search(cfg: CineSkeletonConfig, train_cases, size: tuple[int, int], out: Path, table,
+           source: str = "phantom") -> dict[str, Any]:
+    """Run (or resume) the search; write and return ``search.json`` (``source``: the data, as run folders
+    record it, ``search.privacy.recorded_source``)."""
     done = out / "search.json"
     if done.is_file():
         found = json.loads(done.read_text())
-        _check_same_search(found.get("config"), cfg, done)
+        _check_same_search(found.get("config"), cfg, source, done)
         return found
     space = choices(cfg)
     parts = split_patients(train_cases, cfg.split, cfg.seed)
@@ -148,7 +152,7 @@ def search(cfg: CineSkeletonConfig, train_cases, size: tuple[int, int], out: Pat
         "history_tail": [r.__dict__ for r in history[-5:]],
         "patients": {name: len(cases) for name, cases in parts.items()},
         "latency_lambda": search_cfg.latency_lambda,
-        "config": _search_config(cfg),
+        "config": _search_config(cfg, source),
     }
     done.write_text(json.dumps(doc, indent=1, default=float))
     return doc
@@ -163,21 +167,24 @@ def retrain(cfg: CineSkeletonConfig, skeleton: UNetSkeleton, train, out: Path, s
 
 
 def run(cfg: CineSkeletonConfig, out: Path, *, models_dir: Path | None = None, ship: bool = True,
-        retrain: bool = True) -> dict[str, Any]:
+        search_only: bool = False, data: DataSpec | None = None) -> dict[str, Any]:
     """Every stage of one search; returns (and writes ``report.json``) what was found and shipped.
-    ``retrain`` False stops after the search (the report holds the config and the search)."""
+    ``search_only`` stops after the search (the report holds the config and the search). ``data``: a cine
+    dataset (``--data acdc:DIR``) instead of the phantom, split by patient as the baselines split it (its
+    official test set as test); the card records it by kind, hashes and counts."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     bp = baseline_preset(cfg.baselines)
     size = tuple(bp.cine_input)
-    split = cine_split(bp, None, METHOD)
+    split = cine_split(bp, data, METHOD)
+    source = recorded_source(data.text if data is not None else None)
     reference = UNetSkeleton.parse(cfg.reference)  # priced even when the space does not hold it (other blocks)
     table = _profile(cfg, out / "latency-table.json",
                      lambda: set(SkeletonSupernet(choices(cfg)).latency_keys(size))
                      | set(skeleton_keys(reference, size, IN_CHANNELS, len(CLASSES)))).run()
-    found = search(cfg, split["train"], size, out, table)
-    if not retrain:
+    found = search(cfg, split["train"], size, out, table, source)
+    if search_only:
         report = {"config": _config_json(cfg), "search": {k: v for k, v in found.items() if k != "trace"},
                   "retrain_loss": None, "search_only": True}
         (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
@@ -190,7 +197,7 @@ def run(cfg: CineSkeletonConfig, out: Path, *, models_dir: Path | None = None, s
     if ship:
         test = cine_test_dataset(None, bp, split["test"], per_frame=True)
         calibration = CineClipDataset(split["train"], bp.clip_length, size, per_frame_norm=True)
-        data = cine_card_data(bp, split, None, losses)
+        card_data = cine_card_data(bp, split, data, losses)
         conv = found["convergence"]
         notes = (f"Searched per-frame U-net skeleton ({SEGQC_HW.cite}'s skeleton space, issue 16) on cine frames at "
                  f"{size[0]}x{size[1]}: {found['genotype']}; hardware-aware with this machine's op table (predicted "
@@ -203,7 +210,7 @@ def run(cfg: CineSkeletonConfig, out: Path, *, models_dir: Path | None = None, s
                                    "predicted_ms": found["predicted_ms"], "initial_argmax": found["initial_argmax"]}}
         cards, decision = export_cine_seg(
             net, test, calibration, Path(models_dir or "models"), model_id=cfg.model_id, classes=CLASSES,
-            per_frame=True, method=METHOD, data=data, architecture={"unet_skeleton": {"spec": skeleton.spec}},
+            per_frame=True, method=METHOD, data=card_data, architecture={"unet_skeleton": {"spec": skeleton.spec}},
             notes=notes, quantize=bp.quantize, latency_repeats=bp.latency_repeats,
             convergence=_card_convergence(conv), extra=extra)
         report["shipped"] = [c.id for c in cards]
@@ -220,16 +227,18 @@ def _card_convergence(doc: dict[str, Any]) -> dict[str, Any]:
     return Convergence.from_json(doc).card_field()
 
 
-def _search_config(cfg: CineSkeletonConfig) -> dict[str, Any]:
-    """What decides the search's outcome (not the card's id)."""
-    return {k: v for k, v in _config_json(cfg).items() if k != "model_id"}
+def _search_config(cfg: CineSkeletonConfig, source: str) -> dict[str, Any]:
+    """What decides the search's outcome (not the card's id): the settings and the data."""
+    return {**{k: v for k, v in _config_json(cfg).items() if k != "model_id"}, "data": source}
 
 
-def _check_same_search(recorded: dict[str, Any] | None, cfg: CineSkeletonConfig, path: Path) -> None:
-    """A finished search in the run folder is reused only for the same settings (older runs recorded none)."""
+def _check_same_search(recorded: dict[str, Any] | None, cfg: CineSkeletonConfig, source: str, path: Path) -> None:
+    """A finished search in the run folder is reused only for the same settings and data (older runs recorded
+    none)."""
     if recorded is None:
         return
-    wanted = _search_config(cfg)
+    recorded = {"data": "phantom", **recorded}  # recorded before the data was
+    wanted = _search_config(cfg, source)
     differ = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
     if differ:
         raise OtherSearchError(f"{path}: this run folder holds a search with other settings ({', '.join(differ)}); "

@@ -112,3 +112,25 @@ def test_search_only_stops_before_retraining_and_a_folder_keeps_its_settings(tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "other settings (search)" in err[0] and "--out" in err[0]
     assert main(["cine-skeleton", "--preset", "smoke", "--search-steps", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_a_dataset_run_trains_on_its_split_and_ships_into_its_run_folder(tmp_path, capsys):
+    """``--data acdc:DIR``: the search and the retraining read the dataset (its official test set as test), the
+    card names the dataset by kind with hashes only, and the model goes to the run folder, not models/."""
+    from app.data.phantom_cli import write_phantom_dataset
+    from search.cli import main
+
+    data = tmp_path / "ACDC_DOE_JANE"
+    write_phantom_dataset("cine", 6, data, n_frames=4, n_slices=2, size=64, fmt="acdc")
+    out = tmp_path / "run"
+    rc = main(["cine-skeleton", "--preset", "smoke", "--data", f"acdc:{data}", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    card = load_card(out / "models" / "cine-skeleton-hw.json").verify()
+    assert card.raw["data"]["dataset"] == "ACDC" and "DOE" not in json.dumps(card.raw)
+    found = json.loads((out / "search.json").read_text())
+    assert found["config"]["data"].startswith("acdc:folder-sha256:") and "DOE" not in json.dumps(found)
+    capsys.readouterr()
+    assert main(["cine-skeleton", "--preset", "smoke", "--out", str(out), "--search-only"]) == 2  # phantom != ACDC
+    assert "other settings (data)" in capsys.readouterr().err
+    assert main(["cine-skeleton", "--preset", "smoke", "--data", f"camus:{tmp_path}"]) == 2  # no cine there
