@@ -44,7 +44,7 @@ def run_row(folder: Path) -> dict:
         "reference": s["predicted_ms"]["reference_spec"], "card_dice": (card.get("dice") or {}).get("mean"),
         "card_p50_ms": (card.get("latency_ms") or {}).get("p50"), "shipped": r.get("shipped"),
         "final_loss": r["retrain_loss"][-1] if r.get("retrain_loss") else None,
-        "probabilities": s.get("probabilities"),
+        "probabilities": s.get("probabilities"), "search_only": bool(r.get("search_only")),
     }
 
 
@@ -56,16 +56,17 @@ def markdown(rows: list[dict]) -> str:
              "retrained network on the card's test patients (the per-frame U-net 2D baseline's split and "
              "schedule). Converged: the entropy of the architecture weights fell by >= 20 % and the derived "
              "network differs from the argmax at initialisation (`search.core.convergence`).", "",
-             "| run | blocks | lambda | derived | initial argmax | converged (entropy drop) | predicted ms (x reference) "
-             "| card Dice | card p50 ms | final loss | search steps/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | seed | blocks | lambda | arch steps | derived | initial argmax | converged (entropy drop) "
+             "| predicted ms (x reference) | card Dice | card p50 ms | final loss | search steps/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         drop = "-" if r["mean_entropy_drop"] is None else f"{100 * r['mean_entropy_drop']:.1f} %"
         ratio = r["predicted_ms"] / r["reference_ms"] if r["reference_ms"] else float("nan")
-        dice = "-" if r["card_dice"] is None else f"{r['card_dice']:.3f}"
+        dice = ("- (search only)" if r["search_only"] else "-") if r["card_dice"] is None else f"{r['card_dice']:.3f}"
         p50 = "-" if r["card_p50_ms"] is None else f"{r['card_p50_ms']:.2f}"
         loss = "-" if r["final_loss"] is None else f"{r['final_loss']:.3f}"
-        lines.append(f"| {r['run']} | {' '.join(r['blocks'])} | {r['relative_lambda']:g} | `{r['genotype']}` | "
+        lines.append(f"| {r['run']} | {r['seed']} | {' '.join(r['blocks'])} | {r['relative_lambda']:g} | {r['arch_steps']} | "
+                     f"`{r['genotype']}` | "
                      f"`{r['initial_argmax']}` | {'yes' if r['converged'] else '**no**'} ({drop}) | "
                      f"{r['predicted_ms']:.2f} ({ratio:.2f}x `{r['reference']}`) | {dice} | {p50} | {loss} | "
                      f"{r['steps_per_second'] or '-'} |")

@@ -30,3 +30,13 @@ def test_one_row_per_run_with_the_runs_own_figures(tmp_path: Path, capsys) -> No
 def test_a_folder_that_is_not_a_finished_run_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="search.json: missing"):
         load_bench("cine_skeleton_runs").main([str(tmp_path), "--out", str(tmp_path / "r")])
+
+
+def test_a_search_only_run_is_a_row_without_card_figures(tmp_path: Path) -> None:
+    folder = tmp_path / "smoke-s0-long"
+    run(preset("smoke", search_steps=5), folder, search_only=True)
+    out = tmp_path / "runs"
+    assert load_bench("cine_skeleton_runs").main([str(folder), "--out", str(out)]) == 0
+    row, = json.loads(out.with_suffix(".json").read_text())["runs"]
+    assert row["search_only"] and row["card_dice"] is None and row["arch_steps"] == 5 and row["seed"] == 0
+    assert "- (search only)" in out.with_suffix(".md").read_text()
