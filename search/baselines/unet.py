@@ -106,6 +106,19 @@ class UNet(nn.Module):
             self.decoders.append(ConvBlock(cfg.dims, 2 * widths[k], widths[k]))
         self.head = conv(widths[0], cfg.n_classes, 1)
 
+    def latency_keys(self, size) -> list | None:
+        """2D: the latency-table keys of the U-net skeleton this network is, layer for layer (two conv-BN-ReLU per
+        block, widths IF * 2^k, max pool down, 2x2 transposed conv up: ``IFc2-2IFc2-...``,
+        ``search.core.supernets.unet_skeleton.skeleton_keys``), so ``latency-check`` can predict the per-frame
+        baseline from the skeleton space's table. 3D: None (no table of this network's ops)."""
+        if self.cfg.dims != 2:
+            return None
+        from search.core.derived.unet_skeleton import Level, UNetSkeleton
+        from search.core.supernets.unet_skeleton import skeleton_keys
+
+        skeleton = UNetSkeleton(tuple(Level(self.cfg.initial_filters * 2**k, "c", 2) for k in range(self.cfg.depth)))
+        return skeleton_keys(skeleton, size, self.cfg.in_channels, self.cfg.n_classes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for k, enc in enumerate(self.encoders):

@@ -32,7 +32,8 @@ def module_for_key(key: OpKey) -> nn.Module:
 
 def _keyed_whole(model: nn.Module) -> list[nn.Module]:
     """Submodules that list their own table keys for an input size (``latency_keys(size)``: a U-net skeleton
-    network, ``search.core.derived.unet_skeleton.SkeletonUNet``), outermost only."""
+    network, ``search.core.derived.unet_skeleton.SkeletonUNet``, or the 2D U-net baseline it equals), outermost
+    only."""
     from search.core.ops import CandidateOp
 
     found: list[nn.Module] = []
@@ -79,8 +80,8 @@ def op_instances(model: nn.Module, example_input, call=None) -> list[OpKey]:
         if module.op_name not in FREE_OPS:
             keys.append(module.latency_key(tuple(x.shape[2:])))
 
-    def whole_hook(module, args):
-        keys.extend(module.latency_keys(tuple(args[0].shape[2:])))
+    def whole_hook(module, args):  # None: a network of no table (a 3D U-net baseline)
+        keys.extend(module.latency_keys(tuple(args[0].shape[2:])) or [])
 
     handles = [m.register_forward_pre_hook(hook) for m in outermost]
     handles += [m.register_forward_pre_hook(whole_hook) for m in whole]

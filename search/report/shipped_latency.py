@@ -15,9 +15,11 @@ shipped networks themselves. Both come from the model cards in ``models/``:
   seeded weights (weights do not change the time), and lists its op instances
   (``search.latency.core_adapter.op_instances``). A segmentation card whose QC partner
   (``pairs_with``) comes from the same space (segqc-hw) is one network, seg then QC, as the app
-  runs the pair. Every other card is listed as skipped with the reason: handcrafted baselines (no
-  genotype: their ops are not table entries), streaming and INT8 models, other spaces, cards whose
-  architecture cannot be rebuilt.
+  runs the pair. A handcrafted network whose card method a space claims (the per-frame U-net 2D
+  baseline, one network of the cine skeleton space) is rebuilt the same way, its architecture's
+  arguments standing for a genotype. Every other card is listed as skipped with the reason: other
+  handcrafted baselines (their ops are not table entries), streaming and INT8 models, other spaces,
+  cards whose architecture cannot be rebuilt.
 
 It lives in the report layer, beside the card builder it uses (``search.build``); the latency CLI
 takes the cards' sizes and networks from here.
@@ -161,11 +163,8 @@ def _genotype(card: ModelCard) -> Any:
         arch = card_architecture(card.raw)
     except ArchitectureError as exc:
         raise _Skip(f"its architecture cannot be rebuilt ({exc})") from None
-    spec = getattr(arch.args, "spec", None)
-    if arch.genotype is None and spec:  # a U-net skeleton: its spec string is the whole architecture
-        return {"kind": arch.kind, "spec": spec}
-    if arch.genotype is None:
-        raise _Skip(f"its architecture ({arch.kind}) has no searched genotype")
+    if arch.genotype is None:  # a U-net skeleton (its spec is in the args) or a handcrafted net its space claims
+        return {"kind": arch.kind, **arch.to_json()["args"]}
     return arch.genotype
 
 

@@ -5,7 +5,9 @@ on one cine frame at the preset's baselines grid (128x112 for default). A discre
 2D U-net as the app runs it: the ``SkeletonUNet`` with its softmax and uncertainty in the graph
 (``SegmentationWithUncertainty``, the card's ``probs_uncertainty`` interface), so the fitted calibration
 carries their cost, which the table has no entry for. Its table keys are whole blocks (``skel_*``), listed by
-the network itself (``SkeletonUNet.latency_keys``).
+the network itself (``SkeletonUNet.latency_keys``). The per-frame U-net 2D baseline (card method
+``baseline-unet2d``) is one network of the space, layer for layer (``UNet.latency_keys``), so its card is checked
+here too: a handcrafted network predicted from the same table.
 """
 
 from __future__ import annotations
@@ -80,4 +82,4 @@ def build_network(preset: str, genotype: Any, seed: int = 0):
 def register() -> None:
     """Put the skeleton space in the latency tools' table."""
     register_space(NAME, supernets=supernets, random_genotype=random_genotype, build_network=build_network, stream=3,
-                   card_methods=("cine-skeleton",))
+                   card_methods=("cine-skeleton", "baseline-unet2d"))

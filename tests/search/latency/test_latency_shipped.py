@@ -368,8 +368,8 @@ def test_a_shipped_skeleton_card_is_rebuilt_in_the_skeleton_space(tmp_path) -> N
     nets, skipped = shipped_networks(["skeleton"], cards)
     assert not skipped and len(nets) == 1
     net = nets[0]
-    assert net.space == "skeleton" and net.genotype == {"cine-toy-skeleton": {"kind": "unet_skeleton",
-                                                                               "spec": "8c2-16c1"}}
+    assert net.space == "skeleton" and net.genotype == {"cine-toy-skeleton": {"kind": "unet_skeleton", "in_channels": 1,
+                                                                               "n_classes": 4, "spec": "8c2-16c1"}}
     assert net.keys == skeleton_keys(UNetSkeleton.parse("8c2-16c1"), (32, 32), 1, 4)
     with torch.no_grad():
         probs, unc = net.module(net.example_input)
@@ -386,3 +386,31 @@ def test_a_shipped_skeleton_card_is_rebuilt_in_the_skeleton_space(tmp_path) -> N
     assert cheap_levels(1.0) > cheap_levels(0.0)  # a sparse draw is a cheap network, as the search ships
     built = core_adapter.module_for_key(net.keys[0])
     assert built(torch.zeros(1, 1, 32, 32)).shape == (1, 8, 32, 32)  # the profiler builds whole-block keys
+
+
+def test_the_per_frame_unet_baseline_is_checked_as_the_skeleton_network_it_is(tmp_path) -> None:
+    """The handcrafted U-net 2D (D3) is the skeleton ``IFc2-2IFc2-4IFc2`` layer for layer: its card is rebuilt as the
+    app runs it (the baselines' ``UNet``) and predicted from the skeleton space's keys; a 3D U-net lists none."""
+    from app.cards import discover
+    from search.baselines.unet import UNet, UNetConfig
+    from search.core.derived.unet_skeleton import SkeletonUNet, UNetSkeleton
+    from search.core.supernets.unet_skeleton import skeleton_keys
+    from search.report.shipped_latency import shipped_networks
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    unet2d = Architecture(parse_args("unet", {"dims": 2, "in_channels": 1, "n_classes": 4, "depth": 3,
+                                              "initial_filters": 4}), None, "probs_uncertainty")
+    _card(folder, "baseline-toy-unet2d", role="seg", method="baseline-unet2d", shape=[1, 1, 32, 32],
+          architecture=unet2d.to_json(), inputs=["image"], outputs=["probs", "uncertainty"])
+    nets, skipped = shipped_networks(["skeleton"], discover(folder))
+    assert not skipped and len(nets) == 1
+    net = nets[0]
+    assert net.space == "skeleton" and net.genotype["baseline-toy-unet2d"]["kind"] == "unet"
+    skeleton = UNetSkeleton.parse("4c2-8c2-16c2")
+    assert net.keys == skeleton_keys(skeleton, (32, 32), 1, 4)
+    assert isinstance(net.module.net, UNet)  # timed as shipped, not as its skeleton twin
+    twin = SkeletonUNet(skeleton, 1, 4)
+    assert sum(p.numel() for p in twin.parameters()) == sum(p.numel() for p in net.module.net.parameters())
+    assert UNet(UNetConfig(dims=3, in_channels=1, n_classes=4, depth=2, initial_filters=4,
+                           clip_length=4)).latency_keys((4, 32, 32)) is None
