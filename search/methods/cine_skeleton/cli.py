@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from search.methods.cine_skeleton.config import preset
-    from search.methods.common_cli import data_spec
     from search.methods.cine_skeleton.run import OtherSearchError
     from search.methods.cine_skeleton.run import run as run_search
+    from search.methods.common_cli import data_spec
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:

@@ -40,11 +40,11 @@ from search.baselines.shipping import export_cine_seg
 from search.baselines.training import default_augmentation, seg_step
 from search.baselines.unet import FrameWiseUNet
 from search.citations import SEGQC_HW
-from search.data import DataSpec
 from search.core.derived.unet_skeleton import SkeletonUNet, UNetSkeleton
 from search.core.mixed import SOFTMAX, ArchWeighting
 from search.core.supernets.base import Supernet
 from search.core.supernets.unet_skeleton import SkeletonSupernet, derived_latency, skeleton_keys
+from search.data import DataSpec
 from search.methods.cine_skeleton.config import CineSkeletonConfig
 from search.methods.cine_skeleton.config import choices_of as choices
 from search.privacy import recorded_source
@@ -242,7 +242,7 @@ def _check_same_search(recorded: dict[str, Any] | None, cfg: CineSkeletonConfig,
     differ = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
     if differ:
         raise OtherSearchError(f"{path}: this run folder holds a search with other settings ({', '.join(differ)}); "
-                         "pass another --out")
+                               "pass another --out")
 
 
 def _config_json(cfg: CineSkeletonConfig) -> dict[str, Any]:
