@@ -43,12 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from search.baselines.presets import get_preset as baseline_preset
-    from search.baselines.run import cine_card_data, cine_split, cine_test_dataset, cine_train_dataset
-    from search.baselines.shipping import export_cine_seg
+    from search.baselines.run import cine_split, cine_train_dataset
     from search.core.derived.unet_skeleton import UNetSkeleton
     from search.methods.cine_skeleton.config import preset
-    from search.methods.cine_skeleton.run import CLASSES, METHOD, retrain
-    from search.train.datasets import CineClipDataset
+    from search.methods.cine_skeleton.run import METHOD, retrain, ship_per_frame
 
     try:
         skeletons = [UNetSkeleton.parse(s) for s in args.specs]
@@ -60,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     bp = baseline_preset(cfg.baselines)
     split = cine_split(bp, None, METHOD)
     train = cine_train_dataset(bp, split["train"], per_frame=True)
-    test = cine_test_dataset(None, bp, split["test"], per_frame=True)
-    calibration = CineClipDataset(split["train"], bp.clip_length, tuple(bp.cine_input), per_frame_norm=True)
     done = []
     for seed in args.seeds:
         schedule = dataclasses.replace(bp.cine_train, seed=seed)
@@ -77,11 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             net, losses = retrain(cfg, skeleton, train, folder, schedule)
             notes = (f"{skeleton.spec} retrained with training seed {seed} (the cine-skeleton {cfg.preset} recipe, "
                      f"{bp.name} baselines preset; bench/cine_skeleton_train_seeds.py).")
-            export_cine_seg(net, test, calibration, args.models_dir, model_id=mid, classes=CLASSES, per_frame=True,
-                            method=METHOD, data=cine_card_data(bp, split, None, losses),
-                            architecture={"unet_skeleton": {"spec": skeleton.spec}}, notes=notes, quantize=False,
-                            latency_repeats=bp.latency_repeats,
-                            extra={"training_seed": seed, "train_seconds": round(time.perf_counter() - started, 1)})
+            ship_per_frame(net, skeleton, bp, split, None, losses, args.models_dir, model_id=mid, notes=notes,
+                           quantize=False, extra={"training_seed": seed,
+                                                  "train_seconds": round(time.perf_counter() - started, 1)})
             done.append(mid)
     print(json.dumps({"models": done, "models_dir": str(args.models_dir)}))
     return 0

@@ -195,9 +195,6 @@ def run(cfg: CineSkeletonConfig, out: Path, *, models_dir: Path | None = None, s
     report: dict[str, Any] = {"config": _config_json(cfg), "search": {k: v for k, v in found.items() if k != "trace"},
                               "retrain_loss": [round(float(v), 4) for v in losses]}
     if ship:
-        test = cine_test_dataset(None, bp, split["test"], per_frame=True)
-        calibration = CineClipDataset(split["train"], bp.clip_length, size, per_frame_norm=True)
-        card_data = cine_card_data(bp, split, data, losses)
         conv = found["convergence"]
         notes = (f"Searched per-frame U-net skeleton ({SEGQC_HW.cite}'s skeleton space, issue 16) on cine frames at "
                  f"{size[0]}x{size[1]}: {found['genotype']}; hardware-aware with this machine's op table (predicted "
@@ -208,17 +205,28 @@ def run(cfg: CineSkeletonConfig, out: Path, *, models_dir: Path | None = None, s
                                    "sampler": cfg.search.sampler, "warmup_steps": cfg.search.warmup_steps,
                                    "search_steps": cfg.search.search_steps,
                                    "predicted_ms": found["predicted_ms"], "initial_argmax": found["initial_argmax"]}}
-        cards, decision = export_cine_seg(
-            net, test, calibration, Path(models_dir or "models"), model_id=cfg.model_id, classes=CLASSES,
-            per_frame=True, method=METHOD, data=card_data, architecture={"unet_skeleton": {"spec": skeleton.spec}},
-            notes=notes, quantize=bp.quantize, latency_repeats=bp.latency_repeats,
-            convergence=_card_convergence(conv), extra=extra)
+        cards, decision = ship_per_frame(net, skeleton, bp, split, data, losses, Path(models_dir or "models"),
+                                         model_id=cfg.model_id, notes=notes, quantize=bp.quantize,
+                                         convergence=_card_convergence(conv), extra=extra)
         report["shipped"] = [c.id for c in cards]
         report["int8"] = decision.reason if decision is not None else None
         report["card"] = {"dice": cards[0].raw.get("metrics", {}).get("dice"),
                           "latency_ms": cards[0].raw.get("metrics", {}).get("latency_ms")}
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
     return report
+
+
+def ship_per_frame(net: SkeletonUNet, skeleton: UNetSkeleton, bp, split: dict[str, list], data: DataSpec | None,
+                   losses, models_dir: Path, *, model_id: str, notes: str, quantize: bool,
+                   convergence: dict[str, Any] | None = None, extra: dict[str, Any] | None = None):
+    """Export a retrained skeleton network as a per-frame cine card (``export_cine_seg``), scored on the split's
+    test clips, INT8 calibrated on its training clips; returns ``(cards, INT8 decision)``."""
+    test = cine_test_dataset(None, bp, split["test"], per_frame=True)
+    calibration = CineClipDataset(split["train"], bp.clip_length, tuple(bp.cine_input), per_frame_norm=True)
+    return export_cine_seg(net, test, calibration, models_dir, model_id=model_id, classes=CLASSES, per_frame=True,
+                           method=METHOD, data=cine_card_data(bp, split, data, losses),
+                           architecture={"unet_skeleton": {"spec": skeleton.spec}}, notes=notes, quantize=quantize,
+                           latency_repeats=bp.latency_repeats, convergence=convergence, extra=extra)
 
 
 def _card_convergence(doc: dict[str, Any]) -> dict[str, Any]:

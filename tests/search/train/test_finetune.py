@@ -51,6 +51,17 @@ def test_every_supported_model_starts_from_its_onnx(model):
     np.testing.assert_allclose(probs, shipped, atol=1e-4)
 
 
+def _assert_clips_zscored_per_frame(target, clip_length: int) -> None:
+    """The model's training clips are ``clip_length`` frames of its grid, every frame z-scored on its own (what the
+    app feeds a streaming or per-frame model)."""
+    h, w = target.input_shape[-2:]
+    train, _, test = _datasets(target, split_cases(parse_data_spec("phantom"), target,
+                                                   DataOptions(phantom_cases=5, seed=0)), seed=0)
+    clip = test[0][0].numpy()
+    assert clip.shape == (1, clip_length, h, w) and train.per_frame_norm
+    np.testing.assert_allclose(clip.mean(axis=(2, 3)), 0.0, atol=1e-4)
+
+
 @pytest.mark.parametrize("model", ["cine-rtdnas-ga-n7-stream", "cine-rtdnas-ga-n7-stream-128x112"])
 def test_a_streaming_model_trains_as_its_causal_clip_network(model):
     """A streaming card is fine-tunable: what trains is its causal clip network, on clips of its clip
@@ -68,11 +79,7 @@ def test_a_streaming_model_trains_as_its_causal_clip_network(model):
     with torch.no_grad():
         probs = torch.softmax(_FrozenBatchNorm(target.net).train()(torch.from_numpy(x)), dim=1).numpy()
     np.testing.assert_allclose(probs, streamed, atol=1e-4)
-    train, _, test = _datasets(target, split_cases(parse_data_spec("phantom"), target,
-                                                   DataOptions(phantom_cases=5, seed=0)), seed=0)
-    clip = test[0][0].numpy()
-    assert clip.shape == (1, target.train_clip_length, h, w) and train.per_frame_norm
-    np.testing.assert_allclose(clip.mean(axis=(2, 3)), 0.0, atol=1e-4)  # every frame z-scored on its own
+    _assert_clips_zscored_per_frame(target, target.train_clip_length)
 
 
 @pytest.mark.parametrize("model", ["cine-skeleton-hw", "baseline-unet2d-d3-if16"])
@@ -91,11 +98,7 @@ def test_a_per_frame_model_trains_frame_by_frame_on_clips(model):
     with torch.no_grad():
         probs = torch.softmax(_FrozenBatchNorm(target.trainable).train()(torch.from_numpy(x)), dim=1).numpy()
     np.testing.assert_allclose(probs, framewise, atol=1e-4)
-    train, _, test = _datasets(target, split_cases(parse_data_spec("phantom"), target,
-                                                   DataOptions(phantom_cases=5, seed=0)), seed=0)
-    clip = test[0][0].numpy()
-    assert clip.shape == (1, PER_FRAME_CLIP_LENGTH, h, w) and train.per_frame_norm
-    np.testing.assert_allclose(clip.mean(axis=(2, 3)), 0.0, atol=1e-4)  # every frame z-scored on its own
+    _assert_clips_zscored_per_frame(target, PER_FRAME_CLIP_LENGTH)
 
 
 def test_a_contrast_model_fine_tuned_on_a_bmode_dataset_is_for_bmode(tmp_path):
@@ -180,23 +183,30 @@ def test_cli_fine_tunes_on_a_camus_layout_folder(tmp_path, capsys):
     assert str(tmp_path) not in json.dumps(raw)  # no folder or file name in the card
 
 
-@pytest.mark.slow
-def test_one_epoch_of_a_streaming_model_exports_a_streaming_card(tmp_path):
-    """Fine-tuned streaming models go out through the streaming export path (parity on streamed frames)."""
-    model = "cine-rtdnas-ga-n7-stream"
-    out = tmp_path / "models"
+def _one_cine_epoch(model: str, out: Path):
+    """One fine-tuning epoch of a shipped cine model on 5 phantom patients into ``out``, with the checks every
+    fine-tuned cine card passes (provenance, same architecture, parity, its Dice, the QC partner beside it);
+    returns ``(card, its JSON, the shipped card's JSON)``."""
     result = finetune(model, parse_data_spec("phantom"), out,
                       FinetuneConfig(epochs=1, data=DataOptions(phantom_cases=5, seed=0)), models_dir=MODELS,
                       say=lambda _: None)
     card = load_card(result.card.card_path).verify()
     raw, base = card.raw, json.loads((MODELS / f"{model}.json").read_text())
     assert raw["finetuned_from"] == {"id": model, "sha256": sha256_of(MODELS / f"{model}.onnx")}
-    assert raw["architecture"] == base["architecture"] and raw["streaming"] == base["streaming"]
-    assert raw["retrained_from"] == base["retrained_from"] and raw["clip_length"] == 1
+    assert raw["architecture"] == base["architecture"]
     assert raw["export"]["parity"]["max_abs_diff"] <= 1e-4 and (out / f"{card.id}.pt").is_file()
     assert raw["metrics"]["dice"]["mean"] == pytest.approx(result.dice_after, abs=1e-4)
-    assert "streamed" in raw["metrics"]["evaluated_on"]
     assert raw["pairs_with"] == base["pairs_with"] and (out / f"{base['pairs_with']}.json").is_file()
+    return card, raw, base
+
+
+@pytest.mark.slow
+def test_one_epoch_of_a_streaming_model_exports_a_streaming_card(tmp_path):
+    """Fine-tuned streaming models go out through the streaming export path (parity on streamed frames)."""
+    _, raw, base = _one_cine_epoch("cine-rtdnas-ga-n7-stream", tmp_path / "models")
+    assert raw["streaming"] == base["streaming"]
+    assert raw["retrained_from"] == base["retrained_from"] and raw["clip_length"] == 1
+    assert "streamed" in raw["metrics"]["evaluated_on"]
 
 
 @pytest.mark.slow
@@ -204,19 +214,8 @@ def test_one_epoch_of_a_per_frame_model_exports_a_card_the_app_runs(tmp_path):
     """The cine default (per frame) fine-tunes and goes out as the same one-frame network, with its QC partner."""
     from app.engine.models import load_model
 
-    model = "cine-skeleton-hw"
-    out = tmp_path / "models"
-    result = finetune(model, parse_data_spec("phantom"), out,
-                      FinetuneConfig(epochs=1, data=DataOptions(phantom_cases=5, seed=0)), models_dir=MODELS,
-                      say=lambda _: None)
-    card = load_card(result.card.card_path).verify()
-    raw, base = card.raw, json.loads((MODELS / f"{model}.json").read_text())
-    assert raw["finetuned_from"] == {"id": model, "sha256": sha256_of(MODELS / f"{model}.onnx")}
-    assert raw["architecture"] == base["architecture"] and raw["inputs"] == base["inputs"]
-    assert raw["clip_length"] == 1 and "streaming" not in raw
-    assert raw["export"]["parity"]["max_abs_diff"] <= 1e-4 and (out / f"{card.id}.pt").is_file()
-    assert raw["metrics"]["dice"]["mean"] == pytest.approx(result.dice_after, abs=1e-4)
-    assert raw["pairs_with"] == base["pairs_with"] and (out / f"{base['pairs_with']}.json").is_file()
+    card, raw, base = _one_cine_epoch("cine-skeleton-hw", tmp_path / "models")
+    assert raw["inputs"] == base["inputs"] and raw["clip_length"] == 1 and "streaming" not in raw
     assert "Per frame" in raw["notes"]
     x = np.zeros(card.input_shape, np.float32)
     probs, unc = create_session(card.onnx_path).run(["probs", "uncertainty"], {"image": x})
