@@ -8,7 +8,7 @@ Stages, in order, each resumable (the stage's own checkpoints) and recorded in
 3. each search method's preset (``segqc-hw``, then ``segqc-hw-bmode``: the same method on B-mode
    apical four-chamber echo, ``--task bmode``; ``msnas-hw``, ``rtdnas``): search, derive, retrain,
    export into the models folder;
-4. ``cine-qc``: the per-frame QC of the cine default model in the models folder, paired with it;
+4. ``cine-qc``: the per-frame QC of the rtdnas clip model the stage before shipped, paired with it;
 5. ``rtdnas-stream``: the rtdnas clip model retrained with causal time and shipped as a streaming
    model (one frame per call, its past as ONNX state), paired with the same QC;
 6. ``rtdnas-stream-128x112``: the same at the papers' 128x112 per frame (``--size 128x112``);
@@ -125,6 +125,16 @@ def _stream_id(models_dir, preset: str, size: str) -> str | None:
     return seg_id if (base.parent / f"{seg_id}.json").is_file() else None
 
 
+def _rtdnas_clip_id(models_dir, preset: str) -> str | None:
+    """The id of the rtdnas clip model the ``rtdnas`` stage shipped for ``preset`` (``pick_base``), if there."""
+    import json
+
+    from search.methods.rtdnas.streaming import pick_base
+
+    base = pick_base(models_dir, preset)
+    return json.loads(base.read_text())["id"] if base is not None else None
+
+
 def _skeleton_id(models_dir, preset: str) -> str | None:
     """The id ``cine-skeleton`` gives its model for ``preset``, if that card is in ``models_dir``."""
     from pathlib import Path
@@ -135,8 +145,12 @@ def _skeleton_id(models_dir, preset: str) -> str | None:
     return seg_id if seg_id is not None and (Path(models_dir) / f"{seg_id}.json").is_file() else None
 
 
-# QC stages of a model the stage before them shipped: what it is, and its id in the models folder (None: not there).
-QC_OF_SHIPPED = {"cine-qc-128x112": ("128x112 streaming rtdnas", lambda models, preset: _stream_id(models, preset, "128x112")),
+# QC stages of a model a stage before them shipped: what it is, and its id in the models folder (None: not there).
+# Named, never "the cine default": on a fresh checkout the default is the shipped cine-skeleton-hw (its own QC
+# stage comes last), so a QC stage that scored the default would train the skeleton's QC on the rtdnas stage's
+# behalf and leave the rtdnas clip and streaming models without a QC partner.
+QC_OF_SHIPPED = {"cine-qc": ("rtdnas clip", _rtdnas_clip_id),
+                 "cine-qc-128x112": ("128x112 streaming rtdnas", lambda models, preset: _stream_id(models, preset, "128x112")),
                  "cine-qc-skeleton": ("cine-skeleton", _skeleton_id)}
 
 

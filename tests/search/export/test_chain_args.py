@@ -131,3 +131,26 @@ def test_the_skeleton_qc_stage_scores_the_model_the_skeleton_stage_shipped(monke
     (name, argv), = seen
     assert name == "search.methods.cine_qc.cli" and argv[argv.index("--seg-model") + 1] == "cine-skeleton-hw"
     assert "--challenge" in argv and argv[argv.index("--out") + 1].endswith("cine-qc-skeleton/default")
+
+
+def test_the_cine_qc_stage_scores_the_rtdnas_clip_model_not_the_cine_default(monkeypatch, tmp_path):
+    """On a fresh checkout the cine default is the shipped cine-skeleton-hw (its QC stage comes last): the
+    ``cine-qc`` stage must still train the QC of the rtdnas clip model the ``rtdnas`` stage shipped."""
+    import json
+    from pathlib import Path
+
+    seen = []
+    monkeypatch.setattr(all_cli, "_run_module", lambda module, argv, models_dir: seen.append(argv) or 0)
+    parser = argparse.ArgumentParser()
+    all_cli.configure(parser)
+    base = ["--models", str(tmp_path / "models"), "--work", str(tmp_path / "work"), "--no-retime",
+            "--skip", *[s for s in all_cli.STAGES if s != "cine-qc"]]
+    assert all_cli.run(parser.parse_args(base)) == 0
+    assert seen == []  # no rtdnas clip model: nothing to score
+    shipped = Path(__file__).resolve().parents[3] / "models"
+    for name in ("cine-skeleton-hw", "cine-rtdnas-ga-n7", "cine-rtdnas-ga-n7-stream"):  # default, clip, streaming
+        card = json.loads((shipped / f"{name}.json").read_text())
+        (tmp_path / "models" / f"{name}.json").write_text(json.dumps(card))
+    all_cli.run(parser.parse_args([*base, "--redo"]))  # exit 1: the summary rejects the cards (no ONNX files)
+    argv, = seen
+    assert argv[argv.index("--seg-model") + 1] == "cine-rtdnas-ga-n7"
