@@ -39,6 +39,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from search.methods.common_cli import add_data_argument, positive_int
+
 STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc", "rtdnas-stream",
           "rtdnas-stream-128x112", "cine-qc-128x112", "cine-skeleton", "cine-qc-skeleton")
 METHOD_MODULES = {
@@ -59,6 +61,10 @@ RETIME_POLL_S = 15.0
 STAGE_ARGS = {"segqc-hw-bmode": ["--task", "bmode"],  # a stage that is a method run with other flags
               "rtdnas-stream-128x112": ["--size", "128x112"], "cine-qc-128x112": ["--challenge", "--threads", "2"],
               "cine-qc-skeleton": ["--challenge", "--threads", "2"]}
+# Stages whose command takes --threads (torch threads for training); ``--threads N`` of the chain passes it to each
+# (the profile's, baselines' and cine-skeleton's thread counts are also their onnxruntime timing threads: left alone).
+THREADED = ("segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc", "rtdnas-stream", "rtdnas-stream-128x112",
+            "cine-qc-128x112", "cine-qc-skeleton")
 # Variant stages whose method would otherwise put its run in the plain stage's folder.
 OWN_RUN_FOLDER = ("rtdnas-stream-128x112", "cine-qc-128x112", "cine-qc-skeleton")
 # The seed whose run the shipped model comes from, where it is not the preset's own. rtdnas default:
@@ -79,11 +85,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "where each method puts them and `python -m search report` reads them)")
     parser.add_argument("--skip", nargs="+", choices=STAGES, default=(), help="stages to leave out")
     parser.add_argument("--redo", action="store_true", help="rerun stages already recorded as done")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="torch threads for training in every stage that takes them (default: each stage's "
+                             "preset: 1 for the searches, sized for a 2-core machine shared with other jobs)")
     parser.add_argument("--no-retime", action="store_true",
                         help="leave each card's latency as its stage measured it (default: when a stage ran, re-time "
                              "every card of the models folder together at the end: python -m search retime)")
-    from search.methods.common_cli import add_data_argument
-
     add_data_argument(parser)
 
 
@@ -277,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
             argv += ["--seg-model", seg_id]
         if not spec.is_phantom and stage != "profile":
             argv += ["--data", spec.text]
+        if args.threads is not None and stage in THREADED:  # the last --threads wins over a stage's own
+            argv += ["--threads", str(args.threads)]
         print(f"\n=== {stage} ({preset}) ===", flush=True)
         t0 = time.perf_counter()
         try:

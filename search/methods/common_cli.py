@@ -3,7 +3,7 @@
 ``python -m search segqc-hw | msnas-hw | rtdnas`` all take::
 
     --preset {smoke,default,paper}  --out DIR  --seed N  --models-dir DIR  --docs-dir DIR
-    --no-ship  --device DEVICE  --data SPEC
+    --no-ship  --device DEVICE  --threads N  --data SPEC
 
 Defaults: ``--out runs/<method>/<preset>``; ``--models-dir models/`` (``<out>/models`` for the smoke
 preset); ``--docs-dir docs/<docs name>`` (none for smoke); ``--data phantom``. With a dataset
@@ -60,11 +60,34 @@ def add_method_arguments(parser: argparse.ArgumentParser, *, method: str, preset
                         help="where the report is copied (default: docs/<method>; none for smoke)")
     parser.add_argument("--no-ship", dest="no_ship", action="store_true", help="do not export a model")
     parser.add_argument("--device", default="cpu", help=f"{device_help} (default cpu)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="torch intra-op threads for searching and training (default: the preset's; the default "
+                             "preset uses 1, for a 2-core machine shared with other jobs; `python -m search` gives "
+                             "every stage the machine's cores)")
     add_data_argument(parser)
     parser.add_argument("--models", dest="models_dir", action=_Deprecated, new="--models-dir", help=argparse.SUPPRESS)
     parser.add_argument("--docs", dest="docs_dir", action=_Deprecated, new="--docs-dir", help=argparse.SUPPRESS)
     parser.add_argument("--no-export", dest="no_ship", action=_Deprecated, new="--no-ship", flag=True,
                         help=argparse.SUPPRESS)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def with_threads(cfg, args: argparse.Namespace):
+    """``cfg`` with ``threads`` (torch intra-op threads for training) from ``--threads``, when given."""
+    from dataclasses import replace
+
+    threads = getattr(args, "threads", None)
+    return cfg if threads is None else replace(cfg, threads=threads)
 
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:

@@ -47,7 +47,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from search.methods.common_cli import frame_size_type
+from search.methods.common_cli import frame_size_type, positive_int
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_BASE = REPO / "models" / "cine-rtdnas-ga-n7.json"
@@ -80,9 +80,10 @@ def run_config(preset_name: str, seed: int | None, args: dict[str, Any], size: t
 
 def retrain_and_ship(*, preset_name: str, seed: int | None, base_path: Path, out: Path, models_dir: Path | None,
                      model_id: str | None = None, pairs_with: str | None = None, size: tuple[int, int] | None = None,
-                     retrain_steps: int | None = None, say=print) -> Path:
+                     retrain_steps: int | None = None, threads: int | None = None, say=print) -> Path:
     """Train the base card's genotype causally on its preset's data and schedule (``retrain_steps``: another number
-    of steps, e.g. to match a baseline's budget); ship it streaming."""
+    of steps, e.g. to match a baseline's budget; ``threads``: torch threads, default the preset's); ship it
+    streaming."""
     import numpy as np
     import torch
 
@@ -101,6 +102,8 @@ def retrain_and_ship(*, preset_name: str, seed: int | None, base_path: Path, out
     cfg = run_config(preset_name, seed, args, size)
     if retrain_steps is not None:
         cfg = dataclasses.replace(cfg, retrain=cfg.retrain.with_steps(retrain_steps))
+    if threads is not None:
+        cfg = dataclasses.replace(cfg, threads=threads)
     torch.set_num_threads(cfg.threads)
     row = space.row(ROW_KEY, f"{about.get('row', base['id'])} causal (streaming)", len(genotype.paths))
     rows_cfg = space.rows_view(cfg, (row,))
@@ -223,6 +226,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="frame size the network is trained and shipped at (default: the preset's, 64x48)")
     parser.add_argument("--retrain-steps", type=int, default=None, metavar="N",
                         help="optimiser steps (default: the preset's retrain steps); use another --out")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="torch intra-op threads for training (default: the preset's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -254,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         card_path = retrain_and_ship(preset_name=args.preset, seed=seed, base_path=base, out=out,
                                      models_dir=args.models_dir, model_id=model_id, pairs_with=pairs_with,
                                      size=args.size, retrain_steps=getattr(args, "retrain_steps", None),
-                                     say=lambda m: print(f"[rtdnas-stream] {m}", flush=True))
+                                     threads=getattr(args, "threads", None), say=lambda m: print(f"[rtdnas-stream] {m}", flush=True))
     except (ValueError, FileNotFoundError) as exc:
         print(f"rtdnas-stream: {exc}", file=sys.stderr)
         return 1

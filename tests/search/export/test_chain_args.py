@@ -154,3 +154,30 @@ def test_the_cine_qc_stage_scores_the_rtdnas_clip_model_not_the_cine_default(mon
     all_cli.run(parser.parse_args([*base, "--redo"]))  # exit 1: the summary rejects the cards (no ONNX files)
     argv, = seen
     assert argv[argv.index("--seg-model") + 1] == "cine-rtdnas-ga-n7"
+
+
+def test_threads_reach_every_training_stage_and_each_stage_command_takes_them(monkeypatch, tmp_path):
+    """``python -m search --threads N``: every stage in THREADED gets ``--threads N`` (last, over a stage's own),
+    parsed by that stage's own command; the cine-skeleton stage (its threads are also its timing threads) does not."""
+    parsed = []
+
+    def fake_run(module, argv, models_dir):
+        parser = argparse.ArgumentParser()
+        module.configure(parser)
+        parsed.append((module.__name__, argv, parser.parse_args(argv)))
+        return 0
+
+    monkeypatch.setattr(all_cli, "_run_module", fake_run)
+    monkeypatch.setattr(all_cli, "QC_OF_SHIPPED", {k: (w, lambda models, preset: "some-model")
+                                                   for k, (w, _) in all_cli.QC_OF_SHIPPED.items()})
+    parser = argparse.ArgumentParser()
+    all_cli.configure(parser)
+    args = parser.parse_args(["--models", str(tmp_path / "models"), "--work", str(tmp_path / "work"), "--no-retime",
+                              "--skip", "profile", "baselines", "--threads", "3"])
+    all_cli.run(args)
+    assert len(parsed) == len(all_cli.STAGES) - 2  # every stage ran, but profile and baselines
+    threads = [ns.threads for name, argv, ns in parsed if "--threads" in argv]
+    assert len(threads) == len(all_cli.THREADED) and set(threads) == {3}
+    (skeleton_argv,) = [argv for name, argv, _ in parsed if name == "search.methods.cine_skeleton.cli"]
+    assert "--threads" not in skeleton_argv
+    assert parser.parse_args([]).threads is None  # by default each stage keeps its preset's threads

@@ -13,7 +13,7 @@ from search.methods.rtdnas import cli as rtdnas_cli
 from search.methods.segqc_hw import cli as segqc_cli
 
 CLIS = {"segqc-hw": segqc_cli, "msnas-hw": msnas_cli, "rtdnas": rtdnas_cli}
-COMMON = ("--preset", "--out", "--seed", "--models-dir", "--docs-dir", "--no-ship", "--device")
+COMMON = ("--preset", "--out", "--seed", "--models-dir", "--docs-dir", "--no-ship", "--device", "--threads")
 
 
 def _parser(module) -> argparse.ArgumentParser:
@@ -63,3 +63,15 @@ def test_cpu_only_methods_refuse_another_device_in_one_line(name: str) -> None:
     args = _parser(CLIS[name]).parse_args(["--device", "cuda"])
     with pytest.raises(SystemExit, match=f"{name}: --device cuda: this method searches and trains on the CPU only"):
         CLIS[name].run(args)
+
+
+def test_threads_override_the_presets_and_refuse_zero(capsys) -> None:
+    from search.methods.msnas_hw.config import preset
+
+    parser = _parser(msnas_cli)
+    cfg = preset("smoke")
+    assert common_cli.with_threads(cfg, parser.parse_args([])) is cfg  # absent: the preset's
+    assert common_cli.with_threads(cfg, parser.parse_args(["--threads", "2"])).threads == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--threads", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
