@@ -8,7 +8,8 @@ Stages, in order, each resumable (the stage's own checkpoints) and recorded in
 3. each search method's preset (``segqc-hw``, then ``segqc-hw-bmode``: the same method on B-mode
    apical four-chamber echo, ``--task bmode``; ``msnas-hw``, ``rtdnas``): search, derive, retrain,
    export into the models folder;
-4. ``cine-qc``: the per-frame QC of the rtdnas clip model the stage before shipped, paired with it;
+4. ``cine-qc``: the per-frame QC of the 3D clip model the stages before shipped (rtdnas', else msnas-hw's), paired
+   with it;
 5. ``rtdnas-stream``: the rtdnas clip model retrained with causal time and shipped as a streaming
    model (one frame per call, its past as ONNX state), paired with the same QC;
 6. ``rtdnas-stream-128x112``: the same at the papers' 128x112 per frame (``--size 128x112``);
@@ -132,14 +133,26 @@ def _stream_id(models_dir, preset: str, size: str) -> str | None:
     return seg_id if (base.parent / f"{seg_id}.json").is_file() else None
 
 
-def _rtdnas_clip_id(models_dir, preset: str) -> str | None:
-    """The id of the rtdnas clip model the ``rtdnas`` stage shipped for ``preset`` (``pick_base``), if there."""
+def _clip_model_id(models_dir, preset: str) -> str | None:
+    """The 3D clip model the search stages shipped for ``preset``: rtdnas' (``pick_base``: the one the streaming
+    stages retrain), else msnas-hw's (rtdnas ships only a network that beats it); None when neither is there."""
     import json
+    from pathlib import Path
 
     from search.methods.rtdnas.streaming import pick_base
 
     base = pick_base(models_dir, preset)
-    return json.loads(base.read_text())["id"] if base is not None else None
+    if base is not None:
+        return json.loads(base.read_text())["id"]
+    for path in sorted(Path(models_dir).glob("*.json")):
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (card.get("method") == "msnas-hw" and card.get("role") == "seg" and "streaming" not in card
+                and (card.get("data") or {}).get("preset", preset) == preset):
+            return card["id"]
+    return None
 
 
 def _skeleton_id(models_dir, preset: str) -> str | None:
@@ -154,9 +167,9 @@ def _skeleton_id(models_dir, preset: str) -> str | None:
 
 # QC stages of a model a stage before them shipped: what it is, and its id in the models folder (None: not there).
 # Named, never "the cine default": on a fresh checkout the default is the shipped cine-skeleton-hw (its own QC
-# stage comes last), so a QC stage that scored the default would train the skeleton's QC on the rtdnas stage's
-# behalf and leave the rtdnas clip and streaming models without a QC partner.
-QC_OF_SHIPPED = {"cine-qc": ("rtdnas clip", _rtdnas_clip_id),
+# stage comes last), so a QC stage that scored the default would train the skeleton's QC on the 3D stages' behalf
+# and leave the rtdnas clip and streaming models without a QC partner.
+QC_OF_SHIPPED = {"cine-qc": ("rtdnas or msnas-hw clip", _clip_model_id),
                  "cine-qc-128x112": ("128x112 streaming rtdnas", lambda models, preset: _stream_id(models, preset, "128x112")),
                  "cine-qc-skeleton": ("cine-skeleton", _skeleton_id)}
 

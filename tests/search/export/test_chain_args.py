@@ -181,3 +181,18 @@ def test_threads_reach_every_training_stage_and_each_stage_command_takes_them(mo
     (skeleton_argv,) = [argv for name, argv, _ in parsed if name == "search.methods.cine_skeleton.cli"]
     assert "--threads" not in skeleton_argv
     assert parser.parse_args([]).threads is None  # by default each stage keeps its preset's threads
+
+
+def test_without_an_rtdnas_clip_model_the_cine_qc_stage_scores_msnas_hw_s(tmp_path):
+    import json
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[3] / "models"
+    (tmp_path / "cine-skeleton-hw.json").write_text((shipped / "cine-skeleton-hw.json").read_text())
+    assert all_cli._clip_model_id(tmp_path, "default") is None
+    card = json.loads((shipped / "cine-msnas-hw-ours-n1.json").read_text())
+    (tmp_path / "cine-msnas-hw-ours-n1.json").write_text(json.dumps(card))
+    assert all_cli._clip_model_id(tmp_path, "default") == "cine-msnas-hw-ours-n1"
+    assert all_cli._clip_model_id(tmp_path, "smoke") is None  # another preset's model is not this run's
+    (tmp_path / "cine-rtdnas-ga-n7.json").write_text((shipped / "cine-rtdnas-ga-n7.json").read_text())
+    assert all_cli._clip_model_id(tmp_path, "default") == "cine-rtdnas-ga-n7"  # rtdnas' first
