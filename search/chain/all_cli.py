@@ -62,8 +62,9 @@ RETIME_POLL_S = 15.0
 STAGE_ARGS = {"segqc-hw-bmode": ["--task", "bmode"],  # a stage that is a method run with other flags
               "rtdnas-stream-128x112": ["--size", "128x112"], "cine-qc-128x112": ["--challenge", "--threads", "2"],
               "cine-qc-skeleton": ["--challenge", "--threads", "2"]}
-# Stages whose command takes --threads (torch threads for training); ``--threads N`` of the chain passes it to each
-# (the profile's, baselines' and cine-skeleton's thread counts are also their onnxruntime timing threads: left alone).
+# Stages whose command takes --threads (torch threads for training); ``--threads N`` of the chain passes it to each.
+# Left alone: profile (no training), baselines (their preset trains with 2 threads), cine-skeleton (its threads are
+# also the onnxruntime threads of its latency table, which must be the app's).
 THREADED = ("segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc", "rtdnas-stream", "rtdnas-stream-128x112",
             "cine-qc-128x112", "cine-qc-skeleton")
 # Variant stages whose method would otherwise put its run in the plain stage's folder.

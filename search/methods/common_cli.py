@@ -62,8 +62,8 @@ def add_method_arguments(parser: argparse.ArgumentParser, *, method: str, preset
     parser.add_argument("--device", default="cpu", help=f"{device_help} (default cpu)")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="torch intra-op threads for searching and training (default: the preset's; the default "
-                             "preset uses 1, for a 2-core machine shared with other jobs; `python -m search` gives "
-                             "every stage the machine's cores)")
+                             "preset uses 1, for a 2-core machine shared with other jobs; on a machine doing nothing "
+                             "else, the cores it has)")
     add_data_argument(parser)
     parser.add_argument("--models", dest="models_dir", action=_Deprecated, new="--models-dir", help=argparse.SUPPRESS)
     parser.add_argument("--docs", dest="docs_dir", action=_Deprecated, new="--docs-dir", help=argparse.SUPPRESS)
