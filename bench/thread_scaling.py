@@ -26,6 +26,7 @@ Writes the JSON (with ``uptime`` and the load averages before and after) and the
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import sys
@@ -44,6 +45,7 @@ DEFAULT_MODELS = ("cine-rtdnas-ga-n7", "cine-rtdnas-ga-n7-stream-128x112", "echo
 BATCH = {"cine": 2, "echo": 8, "qc": 64}  # the stages' batches: rtdnas / msnas-hw retrains, segqc-hw retrain, cine-qc
 
 
+@functools.cache
 def _search_step_bench():
     spec = importlib.util.spec_from_file_location("search_step_bench", ROOT / "bench" / "search_step_bench.py")
     module = importlib.util.module_from_spec(spec)

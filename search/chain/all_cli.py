@@ -138,21 +138,13 @@ def _clip_model_id(models_dir, preset: str) -> str | None:
     """The 3D clip model the search stages shipped for ``preset``: rtdnas' (``pick_base``: the one the streaming
     stages retrain), else msnas-hw's (rtdnas ships only a network that beats it); None when neither is there."""
     import json
-    from pathlib import Path
 
     from search.methods.rtdnas.streaming import pick_base
 
-    base = pick_base(models_dir, preset)
-    if base is not None:
-        return json.loads(base.read_text())["id"]
-    for path in sorted(Path(models_dir).glob("*.json")):
-        try:
-            card = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if (card.get("method") == "msnas-hw" and card.get("role") == "seg" and "streaming" not in card
-                and (card.get("data") or {}).get("preset", preset) == preset):
-            return card["id"]
+    for method in ("rtdnas", "msnas-hw"):
+        base = pick_base(models_dir, preset, method)
+        if base is not None:
+            return json.loads(base.read_text())["id"]
     return None
 
 

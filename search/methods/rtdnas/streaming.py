@@ -196,15 +196,16 @@ def _clip_vs_stream(clip_net, t: int, h: int, w: int, streaming: dict[str, Any],
             "ratio_p50": round(s.p50_ms / c.p50_ms, 4), "threads": c.threads, "repeats": repeats}
 
 
-def pick_base(models_dir: Path, preset_name: str) -> Path | None:
-    """The rtdnas clip (not streaming) seg card of ``models_dir`` for ``preset_name``: marked default, else best Dice."""
+def pick_base(models_dir: Path, preset_name: str, method: str = "rtdnas") -> Path | None:
+    """The ``method`` (default rtdnas) clip (not streaming) seg card of ``models_dir`` for ``preset_name``: marked
+    default, else best Dice."""
     cards = []
     for path in sorted(Path(models_dir).glob("*.json")):
         try:
             card = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if (card.get("method") == "rtdnas" and card.get("role") == "seg" and "streaming" not in card
+        if (card.get("method") == method and card.get("role") == "seg" and "streaming" not in card
                 and (card.get("data") or {}).get("preset", preset_name) == preset_name):
             cards.append((not card.get("default", False), -((card.get("metrics") or {}).get("dice") or {}).get("mean", 0.0),
                           path))
