@@ -12,13 +12,24 @@ Stages, in order, each resumable (the stage's own checkpoints) and recorded in
    with it;
 5. ``rtdnas-stream``: the rtdnas clip model retrained with causal time and shipped as a streaming
    model (one frame per call, its past as ONNX state), paired with the same QC;
-6. ``rtdnas-stream-128x112``: the same at the papers' 128x112 per frame (``--size 128x112``);
-7. ``cine-qc-128x112``: its own per-frame QC (the 64x48 QC cannot score it), then a challenge: it
-   becomes the cine default when it meets 50 ms / 22 FPS with its QC and its Dice on the QC's test
-   patients is at least the current default's on the same patients;
-8. ``cine-skeleton``: the hardware-aware search of a per-frame 2D U-net for cine (issue 16: the handcrafted
+6. ``cine-skeleton``: the hardware-aware search of a per-frame 2D U-net for cine (issue 16: the handcrafted
    per-frame U-net 2D beat every searched 3D network), retrained as that baseline is and shipped;
-9. ``cine-qc-skeleton``: its per-frame QC, then the same challenge against the cine default.
+7. ``cine-qc-skeleton``: its per-frame QC, then a challenge: it becomes the cine default when it meets
+   50 ms / 22 FPS with its QC and its Dice on the QC's test patients is at least the current default's on
+   the same patients.
+
+Not in the default chain (``--with STAGE`` adds them, in this order after ``rtdnas-stream``): the retired
+``rtdnas-stream-128x112`` (the streaming model at the papers' 128x112 per frame, ``--size 128x112``) and
+``cine-qc-128x112`` (its own QC, and the same challenge). That model was the cine default until
+``cine-skeleton-hw`` beat it on the same patients (Dice .854 vs .766); it no longer ships, and the two stages
+cost ~35 min of the chain.
+
+Threads: every stage that trains with its own torch thread count gets ``--threads N``, by default every core
+this process may use (``default_threads``; the smoke preset keeps its stages' own): the chain regenerates the
+models on a machine left to it. On a
+machine shared with other jobs give ``--threads 1``: two OpenMP threads on a busy core spin-wait on each other
+(measured 27-197x slower, README). The segqc-hw stages leave out their random controls (a report diagnostic,
+never shipped; ``--diagnostics`` keeps them).
 
 Then, when a stage ran, every card in the models folder is re-timed together (``python -m search retime``,
 ``search.export.retime``): the stages export hours apart under whatever load each had, so their figures do
@@ -44,6 +55,10 @@ from search.methods.common_cli import add_data_argument, positive_int
 
 STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtdnas", "cine-qc", "rtdnas-stream",
           "rtdnas-stream-128x112", "cine-qc-128x112", "cine-skeleton", "cine-qc-skeleton")
+# Stages that run only when named by --with (retired: their model no longer ships).
+OPTIONAL = ("rtdnas-stream-128x112", "cine-qc-128x112")
+# Stages the chain gives --no-random-controls unless --diagnostics.
+CONTROLLED = ("segqc-hw", "segqc-hw-bmode")
 METHOD_MODULES = {
     "segqc-hw": "search.methods.segqc_hw.cli",
     "segqc-hw-bmode": "search.methods.segqc_hw.cli",
@@ -86,14 +101,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the methods' run folders, <runs>/<method>/<preset> (default: runs/ of the repository, "
                              "where each method puts them and `python -m search report` reads them)")
     parser.add_argument("--skip", nargs="+", choices=STAGES, default=(), help="stages to leave out")
+    parser.add_argument("--with", dest="with_stages", nargs="+", choices=OPTIONAL, default=(), metavar="STAGE",
+                        help="stages outside the default chain to run too: " + ", ".join(OPTIONAL)
+                             + " (the retired 128x112 streaming model and its QC)")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="keep the report-only diagnostics the chain leaves out (segqc-hw's random controls: one "
+                             "more retraining per search)")
     parser.add_argument("--redo", action="store_true", help="rerun stages already recorded as done")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                        help="torch threads for training in every stage that takes them (default: each stage's "
-                             "preset: 1 for the searches, sized for a 2-core machine shared with other jobs)")
+                        help="torch threads for training in every stage that takes them (default: every core this "
+                             f"process may use, {default_threads()} here, and the presets' own for smoke; give 1 on a "
+                             "machine shared with other jobs, where two threads per core spin-wait on each other)")
     parser.add_argument("--no-retime", action="store_true",
                         help="leave each card's latency as its stage measured it (default: when a stage ran, re-time "
                              "every card of the models folder together at the end: python -m search retime)")
     add_data_argument(parser)
+
+
+def default_threads() -> int:
+    """The cores this process may use (its CPU affinity where the OS tells it, else the CPU count)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def data_skip(stage: str, spec) -> str | None:
@@ -250,6 +282,9 @@ def run(args: argparse.Namespace) -> int:
         if stage in args.skip:
             statuses[stage] = "skipped (--skip)"
             continue
+        if stage in OPTIONAL and stage not in args.with_stages:
+            statuses[stage] = "not in the default chain (retired; --with runs it)"
+            continue
         done = record.get(stage, {})
         if done.get("status") == "done" and done.get("data", "phantom") == data_record:
             statuses[stage] = f"done earlier ({record[stage]['seconds']:.0f} s), skipped; --redo reruns it"
@@ -290,8 +325,11 @@ def run(args: argparse.Namespace) -> int:
             argv += ["--seg-model", seg_id]
         if not spec.is_phantom and stage != "profile":
             argv += ["--data", spec.text]
-        if args.threads is not None and stage in THREADED:  # the last --threads wins over a stage's own
-            argv += ["--threads", str(args.threads)]
+        threads = args.threads or (None if preset == "smoke" else default_threads())  # smoke: tiny inputs, 1 thread
+        if threads is not None and stage in THREADED:  # the last --threads wins over a stage's own
+            argv += ["--threads", str(threads)]
+        if stage in CONTROLLED and not args.diagnostics:
+            argv += ["--no-random-controls"]
         print(f"\n=== {stage} ({preset}) ===", flush=True)
         t0 = time.perf_counter()
         try:

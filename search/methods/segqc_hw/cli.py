@@ -93,6 +93,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sensitivity-lambda2", type=float, nargs="*", default=None, metavar="L",
                         help="latency weights of the extra hardware-aware searches reported beside Table II (default: "
                              "the preset's, 0.01); none: no extra search")
+    parser.add_argument("--no-random-controls", dest="random_controls", action="store_false",
+                        help="leave out the random control of each search (a random genotype of its predicted latency, "
+                             "retrained alike: the report's searched-vs-random verdict; never shipped): one retraining "
+                             "fewer per search")
     parser.add_argument("--search-seeds", type=int, nargs="+", default=None, metavar="S",
                         help="seeds of every search (default: the preset's, 0); each seed's pair is retrained, Table II "
                              "shows the one best on validation and the report lists them all with their Dice spread")
@@ -213,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
         searches(cfg, only)
     except ValueError as e:
         raise SystemExit(f"{task.method_label}: --searches: {e}") from None
-    summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after, only_searches=only)
+    summary = run_segqc_hw(cfg, paths, device=args.device, stop_after=args.stop_after, only_searches=only,
+                           random_controls=getattr(args, "random_controls", True))
     if distributed.is_main():
         print(summary)
     return 0

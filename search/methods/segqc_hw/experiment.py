@@ -251,11 +251,14 @@ class SegQcExperiment:
                      config=retrain_config(cfg, architecture))
 
     # ---------------------------------------------------------------------------------- run
-    def run(self, stop_after: str = "all", only_searches: Sequence[str] | None = None) -> str:
+    def run(self, stop_after: str = "all", only_searches: Sequence[str] | None = None,
+            random_controls: bool = True) -> str:
         """Run every stage that is not done yet and return a short summary.
 
         ``only_searches``: run only these searches (folder names, :func:`searches`); only with
         ``stop_after="search"``, since the retraining, Table II and export need every search.
+        ``random_controls=False`` leaves out each search's random control (a diagnostic of the report, never
+        shipped) and its retraining.
         """
         if stop_after not in STOP_AFTER:
             raise ValueError(f"stop_after must be one of {STOP_AFTER}, got {stop_after!r}")
@@ -281,7 +284,8 @@ class SegQcExperiment:
             return f"{cfg.task.method_label} ({cfg.preset}): searches done in {out / 'search'}"
         data = PairData(seg_train=cases["s1"], qc_train=cases["s2_train"], val=cases["s2_val"], test=cases["test"])
         searched = self.retrain_searched(found, data, latency)
-        rows = searched | self.retrain_controls(searched, data, latency) | self.retrain_baselines(data)
+        controls = self.retrain_controls(searched, data, latency) if random_controls else {}
+        rows = searched | controls | self.retrain_baselines(data)
         if stop_after == "retrain":
             return f"{cfg.task.method_label} ({cfg.preset}): searches and retraining done in {out}"
         if not distributed.is_main():  # Table II timing, report and export: rank 0 alone
@@ -451,7 +455,7 @@ class SegQcExperiment:
 
 
 def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop_after: str = "all",
-                 only_searches: Sequence[str] | None = None) -> str:
+                 only_searches: Sequence[str] | None = None, random_controls: bool = True) -> str:
     """Run every stage (skipping finished ones) and return a short summary.
 
     Args:
@@ -463,8 +467,9 @@ def run_segqc_hw(cfg: SegQcConfig, paths: RunPaths, *, device: str = "cpu", stop
             machine, then measure Table II on the target CPU by running again there), ``"data"`` to
             only cache the patients (what ``bench/size_table.py`` reads), or ``"all"``.
         only_searches: With ``stop_after="search"``, run only these searches (``nohw``, ``hw``, ``hw_lambda<L>``).
+        random_controls: Retrain each search's random control (the report's "searched vs random" verdict).
     """
-    return SegQcExperiment(cfg, paths, device=device).run(stop_after, only_searches)
+    return SegQcExperiment(cfg, paths, device=device).run(stop_after, only_searches, random_controls)
 
 
 def _latency_frame(test_cases, resolution: int) -> np.ndarray:

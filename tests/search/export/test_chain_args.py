@@ -175,9 +175,10 @@ def test_threads_reach_every_training_stage_and_each_stage_command_takes_them(mo
     args = parser.parse_args(["--models", str(tmp_path / "models"), "--work", str(tmp_path / "work"), "--no-retime",
                               "--skip", "profile", "baselines", "--threads", "3"])
     all_cli.run(args)
-    assert len(parsed) == len(all_cli.STAGES) - 2  # every stage ran, but profile and baselines
+    ran = [s for s in all_cli.STAGES if s not in ("profile", "baselines", *all_cli.OPTIONAL)]
+    assert len(parsed) == len(ran)  # every stage ran, but profile, baselines and the retired ones
     threads = [ns.threads for name, argv, ns in parsed if "--threads" in argv]
-    assert len(threads) == len(all_cli.THREADED) and set(threads) == {3}
+    assert len(threads) == len(set(all_cli.THREADED) & set(ran)) and set(threads) == {3}
     (skeleton_argv,) = [argv for name, argv, _ in parsed if name == "search.methods.cine_skeleton.cli"]
     assert "--threads" not in skeleton_argv
     assert parser.parse_args([]).threads is None  # by default each stage keeps its preset's threads
@@ -196,3 +197,56 @@ def test_without_an_rtdnas_clip_model_the_cine_qc_stage_scores_msnas_hw_s(tmp_pa
     assert all_cli._clip_model_id(tmp_path, "smoke") is None  # another preset's model is not this run's
     (tmp_path / "cine-rtdnas-ga-n7.json").write_text((shipped / "cine-rtdnas-ga-n7.json").read_text())
     assert all_cli._clip_model_id(tmp_path, "default") == "cine-rtdnas-ga-n7"  # rtdnas' first
+
+
+def _last(argv: list[str], flag: str) -> str:
+    return argv[len(argv) - 1 - argv[::-1].index(flag) + 1]
+
+
+def _stage_argvs(monkeypatch, tmp_path, *argv: str) -> list[list[str]]:
+    """The argument lists the chain gives its stages (each parsed by the stage's own command), profile and
+    baselines left out."""
+    seen = []
+
+    def fake_run(module, stage_argv, models_dir):
+        parser = argparse.ArgumentParser()
+        module.configure(parser)
+        parser.parse_args(stage_argv)
+        seen.append(stage_argv)
+        return 0
+
+    monkeypatch.setattr(all_cli, "_run_module", fake_run)
+    monkeypatch.setattr(all_cli, "QC_OF_SHIPPED", {k: (w, lambda models, preset: "some-model")
+                                                   for k, (w, _) in all_cli.QC_OF_SHIPPED.items()})
+    parser = argparse.ArgumentParser()
+    all_cli.configure(parser)
+    all_cli.run(parser.parse_args(["--models", str(tmp_path / "models"), "--work", str(tmp_path / "work"),
+                                   "--no-retime", "--skip", "profile", "baselines", *argv]))
+    return seen
+
+
+def test_by_default_every_training_stage_gets_the_machines_cores_and_smoke_keeps_its_own(monkeypatch, tmp_path):
+    monkeypatch.setattr(all_cli, "default_threads", lambda: 5)
+    default = _stage_argvs(monkeypatch, tmp_path / "d")
+    with_threads = [a for a in default if "--threads" in a]
+    assert len(with_threads) == len(set(all_cli.THREADED) - set(all_cli.OPTIONAL))
+    assert all(_last(a, "--threads") == "5" for a in with_threads)  # the last one wins over a stage's own
+    smoke = _stage_argvs(monkeypatch, tmp_path / "s", "--preset", "smoke")
+    assert all(_last(a, "--threads") == "2" for a in smoke if "--threads" in a)  # only the QC challenges' own
+
+
+def test_default_threads_are_the_cores_this_process_may_use():
+    import os
+
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert all_cli.default_threads() == expected >= 1
+
+
+def test_the_retired_stages_run_only_with_with_and_segqc_leaves_its_random_controls_out(monkeypatch, tmp_path):
+    default = _stage_argvs(monkeypatch, tmp_path / "d")
+    assert not any("--size" in a for a in default)  # no 128x112 streaming stage
+    segqc = [a for a in default if "--no-random-controls" in a]
+    assert len(segqc) == 2 and any(a[a.index("--task") + 1] == "bmode" for a in segqc if "--task" in a)
+    full = _stage_argvs(monkeypatch, tmp_path / "f", "--with", *all_cli.OPTIONAL, "--diagnostics")
+    assert len(full) == len(default) + 2 and any(a[a.index("--size") + 1] == "128x112" for a in full if "--size" in a)
+    assert not any("--no-random-controls" in a for a in full)

@@ -29,7 +29,7 @@ def _run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def _chain_args(tmp: Path) -> list[str]:
     return ["all", "--preset", "smoke", "--models", str(tmp / "models"), "--work", str(tmp / "work"),
-            "--runs", str(tmp / "runs")]
+            "--runs", str(tmp / "runs"), "--with", "rtdnas-stream-128x112", "cine-qc-128x112", "--diagnostics"]
 
 
 @pytest.fixture(scope="module")

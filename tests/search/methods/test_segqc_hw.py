@@ -321,13 +321,23 @@ def test_smoke_preset_end_to_end_then_resume(tmp_path: Path, monkeypatch) -> Non
         assert second[name]["reason"].endswith("config hash unchanged"), second[name]["reason"]
     assert second["search:hw/seed0"]["reason"] == \
         "skipped: result exists at search/hw/seed0/genotype.json, config hash unchanged"
+    # Without the random controls (the chain's default): nothing retrained, no control in the results or
+    # the report, the same searched pair.
+    docs_before = json.loads((tmp_path / "docs" / "results.json").read_text())
+    run_segqc_hw(cfg, paths, random_controls=False)
+    lean = json.loads((tmp_path / "docs" / "results.json").read_text())
+    assert not lean["controls"] and "random_control" not in lean["rows"]["searched_hw"]
+    assert "## Searched vs a random genotype" not in (tmp_path / "docs" / "README.md").read_text()
+    assert lean["rows"]["searched_hw"]["genotype"] == docs_before["rows"]["searched_hw"]["genotype"]
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # nothing trained again
     # Another retraining schedule: the rows are retrained from scratch, then measured again only if
     # their architectures changed (they did not), exported and reported again.
     longer = replace(cfg, retrain=replace(cfg.retrain, seg_epochs=2))
     run_segqc_hw(longer, paths)
     third = _stage_record(tmp_path / "run")
     reran = {name for name, r in third.items() if r["status"] == "ran"}
-    assert reran == {n for n in STAGES_OF_SMOKE if n.startswith("retrain:")} | {"export", "report"}
+    # (table-ii too: the run before timed the rows without their controls)
+    assert reran == {n for n in STAGES_OF_SMOKE if n.startswith("retrain:")} | {"table-ii", "export", "report"}
     assert third["retrain:unet8"]["reason"].startswith("reran: result at rows/unet8/scores.json was made with "
                                                        "config hash")
     assert len(json.loads((tmp_path / "run" / "rows" / "unet8" / "scores.json").read_text())["losses"]["seg"]) == 2
@@ -360,11 +370,14 @@ def test_stop_after_data_caches_the_patients_and_runs_nothing_else(tmp_path: Pat
 
     seen = {}
     monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
-                        lambda cfg, paths, device, stop_after, only_searches=None: seen.setdefault("stop_after", stop_after))
+                        lambda cfg, paths, device, stop_after, only_searches=None, random_controls=True:
+                        seen.update(stop_after=stop_after, random_controls=random_controls))
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     cli.run(parser.parse_args(["--preset", "smoke", "--stop-after", "data", "--out", str(out), "--no-ship"]))
-    assert seen == {"stop_after": "data"}
+    assert seen == {"stop_after": "data", "random_controls": True}
+    cli.run(parser.parse_args(["--preset", "smoke", "--stop-after", "data", "--out", str(out), "--no-random-controls"]))
+    assert seen == {"stop_after": "data", "random_controls": False}
 
 
 def test_targets_say_by_how_much_each_is_met_or_missed() -> None:
