@@ -46,10 +46,19 @@ def recorded_config(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+#: Top-level config keys that say how a run goes, not what it computes: a run folder resumes under another value
+#: (``python -m search`` gives every stage the machine's cores; a folder begun with ``--threads 1`` carries on).
+RUNTIME_KEYS = ("threads",)
+
+
 def same_config(old: Any, new: dict[str, Any]) -> bool:
     """Whether a run folder's ``config.json`` (``old``) is the configuration ``new`` (recorded), also
-    when ``old`` was written with the plain dataset folder before it was hashed."""
+    when ``old`` was written with the plain dataset folder before it was hashed, and whatever the
+    ``RUNTIME_KEYS`` (the thread count) of either."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        old = {k: v for k, v in old.items() if k not in RUNTIME_KEYS}
+        new = {k: v for k, v in new.items() if k not in RUNTIME_KEYS}
     return old == new or (isinstance(old, dict) and recorded_config(old) == new)
 
 
-__all__ = ["FOLDER_HASH", "recorded_config", "recorded_source", "same_config"]
+__all__ = ["FOLDER_HASH", "RUNTIME_KEYS", "recorded_config", "recorded_source", "same_config"]

@@ -111,12 +111,17 @@ class StageRunner:
 
     Args:
         out: The run folder (``stages.json`` is written there).
-        config: The run's configuration (JSON-able); its hash goes into every record.
+        config: The run's configuration (JSON-able); its hash goes into every record (its ``RUNTIME_KEYS``, the
+            thread count, left out: a run resumed with another count skips what is done).
         progress: Called with one line per decision (None: silent).
     """
 
     def __init__(self, out: Path, config: Any, *, progress: Callable[[str], None] | None = None):
         self.out = Path(out)
+        from search.privacy import RUNTIME_KEYS
+
+        if isinstance(config, dict):
+            config = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
         self.config_hash = config_hash(config)
         self.say = progress or (lambda msg: None)
         self.path = self.out / RECORD

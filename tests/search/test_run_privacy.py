@@ -124,3 +124,9 @@ def test_chain_stage_records_hold_no_folder_and_still_skip_done_stages(monkeypat
     (tmp_path / "work" / "stages.json").write_text(json.dumps(record))
     assert all_cli.run(parser.parse_args(argv)) == 0
     assert len(ran) == first and "DOE_JOHN" not in (tmp_path / "work" / "stages.json").read_text()
+
+
+def test_a_run_folder_resumes_under_another_thread_count_but_not_another_config():
+    doc = {"preset": "default", "threads": 1, "data": {"n_patients": 16}}
+    assert same_config(doc, {**doc, "threads": 2})
+    assert not same_config(doc, {**doc, "threads": 2, "data": {"n_patients": 8}})

@@ -45,6 +45,16 @@ def test_a_changed_config_reruns_a_stage_from_scratch(tmp_path) -> None:
     assert calls == [False, False]  # the stale result was removed before the rerun
 
 
+def test_another_thread_count_skips_what_is_done(tmp_path) -> None:
+    calls: list = []
+    out = tmp_path / "result.txt"
+    stage = Stage("make", run=_writer(out, calls), outputs=("result.txt",))
+    StageRunner(tmp_path, {"a": 1, "threads": 1}).run(stage)
+    skip, reason = StageRunner(tmp_path, {"a": 1, "threads": 2}).status(stage)
+    assert skip and reason.endswith("config hash unchanged") and calls == ["result.txt"]
+    assert not StageRunner(tmp_path, {"a": 2, "threads": 1}).status(stage)[0]
+
+
 def test_changed_inputs_rerun_a_stage(tmp_path) -> None:
     source, out = tmp_path / "in.txt", tmp_path / "out.txt"
     source.write_text("1")
