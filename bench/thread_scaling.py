@@ -9,8 +9,9 @@ bench says what that buys, per kind of training step the chain runs:
   steps, the preset's sampler, input and batch: ``bench/search_step_bench.Arm``, synthetic latency table);
 - ``<model id>``: one training step (forward, loss, backward, Adam) of a shipped network at its card's
   input and the batch its stage trains with (``--models``, default: the rtdnas clip net at 64x48 (the
-  msnas-hw / rtdnas / rtdnas-stream retrains), the rtdnas streaming net at 128x112 (a clip of 20 frames,
-  causal: the rtdnas-stream-128x112 retrain), the contrast-echo searched seg net (segqc-hw's retrains) and
+  msnas-hw / rtdnas retrains), the rtdnas streaming net at 64x48 (a clip of 20 frames, causal: the
+  rtdnas-stream retrain; docs/bench/thread_scaling.md timed the retired 128x112 one), the contrast-echo
+  searched seg net (segqc-hw's retrains) and
   the cine QC net of the cine default (the cine-qc stages)); networks rebuilt from the cards as
   ``python -m search finetune`` rebuilds them (``search.finetune.target.load_target``), inputs random.
 
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-DEFAULT_MODELS = ("cine-rtdnas-ga-n7", "cine-rtdnas-ga-n7-stream-128x112", "echo-segqc-hw-seg", "cine-skeleton-hw-qc")
+DEFAULT_MODELS = ("cine-rtdnas-ga-n7", "cine-rtdnas-ga-n7-stream", "echo-segqc-hw-seg", "cine-skeleton-hw-qc")
 BATCH = {"cine": 2, "echo": 8, "qc": 64}  # the stages' batches: rtdnas / msnas-hw retrains, segqc-hw retrain, cine-qc
 
 

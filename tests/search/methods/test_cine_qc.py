@@ -148,11 +148,13 @@ def test_per_frame_model_samples_are_each_frame_alone():
 def _cine_cards(tmp_path, pairs_with="cine-rtdnas-ga-n7-stream-128x112-qc"):
     out = tmp_path / "models"
     out.mkdir()
-    for name in ("cine-rtdnas-ga-n7", "cine-rtdnas-ga-n7-stream", "cine-rtdnas-ga-n7-stream-128x112"):
+    for name in ("cine-rtdnas-ga-n7", "cine-rtdnas-ga-n7-stream"):
         card = json.loads((MODELS / f"{name}.json").read_text())
-        if name.endswith("128x112"):
-            card["pairs_with"] = pairs_with
         (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    # the challenger: the streaming card as the (retired, no longer shipped) 128x112 model would carry it
+    card = json.loads((MODELS / "cine-rtdnas-ga-n7-stream.json").read_text())
+    card.update(id="cine-rtdnas-ga-n7-stream-128x112", pairs_with=pairs_with)
+    (out / "cine-rtdnas-ga-n7-stream-128x112.json").write_text(json.dumps(card, indent=2) + "\n")
     return out
 
 

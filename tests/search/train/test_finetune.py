@@ -62,7 +62,7 @@ def _assert_clips_zscored_per_frame(target, clip_length: int) -> None:
     np.testing.assert_allclose(clip.mean(axis=(2, 3)), 0.0, atol=1e-4)
 
 
-@pytest.mark.parametrize("model", ["cine-rtdnas-ga-n7-stream", "cine-rtdnas-ga-n7-stream-128x112"])
+@pytest.mark.parametrize("model", ["cine-rtdnas-ga-n7-stream"])
 def test_a_streaming_model_trains_as_its_causal_clip_network(model):
     """A streaming card is fine-tunable: what trains is its causal clip network, on clips of its clip
     card's length z-scored per frame, and before any step it computes what the streaming ONNX file
