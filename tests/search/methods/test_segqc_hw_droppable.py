@@ -145,7 +145,7 @@ def _cli_config(monkeypatch, tmp_path: Path):
 
     seen = {}
     monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
-                        lambda cfg, paths, device, stop_after, only_searches=None: seen.setdefault("cfg", cfg) and "ok")
+                        lambda cfg, paths, device, stop_after, only_searches=None, random_controls=True: seen.setdefault("cfg", cfg) and "ok")
     parser = argparse.ArgumentParser()
     cli.configure(parser)
 

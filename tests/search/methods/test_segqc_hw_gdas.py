@@ -51,7 +51,7 @@ def test_cli_sampler_tau_and_search_epochs_reach_the_config(monkeypatch, tmp_pat
 
     seen = {}
 
-    def fake_run(cfg, paths, device, stop_after, only_searches=None):
+    def fake_run(cfg, paths, device, stop_after, only_searches=None, random_controls=True):
         seen["cfg"] = cfg
         return "ok"
 

@@ -30,7 +30,7 @@ def test_the_cli_passes_the_names_on_and_refuses_them_past_the_search(monkeypatc
 
     seen = {}
     monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
-                        lambda cfg, paths, device, stop_after, only_searches=None: seen.update(only=only_searches))
+                        lambda cfg, paths, device, stop_after, only_searches=None, random_controls=True: seen.update(only=only_searches))
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     base = ["--preset", "smoke", "--out", str(tmp_path / "r"), "--no-ship"]

@@ -70,7 +70,7 @@ def test_sandwich_config_cli_and_refusals(monkeypatch, tmp_path):
         check_sandwich(build_supernets(preset("smoke"), 0)[0])
     seen = {}
     monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
-                        lambda cfg, paths, device, stop_after, only_searches=None: seen.setdefault("cfg", cfg) and "ok")
+                        lambda cfg, paths, device, stop_after, only_searches=None, random_controls=True: seen.setdefault("cfg", cfg) and "ok")
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     cli.run(parser.parse_args(["--preset", "smoke", "--space", "skeleton", "--sandwich", "--out", str(tmp_path / "r"),

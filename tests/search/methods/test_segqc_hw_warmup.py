@@ -82,7 +82,7 @@ def _parse(tmp_path, *extra):
 def test_cli_warm_up_rule_and_weight_lr_reach_the_config(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr("search.methods.segqc_hw.experiment.run_segqc_hw",
-                        lambda cfg, paths, device, stop_after, only_searches=None: seen.setdefault("cfg", cfg) and "ok")
+                        lambda cfg, paths, device, stop_after, only_searches=None, random_controls=True: seen.setdefault("cfg", cfg) and "ok")
     cli, args = _parse(tmp_path, "--warmup-until-dice", "0.5", "40", "--weight-lr", "0.003")
     assert cli.run(args) == 0
     s = seen["cfg"].search
