@@ -51,14 +51,18 @@ def recorded_config(doc: dict[str, Any]) -> dict[str, Any]:
 RUNTIME_KEYS = ("threads",)
 
 
+def without_runtime_keys(doc: Any) -> Any:
+    """``doc`` without its top-level ``RUNTIME_KEYS`` (a non-dict as it is): what a run's configuration is compared
+    and hashed by."""
+    return {k: v for k, v in doc.items() if k not in RUNTIME_KEYS} if isinstance(doc, dict) else doc
+
+
 def same_config(old: Any, new: dict[str, Any]) -> bool:
     """Whether a run folder's ``config.json`` (``old``) is the configuration ``new`` (recorded), also
     when ``old`` was written with the plain dataset folder before it was hashed, and whatever the
     ``RUNTIME_KEYS`` (the thread count) of either."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        old = {k: v for k, v in old.items() if k not in RUNTIME_KEYS}
-        new = {k: v for k, v in new.items() if k not in RUNTIME_KEYS}
+    old, new = without_runtime_keys(old), without_runtime_keys(new)
     return old == new or (isinstance(old, dict) and recorded_config(old) == new)
 
 
-__all__ = ["FOLDER_HASH", "RUNTIME_KEYS", "recorded_config", "recorded_source", "same_config"]
+__all__ = ["FOLDER_HASH", "RUNTIME_KEYS", "recorded_config", "recorded_source", "same_config", "without_runtime_keys"]

@@ -27,8 +27,8 @@ cost ~35 min of the chain.
 Threads: every stage that trains with its own torch thread count gets ``--threads N``, by default every core
 this process may use (``default_threads``; the smoke preset keeps its stages' own): the chain regenerates the
 models on a machine left to it. On a machine shared with other jobs give ``--threads 1``: two OpenMP threads on a
-busy core spin-wait on each other (measured 27-197x slower, README). The segqc-hw stages leave out their random controls (a report diagnostic,
-never shipped; ``--diagnostics`` keeps them).
+busy core spin-wait on each other (measured 27-197x slower, README). The segqc-hw stages leave out their random
+controls (a report diagnostic, never shipped; ``--diagnostics`` keeps them).
 
 Then, when a stage ran, every card in the models folder is re-timed together (``python -m search retime``,
 ``search.export.retime``): the stages export hours apart under whatever load each had, so their figures do
@@ -275,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
         record_path.write_text(json.dumps(record, indent=2) + "\n")
     data_record = recorded_source(spec.text)
     statuses: dict[str, str] = {}
+    threads = args.threads or (None if preset == "smoke" else default_threads())  # smoke: the presets' own
     t_all = time.perf_counter()
 
     for stage in STAGES:
@@ -324,7 +325,6 @@ def run(args: argparse.Namespace) -> int:
             argv += ["--seg-model", seg_id]
         if not spec.is_phantom and stage != "profile":
             argv += ["--data", spec.text]
-        threads = args.threads or (None if preset == "smoke" else default_threads())  # smoke: the presets' own
         if threads is not None and stage in THREADED:  # the last --threads wins over a stage's own
             argv += ["--threads", str(threads)]
         if stage in CONTROLLED and not args.diagnostics:

@@ -118,11 +118,9 @@ class StageRunner:
 
     def __init__(self, out: Path, config: Any, *, progress: Callable[[str], None] | None = None):
         self.out = Path(out)
-        from search.privacy import RUNTIME_KEYS
+        from search.privacy import without_runtime_keys
 
-        if isinstance(config, dict):
-            config = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
-        self.config_hash = config_hash(config)
+        self.config_hash = config_hash(without_runtime_keys(config))
         self.say = progress or (lambda msg: None)
         self.path = self.out / RECORD
         self.records: dict[str, dict[str, Any]] = self._read()

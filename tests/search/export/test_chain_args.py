@@ -159,29 +159,16 @@ def test_the_cine_qc_stage_scores_the_rtdnas_clip_model_not_the_cine_default(mon
 def test_threads_reach_every_training_stage_and_each_stage_command_takes_them(monkeypatch, tmp_path):
     """``python -m search --threads N``: every stage in THREADED gets ``--threads N`` (last, over a stage's own),
     parsed by that stage's own command; the cine-skeleton stage (its threads are also its timing threads) does not."""
-    parsed = []
-
-    def fake_run(module, argv, models_dir):
-        parser = argparse.ArgumentParser()
-        module.configure(parser)
-        parsed.append((module.__name__, argv, parser.parse_args(argv)))
-        return 0
-
-    monkeypatch.setattr(all_cli, "_run_module", fake_run)
-    monkeypatch.setattr(all_cli, "QC_OF_SHIPPED", {k: (w, lambda models, preset: "some-model")
-                                                   for k, (w, _) in all_cli.QC_OF_SHIPPED.items()})
-    parser = argparse.ArgumentParser()
-    all_cli.configure(parser)
-    args = parser.parse_args(["--models", str(tmp_path / "models"), "--work", str(tmp_path / "work"), "--no-retime",
-                              "--skip", "profile", "baselines", "--threads", "3"])
-    all_cli.run(args)
+    parsed = _stage_argvs(monkeypatch, tmp_path, "--threads", "3")
     ran = [s for s in all_cli.STAGES if s not in ("profile", "baselines", *all_cli.OPTIONAL)]
     assert len(parsed) == len(ran)  # every stage ran, but profile, baselines and the retired ones
     threads = [ns.threads for name, argv, ns in parsed if "--threads" in argv]
     assert len(threads) == len(set(all_cli.THREADED) & set(ran)) and set(threads) == {3}
     (skeleton_argv,) = [argv for name, argv, _ in parsed if name == "search.methods.cine_skeleton.cli"]
     assert "--threads" not in skeleton_argv
-    assert parser.parse_args([]).threads is None  # by default each stage keeps its preset's threads
+    parser = argparse.ArgumentParser()
+    all_cli.configure(parser)
+    assert parser.parse_args([]).threads is None  # no count given: the chain resolves it when it runs (below)
 
 
 def test_without_an_rtdnas_clip_model_the_cine_qc_stage_scores_msnas_hw_s(tmp_path):
@@ -200,19 +187,19 @@ def test_without_an_rtdnas_clip_model_the_cine_qc_stage_scores_msnas_hw_s(tmp_pa
 
 
 def _last(argv: list[str], flag: str) -> str:
-    return argv[len(argv) - 1 - argv[::-1].index(flag) + 1]
+    """The value of the last ``flag`` in ``argv`` (the one argparse keeps)."""
+    return argv[len(argv) - argv[::-1].index(flag)]
 
 
-def _stage_argvs(monkeypatch, tmp_path, *argv: str) -> list[list[str]]:
-    """The argument lists the chain gives its stages (each parsed by the stage's own command), profile and
-    baselines left out."""
+def _stage_argvs(monkeypatch, tmp_path, *argv: str) -> list[tuple[str, list[str], argparse.Namespace]]:
+    """``(module, argument list, parsed)`` of every stage the chain runs, each list parsed by the stage's own
+    command; profile and baselines left out."""
     seen = []
 
     def fake_run(module, stage_argv, models_dir):
         parser = argparse.ArgumentParser()
         module.configure(parser)
-        parser.parse_args(stage_argv)
-        seen.append(stage_argv)
+        seen.append((module.__name__, stage_argv, parser.parse_args(stage_argv)))
         return 0
 
     monkeypatch.setattr(all_cli, "_run_module", fake_run)
@@ -227,11 +214,11 @@ def _stage_argvs(monkeypatch, tmp_path, *argv: str) -> list[list[str]]:
 
 def test_by_default_every_training_stage_gets_the_machines_cores_and_smoke_keeps_its_own(monkeypatch, tmp_path):
     monkeypatch.setattr(all_cli, "default_threads", lambda: 5)
-    default = _stage_argvs(monkeypatch, tmp_path / "d")
+    default = [a for _, a, _ in _stage_argvs(monkeypatch, tmp_path / "d")]
     with_threads = [a for a in default if "--threads" in a]
     assert len(with_threads) == len(set(all_cli.THREADED) - set(all_cli.OPTIONAL))
     assert all(_last(a, "--threads") == "5" for a in with_threads)  # the last one wins over a stage's own
-    smoke = _stage_argvs(monkeypatch, tmp_path / "s", "--preset", "smoke")
+    smoke = [a for _, a, _ in _stage_argvs(monkeypatch, tmp_path / "s", "--preset", "smoke")]
     assert all(_last(a, "--threads") == "2" for a in smoke if "--threads" in a)  # only the QC challenges' own
 
 
@@ -243,10 +230,10 @@ def test_default_threads_are_the_cores_this_process_may_use():
 
 
 def test_the_retired_stages_run_only_with_with_and_segqc_leaves_its_random_controls_out(monkeypatch, tmp_path):
-    default = _stage_argvs(monkeypatch, tmp_path / "d")
+    default = [a for _, a, _ in _stage_argvs(monkeypatch, tmp_path / "d")]
     assert not any("--size" in a for a in default)  # no 128x112 streaming stage
     segqc = [a for a in default if "--no-random-controls" in a]
     assert len(segqc) == 2 and any(a[a.index("--task") + 1] == "bmode" for a in segqc if "--task" in a)
-    full = _stage_argvs(monkeypatch, tmp_path / "f", "--with", *all_cli.OPTIONAL, "--diagnostics")
+    full = [a for _, a, _ in _stage_argvs(monkeypatch, tmp_path / "f", "--with", *all_cli.OPTIONAL, "--diagnostics")]
     assert len(full) == len(default) + 2 and any(a[a.index("--size") + 1] == "128x112" for a in full if "--size" in a)
     assert not any("--no-random-controls" in a for a in full)
