@@ -97,31 +97,35 @@ class Arm:
 
     def step(self, kind: str, i: int) -> None:
         from search.methods.segqc_hw.framework import framework_loss, run_framework
+        from search.train import precision
         from search.train.bilevel import frozen
 
         s = self.cfg
         (x1, y1), (x2, y2) = self.batches[i % len(self.batches)]
         if kind == "weight":
             self.seg.train(), self.qc.train()
-            out = run_framework(self.seg, self.qc, x1, y1)
-            terms = framework_loss(out, y1, lambda1=s.lambda1, lambda2=s.lambda2, seg_dice_weight=s.seg_dice_weight)
+            with precision.autocast():  # as search.methods.segqc_hw.joint_search (fp32 unless set)
+                out = run_framework(self.seg, self.qc, x1, y1)
+                terms = framework_loss(out, y1, lambda1=s.lambda1, lambda2=s.lambda2, seg_dice_weight=s.seg_dice_weight)
             self.opt_seg.zero_grad(set_to_none=True), self.opt_qc.zero_grad(set_to_none=True)
             terms.total.backward()
             self.opt_seg.step(), self.opt_qc.step()
         elif kind == "arch":
             self.seg.train(), self.qc.train()
             with frozen(self.weights):
-                out = run_framework(self.seg, self.qc, x2, y2)
                 lat = self.latency(s.gumbel_tau, self.gumbel)
-                terms = framework_loss(out, y2, lambda1=s.lambda1, lambda2=s.lambda2, latency_ms=lat,
-                                       seg_dice_weight=s.seg_dice_weight)
+                with precision.autocast():
+                    out = run_framework(self.seg, self.qc, x2, y2)
+                    terms = framework_loss(out, y2, lambda1=s.lambda1, lambda2=s.lambda2, latency_ms=lat,
+                                           seg_dice_weight=s.seg_dice_weight)
                 self.opt_arch.zero_grad(set_to_none=True)
                 terms.total.backward()
             self.opt_arch.step()
         elif kind == "qc":
             self.seg.eval(), self.qc.train()
-            out = run_framework(self.seg, self.qc, x2, y2, seg_frozen=True)
-            terms = framework_loss(out, y2, lambda1=s.lambda1, lambda2=s.lambda2, with_ce=False)
+            with precision.autocast():
+                out = run_framework(self.seg, self.qc, x2, y2, seg_frozen=True)
+                terms = framework_loss(out, y2, lambda1=s.lambda1, lambda2=s.lambda2, with_ce=False)
             self.opt_qc.zero_grad(set_to_none=True)
             terms.total.backward()
             self.opt_qc.step()

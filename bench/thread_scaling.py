@@ -112,9 +112,13 @@ def training_step(model_id: str, models_dir: Path, seed: int, batch: int | None 
         shape = str(tuple(x.shape))
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
 
+    from search.train import precision
+
     def step(i: int) -> None:
         opt.zero_grad(set_to_none=True)
-        loss_of().backward()
+        with precision.autocast():  # the process's training precision, as search.train.loop.fit (fp32 unless set)
+            loss = loss_of()
+        loss.backward()
         opt.step()
 
     return step, shape

@@ -12,3 +12,18 @@ if "CARDIAC_RT_CACHE_DIR" not in os.environ:
     import tempfile
 
     os.environ["CARDIAC_RT_CACHE_DIR"] = tempfile.mkdtemp(prefix="cardiac-rt-test-bench-")
+
+
+import sys
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _training_precision_back_to_fp32():
+    """A test that trained in bf16 (``search.train.precision`` is process-wide) leaves fp32 behind. Never imports
+    torch itself: app tests run without it."""
+    yield
+    module = sys.modules.get("search.train.precision")
+    if module is not None:
+        module.use("fp32")

@@ -23,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "batches), e.g. to train a cine baseline to convergence (use another --work)")
     from search.methods.common_cli import add_data_argument
 
+    from search.train import precision
+
+    precision.add_argument(parser)
     add_data_argument(parser)  # with a dataset: out defaults to <work>/models, work to runs/baselines/<preset>-<kind>
 
 
@@ -42,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from search.export.summary import format_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from search.train import precision
+
+    precision.use(getattr(args, "precision", None) or "fp32")
     preset = get_preset(args.preset)
     if args.no_quantize:
         preset = dataclasses.replace(preset, quantize=False)

@@ -28,6 +28,7 @@ from search.baselines.shipping import ship_cine, ship_echo_pair
 from search.baselines.training import default_augmentation, train_cine, train_echo_pair
 from search.data import (CINE_ACDC, ECHO_MYOCARDIUM, DataSpec, Need, describe_split, keep_frames, members_of_cases,
                          open_dataset, protocol_cases, split_by_patient)
+from search.train import precision
 from search.train.clips import fit_case
 from search.train.data import phantom_cases, split_patients
 from search.train.datasets import CineClipDataset, EchoFrameDataset
@@ -173,6 +174,8 @@ def run_baselines(preset: BaselinePreset, out_dir: Path, work_dir: Path, names: 
             log.info("baselines %s skipped: %s gives no %s data", ", ".join(left), data.dataset_name,
                      "/".join(sorted({get_baseline(n).modality for n in left})))
     work = data_work_dir(work_dir, data)
+    if precision.current() != "fp32":  # checkpoints of bf16 training never resume an fp32 one, nor the reverse
+        work = work / precision.current()
     results = []
     for name in names or preset.baselines:
         spec = get_baseline(name)

@@ -30,6 +30,11 @@ models on a machine left to it. On a machine shared with other jobs give ``--thr
 busy core spin-wait on each other (measured 27-197x slower, README). The segqc-hw stages leave out their random
 controls (a report diagnostic, never shipped; ``--diagnostics`` keeps them).
 
+Precision: every training stage gets ``--precision``, by default ``auto`` (``search.train.precision``): bfloat16
+autocast on a CPU that computes it natively (AMX or AVX512-BF16; a U-net training step 2.0-2.3x faster on this
+repository's build machine, ``bench/precision_bench.py``), float32 elsewhere and for the smoke preset. The methods'
+own commands train in float32 unless told. The exported models are float32 either way.
+
 Then, when a stage ran, every card in the models folder is re-timed together (``python -m search retime``,
 ``search.export.retime``): the stages export hours apart under whatever load each had, so their figures do
 not compare until timed in one process. It waits up to ``RETIME_WAIT_S`` for the load to fall below the
@@ -111,6 +116,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="torch threads for training in every stage that takes them (default: every core this "
                              f"process may use, {default_threads()} here, and the presets' own for smoke; give 1 on a "
                              "machine shared with other jobs, where two threads per core spin-wait on each other)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
+                        help="training arithmetic of every training stage (default: auto, bfloat16 autocast where the "
+                             "CPU computes it natively, AMX or AVX512-BF16, else fp32; smoke: fp32). The exported "
+                             "models are float32 either way; see search.train.precision")
     parser.add_argument("--no-retime", action="store_true",
                         help="leave each card's latency as its stage measured it (default: when a stage ran, re-time "
                              "every card of the models folder together at the end: python -m search retime)")
@@ -276,6 +285,11 @@ def run(args: argparse.Namespace) -> int:
     data_record = recorded_source(spec.text)
     statuses: dict[str, str] = {}
     threads = args.threads or (None if preset == "smoke" else default_threads())  # smoke: the presets' own
+    from search.train import precision
+
+    trained_in = precision.resolve(args.precision or ("fp32" if preset == "smoke" else "auto"))  # once per run
+    print(f"training precision: {trained_in}" + (" (bfloat16 autocast; this CPU computes bfloat16 natively)"
+                                                  if trained_in == "bf16" else ""), flush=True)
     t_all = time.perf_counter()
 
     for stage in STAGES:
@@ -325,6 +339,8 @@ def run(args: argparse.Namespace) -> int:
             argv += ["--seg-model", seg_id]
         if not spec.is_phantom and stage != "profile":
             argv += ["--data", spec.text]
+        if stage != "profile":  # every training stage, in the run's precision
+            argv += ["--precision", trained_in]
         if threads is not None and stage in THREADED:  # the last --threads wins over a stage's own
             argv += ["--threads", str(threads)]
         if stage in CONTROLLED and not args.diagnostics:

@@ -64,6 +64,9 @@ def add_method_arguments(parser: argparse.ArgumentParser, *, method: str, preset
                         help="torch intra-op threads for searching and training (default: the preset's; the default "
                              "preset uses 1, for a 2-core machine shared with other jobs; on a machine doing nothing "
                              "else, the cores it has)")
+    from search.train import precision
+
+    precision.add_argument(parser)
     add_data_argument(parser)
     parser.add_argument("--models", dest="models_dir", action=_Deprecated, new="--models-dir", help=argparse.SUPPRESS)
     parser.add_argument("--docs", dest="docs_dir", action=_Deprecated, new="--docs-dir", help=argparse.SUPPRESS)
@@ -82,10 +85,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def with_threads(cfg, args: argparse.Namespace):
-    """``cfg`` with ``threads`` (torch intra-op threads for training) from ``--threads``, when given."""
+def with_runtime(cfg, args: argparse.Namespace):
+    """The command's runtime settings: ``cfg`` with ``threads`` (torch intra-op threads for training) from
+    ``--threads`` when given, and this process training in ``--precision`` from here on
+    (``search.train.precision``; fp32 when the flag is absent)."""
     from dataclasses import replace
 
+    from search.train import precision
+
+    precision.use(getattr(args, "precision", None) or "fp32")
     threads = getattr(args, "threads", None)
     return cfg if threads is None else replace(cfg, threads=threads)
 

@@ -46,6 +46,7 @@ from search import distributed
 from search.core.convergence import ArchTrace
 from search.core.mixed import SOFTMAX, ArchWeighting, TauSchedule, set_free_op_dropout
 from search.train.cine_config import SearchConfig
+from search.train import precision
 from search.train.datasets import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,8 @@ class ArchitectureSearch:
         clips, labels = next(self.weight_batches)
         self._train_mode()
         self.weight_opt.zero_grad(set_to_none=True)
-        loss = segmentation_ce(self.forward(self.runner, clips), labels)
+        with precision.autocast():
+            loss = segmentation_ce(self.forward(self.runner, clips), labels)
         loss.backward()
         nn.utils.clip_grad_norm_(self.weights, 5.0)
         self.weight_opt.step()
@@ -200,7 +202,8 @@ class ArchitectureSearch:
         self._train_mode()
         self.arch_opt.zero_grad(set_to_none=True)
         with frozen(self.weights):  # first order: the weights are constants of the architecture step
-            ce = segmentation_ce(self.forward(self.supernet, clips), labels)
+            with precision.autocast():  # the network; the latency term below stays float32
+                ce = segmentation_ce(self.forward(self.supernet, clips), labels)
             loss = ce
             latency_ms = float("nan")
             if self.latency is not None and self.cfg.latency_lambda > 0:

@@ -100,8 +100,10 @@ class CineRows:
         """Write ``config.json``, or refuse a run folder made with another configuration."""
         from search.privacy import same_config
 
+        from search.train import precision
+
         path = self.out / "config.json"
-        doc = self.cfg.to_dict()
+        doc = precision.tag(self.cfg.to_dict())  # bf16 training recorded (fp32 adds nothing)
         if path.is_file():
             old = read_json(path)
             if not same_config(old, json.loads(json.dumps(doc))):

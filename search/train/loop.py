@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from search import distributed
+from search.train import precision
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,8 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig, *
         loader = distributed.shard_loader(loader)
         total, steps = 0.0, 0
         for batch in loader:
-            loss = loss_fn(runner, batch)
+            with precision.autocast():  # bf16 where the command asked for it (search.train.precision)
+                loss = loss_fn(runner, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -112,15 +112,18 @@ class StageRunner:
     Args:
         out: The run folder (``stages.json`` is written there).
         config: The run's configuration (JSON-able); its hash goes into every record (its ``RUNTIME_KEYS``, the
-            thread count, left out: a run resumed with another count skips what is done).
+            thread count, left out: a run resumed with another count skips what is done; the training precision,
+            ``search.train.precision``, in when it is not fp32: a run never resumes under the other precision).
         progress: Called with one line per decision (None: silent).
     """
 
     def __init__(self, out: Path, config: Any, *, progress: Callable[[str], None] | None = None):
         self.out = Path(out)
         from search.privacy import without_runtime_keys
+        from search.train import precision
 
-        self.config_hash = config_hash(without_runtime_keys(config))
+        # bf16 training tagged in (fp32 adds nothing: records made before the setting still match)
+        self.config_hash = config_hash(precision.tag(without_runtime_keys(config)))
         self.say = progress or (lambda msg: None)
         self.path = self.out / RECORD
         self.records: dict[str, dict[str, Any]] = self._read()

@@ -15,6 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     parser.add_argument("--no-ship", action="store_true", help="train and score only; export nothing")
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads (default 1)")
+    from search.train import precision
+
+    precision.add_argument(parser)
     parser.add_argument("--challenge", action="store_true",
                         help="score the current cine default on the same test patients and make --seg-model the "
                              "default when it meets 50 ms / 22 FPS with its QC and its Dice is at least the default's")
@@ -31,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from app.engine.models import default_models
+    from search.train import precision
+
+    precision.use(getattr(args, "precision", None) or "fp32")
 
     try:
         seg_model = args.seg_model or _clip_model(default_models("cine", args.models_dir)[0])

@@ -21,6 +21,7 @@ from search.methods.cine_qc.data import Samples, make_samples, qc_cases, qc_spli
 from search.methods.cine_qc.network import CineQcNet
 from search.methods.cine_qc.ship import data_field, export_qc, pair, promote_default, qc_model_id
 from search.methods.cine_qc.train import fit, predict, scores
+from search.train import precision
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def run(cfg: CineQcConfig, out: Path, *, models_dir: Path | None = None, ship: b
     t_start = time.perf_counter()
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=1) + "\n")
+    (out / "config.json").write_text(json.dumps(precision.tag(cfg.to_json()), indent=1) + "\n")  # bf16 recorded
     seg = find_model(cfg.seg_model, models_dir)
     split = qc_split(qc_cases(cfg), cfg)
     samples = {name: make_samples(cases, seg, cfg, cache=out / "samples", threads=threads)

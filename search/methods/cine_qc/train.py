@@ -15,6 +15,7 @@ from app.metrics import qc_calibration
 from search.methods.cine_qc.config import CineQcConfig
 from search.methods.cine_qc.data import Samples
 from search.methods.cine_qc.network import CineQcNet
+from search.train import precision
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ def fit(train: Samples, val: Samples, cfg: CineQcConfig, n_classes: int,
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
             image, probs, unc, target = _batch(train, idx, rng.random((len(idx), 2)) < 0.5)
-            loss = nn.functional.l1_loss(net(image, probs, unc), target)
+            with precision.autocast():
+                loss = nn.functional.l1_loss(net(image, probs, unc), target)
             opt.zero_grad()
             loss.backward()
             opt.step()

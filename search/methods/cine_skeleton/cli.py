@@ -30,6 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_data_argument(parser)
     parser.add_argument("--model-id", help="the shipped card's id (default: cine-skeleton-hw)")
     parser.add_argument("--no-ship", action="store_true", help="search and retrain only; export nothing")
+    from search.train import precision
+
+    precision.add_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from search.methods.common_cli import data_spec
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from search.train import precision
+
+    precision.use(getattr(args, "precision", None) or "fp32")
     try:
         if args.search_steps is not None and args.search_steps < 1:
             raise ValueError(f"--search-steps must be at least 1, got {args.search_steps}")

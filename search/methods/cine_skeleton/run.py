@@ -254,4 +254,6 @@ def _check_same_search(recorded: dict[str, Any] | None, cfg: CineSkeletonConfig,
 
 
 def _config_json(cfg: CineSkeletonConfig) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
+    from search.train import precision
+
+    return json.loads(json.dumps(precision.tag(dataclasses.asdict(cfg)), default=list))  # bf16 training recorded

@@ -51,14 +51,14 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from search import distributed
-    from search.methods.common_cli import pick_from_args, require_cpu, run_places, with_threads
+    from search.methods.common_cli import pick_from_args, require_cpu, run_places, with_runtime
     from search.methods.msnas_hw.config import preset
     from search.methods.msnas_hw.experiment import MsnasHwExperiment
 
     require_cpu(args, "msnas-hw")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
-    cfg = with_threads(preset(args.preset, seed=args.seed), args)
+    cfg = with_runtime(preset(args.preset, seed=args.seed), args)
     pick, error = pick_from_args(args, "msnas-hw")
     if error:
         print(error, file=sys.stderr)

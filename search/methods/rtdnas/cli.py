@@ -35,14 +35,14 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from search import distributed
-    from search.methods.common_cli import pick_from_args, require_cpu, run_places, with_threads
+    from search.methods.common_cli import pick_from_args, require_cpu, run_places, with_runtime
     from search.methods.rtdnas.config import preset
     from search.methods.rtdnas.experiment import RtdnasExperiment
 
     require_cpu(args, "rtdnas")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
-    cfg = with_threads(preset(args.preset, seed=args.seed), args)
+    cfg = with_runtime(preset(args.preset, seed=args.seed), args)
     pick, error = pick_from_args(args, "rtdnas")
     if error:
         print(error, file=sys.stderr)

@@ -167,7 +167,9 @@ class RtdnasExperiment:
         from search.privacy import same_config
 
         path = self.out / "config.json"
-        doc = json.loads(json.dumps(self.cfg.to_dict()))
+        from search.train import precision
+
+        doc = json.loads(json.dumps(precision.tag(self.cfg.to_dict())))  # bf16 training recorded (never fp32's)
         if path.is_file() and not same_config(read_json(path), doc):
             raise ValueError(f"{path}: this run folder was made with another configuration; use a new --out")
         write_json(path, doc)  # a run made before dataset folders were hashed: rewritten without the folder

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from search import distributed
 from search.train.cine_config import SearchConfig
+from search.train import precision
 from search.train.bilevel import ArchitectureSearch, frozen, segmentation_ce
 from search.methods.rtdnas.config import LATENCY_LOSSES, RtSearchConfig
 
@@ -94,7 +95,8 @@ class RtdnasSearch(ArchitectureSearch):
         self._train_mode()
         self.arch_opt.zero_grad(set_to_none=True)
         with frozen(self.weights):  # first order: no weight gradients (they were computed and discarded)
-            ce = segmentation_ce(self.forward(self.supernet, clips), labels)
+            with precision.autocast():  # the network; the latency term below stays float32
+                ce = segmentation_ce(self.forward(self.supernet, clips), labels)
             lat = self.l_t()
             loss = rtdnas_loss(ce, lat, self.ub_ms, self.rt.penalty_lambda, self.rt.penalty_tau_ms,
                                self.rt.latency_loss)

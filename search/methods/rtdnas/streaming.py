@@ -229,6 +229,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="optimiser steps (default: the preset's retrain steps); use another --out")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="torch intra-op threads for training (default: the preset's)")
+    from search.train import precision
+
+    precision.add_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -236,6 +239,9 @@ def run(args: argparse.Namespace) -> int:
     import shutil
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from search.train import precision
+
+    precision.use(getattr(args, "precision", None) or "fp32")
     models = Path(args.models_dir) if args.models_dir is not None else REPO / "models"
     if args.base is None:
         base = pick_base(models, args.preset)

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from search import distributed
-    from search.methods.common_cli import run_places, with_threads
+    from search.methods.common_cli import run_places, with_runtime
     from search.methods.segqc_hw.config import preset
     from search.methods.segqc_hw.experiment import RunPaths, run_segqc_hw, searches
 
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the ONNX exporter's stage-by-stage chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
     distributed.init_from_env()  # under torchrun: join the process group (rank 0 alone logs and writes)
-    cfg = with_threads(preset(args.preset, seed=args.seed, task=getattr(args, "task", "contrast")), args)
+    cfg = with_runtime(preset(args.preset, seed=args.seed, task=getattr(args, "task", "contrast")), args)
     from search.methods.common_cli import with_data
 
     from search.methods.common_cli import data_spec

@@ -58,6 +58,7 @@ from search.methods.segqc_hw.report import (CONTROL_PREFIX, ROW_NAMES, ROWS, con
 from search.methods.segqc_hw.retrain import PairData, load_scores, train_and_score
 from search.methods.segqc_hw.search import (BASELINE_UNET_DEPTH, build_baseline, build_derived, qc_config, read_search,
                                             search_stage, seg_config)
+from search.train import precision
 from search.train.cine_rows import read_json, write_json
 from search.train.stages import Stage, StageRunner, config_hash
 
@@ -272,7 +273,7 @@ class SegQcExperiment:
         with distributed.main_first():  # under torchrun: rank 0 writes data and LUT, the others then read them
             self.stages = StageRunner(out, cfg.to_dict(), progress=log.info)
             if distributed.is_main():
-                write_json(out / "config.json", cfg.to_dict())
+                write_json(out / "config.json", precision.tag(cfg.to_dict()))  # bf16 training recorded
             cases = self.stages.run(self.data_stage())
             if stop_after == "data":
                 return f"{cfg.task.method_label} ({cfg.preset}): patients cached in {out / 'data'}"

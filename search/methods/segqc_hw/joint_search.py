@@ -57,6 +57,7 @@ from search.core.mixed import SOFTMAX, ArchWeighting, TauSchedule
 from search.methods.segqc_hw.config import SearchConfig
 from search.methods.segqc_hw.data import loader
 from search.methods.segqc_hw.framework import framework_loss, run_framework
+from search.train import precision
 from search.train.bilevel import frozen
 from search.train.datasets import EchoFrameDataset
 from search.train.losses import segmentation_loss
@@ -159,8 +160,9 @@ def sandwich_backward(seg: nn.Module, images: torch.Tensor, masks: torch.Tensor,
     net, weighting = seg.net, seg.weighting or SOFTMAX
     total = 0.0
     for which in ("max", "min"):
-        logits = net(images, weighting, weights=net.extreme_width_weights(which, weighting))
-        loss = segmentation_loss(logits, masks, dice_weight=dice_weight)
+        with precision.autocast():
+            logits = net(images, weighting, weights=net.extreme_width_weights(which, weighting))
+            loss = segmentation_loss(logits, masks, dice_weight=dice_weight)
         loss.backward()
         total += float(loss.detach())
     return total
@@ -246,9 +248,10 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
                 _set_weighting((seg, qc), ArchWeighting.gdas(paths, tau_now))
             # 1. S1: weights of both networks.
             seg.train(), qc.train()
-            out = run_framework(seg_ddp, qc_ddp, x1, y1, detach_qc_input=detach_qc_input)
-            terms = framework_loss(out, y1, lambda1=cfg.lambda1, lambda2=cfg.lambda2,
-                                   seg_dice_weight=cfg.seg_dice_weight)
+            with precision.autocast():  # bf16 where the command asked for it (search.train.precision)
+                out = run_framework(seg_ddp, qc_ddp, x1, y1, detach_qc_input=detach_qc_input)
+                terms = framework_loss(out, y1, lambda1=cfg.lambda1, lambda2=cfg.lambda2,
+                                       seg_dice_weight=cfg.seg_dice_weight)
             opt_seg.zero_grad(set_to_none=True), opt_qc.zero_grad(set_to_none=True)
             terms.total.backward()
             if cfg.sandwich:  # the widest and narrowest seg networks on the same batch, gradients added
@@ -261,11 +264,12 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
             # 2. S2: architecture of both networks (after the warm-up).
             if searching:
                 with frozen(weights):  # first order: no weight gradients (steps 1 and 3 would discard them)
-                    out = run_framework(seg, qc, x2, y2, detach_qc_input=detach_qc_input)
-                    lat = expected_latency(cfg.gumbel_tau, gumbel)
-                    terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, latency_ms=lat,
-                                           seg_dice_weight=cfg.seg_dice_weight,
-                                           latency_budget_ms=cfg.latency_budget_ms)
+                    lat = expected_latency(cfg.gumbel_tau, gumbel)  # float32, outside the autocast
+                    with precision.autocast():
+                        out = run_framework(seg, qc, x2, y2, detach_qc_input=detach_qc_input)
+                        terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, latency_ms=lat,
+                                               seg_dice_weight=cfg.seg_dice_weight,
+                                               latency_budget_ms=cfg.latency_budget_ms)
                     opt_arch.zero_grad(set_to_none=True)
                     terms.total.backward()
                 distributed.average_gradients(_alphas(seg) + _alphas(qc))
@@ -277,8 +281,9 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
             # 3. S2: QC weights only, segmentation frozen.
             seg.eval()
             qc.train()
-            out = run_framework(seg, qc_ddp, x2, y2, seg_frozen=True)
-            terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, with_ce=False)
+            with precision.autocast():
+                out = run_framework(seg, qc_ddp, x2, y2, seg_frozen=True)
+                terms = framework_loss(out, y2, lambda1=cfg.lambda1, lambda2=cfg.lambda2, with_ce=False)
             opt_qc.zero_grad(set_to_none=True)
             terms.total.backward()
             opt_qc.step()

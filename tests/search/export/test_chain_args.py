@@ -237,3 +237,18 @@ def test_the_retired_stages_run_only_with_with_and_segqc_leaves_its_random_contr
     full = [a for _, a, _ in _stage_argvs(monkeypatch, tmp_path / "f", "--with", *all_cli.OPTIONAL, "--diagnostics")]
     assert len(full) == len(default) + 2 and any(a[a.index("--size") + 1] == "128x112" for a in full if "--size" in a)
     assert not any("--no-random-controls" in a for a in full)
+
+
+def test_every_training_stage_gets_the_runs_precision_auto_by_default_and_fp32_for_smoke(monkeypatch, tmp_path):
+    from search.train import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    default = _stage_argvs(monkeypatch, tmp_path / "d")
+    assert default and all(_last(a, "--precision") == "bf16" and ns.precision == "bf16" for _, a, ns in default)
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    assert all(_last(a, "--precision") == "fp32" for _, a, _ in _stage_argvs(monkeypatch, tmp_path / "n"))
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    smoke = _stage_argvs(monkeypatch, tmp_path / "s", "--preset", "smoke")
+    assert all(_last(a, "--precision") == "fp32" for _, a, _ in smoke)
+    told = _stage_argvs(monkeypatch, tmp_path / "t", "--preset", "smoke", "--precision", "bf16")
+    assert all(_last(a, "--precision") == "bf16" for _, a, _ in told)

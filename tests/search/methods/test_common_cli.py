@@ -70,8 +70,8 @@ def test_threads_override_the_presets_and_refuse_zero(capsys) -> None:
 
     parser = _parser(msnas_cli)
     cfg = preset("smoke")
-    assert common_cli.with_threads(cfg, parser.parse_args([])) is cfg  # absent: the preset's
-    assert common_cli.with_threads(cfg, parser.parse_args(["--threads", "2"])).threads == 2
+    assert common_cli.with_runtime(cfg, parser.parse_args([])) is cfg  # absent: the preset's
+    assert common_cli.with_runtime(cfg, parser.parse_args(["--threads", "2"])).threads == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["--threads", "0"])
     assert "must be at least 1" in capsys.readouterr().err

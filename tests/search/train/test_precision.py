@@ -1,0 +1,115 @@
+"""Training precision: fp32 by default, bf16 autocast when asked, ``auto`` only where the CPU has bf16."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+import torch
+
+from search.train import precision
+from search.train.loop import TrainConfig, fit, seed_everything
+from search.train.stages import StageRunner
+
+
+def test_fp32_is_the_default_and_autocast_then_does_nothing():
+    assert precision.current() == "fp32"
+    conv = torch.nn.Conv2d(1, 2, 3)
+    with precision.autocast():
+        assert conv(torch.randn(1, 1, 5, 5)).dtype == torch.float32
+    assert precision.tag({"a": 1}) == {"a": 1}
+
+
+def test_bf16_autocasts_the_convolutions_and_is_tagged():
+    assert precision.use("bf16") == "bf16" == precision.current()
+    conv = torch.nn.Conv2d(1, 2, 3)
+    with precision.autocast():
+        assert conv(torch.randn(1, 1, 5, 5)).dtype == torch.bfloat16
+    assert precision.tag({"a": 1}) == {"a": 1, "precision": "bf16"}
+    assert precision.tag([1]) == [1]
+
+
+def test_auto_takes_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    assert precision.resolve("auto") == "bf16"
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    assert precision.resolve("auto") == "fp32"
+    assert precision.resolve("bf16") == "bf16" and precision.resolve("fp32") == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; known: fp32, bf16, auto"):
+        precision.resolve("fp16")
+
+
+def test_the_flag_defaults_to_fp32_and_offers_the_three_modes():
+    parser = argparse.ArgumentParser()
+    precision.add_argument(parser)
+    assert parser.parse_args([]).precision == "fp32"
+    assert parser.parse_args(["--precision", "auto"]).precision == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--precision", "fp16"])
+
+
+def _tiny_fit(mode: str) -> tuple[torch.nn.Module, list[float]]:
+    precision.use(mode)
+    seed_everything(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 1, 8, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    data = torch.utils.data.TensorDataset(x, y)
+
+    def step(model, batch):
+        images, labels = batch
+        return torch.nn.functional.cross_entropy(model(images), labels)
+
+    losses = fit(net, step, data, TrainConfig(epochs=20, batch_size=8, lr=2e-2, seed=0))
+    return net, losses
+
+
+def test_bf16_training_learns_keeps_float32_weights_and_differs_from_fp32():
+    net16, losses16 = _tiny_fit("bf16")
+    net32, losses32 = _tiny_fit("fp32")
+    assert all(math.isfinite(v) for v in losses16) and losses16[-1] < 0.6 * losses16[0]
+    assert all(p.dtype == torch.float32 for p in net16.parameters())  # master weights, exported as they are
+    assert losses16 != losses32  # the bf16 arithmetic really ran
+    assert abs(losses16[-1] - losses32[-1]) < 0.1
+
+
+def test_a_bf16_run_folder_hashes_apart_and_fp32_hashes_as_before(tmp_path):
+    before = StageRunner(tmp_path / "a", {"lr": 1}).config_hash
+    precision.use("bf16")
+    bf16 = StageRunner(tmp_path / "b", {"lr": 1}).config_hash
+    precision.use("fp32")
+    assert StageRunner(tmp_path / "c", {"lr": 1}).config_hash == before != bf16
+    assert StageRunner(tmp_path / "d", {"lr": 1, "threads": 2}).config_hash == before  # threads stay runtime-only
+
+
+def test_the_bilevel_search_steps_run_in_bf16_with_a_float32_latency_term(tmp_path):
+    from search.methods.msnas_hw.config import SearchConfig
+    from search.methods.msnas_hw.search import ArchitectureSearch
+    from tests.search.tiny_supernet import TinySupernet, tiny_loader
+
+    precision.use("bf16")
+    torch.manual_seed(0)
+    net = TinySupernet()
+    cfg = SearchConfig(warmup_steps=1, search_steps=20, batch_size=2, latency_lambda=1.0, arch_lr=0.05)
+    history = ArchitectureSearch(net, net.latency, tiny_loader(0), tiny_loader(1), cfg,
+                                 generator=torch.Generator().manual_seed(0)).run()
+    assert [r.phase for r in history][:2] == ["warmup", "search"]
+    assert all(math.isfinite(r.latency_ms) for r in history[1:])
+    assert net.alpha.dtype == torch.float32
+    w = torch.softmax(net.alpha.detach(), 0)
+    assert w[1] > w[0]  # the 1 ms op still wins under a strong latency weight
+
+
+def test_method_commands_train_in_fp32_unless_told():
+    from search.methods.common_cli import add_method_arguments, with_runtime
+    from search.methods.rtdnas.config import preset
+
+    parser = argparse.ArgumentParser()
+    add_method_arguments(parser, method="rtdnas", preset_help="", device_help="")
+    precision.use("bf16")  # left by an earlier command of this process
+    with_runtime(preset("smoke"), parser.parse_args([]))
+    assert precision.current() == "fp32"
+    with_runtime(preset("smoke"), parser.parse_args(["--precision", "bf16"]))
+    assert precision.current() == "bf16"
