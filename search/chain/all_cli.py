@@ -28,7 +28,8 @@ Threads: every stage that trains with its own torch thread count gets ``--thread
 this process may use (``default_threads``; the smoke preset keeps its stages' own): the chain regenerates the
 models on a machine left to it. On a machine shared with other jobs give ``--threads 1``: two OpenMP threads on a
 busy core spin-wait on each other (measured 27-197x slower, README). The segqc-hw stages leave out their random
-controls (a report diagnostic, never shipped; ``--diagnostics`` keeps them).
+controls and rtdnas its Fig. 2 cloud of random networks (report diagnostics, never shipped; ``--diagnostics``
+keeps them).
 
 Precision: every training stage gets ``--precision``, by default ``auto`` (``search.train.precision``): bfloat16
 autocast on a CPU that computes it natively (AMX or AVX512-BF16; a U-net training step 2.0-2.3x faster on this
@@ -61,8 +62,8 @@ STAGES = ("profile", "baselines", "segqc-hw", "segqc-hw-bmode", "msnas-hw", "rtd
           "rtdnas-stream-128x112", "cine-qc-128x112", "cine-skeleton", "cine-qc-skeleton")
 # Stages that run only when named by --with (retired: their model no longer ships).
 OPTIONAL = ("rtdnas-stream-128x112", "cine-qc-128x112")
-# Stages the chain gives --no-random-controls unless --diagnostics.
-CONTROLLED = ("segqc-hw", "segqc-hw-bmode")
+# Report-only diagnostics the chain leaves out unless --diagnostics: the flag each such stage gets.
+DIAGNOSTIC_FLAGS = {"segqc-hw": "--no-random-controls", "segqc-hw-bmode": "--no-random-controls", "rtdnas": "--no-cloud"}
 METHOD_MODULES = {
     "segqc-hw": "search.methods.segqc_hw.cli",
     "segqc-hw-bmode": "search.methods.segqc_hw.cli",
@@ -110,7 +111,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              + " (the retired 128x112 streaming model and its QC)")
     parser.add_argument("--diagnostics", action="store_true",
                         help="keep the report-only diagnostics the chain leaves out (segqc-hw's random controls: one "
-                             "more retraining per search)")
+                             "more retraining per search; rtdnas' Fig. 2 cloud of random networks, 4 retrained fully)")
     parser.add_argument("--redo", action="store_true", help="rerun stages already recorded as done")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="torch threads for training in every stage that takes them (default: every core this "
@@ -343,8 +344,8 @@ def run(args: argparse.Namespace) -> int:
             argv += ["--precision", trained_in]
         if threads is not None and stage in THREADED:  # the last --threads wins over a stage's own
             argv += ["--threads", str(threads)]
-        if stage in CONTROLLED and not args.diagnostics:
-            argv += ["--no-random-controls"]
+        if stage in DIAGNOSTIC_FLAGS and not args.diagnostics:
+            argv += [DIAGNOSTIC_FLAGS[stage]]
         print(f"\n=== {stage} ({preset}) ===", flush=True)
         t0 = time.perf_counter()
         try:

@@ -22,6 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--msnas-dir", type=Path, default=None,
                         help="msnas-hw run folder of the same preset (LUT seed, Table 2 baselines; "
                              "default runs/msnas-hw/<preset>)")
+    parser.add_argument("--no-cloud", dest="cloud", action="store_false",
+                        help="leave out Fig. 2's cloud of random networks (30 timed, the slowest 4 within the budget "
+                             "retrained fully: ~8 min of the default preset); the searched rows, their report and the "
+                             "shipped model are the same either way")
     add_pick_arguments(parser, candidates_help="pick the final cells among K candidates: the search's argmax and K-1 "
                        "draws from its architecture distribution, each trained briefly on the weight patients and "
                        "scored on the architecture patients (default 1: the argmax, as the paper)",
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     say(f"preset {cfg.preset}, seed {cfg.seed}, run folder {out}")
     try:
-        RtdnasExperiment(cfg, out, docs_dir=docs_dir, msnas_dir=msnas_dir, models_dir=models_dir, progress=say).run()
+        RtdnasExperiment(cfg, out, docs_dir=docs_dir, msnas_dir=msnas_dir, models_dir=models_dir, progress=say,
+                         cloud=getattr(args, "cloud", True)).run()
     except (ValueError, FileNotFoundError) as exc:
         print(f"rtdnas: {exc}", file=sys.stderr)
         return 1

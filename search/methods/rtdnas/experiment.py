@@ -89,11 +89,14 @@ class RtdnasExperiment:
             baselines); None or missing: no baselines.
         models_dir: Where the winning model goes (None: not shipped).
         progress: One-line status messages.
+        cloud: Train and report Fig. 2's random-network cloud (False: the run ends with the searched rows'
+            report and model, which the cloud never changes; a later run with the cloud goes on from there).
     """
 
     def __init__(self, cfg: RtdnasConfig, out: Path, *, docs_dir: Path | None = None, msnas_dir: Path | None = None,
-                 models_dir: Path | None = None, progress: Progress | None = None):
+                 models_dir: Path | None = None, progress: Progress | None = None, cloud: bool = True):
         self.cfg, self.out, self.docs_dir, self.msnas_dir, self.models_dir = cfg, Path(out), docs_dir, msnas_dir, models_dir
+        self.with_cloud = cloud
         self.say = progress or (lambda msg: log.info("%s", msg))
         self.helper = CineRows(space.rows_view(cfg, ()), self.out, progress=self.say)
 
@@ -129,6 +132,9 @@ class RtdnasExperiment:
             results = stages.run(Stage("report:rows", run=partial(self.report, rows, {}, derivation)))
             if self.models_dir is not None:
                 stages.run(Stage("ship:rows", run=partial(ship, self, results, derivation)))
+        if not self.with_cloud:  # --no-cloud: Fig. 2's random networks left out; the rows' report and model stand
+            self.say("cloud: left out (--no-cloud); the report has the searched rows only")
+            return results if distributed.is_main() else {}
         cloud = self.train_cloud(stages)
         if distributed.is_main() and cloud:  # timed before the pick, which retrains the slowest meeting the budget
             stages.run(self.measure_stage("latency:cloud", cloud))

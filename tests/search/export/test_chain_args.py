@@ -229,14 +229,16 @@ def test_default_threads_are_the_cores_this_process_may_use():
     assert all_cli.default_threads() == expected >= 1
 
 
-def test_the_retired_stages_run_only_with_with_and_segqc_leaves_its_random_controls_out(monkeypatch, tmp_path):
+def test_the_retired_stages_run_only_with_with_and_the_diagnostics_only_with_diagnostics(monkeypatch, tmp_path):
     default = [a for _, a, _ in _stage_argvs(monkeypatch, tmp_path / "d")]
     assert not any("--size" in a for a in default)  # no 128x112 streaming stage
     segqc = [a for a in default if "--no-random-controls" in a]
     assert len(segqc) == 2 and any(a[a.index("--task") + 1] == "bmode" for a in segqc if "--task" in a)
     full = [a for _, a, _ in _stage_argvs(monkeypatch, tmp_path / "f", "--with", *all_cli.OPTIONAL, "--diagnostics")]
     assert len(full) == len(default) + 2 and any(a[a.index("--size") + 1] == "128x112" for a in full if "--size" in a)
-    assert not any("--no-random-controls" in a for a in full)
+    assert not any("--no-random-controls" in a or "--no-cloud" in a for a in full)
+    rtdnas = [(m, a, ns) for m, a, ns in _stage_argvs(monkeypatch, tmp_path / "r") if m.endswith("rtdnas.cli")]
+    assert len(rtdnas) == 1 and "--no-cloud" in rtdnas[0][1] and rtdnas[0][2].cloud is False  # Fig. 2's cloud: out
 
 
 def test_every_training_stage_gets_the_runs_precision_auto_by_default_and_fp32_for_smoke(monkeypatch, tmp_path):

@@ -303,3 +303,29 @@ def test_smoke_preset_end_to_end(tmp_path):
         assert record[name]["status"] == "skipped", (name, record[name]["reason"])
         assert record[name]["reason"].endswith("config hash unchanged"), (name, record[name]["reason"])
     assert record["report"]["status"] == "ran" and record["report"]["reason"].startswith("ran: always runs")
+
+
+def test_without_the_cloud_the_rows_report_and_model_stand_and_a_later_run_adds_the_cloud(tmp_path):
+    import json
+
+    from search.methods.rtdnas.config import preset
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+
+    out, models = tmp_path / "run", tmp_path / "models"
+    said = []
+    results = RtdnasExperiment(preset("smoke"), out, models_dir=models, progress=said.append, cloud=False).run()
+    assert results["rows"] and results["cloud"] == {}
+    assert any(line.startswith("cloud: left out (--no-cloud)") for line in said)
+    record = json.loads((out / "stages.json").read_text())["stages"]
+    assert "report:rows" in record and "ship:rows" in record
+    assert not any("cloud" in k or k == "report" for k in record)
+    shipped = sorted(p.name for p in models.glob("*.json"))
+    assert shipped  # the rows' model ships without the cloud
+    again = RtdnasExperiment(preset("smoke"), out, models_dir=models).run()  # the cloud on top, rows not retrained
+    assert again["cloud"] and again["rows"].keys() == results["rows"].keys()
+    record = json.loads((out / "stages.json").read_text())["stages"]
+    assert record["report"]["status"] == "ran"
+    rows = [k for k in record if k.startswith("row:") and "cloud" not in k]
+    assert rows and all(record[k]["status"] == "skipped" for k in rows)
+    assert any("cloud" in k and record[k]["status"] == "ran" for k in record)
+    assert sorted(p.name for p in models.glob("*.json")) == shipped
