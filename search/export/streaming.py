@@ -283,7 +283,13 @@ def export_streaming_model(clip_net: nn.Module, *, model_id: str, architecture: 
     frame_shape = (1, c, 1, h, w)
     specs = stream.state_specs(frame_shape)
     per_clip = 1 if len(clips) > 1 else 2  # the last frames of (up to) two clips: the states are full
-    feeds = [f for clip in clips[:2] for f in stepped_feeds(stream, clip)[-per_clip:]]
+    longest = max((int(s.shape[2]) for s in specs), default=0)
+
+    def looped(clip: np.ndarray) -> np.ndarray:  # a looping cine, as the viewer plays one: long enough to fill
+        reps = -(-(longest + per_clip) // max(1, int(clip.shape[2])))  # every state (short smoke clips)
+        return np.concatenate([clip] * reps, axis=2) if reps > 1 else clip
+
+    feeds = [f for clip in clips[:2] for f in stepped_feeds(stream, looped(clip))[-per_clip:]]
     if not feeds:
         raise ValueError("the parity clips are shorter than the longest state: no parity input")
     with torch.no_grad():

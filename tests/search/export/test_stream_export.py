@@ -185,3 +185,12 @@ def test_streaming_card_through_the_export_path_rebuilds(tmp_path: Path) -> None
         ref = rebuilt(*[torch.from_numpy(feeds[i["name"]]) for i in card.raw["inputs"]])
     for name, r, g in zip(names, ref, session.run(names, feeds)):
         assert float(np.abs(r.numpy() - g).max()) < ATOL, name
+
+
+def test_a_clip_shorter_than_the_longest_state_is_looped_for_the_parity_inputs(tmp_path: Path) -> None:
+    from app.cards import load_card
+    from tests.app.engine.stream_models import write_stream_model
+
+    card_path, _ = write_stream_model(tmp_path, frames=2)  # a smoke-sized clip: fewer frames than the states hold
+    card = load_card(card_path).verify()
+    assert card.streaming is not None and max(s.shape[2] for s in card.streaming.states) >= 2
