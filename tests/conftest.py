@@ -1,4 +1,7 @@
 import os
+import sys
+
+import pytest
 
 # GUI tests run offscreen: no display needed, in CI or here.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -12,11 +15,6 @@ if "CARDIAC_RT_CACHE_DIR" not in os.environ:
     import tempfile
 
     os.environ["CARDIAC_RT_CACHE_DIR"] = tempfile.mkdtemp(prefix="cardiac-rt-test-bench-")
-
-
-import sys
-
-import pytest
 
 
 @pytest.fixture(autouse=True)

@@ -32,9 +32,10 @@ controls and rtdnas its Fig. 2 cloud of random networks (report diagnostics, nev
 keeps them).
 
 Precision: every training stage gets ``--precision``, by default ``auto`` (``search.train.precision``): bfloat16
-autocast on a CPU that computes it natively (AMX or AVX512-BF16; a U-net training step 2.0-2.3x faster on this
-repository's build machine, ``bench/precision_bench.py``), float32 elsewhere and for the smoke preset. The methods'
-own commands train in float32 unless told. The exported models are float32 either way.
+autocast on a CPU that computes it natively (AMX or AVX512-BF16; a U-net training step 2.15-2.38x faster on this
+repository's build machine, ``bench/precision_bench.py``), float32 elsewhere and for the smoke preset: the same
+default as the methods' own commands, so both train a run folder alike. The exported models are float32 either
+way. ``--diagnostics`` adds its diagnostics to stages not yet done; after a finished chain give ``--redo`` too.
 
 Then, when a stage ran, every card in the models folder is re-timed together (``python -m search retime``,
 ``search.export.retime``): the stages export hours apart under whatever load each had, so their figures do
@@ -288,8 +289,9 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or (None if preset == "smoke" else default_threads())  # smoke: the presets' own
     from search.train import precision
 
-    trained_in = precision.resolve(args.precision or ("fp32" if preset == "smoke" else "auto"))  # once per run
-    print(f"training precision: {trained_in}" + (" (bfloat16 autocast; this CPU computes bfloat16 natively)"
+    trained_in = precision.resolve(args.precision or precision.default_for(preset))  # once per run
+    native = "natively" if precision.native_bf16() else "by emulation (no AMX / AVX512-BF16: slower than fp32)"
+    print(f"training precision: {trained_in}" + (f" (bfloat16 autocast; this CPU computes bfloat16 {native})"
                                                   if trained_in == "bf16" else ""), flush=True)
     t_all = time.perf_counter()
 

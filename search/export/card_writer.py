@@ -144,6 +144,10 @@ def build_card(content: CardContent, *, onnx_path: Path, metrics: dict[str, Any]
     }
     if content.echo_mode is not None:
         card["echo_mode"] = content.echo_mode
+    from search.train import precision
+
+    if precision.current() != "fp32":  # trained under bf16 autocast (search.train.precision); fp32 says nothing
+        card["training_precision"] = precision.current()
     if content.pairs_with:
         card["pairs_with"] = content.pairs_with
     if content.clip_length is not None:

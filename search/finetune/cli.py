@@ -28,6 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=None,
                         help="samples per step (default 8 echo frames, 2 cine clips)")
     parser.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
+    from search.train import precision
+
+    precision.add_argument(parser)
     parser.add_argument("--id", dest="new_id", default=None, help="new model id (default <ID>-ft-<data hash>)")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/finetune/<ID>)")
     parser.add_argument("--models-dir", dest="models_dir", type=Path, default=None,
@@ -54,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.patience < 1:
         print("finetune: --epochs and --patience must be at least 1", file=sys.stderr)
         return 1
+    from search.train import precision
+
+    precision.use_for(getattr(args, "precision", None), None)
     out = args.out or REPO / "runs" / "finetune" / args.model
     models_dir = args.models_dir or out / "models"
     cfg = FinetuneConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch_size,

@@ -88,12 +88,12 @@ def positive_int(text: str) -> int:
 def with_runtime(cfg, args: argparse.Namespace):
     """The command's runtime settings: ``cfg`` with ``threads`` (torch intra-op threads for training) from
     ``--threads`` when given, and this process training in ``--precision`` from here on
-    (``search.train.precision``; fp32 when the flag is absent)."""
+    (``search.train.precision``; when the flag is absent: auto, fp32 for the smoke preset)."""
     from dataclasses import replace
 
     from search.train import precision
 
-    precision.use(getattr(args, "precision", None) or "fp32")
+    precision.use_for(getattr(args, "precision", None), getattr(cfg, "preset", getattr(args, "preset", None)))
     threads = getattr(args, "threads", None)
     return cfg if threads is None else replace(cfg, threads=threads)
 

@@ -126,6 +126,9 @@ def config_from_dict(cls: type, doc: dict[str, Any]) -> Any:
     Raises:
         ValueError: a key the dataclass does not have.
     """
+    from search.train import precision
+
+    doc = precision.untag(doc)  # a bf16 run's training precision is recorded beside its fields
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(doc) - names

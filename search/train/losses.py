@@ -15,6 +15,8 @@ def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0)
         logits: ``(N, C, *spatial)``.
         labels: ``(N, *spatial)`` int64.
     """
+    if logits.dtype != torch.float32:  # bf16 autocast (search.train.precision): the loss itself in float32
+        logits = logits.float()
     n_classes = logits.shape[1]
     valid = (labels != IGNORE_INDEX).unsqueeze(1).to(logits.dtype)
     probs = torch.softmax(logits, dim=1) * valid

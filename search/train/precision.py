@@ -8,17 +8,21 @@ this halves a U-net training step (``bench/precision_bench.py``); elsewhere PyTo
 and it is slower than float32, so ``auto`` takes bfloat16 only where the CPU has it. Evaluation,
 export and the shipped ONNX models stay float32 whatever the training precision.
 
-The setting is process-wide, like ``torch.set_num_threads``: a command sets it from ``--precision``
-(``use``), and ``tag`` adds it to a run's configuration so that a run folder never resumes under the
-other precision. float32 adds nothing, so every run folder written before this setting still resumes.
+The setting is process-wide, like ``torch.set_num_threads``: every training command sets it from
+``--precision`` (``use_for``: by default ``auto``, and fp32 for the smoke preset, so a method's own command
+and ``python -m search`` train a run folder alike), and ``tag`` adds it to a run's configuration and to the
+hashes its stages are skipped by, so that a finished stage is not reused under the other precision (fp32 adds
+nothing: every run folder written before this setting still resumes). A checkpoint interrupted mid-stage is
+not stamped: resume it in the precision it began in. ``auto`` looks at the CPU; under ``--device cuda``
+bf16 autocasts the GPU's operations too.
+
+Importing this module does not import torch (command parsers read ``MODES`` and ``add_argument``).
 """
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
-
-import torch
 
 MODES = ("fp32", "bf16", "auto")
 HELP = ("training arithmetic: fp32, bf16 (autocast: convolutions in bfloat16, weights and losses in float32) or "
@@ -29,6 +33,8 @@ _mode = "fp32"
 
 def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AMX tiles or AVX512-BF16)."""
+    import torch
+
     cpu = getattr(torch, "cpu", None)
     checks = (getattr(cpu, "_is_amx_tile_supported", None), getattr(cpu, "_is_avx512_bf16_supported", None))
     return any(bool(check()) for check in checks if check is not None)
@@ -50,6 +56,17 @@ def use(mode: str) -> str:
     return _mode
 
 
+def default_for(preset: str | None) -> str:
+    """A command's precision when ``--precision`` is not given: fp32 for the smoke preset (tests, the same
+    arithmetic on every machine), else ``auto``."""
+    return "fp32" if preset == "smoke" else "auto"
+
+
+def use_for(mode: str | None, preset: str | None) -> str:
+    """``use(mode)``, or ``use(default_for(preset))`` when ``mode`` is None (the flag not given)."""
+    return use(mode or default_for(preset))
+
+
 def current() -> str:
     """The resolved training precision of this process (``fp32`` unless a command set it)."""
     return _mode
@@ -57,9 +74,15 @@ def current() -> str:
 
 def autocast() -> contextlib.AbstractContextManager:
     """The context a training step's forward pass and loss run in (a no-op under fp32)."""
-    if _mode == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if _mode != "bf16":
+        return contextlib.nullcontext()
+    import torch
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+    if torch.cuda.is_available():  # --device cuda: the GPU's operations too
+        stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
+    return stack
 
 
 def tag(config: Any) -> Any:
@@ -69,9 +92,18 @@ def tag(config: Any) -> Any:
     return {**config, "precision": _mode}
 
 
-def add_argument(parser, default: str = "fp32") -> None:
-    """``--precision {fp32,bf16,auto}`` on ``parser``."""
-    parser.add_argument("--precision", choices=MODES, default=default, help=f"{HELP} (default {default})")
+def untag(config: Any) -> Any:
+    """``config`` without the ``"precision"`` that ``tag`` added (what the config dataclass is rebuilt from)."""
+    if not isinstance(config, dict) or "precision" not in config:
+        return config
+    return {k: v for k, v in config.items() if k != "precision"}
 
 
-__all__ = ["HELP", "MODES", "add_argument", "autocast", "current", "native_bf16", "resolve", "tag", "use"]
+def add_argument(parser) -> None:
+    """``--precision {fp32,bf16,auto}`` on ``parser`` (default None: ``default_for`` the preset)."""
+    parser.add_argument("--precision", choices=MODES, default=None,
+                        help=f"{HELP} (default: auto; fp32 for the smoke preset)")
+
+
+__all__ = ["HELP", "MODES", "add_argument", "autocast", "current", "default_for", "native_bf16", "resolve", "tag",
+           "untag", "use", "use_for"]

@@ -24,6 +24,8 @@ def probs_and_uncertainty(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     Returns:
         probs ``(N, C, *spatial)`` and uncertainty ``(N, 1, *spatial)`` in [0, 1].
     """
+    if logits.dtype != torch.float32:  # bf16 training (search.train.precision): QC inputs and targets in float32;
+        logits = logits.float()  # a Python branch, so the exported float32 graph has no extra node
     n_classes = logits.shape[1]
     probs = torch.softmax(logits, dim=1)
     entropy = -(probs * torch.log(probs + ENTROPY_EPS)).sum(dim=1, keepdim=True)

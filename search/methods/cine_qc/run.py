@@ -58,6 +58,11 @@ def run(cfg: CineQcConfig, out: Path, *, models_dir: Path | None = None, ship: b
         log.warning("%s was trained for %s, not %s: training afresh", weights, saved.get("config", {}).get("seg_model"),
                     cfg.seg_model)
         saved = None
+    trained_in = saved.get("config", {}).get("precision", "fp32") if saved is not None else None
+    if saved is not None and trained_in != precision.current():
+        log.warning("%s was trained in %s, this run trains in %s: training afresh", weights, trained_in,
+                    precision.current())
+        saved = None
     if saved is not None:
         net = CineQcNet(n_classes=n_classes, width=cfg.width)
         net.load_state_dict(saved["state_dict"])
@@ -66,7 +71,7 @@ def run(cfg: CineQcConfig, out: Path, *, models_dir: Path | None = None, ship: b
         log.info("QC network: reusing %s (delete it to retrain)", weights)
     else:
         net, curve = fit(samples["train"], samples["val"], cfg, n_classes)
-        torch.save({"state_dict": net.state_dict(), "curve": curve, "config": cfg.to_json()}, weights)
+        torch.save({"state_dict": net.state_dict(), "curve": curve, "config": precision.tag(cfg.to_json())}, weights)
     report = {
         "seg_model": seg.id, "preset": cfg.preset,
         "patients": {k: len(v) for k, v in split.items()}, "samples": {k: len(v) for k, v in samples.items()},

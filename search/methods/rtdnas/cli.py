@@ -24,8 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "default runs/msnas-hw/<preset>)")
     parser.add_argument("--no-cloud", dest="cloud", action="store_false",
                         help="leave out Fig. 2's cloud of random networks (30 timed, the slowest 4 within the budget "
-                             "retrained fully: ~8 min of the default preset); the searched rows, their report and the "
-                             "shipped model are the same either way")
+                             "retrained fully: ~8 min of the default preset); the searched rows and the shipped model "
+                             "are the same either way, the report says the cloud was left out")
     add_pick_arguments(parser, candidates_help="pick the final cells among K candidates: the search's argmax and K-1 "
                        "draws from its architecture distribution, each trained briefly on the weight patients and "
                        "scored on the architecture patients (default 1: the argmax, as the paper)",

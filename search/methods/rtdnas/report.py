@@ -230,13 +230,15 @@ def check_targets(cfg: RtdnasConfig, rows: Mapping[str, Any], baselines: Mapping
     allrows = {**ours, **{f"random:{k}": r for k, r in full_cloud(cloud).items()},
                **{f"msnas-hw:{k}": b for k, b in baselines.items()}}
     feasible = {k: r for k, r in allrows.items() if meets(cfg, r) and not math.isnan(r["dice"]["mean"])}
+    no_cloud = " (no random network of equal training: this run left the cloud out)" if cloud == {} else ""
     if not feasible:
         out.append("- No network of this run or of msnas-hw's run meets both constraints on this CPU.")
     else:
         best = max(feasible, key=lambda k: feasible[k]["dice"]["mean"])
         out.append(f"- Best Dice among networks meeting both constraints: {best} "
                    f"({feasible[best]['dice']['mean']:.3f}, {_lat(feasible[best])[0]:.1f} ms, {_lat(feasible[best])[1]:.1f} FPS): "
-                   + ("an rtdnas network (target MET)" if best.startswith("ours:") else "NOT an rtdnas network (target NOT met)"))
+                   + ("an rtdnas network (target MET)" if best.startswith("ours:") else "NOT an rtdnas network (target NOT met)")
+                   + no_cloud)
     return out
 
 
@@ -269,6 +271,17 @@ def write_report(cfg: RtdnasConfig, out: Path, results: Mapping[str, Any], deriv
         cloud_text = ("**untrained** (no Dice: drawn as a rug at Dice 0), timed exactly like every other row: "
                       + (f"median {lat[len(lat) // 2]:.1f} ms, range {lat[0]:.1f}-{lat[-1]:.1f} ms; {n_ok} of {n_short} "
                          f"meet {cfg.measure.realtime_latency_ms:g} ms / {cfg.measure.realtime_fps:g} FPS." if lat else "not timed yet."))
+    if cloud:
+        cloud_paragraph = (f"Cloud: {n_short} random architectures of the space (`sample_random_genotype(\"rtdnas\")`, "
+                           f"N_l from 1 to\n{cfg.cloud.max_paths}), {cloud_text} The {n_full} slowest of\n"
+                           "them that meet the budget when measured (the most capacity within it) were retrained with "
+                           f"the full\n{cfg.retrain.steps}-step schedule (green diamonds, and in Table 2) so that the "
+                           "searched networks also face\nrandom ones of equal training.")
+    else:
+        cloud_paragraph = ("Cloud: **left out of this run** (`--no-cloud`: `python -m search` leaves this report "
+                           "diagnostic out unless\n`--diagnostics`; `python -m search rtdnas` trains it). The figure "
+                           "has the searched networks only, and the\ntargets below compare them with msnas-hw's "
+                           "networks alone, not with random ones of equal training.")
     text = f"""# rtdnas (RT-DNAS, Lu et al., MICCAI 2022, arXiv:2206.04682) -- preset `{cfg.preset}`, seed {cfg.seed}
 
 Machine: {MACHINE}; latency = median of {cfg.measure.repeats} onnxruntime runs of one
@@ -315,11 +328,7 @@ approximately.
 
 ![fig2](fig2.png)
 
-Cloud: {n_short} random architectures of the space (`sample_random_genotype("rtdnas")`, N_l from 1 to
-{cfg.cloud.max_paths}), {cloud_text} The {n_full} slowest of
-them that meet the budget when measured (the most capacity within it) were retrained with the full
-{cfg.retrain.steps}-step schedule (green diamonds, and in Table 2) so that the searched networks also face
-random ones of equal training.
+{cloud_paragraph}
 
 ## Targets
 

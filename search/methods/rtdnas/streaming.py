@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from search.train import precision
 
-    precision.use(getattr(args, "precision", None) or "fp32")
+    precision.use_for(getattr(args, "precision", None), args.preset)
     models = Path(args.models_dir) if args.models_dir is not None else REPO / "models"
     if args.base is None:
         base = pick_base(models, args.preset)

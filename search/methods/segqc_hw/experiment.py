@@ -164,8 +164,8 @@ def search_config(cfg: SegQcConfig, lambda2: float, seed: int) -> dict:
     """What one search depends on: data, space, search schedule, its latency weight and seed, the table."""
     unread = ("seeds", "sensitivity_lambda2", "lambda2", *(() if lambda2 > 0 else ("latency_budget_ms",)))
     search = {k: v for k, v in _part(cfg, "search").items() if k not in unread}  # no latency term: no budget
-    return {"data": _part(cfg, "data"), "space": _part(cfg, "space"), "search": search, "lambda2": lambda2,
-            "seed": seed, "lut": _lut_part(cfg)}
+    return precision.tag({"data": _part(cfg, "data"), "space": _part(cfg, "space"), "search": search,
+                          "lambda2": lambda2, "seed": seed, "lut": _lut_part(cfg)})  # bf16: another search
 
 
 def _lut_part(cfg: SegQcConfig) -> dict:
@@ -191,8 +191,8 @@ def baseline_config(width: int) -> dict:
 
 def retrain_config(cfg: SegQcConfig, architecture: dict) -> dict:
     """What retraining a pair depends on: its architecture's config, the data, the schedule, the seed."""
-    return {"architecture": architecture, "data": _part(cfg, "data"), "retrain": _part(cfg, "retrain"),
-            "seed": cfg.seed}
+    return precision.tag({"architecture": architecture, "data": _part(cfg, "data"), "retrain": _part(cfg, "retrain"),
+                          "seed": cfg.seed})  # bf16 training: another retrained row
 
 
 # ------------------------------------------------------------------------------------- stages

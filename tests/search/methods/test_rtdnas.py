@@ -316,6 +316,8 @@ def test_without_the_cloud_the_rows_report_and_model_stand_and_a_later_run_adds_
     results = RtdnasExperiment(preset("smoke"), out, models_dir=models, progress=said.append, cloud=False).run()
     assert results["rows"] and results["cloud"] == {}
     assert any(line.startswith("cloud: left out (--no-cloud)") for line in said)
+    report = (out / "report" / "report.md").read_text()
+    assert "left out of this run" in report and "this run left the cloud out" in report
     record = json.loads((out / "stages.json").read_text())["stages"]
     assert "report:rows" in record and "ship:rows" in record
     assert not any("cloud" in k or k == "report" for k in record)
@@ -325,6 +327,7 @@ def test_without_the_cloud_the_rows_report_and_model_stand_and_a_later_run_adds_
     assert again["cloud"] and again["rows"].keys() == results["rows"].keys()
     record = json.loads((out / "stages.json").read_text())["stages"]
     assert record["report"]["status"] == "ran"
+    assert "left out of this run" not in (out / "report" / "report.md").read_text()
     rows = [k for k in record if k.startswith("row:") and "cloud" not in k]
     assert rows and all(record[k]["status"] == "skipped" for k in rows)
     assert any("cloud" in k and record[k]["status"] == "ran" for k in record)

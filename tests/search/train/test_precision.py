@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import pytest
@@ -40,13 +41,35 @@ def test_auto_takes_bf16_only_where_the_cpu_computes_it(monkeypatch):
         precision.resolve("fp16")
 
 
-def test_the_flag_defaults_to_fp32_and_offers_the_three_modes():
+def test_the_flag_defaults_to_auto_and_to_fp32_for_smoke(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
     parser = argparse.ArgumentParser()
     precision.add_argument(parser)
-    assert parser.parse_args([]).precision == "fp32"
-    assert parser.parse_args(["--precision", "auto"]).precision == "auto"
+    assert parser.parse_args([]).precision is None
+    assert precision.use_for(None, "default") == "bf16" and precision.use_for(None, "smoke") == "fp32"
+    assert precision.use_for("fp32", "default") == "fp32" and precision.use_for("bf16", "smoke") == "bf16"
     with pytest.raises(SystemExit):
         parser.parse_args(["--precision", "fp16"])
+
+
+def test_importing_the_module_leaves_torch_alone():
+    import subprocess
+    import sys
+
+    code = "import sys, search.train.precision as p; p.resolve('fp32'); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_tagged_config_is_rebuilt_without_its_precision():
+    from search.methods.rtdnas.config import RtdnasConfig, preset
+    from search.report.sections import config_from_dict
+
+    cfg = preset("smoke")
+    precision.use("bf16")
+    doc = json.loads(json.dumps(precision.tag(cfg.to_dict())))
+    assert doc["precision"] == "bf16" and precision.untag(doc) == json.loads(json.dumps(cfg.to_dict()))
+    assert config_from_dict(RtdnasConfig, doc) == cfg
 
 
 def _tiny_fit(mode: str) -> tuple[torch.nn.Module, list[float]]:
@@ -102,14 +125,42 @@ def test_the_bilevel_search_steps_run_in_bf16_with_a_float32_latency_term(tmp_pa
     assert w[1] > w[0]  # the 1 ms op still wins under a strong latency weight
 
 
-def test_method_commands_train_in_fp32_unless_told():
+def test_method_commands_take_the_chains_default_and_never_a_stale_one(monkeypatch):
     from search.methods.common_cli import add_method_arguments, with_runtime
     from search.methods.rtdnas.config import preset
 
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
     parser = argparse.ArgumentParser()
     add_method_arguments(parser, method="rtdnas", preset_help="", device_help="")
     precision.use("bf16")  # left by an earlier command of this process
     with_runtime(preset("smoke"), parser.parse_args([]))
-    assert precision.current() == "fp32"
+    assert precision.current() == "fp32"  # smoke: fp32 on every machine
     with_runtime(preset("smoke"), parser.parse_args(["--precision", "bf16"]))
     assert precision.current() == "bf16"
+    with_runtime(preset("default"), parser.parse_args([]))
+    assert precision.current() == "bf16"  # auto, as python -m search
+
+
+def test_segqc_searches_and_retrains_hash_apart_in_bf16():
+    from search.methods.segqc_hw.config import preset
+    from search.methods.segqc_hw.experiment import retrain_config, search_config
+
+    cfg = preset("smoke")
+    fp32 = (search_config(cfg, 0.01, 0), retrain_config(cfg, {"a": 1}))
+    assert "precision" not in fp32[0] and "precision" not in fp32[1]
+    precision.use("bf16")
+    assert search_config(cfg, 0.01, 0) == {**fp32[0], "precision": "bf16"}
+    assert retrain_config(cfg, {"a": 1}) == {**fp32[1], "precision": "bf16"}
+
+
+def test_a_card_says_bf16_training_and_an_fp32_card_says_nothing(tmp_path):
+    from search.export.card_writer import CardContent, TensorSpec, build_card
+
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not really onnx")
+    content = CardContent(model_id="m", modality="cine", role="seg", method="msnas-hw",
+                          inputs=[TensorSpec("clip", (1, 1, 4, 16, 16))], outputs=[TensorSpec("probs", (1, 4, 4, 16, 16))],
+                          classes={0: "bg", 1: "RV"}, normalisation={"kind": "zscore"}, layout="NCTHW", data={})
+    assert "training_precision" not in build_card(content, onnx_path=onnx, metrics={}, export={})
+    precision.use("bf16")
+    assert build_card(content, onnx_path=onnx, metrics={}, export={})["training_precision"] == "bf16"
