@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from search.train import precision
 
-    precision.use_for(getattr(args, "precision", None), args.preset)
+    precision.use_args(args, args.preset)
     preset = get_preset(args.preset)
     if args.no_quantize:
         preset = dataclasses.replace(preset, quantize=False)

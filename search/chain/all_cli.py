@@ -31,11 +31,12 @@ busy core spin-wait on each other (measured 27-197x slower, README). The segqc-h
 controls and rtdnas its Fig. 2 cloud of random networks (report diagnostics, never shipped; ``--diagnostics``
 keeps them).
 
-Precision: every training stage gets ``--precision``, by default ``auto`` (``search.train.precision``): bfloat16
-autocast on a CPU that computes it natively (AMX or AVX512-BF16; a U-net training step 2.15-2.38x faster on this
-repository's build machine, ``bench/precision_bench.py``), float32 elsewhere and for the smoke preset: the same
-default as the methods' own commands, so both train a run folder alike. The exported models are float32 either
-way. ``--diagnostics`` adds its diagnostics to stages not yet done; after a finished chain give ``--redo`` too.
+Precision (``search.train.precision``): each stage keeps its command's default unless ``--precision`` is given:
+``auto`` (bfloat16 autocast on a CPU that computes it natively, AMX or AVX512-BF16, else float32) for the
+baselines, cine-qc and cine-skeleton, whose plain convolutions train 2.15-2.39x faster per step in bf16 on this
+repository's build machine (``bench/precision_bench.py``); float32 for segqc-hw, msnas-hw, rtdnas and
+rtdnas-stream, whose cell-based networks do not gain (segqc-hw was slower in bf16 in the chain); float32 for the
+smoke preset. The exported models are float32 either way. ``--diagnostics`` adds its diagnostics to stages not yet done; after a finished chain give ``--redo`` too.
 
 Then, when a stage ran, every card in the models folder is re-timed together (``python -m search retime``,
 ``search.export.retime``): the stages export hours apart under whatever load each had, so their figures do
@@ -119,9 +120,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"process may use, {default_threads()} here, and the presets' own for smoke; give 1 on a "
                              "machine shared with other jobs, where two threads per core spin-wait on each other)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
-                        help="training arithmetic of every training stage (default: auto, bfloat16 autocast where the "
-                             "CPU computes it natively, AMX or AVX512-BF16, else fp32; smoke: fp32). The exported "
-                             "models are float32 either way; see search.train.precision")
+                        help="training arithmetic of every training stage (default: each stage's own: auto, bfloat16 "
+                             "autocast where the CPU computes it natively, for the baselines, cine-qc and "
+                             "cine-skeleton; fp32 for the searches; fp32 for smoke). The exported models are float32 "
+                             "either way; see search.train.precision")
     parser.add_argument("--no-retime", action="store_true",
                         help="leave each card's latency as its stage measured it (default: when a stage ran, re-time "
                              "every card of the models folder together at the end: python -m search retime)")
@@ -289,10 +291,16 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or (None if preset == "smoke" else default_threads())  # smoke: the presets' own
     from search.train import precision
 
-    trained_in = precision.resolve(args.precision or precision.default_for(preset))  # once per run
-    native = "natively" if precision.native_bf16() else "by emulation (no AMX / AVX512-BF16: slower than fp32)"
-    print(f"training precision: {trained_in}" + (f" (bfloat16 autocast; this CPU computes bfloat16 {native})"
-                                                  if trained_in == "bf16" else ""), flush=True)
+    trained_in = precision.resolve(args.precision) if args.precision else None  # given: once per run, every stage
+    native = precision.native_bf16()
+    if trained_in is not None:
+        print(f"training precision: {trained_in} in every training stage" + (
+            f" (bfloat16 autocast, {'native' if native else 'emulated: no AMX / AVX512-BF16, slower than fp32'})"
+            if trained_in == "bf16" else ""), flush=True)
+    elif preset != "smoke":
+        print("training precision: each stage's own default: "
+              + ("bf16 (native on this CPU) for the baselines, cine-qc and cine-skeleton stages, fp32 for the searches"
+                 if native else "fp32 (this CPU has no native bfloat16)"), flush=True)
     t_all = time.perf_counter()
 
     for stage in STAGES:
@@ -342,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
             argv += ["--seg-model", seg_id]
         if not spec.is_phantom and stage != "profile":
             argv += ["--data", spec.text]
-        if stage != "profile":  # every training stage, in the run's precision
+        if trained_in is not None and stage != "profile":  # --precision given: every training stage in it
             argv += ["--precision", trained_in]
         if threads is not None and stage in THREADED:  # the last --threads wins over a stage's own
             argv += ["--threads", str(threads)]

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from search.train import precision
 
-    precision.use_for(getattr(args, "precision", None), None)
+    precision.use_args(args, None)
     out = args.out or REPO / "runs" / "finetune" / args.model
     models_dir = args.models_dir or out / "models"
     cfg = FinetuneConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch_size,

@@ -41,6 +41,14 @@ class _Deprecated(argparse.Action):
         setattr(namespace, self.dest, True if self.flag else Path(values))
 
 
+# ``--precision`` when not given (search.train.precision): the searches' supernets and derived cells (many small
+# operations) trained slower under bf16 autocast than in fp32 in the chain on an AMX Xeon (segqc-hw: searches
+# 3.9 vs 3.4 min, retrains 48 vs 41 s per 13 epochs; bench/precision_bench.py: the rtdnas clip net 1.02x), so
+# these commands keep fp32 unless told; the plain-convolution trainings (baselines, cine QC, cine skeleton,
+# fine-tuning) default to auto.
+PRECISION_DEFAULT = {"segqc-hw": "fp32", "msnas-hw": "fp32", "rtdnas": "fp32"}
+
+
 def add_method_arguments(parser: argparse.ArgumentParser, *, method: str, preset_help: str,
                          device_help: str = "torch device for searching and training (cpu, cuda)") -> None:
     """Add the common method flags (and their hidden deprecated spellings) to ``parser``.
@@ -66,7 +74,9 @@ def add_method_arguments(parser: argparse.ArgumentParser, *, method: str, preset
                              "else, the cores it has)")
     from search.train import precision
 
-    precision.add_argument(parser)
+    precision.add_argument(parser, default=PRECISION_DEFAULT.get(method, "auto"),
+                           why=", measured: its cell-based networks train no faster in bf16" if
+                           PRECISION_DEFAULT.get(method) == "fp32" else "")
     add_data_argument(parser)
     parser.add_argument("--models", dest="models_dir", action=_Deprecated, new="--models-dir", help=argparse.SUPPRESS)
     parser.add_argument("--docs", dest="docs_dir", action=_Deprecated, new="--docs-dir", help=argparse.SUPPRESS)
@@ -93,7 +103,7 @@ def with_runtime(cfg, args: argparse.Namespace):
 
     from search.train import precision
 
-    precision.use_for(getattr(args, "precision", None), getattr(cfg, "preset", getattr(args, "preset", None)))
+    precision.use_args(args, getattr(cfg, "preset", getattr(args, "preset", None)))
     threads = getattr(args, "threads", None)
     return cfg if threads is None else replace(cfg, threads=threads)
 

@@ -9,8 +9,11 @@ and it is slower than float32, so ``auto`` takes bfloat16 only where the CPU has
 export and the shipped ONNX models stay float32 whatever the training precision.
 
 The setting is process-wide, like ``torch.set_num_threads``: every training command sets it from
-``--precision`` (``use_for``: by default ``auto``, and fp32 for the smoke preset, so a method's own command
-and ``python -m search`` train a run folder alike), and ``tag`` adds it to a run's configuration and to the
+``--precision`` (``use_args``). Without the flag a command takes its own default: ``auto`` where its networks
+train faster in bf16 (plain convolutions: the baselines, the cine QC, the cine skeleton, fine-tuning), fp32
+where they do not (the searches' cell-based networks, many small operations: measured slower in bf16 in the
+chain), and fp32 for the smoke preset everywhere; ``python -m search`` leaves each stage its own default unless
+given ``--precision``, so a method's own command and the chain train a run folder alike. ``tag`` adds it to a run's configuration and to the
 hashes its stages are skipped by, so that a finished stage is not reused under the other precision (fp32 adds
 nothing: every run folder written before this setting still resumes). A checkpoint interrupted mid-stage is
 not stamped: resume it in the precision it began in. ``auto`` looks at the CPU; under ``--device cuda``
@@ -56,15 +59,17 @@ def use(mode: str) -> str:
     return _mode
 
 
-def default_for(preset: str | None) -> str:
+def default_for(preset: str | None, default: str = "auto") -> str:
     """A command's precision when ``--precision`` is not given: fp32 for the smoke preset (tests, the same
-    arithmetic on every machine), else ``auto``."""
-    return "fp32" if preset == "smoke" else "auto"
+    arithmetic on every machine), else the command's own ``default``."""
+    return "fp32" if preset == "smoke" else default
 
 
-def use_for(mode: str | None, preset: str | None) -> str:
-    """``use(mode)``, or ``use(default_for(preset))`` when ``mode`` is None (the flag not given)."""
-    return use(mode or default_for(preset))
+def use_args(args: Any, preset: str | None) -> str:
+    """``use`` the ``--precision`` of a command's parsed ``args`` (``add_argument``), or the command's default
+    for ``preset`` when the flag is not given; returns the resolved mode."""
+    mode = getattr(args, "precision", None)
+    return use(mode or default_for(preset, getattr(args, "precision_default", "auto")))
 
 
 def current() -> str:
@@ -99,11 +104,15 @@ def untag(config: Any) -> Any:
     return {k: v for k, v in config.items() if k != "precision"}
 
 
-def add_argument(parser) -> None:
-    """``--precision {fp32,bf16,auto}`` on ``parser`` (default None: ``default_for`` the preset)."""
+def add_argument(parser, default: str = "auto", why: str = "") -> None:
+    """``--precision {fp32,bf16,auto}`` on ``parser``: not given, the command's ``default`` (``why``: the reason,
+    for the help), fp32 for the smoke preset."""
+    if default not in MODES:
+        raise ValueError(f"unknown precision {default!r}; known: {', '.join(MODES)}")
     parser.add_argument("--precision", choices=MODES, default=None,
-                        help=f"{HELP} (default: auto; fp32 for the smoke preset)")
+                        help=f"{HELP} (default: {default}{why}; fp32 for the smoke preset)")
+    parser.set_defaults(precision_default=default)
 
 
 __all__ = ["HELP", "MODES", "add_argument", "autocast", "current", "default_for", "native_bf16", "resolve", "tag",
-           "untag", "use", "use_for"]
+           "untag", "use", "use_args"]

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from app.engine.models import default_models
     from search.train import precision
 
-    precision.use_for(getattr(args, "precision", None), args.preset)
+    precision.use_args(args, args.preset)
 
     try:
         seg_model = args.seg_model or _clip_model(default_models("cine", args.models_dir)[0])

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from search.train import precision
 
-    precision.use_for(getattr(args, "precision", None), args.preset)
+    precision.use_args(args, args.preset)
     try:
         if args.search_steps is not None and args.search_steps < 1:
             raise ValueError(f"--search-steps must be at least 1, got {args.search_steps}")

@@ -231,7 +231,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="torch intra-op threads for training (default: the preset's)")
     from search.train import precision
 
-    precision.add_argument(parser)
+    precision.add_argument(parser, default="fp32", why=", as rtdnas: its cell-based network trains no faster in bf16")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from search.train import precision
 
-    precision.use_for(getattr(args, "precision", None), args.preset)
+    precision.use_args(args, args.preset)
     models = Path(args.models_dir) if args.models_dir is not None else REPO / "models"
     if args.base is None:
         base = pick_base(models, args.preset)

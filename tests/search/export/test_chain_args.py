@@ -241,16 +241,18 @@ def test_the_retired_stages_run_only_with_with_and_the_diagnostics_only_with_dia
     assert len(rtdnas) == 1 and "--no-cloud" in rtdnas[0][1] and rtdnas[0][2].cloud is False  # Fig. 2's cloud: out
 
 
-def test_every_training_stage_gets_the_runs_precision_auto_by_default_and_fp32_for_smoke(monkeypatch, tmp_path):
+def test_each_stage_keeps_its_commands_precision_unless_the_chain_is_given_one(monkeypatch, tmp_path):
     from search.train import precision
 
     monkeypatch.setattr(precision, "native_bf16", lambda: True)
     default = _stage_argvs(monkeypatch, tmp_path / "d")
-    assert default and all(_last(a, "--precision") == "bf16" and ns.precision == "bf16" for _, a, ns in default)
+    assert default and not any("--precision" in a for _, a, _ in default)  # each stage's own default
+    defaults = {m.rsplit(".", 2)[-2]: ns.precision_default for m, _, ns in default}
+    assert defaults["baselines"] == defaults["cine_qc"] == defaults["cine_skeleton"] == "auto"
+    assert defaults["segqc_hw"] == defaults["msnas_hw"] == defaults["rtdnas"] == "fp32"
+    assert defaults["streaming"] == "fp32"  # rtdnas-stream
+    told = _stage_argvs(monkeypatch, tmp_path / "t", "--precision", "auto")
+    assert all(_last(a, "--precision") == "bf16" for _, a, _ in told)  # resolved once, given to every stage
     monkeypatch.setattr(precision, "native_bf16", lambda: False)
-    assert all(_last(a, "--precision") == "fp32" for _, a, _ in _stage_argvs(monkeypatch, tmp_path / "n"))
-    monkeypatch.setattr(precision, "native_bf16", lambda: True)
-    smoke = _stage_argvs(monkeypatch, tmp_path / "s", "--preset", "smoke")
-    assert all(_last(a, "--precision") == "fp32" for _, a, _ in smoke)
-    told = _stage_argvs(monkeypatch, tmp_path / "t", "--preset", "smoke", "--precision", "bf16")
-    assert all(_last(a, "--precision") == "bf16" for _, a, _ in told)
+    told = _stage_argvs(monkeypatch, tmp_path / "n", "--preset", "smoke", "--precision", "auto")
+    assert all(_last(a, "--precision") == "fp32" for _, a, _ in told)

@@ -41,15 +41,23 @@ def test_auto_takes_bf16_only_where_the_cpu_computes_it(monkeypatch):
         precision.resolve("fp16")
 
 
-def test_the_flag_defaults_to_auto_and_to_fp32_for_smoke(monkeypatch):
+def test_the_flag_defaults_to_the_commands_own_and_to_fp32_for_smoke(monkeypatch):
     monkeypatch.setattr(precision, "native_bf16", lambda: True)
     parser = argparse.ArgumentParser()
     precision.add_argument(parser)
     assert parser.parse_args([]).precision is None
-    assert precision.use_for(None, "default") == "bf16" and precision.use_for(None, "smoke") == "fp32"
-    assert precision.use_for("fp32", "default") == "fp32" and precision.use_for("bf16", "smoke") == "bf16"
+    assert precision.use_args(parser.parse_args([]), "default") == "bf16"
+    assert precision.use_args(parser.parse_args([]), "smoke") == "fp32"
+    assert precision.use_args(parser.parse_args(["--precision", "fp32"]), "default") == "fp32"
+    assert precision.use_args(parser.parse_args(["--precision", "bf16"]), "smoke") == "bf16"
     with pytest.raises(SystemExit):
         parser.parse_args(["--precision", "fp16"])
+    searches = argparse.ArgumentParser()
+    precision.add_argument(searches, default="fp32", why=", measured")
+    assert precision.use_args(searches.parse_args([]), "default") == "fp32"
+    assert precision.use_args(searches.parse_args(["--precision", "auto"]), "default") == "bf16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        precision.add_argument(argparse.ArgumentParser(), default="fp16")
 
 
 def test_importing_the_module_leaves_torch_alone():
@@ -125,7 +133,7 @@ def test_the_bilevel_search_steps_run_in_bf16_with_a_float32_latency_term(tmp_pa
     assert w[1] > w[0]  # the 1 ms op still wins under a strong latency weight
 
 
-def test_method_commands_take_the_chains_default_and_never_a_stale_one(monkeypatch):
+def test_method_commands_take_their_own_default_and_never_a_stale_one(monkeypatch):
     from search.methods.common_cli import add_method_arguments, with_runtime
     from search.methods.rtdnas.config import preset
 
@@ -138,7 +146,9 @@ def test_method_commands_take_the_chains_default_and_never_a_stale_one(monkeypat
     with_runtime(preset("smoke"), parser.parse_args(["--precision", "bf16"]))
     assert precision.current() == "bf16"
     with_runtime(preset("default"), parser.parse_args([]))
-    assert precision.current() == "bf16"  # auto, as python -m search
+    assert precision.current() == "fp32"  # rtdnas' own default: its cell-based networks do not gain
+    with_runtime(preset("default"), parser.parse_args(["--precision", "auto"]))
+    assert precision.current() == "bf16"
 
 
 def test_segqc_searches_and_retrains_hash_apart_in_bf16():
