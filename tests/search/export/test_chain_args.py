@@ -247,10 +247,15 @@ def test_each_stage_keeps_its_commands_precision_unless_the_chain_is_given_one(m
     monkeypatch.setattr(precision, "native_bf16", lambda: True)
     default = _stage_argvs(monkeypatch, tmp_path / "d")
     assert default and not any("--precision" in a for _, a, _ in default)  # each stage's own default
-    defaults = {m.rsplit(".", 2)[-2]: ns.precision_default for m, _, ns in default}
-    assert defaults["baselines"] == defaults["cine_qc"] == defaults["cine_skeleton"] == "auto"
-    assert defaults["segqc_hw"] == defaults["msnas_hw"] == defaults["rtdnas"] == "fp32"
-    assert defaults["streaming"] == "fp32"  # rtdnas-stream
+    defaults = {m.removeprefix("search.methods."): ns.precision_default for m, _, ns in default}
+    assert defaults["cine_qc.cli"] == defaults["cine_skeleton.cli"] == "auto"  # (baselines: skipped by _stage_argvs)
+    from search.baselines import cli as baselines_cli
+
+    parser = argparse.ArgumentParser()
+    baselines_cli.configure(parser)
+    assert parser.parse_args([]).precision_default == "auto"
+    assert defaults["segqc_hw.cli"] == defaults["msnas_hw.cli"] == defaults["rtdnas.cli"] == "fp32"
+    assert defaults["rtdnas.streaming"] == "fp32"  # rtdnas-stream
     told = _stage_argvs(monkeypatch, tmp_path / "t", "--precision", "auto")
     assert all(_last(a, "--precision") == "bf16" for _, a, _ in told)  # resolved once, given to every stage
     monkeypatch.setattr(precision, "native_bf16", lambda: False)
