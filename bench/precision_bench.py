@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import json
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -57,29 +54,10 @@ def run(*, threads: int = 2, rounds: int = 4, steps: int = 2, models: tuple[str,
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     before = {"uptime": uptime_text(), "load_avg": load_average()}
-    workloads: dict[str, tuple[Callable[[int], None], str]] = {}
-    if with_search:
-        workloads["segqc-search"] = (ts.segqc_search_step(preset_name, seed), f"segqc-hw {preset_name} supernets")
-    for model_id in models:
-        workloads[model_id] = ts.training_step(model_id, models_dir, seed)
-    arms = [(w, m) for w in workloads for m in MODES]
-    times: dict[tuple[str, str], list[float]] = {a: [] for a in arms}
-    rng = np.random.default_rng(seed)
-    i = 0
+    workloads = ts.build_workloads(preset_name=preset_name, seed=seed, with_search=with_search, models=models,
+                                   models_dir=models_dir)
     try:
-        for rnd in range(rounds + 1):  # round 0: untimed warm-up
-            for k in rng.permutation(len(arms)):
-                name, mode = arms[k]
-                precision.use(mode)
-                for _ in range(steps if rnd else 1):
-                    t0 = time.perf_counter()
-                    workloads[name][0](i)
-                    dt = time.perf_counter() - t0
-                    i += 1
-                    if rnd:
-                        times[(name, mode)].append(dt)
-            if rnd:
-                log(f"round {rnd}/{rounds}: " + ", ".join(f"{n}@{m} {np.median(times[(n, m)]):.3f} s" for n, m in arms))
+        times = ts.time_interleaved(workloads, MODES, precision.use, rounds=rounds, steps=steps, seed=seed, log=log)
     finally:
         precision.use("fp32")
     after = {"uptime": uptime_text(), "load_avg": load_average()}
@@ -121,12 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     result = run(threads=args.threads, rounds=args.rounds, steps=args.steps, models=tuple(args.models),
                  models_dir=args.models_dir, preset_name=args.preset, seed=args.seed, with_search=not args.no_search)
-    text = markdown(result)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(text)
+    _thread_scaling().write_outputs(result, markdown(result), args.out)
     return 0
 
 

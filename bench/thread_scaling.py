@@ -124,6 +124,51 @@ def training_step(model_id: str, models_dir: Path, seed: int, batch: int | None 
     return step, shape
 
 
+def build_workloads(*, preset_name: str, seed: int, with_search: bool, models: tuple[str, ...], models_dir: Path,
+                    batch: int | None = None) -> dict[str, tuple[Callable[[int], None], str]]:
+    """``{name: (step, input description)}``: the segqc-hw search iteration (``with_search``) and one training step
+    of each shipped model (also ``bench/precision_bench.py``'s workloads)."""
+    workloads: dict[str, tuple[Callable[[int], None], str]] = {}
+    if with_search:
+        workloads["segqc-search"] = (segqc_search_step(preset_name, seed), f"segqc-hw {preset_name} supernets")
+    for model_id in models:
+        workloads[model_id] = training_step(model_id, models_dir, seed, batch)
+    return workloads
+
+
+def time_interleaved(workloads: dict[str, tuple[Callable[[int], None], str]], settings: tuple, apply: Callable,
+                     *, rounds: int, steps: int, seed: int, log=print) -> dict[tuple[str, object], list[float]]:
+    """Seconds per step of every (workload, setting) arm: ``apply(setting)`` before each arm, ``steps`` timed steps
+    per arm per round after one untimed warm-up round, the arms' order shuffled per round (seeded)."""
+    arms = [(w, s) for w in workloads for s in settings]
+    times: dict[tuple[str, object], list[float]] = {a: [] for a in arms}
+    rng = np.random.default_rng(seed)
+    i = 0
+    for rnd in range(rounds + 1):  # round 0: untimed warm-up
+        for k in rng.permutation(len(arms)):
+            name, setting = arms[k]
+            apply(setting)
+            for _ in range(steps if rnd else 1):
+                t0 = time.perf_counter()
+                workloads[name][0](i)
+                dt = time.perf_counter() - t0
+                i += 1
+                if rnd:
+                    times[(name, setting)].append(dt)
+        if rnd:
+            log(f"round {rnd}/{rounds}: " + ", ".join(f"{n}@{s} {np.median(times[(n, s)]):.3f} s" for n, s in arms))
+    return times
+
+
+def write_outputs(result: dict, text: str, out: Path | None) -> None:
+    """Print the markdown; with ``out``, write the JSON there and the markdown beside it (.md)."""
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        out.with_suffix(".md").write_text(text)
+
+
 def run(*, threads: int = 2, rounds: int = 5, steps: int = 3, models: tuple[str, ...] = DEFAULT_MODELS,
         models_dir: Path = ROOT / "models", preset_name: str = "default", seed: int = 0, with_search: bool = True,
         batch: int | None = None, log=print) -> dict:
@@ -132,29 +177,11 @@ def run(*, threads: int = 2, rounds: int = 5, steps: int = 3, models: tuple[str,
 
     torch.manual_seed(seed)
     before = {"uptime": uptime_text(), "load_avg": load_average()}
-    workloads: dict[str, tuple[Callable[[int], None], str]] = {}
-    if with_search:
-        workloads["segqc-search"] = (segqc_search_step(preset_name, seed), f"segqc-hw {preset_name} supernets")
-    for model_id in models:
-        workloads[model_id] = training_step(model_id, models_dir, seed, batch)
+    workloads = build_workloads(preset_name=preset_name, seed=seed, with_search=with_search, models=models,
+                                models_dir=models_dir, batch=batch)
     counts = sorted({1, threads})
-    arms = [(w, t) for w in workloads for t in counts]
-    times: dict[tuple[str, int], list[float]] = {a: [] for a in arms}
-    rng = np.random.default_rng(seed)
-    i = 0
-    for rnd in range(rounds + 1):  # round 0: untimed warm-up
-        for k in rng.permutation(len(arms)):
-            name, t = arms[k]
-            torch.set_num_threads(t)
-            for _ in range(steps if rnd else 1):
-                t0 = time.perf_counter()
-                workloads[name][0](i)
-                dt = time.perf_counter() - t0
-                i += 1
-                if rnd:
-                    times[(name, t)].append(dt)
-        if rnd:
-            log(f"round {rnd}/{rounds}: " + ", ".join(f"{n}@{t} {np.median(times[(n, t)]):.3f} s" for n, t in arms))
+    times = time_interleaved(workloads, tuple(counts), torch.set_num_threads, rounds=rounds, steps=steps, seed=seed,
+                             log=log)
     after = {"uptime": uptime_text(), "load_avg": load_average()}
     rows = []
     for name, (_, shape) in workloads.items():
@@ -196,12 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(threads=args.threads, rounds=args.rounds, steps=args.steps, models=tuple(args.models),
                  models_dir=args.models_dir, preset_name=args.preset, seed=args.seed, with_search=not args.no_search,
                  batch=args.batch)
-    text = markdown(result)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(text)
+    write_outputs(result, markdown(result), args.out)
     return 0
 
 
