@@ -30,4 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command, regenerates every shipped model in models/ (default preset, sized for a 2-core CPU).",
         COMMANDS,
     )
-    return dispatch(parser, sys.argv[1:] if argv is None else argv, default="all")
+    from search.train.precision import PrecisionMismatch  # no torch behind it
+
+    try:
+        return dispatch(parser, sys.argv[1:] if argv is None else argv, default="all")
+    except PrecisionMismatch as exc:  # from any command's resumed checkpoint: one clear line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

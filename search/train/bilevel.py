@@ -255,7 +255,7 @@ class ArchitectureSearch:
             return
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
+        torch.save(precision.stamp(self.state_dict()), tmp)
         tmp.replace(self.checkpoint)
 
     def resume(self) -> bool:
@@ -267,6 +267,7 @@ class ArchitectureSearch:
         if self.checkpoint is None or not self.checkpoint.is_file() or self.step > 0:
             return False
         state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        precision.check_resume(state, self.checkpoint)
         self.supernet.load_state_dict(state["supernet"])
         self.weight_opt.load_state_dict(state["weight_opt"])
         self.weight_sched.load_state_dict(state["weight_sched"])

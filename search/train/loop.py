@@ -87,6 +87,7 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig, *
     start = 0
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        precision.check_resume(state, checkpoint)  # never finish a stage in the other arithmetic
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -135,5 +136,5 @@ def _save(path: Path, model: nn.Module, optimizer, scheduler, epoch: int, losses
         "dataset_rng": rng.bit_generator.state if rng is not None else None,
     }
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
+    torch.save(precision.stamp(state), tmp)
     tmp.replace(path)  # atomic: an interruption never leaves a half-written checkpoint

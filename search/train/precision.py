@@ -15,9 +15,11 @@ where they do not (the searches' cell-based networks, many small operations: mea
 chain), and fp32 for the smoke preset everywhere; ``python -m search`` leaves each stage its own default unless
 given ``--precision``, so a method's own command and the chain train a run folder alike. ``tag`` adds it to a run's configuration and to the
 hashes its stages are skipped by, so that a finished stage is not reused under the other precision (fp32 adds
-nothing: every run folder written before this setting still resumes). A checkpoint interrupted mid-stage is
-not stamped: resume it in the precision it began in. ``auto`` looks at the CPU; under ``--device cuda``
-bf16 autocasts the GPU's operations too.
+nothing: every run folder written before this setting still resumes). A checkpoint written mid-stage (``fit``'s
+per-epoch one, the bilevel search's, segqc-hw's joint search's) carries its precision (``stamp``), and resuming
+it under the other one stops with ``PrecisionMismatch`` (``check_resume``) instead of finishing a stage in two
+arithmetics; checkpoints written before the stamp resume as before. ``auto`` looks at the CPU; under
+``--device cuda`` bf16 autocasts the GPU's operations too.
 
 Importing this module does not import torch (command parsers read ``MODES`` and ``add_argument``).
 """
@@ -32,6 +34,10 @@ HELP = ("training arithmetic: fp32, bf16 (autocast: convolutions in bfloat16, we
         "auto (bf16 where the CPU computes it natively: AMX or AVX512-BF16, else fp32)")
 
 _mode = "fp32"
+
+
+class PrecisionMismatch(ValueError):
+    """A checkpoint interrupted mid-stage was written under the other training precision than this run's."""
 
 
 def native_bf16() -> bool:
@@ -104,6 +110,23 @@ def untag(config: Any) -> Any:
     return {k: v for k, v in config.items() if k != "precision"}
 
 
+def stamp(state: dict) -> dict:
+    """A mid-stage checkpoint's ``state`` with the resolved precision it was trained in (``check_resume``)."""
+    return {**state, "precision": _mode}
+
+
+def check_resume(state: Any, path: Any) -> None:
+    """Refuse to resume the checkpoint ``path`` (its loaded ``state``) when it was trained in the other precision:
+    a ``PrecisionMismatch`` that names the file and both ways on. A checkpoint without a stamp (written before
+    it) resumes."""
+    recorded = state.get("precision") if isinstance(state, dict) else None
+    if recorded is None or recorded == _mode:
+        return
+    raise PrecisionMismatch(f"{path}: this checkpoint was trained in {recorded} up to where it stopped, and this run "
+                            f"trains in {_mode}; resume it with --precision {recorded}, or delete it to train that "
+                            f"stage again from its start in {_mode}")
+
+
 def add_argument(parser, default: str = "auto", why: str = "") -> None:
     """``--precision {fp32,bf16,auto}`` on ``parser``: not given, the command's ``default`` (``why``: the reason,
     for the help), fp32 for the smoke preset."""
@@ -114,5 +137,5 @@ def add_argument(parser, default: str = "auto", why: str = "") -> None:
     parser.set_defaults(precision_default=default)
 
 
-__all__ = ["HELP", "MODES", "add_argument", "autocast", "current", "default_for", "native_bf16", "resolve", "tag",
-           "untag", "use", "use_args"]
+__all__ = ["HELP", "MODES", "PrecisionMismatch", "add_argument", "autocast", "check_resume", "current", "default_for",
+           "native_bf16", "resolve", "stamp", "tag", "untag", "use", "use_args"]

@@ -211,6 +211,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
         start = warmup_checkpoint
     if start is not None:
         saved = torch.load(start, map_location="cpu", weights_only=False)
+        precision.check_resume(saved, start)  # a shared warm-up too: it is part of this search's training
         seg.load_state_dict(saved["seg"])
         qc.load_state_dict(saved["qc"])
         opt_seg.load_state_dict(saved["opt_seg"])
@@ -323,9 +324,9 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
 def _save(path: Path, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, paths, s1, s2, state: SearchState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"seg": seg.state_dict(), "qc": qc.state_dict(), "opt_seg": opt_seg.state_dict(),
-                "opt_qc": opt_qc.state_dict(), "opt_arch": opt_arch.state_dict(), "gumbel": gumbel.get_state(),
-                "paths": paths.get_state(),
-                "s1_rng": s1.rng.bit_generator.state, "s2_rng": s2.rng.bit_generator.state,
-                "epoch": state.epoch, "history": state.history}, tmp)
+    torch.save(precision.stamp({"seg": seg.state_dict(), "qc": qc.state_dict(), "opt_seg": opt_seg.state_dict(),
+                                "opt_qc": opt_qc.state_dict(), "opt_arch": opt_arch.state_dict(),
+                                "gumbel": gumbel.get_state(), "paths": paths.get_state(),
+                                "s1_rng": s1.rng.bit_generator.state, "s2_rng": s2.rng.bit_generator.state,
+                                "epoch": state.epoch, "history": state.history}), tmp)
     tmp.replace(path)

@@ -174,3 +174,65 @@ def test_a_card_says_bf16_training_and_an_fp32_card_says_nothing(tmp_path):
     assert "training_precision" not in build_card(content, onnx_path=onnx, metrics={}, export={})
     precision.use("bf16")
     assert build_card(content, onnx_path=onnx, metrics={}, export={})["training_precision"] == "bf16"
+
+
+def _fit_epochs(checkpoint, epochs: int) -> list[float]:
+    seed_everything(0)
+    net = torch.nn.Conv2d(1, 2, 3, padding=1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 1, 6, 6, generator=g)
+    data = torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long())
+
+    def step(model, batch):
+        return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    return fit(net, step, data, TrainConfig(epochs=epochs, batch_size=4, lr=1e-2, seed=0), checkpoint=checkpoint)
+
+
+def test_a_checkpoint_interrupted_mid_stage_resumes_only_in_its_own_precision(tmp_path):
+    ckpt = tmp_path / "seg.pt"
+    precision.use("bf16")
+    _fit_epochs(ckpt, 2)  # "interrupted" after 2 of 4 epochs
+    assert torch.load(ckpt, weights_only=False)["precision"] == "bf16"
+    precision.use("fp32")
+    with pytest.raises(precision.PrecisionMismatch) as err:
+        _fit_epochs(ckpt, 4)
+    assert str(ckpt) in str(err.value) and "--precision bf16" in str(err.value)
+    precision.use("bf16")
+    assert len(_fit_epochs(ckpt, 4)) == 4  # the same precision resumes
+    state = torch.load(ckpt, weights_only=False)
+    del state["precision"]  # a checkpoint from before the stamp
+    torch.save(state, ckpt)
+    precision.use("fp32")
+    assert len(_fit_epochs(ckpt, 5)) == 5
+
+
+def test_the_bilevel_search_checkpoint_is_stamped_and_checked(tmp_path):
+    from search.methods.msnas_hw.config import SearchConfig
+    from search.methods.msnas_hw.search import ArchitectureSearch
+    from tests.search.tiny_supernet import TinySupernet, tiny_loader
+
+    def search(steps: int):
+        torch.manual_seed(0)
+        net = TinySupernet()
+        cfg = SearchConfig(warmup_steps=1, search_steps=steps, batch_size=2, latency_lambda=1.0, arch_lr=0.05)
+        return ArchitectureSearch(net, net.latency, tiny_loader(0), tiny_loader(1), cfg,
+                                  generator=torch.Generator().manual_seed(0), checkpoint=tmp_path / "search.pt",
+                                  checkpoint_every=1).run()
+
+    search(2)
+    assert torch.load(tmp_path / "search.pt", weights_only=False)["precision"] == "fp32"
+    precision.use("bf16")
+    with pytest.raises(precision.PrecisionMismatch, match="--precision fp32"):
+        search(4)
+
+
+def test_the_command_line_reports_a_precision_mismatch_in_one_line(monkeypatch, capsys):
+    import search.cli as cli
+
+    def boom(*_args, **_kwargs):
+        raise precision.PrecisionMismatch("runs/x/seg.pt: this checkpoint was trained in bf16 ...")
+
+    monkeypatch.setattr(cli, "dispatch", boom)
+    assert cli.main(["baselines"]) == 2
+    assert capsys.readouterr().err.strip() == "error: runs/x/seg.pt: this checkpoint was trained in bf16 ..."
