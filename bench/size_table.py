@@ -210,6 +210,7 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
     ``teacher`` learns from that row's seg net of the same size and seed (trained earlier in the loop), with the loss
     weight and temperature of ``distill``."""
     from search.methods.segqc_hw.retrain import Distillation, PairData, load_scores, train_and_score
+    from search.train.restarts import restart_checkpoints
     from search.train.stages import Stage, StageRunner
 
     data = PairData(seg_train=cases["s1"], qc_train=cases["s2_train"], val=cases["s2_val"], test=cases["test"])
@@ -245,7 +246,7 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
                                               distill=teaching),
                                   load=partial(load_scores, name, seg, None, folder),
                                   outputs=(folder / "scores.json", folder / "weights.pt"),
-                                  scratch=(folder / "seg.pt",), config=config)
+                                  scratch=(folder / "seg.pt", *restart_checkpoints(folder / "seg.pt")), config=config)
                 scores = runner.run(seg_stage)
                 if distill is not None and net.key == distill.teacher:  # kept only for the twins that learn from it
                     teachers[(size, net.key, seed)] = (seg, seg_stage.name)
@@ -255,7 +256,8 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
                     qc_stage = Stage(f"{seg_stage.name}-qc",
                                      run=partial(train_and_score, f"{name} + QC", seg, qc, data, retrain,
                                                  cfg.data.augment, size, seed=seed, row_dir=qc_folder, device=device,
-                                                 n_classes=cfg.task.num_classes, seg_losses=scores["losses"]["seg"]),
+                                                 n_classes=cfg.task.num_classes, seg_losses=scores["losses"]["seg"],
+                                                 seg_training=scores.get("seg_training")),
                                      load=partial(load_scores, f"{name} + QC", seg, qc, qc_folder),
                                      outputs=(qc_folder / "scores.json", qc_folder / "weights.pt"),
                                      scratch=(qc_folder / "qc.pt",),

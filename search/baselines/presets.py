@@ -39,6 +39,8 @@ class BaselinePreset:
         quantize: Try INT8 for segmentation models.
         latency_repeats: Timed runs per card.
         threads: torch intra-op threads for training.
+        seg_restarts: Trainings of a segmentation net from a fresh initialisation after the first one, while a
+            class's Dice on its training frames stays below .3 (a collapse; ``search.train.restarts``).
     """
 
     name: str
@@ -60,6 +62,7 @@ class BaselinePreset:
     quantize: bool
     latency_repeats: int
     threads: int = 1
+    seg_restarts: int = 2
     echo_split: dict = field(default_factory=lambda: {"s1": 0.4, "s2": 0.4, "test": 0.2})
     cine_split: dict = field(default_factory=lambda: {"train": 0.8, "test": 0.2})
 
@@ -72,7 +75,7 @@ PRESETS: dict[str, BaselinePreset] = {
         qc_train=TrainConfig(epochs=1, batch_size=4, lr=1e-3, seed=1),
         cine_cases=3, cine_render={"n_frames": 4}, cine_input=(32, 32), clip_length=4,
         cine_train=TrainConfig(epochs=1, batch_size=2, lr=2e-3, seed=2, steps_per_epoch=2),
-        max_test_clips=2, quantize=False, latency_repeats=5,
+        max_test_clips=2, quantize=False, latency_repeats=5, seg_restarts=0,
     ),
     "default": BaselinePreset(
         name="default", baselines=("unet8-resnet18", "unet16-resnet18", "unet3d-d3-if16", "unet2d-d3-if16"), seed=0,

@@ -25,13 +25,14 @@ from app.data.case import Case, DataError
 from search.baselines.presets import BaselinePreset
 from search.baselines.registry import BaselineSpec, get_baseline
 from search.baselines.shipping import ship_cine, ship_echo_pair
-from search.baselines.training import default_augmentation, train_cine, train_echo_pair
+from search.baselines.training import CINE_FRAMES_SCORED, default_augmentation, train_cine, train_echo_pair
 from search.data import (CINE_ACDC, ECHO_MYOCARDIUM, DataSpec, Need, describe_split, keep_frames, members_of_cases,
                          open_dataset, protocol_cases, split_by_patient)
 from search.train import precision
 from search.train.clips import fit_case
 from search.train.data import phantom_cases, split_patients
 from search.train.datasets import CineClipDataset, EchoFrameDataset
+from search.train.restarts import RestartPolicy
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,11 @@ def dataset_split(data: DataSpec, need: Need, method: str, fractions: dict[str, 
 
 def training_curves(pair) -> dict:
     """The learning curves a card carries: mean training loss per epoch of each network."""
-    return {"seg_epochs": len(pair.seg_losses), "seg_loss": [round(float(v), 4) for v in pair.seg_losses],
-            "qc_epochs": len(pair.qc_losses), "qc_loss": [round(float(v), 5) for v in pair.qc_losses]}
+    curves = {"seg_epochs": len(pair.seg_losses), "seg_loss": [round(float(v), 4) for v in pair.seg_losses],
+              "qc_epochs": len(pair.qc_losses), "qc_loss": [round(float(v), 5) for v in pair.qc_losses]}
+    if getattr(pair, "seg_training", None):
+        curves["seg_attempts"] = pair.seg_training
+    return curves
 
 
 def run_echo(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir: Path,
@@ -91,7 +95,8 @@ def run_echo(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
                           crop=preset.echo_seg_crop)
     s2 = EchoFrameDataset(split["s2"], size, augment=aug, seed=preset.seed + 1, frame_step=preset.echo_frame_step)
     test = EchoFrameDataset(split["test"], size)
-    pair = train_echo_pair(spec, s1, s2, preset.seg_train, preset.qc_train, work_dir / spec.name, progress)
+    pair = train_echo_pair(spec, s1, s2, preset.seg_train, preset.qc_train, work_dir / spec.name, progress,
+                           RestartPolicy(max_restarts=preset.seg_restarts))
     calibration = EchoFrameDataset(split["s1"], size, frame_step=max(1, preset.echo_frame_step * 2))
     info = {**_data_info("echo", preset, split, data), "training": training_curves(pair)}
     cards, decision = ship_echo_pair(spec, pair, test, calibration, out_dir, info,
@@ -128,12 +133,15 @@ def cine_train_dataset(preset: BaselinePreset, cases: list[Case], per_frame: boo
 
 
 def cine_card_data(preset: BaselinePreset, split: dict[str, list[Case]], data: DataSpec | None,
-                   losses: Sequence[float]) -> dict:
-    """A cine card's ``data``: the split, and the learning curve (mean loss per epoch) of ``preset.cine_train``."""
+                   losses: Sequence[float], attempts: dict | None = None) -> dict:
+    """A cine card's ``data``: the split, and the learning curve (mean loss per epoch) of ``preset.cine_train``
+    (with ``attempts``, the restart record of a training that collapsed, ``search.train.restarts``)."""
     cfg = preset.cine_train
-    return {**_data_info("cine", preset, split, data),
-            "training": {"epochs": len(losses), "steps_per_epoch": cfg.steps_per_epoch, "batch_size": cfg.batch_size,
-                         "lr": cfg.lr, "loss": [round(float(v), 4) for v in losses]}}
+    training = {"epochs": len(losses), "steps_per_epoch": cfg.steps_per_epoch, "batch_size": cfg.batch_size,
+                "lr": cfg.lr, "loss": [round(float(v), 4) for v in losses]}
+    if attempts:
+        training["seg_attempts"] = attempts
+    return {**_data_info("cine", preset, split, data), "training": training}
 
 
 def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir: Path,
@@ -142,9 +150,10 @@ def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
     T = preset.clip_length
     train = cine_train_dataset(preset, split["train"], spec.per_frame)
     test = cine_test_dataset(spec, preset, split["test"])
-    unet, losses = train_cine(spec, train, preset.cine_train, work_dir / spec.name, progress)
+    unet, trained = train_cine(spec, train, preset.cine_train, work_dir / spec.name, progress,
+                               RestartPolicy(max_restarts=preset.seg_restarts, max_frames=CINE_FRAMES_SCORED))
     calibration = CineClipDataset(split["train"], T, preset.cine_input, per_frame_norm=spec.per_frame)
-    info = cine_card_data(preset, split, data, losses)
+    info = cine_card_data(preset, split, data, trained.losses, trained.record())
     cards, decision = ship_cine(spec, unet, test, calibration, out_dir, info,
                                 clip_length=T, quantize=preset.quantize, latency_repeats=preset.latency_repeats)
     return BaselineResult(spec.name, cards, decision.reason if decision else None)

@@ -23,6 +23,7 @@ from search.baselines.unet import FrameWiseUNet, UNet
 from search.train.augment import AffineAugmentation
 from search.train.datasets import CineClipDataset, EchoFrameDataset
 from search.train.loop import TrainConfig, fit, seed_everything
+from search.train.restarts import RestartedTraining, RestartPolicy, fit_with_restarts
 from search.train.losses import dice_of_prediction, segmentation_loss
 from search.train.seg_outputs import probs_and_uncertainty
 
@@ -55,12 +56,19 @@ def qc_step_for(seg: nn.Module) -> Callable[[nn.Module, tuple], torch.Tensor]:
 
 @dataclass
 class EchoPair:
-    """A trained echo segmentation + QC pair and their training curves."""
+    """A trained echo segmentation + QC pair, their training curves and the U-net's restart record
+    (``search.train.restarts.RestartedTraining.record``)."""
 
     unet: UNet
     qc: ResNetQc
     seg_losses: list[float]
     qc_losses: list[float]
+    seg_training: dict | None = None
+
+
+CINE_FRAMES_SCORED = 16  # clips of T frames each: the collapse check needs far fewer samples than for echo frames
+ECHO_RESTARTS = RestartPolicy()
+CINE_RESTARTS = RestartPolicy(max_frames=CINE_FRAMES_SCORED)
 
 
 def _reporter(progress: Progress | None, stage: str):
@@ -70,19 +78,21 @@ def _reporter(progress: Progress | None, stage: str):
 
 
 def train_echo_pair(spec: BaselineSpec, s1: EchoFrameDataset, s2: EchoFrameDataset, seg_cfg: TrainConfig,
-                    qc_cfg: TrainConfig, work_dir: Path, progress: Progress | None = None) -> EchoPair:
-    """Train the U-net on ``s1`` then the QC net on ``s2`` (checkpoints ``work_dir/{seg,qc}.pt``)."""
+                    qc_cfg: TrainConfig, work_dir: Path, progress: Progress | None = None,
+                    restarts: RestartPolicy = ECHO_RESTARTS) -> EchoPair:
+    """Train the U-net on ``s1`` (started again while it collapses, ``restarts``) then the QC net on ``s2``
+    (checkpoints ``work_dir/{seg,qc}.pt``, a restart's ``seg.restart<k>.pt``)."""
     if spec.qc is None:
         raise ValueError(f"{spec.name} has no QC network")
     seed_everything(seg_cfg.seed)
     unet = UNet(spec.unet)
-    seg_losses = fit(unet, seg_step, s1, seg_cfg, checkpoint=Path(work_dir) / "seg.pt",
-                     progress=_reporter(progress, f"{spec.name} seg"))
+    seg = fit_with_restarts(unet, seg_step, s1, seg_cfg, checkpoint=Path(work_dir) / "seg.pt", policy=restarts,
+                            progress=_reporter(progress, f"{spec.name} seg"), name=spec.name)
     seed_everything(qc_cfg.seed)
     qc = ResNetQc(spec.qc)
     qc_losses = fit(qc, qc_step_for(unet), s2, qc_cfg, checkpoint=Path(work_dir) / "qc.pt",
                     progress=_reporter(progress, f"{spec.name} qc"))
-    return EchoPair(unet.eval(), qc.eval(), seg_losses, qc_losses)
+    return EchoPair(unet.eval(), qc.eval(), seg.losses, qc_losses, seg.record())
 
 
 def build_cine_net(spec: BaselineSpec, clip_length: int) -> tuple[nn.Module, UNet]:
@@ -94,13 +104,15 @@ def build_cine_net(spec: BaselineSpec, clip_length: int) -> tuple[nn.Module, UNe
 
 
 def train_cine(spec: BaselineSpec, train: CineClipDataset, cfg: TrainConfig, work_dir: Path,
-               progress: Progress | None = None) -> tuple[UNet, list[float]]:
-    """Train a cine U-net on clips (checkpoint ``work_dir/seg.pt``); returns the U-net to export."""
+               progress: Progress | None = None,
+               restarts: RestartPolicy = CINE_RESTARTS) -> tuple[UNet, RestartedTraining]:
+    """Train a cine U-net on clips (checkpoint ``work_dir/seg.pt``; started again while it collapses,
+    ``restarts``); returns the U-net to export and its training (losses, attempts)."""
     seed_everything(cfg.seed)
     net, unet = build_cine_net(spec, train.clip_length)
-    losses = fit(net, seg_step, train, cfg, checkpoint=Path(work_dir) / "seg.pt",
-                 progress=_reporter(progress, f"{spec.name} seg"))
-    return unet.eval(), losses
+    trained = fit_with_restarts(net, seg_step, train, cfg, checkpoint=Path(work_dir) / "seg.pt", policy=restarts,
+                                progress=_reporter(progress, f"{spec.name} seg"), name=spec.name)
+    return unet.eval(), trained
 
 
 def default_augmentation() -> AffineAugmentation:

@@ -38,7 +38,10 @@ Why the default preset looks the way it does (2 CPU cores, shared with other job
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search.train.restarts import RestartPolicy
 
 PRESETS = ("smoke", "default", "paper")
 
@@ -282,6 +285,10 @@ class RetrainConfig:
         batch_size: Images per step.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
+        seg_restarts: Trainings of a seg net from a fresh initialisation after the first one, while its lowest
+            class Dice on its own training frames stays below ``restart_floor`` (a collapse to background; the
+            best attempt is kept, ``search.train.restarts``). 0: the verdict is recorded, nothing is retrained.
+        restart_floor: That Dice floor.
     """
 
     seg_epochs: int = 100
@@ -289,6 +296,14 @@ class RetrainConfig:
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    seg_restarts: int = 2
+    restart_floor: float = 0.3
+
+    def restart_policy(self) -> RestartPolicy:
+        """The seg net's restart rule (``search.train.restarts.RestartPolicy``)."""
+        from search.train.restarts import RestartPolicy
+
+        return RestartPolicy(floor=self.restart_floor, max_restarts=self.seg_restarts)
 
 
 @dataclass(frozen=True)
@@ -407,7 +422,7 @@ def preset(name: str, *, seed: int | None = None, task: str = "contrast") -> Seg
             space=SpaceConfig(seg_depth=2, qc_stages=2),
             search=SearchConfig(warmup_epochs=1, alternate_epochs=1, batch_size=2, seg_dice_weight=1.0, seeds=(0,),
                                 sensitivity_lambda2=(0.01,)),
-            retrain=RetrainConfig(seg_epochs=1, qc_epochs=1, batch_size=2),
+            retrain=RetrainConfig(seg_epochs=1, qc_epochs=1, batch_size=2, seg_restarts=0),
             measure=MeasureConfig(resolution=64, warmup_runs=1, timed_runs=3, lut_warmup=1, lut_repeats=3),
             export=True,
             threads=1,

@@ -60,6 +60,7 @@ from search.methods.segqc_hw.search import (BASELINE_UNET_DEPTH, build_baseline,
                                             search_stage, seg_config)
 from search.train import precision
 from search.train.cine_rows import read_json, write_json
+from search.train.restarts import restart_checkpoints
 from search.train.stages import Stage, StageRunner, config_hash
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,8 @@ class SegQcExperiment:
                       seed=cfg.seed, row_dir=folder, device=self.device, n_classes=cfg.task.num_classes)
         return Stage(f"retrain:{key}", run=run, load=partial(load_scores, name, seg, qc, folder),
                      outputs=(folder / "scores.json",), inputs=inputs,
-                     scratch=(folder / "seg.pt", folder / "qc.pt", folder / "weights.pt"),
+                     scratch=(folder / "seg.pt", *restart_checkpoints(folder / "seg.pt"), folder / "qc.pt",
+                              folder / "weights.pt"),
                      config=retrain_config(cfg, architecture))
 
     # ---------------------------------------------------------------------------------- run

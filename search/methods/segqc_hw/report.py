@@ -362,7 +362,8 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
     ]
     for t in tg:
         lines.append(f"| {t['target']} | {_f(t['value'])} | {t['threshold']} | {'yes' if t['met'] else 'NO'} | {_f(t['by'])} |")
-    lines += ["", "## Per acquisition-quality bin (test patients)", "", bins_markdown(results), "",
+    lines += ["", "## Seg trainings that collapsed", "", restarts_markdown(results), "",
+              "## Per acquisition-quality bin (test patients)", "", bins_markdown(results), "",
               "## Search traces", "", search_markdown(results), "",
               "The latency table sums op entries measured alone (best of N, minus the session overhead); a whole "
               "network also pays the glue the table has no key for (concatenations, additions, interpolation, "
@@ -405,6 +406,28 @@ def write_report(results: dict, folder: Path, figures: dict[str, str]) -> Path:
     path = folder / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def restarts_markdown(results: dict) -> str:
+    """Which rows' seg nets collapsed to background in retraining and were started again (``search.train.restarts``)."""
+    cfg = results["config"]["retrain"]
+    every = {**results["rows"], **(results.get("sensitivity") or {}), **(results.get("controls") or {})}
+    lines = []
+    for key, row in every.items():
+        record = row.get("seg_training") or {}
+        attempts = record.get("attempts") or []
+        if len(attempts) < 2 and not record.get("collapsed"):
+            continue
+        tried = ", ".join(f"attempt {a['attempt']} (seed {a['seed']}) {_f(a['train_dice'])}" for a in attempts)
+        lines.append(f"| {row_name(key)} | {tried} | {record.get('kept')} | {'yes' if record.get('collapsed') else 'no'} |")
+    rule = (f"A seg net whose lowest class Dice on its own training frames ends below {cfg.get('restart_floor', 0.3):g} "
+            f"collapsed to background; it is trained again from a fresh initialisation under another seed, up to "
+            f"{cfg.get('seg_restarts', 0)} times, and the attempt best on its training frames is kept (no held-out "
+            "patient takes part).")
+    if not lines:
+        return rule + " No row's seg net collapsed in this run."
+    return "\n".join([rule, "", "| row | attempts: training-frame Dice | kept | still collapsed |", "|---|---|---|---|",
+                      *lines])
 
 
 def seeds_markdown(results: dict) -> str:

@@ -35,6 +35,7 @@ from search.methods.segqc_hw.data import frame_dataset, frame_meta
 from search.train.cine_rows import read_json, write_json
 from search.train.evaluate import evaluate_qc, torch_qc_predictor, torch_seg_predictor
 from search.train.loop import TrainConfig, fit, seed_everything
+from search.train.restarts import RestartedTraining, fit_with_restarts
 from search.train.losses import dice_of_prediction, distillation_loss, segmentation_loss
 from search.train.seg_outputs import probs_and_uncertainty
 
@@ -140,15 +141,18 @@ def _qc_loss(model: QcOnFrozenSeg, batch) -> torch.Tensor:
 
 
 def train_seg(seg: nn.Module, cases: Sequence[Case], cfg: RetrainConfig, augment: AugmentConfig, resolution: int, *,
-              seed: int, checkpoint: Path, distill: Distillation | None = None) -> list[float]:
+              seed: int, checkpoint: Path, distill: Distillation | None = None, name: str = "") -> RestartedTraining:
     """The first stage alone: ``seg`` trained in place on ``cases`` (resumable from ``checkpoint``), left in
-    eval mode; returns its per-epoch losses. With ``distill`` it also learns from the teacher's soft predictions
-    (same data order, augmentation and schedule; the checkpoint then holds the teacher too)."""
+    eval mode; returns its per-epoch losses and, when it collapsed to background, its restarts from a fresh
+    initialisation (``cfg.restart_policy()``, ``search.train.restarts``). With ``distill`` it also learns from
+    the teacher's soft predictions (same data order, augmentation and schedule; the checkpoint then holds the
+    teacher too)."""
     seg_ds = frame_dataset(cases, resolution, augment, seed=seed * 10 + 1)
     train_cfg = TrainConfig(epochs=cfg.seg_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                             weight_decay=cfg.weight_decay, seed=seed * 10 + 1)
+    policy = cfg.restart_policy()
     if distill is None:
-        losses = fit(seg, _seg_loss, seg_ds, train_cfg, checkpoint=checkpoint)
+        trained = fit_with_restarts(seg, _seg_loss, seg_ds, train_cfg, checkpoint=checkpoint, policy=policy, name=name)
     else:
         distill.teacher.to(next(seg.parameters()).device)
 
@@ -159,13 +163,14 @@ def train_seg(seg: nn.Module, cases: Sequence[Case], cfg: RetrainConfig, augment
                     + distill.weight * distillation_loss(student, teacher, masks, distill.temperature))
 
         trainable = [p.requires_grad for p in distill.teacher.parameters()]
-        losses = fit(SegWithTeacher(seg, distill.teacher), loss, seg_ds, train_cfg, checkpoint=checkpoint,
-                     parameters=seg.parameters())
+        trained = fit_with_restarts(SegWithTeacher(seg, distill.teacher), loss, seg_ds, train_cfg,
+                                    checkpoint=checkpoint, net=seg, parameters=seg.parameters(), policy=policy,
+                                    name=name)
         for p, flag in zip(distill.teacher.parameters(), trainable):  # the caller's teacher as it was
             p.requires_grad_(flag)
         distill.teacher.cpu()
     seg.eval()
-    return losses
+    return trained
 
 
 @dataclass
@@ -180,14 +185,14 @@ class PairData:
 
 def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConfig, augment: AugmentConfig,
                  resolution: int, *, seed: int, checkpoint_dir: Path,
-                 distill: Distillation | None = None) -> dict[str, list[float]]:
+                 distill: Distillation | None = None, name: str = "") -> tuple[dict[str, list[float]], dict]:
     """Train ``seg`` (learning from ``distill``'s teacher too, when given) then ``qc`` in place (resumable);
-    returns the per-epoch losses of both stages."""
-    seg_losses = train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "seg.pt",
-                           distill=distill)
+    returns the per-epoch losses of both stages and the seg net's restart record (``RestartedTraining.record``)."""
+    trained = train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "seg.pt",
+                        distill=distill, name=name)
     qc_losses = train_qc(seg, qc, data.qc_train, cfg, augment, resolution, seed=seed,
                          checkpoint=checkpoint_dir / "qc.pt")
-    return {"seg": seg_losses, "qc": qc_losses}
+    return {"seg": trained.losses, "qc": qc_losses}, trained.record()
 
 
 def train_qc(seg: nn.Module, qc: nn.Module, cases: Sequence[Case], cfg: RetrainConfig, augment: AugmentConfig,
@@ -240,14 +245,18 @@ def summarise(frames: list[dict]) -> dict:
 def train_and_score(name: str, seg: nn.Module, qc: nn.Module | None, data: PairData, cfg: RetrainConfig,
                     augment: AugmentConfig, resolution: int, *, seed: int, row_dir: Path,
                     device: str | torch.device = "cpu", n_classes: int = 2,
-                    seg_losses: list[float] | None = None, distill: Distillation | None = None) -> dict:
+                    seg_losses: list[float] | None = None, seg_training: dict | None = None,
+                    distill: Distillation | None = None) -> dict:
     """Retrain a pair on ``device`` (resuming mid-way from ``row_dir/seg.pt`` and ``qc.pt``) and score it on
     validation and test (on the CPU) with ``n_classes`` classes; writes ``row_dir/scores.json`` and
     ``weights.pt``. The pair is left on the CPU, trained, in eval mode. With ``qc`` None the segmentation
     net is trained and scored alone (its QC fields NaN, see ``score_pair``; ``weights.pt`` holds ``qc: None``).
     With ``seg_losses`` (the learning curve of a ``seg`` already trained, e.g. read back from a seg-only row)
     only the QC net is trained, on that frozen ``seg``: the same pair as a whole retraining, whose first stage is
-    exactly that seg-only training. ``distill``: the seg net also learns from a teacher (:class:`Distillation`)."""
+    exactly that seg-only training (``seg_training``: that row's restart record, carried over).
+    ``distill``: the seg net also learns from a teacher (:class:`Distillation`).
+    ``scores.json`` carries ``seg_training``, the seg net's attempts (``search.train.restarts``): more than one
+    when a training collapsed to background and was started again."""
     if seg_losses is not None and qc is None:
         raise ValueError(f"{name}: a trained seg net (seg_losses given) but no QC net to train")
     if seg_losses is not None and distill is not None:
@@ -255,13 +264,14 @@ def train_and_score(name: str, seg: nn.Module, qc: nn.Module | None, data: PairD
     row_dir.mkdir(parents=True, exist_ok=True)
     seg.to(device)
     if qc is None:
-        losses = {"seg": train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=row_dir / "seg.pt",
-                                   distill=distill)}
+        trained = train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=row_dir / "seg.pt",
+                            distill=distill, name=name)
+        losses, seg_training = {"seg": trained.losses}, trained.record()
     else:
         qc.to(device)
         if seg_losses is None:
-            losses = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed, checkpoint_dir=row_dir,
-                                  distill=distill)
+            losses, seg_training = retrain_pair(seg, qc, data, cfg, augment, resolution, seed=seed,
+                                                checkpoint_dir=row_dir, distill=distill, name=name)
         else:
             losses = {"seg": list(seg_losses), "qc": train_qc(seg, qc, data.qc_train, cfg, augment, resolution,
                                                               seed=seed, checkpoint=row_dir / "qc.pt")}
@@ -269,7 +279,8 @@ def train_and_score(name: str, seg: nn.Module, qc: nn.Module | None, data: PairD
     seg.cpu()
     if not distributed.is_main():  # under torchrun rank 0 scores and writes the row; the others get its scores
         return distributed.share_from_main(None)
-    scores = {"name": name, "losses": losses, "val": score_pair(seg, qc, data.val, resolution, n_classes),
+    scores = {"name": name, "losses": losses, "seg_training": seg_training,
+              "val": score_pair(seg, qc, data.val, resolution, n_classes),
               "test": score_pair(seg, qc, data.test, resolution, n_classes)}
     log.info("%s: val Dice %.3f MAE %.3f | test Dice %.3f MAE %.3f r %.2f", name, scores["val"]["dice_mean"],
              scores["val"]["qc_mae"], scores["test"]["dice_mean"], scores["test"]["qc_mae"], scores["test"]["qc_pearson"])
