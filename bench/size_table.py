@@ -271,7 +271,8 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
                 entry["replicates"][seed] = {"dice_test": scores["test"]["dice_mean"],
                                              "dice_val": scores["val"]["dice_mean"],
                                              "qc_mae_test": scores["test"]["qc_mae"] if with_qc else None,
-                                             "qc_pearson_test": scores["test"]["qc_pearson"] if with_qc else None}
+                                             "qc_pearson_test": scores["test"]["qc_pearson"] if with_qc else None,
+                                             "seg_training": scores.get("seg_training")}
     return done
 
 
@@ -319,6 +320,7 @@ def time_size(trained: dict[str, dict], test_cases, size: int, *, threads: int, 
                  "latency": stats[key].to_dict(), "macs": count_flops(shipped[key], [image]) // 2,
                  "params": count_params(t["seg"]), "train_seconds": t["train_seconds"]}
         replicates = t.get("replicates") or {}
+        entry["seg_training"] = {str(s): r.get("seg_training") for s, r in replicates.items()}
         if len(replicates) > 1:  # training seeds: the spread a single retraining hides
             dice = np.array([r["dice_test"] for r in replicates.values()])
             entry["seeds"] = {str(s): r for s, r in replicates.items()}
@@ -382,7 +384,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None,
         genotypes: list[Path] | None = None, stem_convs: int | None = None,
         skeletons: list[str] | None = None, time_at: list[int] | None = None, qc_epochs: int | None = None,
-        distill: DistillSettings | None = None) -> dict:
+        distill: DistillSettings | None = None, seg_restarts: int | None = None) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
@@ -400,6 +402,8 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     cfg = config_from_dict(SegQcConfig, read_json(run_dir / "config.json"))
     if qc_epochs is not None:  # the seg nets' cache entries do not depend on it
         cfg = replace(cfg, retrain=replace(cfg.retrain, qc_epochs=qc_epochs))
+    if seg_restarts is not None:  # a collapsed training started again (search.train.restarts), or not (0)
+        cfg = replace(cfg, retrain=replace(cfg.retrain, seg_restarts=seg_restarts))
     if stem_convs is not None:  # a skeleton probe: the run's genotypes in a U with another stem
         cfg = replace(cfg, space=replace(cfg.space, stem_convs=stem_convs))
     variants = ["hw", "nohw"] if variants is None else variants
@@ -438,6 +442,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         "networks": {n.key: n.label for n in nets}, "by_size": by_size, "timed_at": timed_at,
         "settings": {"seed": cfg.seed, "seg_epochs": epochs, "qc_epochs": cfg.retrain.qc_epochs if with_qc else None,
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
+                     "seg_restarts": cfg.retrain.seg_restarts, "restart_floor": cfg.retrain.restart_floor,
                      "variants": variants, "controls": controls, "genotypes": [str(g) for g in genotypes or []],
                      "skeletons": list(skeletons or []),
                      "distill": asdict(distill) if distill is not None else None,
@@ -460,6 +465,32 @@ def _distill_lines(distill: dict | None) -> list[str]:
             f"teacher being row `{distill['teacher']}`'s seg net of the same training seed (trained first, frozen); "
             f"same data, epochs, order and augmentation as every other row. The teacher's own training is not "
             f"counted in the twin's training time.", ""]
+
+
+def _restart_lines(result: dict) -> list[str]:
+    """The trainings that collapsed and were started again (``search.train.restarts``), from the seeds' records."""
+    s = result["settings"]
+    if "seg_restarts" not in s:  # a table made before the restarts
+        return []
+    rows = []
+    for x in (str(v) for v in result["sizes"]):
+        for key, label in result["networks"].items():
+            e = result["by_size"][x]["networks"][key]
+            for seed, record in (e.get("seg_training") or {}).items():
+                record = record or {}
+                attempts = record.get("attempts") or []
+                if len(attempts) > 1 or record.get("collapsed"):
+                    tried = ", ".join(f"{a['train_dice']:.3f}" if a["train_dice"] is not None else "n/a"
+                                      for a in attempts)
+                    rows.append(f"| {label} | {x} | {seed} | {tried} | {record.get('kept')} | "
+                                f"{'yes' if record.get('collapsed') else 'no'} |")
+    rule = (f"Collapse rule (`search.train.restarts`): a seg net whose lowest class Dice on its own training frames "
+            f"ends below {s['restart_floor']:g} is trained again from a fresh initialisation under another seed, up to "
+            f"{s['seg_restarts']} times; the attempt best on its training frames is kept.")
+    if not rows:
+        return ["", rule + " No training collapsed" + (" (restarts off)." if not s["seg_restarts"] else ".")]
+    return ["", rule, "", "| Network | size | training seed | training-frame Dice per attempt | kept | still collapsed |",
+            "|---|---|---|---|---|---|", *rows]
 
 
 def markdown(result: dict) -> str:
@@ -510,6 +541,7 @@ def markdown(result: dict) -> str:
                 dice = [r["dice_test"] for r in e["seeds"].values()]
                 cells.append(f"{e['dice_test_mean']:.3f} ± {e['dice_test_sd']:.3f} ({min(dice):.3f}-{max(dice):.3f})")
             lines.append("| " + " | ".join(cells) + " |")
+    lines += _restart_lines(result)
     lines += ["", "Timing load average per size (before -> after): " + "; ".join(
         f"{x}: {result['by_size'][x]['loadavg_before']} -> {result['by_size'][x]['loadavg_after']}" for x in sizes)]
     for x, t in (result.get("timed_at") or {}).items():
@@ -557,6 +589,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="searches under <run>/search/ (default: hw nohw; none: no searched rows, e.g. on a run "
                          "made with --stop-after data)")
     ap.add_argument("--epochs", type=int, default=None, help="seg epochs (default: the run's retrain seg_epochs)")
+    ap.add_argument("--seg-restarts", type=int, default=None, metavar="N",
+                    help="trainings of a seg net from a fresh initialisation after one that collapsed to background "
+                         "(search.train.restarts; default: the run's retrain seg_restarts; 0: one training each, as "
+                         "before the restarts)")
     ap.add_argument("--with-qc", action="store_true",
                     help="also train (on each seg net, frozen; a cached seg net is reused), score and time the QC nets")
     ap.add_argument("--qc-epochs", type=int, default=None, metavar="N",
@@ -618,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
                      work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds,
                      genotypes=args.genotypes, stem_convs=args.stem_convs, skeletons=args.skeletons,
-                     time_at=args.time_at, qc_epochs=args.qc_epochs, distill=distill)
+                     time_at=args.time_at, qc_epochs=args.qc_epochs, distill=distill, seg_restarts=args.seg_restarts)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
     # re-rendered from a JSON file: that file is left as it is (unless --out names another)
     write_report(out, None if args.from_json is not None and out == args.from_json else result, markdown(result))
