@@ -46,7 +46,7 @@ from search import distributed
 from search.core.convergence import ArchTrace
 from search.core.mixed import SOFTMAX, ArchWeighting, TauSchedule, set_free_op_dropout
 from search.train.cine_config import SearchConfig
-from search.train import precision
+from search.train import checkpoints, precision
 from search.train.datasets import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -253,10 +253,7 @@ class ArchitectureSearch:
     def save(self) -> None:
         if self.checkpoint is None or not distributed.is_main():
             return
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_suffix(".tmp")
-        torch.save(precision.stamp(self.state_dict()), tmp)
-        tmp.replace(self.checkpoint)
+        checkpoints.save(self.state_dict(), self.checkpoint)
 
     def resume(self) -> bool:
         """Load the checkpoint if there is one; True when it did.
@@ -266,8 +263,7 @@ class ArchitectureSearch:
         """
         if self.checkpoint is None or not self.checkpoint.is_file() or self.step > 0:
             return False
-        state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        precision.check_resume(state, self.checkpoint)
+        state = checkpoints.load(self.checkpoint)
         self.supernet.load_state_dict(state["supernet"])
         self.weight_opt.load_state_dict(state["weight_opt"])
         self.weight_sched.load_state_dict(state["weight_sched"])

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from search import distributed
-from search.train import precision
+from search.train import checkpoints, precision
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,7 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig, *
     losses: list[float] = []
     start = 0
     if checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        precision.check_resume(state, checkpoint)  # never finish a stage in the other arithmetic
+        state = checkpoints.load(checkpoint)  # never finishes a stage in the other arithmetic
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -127,14 +126,10 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig, *
 
 def _save(path: Path, model: nn.Module, optimizer, scheduler, epoch: int, losses: list[float],
           dataset: Dataset, cfg: TrainConfig) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rng = getattr(dataset, "rng", None)
     state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "epoch": epoch, "losses": losses, "config": asdict(cfg),
         "dataset_rng": rng.bit_generator.state if rng is not None else None,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(precision.stamp(state), tmp)
-    tmp.replace(path)  # atomic: an interruption never leaves a half-written checkpoint
+    checkpoints.save(state, path)  # atomic and stamped with the training precision

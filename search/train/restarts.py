@@ -38,6 +38,7 @@ from search.train.seg_outputs import probs_and_uncertainty
 
 log = logging.getLogger(__name__)
 
+CLASS_FLOOR = 0.3  # issue 16: no class of a trained segmentation net below this Dice
 SEED_STRIDE = 7919  # attempt k trains with seed + k * SEED_STRIDE (a prime: no overlap with the callers' seed * 10 + j)
 
 
@@ -51,7 +52,7 @@ class RestartPolicy:
         max_frames: Training frames scored per attempt (evenly strided over the dataset).
     """
 
-    floor: float = 0.3
+    floor: float = CLASS_FLOOR
     max_restarts: int = 2
     max_frames: int = 64
 

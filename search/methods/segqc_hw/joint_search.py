@@ -57,7 +57,7 @@ from search.core.mixed import SOFTMAX, ArchWeighting, TauSchedule
 from search.methods.segqc_hw.config import SearchConfig
 from search.methods.segqc_hw.data import loader
 from search.methods.segqc_hw.framework import framework_loss, run_framework
-from search.train import precision
+from search.train import checkpoints, precision
 from search.train.bilevel import frozen
 from search.train.datasets import EchoFrameDataset
 from search.train.losses import segmentation_loss
@@ -210,8 +210,7 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
     if start is None and warmup_checkpoint is not None and warmup_checkpoint.is_file():
         start = warmup_checkpoint
     if start is not None:
-        saved = torch.load(start, map_location="cpu", weights_only=False)
-        precision.check_resume(saved, start)  # a shared warm-up too: it is part of this search's training
+        saved = checkpoints.load(start)  # a shared warm-up too is checked: it is part of this search's training
         seg.load_state_dict(saved["seg"])
         qc.load_state_dict(saved["qc"])
         opt_seg.load_state_dict(saved["opt_seg"])
@@ -322,11 +321,8 @@ def run_joint_search(seg: nn.Module, qc: nn.Module, expected_latency: LatencyFn,
 
 
 def _save(path: Path, seg, qc, opt_seg, opt_qc, opt_arch, gumbel, paths, s1, s2, state: SearchState) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(precision.stamp({"seg": seg.state_dict(), "qc": qc.state_dict(), "opt_seg": opt_seg.state_dict(),
-                                "opt_qc": opt_qc.state_dict(), "opt_arch": opt_arch.state_dict(),
-                                "gumbel": gumbel.get_state(), "paths": paths.get_state(),
-                                "s1_rng": s1.rng.bit_generator.state, "s2_rng": s2.rng.bit_generator.state,
-                                "epoch": state.epoch, "history": state.history}), tmp)
-    tmp.replace(path)
+    checkpoints.save({"seg": seg.state_dict(), "qc": qc.state_dict(), "opt_seg": opt_seg.state_dict(),
+                      "opt_qc": opt_qc.state_dict(), "opt_arch": opt_arch.state_dict(),
+                      "gumbel": gumbel.get_state(), "paths": paths.get_state(),
+                      "s1_rng": s1.rng.bit_generator.state, "s2_rng": s2.rng.bit_generator.state,
+                      "epoch": state.epoch, "history": state.history}, path)
