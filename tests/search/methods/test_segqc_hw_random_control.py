@@ -161,8 +161,10 @@ def test_control_stages_leave_every_existing_config_alone() -> None:
     default = preset("default")  # the hashes its stages were recorded with before the controls existed
     assert [config_hash(search_config(default, lam, 0)) for lam in (0.0, 0.001, 0.01)] == \
         ["33936025844d2499", "437c4fb19ca89086", "17a979d70e9c8579"]
-    assert config_hash(retrain_config(default, search_config(default, 0.001, 0))) == "c0c516a3f9f8e75c"
-    assert config_hash(retrain_config(default, baseline_config(16))) == "3e9ce680218ed38f"
+    # the retrainings' own hashes moved once since, on purpose: with the collapse restarts (RetrainConfig.seg_restarts,
+    # restart_floor; search.train.restarts) a retraining can end elsewhere, so a recorded row is retrained
+    assert config_hash(retrain_config(default, search_config(default, 0.001, 0))) == "d006a1b5747dc892"
+    assert config_hash(retrain_config(default, baseline_config(16))) == "f1d4ad8d2bd23af4"
     cfg = preset("smoke")
     base = control_config(cfg, "searched_hw", 12.5)
     assert base["sampling_seed"] == cfg.seed and base["n_candidates"] == 200
