@@ -23,7 +23,7 @@ from search.baselines.unet import FrameWiseUNet, UNet
 from search.train.augment import AffineAugmentation
 from search.train.datasets import CineClipDataset, EchoFrameDataset
 from search.train.loop import TrainConfig, fit, seed_everything
-from search.train.restarts import RestartedTraining, RestartPolicy, fit_with_restarts
+from search.train.restarts import RestartedTraining, RestartPolicy, attempt_checkpoint, fit_with_restarts
 from search.train.losses import dice_of_prediction, segmentation_loss
 from search.train.seg_outputs import probs_and_uncertainty
 
@@ -90,7 +90,8 @@ def train_echo_pair(spec: BaselineSpec, s1: EchoFrameDataset, s2: EchoFrameDatas
                             progress=_reporter(progress, f"{spec.name} seg"), name=spec.name)
     seed_everything(qc_cfg.seed)
     qc = ResNetQc(spec.qc)
-    qc_losses = fit(qc, qc_step_for(unet), s2, qc_cfg, checkpoint=Path(work_dir) / "qc.pt",
+    # named after the U-net attempt kept: a QC net trained on another attempt is never resumed on this one
+    qc_losses = fit(qc, qc_step_for(unet), s2, qc_cfg, checkpoint=attempt_checkpoint(Path(work_dir) / "qc.pt", seg.kept),
                     progress=_reporter(progress, f"{spec.name} qc"))
     return EchoPair(unet.eval(), qc.eval(), seg.losses, qc_losses, seg.record())
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from search import distributed
 from search.train.evaluate import evaluate_segmentation
 from search.train.loop import LossFn, TrainConfig, fit
 from search.train.seg_outputs import probs_and_uncertainty
@@ -112,18 +113,23 @@ def reinitialise(net: nn.Module, seed: int) -> None:
     """Every parameter of ``net`` drawn again from PyTorch's default initialisation under ``seed``.
 
     Each module's own ``reset_parameters`` (what its constructor calls; BatchNorm also clears its running
-    statistics) runs in ``modules()`` order. A parameter held by a module without ``reset_parameters`` would
-    keep its trained value, so such a net is refused before anything is touched.
+    statistics) runs in ``modules()`` order, on a CPU copy (a GPU draws from another generator), whose weights
+    are then loaded into ``net``; the global random state is restored afterwards. A parameter held by a module
+    without ``reset_parameters`` would keep its trained value, so such a net is refused before anything is
+    touched.
     """
     orphans = [f"{name}.{p_name}" if name else p_name for name, m in net.named_modules()
                if not hasattr(m, "reset_parameters") for p_name, _ in m.named_parameters(recurse=False)]
     if orphans:
         raise ValueError(f"cannot re-initialise {type(net).__name__}: {', '.join(orphans[:4])} belong to modules "
                          "without reset_parameters")
-    torch.manual_seed(seed)
-    for module in net.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+    fresh = copy.deepcopy(net).cpu()  # drawn on the CPU whatever the net's device: the same weights everywhere
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    net.load_state_dict(fresh.state_dict())
 
 
 def clean_view(dataset: Dataset) -> Dataset:
@@ -199,10 +205,13 @@ def fit_with_restarts(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: 
             reinitialise(net, seed)
             if getattr(dataset, "rng", None) is not None:
                 dataset.rng = np.random.default_rng(seed)
+                dataset.__dict__.pop("_rank_stream", None)  # under torchrun each rank moves the new one to its stream
         path = attempt_checkpoint(checkpoint, k)
         losses = fit(model, loss_fn, dataset, replace(cfg, seed=seed), checkpoint=path, parameters=params,
                      progress=progress)
-        per_class = training_dice(net, dataset, policy.max_frames)
+        # rank 0 scores and decides for every rank (under torchrun the ranks must take the same branch)
+        per_class = distributed.share_from_main(training_dice(net, dataset, policy.max_frames)
+                                                if distributed.is_main() else None)
         worst = _worst(per_class)
         collapsed = not (worst >= policy.floor)  # NaN (no labelled frame) counts as collapsed
         attempts.append({"attempt": k, "seed": seed, "checkpoint": path.name if path is not None else None,

@@ -250,7 +250,7 @@ class SegQcExperiment:
         return Stage(f"retrain:{key}", run=run, load=partial(load_scores, name, seg, qc, folder),
                      outputs=(folder / "scores.json",), inputs=inputs,
                      scratch=(folder / "seg.pt", *restart_checkpoints(folder / "seg.pt"), folder / "qc.pt",
-                              folder / "weights.pt"),
+                              *restart_checkpoints(folder / "qc.pt"), folder / "weights.pt"),
                      config=retrain_config(cfg, architecture))
 
     # ---------------------------------------------------------------------------------- run

@@ -35,7 +35,7 @@ from search.methods.segqc_hw.data import frame_dataset, frame_meta
 from search.train.cine_rows import read_json, write_json
 from search.train.evaluate import evaluate_qc, torch_qc_predictor, torch_seg_predictor
 from search.train.loop import TrainConfig, fit, seed_everything
-from search.train.restarts import RestartedTraining, fit_with_restarts
+from search.train.restarts import RestartedTraining, attempt_checkpoint, fit_with_restarts
 from search.train.losses import dice_of_prediction, distillation_loss, segmentation_loss
 from search.train.seg_outputs import probs_and_uncertainty
 
@@ -187,11 +187,13 @@ def retrain_pair(seg: nn.Module, qc: nn.Module, data: PairData, cfg: RetrainConf
                  resolution: int, *, seed: int, checkpoint_dir: Path,
                  distill: Distillation | None = None, name: str = "") -> tuple[dict[str, list[float]], dict]:
     """Train ``seg`` (learning from ``distill``'s teacher too, when given) then ``qc`` in place (resumable);
-    returns the per-epoch losses of both stages and the seg net's restart record (``RestartedTraining.record``)."""
+    returns the per-epoch losses of both stages and the seg net's restart record (``RestartedTraining.record``).
+    The QC net's checkpoint is named after the seg attempt kept (``qc.pt`` for the first, ``qc.restart<k>.pt``), so
+    a QC net trained on another attempt of the seg net is never resumed on this one."""
     trained = train_seg(seg, data.seg_train, cfg, augment, resolution, seed=seed, checkpoint=checkpoint_dir / "seg.pt",
                         distill=distill, name=name)
     qc_losses = train_qc(seg, qc, data.qc_train, cfg, augment, resolution, seed=seed,
-                         checkpoint=checkpoint_dir / "qc.pt")
+                         checkpoint=attempt_checkpoint(checkpoint_dir / "qc.pt", trained.kept))
     return {"seg": trained.losses, "qc": qc_losses}, trained.record()
 
 

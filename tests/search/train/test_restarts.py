@@ -77,7 +77,9 @@ def test_reinitialise_draws_defaults_again_and_refuses_orphan_parameters():
         for p in net.parameters():
             p.fill_(3.0)
     net[1].running_mean.fill_(7.0)
+    rng_state = torch.get_rng_state()
     reinitialise(net, 5)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # the caller's random state untouched
     first = [p.detach().clone() for p in net.parameters()]
     assert not any(torch.all(p == 3.0) for p in first[:1])
     assert torch.all(net[1].running_mean == 0) and torch.all(net[1].weight == 1)
