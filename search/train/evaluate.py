@@ -45,13 +45,14 @@ class SegEvaluation:
 
 
 def torch_seg_predictor(net: nn.Module) -> SegPredictor:
-    """Predictor of a logits network (eval mode, no grad)."""
+    """Predictor of a logits network (eval mode, no grad), on whatever device the net is (arrays in and out)."""
     net.eval()
+    device = next(net.parameters()).device
 
     @torch.no_grad()
     def predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs, unc = probs_and_uncertainty(net(torch.from_numpy(x)))
-        return probs.numpy(), unc.numpy()
+        probs, unc = probs_and_uncertainty(net(torch.from_numpy(x).to(device)))
+        return probs.cpu().numpy(), unc.cpu().numpy()
 
     return predict
 

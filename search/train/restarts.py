@@ -33,9 +33,8 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from search import distributed
-from search.train.evaluate import evaluate_segmentation
+from search.train.evaluate import evaluate_segmentation, torch_seg_predictor
 from search.train.loop import LossFn, TrainConfig, fit
-from search.train.seg_outputs import probs_and_uncertainty
 
 log = logging.getLogger(__name__)
 
@@ -146,22 +145,12 @@ def training_dice(net: nn.Module, dataset: Dataset, max_frames: int) -> dict[int
     ``dataset``'s clean view (the number of classes is the net's output channels). Leaves ``net`` in eval mode."""
     view = clean_view(dataset)
     n = len(view)
-    picks = sorted({int(i) for i in np.linspace(0, n - 1, num=min(n, max_frames))}) if n else []
-    device = next(net.parameters()).device
-    net.eval()
-    classes: list[int] = []
-
-    @torch.no_grad()
-    def predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs, unc = probs_and_uncertainty(net(torch.from_numpy(x).to(device)))
-        classes[:] = [probs.shape[1]]
-        return probs.float().cpu().numpy(), unc.float().cpu().numpy()
-
-    if not picks:
+    if not n:
         return {}
-    x0, _ = view[picks[0]]
-    predict(x0.numpy()[None])  # the class count from one forward pass
-    return evaluate_segmentation(predict, Subset(view, picks), classes[0]).per_class
+    picks = sorted({int(i) for i in np.linspace(0, n - 1, num=min(n, max_frames))})
+    predict = torch_seg_predictor(net)  # eval mode, the net's device
+    n_classes = predict(view[picks[0]][0].numpy()[None])[0].shape[1]  # the net's output channels
+    return evaluate_segmentation(predict, Subset(view, picks), n_classes).per_class
 
 
 def _mean(per_class: dict[int, float]) -> float | None:
