@@ -472,25 +472,13 @@ def _restart_lines(result: dict) -> list[str]:
     s = result["settings"]
     if "seg_restarts" not in s:  # a table made before the restarts
         return []
-    rows = []
-    for x in (str(v) for v in result["sizes"]):
-        for key, label in result["networks"].items():
-            e = result["by_size"][x]["networks"][key]
-            for seed, record in (e.get("seg_training") or {}).items():
-                record = record or {}
-                attempts = record.get("attempts") or []
-                if len(attempts) > 1 or record.get("collapsed"):
-                    tried = ", ".join(f"{a['train_dice']:.3f}" if a["train_dice"] is not None else "n/a"
-                                      for a in attempts)
-                    rows.append(f"| {label} | {x} | {seed} | {tried} | {record.get('kept')} | "
-                                f"{'yes' if record.get('collapsed') else 'no'} |")
-    rule = (f"Collapse rule (`search.train.restarts`): a seg net whose lowest class Dice on its own training frames "
-            f"ends below {s['restart_floor']:g} is trained again from a fresh initialisation under another seed, up to "
-            f"{s['seg_restarts']} times; the attempt best on its training frames is kept.")
-    if not rows:
-        return ["", rule + " No training collapsed" + (" (restarts off)." if not s["seg_restarts"] else ".")]
-    return ["", rule, "", "| Network | size | training seed | training-frame Dice per attempt | kept | still collapsed |",
-            "|---|---|---|---|---|---|", *rows]
+    from search.train.restart_report import restart_table
+
+    rows = [([label, x, str(seed)], record or {})
+            for x in (str(v) for v in result["sizes"])
+            for key, label in result["networks"].items()
+            for seed, record in (result["by_size"][x]["networks"][key].get("seg_training") or {}).items()]
+    return ["", *restart_table(rows, ["Network", "size", "training seed"], s["restart_floor"], s["seg_restarts"])]
 
 
 def markdown(result: dict) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from search.core.stats import bootstrap_mean_ci
+from search.train.restart_report import restart_table
 
 ROWS = ("unet8", "unet16", "searched_nohw", "searched_hw")
 ROW_NAMES = {
@@ -412,22 +413,8 @@ def restarts_markdown(results: dict) -> str:
     """Which rows' seg nets collapsed to background in retraining and were started again (``search.train.restarts``)."""
     cfg = results["config"]["retrain"]
     every = {**results["rows"], **(results.get("sensitivity") or {}), **(results.get("controls") or {})}
-    lines = []
-    for key, row in every.items():
-        record = row.get("seg_training") or {}
-        attempts = record.get("attempts") or []
-        if len(attempts) < 2 and not record.get("collapsed"):
-            continue
-        tried = ", ".join(f"attempt {a['attempt']} (seed {a['seed']}) {_f(a['train_dice'])}" for a in attempts)
-        lines.append(f"| {row_name(key)} | {tried} | {record.get('kept')} | {'yes' if record.get('collapsed') else 'no'} |")
-    rule = (f"A seg net whose lowest class Dice on its own training frames ends below {cfg.get('restart_floor', 0.3):g} "
-            f"collapsed to background; it is trained again from a fresh initialisation under another seed, up to "
-            f"{cfg.get('seg_restarts', 0)} times, and the attempt best on its training frames is kept (no held-out "
-            "patient takes part).")
-    if not lines:
-        return rule + " No row's seg net collapsed in this run."
-    return "\n".join([rule, "", "| row | attempts: training-frame Dice | kept | still collapsed |", "|---|---|---|---|",
-                      *lines])
+    rows = [([row_name(key)], row.get("seg_training") or {}) for key, row in every.items()]
+    return "\n".join(restart_table(rows, ["row"], cfg.get("restart_floor", 0.3), cfg.get("seg_restarts", 0)))
 
 
 def seeds_markdown(results: dict) -> str:

@@ -1,0 +1,47 @@
+"""The restart rule and the trainings it started again, as Markdown (``search.train.restarts``).
+
+Torch-free, so reports can render a run's records without loading the training code.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+def rule_text(floor: float, max_restarts: int) -> str:
+    """The restart rule in one sentence, as every report states it."""
+    return (f"Collapse rule (`search.train.restarts`): a seg net whose lowest class Dice on its own training "
+            f"frames ends below {floor:g} collapsed to "
+            f"background; it is trained again from a fresh initialisation under another seed, up to {max_restarts} "
+            "times, and the attempt best on its training frames is kept (no held-out patient takes part).")
+
+
+def was_restarted(record: dict | None) -> bool:
+    """Whether a recorded training (:meth:`RestartedTraining.record`) collapsed at least once."""
+    record = record or {}
+    return len(record.get("attempts") or []) > 1 or bool(record.get("collapsed"))
+
+
+def attempts_text(record: dict) -> str:
+    """A recorded training's attempts in one cell: ``attempt 0 (seed 1) 0.151, attempt 1 (seed 7920) 0.722``."""
+    return ", ".join(f"attempt {a['attempt']} (seed {a['seed']}) "
+                     f"{'n/a' if a.get('train_dice') is None else format(a['train_dice'], '.3f')}"
+                     for a in record.get("attempts") or [])
+
+
+def restart_table(rows: Iterable[tuple[list[str], dict]], header: list[str], floor: float,
+                  max_restarts: int) -> list[str]:
+    """Markdown lines: the rule, then one row per training that collapsed at least once.
+
+    Args:
+        rows: ``(leading cells, recorded training)`` per training; those never restarted are left out.
+        header: The leading cells' column names (then: attempts, kept, still collapsed).
+        floor, max_restarts: The rule the trainings ran under.
+    """
+    lines = [f"| {' | '.join(cells)} | {attempts_text(rec)} | {rec.get('kept')} | "
+             f"{'yes' if rec.get('collapsed') else 'no'} |" for cells, rec in rows if was_restarted(rec)]
+    rule = rule_text(floor, max_restarts)
+    if not lines:
+        return [rule + (" No training collapsed" + (" (restarts off)." if not max_restarts else "."))]
+    cols = [*header, "attempts: training-frame Dice", "kept", "still collapsed"]
+    return [rule, "", f"| {' | '.join(cols)} |", "|" + "---|" * len(cols), *lines]
