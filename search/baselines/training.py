@@ -23,7 +23,8 @@ from search.baselines.unet import FrameWiseUNet, UNet
 from search.train.augment import AffineAugmentation
 from search.train.datasets import CineClipDataset, EchoFrameDataset
 from search.train.loop import TrainConfig, fit, seed_everything
-from search.train.restarts import RestartedTraining, RestartPolicy, attempt_checkpoint, fit_with_restarts
+from search.train.restarts import (CLIPS_SCORED, RestartedTraining, RestartPolicy, attempt_checkpoint,
+                                    fit_with_restarts)
 from search.train.losses import dice_of_prediction, segmentation_loss
 from search.train.seg_outputs import probs_and_uncertainty
 
@@ -66,7 +67,7 @@ class EchoPair:
     seg_training: dict | None = None
 
 
-CINE_FRAMES_SCORED = 16  # clips of T frames each: the collapse check needs far fewer samples than for echo frames
+CINE_FRAMES_SCORED = CLIPS_SCORED  # clips of T frames each, as the cine rows score them
 ECHO_RESTARTS = RestartPolicy()
 CINE_RESTARTS = RestartPolicy(max_frames=CINE_FRAMES_SCORED)
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence, TypeVar
 
 from app.realtime import REALTIME
+from search.train.restart_report import CLASS_FLOOR
 
 ROW_KINDS = ("unet2d", "unet3d", "msnas")
 _Config = TypeVar("_Config", bound="CineRowsConfig")
@@ -157,6 +158,43 @@ def drop_default_search_options(search: dict[str, Any]) -> dict[str, Any]:
     return search
 
 
+RESTART_KEYS = ("seg_restarts", "restart_floor")
+"""``RetrainConfig`` fields added with the collapse restarts (issue 16), left out of a config's dict while off."""
+
+
+def drop_default_retrain_options(retrain: dict[str, Any]) -> dict[str, Any]:
+    """A retraining config's dict without the restart fields when restarts are off: configs, hashes and run
+    folders made before them stay valid."""
+    if not retrain.get("seg_restarts"):
+        for key in RESTART_KEYS:
+            retrain.pop(key, None)
+    return retrain
+
+
+def stage_config(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a cine run's stages are hashed by (``search.train.stages.StageRunner``): its recorded config without the
+    restart fields. A row that did not collapse is the same training with or without the rule, so a run folder
+    made before the restarts (or with another restart count) keeps its searches and finished rows; only rows
+    trained from then on follow the rule (``predates_restarts``)."""
+    retrain = doc.get("retrain")
+    if not isinstance(retrain, dict):
+        return doc
+    return {**doc, "retrain": {k: v for k, v in retrain.items() if k not in RESTART_KEYS}}
+
+
+def predates_restarts(old: Any, new: dict[str, Any]) -> bool:
+    """Whether a run folder's ``config.json`` (``old``) is ``new`` as it was recorded before the collapse restarts:
+    the same configuration but for ``new``'s restart fields. Such a folder resumes: its finished rows keep their
+    one training, the rows trained from then on follow the rule."""
+    from search.privacy import same_config
+
+    if not isinstance(old, dict) or not isinstance(old.get("retrain"), dict) or not isinstance(new.get("retrain"), dict):
+        return False
+    if any(key in old["retrain"] for key in RESTART_KEYS):
+        return False
+    return same_config(old, stage_config(new))
+
+
 @dataclass(frozen=True)
 class RetrainConfig:
     """Training every Table 2 row from scratch on all training patients.
@@ -167,6 +205,10 @@ class RetrainConfig:
         lr: Adam learning rate (cosine to 0).
         weight_decay: Adam weight decay.
         eval_every: Steps between checkpoints (and validation when ``DataConfig.n_val`` > 0).
+        seg_restarts: Trainings of a row from a fresh initialisation after one that collapsed (a class below
+            ``restart_floor`` Dice on its own training clips; ``search.train.restarts``); 0: one training, as
+            before the rule (and then neither field is recorded: ``drop_default_retrain_options``).
+        restart_floor: The class Dice below which a training collapsed.
     """
 
     steps: int = 240
@@ -174,6 +216,13 @@ class RetrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     eval_every: int = 60
+    seg_restarts: int = 0
+    restart_floor: float = CLASS_FLOOR
+
+    def __post_init__(self) -> None:
+        if self.seg_restarts < 0 or not 0.0 <= self.restart_floor < 1.0:
+            raise ValueError(f"seg_restarts must be >= 0 and restart_floor in [0, 1), got {self.seg_restarts} and "
+                             f"{self.restart_floor:g}")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -397,6 +446,7 @@ class CineRowsConfig:
 
         doc = asdict(self)
         drop_default_search_options(doc["search"])
+        drop_default_retrain_options(doc["retrain"])
         for row in doc["rows"]:  # only a picked row says so: configs without one are unchanged
             if not row["picked"]:
                 del row["picked"]

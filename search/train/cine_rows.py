@@ -21,11 +21,12 @@ import torch
 from app.data.case import ACDC_LABELS, Case
 from search import distributed
 from search.core.genotypes import MultiscaleGenotype
-from search.train.cine_config import CineRowsConfig, RowSpec
+from search.train.cine_config import CineRowsConfig, RowSpec, predates_restarts
 from search.train.clips import PatientSplit, clip_dataset, load_cases
 from search.train.evaluate import evaluate_segmentation, torch_seg_predictor
-from search.train.loop import TrainConfig, fit, seed_everything
+from search.train.loop import TrainConfig, seed_everything
 from search.train.losses import segmentation_loss
+from search.train.restarts import CLIPS_SCORED, RestartPolicy, fit_with_restarts
 from search.train.row_networks import build_row_network, row_widths
 from search.train.stages import Stopwatch
 
@@ -106,10 +107,13 @@ class CineRows:
         doc = precision.tag(self.cfg.to_dict())  # bf16 training recorded (fp32 adds nothing)
         if path.is_file():
             old = read_json(path)
-            if not same_config(old, json.loads(json.dumps(doc))):
+            if predates_restarts(old, json.loads(json.dumps(doc))):
+                self.say(f"{path}: made before the collapse restarts; its finished rows keep their one training, "
+                         "rows trained from now on restart a collapse")
+            elif not same_config(old, json.loads(json.dumps(doc))):
                 raise ValueError(f"{path}: this run folder was made with another configuration; "
                                  "use a new --out or delete the folder")
-            if old != json.loads(json.dumps(doc)):  # made before dataset folders were hashed: drop the folder
+            if old != json.loads(json.dumps(doc)):  # made before dataset folders were hashed, or the restarts
                 write_json(path, doc)
         else:
             write_json(path, doc)
@@ -182,7 +186,11 @@ class CineRows:
         def progress(epoch: int, epochs: int, loss: float) -> None:
             self.say(f"retrain {row.key}: epoch {epoch}/{epochs} loss {loss:.3f} [{watch.elapsed():.0f} s]")
 
-        losses = fit(net, loss_fn, train_ds, tcfg, checkpoint=folder / "train.pt", progress=progress)
+        policy = RestartPolicy(floor=cfg.retrain.restart_floor, max_restarts=cfg.retrain.seg_restarts,
+                               max_frames=CLIPS_SCORED)
+        training = fit_with_restarts(net, loss_fn, train_ds, tcfg, checkpoint=folder / "train.pt", policy=policy,
+                                     progress=progress, name=f"row {row.key}")
+        losses = training.losses
         if not distributed.is_main():  # under torchrun rank 0 evaluates and writes the row; the others get it
             return distributed.share_from_main(None)
         seconds = watch.elapsed()
@@ -197,6 +205,7 @@ class CineRows:
             "params": int(sum(p.numel() for p in net.parameters())),
             "train_losses": losses, "train_seconds": seconds,
         }
+        result["seg_training"] = training.record()  # the collapse verdict, also when restarts are off
         if self.causal:
             result["causal"] = True
         if own_patients:

@@ -5,7 +5,9 @@ Torch-free, so reports can render a run's records without loading the training c
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Mapping
+
+CLASS_FLOOR = 0.3  # issue 16: no class of a trained segmentation net below this Dice
 
 
 def rule_text(floor: float, max_restarts: int) -> str:
@@ -45,3 +47,16 @@ def restart_table(rows: Iterable[tuple[list[str], dict]], header: list[str], flo
         return [rule + (" No training collapsed" + (" (restarts off)." if not max_restarts else "."))]
     cols = [*header, "attempts: training-frame Dice", "kept", "still collapsed"]
     return [rule, "", f"| {' | '.join(cols)} |", "|" + "---|" * len(cols), *lines]
+
+
+def rows_restarts_markdown(results: Mapping[str, Mapping[str, Any] | None], floor: float, max_restarts: int) -> str:
+    """A cine run's rows (``key -> result``, as ``search.train.cine_rows.CineRows.train_row`` writes them) whose
+    training collapsed and was started again, under the rule's wording; rows trained before the rule (a trained
+    result without ``seg_training``) are named as such."""
+    trained = {k: r for k, r in results.items() if r and "train_losses" in r}
+    rows = [([str(r.get("name") or k)], r.get("seg_training") or {}) for k, r in trained.items()]
+    lines = restart_table(rows, ["row"], floor, max_restarts)
+    older = [str(r.get("name") or k) for k, r in trained.items() if "seg_training" not in r]
+    if older:
+        lines += ["", "Trained before the rule (one training each, no verdict recorded): " + ", ".join(older) + "."]
+    return "\n".join(lines)

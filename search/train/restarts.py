@@ -34,11 +34,12 @@ from torch.utils.data import Dataset, Subset
 
 from search import distributed
 from search.train.evaluate import evaluate_segmentation, torch_seg_predictor
+from search.train.restart_report import CLASS_FLOOR
 from search.train.loop import LossFn, TrainConfig, fit
 
 log = logging.getLogger(__name__)
 
-CLASS_FLOOR = 0.3  # issue 16: no class of a trained segmentation net below this Dice
+CLIPS_SCORED = 16  # cine clips of T frames each: the collapse check needs far fewer of them than of echo frames
 SEED_STRIDE = 7919  # attempt k trains with seed + k * SEED_STRIDE (a prime: no overlap with the callers' seed * 10 + j)
 
 

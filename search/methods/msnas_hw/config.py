@@ -153,7 +153,7 @@ def preset(name: str, *, seed: int | None = None) -> MsnasHwConfig:
             threads=1,
             search=SearchConfig(warmup_steps=40, search_steps=120, batch_size=1, arch_lr=3e-2, latency_lambda=1e-3,
                                 proxy_clip=(4, 32, 24)),
-            retrain=RetrainConfig(steps=250, batch_size=2, eval_every=50),
+            retrain=RetrainConfig(steps=250, batch_size=2, eval_every=50, seg_restarts=2),
             rows=_default_rows_sharing_search(),
         )
     elif name == "paper":
@@ -162,7 +162,7 @@ def preset(name: str, *, seed: int | None = None) -> MsnasHwConfig:
             width_divisor=1,
             data=DataConfig(n_patients=100, n_test=20, n_val=10, clip_length=20, height=128, width=112),
             search=SearchConfig(warmup_steps=30 * 500, search_steps=30 * 500, batch_size=2),
-            retrain=RetrainConfig(steps=60 * 500, batch_size=2, eval_every=500),
+            retrain=RetrainConfig(steps=60 * 500, batch_size=2, eval_every=500, seg_restarts=2),
             measure=MeasureConfig(warmup=10, repeats=50),
             searches=(
                 SearchRun("msnas", latency_aware=False, n_paths=4),

@@ -46,6 +46,7 @@ from search.latency.onnx_bytes import export_onnx_bytes
 from search.latency.profiler import ProfileSettings
 from search.methods.msnas_hw import report, space
 from search.methods.msnas_hw.config import PickConfig, RowSpec, SearchRun
+from search.train.cine_config import stage_config
 from search.methods.msnas_hw.drawing import draw_genotype
 from search.methods.msnas_hw.networks import build_row_network, per_frame_network
 from search.methods.msnas_hw.rows_summary import write_rows_summary
@@ -134,7 +135,7 @@ class MsnasHwExperiment(CineRows):
         """The stage runner over the run folder, after the config check, the data, the split and (if
         ``need_table``) the latency table."""
         self.out.mkdir(parents=True, exist_ok=True)
-        stages = StageRunner(self.out, self.cfg.to_dict(), progress=self.say)
+        stages = StageRunner(self.out, stage_config(self.cfg.to_dict()), progress=self.say)
         with distributed.main_first():  # under torchrun: rank 0 writes config, data, split and LUT; the others read
             self._check_config()
             torch.set_num_threads(self.cfg.threads)

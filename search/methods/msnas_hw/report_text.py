@@ -11,6 +11,7 @@ from search.core.genotypes import MultiscaleGenotype
 from search.methods.msnas_hw import report
 from search.methods.msnas_hw.config import MsnasHwConfig
 from search.methods.msnas_hw.drawing import describe_genotype
+from search.train.restart_report import rows_restarts_markdown
 
 
 def _shape(s) -> str:
@@ -102,6 +103,7 @@ def render_report(cfg: MsnasHwConfig, results: Mapping[str, Mapping[str, Any]],
             "",
         ]
     lines += ["## Table 2", "", report.table2_markdown(cfg, results), ""]
+    lines += ["## Row trainings that collapsed", "", rows_restarts_markdown(results, cfg.retrain.restart_floor, cfg.retrain.seg_restarts), ""]
     frame_notes = []
     for row in cfg.rows:
         res = results.get(row.key) or {}

@@ -31,7 +31,8 @@ from typing import Any
 from app.realtime import REALTIME
 # PICK_PATHS and PickConfig live with the cine rows (msnas-hw shares them); re-exported here for rtdnas' users
 from search.train.cine_config import (PICK_PATHS, DataConfig, MeasureConfig, PickConfig,  # noqa: F401
-                                      RetrainConfig, SupernetConfig, check_sampler, drop_default_search_options)
+                                      RetrainConfig, SupernetConfig, check_sampler, drop_default_retrain_options,
+                                      drop_default_search_options)
 from search.methods.rtdnas.ga import GaConfig
 
 PRESETS = ("smoke", "default", "paper")
@@ -196,6 +197,7 @@ class RtdnasConfig:
 
         doc = asdict(self)
         drop_default_search_options(doc["search"])
+        drop_default_retrain_options(doc["retrain"])
         if doc["cell_max_free_ops"] is None:  # configs (and run folders) made before the cap are unchanged
             del doc["cell_max_free_ops"]
         if self.pick.candidates == 1:  # nor are those made before the pick (one candidate: no pick at all)
@@ -234,7 +236,7 @@ def preset(name: str, *, seed: int | None = None) -> RtdnasConfig:
         cfg = RtdnasConfig(
             preset="default",
             search=RtSearchConfig(warmup_steps=40, search_steps=40, batch_size=1, arch_lr=3e-2, proxy_clip=(4, 32, 24)),
-            retrain=RetrainConfig(steps=250, batch_size=2, eval_every=50),
+            retrain=RetrainConfig(steps=250, batch_size=2, eval_every=50, seg_restarts=2),
             measure=MeasureConfig(warmup=2, repeats=7, measure_paper_size=False),
             cloud=CloudConfig(n_archs=30, train_steps=0, max_paths=8, full_train=4),
         )
@@ -245,7 +247,7 @@ def preset(name: str, *, seed: int | None = None) -> RtdnasConfig:
             search=RtSearchConfig(warmup_steps=20 * 500, search_steps=20 * 500, batch_size=2, penalty_tau_ms=1.0,
                                   penalty_lambda=10.0),
             rounds=RoundsConfig(max_rounds=4),
-            retrain=RetrainConfig(steps=60 * 500, batch_size=2, eval_every=500),
+            retrain=RetrainConfig(steps=60 * 500, batch_size=2, eval_every=500, seg_restarts=2),
             measure=MeasureConfig(warmup=10, repeats=50),
             sweep_paths=(6, 7, 8),
             cloud=CloudConfig(n_archs=50, train_steps=2000, max_paths=8, full_train=5),

@@ -47,6 +47,7 @@ from search.methods.rtdnas import space
 from search.methods.rtdnas.config import RtdnasConfig
 from search.methods.rtdnas.ga import GenePool, GeneticPathSelection, gene_pool
 from search.methods.rtdnas.search import RtdnasSearch
+from search.train.cine_config import predates_restarts, stage_config
 from search.train.cine_rows import CineRows, candidate_scores, ranked_candidates, read_json, scored_on_test, write_json
 from search.train.clips import clip_dataset
 from search.train.loop import seed_everything
@@ -110,7 +111,7 @@ class RtdnasExperiment:
         from search.methods.rtdnas.shipping import ship
 
         self.out.mkdir(parents=True, exist_ok=True)
-        stages = StageRunner(self.out, self.cfg.to_dict(), progress=self.say)
+        stages = StageRunner(self.out, stage_config(self.cfg.to_dict()), progress=self.say)
         with distributed.main_first():  # under torchrun: rank 0 writes config, LUT, data and split; the others read
             self._check_config()
             torch.set_num_threads(self.cfg.threads)
@@ -176,7 +177,10 @@ class RtdnasExperiment:
         from search.train import precision
 
         doc = json.loads(json.dumps(precision.tag(self.cfg.to_dict())))  # bf16 training recorded (never fp32's)
-        if path.is_file() and not same_config(read_json(path), doc):
+        if path.is_file() and predates_restarts(read_json(path), doc):
+            self.say(f"{path}: made before the collapse restarts; its finished rows keep their one training, "
+                     "rows trained from now on restart a collapse")
+        elif path.is_file() and not same_config(read_json(path), doc):
             raise ValueError(f"{path}: this run folder was made with another configuration; use a new --out")
         write_json(path, doc)  # a run made before dataset folders were hashed: rewritten without the folder
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from app.realtime import REALTIME
 from search.methods.rtdnas.config import RtdnasConfig
+from search.train.restart_report import rows_restarts_markdown
 
 MACHINE = f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores (shared), onnxruntime CPU EP"
 CLASSES = ("RV", "MYO", "LV")
@@ -324,6 +325,10 @@ Baseline rows were trained and timed by `python -m search msnas-hw` in its own r
 not interleaved with ours): small load differences between the two sessions shift both columns alike only
 approximately.
 
+## Row trainings that collapsed
+
+{rows_restarts_markdown({**rows, **full_cloud(cloud)}, cfg.retrain.restart_floor, cfg.retrain.seg_restarts)}
+
 ## Fig. 2
 
 ![fig2](fig2.png)
@@ -348,7 +353,8 @@ def _row_summary(cfg: RtdnasConfig, r: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": r.get("name"), "dice": {k: d.get(k) for k in ("per_class", "mean", "std")},
             "latency_p50_ms": lat.get("p50_ms"), "latency_mean_ms": lat.get("mean_ms"), "fps": lat.get("fps"),
             "lut_ms": r.get("lut_ms"), "meets_50ms_22fps": meets(cfg, r), "params": r.get("params"),
-            "paths": r.get("genotype_paths"), "same_network_as": r.get("same_network_as")}
+            "paths": r.get("genotype_paths"), "same_network_as": r.get("same_network_as"),
+            "seg_training": r.get("seg_training")}
 
 
 def write_results_json(cfg: RtdnasConfig, path: Path, results: Mapping[str, Any], derivation: Mapping[str, Any],

@@ -1,0 +1,128 @@
+"""Collapse restarts for the cine rows (msnas-hw, rtdnas): configs, old run folders, a forced collapse."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from search.methods.msnas_hw.config import preset as msnas_preset
+from search.methods.rtdnas import space
+from search.methods.rtdnas.config import preset as rtdnas_preset
+from search.train.cine_config import RESTART_KEYS, RetrainConfig, predates_restarts, stage_config
+from search.train.restart_report import rows_restarts_markdown
+from search.train.stages import config_hash
+
+
+def _without_restarts(doc: dict) -> dict:
+    return {**doc, "retrain": {k: v for k, v in doc["retrain"].items() if k not in RESTART_KEYS}}
+
+
+@pytest.mark.parametrize("make", [msnas_preset, rtdnas_preset])
+def test_presets_restart_collapses_except_smoke(make):
+    assert make("smoke").retrain.seg_restarts == 0
+    for name in ("default", "paper"):
+        assert make(name).retrain.seg_restarts == 2 and make(name).retrain.restart_floor == 0.3
+    assert not set(RESTART_KEYS) & set(make("smoke").to_dict()["retrain"])  # off: the dict (and hash) as before
+    assert set(RESTART_KEYS) <= set(make("default").to_dict()["retrain"])
+
+
+def test_retrain_config_checks_its_restart_fields():
+    with pytest.raises(ValueError, match="seg_restarts"):
+        RetrainConfig(seg_restarts=-1)
+    with pytest.raises(ValueError, match="restart_floor"):
+        RetrainConfig(restart_floor=1.0)
+
+
+def test_a_config_recorded_before_the_restarts_is_recognised():
+    new = json.loads(json.dumps(msnas_preset("default").to_dict()))
+    old = _without_restarts(new)
+    assert predates_restarts(old, new)
+    assert not predates_restarts(new, new)  # already has them: the same configuration, not an older one
+    assert not predates_restarts({**old, "seed": 7}, new)
+    assert not predates_restarts(_without_restarts(json.loads(json.dumps(
+        msnas_preset("default").with_retrain_steps(99).to_dict()))), new)
+    assert config_hash(stage_config(new)) == config_hash(old)  # the stages keep their hashes
+
+
+@pytest.mark.parametrize("module", ["cine_rows", "rtdnas"])
+def test_a_run_folder_made_before_the_restarts_resumes(tmp_path: Path, module: str):
+    from search.methods.rtdnas.experiment import RtdnasExperiment
+    from search.train.cine_rows import CineRows
+
+    said = []
+
+    def check(cfg) -> None:
+        if module == "rtdnas":
+            RtdnasExperiment(cfg, tmp_path, progress=said.append)._check_config()
+        else:
+            CineRows(space.rows_view(cfg, ()), tmp_path, progress=said.append)._check_config()
+
+    base = rtdnas_preset("smoke")
+    cfg = replace(base, retrain=replace(base.retrain, seg_restarts=2))
+    old = json.loads(json.dumps((base if module == "rtdnas" else space.rows_view(base, ())).to_dict()))
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    check(cfg)
+    assert any("made before the collapse restarts" in m for m in said)
+    assert json.loads((tmp_path / "config.json").read_text())["retrain"]["seg_restarts"] == 2  # recorded now
+    check(cfg)  # and the same configuration from then on
+    with pytest.raises(ValueError, match="another configuration"):
+        check(replace(cfg, retrain=replace(cfg.retrain, seg_restarts=1)))  # a recorded count is a configuration
+
+
+def _tiny_cine(**retrain):
+    cfg = msnas_preset("smoke")
+    return replace(cfg, retrain=replace(cfg.retrain, steps=1, eval_every=1, **retrain))
+
+
+def test_a_collapsed_row_is_trained_again_and_recorded(tmp_path: Path):
+    from search.train.cine_rows import CineRows
+
+    cfg = _tiny_cine(seg_restarts=1, restart_floor=0.99)  # one step never reaches .99: every attempt collapses
+    row = next(r for r in cfg.rows if r.kind == "unet3d")
+    rows = CineRows(cfg, tmp_path / "run")
+    result = rows.train_row(row, None)
+    record = result["seg_training"]
+    assert [a["attempt"] for a in record["attempts"]] == [0, 1] and record["collapsed"]
+    assert [a["seed"] for a in record["attempts"]] == [cfg.seed, cfg.seed + 7919]
+    folder = tmp_path / "run" / "rows" / row.key
+    assert (folder / "train.pt").is_file() and (folder / "train.restart1.pt").is_file()
+    text = rows_restarts_markdown({row.key: result}, cfg.retrain.restart_floor, cfg.retrain.seg_restarts)
+    assert f"| {row.name} | attempt 0 (seed {cfg.seed})" in text and "| yes |" in text
+    assert rows.train_row(row, None) == result  # the finished row is read back, not trained again
+
+
+def test_rows_without_restarts_record_the_verdict_only(tmp_path: Path):
+    from search.train.cine_rows import CineRows
+
+    cfg = _tiny_cine()  # smoke: restarts off, floor 0.3
+    row = next(r for r in cfg.rows if r.kind == "unet2d")
+    result = CineRows(cfg, tmp_path / "run").train_row(row, None)
+    assert len(result["seg_training"]["attempts"]) == 1
+    assert not list((tmp_path / "run" / "rows" / row.key).glob("train.restart*"))
+    older = {**result, "name": "old row"}
+    older.pop("seg_training")
+    text = rows_restarts_markdown({row.key: result, "old": older}, 0.3, 0)
+    assert "Trained before the rule (one training each, no verdict recorded): old row." in text
+
+
+def test_every_row_network_can_be_reinitialised():
+    from search.core.genotypes import MultiscaleGenotype
+    from search.methods.rtdnas.streaming import DEFAULT_BASE, run_config
+    from search.train.restarts import reinitialise
+    from search.train.row_networks import build_row_network
+
+    cfg = msnas_preset("smoke")
+    nets = [build_row_network(cfg, r) for r in cfg.rows if r.kind != "msnas"]
+    base = json.loads(DEFAULT_BASE.read_text())
+    g = MultiscaleGenotype.from_dict(base["genotype"])
+    rt = run_config("smoke", None, base["architecture"]["args"])
+    row = space.row("ga", "ga", len(g.paths))
+    nets.append(build_row_network(space.rows_view(rt, (row,)), row, genotype=g))
+    for net in nets:
+        before = [p.detach().clone() for p in net.parameters()]
+        reinitialise(net, 5)
+        assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
