@@ -190,8 +190,8 @@ def predates_restarts(old: Any, new: dict[str, Any]) -> bool:
 
     if not isinstance(old, dict) or not isinstance(old.get("retrain"), dict) or not isinstance(new.get("retrain"), dict):
         return False
-    if any(key in old["retrain"] for key in RESTART_KEYS):
-        return False
+    if not new["retrain"].get("seg_restarts") or any(key in old["retrain"] for key in RESTART_KEYS):
+        return False  # restarts off: nothing to migrate; fields recorded: not from before the rule
     return same_config(old, stage_config(new))
 
 
@@ -243,6 +243,12 @@ class RetrainConfig:
         if steps < 1:
             raise ValueError(f"retrain steps must be >= 1, got {steps}")
         return replace(self, steps=steps, eval_every=min(self.eval_every, steps))
+
+    def proxy(self, steps: int) -> RetrainConfig:
+        """A short proxy training of ``steps`` steps (a pick candidate, a cloud network): ``with_steps`` and one
+        training each, never restarted, because a collapse at that budget is part of what the proxy measures
+        (and restarts would triple its cost)."""
+        return replace(self.with_steps(steps), seg_restarts=0)
 
 
 PICK_PATHS = ("heaviest", "sampled", "both")

@@ -159,7 +159,10 @@ class CineRows:
 
         The row's ``result.json`` and its checkpoint ``train.pt`` are reused as they are: the schedule
         (``cfg.retrain``) is part of the run's ``config.json``, and a run refuses a folder made with another
-        configuration (``_check_config``; rtdnas checks its own), so they were trained with this schedule.
+        configuration (``_check_config``; rtdnas checks its own), so they were trained with this schedule; the
+        one exception is a folder made before the collapse restarts (``predates_restarts``), whose finished rows
+        were trained once (their result has no ``seg_training``). A collapsed training is started again
+        (``search.train.restarts``; ``train.restart<k>.pt``); ``train_seconds`` counts every attempt.
         """
         folder = self._row_dir(row)
         result_path = folder / "result.json"

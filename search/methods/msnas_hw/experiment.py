@@ -309,7 +309,7 @@ class MsnasHwExperiment(CineRows):
         cand = RowSpec(f"pick candidate {i}", f"pick_c{i}", "msnas", n_paths=len(g.paths), latency_aware=True,
                        search=row.search)
         full = self.cfg
-        self.cfg = replace(full, rows=(cand,), retrain=full.retrain.with_steps(full.pick.train_steps),
+        self.cfg = replace(full, rows=(cand,), retrain=full.retrain.proxy(full.pick.train_steps),
                            pick=PickConfig())
         try:
             res = self.train_row(cand, g, train_ids=train_ids, eval_ids=eval_ids)

@@ -391,7 +391,7 @@ class RtdnasExperiment:
         path_rng = np.random.default_rng(cfg.seed + 800)  # its own generator: the cell draws stay those of "heaviest"
         n, split = cfg.pick_paths, self.helper.split
         train_ids, eval_ids, words = split.pick_patients()
-        retrain = cfg.retrain.with_steps(pick.train_steps)
+        retrain = cfg.retrain.proxy(pick.train_steps)
         # which gene pool each candidate takes: the argmax always the heaviest paths; the cell draws the heaviest
         # ("heaviest"), a drawn pool each ("sampled"), or both, the drawn-pool ones after ("both": 2K - 1 candidates)
         plan = pick.plan(drawn)
@@ -553,7 +553,8 @@ class RtdnasExperiment:
         """
         cfg = self.cfg
         rng = np.random.default_rng(cfg.seed + 500)
-        retrain = replace(cfg.retrain, steps=max(1, cfg.cloud.train_steps), eval_every=max(1, cfg.cloud.train_steps))
+        retrain = replace(cfg.retrain, steps=max(1, cfg.cloud.train_steps), eval_every=max(1, cfg.cloud.train_steps),
+                          seg_restarts=0)  # a short proxy: one training each, as RetrainConfig.proxy
         out = {}
         for i in range(cfg.cloud.n_archs):
             n = int(rng.integers(1, cfg.cloud.max_paths + 1))

@@ -46,6 +46,14 @@ def test_a_config_recorded_before_the_restarts_is_recognised():
     assert not predates_restarts(_without_restarts(json.loads(json.dumps(
         msnas_preset("default").with_retrain_steps(99).to_dict()))), new)
     assert config_hash(stage_config(new)) == config_hash(old)  # the stages keep their hashes
+    smoke = json.loads(json.dumps(msnas_preset("smoke").to_dict()))
+    assert not predates_restarts(smoke, smoke)  # restarts off: nothing to migrate, nothing to say
+
+
+def test_short_proxy_trainings_are_never_restarted():
+    retrain = msnas_preset("default").retrain
+    assert retrain.proxy(40).seg_restarts == 0 and retrain.proxy(40).steps == 40
+    assert retrain.with_steps(40).seg_restarts == 2  # a whole run's shorter schedule keeps the rule
 
 
 @pytest.mark.parametrize("module", ["cine_rows", "rtdnas"])
@@ -107,6 +115,10 @@ def test_rows_without_restarts_record_the_verdict_only(tmp_path: Path):
     older.pop("seg_training")
     text = rows_restarts_markdown({row.key: result, "old": older}, 0.3, 0)
     assert "Trained before the rule (one training each, no verdict recorded): old row." in text
+    assert "training clips" in text
+    collapsed = {**result, "seg_training": {**result["seg_training"], "collapsed": True}}
+    copies = {"a": collapsed, "b": {**collapsed, "same_as": "a"}, "c": {**collapsed, "same_network_as": "a"}}
+    assert rows_restarts_markdown(copies, 0.3, 0).count("| yes |") == 1  # a copied training is listed once
 
 
 def test_every_row_network_can_be_reinitialised():
