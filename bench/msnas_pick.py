@@ -309,10 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [load_run(f) for f in args.runs]
     if len({r["seed"] for r in runs}) != len(runs):
         raise SystemExit("two run folders of the same seed")
-    shared = {(r["cfg"].preset, r["cfg"].retrain.steps, r["test_patients"], r["cfg"].pick) for r in runs}
+    shared = {(r["cfg"].preset, r["cfg"].retrain.steps, r["cfg"].retrain.seg_restarts, r["test_patients"],
+               r["cfg"].pick) for r in runs}
     if len(shared) != 1:
-        raise SystemExit("the runs differ in preset, retraining steps, test patients or pick: one table compares "
-                         "seeds of one setting")
+        raise SystemExit("the runs differ in preset, retraining steps, collapse restarts, test patients or pick: one "
+                         "table compares seeds of one setting")
     timing, ms = None, None
     if not args.no_timing:
         timing = {"threads": args.threads, "rounds": args.rounds, "runs_per_block": args.runs_per_block,

@@ -379,7 +379,11 @@ def _same_candidate_training(folder: Path, pick_cfg) -> bool:
     path = folder / "config.json"
     if not (folder / "rows" / "pick_c0").is_dir() or not path.is_file():
         return False
-    theirs, ours = json.loads(path.read_text()), json.loads(json.dumps(pick_cfg.to_dict()))
+    from search.train.cine_config import stage_config
+
+    # the restart fields aside: candidates are short proxies, never restarted (RetrainConfig.proxy)
+    theirs = stage_config(json.loads(path.read_text()))
+    ours = stage_config(json.loads(json.dumps(pick_cfg.to_dict())))
     theirs.get("pick", {}).pop("paths", None)
     ours.get("pick", {}).pop("paths", None)
     return theirs == ours

@@ -138,3 +138,27 @@ def test_every_row_network_can_be_reinitialised():
         before = [p.detach().clone() for p in net.parameters()]
         reinitialise(net, 5)
         assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+@pytest.mark.parametrize("method", ["msnas_hw", "rtdnas"])
+def test_the_experiments_hash_their_stages_without_the_restart_fields(tmp_path: Path, monkeypatch, method: str):
+    import importlib
+
+    module = importlib.import_module(f"search.methods.{method}.experiment")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_runner(out, config, **kwargs):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(module, "StageRunner", fake_runner)
+    cfg = (msnas_preset if method == "msnas_hw" else rtdnas_preset)("default")
+    exp = module.MsnasHwExperiment(cfg, tmp_path) if method == "msnas_hw" else module.RtdnasExperiment(cfg, tmp_path)
+    with pytest.raises(Stop):
+        exp.run()
+    assert seen and not set(RESTART_KEYS) & set(seen[0]["retrain"])
+    without = _without_restarts(json.loads(json.dumps(cfg.to_dict())))
+    assert config_hash(seen[0]) == config_hash(without)  # the hash a folder made before the restarts recorded
