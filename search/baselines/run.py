@@ -25,14 +25,14 @@ from app.data.case import Case, DataError
 from search.baselines.presets import BaselinePreset
 from search.baselines.registry import BaselineSpec, get_baseline
 from search.baselines.shipping import ship_cine, ship_echo_pair
-from search.baselines.training import CINE_FRAMES_SCORED, default_augmentation, train_cine, train_echo_pair
+from search.baselines.training import default_augmentation, train_cine, train_echo_pair
 from search.data import (CINE_ACDC, ECHO_MYOCARDIUM, DataSpec, Need, describe_split, keep_frames, members_of_cases,
                          open_dataset, protocol_cases, split_by_patient)
 from search.train import precision
 from search.train.clips import fit_case
 from search.train.data import phantom_cases, split_patients
 from search.train.datasets import CineClipDataset, EchoFrameDataset
-from search.train.restarts import RestartPolicy
+from search.train.restarts import CLIPS_SCORED, RestartPolicy
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def run_cine(spec: BaselineSpec, preset: BaselinePreset, out_dir: Path, work_dir
     train = cine_train_dataset(preset, split["train"], spec.per_frame)
     test = cine_test_dataset(spec, preset, split["test"])
     unet, trained = train_cine(spec, train, preset.cine_train, work_dir / spec.name, progress,
-                               RestartPolicy(max_restarts=preset.seg_restarts, max_frames=CINE_FRAMES_SCORED))
+                               RestartPolicy(max_restarts=preset.seg_restarts, max_frames=CLIPS_SCORED))
     calibration = CineClipDataset(split["train"], T, preset.cine_input, per_frame_norm=spec.per_frame)
     info = cine_card_data(preset, split, data, trained.losses, trained.record())
     cards, decision = ship_cine(spec, unet, test, calibration, out_dir, info,

@@ -67,9 +67,8 @@ class EchoPair:
     seg_training: dict | None = None
 
 
-CINE_FRAMES_SCORED = CLIPS_SCORED  # clips of T frames each, as the cine rows score them
 ECHO_RESTARTS = RestartPolicy()
-CINE_RESTARTS = RestartPolicy(max_frames=CINE_FRAMES_SCORED)
+CINE_RESTARTS = RestartPolicy(max_frames=CLIPS_SCORED)  # clips of T frames each, as the cine rows score
 
 
 def _reporter(progress: Progress | None, stage: str):

@@ -73,6 +73,26 @@ def scored_on_test(result: dict[str, Any]) -> bool:
     return bool((result.get("patients") or {}).get("scored_on_test", True))
 
 
+def check_run_config(path: Path, config: dict[str, Any], say: Progress) -> None:
+    """Write a cine run's ``config.json`` (``config``, as recorded), or refuse a folder made with another
+    configuration. Accepted as the same: a folder written before dataset folders were hashed, or before the
+    collapse restarts (``predates_restarts``: its finished rows keep their one training); either is rewritten."""
+    from search.privacy import same_config
+
+    doc = json.loads(json.dumps(config))
+    if path.is_file():
+        old = read_json(path)
+        if predates_restarts(old, doc):
+            say(f"{path}: made before the collapse restarts; its finished rows keep their one training, "
+                "rows trained from now on restart a collapse")
+        elif not same_config(old, doc):
+            raise ValueError(f"{path}: this run folder was made with another configuration; "
+                             "use a new --out or delete the folder")
+        if old == doc:
+            return
+    write_json(path, doc)
+
+
 class CineRows:
     """Patients, split, retraining and evaluation of the rows of one cine run folder.
 
@@ -99,24 +119,9 @@ class CineRows:
 
     def _check_config(self) -> None:
         """Write ``config.json``, or refuse a run folder made with another configuration."""
-        from search.privacy import same_config
-
         from search.train import precision
 
-        path = self.out / "config.json"
-        doc = precision.tag(self.cfg.to_dict())  # bf16 training recorded (fp32 adds nothing)
-        if path.is_file():
-            old = read_json(path)
-            if predates_restarts(old, json.loads(json.dumps(doc))):
-                self.say(f"{path}: made before the collapse restarts; its finished rows keep their one training, "
-                         "rows trained from now on restart a collapse")
-            elif not same_config(old, json.loads(json.dumps(doc))):
-                raise ValueError(f"{path}: this run folder was made with another configuration; "
-                                 "use a new --out or delete the folder")
-            if old != json.loads(json.dumps(doc)):  # made before dataset folders were hashed, or the restarts
-                write_json(path, doc)
-        else:
-            write_json(path, doc)
+        check_run_config(self.out / "config.json", precision.tag(self.cfg.to_dict()), self.say)
 
     @property
     def cases(self) -> list[Case]:

@@ -47,8 +47,9 @@ from search.methods.rtdnas import space
 from search.methods.rtdnas.config import RtdnasConfig
 from search.methods.rtdnas.ga import GenePool, GeneticPathSelection, gene_pool
 from search.methods.rtdnas.search import RtdnasSearch
-from search.train.cine_config import predates_restarts, stage_config
-from search.train.cine_rows import CineRows, candidate_scores, ranked_candidates, read_json, scored_on_test, write_json
+from search.train.cine_config import stage_config
+from search.train.cine_rows import (CineRows, candidate_scores, check_run_config, ranked_candidates, read_json,
+                                    scored_on_test, write_json)
 from search.train.clips import clip_dataset
 from search.train.loop import seed_everything
 from search.train.row_networks import build_row_network
@@ -171,18 +172,10 @@ class RtdnasExperiment:
         return results
 
     def _check_config(self) -> None:
-        from search.privacy import same_config
-
-        path = self.out / "config.json"
         from search.train import precision
 
-        doc = json.loads(json.dumps(precision.tag(self.cfg.to_dict())))  # bf16 training recorded (never fp32's)
-        if path.is_file() and predates_restarts(read_json(path), doc):
-            self.say(f"{path}: made before the collapse restarts; its finished rows keep their one training, "
-                     "rows trained from now on restart a collapse")
-        elif path.is_file() and not same_config(read_json(path), doc):
-            raise ValueError(f"{path}: this run folder was made with another configuration; use a new --out")
-        write_json(path, doc)  # a run made before dataset folders were hashed: rewritten without the folder
+        # bf16 training recorded (never fp32's); a run made before dataset folders were hashed is rewritten
+        check_run_config(self.out / "config.json", precision.tag(self.cfg.to_dict()), self.say)
 
     # -------------------------------------------------------------------------- latency table
     def seed_latency_table(self) -> None:

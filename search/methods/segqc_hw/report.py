@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from search.core.stats import bootstrap_mean_ci
-from search.train.restart_report import restart_table
+from search.train.restart_report import CLASS_FLOOR, restart_table
 
 ROWS = ("unet8", "unet16", "searched_nohw", "searched_hw")
 ROW_NAMES = {
@@ -414,7 +414,7 @@ def restarts_markdown(results: dict) -> str:
     cfg = results["config"]["retrain"]
     every = {**results["rows"], **(results.get("sensitivity") or {}), **(results.get("controls") or {})}
     rows = [([row_name(key)], row.get("seg_training") or {}) for key, row in every.items()]
-    return "\n".join(restart_table(rows, ["row"], cfg.get("restart_floor", 0.3), cfg.get("seg_restarts", 0)))
+    return "\n".join(restart_table(rows, ["row"], cfg.get("restart_floor", CLASS_FLOOR), cfg.get("seg_restarts", 0)))
 
 
 def seeds_markdown(results: dict) -> str:
