@@ -54,8 +54,10 @@ if str(ROOT) not in sys.path:  # run as ``python bench/size_table.py``
     sys.path.insert(0, str(ROOT))
 
 from bench.report import write_report  # noqa: E402
+from search.train import precision  # noqa: E402  (torch-free: the --precision option)
 
-REFERENCE = "unet16"  # latency ratios are to U-net(16) at the same size
+REFERENCE = "unet16"
+BASELINE_KEYS = ("unet8", "unet16")  # segqc_hw.experiment.BASELINES, without importing torch for the parser  # latency ratios are to U-net(16) at the same size
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,15 @@ def _budget_words(budget_ms: float) -> str:
 
 
 def networks(run: Path, cfg, variants: list[str], controls: bool = False,
-             genotypes: list[Path] | None = None, skeletons: list[str] | None = None) -> list[Network]:
+             genotypes: list[Path] | None = None, skeletons: list[str] | None = None,
+             baselines: list[str] | None = None) -> list[Network]:
     """The run's searched networks (every seed of each variant), with ``controls`` the random control of each
     (``<run>/search/random/<row>.json``), the handcrafted U-net point of the run's space when it has one
     (droppable inputs, 2 nodes: ``nasunet.unet_like_genotype``, paired with the baselines' ResNet18 QC), and the
     U-net baselines. ``genotypes``: more seg networks of the run's U, each a JSON file ``{"label": ..., "seg":
     NasUnetGenotype.to_dict()}`` paired, as the U-net point is, with the baselines' ResNet18 QC. ``skeletons``: U-nets
-    of other per-level widths, ops and convs (``search.core.derived.unet_skeleton`` specs), with the same QC."""
+    of other per-level widths, ops and convs (``search.core.derived.unet_skeleton`` specs), with the same QC.
+    ``baselines``: the U-net baselines' keys to keep (default every one; U-net(16), the reference, always stays)."""
     import torch
 
     from search.core.derived.nasunet import DerivedNasUnet
@@ -192,6 +196,8 @@ def networks(run: Path, cfg, variants: list[str], controls: bool = False,
                            partial(skeleton_with_resnet_qc, skeleton),
                            {"skeleton": skeleton.spec, "qc": "resnet18"}))
     for width, key in zip(cfg.baseline_seg_filters, BASELINES):
+        if baselines is not None and key not in baselines and key != REFERENCE:
+            continue
         out.append(Network(key, f"U-net({width})", partial(build_baseline, width, n_classes=cfg.task.num_classes),
                            baseline_config(width)))
     return out
@@ -232,8 +238,8 @@ def train_all(cfg, nets: list[Network], cases: dict, sizes: list[int], *, epochs
                 name = f"{net.label} @ {size}{f' (seed {seed})' if tag else ''}"
                 print(f"[{i}/{total}] size {size}: {name}", flush=True)
                 # the seg net alone (the first stage of a whole retraining, and all of it without --with-qc) ...
-                config = {"architecture": net.architecture, "size": size, "data": data_cfg, "seed": seed,
-                          "retrain": {**asdict(retrain), "qc_epochs": None}}
+                config = precision.tag({"architecture": net.architecture, "size": size, "data": data_cfg,
+                                        "seed": seed, "retrain": {**asdict(retrain), "qc_epochs": None}})
                 teaching = None
                 if net.teacher is not None:
                     teacher_seg, teacher_stage = teachers[(size, net.teacher, seed)]
@@ -384,7 +390,8 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
         device: str = "cpu", controls: bool = False, train_seeds: list[int] | None = None,
         genotypes: list[Path] | None = None, stem_convs: int | None = None,
         skeletons: list[str] | None = None, time_at: list[int] | None = None, qc_epochs: int | None = None,
-        distill: DistillSettings | None = None, seg_restarts: int | None = None) -> dict:
+        distill: DistillSettings | None = None, seg_restarts: int | None = None,
+        baselines: list[str] | None = None) -> dict:
     """Train (or read back), score and time every network at every size; the JSON document."""
     import onnxruntime as ort
     import torch
@@ -413,7 +420,7 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
     # absolute: the stage harness joins relative outputs onto its own folder
     run_dir = Path(run_dir).resolve()
     work = Path(work).resolve() if work else run_dir / "size_table"
-    nets = networks(run_dir, cfg, variants, controls, genotypes, skeletons)
+    nets = networks(run_dir, cfg, variants, controls, genotypes, skeletons, baselines)
     if distill is not None:
         nets = distilled_twins(nets, distill)
     for spec in skeletons or []:  # refused before any training, not when that network first runs
@@ -444,11 +451,12 @@ def run(run_dir: Path, *, sizes: list[int], variants: list[str] | None, epochs: 
                      "with_qc": with_qc, "batch_size": cfg.retrain.batch_size, "lr": cfg.retrain.lr,
                      "seg_restarts": cfg.retrain.seg_restarts, "restart_floor": cfg.retrain.restart_floor,
                      "variants": variants, "controls": controls, "genotypes": [str(g) for g in genotypes or []],
-                     "skeletons": list(skeletons or []),
+                     "skeletons": list(skeletons or []), "baselines": [n.key for n in nets if n.key in BASELINE_KEYS],
                      "distill": asdict(distill) if distill is not None else None,
                      "stem_convs": cfg.space.stem_convs,
                      "train_seeds": train_seeds, "search_seeds": list(cfg.search.seeds), "device": device,
-                     "torch_threads": torch_threads, "ort_threads": threads, "warmup": warmup, "repeats": repeats,
+                     "torch_threads": torch_threads, "precision": precision.current(), "ort_threads": threads,
+                     "warmup": warmup, "repeats": repeats,
                      "n_train_patients": len(cases["s1"]), "n_test_patients": len(cases["test"]),
                      "work": _shown(work)},
         "machine": {**hardware_fingerprint(), "line": machine_line(threads), "onnxruntime": ort.__version__,
@@ -504,7 +512,7 @@ def markdown(result: dict) -> str:
                 "stem convs (the searches ran with the run's own stem).", ""] if s.get("stem_convs", 1) != 1 else []),
              *_distill_lines(s.get("distill")),
              f"Machine: {m['cpu']} ({m['logical_cores']} logical cores), torch {m['torch']} ({s['torch_threads']} "
-             f"threads for training). Load average {result['loadavg_start']} at the start, {result['loadavg_end']} "
+             f"threads for training{', bf16 autocast' if s.get('precision') == 'bf16' else ''}). Load average {result['loadavg_start']} at the start, {result['loadavg_end']} "
              f"at the end; {result['started']} to {result['finished']}.", ""]
     head = ["Network"] + [f"{c} @{x}" for x in sizes for c in ("Dice", "p50 ms", "x U-net(16)", "Pareto")]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -600,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skeletons", nargs="+", default=None, metavar="SPEC",
                     help="U-nets of other per-level width, op and convs, e.g. 8c2-32c2-64c2-128c2-256c2 or "
                          "/2:16c2-32c2-64s2-128s2 (search.core.derived.unet_skeleton), each with ResNet18 QC")
+    ap.add_argument("--baselines", nargs="+", default=None, metavar="KEY", choices=BASELINE_KEYS,
+                    help=f"the U-net baselines to train (default: all of {', '.join(BASELINE_KEYS)}; {REFERENCE}, the "
+                         "reference of every ratio, is always trained)")
     ap.add_argument("--time-at", type=int, nargs="+", default=None, metavar="SIZE",
                     help="also time the networks trained at the first --sizes at these input sizes, seg + QC as "
                          "Table II does (e.g. 256, its deployment input)")
@@ -619,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default: the run's timed_runs)")
     ap.add_argument("--work", type=Path, default=None, help="cache of trained networks (default: <run>/size_table)")
     ap.add_argument("--device", default="cpu", help="torch device for training (scoring and timing: CPU)")
+    precision.add_argument(ap, default="fp32", why=": the tables before this option trained in fp32, and their "
+                           "cached networks are read back only under it")
     ap.add_argument("--out", type=Path, default=None, help="default: docs/bench/size_table_<task>.json")
     ap.add_argument("--from-json", type=Path, default=None, help="re-render the markdown of a written JSON")
     args = ap.parse_args(argv)
@@ -638,11 +651,13 @@ def main(argv: list[str] | None = None) -> int:
         distill = (DistillSettings(tuple(args.distill), args.teacher, args.distill_weight, args.distill_temperature)
                    if args.distill else None)
         logging.basicConfig(level=logging.INFO, format="    %(message)s")
+        precision.use_args(args, None)
         result = run(args.run, sizes=args.sizes, variants=args.variants, epochs=args.epochs, with_qc=args.with_qc,
                      threads=args.threads, torch_threads=args.torch_threads, warmup=args.warmup, repeats=args.repeats,
                      work=args.work, device=args.device, controls=args.controls, train_seeds=args.train_seeds,
                      genotypes=args.genotypes, stem_convs=args.stem_convs, skeletons=args.skeletons,
-                     time_at=args.time_at, qc_epochs=args.qc_epochs, distill=distill, seg_restarts=args.seg_restarts)
+                     time_at=args.time_at, qc_epochs=args.qc_epochs, distill=distill, seg_restarts=args.seg_restarts,
+                     baselines=args.baselines)
         out = args.out or ROOT / "docs" / "bench" / f"size_table_{result['task']}.json"
     # re-rendered from a JSON file: that file is left as it is (unless --out names another)
     write_report(out, None if args.from_json is not None and out == args.from_json else result, markdown(result))

@@ -241,6 +241,10 @@ def test_skeletons_join_as_seg_networks_with_resnet_qc_and_a_bad_spec_is_named(t
         assert type(qc) is qc_type, key
         with torch.no_grad():
             assert seg.eval()(torch.rand(1, 3, 32, 32)).shape == (1, cfg.task.num_classes, 32, 32), key
+    only16 = [n.key for n in bench.networks(run, cfg, [], skeletons=["8c1-16s2"], baselines=["unet16"])]
+    assert only16 == ["skeleton_8c1-16s2", "unet16"]  # --baselines unet16: U-net(8) not trained
+    kept = [n.key for n in bench.networks(run, cfg, [], skeletons=["8c1-16s2"], baselines=["unet8"])]
+    assert kept == ["skeleton_8c1-16s2", "unet8", "unet16"]  # the reference of every ratio always stays
     with pytest.raises(SystemExit, match=r"--skeletons: .*'8c2-16q2'"):
         bench.networks(run, cfg, [], skeletons=["8c2-16q2"])
     with pytest.raises(SystemExit, match=r"'/1:8c2-16c2' is '8c2-16c2', given twice"):

@@ -12,6 +12,8 @@ Scenarios:
         run; only rank 0 calls the checkpoint writer.
     search: msnas-hw's ``ArchitectureSearch`` (DDP weight steps, averaged arch steps) interrupted
         after step 2 resumes from rank 0's checkpoint on both ranks and finishes in sync.
+    restarts: ``fit_with_restarts`` with a floor no net reaches: rank 0 scores each attempt and both
+        ranks take the same branch (restart, keep the best attempt), with the same weights after it.
 """
 
 from __future__ import annotations
@@ -218,13 +220,39 @@ def scenario_search(folder: Path) -> dict:
             "alpha_moved": float((resumed.supernet.alpha - TinySupernet().alpha).detach().abs().max())}
 
 
+def scenario_restarts(folder: Path) -> dict:
+    from search.train.restarts import RestartPolicy, fit_with_restarts
+
+    saves: list[int] = []
+    original = loop._save
+
+    def counting_save(*args, **kwargs):
+        saves.append(distributed.rank())
+        return original(*args, **kwargs)
+
+    def loss_fn(model, batch):
+        x, labels = batch
+        return nn.functional.cross_entropy(model(x), labels)
+
+    loop._save = counting_save
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    result = fit_with_restarts(net, loss_fn, Labelled(8, 5), loop.TrainConfig(epochs=2, batch_size=4, lr=0.02, seed=6),
+                               checkpoint=folder / "seg.pt", policy=RestartPolicy(floor=0.99, max_restarts=1,
+                                                                                  max_frames=8), name="tiny")
+    loop._save = original
+    distributed.barrier()
+    return {"record": result.record(), "digests": distributed.digests(net), "saves": saves,
+            "restart_checkpoint": (folder / "seg.restart1.pt").is_file()}
+
+
 def main(out: str) -> int:
     assert distributed.init_from_env(), "run me under torchrun with more than one process"
     torch.set_num_threads(1)
     folder = Path(out)
     results = {"rank": distributed.rank(), "world": distributed.world_size(), "grads": scenario_grads(),
                "shards": scenario_shards(), "step": scenario_step(), "fit": scenario_fit(folder),
-               "search": scenario_search(folder)}
+               "search": scenario_search(folder), "restarts": scenario_restarts(folder)}
     (folder / f"rank{distributed.rank()}.json").write_text(json.dumps(results))
     return 0
 

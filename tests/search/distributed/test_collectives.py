@@ -63,3 +63,14 @@ def test_search_resumes_from_rank0_checkpoint_in_sync(ranks):
     assert a["phases"] == ["warmup", "search", "search", "search"]
     assert a["digests"] == b["digests"] and a["alpha_moved"] > 1e-3
     assert b["saves"] == [] and a["saves"] == [0, 0, 0, 0]  # steps 1, 2, then 3, 4 after resuming
+
+
+def test_collapse_restarts_decided_on_rank0_and_taken_by_both(ranks):
+    a, b = ranks[0]["restarts"], ranks[1]["restarts"]
+    assert a["record"] == b["record"]  # rank 0's verdict, shared: the same attempts, seeds and kept index
+    attempts = a["record"]["attempts"]
+    assert [r["attempt"] for r in attempts] == [0, 1] and all(r["collapsed"] for r in attempts)
+    assert attempts[0]["seed"] != attempts[1]["seed"] and a["record"]["collapsed"]
+    assert a["digests"] == b["digests"]  # the same weights kept on both ranks
+    assert b["saves"] == [] and len(a["saves"]) == 2 * 2  # two epochs per attempt, written by rank 0 alone
+    assert a["restart_checkpoint"]
