@@ -56,8 +56,8 @@ if str(ROOT) not in sys.path:  # run as ``python bench/size_table.py``
 from bench.report import write_report  # noqa: E402
 from search.train import precision  # noqa: E402  (torch-free: the --precision option)
 
-REFERENCE = "unet16"
-BASELINE_KEYS = ("unet8", "unet16")  # segqc_hw.experiment.BASELINES, without importing torch for the parser  # latency ratios are to U-net(16) at the same size
+REFERENCE = "unet16"  # latency ratios are to U-net(16) at the same size
+BASELINE_KEYS = ("unet8", "unet16")  # segqc_hw.experiment.BASELINES, without importing torch for the parser
 
 
 @dataclass(frozen=True)
@@ -512,8 +512,8 @@ def markdown(result: dict) -> str:
                 "stem convs (the searches ran with the run's own stem).", ""] if s.get("stem_convs", 1) != 1 else []),
              *_distill_lines(s.get("distill")),
              f"Machine: {m['cpu']} ({m['logical_cores']} logical cores), torch {m['torch']} ({s['torch_threads']} "
-             f"threads for training{', bf16 autocast' if s.get('precision') == 'bf16' else ''}). Load average {result['loadavg_start']} at the start, {result['loadavg_end']} "
-             f"at the end; {result['started']} to {result['finished']}.", ""]
+             f"threads for training{', bf16 autocast' if s.get('precision') == 'bf16' else ''}). Load average "
+             f"{result['loadavg_start']} at the start, {result['loadavg_end']} at the end; {result['started']} to {result['finished']}.", ""]
     head = ["Network"] + [f"{c} @{x}" for x in sizes for c in ("Dice", "p50 ms", "x U-net(16)", "Pareto")]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label in result["networks"].items():

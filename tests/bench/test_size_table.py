@@ -241,6 +241,9 @@ def test_skeletons_join_as_seg_networks_with_resnet_qc_and_a_bad_spec_is_named(t
         assert type(qc) is qc_type, key
         with torch.no_grad():
             assert seg.eval()(torch.rand(1, 3, 32, 32)).shape == (1, cfg.task.num_classes, 32, 32), key
+    from search.methods.segqc_hw.experiment import BASELINES
+
+    assert bench.BASELINE_KEYS == BASELINES  # the parser's torch-free copy
     only16 = [n.key for n in bench.networks(run, cfg, [], skeletons=["8c1-16s2"], baselines=["unet16"])]
     assert only16 == ["skeleton_8c1-16s2", "unet16"]  # --baselines unet16: U-net(8) not trained
     kept = [n.key for n in bench.networks(run, cfg, [], skeletons=["8c1-16s2"], baselines=["unet8"])]
