@@ -18,6 +18,7 @@ Scenarios:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -129,7 +130,9 @@ class Interrupted(Exception):
     pass
 
 
-def scenario_fit(folder: Path) -> dict:
+@contextlib.contextmanager
+def _counting_saves():
+    """``loop._save`` wrapped to record the rank of every checkpoint written, restored on leaving; yields the list."""
     saves: list[int] = []
     original = loop._save
 
@@ -138,36 +141,45 @@ def scenario_fit(folder: Path) -> dict:
         return original(*args, **kwargs)
 
     loop._save = counting_save
-    cfg = loop.TrainConfig(epochs=3, batch_size=4, lr=0.02, seed=4)
-    ds = Pairs(10, seed=3)
-
-    def loss_fn(model, batch):
-        x, y, _ = batch
-        return nn.functional.mse_loss(model(x), y)
-
-    def model():
-        torch.manual_seed(0)
-        return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
-
-    straight = model()
-    loop.fit(straight, loss_fn, ds, cfg, checkpoint=folder / "straight.pt")
-
-    def stop_after_first(epoch, epochs, loss):
-        if epoch == 1:
-            raise Interrupted
-
-    broken = model()
     try:
-        loop.fit(broken, loss_fn, ds, cfg, checkpoint=folder / "resumed.pt", progress=stop_after_first)
-    except Interrupted:
-        pass
-    distributed.barrier()
-    resumed = model()
-    losses = loop.fit(resumed, loss_fn, ds, cfg, checkpoint=folder / "resumed.pt")
-    loop._save = original
-    same = all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
-    return {"resumed_equals_straight": same, "losses": losses, "save_calls": saves,
-            "digests": distributed.digests(resumed)}
+        yield saves
+    finally:
+        loop._save = original
+
+
+def _tiny_net() -> nn.Module:
+    """``(N, 2, H, W) -> (N, 2, H, W)``: conv, BatchNorm, ReLU, 1x1 conv, seeded."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+
+
+def scenario_fit(folder: Path) -> dict:
+    with _counting_saves() as saves:
+        cfg = loop.TrainConfig(epochs=3, batch_size=4, lr=0.02, seed=4)
+        ds = Pairs(10, seed=3)
+
+        def loss_fn(model, batch):
+            x, y, _ = batch
+            return nn.functional.mse_loss(model(x), y)
+
+        straight = _tiny_net()
+        loop.fit(straight, loss_fn, ds, cfg, checkpoint=folder / "straight.pt")
+
+        def stop_after_first(epoch, epochs, loss):
+            if epoch == 1:
+                raise Interrupted
+
+        broken = _tiny_net()
+        try:
+            loop.fit(broken, loss_fn, ds, cfg, checkpoint=folder / "resumed.pt", progress=stop_after_first)
+        except Interrupted:
+            pass
+        distributed.barrier()
+        resumed = _tiny_net()
+        losses = loop.fit(resumed, loss_fn, ds, cfg, checkpoint=folder / "resumed.pt")
+        same = all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+        return {"resumed_equals_straight": same, "losses": losses, "save_calls": saves,
+                "digests": distributed.digests(resumed)}
 
 
 class Labelled(Dataset):
@@ -223,24 +235,16 @@ def scenario_search(folder: Path) -> dict:
 def scenario_restarts(folder: Path) -> dict:
     from search.train.restarts import RestartPolicy, fit_with_restarts
 
-    saves: list[int] = []
-    original = loop._save
-
-    def counting_save(*args, **kwargs):
-        saves.append(distributed.rank())
-        return original(*args, **kwargs)
-
     def loss_fn(model, batch):
         x, labels = batch
         return nn.functional.cross_entropy(model(x), labels)
 
-    loop._save = counting_save
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
-    result = fit_with_restarts(net, loss_fn, Labelled(8, 5), loop.TrainConfig(epochs=2, batch_size=4, lr=0.02, seed=6),
-                               checkpoint=folder / "seg.pt", policy=RestartPolicy(floor=0.99, max_restarts=1,
-                                                                                  max_frames=8), name="tiny")
-    loop._save = original
+    net = _tiny_net()
+    with _counting_saves() as saves:
+        result = fit_with_restarts(net, loss_fn, Labelled(8, 5),
+                                   loop.TrainConfig(epochs=2, batch_size=4, lr=0.02, seed=6),
+                                   checkpoint=folder / "seg.pt",
+                                   policy=RestartPolicy(floor=0.99, max_restarts=1, max_frames=8), name="tiny")
     distributed.barrier()
     return {"record": result.record(), "digests": distributed.digests(net), "saves": saves,
             "restart_checkpoint": (folder / "seg.restart1.pt").is_file()}

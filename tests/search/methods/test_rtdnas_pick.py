@@ -127,8 +127,8 @@ def test_drawn_gene_pools_keep_the_cell_draws_shed_paths_to_fit_and_go_on_to_the
     shutil.copytree(tmp_path / "heaviest", tmp_path / "loose")
     exp_h.pick_cells(final, table)
     same = json.loads((tmp_path / "heaviest" / "pick.json").read_text())["candidates"]
-    exp, final_s = RtdnasExperiment(drawn, tmp_path / "loose"), final
-    exp.pick_cells(final_s, table)
+    exp = RtdnasExperiment(drawn, tmp_path / "loose")
+    exp.pick_cells(final, table)
     loose = json.loads((tmp_path / "loose" / "pick.json").read_text())["candidates"]
     assert [c["cells"] for c in loose] == [c["cells"] for c in same]  # the same cell draws, other paths
     assert "pool" not in loose[0] and loose[0]["paths"] == same[0]["paths"]  # candidate 0: argmax, heaviest paths
@@ -145,8 +145,8 @@ def test_drawn_gene_pools_keep_the_cell_draws_shed_paths_to_fit_and_go_on_to_the
     monkeypatch.setattr(RtdnasExperiment, "train_network", fake_train)
     monkeypatch.setattr(RtdnasExperiment, "measure_one", lambda self, g: {"p95_ms": 1.0, "fps": 1000.0})
     exp = RtdnasExperiment(drawn, tmp_path / "tight")  # the same search round (its supernet), another bound
-    picked = exp.pick_cells({**final_s, "ub_ms": ub}, table,
-                            tmp_path / "loose" / "rounds" / f"r{final_s['round']}" / "supernet.pt")
+    picked = exp.pick_cells({**final, "ub_ms": ub}, table,
+                            tmp_path / "loose" / "rounds" / f"r{final['round']}" / "supernet.pt")
     cands = json.loads((tmp_path / "tight" / "pick.json").read_text())["candidates"]
     c1 = cands[1]
     assert c1["pool"] == loose[1]["pool"] and c1["n_paths"] < 3 and (c1["within_ub"] or c1["n_paths"] == 1)
